@@ -1,0 +1,3 @@
+from florist_grpc.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""Bearer-token authentication and role checks, as one grpc.aio interceptor.
+
+The auth file holds `ROLE SHA256_HEX_OF_TOKEN [NAME]` lines (`#` comments): the server never stores tokens,
+only their hashes. `viewer` may read and stream; `admin` may do everything. Health checks need no token, so
+load balancers and orchestrators can probe the service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from florist_grpc.api.errors import abort, to_status
+from florist_grpc.errors import PermissionDenied, Unauthenticated
+
+ROLES = ("viewer", "admin")
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
+VIEWER_METHODS = frozenset(
+    {
+        "/florist.v1.JobService/GetJob",
+        "/florist.v1.JobService/ListJobs",
+        "/florist.v1.CatalogService/GetCatalog",
+        "/florist.v1.TrainingService/StreamMetrics",
+        "/florist.v1.TrainingService/StreamLogs",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:  # grpc's runtime class is not generic; only the stubs are
+    Handler = grpc.RpcMethodHandler
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str
+    name: str
+
+
+class AuthFileError(ValueError):
+    pass
+
+
+def load_auth_file(path: Path) -> dict[str, Principal]:
+    """token sha256 hex -> principal. Raises AuthFileError naming the bad line."""
+    tokens: dict[str, Principal] = {}
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AuthFileError(f"cannot read auth file {path}: {exc}") from exc
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) not in (2, 3) or parts[0] not in ROLES:
+            raise AuthFileError(f"{path}:{number}: expected 'ROLE SHA256_HEX [NAME]' with ROLE in {ROLES}")
+        digest = parts[1].lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise AuthFileError(f"{path}:{number}: the second field must be a SHA-256 hex digest")
+        tokens[digest] = Principal(parts[0], parts[2] if len(parts) == 3 else f"line {number}")
+    if not tokens:
+        raise AuthFileError(f"auth file {path} has no tokens")
+    return tokens
+
+
+def authorize(tokens: dict[str, Principal], method: str, metadata: dict[str, str]) -> Principal | None:
+    """The caller's principal, None for public methods; raises Unauthenticated / PermissionDenied."""
+    if method.startswith(PUBLIC_PREFIXES):
+        return None
+    header = metadata.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing 'authorization: Bearer TOKEN' metadata")
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    principal = next((p for d, p in tokens.items() if hmac.compare_digest(d, digest)), None)
+    if principal is None:
+        raise Unauthenticated("unknown token")
+    if principal.role != "admin" and method not in VIEWER_METHODS:
+        raise PermissionDenied(f"{principal.name} ({principal.role}) may not call {method}")
+    return principal
+
+
+def _deny(handler: Handler, status: grpc.Status) -> Handler:
+    async def abort_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await abort(context, status)
+
+    async def abort_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await abort(context, status)
+        yield  # pragma: no cover - makes this an async generator
+
+    kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort_stream, **kwargs)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort_unary, **kwargs)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort_stream, **kwargs)
+    return grpc.unary_unary_rpc_method_handler(abort_unary, **kwargs)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(self, tokens: dict[str, Principal]) -> None:
+        self._tokens = tokens
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+        try:
+            authorize(self._tokens, handler_call_details.method, metadata)
+        except (Unauthenticated, PermissionDenied) as exc:
+            return _deny(handler, to_status(exc))
+        return handler

@@ -1,0 +1,166 @@
+"""Every mapping between florist.v1 messages and domain objects lives here."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from florist_grpc.errors import FieldViolation, InvalidArgument
+from florist_grpc.jobs import catalog
+from florist_grpc.jobs.model import Client, Job, JobState, JsonObject, MetricsEvent
+from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
+from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
+from florist_grpc.store.base import PageCursor
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> JsonObject:
+    out: JsonObject = json_format.MessageToDict(struct)
+    return out
+
+
+def dict_to_struct(value: JsonObject) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+def _integral_floats_to_int(value: Any) -> Any:
+    # Struct has only doubles: 3 arrives as 3.0. Job configs keep integers as integers.
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_to_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_to_int(v) for v in value]
+    return value
+
+
+def timestamp(t: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if t is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(t)
+    return ts
+
+
+def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
+    """The user-settable fields of a Job message (output-only fields are ignored)."""
+    return Job(
+        id=job_id,
+        model=pb.model.strip(),
+        strategy=pb.strategy.strip(),
+        optimizer=pb.optimizer.strip(),
+        client_type=pb.client_type.strip(),
+        server_config=_integral_floats_to_int(struct_to_dict(pb.server_config)),
+        clients=[
+            Client(
+                data_path=c.data_path,
+                service_address=c.service_address.strip(),
+                redis_address=c.redis_address.strip(),
+            )
+            for c in pb.clients
+        ],
+        create_time=now,
+        server_address=pb.server_address.strip(),
+        redis_address=pb.redis_address.strip(),
+    )
+
+
+def job_to_proto(job: Job) -> job_pb2.Job:
+    pb = job_pb2.Job(
+        id=job.id,
+        state=job_pb2.JobState.ValueType(int(job.state)),
+        model=job.model,
+        strategy=job.strategy,
+        optimizer=job.optimizer,
+        client_type=job.client_type,
+        server_address=job.server_address,
+        redis_address=job.redis_address,
+        server_config=dict_to_struct(job.server_config),
+        server_uuid=job.server_uuid,
+        server_metrics=dict_to_struct(job.server_metrics),
+        error_message=job.error_message,
+        create_time=timestamp(job.create_time),
+        start_time=timestamp(job.start_time),
+        end_time=timestamp(job.end_time),
+    )
+    for c in job.clients:
+        pb.clients.append(
+            job_pb2.ClientInfo(
+                service_address=c.service_address,
+                data_path=c.data_path,
+                redis_address=c.redis_address,
+                uuid=c.uuid,
+                state=job_pb2.ClientState.ValueType(int(c.state)),
+                metrics=dict_to_struct(c.metrics),
+                error_message=c.error_message,
+            )
+        )
+    return pb
+
+
+def event_to_proto(event: MetricsEvent) -> training_pb.MetricsEvent:
+    return training_pb.MetricsEvent(
+        job_id=event.job_id,
+        sequence=event.sequence,
+        time=timestamp(event.time),
+        source=training_pb.EventSource(
+            kind=training_pb.SourceKind.ValueType(int(event.source.kind)),
+            client_uuid=event.source.client_uuid,
+            client_index=max(event.source.client_index, 0),
+        ),
+        patch=dict_to_struct(event.patch),
+        job_state=job_pb2.JobState.ValueType(int(event.job_state)),
+    )
+
+
+def catalog_to_proto() -> catalog_pb.GetCatalogResponse:
+    return catalog_pb.GetCatalogResponse(
+        models=[
+            catalog_pb.ModelInfo(
+                name=m.name, description=m.description, input_shape=list(m.input_shape), num_classes=m.num_classes
+            )
+            for m in catalog.MODELS.values()
+        ],
+        strategies=[
+            catalog_pb.StrategyInfo(
+                name=s.name,
+                description=s.description,
+                client_types=list(s.client_types),
+                config_schema=dict_to_struct(catalog.config_schema(s.name)),
+            )
+            for s in catalog.STRATEGIES.values()
+        ],
+        optimizers=[
+            catalog_pb.OptimizerInfo(name=o.name, description=o.description) for o in catalog.OPTIMIZERS.values()
+        ],
+    )
+
+
+# --- ListJobs page tokens -------------------------------------------------------------------------------------
+# A token is the position after the last job of a page (create time, id) plus the filter it was made for, so a
+# page never shifts when newer jobs are added, and a token cannot be replayed against a different filter.
+
+
+def encode_page_token(job: Job, state: JobState) -> str:
+    body = {"t": job.create_time.timestamp(), "id": job.id, "s": int(state)}
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, state: JobState) -> PageCursor | None:
+    if not token:
+        return None
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        cursor = PageCursor(datetime.fromtimestamp(float(body["t"]), tz=UTC), str(body["id"]))
+        token_state = int(body["s"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument([FieldViolation("page_token", "is not a token returned by ListJobs")]) from exc
+    if token_state != int(state):
+        raise InvalidArgument([FieldViolation("page_token", "was issued for a different state filter")])
+    return cursor

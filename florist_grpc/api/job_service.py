@@ -1,0 +1,55 @@
+"""florist.v1.JobService."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from florist_grpc.api import convert
+from florist_grpc.api.errors import unary
+from florist_grpc.errors import FieldViolation, InvalidArgument
+from florist_grpc.jobs.model import JobState
+from florist_grpc.jobs.registry import JobRegistry
+from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
+from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def job_state_of(value: int, field: str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        raise InvalidArgument([FieldViolation(field, f"unknown JobState {value}")]) from None
+
+
+class JobServicer(pb_grpc.JobServiceServicer):
+    def __init__(self, registry: JobRegistry) -> None:
+        self._registry = registry
+
+    @unary
+    async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
+        if not request.HasField("job"):
+            raise InvalidArgument([FieldViolation("job", "is required")])
+        job = convert.job_from_proto(request.job, "", datetime.now(UTC))
+        created = await self._registry.create(job, request.request_id)
+        return pb.CreateJobResponse(job=convert.job_to_proto(created))
+
+    @unary
+    async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
+        return pb.GetJobResponse(job=convert.job_to_proto(await self._registry.get(request.job_id)))
+
+    @unary
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
+        state = job_state_of(request.state, "state")
+        after = convert.decode_page_token(request.page_token, state)
+        jobs, more = await self._registry.list(request.page_size, after, state)
+        token = convert.encode_page_token(jobs[-1], state) if more and jobs else ""
+        return pb.ListJobsResponse(jobs=[convert.job_to_proto(j) for j in jobs], next_page_token=token)
+
+    @unary
+    async def DeleteJob(self, request: pb.DeleteJobRequest, context: Context) -> pb.DeleteJobResponse:
+        await self._registry.delete(request.job_id)
+        return pb.DeleteJobResponse()

@@ -1,0 +1,86 @@
+"""florist.v1.TrainingService."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from florist_grpc.api import convert
+from florist_grpc.api.errors import streaming, unary
+from florist_grpc.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from florist_grpc.jobs.registry import JobRegistry
+from florist_grpc.jobs.training import Trainer
+from florist_grpc.launch.logs import follow_log
+from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.stream import job_events
+from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
+from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
+from florist_grpc.store.base import JobStore
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _require_job_id(job_id: str) -> None:
+    if not job_id:
+        raise InvalidArgument([FieldViolation("job_id", "is required")])
+
+
+class TrainingServicer(pb_grpc.TrainingServiceServicer):
+    def __init__(self, trainer: Trainer, registry: JobRegistry, store: JobStore, hub: EventHub) -> None:
+        self._trainer = trainer
+        self._registry = registry
+        self._store = store
+        self._hub = hub
+
+    @unary
+    async def StartTraining(self, request: pb.StartTrainingRequest, context: Context) -> pb.StartTrainingResponse:
+        _require_job_id(request.job_id)
+        server_uuid, client_uuids = await self._trainer.start(request.job_id)
+        return pb.StartTrainingResponse(server_uuid=server_uuid, client_uuids=client_uuids)
+
+    @unary
+    async def StopTraining(self, request: pb.StopTrainingRequest, context: Context) -> pb.StopTrainingResponse:
+        _require_job_id(request.job_id)
+        await self._trainer.stop(request.job_id)
+        return pb.StopTrainingResponse(job=convert.job_to_proto(await self._registry.get(request.job_id)))
+
+    @streaming
+    async def StreamMetrics(
+        self, request: pb.StreamMetricsRequest, context: Context
+    ) -> AsyncIterator[pb.StreamMetricsResponse]:
+        _require_job_id(request.job_id)
+        async for event in job_events(self._store, self._hub, request.job_id, request.after_sequence):
+            yield pb.StreamMetricsResponse(event=convert.event_to_proto(event))
+
+    @streaming
+    async def StreamLogs(self, request: pb.StreamLogsRequest, context: Context) -> AsyncIterator[pb.StreamLogsResponse]:
+        _require_job_id(request.job_id)
+        if request.offset < 0:
+            raise InvalidArgument([FieldViolation("offset", "must not be negative")])
+        job = await self._registry.get(request.job_id)
+        which = request.source.WhichOneof("source") if request.HasField("source") else None
+        key = "server"
+        if which == "client_index":
+            if not 0 <= request.source.client_index < len(job.clients):
+                raise InvalidArgument([FieldViolation("source.client_index", f"must be in 0..{len(job.clients) - 1}")])
+            key = f"client{request.source.client_index}"
+        elif which == "client_uuid":
+            matches = [i for i, c in enumerate(job.clients) if c.uuid and c.uuid == request.source.client_uuid]
+            if not matches:
+                raise InvalidArgument([FieldViolation("source.client_uuid", "is not a client of this job")])
+            key = f"client{matches[0]}"
+        if key != "server" and job.clients[int(key[6:])].service_address:
+            raise FailedPrecondition(
+                f"{key} runs on agent {job.clients[int(key[6:])].service_address}; read its log there"
+            )
+
+        async def finished() -> bool:
+            current = await self._registry.get(request.job_id)
+            return current.state.terminal
+
+        path = Path(self._trainer.log_path(job.id, key))
+        async for text, next_offset in follow_log(path, request.offset, request.follow, finished):
+            yield pb.StreamLogsResponse(text=text, next_offset=next_offset)

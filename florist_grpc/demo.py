@@ -1,0 +1,54 @@
+"""`florist-grpc demo`: serve on the embedded defaults, train a real FedAvg job through the gRPC API, show it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import grpc
+
+from florist_grpc.api.convert import dict_to_struct
+from florist_grpc.config import Settings
+from florist_grpc.fl.data import write_synthetic
+from florist_grpc.progress import Progress
+from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
+from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
+from florist_grpc.server import ControlPlane
+
+
+async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:
+    began = time.monotonic()
+    plane = ControlPlane(Settings(port=0, data_dir=data_dir))
+    await plane.start()
+    address = f"127.0.0.1:{plane.port}"
+    print(f"florist-grpc listening on {address}", flush=True)
+    try:
+        paths = write_synthetic(data_dir.resolve() / "demo-data", n_clients)
+        print(f"wrote synthetic data for {n_clients} clients: {', '.join(str(p) for p in paths)}")
+        async with grpc.aio.insecure_channel(address) as channel:
+            jobs = job_service_pb2_grpc.JobServiceStub(channel)
+            training = training_grpc.TrainingServiceStub(channel)
+            job = job_pb2.Job(
+                model="MLP",
+                strategy="FEDAVG",
+                optimizer="SGD",
+                client_type="FEDAVG",
+                server_config=dict_to_struct({"n_server_rounds": rounds, "batch_size": 32, "local_epochs": 1}),
+                clients=[job_pb2.ClientInfo(data_path=str(p)) for p in paths],
+            )
+            created = (await jobs.CreateJob(job_service_pb2.CreateJobRequest(job=job), timeout=30)).job
+            print(f"created job {created.id} (FEDAVG, MLP, {rounds} rounds, FL server on {created.server_address})")
+            started = await training.StartTraining(training_pb.StartTrainingRequest(job_id=created.id), timeout=60)
+            print(f"started: server {started.server_uuid[:8]}, clients {[u[:8] for u in started.client_uuids]}")
+            progress = Progress()
+            stream = training.StreamMetrics(training_pb.StreamMetricsRequest(job_id=created.id), timeout=600)
+            async for response in stream:
+                progress.apply(response.event)
+        print()
+        for line in progress.summary():
+            print(line)
+        print(f"final state: {job_pb2.JobState.Name(progress.state)} in {time.monotonic() - began:.1f}s")
+        return 0 if progress.state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY else 1
+    finally:
+        await plane.stop()

@@ -1,0 +1,133 @@
+"""The FL client process: `python -m florist_grpc.fl.client RUN_JSON`.
+
+Exit codes: 0 done, 2 unusable data (the message names the file), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from florist_grpc.fl.process import prepare_process
+from florist_grpc.fl.run_config import ClientRun
+
+log = logging.getLogger("florist.fl.client")
+EXIT_BAD_DATA = 2
+
+
+def build_client(cfg: ClientRun) -> Any:
+    import numpy as np
+    import torch
+    from flwr.client import NumPyClient
+    from torch.utils.data import DataLoader
+
+    from florist_grpc.fl.data import load_split
+    from florist_grpc.fl.models import build_model
+    from florist_grpc.fl.optimizers import build_optimizer
+    from florist_grpc.fl.reporter import RedisReporter, now
+    from florist_grpc.fl.strategies import TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY, VAL_LOSS
+
+    config = cfg.server_config
+    seed = int(config.get("seed", 0))
+    split = load_split(Path(cfg.data_path), cfg.model, float(config.get("validation_fraction", 0.2)), seed)
+    reporter = RedisReporter(cfg.redis_address, cfg.uuid)
+    reporter.report_values(host_type="client", initialized=now())
+    model = build_model(cfg.model, seed)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batch_size = int(config["batch_size"])
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(split.train, batch_size=batch_size, shuffle=True, generator=generator)
+    val_loader = DataLoader(split.validation, batch_size=batch_size)
+
+    def set_weights(parameters: list[np.ndarray]) -> None:
+        keys = list(model.state_dict().keys())
+        model.load_state_dict({k: torch.as_tensor(v) for k, v in zip(keys, parameters, strict=True)})
+
+    def get_weights() -> list[np.ndarray]:
+        return [v.detach().cpu().numpy() for v in model.state_dict().values()]
+
+    class Client(NumPyClient):
+        def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
+            return get_weights()
+
+        def fit(
+            self, parameters: list[np.ndarray], ins: dict[str, Any]
+        ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
+            server_round = int(ins.get("current_server_round", 0))
+            reporter.report_round(server_round, round_start=now())
+            set_weights(parameters)
+            mu = float(ins.get("proximal_weight", 0.0)) if cfg.client_type == "FEDPROX" else 0.0
+            global_weights = [p.detach().clone() for p in model.parameters()]
+            optimizer = build_optimizer(cfg.optimizer, model.parameters(), config)
+            model.train()
+            total_loss, correct, seen = 0.0, 0, 0
+            for _ in range(int(config["local_epochs"])):
+                for x, y in train_loader:
+                    optimizer.zero_grad()
+                    logits = model(x)
+                    loss = loss_fn(logits, y)
+                    if mu > 0:
+                        loss = loss + mu / 2 * sum(
+                            ((p - g) ** 2).sum() for p, g in zip(model.parameters(), global_weights, strict=True)
+                        )
+                    loss.backward()
+                    optimizer.step()
+                    total_loss += float(loss) * len(y)
+                    correct += int((logits.argmax(1) == y).sum())
+                    seen += len(y)
+            metrics = {TRAIN_LOSS: total_loss / max(seen, 1), TRAIN_ACCURACY: correct / max(seen, 1)}
+            reporter.report_round(
+                server_round,
+                fit_round_losses={"backward": metrics[TRAIN_LOSS]},
+                fit_round_metrics={TRAIN_ACCURACY: metrics[TRAIN_ACCURACY]},
+            )
+            return get_weights(), len(split.train), metrics
+
+        def evaluate(self, parameters: list[np.ndarray], ins: dict[str, Any]) -> tuple[float, int, dict[str, Any]]:
+            server_round = int(ins.get("current_server_round", 0))
+            set_weights(parameters)
+            model.eval()
+            total_loss, correct, seen = 0.0, 0, 0
+            with torch.no_grad():
+                for x, y in val_loader:
+                    logits = model(x)
+                    total_loss += float(loss_fn(logits, y)) * len(y)
+                    correct += int((logits.argmax(1) == y).sum())
+                    seen += len(y)
+            loss, accuracy = total_loss / max(seen, 1), correct / max(seen, 1)
+            reporter.report_round(
+                server_round,
+                eval_round_loss={"checkpoint": loss},
+                eval_round_metrics={VAL_ACCURACY: accuracy, VAL_LOSS: loss},
+                round_end=now(),
+            )
+            return loss, len(split.validation), {VAL_ACCURACY: accuracy, VAL_LOSS: loss}
+
+    return Client(), reporter
+
+
+def main() -> None:
+    prepare_process()
+    from florist_grpc.fl import flower_api
+    from florist_grpc.fl.data import DataError
+    from florist_grpc.fl.reporter import now
+
+    cfg = ClientRun.from_json(sys.argv[1])
+    try:
+        client, reporter = build_client(cfg)
+    except DataError as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_DATA)
+    try:
+        flower_api.start_client(cfg.server_address, client)
+    except Exception as exc:
+        log.error("FL client failed: %s", exc, exc_info=True)
+        sys.exit(1)
+    reporter.report_values(shutdown=now())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The Job domain: model, validation, state machine and catalog."""

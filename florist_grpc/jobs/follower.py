@@ -1,0 +1,374 @@
+"""The follower: one thread that owns the runtime state of every IN_PROGRESS job.
+
+Reports (from the listener), process exits (from the watcher), stops and failures (from the API) all arrive as
+work items on one queue and are handled in order by one thread. That serialisation is what makes the event log
+of a job consistent: the last report of every source is read and persisted *before* the terminal state event,
+so a terminal event is always a job's last one. Nothing here blocks on a process: stopping sends SIGTERM, and
+later ticks escalate to SIGKILL and finish the job once every process is gone.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+
+from florist_grpc.errors import FailedPrecondition, NotFound, Unavailable
+from florist_grpc.jobs.model import (
+    SERVER_SOURCE,
+    ClientState,
+    JobState,
+    JsonObject,
+    MetricsEvent,
+    Source,
+)
+from florist_grpc.launch.handles import Exit, ProcessHandle
+from florist_grpc.launch.watcher import ProcessWatcher
+from florist_grpc.metrics.ingest import ReportIngest
+from florist_grpc.metrics.listener import ReportListener
+from florist_grpc.store.base import JobStore
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.2
+RETRY_SECONDS = 0.5
+
+
+@dataclass
+class RunningProcess:
+    source: Source
+    uuid: str
+    handle: ProcessHandle | None = None
+    exit: Exit | None = None
+    stopped_by_us: bool = False
+
+
+@dataclass
+class Ending:
+    state: JobState
+    message: str
+    kill_at: float
+    done: list[concurrent.futures.Future[MetricsEvent | None]] = field(default_factory=list)
+
+
+@dataclass
+class JobRun:
+    job_id: str
+    processes: dict[str, RunningProcess]  # by source key
+    reports: dict[str, JsonObject]  # last persisted report per source key
+    ending: Ending | None = None
+    server_done_at: float | None = None
+
+    @property
+    def server(self) -> RunningProcess:
+        return self.processes[SERVER_SOURCE.key]
+
+    @property
+    def clients(self) -> list[RunningProcess]:
+        return [p for key, p in self.processes.items() if key != SERVER_SOURCE.key]
+
+
+class JobFollower:
+    def __init__(
+        self,
+        store: JobStore,
+        redis_url: str,
+        publish: Callable[[MetricsEvent], None],
+        stop_grace: float = 5.0,
+        client_exit_grace: float = 15.0,
+    ) -> None:
+        self._store = store
+        self._publish = publish
+        self._ingest = ReportIngest(redis_url, store, publish)
+        self._listener = ReportListener(redis_url, self._notify)
+        self._watcher = ProcessWatcher(self._process_exited)
+        self._stop_grace = stop_grace
+        self._client_exit_grace = client_exit_grace
+        self._work: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._runs: dict[str, JobRun] = {}
+        self._by_uuid: dict[str, tuple[str, str]] = {}  # uuid -> (job_id, source key); follower thread only
+        self._pending: set[str] = set()  # uuids with a read already queued (coalesces bursts of notifications)
+        self._pending_lock = threading.Lock()
+        self._retry: dict[str, float] = {}  # uuid -> when to read it again after a failure
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="florist-job-follower", daemon=True)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._listener.start()
+        self._watcher.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._work.put(lambda: None)
+        self._thread.join(timeout=10)
+        self._watcher.stop()
+        self._listener.stop()
+        self._ingest.close()
+
+    @property
+    def redis_connected(self) -> bool:
+        return self._listener.connected.is_set()
+
+    def running_jobs(self) -> int:
+        return len(self._runs)
+
+    # --- called from other threads ------------------------------------------------------------------------------
+
+    def call(self, fn: Callable[[], MetricsEvent | None]) -> concurrent.futures.Future[MetricsEvent | None]:
+        """Run `fn` on the follower thread; its result or exception arrives in the future."""
+        future: concurrent.futures.Future[MetricsEvent | None] = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._work.put(work)
+        return future
+
+    def attach(self, job_id: str, processes: dict[str, RunningProcess], reports: dict[str, JsonObject]) -> None:
+        """Start following a job: subscribe to its sources and watch its processes (handles may come later)."""
+
+        def work() -> None:
+            run = JobRun(job_id, processes, reports)
+            self._runs[job_id] = run
+            for key, process in processes.items():
+                self._by_uuid[process.uuid] = (job_id, key)
+                if process.handle is not None:
+                    self._watcher.watch(job_id, key, process.handle)
+            self._listener.follow(p.uuid for p in processes.values())
+
+        self._work.put(work)
+
+    def set_handle(self, job_id: str, source_key: str, handle: ProcessHandle) -> None:
+        def work() -> None:
+            run = self._runs.get(job_id)
+            if run is None:
+                handle.kill()  # the job ended while this process was being launched: it must not outlive it
+                return
+            run.processes[source_key].handle = handle
+            self._watcher.watch(job_id, source_key, handle)
+            if run.ending is not None:
+                handle.terminate()
+
+        self._work.put(work)
+
+    def end(self, job_id: str, state: JobState, message: str = "") -> concurrent.futures.Future[MetricsEvent | None]:
+        """Stop every process of the job and move it to `state` once they are gone. The future gets the event."""
+        future: concurrent.futures.Future[MetricsEvent | None] = concurrent.futures.Future()
+
+        def work() -> None:
+            run = self._runs.get(job_id)
+            if run is None:
+                job = self._store.get_job(job_id)
+                if job is None:
+                    future.set_exception(NotFound(f"job {job_id} not found"))
+                elif job.state is JobState.IN_PROGRESS and state.terminal:
+                    # In progress but not followed here (another replica, or a start that never attached).
+                    future.set_result(self._finish_unfollowed(job_id, state, message))
+                else:
+                    future.set_exception(FailedPrecondition(f"job {job_id} is {job.state.name}, not IN_PROGRESS"))
+                return
+            self._begin_ending(run, state, message, future)
+
+        self._work.put(work)
+        return future
+
+    def _notify(self, uuid: str) -> None:
+        with self._pending_lock:
+            if uuid in self._pending:
+                return
+            self._pending.add(uuid)
+        self._work.put(lambda: self._read(uuid))
+
+    def _process_exited(self, job_id: str, source_key: str, status: Exit) -> None:
+        self._work.put(lambda: self._on_exit(job_id, source_key, status))
+
+    # --- the follower thread ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + TICK_SECONDS
+        while not self._stopped.is_set():
+            try:
+                item = self._work.get(timeout=max(0.0, next_tick - time.monotonic()))
+            except queue.Empty:
+                item = None
+            try:
+                if item is not None:
+                    item()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + TICK_SECONDS
+                    self._tick()
+            except Exception:
+                log.exception("follower work item failed")
+
+    def _read(self, uuid: str) -> None:
+        with self._pending_lock:
+            self._pending.discard(uuid)
+        located = self._by_uuid.get(uuid)
+        if located is None:
+            return
+        run = self._runs.get(located[0])
+        if run is not None:
+            self._reconcile(run, located[1])
+
+    def _reconcile(self, run: JobRun, key: str) -> bool:
+        """Persist what `key`'s source reported since the last event; False if it must be retried."""
+        process = run.processes[key]
+        try:
+            report = self._ingest.read(process.uuid)
+            if report is not None:
+                if self._ingest.persist(run.job_id, process.source, run.reports.get(key, {}), report) is not None:
+                    run.reports[key] = report
+                elif report != run.reports.get(key, {}):
+                    # Not appended: the job is no longer IN_PROGRESS in the store (stopped elsewhere).
+                    run.reports[key] = report
+            self._retry.pop(process.uuid, None)
+            return True
+        except (redis.RedisError, OSError, Unavailable) as exc:
+            log.warning("reading report %s of job %s failed (%s); retrying", process.uuid, run.job_id, exc)
+            self._retry[process.uuid] = time.monotonic() + RETRY_SECONDS
+            return False
+
+    def _on_exit(self, job_id: str, key: str, status: Exit) -> None:
+        run = self._runs.get(job_id)
+        if run is None:
+            return
+        process = run.processes[key]
+        process.exit = status
+        self._reconcile(run, key)  # late keys written just before exiting
+        if key != SERVER_SOURCE.key:
+            if status.clean:
+                state = ClientState.FINISHED
+            else:
+                state = ClientState.STOPPED if process.stopped_by_us else ClientState.FAILED
+            self._store.set_client_state(
+                job_id,
+                process.source.client_index,
+                state,
+                self._failure_detail(process) if state is ClientState.FAILED else "",
+            )
+        self._evaluate(run)
+
+    def _failure_detail(self, process: RunningProcess) -> str:
+        assert process.exit is not None
+        tail = process.handle.log_tail() if process.handle is not None else ""
+        return f"{process.exit.describe()}" + (f"; last log lines:\n{tail}" if tail else "")
+
+    def _name(self, process: RunningProcess) -> str:
+        if process.source.key == SERVER_SOURCE.key:
+            return "FL server"
+        return f"FL client {process.source.client_index} ({process.uuid})"
+
+    def _evaluate(self, run: JobRun) -> None:
+        """Decide, from exits and reports, whether the job has ended and how."""
+        if run.ending is not None:
+            if all(p.exit is not None or p.handle is None for p in run.processes.values()):
+                self._finish(run)
+            return
+        server = run.server
+        server_report = run.reports.get(SERVER_SOURCE.key, {})
+        for client in run.clients:
+            if client.exit is None or client.exit.clean:
+                continue
+            if client.exit.code is None and (
+                "shutdown" in run.reports.get(client.source.key, {}) or "fit_end" in server_report
+            ):
+                continue
+            self._begin_ending(
+                run, JobState.FINISHED_WITH_ERROR, f"{self._name(client)} {self._failure_detail(client)}"
+            )
+            return
+        if server.exit is None:
+            return
+        if "fit_end" not in server_report:
+            self._begin_ending(
+                run,
+                JobState.FINISHED_WITH_ERROR,
+                f"FL server {self._failure_detail(server)} before reporting fit_end",
+            )
+            return
+        if server.exit.code not in (0, None):
+            self._begin_ending(run, JobState.FINISHED_WITH_ERROR, f"FL server {self._failure_detail(server)}")
+            return
+        if run.server_done_at is None:
+            run.server_done_at = time.monotonic()
+        if all(c.exit is not None for c in run.clients):
+            self._begin_ending(run, JobState.FINISHED_SUCCESSFULLY, "")
+        elif time.monotonic() - run.server_done_at > self._client_exit_grace:
+            # Training is complete; clients that linger after the server left are stopped, not failed.
+            self._begin_ending(run, JobState.FINISHED_SUCCESSFULLY, "")
+
+    def _begin_ending(
+        self,
+        run: JobRun,
+        state: JobState,
+        message: str,
+        future: concurrent.futures.Future[MetricsEvent | None] | None = None,
+    ) -> None:
+        if run.ending is None:
+            run.ending = Ending(state, message, time.monotonic() + self._stop_grace)
+            for process in run.processes.values():
+                if process.exit is None and process.handle is not None:
+                    process.stopped_by_us = True
+                    process.handle.terminate()
+        if future is not None:
+            run.ending.done.append(future)
+        self._evaluate(run)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for uuid, when in list(self._retry.items()):
+            if when <= now:
+                self._read(uuid)
+        for run in list(self._runs.values()):
+            if run.ending is not None and now >= run.ending.kill_at:
+                for process in run.processes.values():
+                    if process.exit is None and process.handle is not None:
+                        process.handle.kill()
+                run.ending.kill_at = now + self._stop_grace
+            if run.ending is None and run.server_done_at is not None:
+                self._evaluate(run)
+
+    def _finish(self, run: JobRun) -> None:
+        assert run.ending is not None
+        for key in run.processes:
+            self._reconcile(run, key)
+        event = self._store.transition(
+            run.job_id, {JobState.IN_PROGRESS}, run.ending.state, datetime.now(UTC), run.ending.message
+        )
+        if event is not None:
+            self._publish(event)
+        self._detach(run)
+        for future in run.ending.done:
+            if not future.done():
+                future.set_result(event)
+        log.info("job %s ended %s %s", run.job_id, run.ending.state.name, run.ending.message[:200])
+
+    def _detach(self, run: JobRun) -> None:
+        self._runs.pop(run.job_id, None)
+        self._watcher.unwatch_job(run.job_id)
+        uuids = [p.uuid for p in run.processes.values()]
+        for uuid in uuids:
+            self._by_uuid.pop(uuid, None)
+            self._retry.pop(uuid, None)
+        self._listener.unfollow(uuids)
+
+    def _finish_unfollowed(self, job_id: str, state: JobState, message: str) -> MetricsEvent | None:
+        event = self._store.transition(job_id, {JobState.IN_PROGRESS}, state, datetime.now(UTC), message)
+        if event is not None:
+            self._publish(event)
+        return event

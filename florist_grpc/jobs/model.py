@@ -1,0 +1,139 @@
+"""The job as the control plane sees it, independent of protobuf and of any store."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+
+class JobState(enum.IntEnum):
+    """Mirrors florist.v1.JobState (same numbers, so conversion is a cast)."""
+
+    UNSPECIFIED = 0
+    NOT_STARTED = 1
+    IN_PROGRESS = 2
+    FINISHED_SUCCESSFULLY = 3
+    FINISHED_WITH_ERROR = 4
+    CANCELLED = 5
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.FINISHED_SUCCESSFULLY, JobState.FINISHED_WITH_ERROR, JobState.CANCELLED})
+
+
+class ClientState(enum.IntEnum):
+    """Mirrors florist.v1.ClientState."""
+
+    UNSPECIFIED = 0
+    RUNNING = 1
+    FINISHED = 2
+    FAILED = 3
+    STOPPED = 4
+
+
+class SourceKind(enum.IntEnum):
+    """Mirrors florist.v1.SourceKind."""
+
+    UNSPECIFIED = 0
+    SERVER = 1
+    CLIENT = 2
+    JOB = 3
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who produced an event. `key` names the source's report inside a job ("server", "client3", "job")."""
+
+    kind: SourceKind
+    client_index: int = -1
+    client_uuid: str = ""
+
+    @property
+    def key(self) -> str:
+        if self.kind is SourceKind.CLIENT:
+            return f"client{self.client_index}"
+        return "server" if self.kind is SourceKind.SERVER else "job"
+
+
+SERVER_SOURCE = Source(SourceKind.SERVER)
+JOB_SOURCE = Source(SourceKind.JOB)
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """A launched FL process. `create_time` (from the OS) guards against signalling a recycled pid."""
+
+    pid: int = 0
+    create_time: float = 0.0
+    log_path: str = ""
+    agent_address: str = ""
+
+
+@dataclass
+class Client:
+    data_path: str
+    service_address: str = ""
+    redis_address: str = ""
+    uuid: str = ""
+    state: ClientState = ClientState.UNSPECIFIED
+    metrics: JsonObject = field(default_factory=dict)
+    error_message: str = ""
+    process: ProcessRef = field(default_factory=ProcessRef)
+
+
+@dataclass
+class Job:
+    id: str
+    model: str
+    strategy: str
+    optimizer: str
+    client_type: str
+    server_config: JsonObject
+    clients: list[Client]
+    create_time: datetime
+    state: JobState = JobState.NOT_STARTED
+    server_address: str = ""
+    redis_address: str = ""
+    server_uuid: str = ""
+    server_metrics: JsonObject = field(default_factory=dict)
+    error_message: str = ""
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    server_process: ProcessRef = field(default_factory=ProcessRef)
+    # True when the control plane picked server_address itself, so it may pick another if the port got taken.
+    server_address_auto: bool = False
+    last_sequence: int = 0
+
+    def client_source(self, index: int) -> Source:
+        return Source(SourceKind.CLIENT, index, self.clients[index].uuid)
+
+
+@dataclass(frozen=True)
+class MetricsEvent:
+    """One entry of a job's event log. `patch` is an RFC 7386 merge patch against the source's previous report."""
+
+    job_id: str
+    sequence: int
+    time: datetime
+    source: Source
+    patch: JsonObject
+    job_state: JobState
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What StartTraining records once the FL processes run."""
+
+    server_address: str
+    server_uuid: str
+    server_process: ProcessRef
+    client_uuids: list[str]
+    client_processes: list[ProcessRef]
+    start_time: datetime

@@ -1,0 +1,77 @@
+"""CreateJob / GetJob / ListJobs / DeleteJob, independent of gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from florist_grpc.errors import FieldViolation, InvalidArgument, NotFound
+from florist_grpc.jobs.model import Job, JobState
+from florist_grpc.jobs.validation import validate_job
+from florist_grpc.metrics.embedded_redis import free_port
+from florist_grpc.store.base import JobStore, PageCursor
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+class JobRegistry:
+    def __init__(self, store: JobStore, redis_address: str, jobs_dir: Path, host: str = "127.0.0.1") -> None:
+        self._store = store
+        self._redis_address = redis_address
+        self._jobs_dir = jobs_dir
+        self._host = host
+
+    def _check_redis_addresses(self, job: Job) -> None:
+        # The listeners follow only the control plane's own Redis: a job may not point them anywhere else.
+        problems = []
+        allowed = {"", self._redis_address}
+        if job.redis_address not in allowed:
+            problems.append(FieldViolation("job.redis_address", f"must be empty or {self._redis_address}"))
+        for i, client in enumerate(job.clients):
+            if client.redis_address not in allowed:
+                problems.append(
+                    FieldViolation(f"job.clients[{i}].redis_address", f"must be empty or {self._redis_address}")
+                )
+        if problems:
+            raise InvalidArgument(problems)
+
+    async def create(self, job: Job, request_id: str) -> Job:
+        if len(request_id) > 128:
+            raise InvalidArgument([FieldViolation("request_id", "at most 128 characters")])
+        validate_job(job)
+        self._check_redis_addresses(job)
+        if not job.server_address:
+            # Remote clients cannot reach a loopback address: advertise this host's name to them.
+            remote = any(c.service_address for c in job.clients)
+            host = self._host if remote and self._host not in ("127.0.0.1", "localhost", "0.0.0.0") else "127.0.0.1"
+            job = replace(job, server_address=f"{host}:{free_port()}", server_address_auto=True)
+        job = replace(job, id=job.id or uuid.uuid4().hex, create_time=datetime.now(UTC), state=JobState.NOT_STARTED)
+        return await asyncio.to_thread(self._store.create_job, job, request_id)
+
+    async def get(self, job_id: str) -> Job:
+        if not job_id:
+            raise InvalidArgument([FieldViolation("job_id", "is required")])
+        job = await asyncio.to_thread(self._store.get_job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    async def list(self, page_size: int, after: PageCursor | None, state: JobState) -> tuple[list[Job], bool]:
+        """A page of jobs and whether more follow."""
+        if page_size < 0:
+            raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        jobs = await asyncio.to_thread(self._store.list_jobs, size + 1, after, state)
+        return jobs[:size], len(jobs) > size
+
+    async def delete(self, job_id: str) -> None:
+        if not job_id:
+            raise InvalidArgument([FieldViolation("job_id", "is required")])
+        if not await asyncio.to_thread(self._store.delete_job, job_id):
+            raise NotFound(f"job {job_id} not found")
+        await asyncio.to_thread(shutil.rmtree, self._jobs_dir / job_id, True)

@@ -1,0 +1,211 @@
+"""StartTraining, StopTraining and restart recovery: the launch sequence around the follower."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+from florist_grpc.config import Timeouts
+from florist_grpc.errors import DeadlineExceeded, FailedPrecondition, FloristError, NotFound
+from florist_grpc.fl.run_config import ClientRun, ServerRun
+from florist_grpc.jobs.follower import JobFollower, RunningProcess
+from florist_grpc.jobs.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
+from florist_grpc.launch.agent_client import AgentClients
+from florist_grpc.launch.handles import LocalProcess, ProcessHandle
+from florist_grpc.launch.process import spawn
+from florist_grpc.metrics.embedded_redis import free_port, port_is_free
+from florist_grpc.metrics.hub import EventHub
+from florist_grpc.store.base import JobStore
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
+
+
+def redis_address_of(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}"
+
+
+def bind_address(server_address: str) -> str:
+    """Where the FL server listens: the given loopback address, else every interface on the same port."""
+    host, _, port = server_address.rpartition(":")
+    return server_address if host in LOOPBACK_HOSTS or host.startswith("127.") else f"0.0.0.0:{port}"
+
+
+class Trainer:
+    def __init__(
+        self,
+        store: JobStore,
+        follower: JobFollower,
+        hub: EventHub,
+        agents: AgentClients,
+        redis_url: str,
+        data_dir: Path,
+        timeouts: Timeouts,
+    ) -> None:
+        self._store = store
+        self._follower = follower
+        self._hub = hub
+        self._agents = agents
+        self.redis_address = redis_address_of(redis_url)
+        self._jobs_dir = data_dir.resolve() / "jobs"
+        self._timeouts = timeouts
+
+    def log_path(self, job_id: str, source_key: str) -> Path:
+        return self._jobs_dir / job_id / f"{source_key}.log"
+
+    async def start(self, job_id: str) -> tuple[str, list[str]]:
+        job = await asyncio.to_thread(self._store.get_job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        event = await asyncio.to_thread(
+            self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
+        )
+        if event is None:
+            current = await asyncio.to_thread(self._store.get_job, job_id)
+            state = current.state.name if current else "deleted"
+            raise FailedPrecondition(f"job {job_id} is {state}; only a NOT_STARTED job can be started")
+        self._hub.publish(event)
+        try:
+            return await self._launch(job)
+        except FloristError as exc:
+            await self._fail(job_id, str(exc))
+            raise
+        except Exception as exc:
+            log.exception("launching job %s failed", job_id)
+            await self._fail(job_id, f"launch failed: {exc}")
+            raise
+
+    async def _fail(self, job_id: str, message: str) -> None:
+        future = self._follower.end(job_id, JobState.FINISHED_WITH_ERROR, message)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.process_stop_grace_seconds * 3)
+        except (TimeoutError, FloristError):
+            log.warning("job %s: cleanup after a failed start did not finish in time", job_id)
+
+    def _server_address(self, job: Job) -> str:
+        if job.server_address_auto:
+            host, _, port = job.server_address.rpartition(":")
+            if not port_is_free(int(port), "0.0.0.0" if host not in LOOPBACK_HOSTS else "127.0.0.1"):
+                return f"{host}:{free_port()}"
+        return job.server_address
+
+    async def _launch(self, job: Job) -> tuple[str, list[str]]:
+        server_address = self._server_address(job)
+        server_uuid = uuid.uuid4().hex
+        client_uuids = [uuid.uuid4().hex for _ in job.clients]
+        processes = {SERVER_SOURCE.key: RunningProcess(SERVER_SOURCE, server_uuid)}
+        for i, client_uuid in enumerate(client_uuids):
+            source = replace(job.client_source(i), client_uuid=client_uuid)
+            processes[source.key] = RunningProcess(source, client_uuid)
+        # Subscribe before anything runs; the subscription also reconciles whatever was written before it.
+        self._follower.attach(job.id, processes, {})
+        redis_address = job.redis_address or self.redis_address
+        server_run = ServerRun(
+            bind_address=bind_address(server_address),
+            redis_address=redis_address,
+            uuid=server_uuid,
+            model=job.model,
+            strategy=job.strategy,
+            n_clients=len(job.clients),
+            server_config=job.server_config,
+        )
+        popen, server_ref = await asyncio.to_thread(
+            spawn, "florist_grpc.fl.server", [server_run.to_json()], self.log_path(job.id, SERVER_SOURCE.key)
+        )
+        server = LocalProcess(server_ref, popen)
+        self._follower.set_handle(job.id, SERVER_SOURCE.key, server)
+        client_refs = [ProcessRef() for _ in job.clients]
+        launch = Launch(server_address, server_uuid, server_ref, client_uuids, client_refs, datetime.now(UTC))
+        # Recorded before the clients start, so a restart can find the server even if we die mid-launch.
+        await asyncio.to_thread(self._store.record_launch, job.id, launch)
+        await self._wait_ready(server_address, server)
+        for i, client in enumerate(job.clients):
+            run = ClientRun(
+                server_address=server_address,
+                redis_address=client.redis_address or redis_address,
+                uuid=client_uuids[i],
+                model=job.model,
+                optimizer=job.optimizer,
+                client_type=job.client_type,
+                data_path=client.data_path,
+                server_config=job.server_config,
+            )
+            handle: ProcessHandle
+            if client.service_address:
+                handle = await self._agents.start_client(client.service_address, run)
+            else:
+                child, ref = await asyncio.to_thread(
+                    spawn, "florist_grpc.fl.client", [run.to_json()], self.log_path(job.id, f"client{i}")
+                )
+                handle = LocalProcess(ref, child)
+            client_refs[i] = handle.ref
+            self._follower.set_handle(job.id, f"client{i}", handle)
+        await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
+        return server_uuid, client_uuids
+
+    async def _wait_ready(self, server_address: str, server: ProcessHandle) -> None:
+        """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound."""
+        host, _, port = server_address.rpartition(":")
+        connect_host = "127.0.0.1" if bind_address(server_address).startswith("0.0.0.0") else host.strip("[]")
+        deadline = time.monotonic() + self._timeouts.server_ready_seconds
+        while True:
+            status = server.poll()
+            if status is not None:
+                tail = server.log_tail()
+                raise FailedPrecondition(
+                    f"FL server {status.describe()} before it was ready"
+                    + (f"; last log lines:\n{tail}" if tail else "")
+                )
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(connect_host, int(port)), timeout=1.0)
+                writer.close()
+                return
+            except (OSError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(
+                    f"FL server not ready on {server_address} within {self._timeouts.server_ready_seconds:g}s"
+                )
+            await asyncio.sleep(0.05)  # the server is starting up; poll its port again shortly
+
+    async def stop(self, job_id: str) -> MetricsEvent | None:
+        future = self._follower.end(job_id, JobState.CANCELLED, "stopped by StopTraining")
+        return await asyncio.wrap_future(future)
+
+    def recover(self) -> int:
+        """Re-attach every IN_PROGRESS job after a restart; returns how many."""
+        jobs = self._store.jobs_in_state(JobState.IN_PROGRESS)
+        for job in jobs:
+            if not job.server_uuid:
+                self._follower.end(
+                    job.id,
+                    JobState.FINISHED_WITH_ERROR,
+                    "the control plane restarted before this job's FL server was launched",
+                )
+                continue
+            processes = {
+                SERVER_SOURCE.key: RunningProcess(SERVER_SOURCE, job.server_uuid, LocalProcess(job.server_process))
+            }
+            reports = {SERVER_SOURCE.key: job.server_metrics}
+            for i, client in enumerate(job.clients):
+                source = job.client_source(i)
+                handle: ProcessHandle | None = None
+                if client.process.pid or client.service_address:
+                    handle = (
+                        self._agents.adopt(client.service_address, client.uuid, client.process)
+                        if client.service_address
+                        else LocalProcess(client.process)
+                    )
+                processes[source.key] = RunningProcess(source, client.uuid, handle)
+                reports[source.key] = client.metrics
+            self._follower.attach(job.id, processes, reports)
+            log.info("re-attached IN_PROGRESS job %s", job.id)
+        return len(jobs)

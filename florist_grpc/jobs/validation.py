@@ -1,0 +1,95 @@
+"""CreateJob validation: every problem of a job is found and reported at once, as field violations."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from florist_grpc.errors import FieldViolation, InvalidArgument
+from florist_grpc.jobs.catalog import MODELS, OPTIMIZERS, STRATEGIES
+from florist_grpc.jobs.model import Job
+
+MAX_CLIENTS = 256
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` is not a valid host:port (IPv6 hosts in brackets), or None if it is."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host:
+        return "must be host:port"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return "port must be a number from 1 to 65535"
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return "host is not a valid IPv6 address"
+        return None
+    if not _HOSTNAME.match(host):
+        return "host is not a valid hostname or IPv4 address"
+    return None
+
+
+@functools.cache
+def _validator(strategy: str) -> Draft202012Validator:
+    # The same schema object the catalog publishes: what users read is what we enforce.
+    return Draft202012Validator(STRATEGIES[strategy].config_schema)
+
+
+def _schema_violation(error: ValidationError) -> FieldViolation:
+    path = "job.server_config" + "".join(f".{p}" for p in error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        return FieldViolation(f"{path}.{missing}" if missing else path, "is required")
+    if error.validator == "additionalProperties":
+        return FieldViolation(path, f"unknown keys: {error.message.split('(')[-1].rstrip(')')}")
+    return FieldViolation(path, error.message)
+
+
+def validate_job(job: Job) -> None:
+    """Raise InvalidArgument listing every invalid field of `job`."""
+    problems: list[FieldViolation] = []
+    if job.model not in MODELS:
+        problems.append(FieldViolation("job.model", f"unknown model {job.model!r}; one of {sorted(MODELS)}"))
+    if job.optimizer not in OPTIMIZERS:
+        problems.append(
+            FieldViolation("job.optimizer", f"unknown optimizer {job.optimizer!r}; one of {sorted(OPTIMIZERS)}")
+        )
+    strategy = STRATEGIES.get(job.strategy)
+    if strategy is None:
+        problems.append(
+            FieldViolation("job.strategy", f"unknown strategy {job.strategy!r}; one of {sorted(STRATEGIES)}")
+        )
+    else:
+        if job.client_type not in strategy.client_types:
+            problems.append(
+                FieldViolation(
+                    "job.client_type",
+                    f"strategy {strategy.name} accepts client types {list(strategy.client_types)}, "
+                    f"not {job.client_type!r}",
+                )
+            )
+        errors = sorted(_validator(strategy.name).iter_errors(job.server_config), key=lambda e: list(e.path))
+        problems.extend(_schema_violation(e) for e in errors)
+    for name, address in (("job.server_address", job.server_address), ("job.redis_address", job.redis_address)):
+        if address and (problem := address_problem(address)):
+            problems.append(FieldViolation(name, problem))
+    if not job.clients:
+        problems.append(FieldViolation("job.clients", "at least one client is required"))
+    if len(job.clients) > MAX_CLIENTS:
+        problems.append(FieldViolation("job.clients", f"at most {MAX_CLIENTS} clients"))
+    for i, client in enumerate(job.clients):
+        if not client.data_path.strip():
+            problems.append(FieldViolation(f"job.clients[{i}].data_path", "must not be empty"))
+        for name, address in (("service_address", client.service_address), ("redis_address", client.redis_address)):
+            if address and (problem := address_problem(address)):
+                problems.append(FieldViolation(f"job.clients[{i}].{name}", problem))
+    if problems:
+        raise InvalidArgument(problems)

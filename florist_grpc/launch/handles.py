@@ -1,0 +1,75 @@
+"""A handle on one FL process, wherever it runs: the follower treats local and agent-run processes alike."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from dataclasses import dataclass
+from typing import Protocol
+
+from florist_grpc.jobs.model import ProcessRef
+from florist_grpc.launch import process
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a process ended. `code` is None when it is unknown (the process was not our child: we restarted)."""
+
+    code: int | None
+
+    @property
+    def clean(self) -> bool:
+        return self.code == 0
+
+    def describe(self) -> str:
+        if self.code is None:
+            return "ended (exit code unknown: it ran while the control plane was restarting)"
+        if self.code < 0:
+            try:
+                return f"was killed by {signal.Signals(-self.code).name}"
+            except ValueError:
+                return f"was killed by signal {-self.code}"
+        return f"exited with code {self.code}"
+
+
+class ProcessHandle(Protocol):
+    ref: ProcessRef
+
+    def poll(self) -> Exit | None:
+        """None while running."""
+
+    def terminate(self) -> None:
+        """Ask the process tree to stop (SIGTERM); returns at once."""
+
+    def kill(self) -> None:
+        """End the process tree now (SIGKILL)."""
+
+    def log_tail(self) -> str:
+        """The last lines of its log."""
+
+
+class LocalProcess:
+    """A process on this machine: our child (exit code known) or adopted after a restart (psutil only)."""
+
+    def __init__(self, ref: ProcessRef, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.ref = ref
+        self._popen = popen
+
+    def poll(self) -> Exit | None:
+        if self._popen is not None:
+            code = self._popen.poll()
+            return None if code is None else Exit(code)
+        return None if process.find(self.ref) is not None else Exit(None)
+
+    def _signal(self, sig: int) -> None:
+        if self.poll() is None:
+            process.signal_group(self.ref, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def log_tail(self) -> str:
+        return process.log_tail(self.ref.log_path)

@@ -1,0 +1,57 @@
+"""One thread that notices when FL processes end, for every job (not a thread per process)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from florist_grpc.launch.handles import Exit, ProcessHandle
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+
+
+class ProcessWatcher:
+    def __init__(self, on_exit: Callable[[str, str, Exit], None], poll_seconds: float = POLL_SECONDS) -> None:
+        self._on_exit = on_exit
+        self._poll = poll_seconds
+        self._lock = threading.Lock()
+        self._watched: dict[tuple[str, str], ProcessHandle] = {}
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="florist-process-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def watch(self, job_id: str, source_key: str, handle: ProcessHandle) -> None:
+        with self._lock:
+            self._watched[(job_id, source_key)] = handle
+
+    def unwatch_job(self, job_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._watched if k[0] == job_id]:
+                del self._watched[key]
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._poll):
+            with self._lock:
+                watched = list(self._watched.items())
+            for (job_id, source_key), handle in watched:
+                try:
+                    status = handle.poll()
+                except Exception:
+                    log.exception("polling %s of job %s failed", source_key, job_id)
+                    continue
+                if status is None:
+                    continue
+                with self._lock:
+                    if self._watched.get((job_id, source_key)) is not handle:
+                        continue
+                    del self._watched[(job_id, source_key)]
+                self._on_exit(job_id, source_key, status)

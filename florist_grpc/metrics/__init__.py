@@ -1,0 +1,1 @@
+"""From a report in Redis to every subscriber: reporter protocol, listener, ingest, event hub."""

@@ -1,0 +1,62 @@
+"""In-process fan-out of persisted events to StreamMetrics subscribers.
+
+Lives on the event loop: publish() runs there (threads call publish_threadsafe). Each subscriber has a bounded
+queue; a subscriber that falls behind is marked `lagging` and dropped from fan-out until it has caught up from
+the store, so a slow reader never blocks the listeners or other subscribers and never holds unbounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from florist_grpc.jobs.model import MetricsEvent
+
+DEFAULT_QUEUE_CAPACITY = 256
+
+
+class Subscription:
+    def __init__(self, job_id: str, capacity: int) -> None:
+        self.job_id = job_id
+        self.queue: asyncio.Queue[MetricsEvent] = asyncio.Queue(capacity)
+        self.lagging = False
+        # Set when the subscriber must look at the store (it lagged); wakes a reader blocked on the queue.
+        self.wakeup = asyncio.Event()
+
+
+class EventHub:
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int = DEFAULT_QUEUE_CAPACITY) -> None:
+        self._loop = loop
+        self._capacity = capacity
+        self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, job_id: str) -> Subscription:
+        subscription = Subscription(job_id, self._capacity)
+        self._subscribers[job_id].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._subscribers.get(subscription.job_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.job_id]
+
+    def subscriber_count(self, job_id: str | None = None) -> int:
+        if job_id is None:
+            return sum(len(s) for s in self._subscribers.values())
+        return len(self._subscribers.get(job_id, ()))
+
+    def publish(self, event: MetricsEvent) -> None:
+        for subscription in self._subscribers.get(event.job_id, ()):
+            if subscription.lagging:
+                continue
+            try:
+                subscription.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                subscription.lagging = True
+                subscription.wakeup.set()
+
+    def publish_threadsafe(self, event: MetricsEvent) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.publish, event)

@@ -1,0 +1,103 @@
+"""StreamMetrics: replay a job's events from the store, then follow the hub, spliced with no gap or duplicate.
+
+The subscription is taken *before* the replay, so an event persisted during the replay is either read by the
+replay or queued in the subscription (or both: duplicates are dropped by sequence). A gap -- an event published
+out of order, or dropped because this subscriber lagged -- is filled from the store, which holds every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from florist_grpc.errors import NotFound
+from florist_grpc.jobs.model import MetricsEvent
+from florist_grpc.metrics.hub import EventHub, Subscription
+from florist_grpc.store.base import JobStore
+
+REPLAY_BATCH = 500
+
+
+async def _from_store(store: JobStore, job_id: str, after: int, upto: int | None = None) -> list[MetricsEvent]:
+    events = await asyncio.to_thread(store.read_events, job_id, after, REPLAY_BATCH)
+    return [e for e in events if upto is None or e.sequence <= upto]
+
+
+async def _next_live(subscription: Subscription) -> MetricsEvent | None:
+    """The next queued event, or None when the subscriber lagged and must read the store."""
+    if not subscription.queue.empty():
+        return subscription.queue.get_nowait()
+    if subscription.lagging:
+        return None
+    subscription.wakeup.clear()
+    get = asyncio.ensure_future(subscription.queue.get())
+    wake = asyncio.ensure_future(subscription.wakeup.wait())
+    try:
+        done, _ = await asyncio.wait({get, wake}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        wake.cancel()
+        if not get.done():
+            get.cancel()
+    if get in done and not get.cancelled():
+        return get.result()
+    return None
+
+
+async def job_events(store: JobStore, hub: EventHub, job_id: str, after_sequence: int) -> AsyncIterator[MetricsEvent]:
+    """Every event of the job after `after_sequence`, in order, ending after the terminal one."""
+    job = await asyncio.to_thread(store.get_job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    subscription = hub.subscribe(job_id)
+    last = after_sequence
+    try:
+        while True:  # replay
+            batch = await _from_store(store, job_id, last)
+            for event in batch:
+                yield event
+                last = event.sequence
+                if event.job_state.terminal:
+                    return
+            if len(batch) < REPLAY_BATCH:
+                break
+        job = await asyncio.to_thread(store.get_job, job_id)
+        if job is None or (job.state.terminal and job.last_sequence <= last):
+            return  # finished before we caught up: nothing more will come
+        while True:  # live
+            live = await _next_live(subscription)
+            if live is None:
+                # Lagged: events were dropped for this subscriber. Rejoin the fan-out first, then read the store,
+                # so that nothing published from now on is missed.
+                subscription.lagging = False
+                pending = [e async for e in _drain_store(store, job_id, last)]
+                for stored in pending:
+                    yield stored
+                    last = stored.sequence
+                    if stored.job_state.terminal:
+                        return
+                continue
+            event = live
+            if event.sequence <= last:
+                continue
+            if event.sequence > last + 1:
+                for stored in await _from_store(store, job_id, last, event.sequence - 1):
+                    yield stored
+                    last = stored.sequence
+                    if stored.job_state.terminal:
+                        return
+            yield event
+            last = event.sequence
+            if event.job_state.terminal:
+                return
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def _drain_store(store: JobStore, job_id: str, after: int) -> AsyncIterator[MetricsEvent]:
+    while True:
+        batch = await _from_store(store, job_id, after)
+        for event in batch:
+            yield event
+            after = event.sequence
+        if len(batch) < REPLAY_BATCH:
+            return

@@ -1,0 +1,212 @@
+"""Builds and runs the control plane: the grpc.aio server with its services, health, reflection, interceptors,
+TLS, and the background machinery (store, Redis, follower) with an orderly shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from florist_grpc.api.auth import AuthInterceptor, load_auth_file
+from florist_grpc.api.catalog_service import CatalogServicer
+from florist_grpc.api.job_service import JobServicer
+from florist_grpc.api.training_service import TrainingServicer
+from florist_grpc.config import Settings
+from florist_grpc.jobs.follower import JobFollower
+from florist_grpc.jobs.model import JobState
+from florist_grpc.jobs.registry import JobRegistry
+from florist_grpc.jobs.training import Trainer, redis_address_of
+from florist_grpc.launch.agent_client import AgentClients
+from florist_grpc.metrics.embedded_redis import EmbeddedRedis
+from florist_grpc.metrics.hub import EventHub
+from florist_grpc.proto.florist.v1 import catalog_service_pb2, job_service_pb2, training_service_pb2
+from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
+from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
+from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
+from florist_grpc.store.base import JobStore
+from florist_grpc.store.factory import open_store
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+# Every channel option of the control plane and the agent, each once, with why
+# (https://github.com/grpc/grpc/blob/master/doc/keepalive.md and grpc/impl/channel_arg_names.h).
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    # Ping idle connections every 60 s so that half-open TCP connections (a client machine gone) are noticed
+    # and long-lived StreamMetrics calls through NATs and load balancers are not silently dropped.
+    ("grpc.keepalive_time_ms", 60_000),
+    # A peer that does not answer a keepalive ping within 20 s is considered dead; its streams are released.
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # Let clients keep idle streams alive with their own pings, but not more often than every 10 s
+    # (the server answers faster pings with GOAWAY "too_many_pings").
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Requests are small (a job definition); 16 MiB bounds what one bad caller can make us buffer.
+    ("grpc.max_receive_message_length", 16 * MiB),
+    # A job with many clients and rounds carries large accumulated reports.
+    ("grpc.max_send_message_length", 64 * MiB),
+    # Thousands of StreamMetrics subscribers may share one HTTP/2 connection (a platform's fan-in proxy).
+    ("grpc.max_concurrent_streams", 10_000),
+]
+
+FLORIST_SERVICES = (
+    job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    training_service_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
+    catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+)
+HEALTH_CHECK_SECONDS = 2.0
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.tls is None:
+        return None
+    tls = settings.tls
+    ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+def build_server(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> grpc.aio.Server:
+    """The one place every florist gRPC server (control plane and agent) is created."""
+    return grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+
+
+@dataclass
+class Running:
+    store: JobStore
+    follower: JobFollower
+    agents: AgentClients
+    redis: EmbeddedRedis | None
+
+
+class ControlPlane:
+    """The control plane with `start()` / `stop(grace)`; `port` is the bound port once started."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self.redis_url = ""
+        self._server: grpc.aio.Server | None = None
+        self._running: Running | None = None
+        self._health = HealthServicer()
+        self._health_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        data_dir = settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Interceptor order: auth is the only one and runs first, before any servicer code sees the call.
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
+        if settings.auth_file is not None:
+            interceptors.append(AuthInterceptor(load_auth_file(settings.auth_file)))
+        credentials = server_credentials(settings)
+
+        store = await asyncio.to_thread(open_store, settings.mongodb_uri, data_dir)
+        embedded: EmbeddedRedis | None = None
+        if settings.redis_url:
+            self.redis_url = settings.redis_url
+        else:
+            embedded = EmbeddedRedis(data_dir)
+            self.redis_url = await asyncio.to_thread(embedded.start)
+        loop = asyncio.get_running_loop()
+        hub = EventHub(loop)
+        timeouts = settings.timeouts
+        follower = JobFollower(
+            store,
+            self.redis_url,
+            hub.publish_threadsafe,
+            timeouts.process_stop_grace_seconds,
+            timeouts.client_exit_grace_seconds,
+        )
+        agents = AgentClients(os.environ.get("FLORIST_AGENT_TOKEN", ""), timeouts.agent_call_seconds)
+        self._running = Running(store, follower, agents, embedded)
+        registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.host)
+        trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts)
+
+        server = build_server(interceptors)
+        job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
+        training_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(trainer, registry, store, hub), server)
+        catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        address = f"{settings.host}:{settings.port}"
+        if credentials is not None:
+            self.port = server.add_secure_port(address, credentials)
+        else:
+            self.port = server.add_insecure_port(address)
+        follower.start()
+        recovered = await asyncio.to_thread(trainer.recover)
+        if recovered:
+            log.info("re-attached %d IN_PROGRESS job(s)", recovered)
+        await server.start()
+        self._server = server
+        await self._check_health()
+        self._health_task = asyncio.create_task(self._watch_health())
+
+    async def _check_health(self) -> None:
+        assert self._running is not None
+        try:
+            await asyncio.to_thread(self._running.store.ping)
+            healthy = self._running.follower.redis_connected or await asyncio.to_thread(self._ping_redis)
+        except Exception:
+            healthy = False
+        status = health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", *FLORIST_SERVICES):
+            await self._health.set(service, status)
+
+    def _ping_redis(self) -> bool:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_SECONDS)  # periodic probe of the store and Redis
+            await self._check_health()
+
+    async def wait_for_termination(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving: NOT_SERVING first, in-flight unary calls get `grace` seconds, streams are cancelled."""
+        grace = self.settings.timeouts.shutdown_grace_seconds if grace is None else grace
+        if self._health_task is not None:
+            self._health_task.cancel()
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        running, self._running = self._running, None
+        if running is None:
+            return
+        await asyncio.to_thread(running.follower.stop)
+        running.agents.close()
+        if running.redis is not None:
+            in_progress = await asyncio.to_thread(running.store.jobs_in_state, JobState.IN_PROGRESS)
+            if in_progress:
+                # FL processes keep reporting into it; a restarted control plane adopts it and resumes.
+                log.info("leaving the embedded Redis running for %d IN_PROGRESS job(s)", len(in_progress))
+            else:
+                await asyncio.to_thread(running.redis.stop)
+        running.store.close()

@@ -1,0 +1,1 @@
+"""Job persistence: the JobStore interface and its backends (SQLite embedded default, MongoDB)."""

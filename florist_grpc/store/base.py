@@ -1,0 +1,119 @@
+"""The JobStore contract. Every backend must pass tests/store/test_store_contract.py.
+
+The event log is the write-ahead log of a job: every state change and every report change is appended as an
+event with the next contiguous sequence, and the job's materialised view (state, accumulated reports) advances
+with it atomically. That one rule gives compare-and-set starts, gap-free streams and crash recovery.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from florist_grpc.jobs.model import (
+    JOB_SOURCE,
+    ClientState,
+    Job,
+    JobState,
+    JsonObject,
+    Launch,
+    MetricsEvent,
+    Source,
+)
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Position after the last job of a page: jobs are ordered by (create_time, id) descending."""
+
+    create_time: datetime
+    job_id: str
+
+
+class JobStore(abc.ABC):
+    """Persistence of jobs, their event logs and their accumulated reports. Safe to call from any thread."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise florist_grpc.errors.Unavailable if the backend cannot be reached."""
+
+    @abc.abstractmethod
+    def create_job(self, job: Job, request_id: str = "") -> Job:
+        """Store a new job; with a request_id seen before, return that job instead (idempotent retry)."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Job | None:
+        """The job with its accumulated reports, or None."""
+
+    @abc.abstractmethod
+    def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
+        """Up to page_size jobs strictly after `after`, newest first; state UNSPECIFIED = any."""
+
+    @abc.abstractmethod
+    def delete_job(self, job_id: str) -> bool:
+        """Delete the job and its events unless it is IN_PROGRESS; False if it does not exist.
+
+        Raises florist_grpc.errors.FailedPrecondition while the job is IN_PROGRESS.
+        """
+
+    @abc.abstractmethod
+    def transition(
+        self,
+        job_id: str,
+        from_states: Collection[JobState],
+        to_state: JobState,
+        time: datetime,
+        error_message: str = "",
+    ) -> MetricsEvent | None:
+        """Atomically move the job from one of `from_states` to `to_state` and append the SOURCE_KIND_JOB event.
+
+        Returns the event, or None if the job was not in one of `from_states` (or does not exist).
+        Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time.
+        """
+
+    @abc.abstractmethod
+    def append_report_change(
+        self, job_id: str, source: Source, patch: JsonObject, time: datetime
+    ) -> MetricsEvent | None:
+        """Append an event for a change of `source`'s report and merge `patch` into the stored report.
+
+        Accepted only while the job is IN_PROGRESS (a terminal event is always the last one); returns None
+        otherwise. Callers diff against get_report(), so a retry after a crash computes an empty patch and
+        appends nothing: the append is idempotent.
+        """
+
+    @abc.abstractmethod
+    def get_report(self, job_id: str, source: Source) -> JsonObject:
+        """The accumulated report of one source ({} if none)."""
+
+    @abc.abstractmethod
+    def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
+        """Events with sequence > after_sequence, in order, at most `limit`."""
+
+    @abc.abstractmethod
+    def record_launch(self, job_id: str, launch: Launch) -> None:
+        """Save the uuids, processes and start time of a started job."""
+
+    @abc.abstractmethod
+    def set_client_state(self, job_id: str, index: int, state: ClientState, error_message: str = "") -> None:
+        """Record the lifecycle state of one client."""
+
+    @abc.abstractmethod
+    def jobs_in_state(self, state: JobState) -> list[Job]:
+        """Every job in `state` (restart recovery re-attaches the IN_PROGRESS ones)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: backends without connections need not override it
+        """Release connections."""
+
+
+def job_event_patch(to_state: JobState, error_message: str) -> JsonObject:
+    """The patch of a SOURCE_KIND_JOB event: the job's new state (and why, when it failed)."""
+    patch: JsonObject = {"state": to_state.name}
+    if error_message:
+        patch["error_message"] = error_message
+    return patch
+
+
+__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "job_event_patch"]

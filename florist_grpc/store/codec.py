@@ -1,0 +1,133 @@
+"""Job <-> plain JSON document, shared by the backends. Reports and state live outside the document."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from florist_grpc.jobs.model import (
+    Client,
+    ClientState,
+    Job,
+    JobState,
+    JsonObject,
+    MetricsEvent,
+    ProcessRef,
+    Source,
+    SourceKind,
+)
+
+
+def to_micros(t: datetime) -> int:
+    return int(t.timestamp() * 1_000_000)
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def job_to_doc(job: Job) -> JsonObject:
+    """The job's definition and launch details; state, reports and times are stored beside it."""
+    return {
+        "model": job.model,
+        "strategy": job.strategy,
+        "optimizer": job.optimizer,
+        "client_type": job.client_type,
+        "server_config": job.server_config,
+        "server_address": job.server_address,
+        "server_address_auto": job.server_address_auto,
+        "redis_address": job.redis_address,
+        "server_uuid": job.server_uuid,
+        "server_process": asdict(job.server_process),
+        "error_message": job.error_message,
+        "clients": [
+            {
+                "data_path": c.data_path,
+                "service_address": c.service_address,
+                "redis_address": c.redis_address,
+                "uuid": c.uuid,
+                "state": int(c.state),
+                "error_message": c.error_message,
+                "process": asdict(c.process),
+            }
+            for c in job.clients
+        ],
+    }
+
+
+def job_from_doc(
+    job_id: str,
+    doc: JsonObject,
+    *,
+    state: int,
+    last_sequence: int,
+    create_us: int,
+    start_us: int | None,
+    end_us: int | None,
+    reports: dict[str, JsonObject],
+) -> Job:
+    clients = [
+        Client(
+            data_path=c["data_path"],
+            service_address=c["service_address"],
+            redis_address=c["redis_address"],
+            uuid=c["uuid"],
+            state=ClientState(c["state"]),
+            error_message=c["error_message"],
+            metrics=reports.get(f"client{i}", {}),
+            process=ProcessRef(**c["process"]),
+        )
+        for i, c in enumerate(doc["clients"])
+    ]
+    return Job(
+        id=job_id,
+        model=doc["model"],
+        strategy=doc["strategy"],
+        optimizer=doc["optimizer"],
+        client_type=doc["client_type"],
+        server_config=doc["server_config"],
+        clients=clients,
+        create_time=from_micros(create_us),
+        state=JobState(state),
+        server_address=doc["server_address"],
+        server_address_auto=doc["server_address_auto"],
+        redis_address=doc["redis_address"],
+        server_uuid=doc["server_uuid"],
+        server_metrics=reports.get("server", {}),
+        error_message=doc["error_message"],
+        start_time=from_micros(start_us) if start_us is not None else None,
+        end_time=from_micros(end_us) if end_us is not None else None,
+        server_process=ProcessRef(**doc["server_process"]),
+        last_sequence=last_sequence,
+    )
+
+
+def event_from_row(
+    job_id: str, sequence: int, time_us: int, kind: int, index: int, uuid: str, patch: JsonObject, job_state: int
+) -> MetricsEvent:
+    return MetricsEvent(
+        job_id=job_id,
+        sequence=sequence,
+        time=from_micros(time_us),
+        source=Source(SourceKind(kind), index, uuid),
+        patch=patch,
+        job_state=JobState(job_state),
+    )
+
+
+def apply_launch_to_doc(
+    doc: dict[str, Any],
+    server_address: str,
+    server_uuid: str,
+    server_process: JsonObject,
+    client_uuids: list[str],
+    client_processes: list[JsonObject],
+) -> None:
+    doc["server_address"] = server_address
+    doc["server_uuid"] = server_uuid
+    doc["server_process"] = server_process
+    for client, uuid, process in zip(doc["clients"], client_uuids, client_processes, strict=True):
+        client["uuid"] = uuid
+        client["process"] = process
+        client["state"] = int(ClientState.RUNNING)

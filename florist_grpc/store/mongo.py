@@ -1,0 +1,357 @@
+"""MongoStore (pymongo): for production and for several control-plane replicas sharing one database.
+
+MongoDB has no multi-document transaction on a standalone server, so the event log doubles as a write-ahead log:
+an append first inserts the event under a unique (job_id, sequence) -- whoever inserts sequence N owns it -- and
+then advances the job document with an update gated on `last_sequence == N - 1`. A writer that finds sequence N
+already taken rolls the job document forward from that event and retries. A crash between the two steps is
+therefore repaired by the next writer, and concurrent writers (threads or replicas) never get the same number.
+
+Report field names may contain '.', '$' and '%' (metric names do); they are escaped in stored reports so that an
+update can `$set` only the paths that changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, TypeVar
+
+import pymongo
+from pymongo.collection import Collection as MongoCollection
+from pymongo.errors import DuplicateKeyError, PyMongoError, WriteError
+
+from florist_grpc.errors import FailedPrecondition, Unavailable
+from florist_grpc.jobs.model import (
+    JOB_SOURCE,
+    ClientState,
+    Job,
+    JobState,
+    JsonObject,
+    Launch,
+    MetricsEvent,
+    Source,
+    SourceKind,
+)
+from florist_grpc.metrics import merge_patch
+from florist_grpc.store.base import JobStore, PageCursor, job_event_patch
+from florist_grpc.store.codec import apply_launch_to_doc, event_from_row, job_from_doc, job_to_doc, to_micros
+
+T = TypeVar("T")
+_MAX_APPEND_ATTEMPTS = 1000
+
+
+def escape_key(key: str) -> str:
+    if key == "":
+        return "%"
+    return key.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+
+
+def unescape_key(key: str) -> str:
+    if key == "%":
+        return ""
+    return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
+
+
+def _map_keys(value: Any, fn: Callable[[str], str]) -> Any:
+    if isinstance(value, dict):
+        return {fn(k): _map_keys(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_keys(v, fn) for v in value]
+    return value
+
+
+def patch_to_update(prefix: str, patch: JsonObject) -> tuple[JsonObject, JsonObject]:
+    """$set and $unset documents applying a merge patch produced by merge_patch.diff at `prefix`.
+
+    A non-empty nested object is merged path by path; anything else replaces the value at its path.
+    """
+    sets: JsonObject = {}
+    unsets: JsonObject = {}
+    for key, value in patch.items():
+        path = f"{prefix}.{escape_key(key)}"
+        if value is None:
+            unsets[path] = ""
+        elif isinstance(value, dict) and value:
+            sub_sets, sub_unsets = patch_to_update(path, value)
+            sets.update(sub_sets)
+            unsets.update(sub_unsets)
+        else:
+            sets[path] = _map_keys(value, escape_key)
+    return sets, unsets
+
+
+class MongoStore(JobStore):
+    def __init__(self, client: pymongo.MongoClient[JsonObject], database: str = "florist") -> None:
+        self._client = client
+        db = client[database]
+        self._jobs: MongoCollection[JsonObject] = db["jobs"]
+        self._events: MongoCollection[JsonObject] = db["events"]
+        self._guard(self._create_indexes)
+
+    @classmethod
+    def from_uri(cls, uri: str) -> MongoStore:
+        # Bounded timeouts: a down MongoDB gives UNAVAILABLE within seconds instead of hanging a call.
+        client: pymongo.MongoClient[JsonObject] = pymongo.MongoClient(
+            uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=30000, tz_aware=True
+        )
+        return cls(client, client.get_default_database("florist").name)
+
+    def _create_indexes(self) -> None:
+        self._jobs.create_index([("request_id", 1)], unique=True, partialFilterExpression={"request_id": {"$gt": ""}})
+        self._jobs.create_index([("create_us", -1), ("_id", -1)])
+        self._jobs.create_index([("state", 1), ("create_us", -1), ("_id", -1)])
+        self._events.create_index([("job_id", 1), ("sequence", 1)], unique=True)
+
+    def _guard(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (DuplicateKeyError, WriteError):
+            raise
+        except PyMongoError as exc:
+            raise Unavailable(f"job store unavailable: {exc}") from exc
+
+    def ping(self) -> None:
+        self._guard(lambda: self._client.admin.command("ping"))
+
+    def _job(self, row: JsonObject) -> Job:
+        reports = {unescape_key(k): _map_keys(v, unescape_key) for k, v in row.get("reports", {}).items()}
+        return job_from_doc(
+            row["_id"],
+            row["doc"],
+            state=row["state"],
+            last_sequence=row["last_sequence"],
+            create_us=row["create_us"],
+            start_us=row.get("start_us"),
+            end_us=row.get("end_us"),
+            reports=reports,
+        )
+
+    def create_job(self, job: Job, request_id: str = "") -> Job:
+        def run() -> Job:
+            row: JsonObject = {
+                "_id": job.id,
+                "create_us": to_micros(job.create_time),
+                "state": int(job.state),
+                "last_sequence": 0,
+                "doc": job_to_doc(job),
+                "reports": {},
+            }
+            if request_id:
+                row["request_id"] = request_id
+            try:
+                self._jobs.insert_one(row)
+            except DuplicateKeyError:
+                existing = self._jobs.find_one({"request_id": request_id}) if request_id else None
+                if existing is None:
+                    raise
+                return self._job(existing)
+            return job
+
+        return self._guard(run)
+
+    def get_job(self, job_id: str) -> Job | None:
+        row = self._guard(lambda: self._jobs.find_one({"_id": job_id}))
+        return self._job(row) if row is not None else None
+
+    def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
+        def run() -> list[Job]:
+            query: JsonObject = {}
+            if state is not JobState.UNSPECIFIED:
+                query["state"] = int(state)
+            if after is not None:
+                us = to_micros(after.create_time)
+                query["$or"] = [{"create_us": {"$lt": us}}, {"create_us": us, "_id": {"$lt": after.job_id}}]
+            rows = self._jobs.find(query).sort([("create_us", -1), ("_id", -1)]).limit(page_size)
+            return [self._job(row) for row in rows]
+
+        return self._guard(run)
+
+    def delete_job(self, job_id: str) -> bool:
+        def run() -> bool:
+            result = self._jobs.delete_one({"_id": job_id, "state": {"$ne": int(JobState.IN_PROGRESS)}})
+            if result.deleted_count == 0:
+                if self._jobs.count_documents({"_id": job_id}, limit=1):
+                    raise FailedPrecondition(f"job {job_id} is IN_PROGRESS; stop it before deleting it")
+                return False
+            self._events.delete_many({"job_id": job_id})
+            return True
+
+        return self._guard(run)
+
+    # --- the event log as write-ahead log ---------------------------------------------------------------------
+
+    def _advance(self, job_id: str, sequence: int, update: JsonObject) -> None:
+        """Apply the job-document update of event `sequence` if the document is right before it."""
+        update = {op: dict(fields) for op, fields in update.items()}
+        update.setdefault("$set", {})["last_sequence"] = sequence
+        try:
+            self._jobs.update_one({"_id": job_id, "last_sequence": sequence - 1}, update)
+        except WriteError:
+            # A nested $set met a non-object (a report value changed type): rebuild that report whole.
+            self._rebuild_report(job_id, sequence)
+
+    def _rebuild_report(self, job_id: str, sequence: int) -> None:
+        event = self._events.find_one({"job_id": job_id, "sequence": sequence})
+        job = self._jobs.find_one({"_id": job_id})
+        if event is None or job is None or job["last_sequence"] != sequence - 1:
+            return
+        s = json.loads(event["source"])
+        key = escape_key(Source(SourceKind(s["kind"]), s["client_index"], s["client_uuid"]).key)
+        current = _map_keys(job.get("reports", {}).get(key, {}), unescape_key)
+        merged = merge_patch.apply(current, json.loads(event["patch"]))
+        self._jobs.update_one(
+            {"_id": job_id, "last_sequence": sequence - 1},
+            {"$set": {f"reports.{key}": _map_keys(merged, escape_key), "last_sequence": sequence}},
+        )
+
+    def _roll_forward(self, job_id: str, sequence: int) -> None:
+        event = self._events.find_one({"job_id": job_id, "sequence": sequence})
+        if event is not None:
+            self._advance(job_id, sequence, json.loads(event["update"]))
+
+    def _append(
+        self,
+        job_id: str,
+        time: datetime,
+        plan: Callable[[JsonObject], tuple[Source, JsonObject, JobState, JsonObject] | None],
+    ) -> MetricsEvent | None:
+        for _ in range(_MAX_APPEND_ATTEMPTS):
+            row = self._jobs.find_one({"_id": job_id}, {"reports": 0})
+            if row is None:
+                return None
+            planned = plan(row)
+            if planned is None:
+                return None
+            source, patch, job_state, update = planned
+            sequence = row["last_sequence"] + 1
+            try:
+                self._events.insert_one(
+                    {
+                        "_id": f"{job_id}/{sequence}",
+                        "job_id": job_id,
+                        "sequence": sequence,
+                        "time_us": to_micros(time),
+                        "source": json.dumps(asdict(source)),
+                        "patch": json.dumps(patch),
+                        "job_state": int(job_state),
+                        "update": json.dumps(update),
+                    }
+                )
+            except DuplicateKeyError:
+                self._roll_forward(job_id, sequence)
+                continue
+            self._advance(job_id, sequence, update)
+            return MetricsEvent(job_id, sequence, time, source, patch, job_state)
+        raise Unavailable(f"job {job_id}: too much contention appending an event")
+
+    def transition(
+        self,
+        job_id: str,
+        from_states: Collection[JobState],
+        to_state: JobState,
+        time: datetime,
+        error_message: str = "",
+    ) -> MetricsEvent | None:
+        def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
+            if JobState(row["state"]) not in from_states:
+                return None
+            sets: JsonObject = {"state": int(to_state)}
+            if to_state is JobState.IN_PROGRESS:
+                sets["start_us"] = to_micros(time)
+            if to_state.terminal:
+                sets["end_us"] = to_micros(time)
+            if error_message:
+                sets["doc.error_message"] = error_message
+            return JOB_SOURCE, job_event_patch(to_state, error_message), to_state, {"$set": sets}
+
+        return self._guard(lambda: self._append(job_id, time, plan))
+
+    def append_report_change(
+        self, job_id: str, source: Source, patch: JsonObject, time: datetime
+    ) -> MetricsEvent | None:
+        def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
+            if JobState(row["state"]) is not JobState.IN_PROGRESS:
+                return None
+            sets, unsets = patch_to_update(f"reports.{escape_key(source.key)}", patch)
+            update: JsonObject = {"$set": sets}
+            if unsets:
+                update["$unset"] = unsets
+            return source, patch, JobState.IN_PROGRESS, update
+
+        return self._guard(lambda: self._append(job_id, time, plan))
+
+    def get_report(self, job_id: str, source: Source) -> JsonObject:
+        key = escape_key(source.key)
+        row = self._guard(lambda: self._jobs.find_one({"_id": job_id}, {f"reports.{key}": 1}))
+        if row is None:
+            return {}
+        report: JsonObject = _map_keys(row.get("reports", {}).get(key, {}), unescape_key)
+        return report
+
+    def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
+        def run() -> list[MetricsEvent]:
+            rows = (
+                self._events.find({"job_id": job_id, "sequence": {"$gt": after_sequence}})
+                .sort("sequence", 1)
+                .limit(limit)
+            )
+            out = []
+            for r in rows:
+                s = json.loads(r["source"])
+                out.append(
+                    event_from_row(
+                        job_id,
+                        r["sequence"],
+                        r["time_us"],
+                        s["kind"],
+                        s["client_index"],
+                        s["client_uuid"],
+                        json.loads(r["patch"]),
+                        r["job_state"],
+                    )
+                )
+            return out
+
+        return self._guard(run)
+
+    def record_launch(self, job_id: str, launch: Launch) -> None:
+        def run() -> None:
+            row = self._jobs.find_one({"_id": job_id}, {"doc": 1})
+            if row is None:
+                return
+            doc = row["doc"]
+            apply_launch_to_doc(
+                doc,
+                launch.server_address,
+                launch.server_uuid,
+                asdict(launch.server_process),
+                launch.client_uuids,
+                [asdict(p) for p in launch.client_processes],
+            )
+            self._jobs.update_one(
+                {"_id": job_id},
+                {
+                    "$set": {
+                        "doc.server_address": doc["server_address"],
+                        "doc.server_uuid": doc["server_uuid"],
+                        "doc.server_process": doc["server_process"],
+                        "doc.clients": doc["clients"],
+                    }
+                },
+            )
+
+        self._guard(run)
+
+    def set_client_state(self, job_id: str, index: int, state: ClientState, error_message: str = "") -> None:
+        sets: JsonObject = {f"doc.clients.{index}.state": int(state)}
+        if error_message:
+            sets[f"doc.clients.{index}.error_message"] = error_message
+        self._guard(lambda: self._jobs.update_one({"_id": job_id}, {"$set": sets}))
+
+    def jobs_in_state(self, state: JobState) -> list[Job]:
+        return self._guard(lambda: [self._job(row) for row in self._jobs.find({"state": int(state)})])
+
+    def close(self) -> None:
+        self._client.close()

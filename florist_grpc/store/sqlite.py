@@ -1,0 +1,341 @@
+"""SqliteStore: the embedded default. stdlib sqlite3 in WAL mode, one connection per thread.
+
+Every write is one IMMEDIATE transaction, so the check-then-write of a state transition or of an event append
+cannot interleave with another writer (thread or process). Accumulated reports are merged in SQL with SQLite's
+json_patch (RFC 7396), so an update ships only the patch, not the whole report.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from florist_grpc.errors import FailedPrecondition, Unavailable
+from florist_grpc.jobs.model import (
+    JOB_SOURCE,
+    ClientState,
+    Job,
+    JobState,
+    JsonObject,
+    Launch,
+    MetricsEvent,
+    Source,
+)
+from florist_grpc.store.base import JobStore, PageCursor, job_event_patch
+from florist_grpc.store.codec import apply_launch_to_doc, event_from_row, job_from_doc, job_to_doc, to_micros
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    request_id TEXT UNIQUE,
+    create_us INTEGER NOT NULL,
+    start_us INTEGER,
+    end_us INTEGER,
+    state INTEGER NOT NULL,
+    last_sequence INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (create_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, create_us DESC, id DESC);
+CREATE TABLE IF NOT EXISTS reports (
+    job_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (job_id, source)
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    time_us INTEGER NOT NULL,
+    source_kind INTEGER NOT NULL,
+    client_index INTEGER NOT NULL,
+    client_uuid TEXT NOT NULL,
+    patch TEXT NOT NULL,
+    job_state INTEGER NOT NULL,
+    PRIMARY KEY (job_id, sequence)
+) WITHOUT ROWID;
+"""
+
+_JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us"
+
+
+class SqliteStore(JobStore):
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection().executescript(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: we issue BEGIN ourselves, so every transaction boundary is explicit.
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode is durable across process crashes; only an OS crash can lose the last commits.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _guard(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"job store unavailable: {exc}") from exc
+
+    def ping(self) -> None:
+        self._guard(lambda: self._connection().execute("SELECT 1").fetchone())
+
+    def _reports(self, conn: sqlite3.Connection, job_id: str) -> dict[str, JsonObject]:
+        rows = conn.execute("SELECT source, body FROM reports WHERE job_id = ?", (job_id,)).fetchall()
+        return {source: json.loads(body) for source, body in rows}
+
+    def _job(self, conn: sqlite3.Connection, row: tuple[str, str, int, int, int, int | None, int | None]) -> Job:
+        job_id, doc, state, last_sequence, create_us, start_us, end_us = row
+        return job_from_doc(
+            job_id,
+            json.loads(doc),
+            state=state,
+            last_sequence=last_sequence,
+            create_us=create_us,
+            start_us=start_us,
+            end_us=end_us,
+            reports=self._reports(conn, job_id),
+        )
+
+    def create_job(self, job: Job, request_id: str = "") -> Job:
+        def run() -> Job:
+            with self._write() as conn:
+                if request_id:
+                    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE request_id = ?", (request_id,))
+                    if (existing := row.fetchone()) is not None:
+                        return self._job(conn, existing)
+                conn.execute(
+                    "INSERT INTO jobs (id, request_id, create_us, state, doc) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        job.id,
+                        request_id or None,
+                        to_micros(job.create_time),
+                        int(job.state),
+                        json.dumps(job_to_doc(job)),
+                    ),
+                )
+            return job
+
+        return self._guard(run)
+
+    def get_job(self, job_id: str) -> Job | None:
+        def run() -> Job | None:
+            conn = self._connection()
+            row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return self._job(conn, row) if row else None
+
+        return self._guard(run)
+
+    def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
+        def run() -> list[Job]:
+            clauses: list[str] = []
+            params: list[object] = []
+            if state is not JobState.UNSPECIFIED:
+                clauses.append("state = ?")
+                params.append(int(state))
+            if after is not None:
+                clauses.append("(create_us < ? OR (create_us = ? AND id < ?))")
+                us = to_micros(after.create_time)
+                params += [us, us, after.job_id]
+            where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            conn = self._connection()
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY create_us DESC, id DESC LIMIT ?",
+                (*params, page_size),
+            ).fetchall()
+            return [self._job(conn, row) for row in rows]
+
+        return self._guard(run)
+
+    def delete_job(self, job_id: str) -> bool:
+        def run() -> bool:
+            with self._write() as conn:
+                row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    return False
+                if JobState(row[0]) is JobState.IN_PROGRESS:
+                    raise FailedPrecondition(f"job {job_id} is IN_PROGRESS; stop it before deleting it")
+                for table, column in (("events", "job_id"), ("reports", "job_id"), ("jobs", "id")):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (job_id,))
+            return True
+
+        return self._guard(run)
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        sequence: int,
+        time: datetime,
+        source: Source,
+        patch: JsonObject,
+        job_state: JobState,
+    ) -> MetricsEvent:
+        conn.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job_id,
+                sequence,
+                to_micros(time),
+                int(source.kind),
+                source.client_index,
+                source.client_uuid,
+                json.dumps(patch),
+                int(job_state),
+            ),
+        )
+        conn.execute("UPDATE jobs SET last_sequence = ? WHERE id = ?", (sequence, job_id))
+        return MetricsEvent(job_id, sequence, time, source, patch, job_state)
+
+    def transition(
+        self,
+        job_id: str,
+        from_states: Collection[JobState],
+        to_state: JobState,
+        time: datetime,
+        error_message: str = "",
+    ) -> MetricsEvent | None:
+        def run() -> MetricsEvent | None:
+            with self._write() as conn:
+                row = conn.execute("SELECT state, last_sequence FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None or JobState(row[0]) not in from_states:
+                    return None
+                us = to_micros(time)
+                conn.execute(
+                    "UPDATE jobs SET state = ?,"
+                    " start_us = CASE WHEN ? THEN ? ELSE start_us END,"
+                    " end_us = CASE WHEN ? THEN ? ELSE end_us END,"
+                    " doc = CASE WHEN ? != '' THEN json_set(doc, '$.error_message', ?) ELSE doc END"
+                    " WHERE id = ?",
+                    (
+                        int(to_state),
+                        to_state is JobState.IN_PROGRESS,
+                        us,
+                        to_state.terminal,
+                        us,
+                        error_message,
+                        error_message,
+                        job_id,
+                    ),
+                )
+                patch = job_event_patch(to_state, error_message)
+                return self._append(conn, job_id, row[1] + 1, time, JOB_SOURCE, patch, to_state)
+
+        return self._guard(run)
+
+    def append_report_change(
+        self, job_id: str, source: Source, patch: JsonObject, time: datetime
+    ) -> MetricsEvent | None:
+        def run() -> MetricsEvent | None:
+            with self._write() as conn:
+                row = conn.execute("SELECT state, last_sequence FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None or JobState(row[0]) is not JobState.IN_PROGRESS:
+                    return None
+                conn.execute(
+                    "INSERT INTO reports (job_id, source, body) VALUES (?, ?, json_patch('{}', ?))"
+                    " ON CONFLICT (job_id, source) DO UPDATE SET body = json_patch(body, excluded.body)",
+                    (job_id, source.key, json.dumps(patch)),
+                )
+                return self._append(conn, job_id, row[1] + 1, time, source, patch, JobState.IN_PROGRESS)
+
+        return self._guard(run)
+
+    def get_report(self, job_id: str, source: Source) -> JsonObject:
+        def run() -> JsonObject:
+            row = (
+                self._connection()
+                .execute("SELECT body FROM reports WHERE job_id = ? AND source = ?", (job_id, source.key))
+                .fetchone()
+            )
+            return json.loads(row[0]) if row else {}
+
+        return self._guard(run)
+
+    def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
+        def run() -> list[MetricsEvent]:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT sequence, time_us, source_kind, client_index, client_uuid, patch, job_state FROM events"
+                    " WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+                    (job_id, after_sequence, limit),
+                )
+                .fetchall()
+            )
+            return [event_from_row(job_id, s, t, k, i, u, json.loads(p), js) for s, t, k, i, u, p, js in rows]
+
+        return self._guard(run)
+
+    def _update_doc(self, job_id: str, change: Callable[[JsonObject], None]) -> None:
+        def run() -> None:
+            with self._write() as conn:
+                row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    return
+                doc = json.loads(row[0])
+                change(doc)
+                conn.execute("UPDATE jobs SET doc = ? WHERE id = ?", (json.dumps(doc), job_id))
+
+        self._guard(run)
+
+    def record_launch(self, job_id: str, launch: Launch) -> None:
+        self._update_doc(
+            job_id,
+            lambda doc: apply_launch_to_doc(
+                doc,
+                launch.server_address,
+                launch.server_uuid,
+                asdict(launch.server_process),
+                launch.client_uuids,
+                [asdict(p) for p in launch.client_processes],
+            ),
+        )
+
+    def set_client_state(self, job_id: str, index: int, state: ClientState, error_message: str = "") -> None:
+        def change(doc: JsonObject) -> None:
+            doc["clients"][index]["state"] = int(state)
+            if error_message:
+                doc["clients"][index]["error_message"] = error_message
+
+        self._update_doc(job_id, change)
+
+    def jobs_in_state(self, state: JobState) -> list[Job]:
+        def run() -> list[Job]:
+            conn = self._connection()
+            rows = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = ?", (int(state),)).fetchall()
+            return [self._job(conn, row) for row in rows]
+
+        return self._guard(run)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
