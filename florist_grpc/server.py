@@ -158,6 +158,16 @@ class ControlPlane:
         await self._check_health()
         self._health_task = asyncio.create_task(self._watch_health())
 
+    @property
+    def store(self) -> JobStore:
+        assert self._running is not None, "not started"
+        return self._running.store
+
+    @property
+    def follower(self) -> JobFollower:
+        assert self._running is not None, "not started"
+        return self._running.follower
+
     async def _check_health(self) -> None:
         assert self._running is not None
         try:

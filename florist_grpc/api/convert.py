@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -16,6 +16,7 @@ from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.store.base import PageCursor
+from florist_grpc.store.codec import from_micros, to_micros
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> JsonObject:
@@ -148,7 +149,8 @@ def catalog_to_proto() -> catalog_pb.GetCatalogResponse:
 
 
 def encode_page_token(job: Job, state: JobState) -> str:
-    body = {"t": job.create_time.timestamp(), "id": job.id, "s": int(state)}
+    # Integer microseconds, exactly as stored: a float could round across the page boundary.
+    body = {"t": to_micros(job.create_time), "id": job.id, "s": int(state)}
     return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
 
 
@@ -157,7 +159,7 @@ def decode_page_token(token: str, state: JobState) -> PageCursor | None:
         return None
     try:
         body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        cursor = PageCursor(datetime.fromtimestamp(float(body["t"]), tz=UTC), str(body["id"]))
+        cursor = PageCursor(from_micros(int(body["t"])), str(body["id"]))
         token_state = int(body["s"])
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidArgument([FieldViolation("page_token", "is not a token returned by ListJobs")]) from exc

@@ -43,14 +43,18 @@ def _validator(strategy: str) -> Draft202012Validator:
     return Draft202012Validator(STRATEGIES[strategy].config_schema)
 
 
-def _schema_violation(error: ValidationError) -> FieldViolation:
+def _schema_violations(error: ValidationError) -> list[FieldViolation]:
     path = "job.server_config" + "".join(f".{p}" for p in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else ""
-        return FieldViolation(f"{path}.{missing}" if missing else path, "is required")
-    if error.validator == "additionalProperties":
-        return FieldViolation(path, f"unknown keys: {error.message.split('(')[-1].rstrip(')')}")
-    return FieldViolation(path, error.message)
+        return [FieldViolation(f"{path}.{missing}" if missing else path, "is required")]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        return [
+            FieldViolation(f"{path}.{key}", f"unknown key; allowed keys are {sorted(known)}")
+            for key in sorted(set(error.instance) - known)
+        ]
+    return [FieldViolation(path, error.message)]
 
 
 def validate_job(job: Job) -> None:
@@ -77,7 +81,8 @@ def validate_job(job: Job) -> None:
                 )
             )
         errors = sorted(_validator(strategy.name).iter_errors(job.server_config), key=lambda e: list(e.path))
-        problems.extend(_schema_violation(e) for e in errors)
+        for error in errors:
+            problems.extend(_schema_violations(error))
     for name, address in (("job.server_address", job.server_address), ("job.redis_address", job.redis_address)):
         if address and (problem := address_problem(address)):
             problems.append(FieldViolation(name, problem))

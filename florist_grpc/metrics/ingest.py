@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import redis
 
 from florist_grpc.jobs.model import JsonObject, MetricsEvent, Source
-from florist_grpc.metrics import merge_patch
 from florist_grpc.store.base import JobStore
 
 log = logging.getLogger(__name__)
@@ -41,10 +40,7 @@ class ReportIngest:
 
     def persist(self, job_id: str, source: Source, last: JsonObject, report: JsonObject) -> MetricsEvent | None:
         """Append the change from `last` to `report` (None when there is none or the job is not running)."""
-        patch = merge_patch.diff(last, report)
-        if not patch:
-            return None
-        event = self._store.append_report_change(job_id, source, patch, datetime.now(UTC))
+        event = self._store.append_report_change(job_id, source, last, report, datetime.now(UTC))
         if event is not None:
             self._publish(event)
         return event

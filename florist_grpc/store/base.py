@@ -75,13 +75,13 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def append_report_change(
-        self, job_id: str, source: Source, patch: JsonObject, time: datetime
+        self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
     ) -> MetricsEvent | None:
-        """Append an event for a change of `source`'s report and merge `patch` into the stored report.
+        """Append an event whose patch turns `previous` (the persisted report) into `report`, and store `report`.
 
-        Accepted only while the job is IN_PROGRESS (a terminal event is always the last one); returns None
-        otherwise. Callers diff against get_report(), so a retry after a crash computes an empty patch and
-        appends nothing: the append is idempotent.
+        Only the change is written. Returns None, changing nothing, when there is no change or the job is not
+        IN_PROGRESS (a terminal event is always the last one). Callers pass the report they last persisted, so a
+        retry after a crash finds no change and appends nothing: the append is idempotent.
         """
 
     @abc.abstractmethod

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pymongo
 from pymongo.collection import Collection as MongoCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError, WriteError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from florist_grpc.errors import FailedPrecondition, Unavailable
 from florist_grpc.jobs.model import (
@@ -32,7 +32,6 @@ from florist_grpc.jobs.model import (
     Launch,
     MetricsEvent,
     Source,
-    SourceKind,
 )
 from florist_grpc.metrics import merge_patch
 from florist_grpc.store.base import JobStore, PageCursor, job_event_patch
@@ -62,22 +61,24 @@ def _map_keys(value: Any, fn: Callable[[str], str]) -> Any:
     return value
 
 
-def patch_to_update(prefix: str, patch: JsonObject) -> tuple[JsonObject, JsonObject]:
-    """$set and $unset documents applying a merge patch produced by merge_patch.diff at `prefix`.
+def report_update(prefix: str, previous: JsonObject, report: JsonObject) -> tuple[JsonObject, JsonObject]:
+    """$set and $unset documents turning `previous` into `report` at `prefix`, touching only what changed.
 
-    A non-empty nested object is merged path by path; anything else replaces the value at its path.
+    Objects present on both sides are updated path by path; any other change replaces the value at its path
+    (a merge patch alone cannot say whether an object in it replaces a scalar or merges into an object).
     """
     sets: JsonObject = {}
     unsets: JsonObject = {}
-    for key, value in patch.items():
+    for key in previous.keys() - report.keys():
+        unsets[f"{prefix}.{escape_key(key)}"] = ""
+    for key, value in report.items():
         path = f"{prefix}.{escape_key(key)}"
-        if value is None:
-            unsets[path] = ""
-        elif isinstance(value, dict) and value:
-            sub_sets, sub_unsets = patch_to_update(path, value)
+        old = previous.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            sub_sets, sub_unsets = report_update(path, old, value)
             sets.update(sub_sets)
             unsets.update(sub_unsets)
-        else:
+        elif key not in previous or type(old) is not type(value) or old != value:
             sets[path] = _map_keys(value, escape_key)
     return sets, unsets
 
@@ -107,7 +108,7 @@ class MongoStore(JobStore):
     def _guard(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except (DuplicateKeyError, WriteError):
+        except DuplicateKeyError:
             raise
         except PyMongoError as exc:
             raise Unavailable(f"job store unavailable: {exc}") from exc
@@ -186,25 +187,7 @@ class MongoStore(JobStore):
         """Apply the job-document update of event `sequence` if the document is right before it."""
         update = {op: dict(fields) for op, fields in update.items()}
         update.setdefault("$set", {})["last_sequence"] = sequence
-        try:
-            self._jobs.update_one({"_id": job_id, "last_sequence": sequence - 1}, update)
-        except WriteError:
-            # A nested $set met a non-object (a report value changed type): rebuild that report whole.
-            self._rebuild_report(job_id, sequence)
-
-    def _rebuild_report(self, job_id: str, sequence: int) -> None:
-        event = self._events.find_one({"job_id": job_id, "sequence": sequence})
-        job = self._jobs.find_one({"_id": job_id})
-        if event is None or job is None or job["last_sequence"] != sequence - 1:
-            return
-        s = json.loads(event["source"])
-        key = escape_key(Source(SourceKind(s["kind"]), s["client_index"], s["client_uuid"]).key)
-        current = _map_keys(job.get("reports", {}).get(key, {}), unescape_key)
-        merged = merge_patch.apply(current, json.loads(event["patch"]))
-        self._jobs.update_one(
-            {"_id": job_id, "last_sequence": sequence - 1},
-            {"$set": {f"reports.{key}": _map_keys(merged, escape_key), "last_sequence": sequence}},
-        )
+        self._jobs.update_one({"_id": job_id, "last_sequence": sequence - 1}, update)
 
     def _roll_forward(self, job_id: str, sequence: int) -> None:
         event = self._events.find_one({"job_id": job_id, "sequence": sequence})
@@ -269,12 +252,20 @@ class MongoStore(JobStore):
         return self._guard(lambda: self._append(job_id, time, plan))
 
     def append_report_change(
-        self, job_id: str, source: Source, patch: JsonObject, time: datetime
+        self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
     ) -> MetricsEvent | None:
+        patch = merge_patch.diff(previous, report)
+        if not patch:
+            return None
+
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
             if JobState(row["state"]) is not JobState.IN_PROGRESS:
                 return None
-            sets, unsets = patch_to_update(f"reports.{escape_key(source.key)}", patch)
+            prefix = f"reports.{escape_key(source.key)}"
+            # The first report of a source may replace a missing field whole.
+            sets, unsets = (
+                report_update(prefix, previous, report) if previous else ({prefix: _map_keys(report, escape_key)}, {})
+            )
             update: JsonObject = {"$set": sets}
             if unsets:
                 update["$unset"] = unsets

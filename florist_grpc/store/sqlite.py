@@ -28,6 +28,7 @@ from florist_grpc.jobs.model import (
     MetricsEvent,
     Source,
 )
+from florist_grpc.metrics import merge_patch
 from florist_grpc.store.base import JobStore, PageCursor, job_event_patch
 from florist_grpc.store.codec import apply_launch_to_doc, event_from_row, job_from_doc, job_to_doc, to_micros
 
@@ -251,18 +252,28 @@ class SqliteStore(JobStore):
         return self._guard(run)
 
     def append_report_change(
-        self, job_id: str, source: Source, patch: JsonObject, time: datetime
+        self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
     ) -> MetricsEvent | None:
+        patch = merge_patch.diff(previous, report)
+        if not patch:
+            return None
+
         def run() -> MetricsEvent | None:
             with self._write() as conn:
                 row = conn.execute("SELECT state, last_sequence FROM jobs WHERE id = ?", (job_id,)).fetchone()
                 if row is None or JobState(row[0]) is not JobState.IN_PROGRESS:
                     return None
-                conn.execute(
-                    "INSERT INTO reports (job_id, source, body) VALUES (?, ?, json_patch('{}', ?))"
-                    " ON CONFLICT (job_id, source) DO UPDATE SET body = json_patch(body, excluded.body)",
-                    (job_id, source.key, json.dumps(patch)),
+                text = json.dumps(patch)
+                # json_patch is RFC 7396 itself: the patch's nulls delete, objects merge, the rest replaces.
+                updated = conn.execute(
+                    "UPDATE reports SET body = json_patch(body, ?) WHERE job_id = ? AND source = ?",
+                    (text, job_id, source.key),
                 )
+                if updated.rowcount == 0:
+                    conn.execute(
+                        "INSERT INTO reports (job_id, source, body) VALUES (?, ?, json_patch('{}', ?))",
+                        (job_id, source.key, text),
+                    )
                 return self._append(conn, job_id, row[1] + 1, time, source, patch, JobState.IN_PROGRESS)
 
         return self._guard(run)

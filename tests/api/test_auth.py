@@ -1,0 +1,79 @@
+"""Bearer tokens from the auth file: viewer reads and streams, admin does everything, health is public."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from florist_grpc.api.auth import AuthFileError, authorize, load_auth_file
+from florist_grpc.errors import PermissionDenied, Unauthenticated
+from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
+from tests.helpers import PlaneThread, job_message
+
+
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@pytest.fixture
+def auth_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens"
+    path.write_text(f"# who may do what\nadmin {sha('admin-secret')} ops\nviewer {sha('look')}  dashboards # ro\n")
+    return path
+
+
+def test_auth_file_lines_map_token_hashes_to_roles(auth_file: Path) -> None:
+    tokens = load_auth_file(auth_file)
+    assert {p.role for p in tokens.values()} == {"admin", "viewer"}
+    assert tokens[sha("look")].name == "dashboards"
+
+
+@pytest.mark.parametrize("line", ["root abc", f"admin {'z' * 64}", "viewer", ""])
+def test_a_bad_auth_file_is_refused_with_its_line(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(line + "\n")
+    with pytest.raises(AuthFileError):
+        load_auth_file(path)
+
+
+def test_roles_decide_what_a_token_may_call(auth_file: Path) -> None:
+    tokens = load_auth_file(auth_file)
+    viewer = {"authorization": "Bearer look"}
+    admin = {"authorization": "Bearer admin-secret"}
+    assert authorize(tokens, "/florist.v1.JobService/GetJob", viewer) is not None
+    assert authorize(tokens, "/florist.v1.TrainingService/StreamMetrics", viewer) is not None
+    with pytest.raises(PermissionDenied):
+        authorize(tokens, "/florist.v1.TrainingService/StartTraining", viewer)
+    assert authorize(tokens, "/florist.v1.TrainingService/StartTraining", admin) is not None
+    with pytest.raises(Unauthenticated):
+        authorize(tokens, "/florist.v1.JobService/GetJob", {})
+    with pytest.raises(Unauthenticated):
+        authorize(tokens, "/florist.v1.JobService/GetJob", {"authorization": "Bearer wrong"})
+    assert authorize(tokens, "/grpc.health.v1.Health/Check", {}) is None
+
+
+@pytest.fixture
+def secured(tmp_path: Path, auth_file: Path) -> Iterator[PlaneThread]:
+    running = PlaneThread(tmp_path / "florist", auth_file=auth_file)
+    yield running
+    running.stop()
+
+
+def test_the_serving_plane_enforces_tokens_and_roles(secured: PlaneThread) -> None:
+    request = pb.CreateJobRequest(job=job_message(["/d"]))
+    with pytest.raises(grpc.RpcError) as raised:
+        secured.jobs.CreateJob(request, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as raised:
+        secured.jobs.CreateJob(request, timeout=10, metadata=(("authorization", "Bearer look"),))
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    job = secured.jobs.CreateJob(request, timeout=10, metadata=(("authorization", "Bearer admin-secret"),)).job
+    got = secured.jobs.GetJob(pb.GetJobRequest(job_id=job.id), timeout=10, metadata=(("authorization", "Bearer look"),))
+    assert got.job.id == job.id
+    health = health_pb2_grpc.HealthStub(secured.channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from florist_grpc.fl.data import write_synthetic
+from florist_grpc.metrics.embedded_redis import free_port, redis_server_binary
+from tests.helpers import PlaneThread, wait_for
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The demo's learnable synthetic set for 2 clients."""
+    return [str(p) for p in write_synthetic(tmp_path_factory.mktemp("data"), 2)]
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[PlaneThread]:
+    running = PlaneThread(tmp_path / "florist")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    wait_for(answers, 10, "redis-server to answer")
+    yield f"redis://127.0.0.1:{port}/0"
+    client.close()
+    process.send_signal(signal.SIGTERM)
+    process.wait(10)

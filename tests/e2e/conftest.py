@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    address: str
+    data_dir: Path
+
+
+def serve(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
+    """Start `florist-grpc serve` and wait for its ready line."""
+    process = subprocess.Popen(
+        [str(BIN / "florist-grpc"), "serve", "--port", "0", "--data-dir", str(data_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=open(data_dir.parent / f"{data_dir.name}-serve.log", "a"),  # noqa: SIM115 - closed with the process
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # blocks until the ready line (or EOF if it failed to start)
+    if "listening on" not in line:
+        process.kill()
+        raise AssertionError(f"serve did not start: {line!r}; see {data_dir.parent}")
+    return Served(process, line.strip().rsplit(" ", 1)[-1], data_dir)
+
+
+def stop(served: Served) -> int:
+    if served.process.poll() is None:
+        served.process.send_signal(signal.SIGTERM)
+    return served.process.wait(30)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    running = serve(tmp_path / "florist")
+    yield running
+    stop(running)

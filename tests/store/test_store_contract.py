@@ -1,0 +1,313 @@
+"""The JobStore contract. Every backend runs this one class (the pattern of Flower's linkstate_test.py)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from florist_grpc.errors import FailedPrecondition
+from florist_grpc.jobs.model import (
+    SERVER_SOURCE,
+    Client,
+    ClientState,
+    Job,
+    JobState,
+    Launch,
+    ProcessRef,
+    Source,
+    SourceKind,
+)
+from florist_grpc.metrics.merge_patch import apply, diff
+from florist_grpc.store.base import JobStore, PageCursor
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def new_job(job_id: str, at: datetime = T0, clients: int = 2) -> Job:
+    return Job(
+        id=job_id,
+        model="MLP",
+        strategy="FEDAVG",
+        optimizer="SGD",
+        client_type="FEDAVG",
+        server_config={"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1},
+        clients=[Client(data_path=f"/d/{i}.pt") for i in range(clients)],
+        create_time=at,
+        server_address="127.0.0.1:9000",
+    )
+
+
+class JobStoreContract:
+    """Subclasses provide the `store` fixture."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[JobStore]:
+        raise NotImplementedError
+
+    def started(self, store: JobStore, job_id: str) -> None:
+        store.create_job(new_job(job_id))
+        assert store.transition(job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0) is not None
+
+    # --- jobs ---
+
+    def test_a_created_job_reads_back_equal(self, store: JobStore) -> None:
+        job = new_job("a")
+        store.create_job(job)
+        got = store.get_job("a")
+        assert got is not None
+        assert got.model == "MLP" and got.server_config == job.server_config
+        assert [c.data_path for c in got.clients] == ["/d/0.pt", "/d/1.pt"]
+        assert got.state is JobState.NOT_STARTED and got.create_time == T0 and got.last_sequence == 0
+
+    def test_an_unknown_job_is_none(self, store: JobStore) -> None:
+        assert store.get_job("nope") is None
+
+    def test_a_repeated_request_id_returns_the_first_job(self, store: JobStore) -> None:
+        first = store.create_job(new_job("a"), request_id="req-1")
+        second = store.create_job(new_job("b"), request_id="req-1")
+        assert first.id == second.id == "a"
+        assert store.get_job("b") is None
+
+    def test_list_is_newest_first_pages_by_cursor_and_filters_by_state(self, store: JobStore) -> None:
+        for i in range(5):
+            store.create_job(new_job(f"j{i}", T0 + timedelta(seconds=i)))
+        store.transition("j3", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        page = store.list_jobs(2, None, JobState.UNSPECIFIED)
+        assert [j.id for j in page] == ["j4", "j3"]
+        store.create_job(new_job("newer", T0 + timedelta(hours=1)))  # added between pages: no shift
+        page2 = store.list_jobs(2, PageCursor(page[-1].create_time, page[-1].id), JobState.UNSPECIFIED)
+        assert [j.id for j in page2] == ["j2", "j1"]
+        assert [j.id for j in store.list_jobs(10, None, JobState.IN_PROGRESS)] == ["j3"]
+
+    def test_same_create_time_orders_by_id(self, store: JobStore) -> None:
+        for job_id in ("b", "a", "c"):
+            store.create_job(new_job(job_id))
+        first = store.list_jobs(2, None, JobState.UNSPECIFIED)
+        rest = store.list_jobs(2, PageCursor(first[-1].create_time, first[-1].id), JobState.UNSPECIFIED)
+        assert [j.id for j in first + rest] == ["c", "b", "a"]
+
+    def test_delete_refuses_an_in_progress_job_and_removes_events_otherwise(self, store: JobStore) -> None:
+        self.started(store, "a")
+        with pytest.raises(FailedPrecondition):
+            store.delete_job("a")
+        store.transition("a", {JobState.IN_PROGRESS}, JobState.CANCELLED, T0)
+        assert store.delete_job("a") is True
+        assert store.get_job("a") is None
+        assert store.read_events("a", 0) == []
+        assert store.delete_job("a") is False
+
+    # --- state machine ---
+
+    def test_transition_is_compare_and_set(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        assert store.transition("a", {JobState.IN_PROGRESS}, JobState.CANCELLED, T0) is None
+        event = store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        assert event is not None and event.sequence == 1 and event.source.kind is SourceKind.JOB
+        assert event.patch == {"state": "IN_PROGRESS"} and event.job_state is JobState.IN_PROGRESS
+        assert store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0) is None
+        job = store.get_job("a")
+        assert job is not None and job.start_time == T0 and job.end_time is None
+
+    def test_of_concurrent_transitions_exactly_one_wins(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        results: list[object] = []
+        barrier = threading.Barrier(8)
+
+        def attempt() -> None:
+            barrier.wait()
+            results.append(store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0))
+
+        threads = [threading.Thread(target=attempt) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(r is not None for r in results) == 1
+        assert [e.sequence for e in store.read_events("a", 0)] == [1]
+
+    def test_a_terminal_transition_records_end_time_and_error(self, store: JobStore) -> None:
+        self.started(store, "a")
+        end = T0 + timedelta(minutes=5)
+        event = store.transition("a", {JobState.IN_PROGRESS}, JobState.FINISHED_WITH_ERROR, end, "client 1 died")
+        assert event is not None and event.patch == {"state": "FINISHED_WITH_ERROR", "error_message": "client 1 died"}
+        job = store.get_job("a")
+        assert job is not None and job.state is JobState.FINISHED_WITH_ERROR
+        assert job.error_message == "client 1 died" and job.end_time == end
+
+    # --- event log ---
+
+    def test_report_changes_get_contiguous_sequences_and_merge_into_the_report(self, store: JobStore) -> None:
+        self.started(store, "a")
+        client = Source(SourceKind.CLIENT, 1, "u1")
+        first = {"host_type": "server", "rounds": {"1": {"fit_round_metrics": {"val - acc.$": 0.5}}}}
+        second = {"host_type": "server", "rounds": {"1": {"fit_round_metrics": {"val - acc.$": 0.75}}, "2": {}}}
+        e2 = store.append_report_change("a", SERVER_SOURCE, {}, first, T0)
+        e3 = store.append_report_change("a", client, {}, {"shutdown": "t"}, T0)
+        e4 = store.append_report_change("a", SERVER_SOURCE, first, second, T0)
+        assert e4 is not None and e4.patch == diff(first, second)
+        assert [e.sequence for e in (e2, e3, e4) if e] == [2, 3, 4]
+        assert store.get_report("a", SERVER_SOURCE) == second
+        assert store.get_report("a", client) == {"shutdown": "t"}
+        job = store.get_job("a")
+        assert job is not None and job.server_metrics == second and job.clients[1].metrics == {"shutdown": "t"}
+        assert job.last_sequence == 4
+
+    def test_removals_and_type_changes_persist_exactly(self, store: JobStore) -> None:
+        self.started(store, "a")
+        reports = [{"a": 1, "b": {"c": 2}}, {"a": {"x": 1}, "b": 3}, {"b": {"d.e": [1, 2]}}]
+        previous: dict[str, object] = {}
+        for report in reports:
+            store.append_report_change("a", SERVER_SOURCE, previous, report, T0)
+            assert store.get_report("a", SERVER_SOURCE) == report
+            previous = report
+
+    def test_events_replay_in_order_after_any_sequence_and_rebuild_the_report(self, store: JobStore) -> None:
+        self.started(store, "a")
+        previous: dict[str, object] = {}
+        for n in range(1, 6):
+            report = {"rounds": {str(i): {"loss": 1 / i} for i in range(1, n + 1)}}
+            store.append_report_change("a", SERVER_SOURCE, previous, report, T0)
+            previous = report
+        events = store.read_events("a", 0)
+        assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6]
+        for after in range(7):
+            assert [e.sequence for e in store.read_events("a", after)] == list(range(after + 1, 7))
+        assert [e.sequence for e in store.read_events("a", 0, limit=2)] == [1, 2]
+        rebuilt: dict[str, object] = {}
+        for event in events:
+            if event.source.kind is SourceKind.SERVER:
+                rebuilt = apply(rebuilt, event.patch)
+        assert rebuilt == previous
+
+    def test_an_unchanged_report_appends_nothing(self, store: JobStore) -> None:
+        self.started(store, "a")
+        assert store.append_report_change("a", SERVER_SOURCE, {"x": 1}, {"x": 1}, T0) is None
+        assert [e.sequence for e in store.read_events("a", 0)] == [1]
+
+    def test_report_changes_are_refused_unless_in_progress(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        assert store.append_report_change("a", SERVER_SOURCE, {}, {"x": 1}, T0) is None
+        assert store.append_report_change("missing", SERVER_SOURCE, {}, {"x": 1}, T0) is None
+        self.started(store, "b")
+        store.transition("b", {JobState.IN_PROGRESS}, JobState.CANCELLED, T0)
+        assert store.append_report_change("b", SERVER_SOURCE, {}, {"x": 1}, T0) is None
+        assert [e.job_state for e in store.read_events("b", 0)][-1] is JobState.CANCELLED
+
+    def test_concurrent_appends_never_share_or_skip_a_sequence(self, store: JobStore) -> None:
+        self.started(store, "a")
+
+        def append(index: int) -> None:
+            source = Source(SourceKind.CLIENT, index % 2, f"u{index % 2}")
+            for n in range(25):
+                store.append_report_change("a", source, {}, {f"t{index}": n}, T0)
+
+        threads = [threading.Thread(target=append, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [e.sequence for e in store.read_events("a", 0, limit=1000)] == list(range(1, 152))
+
+    # --- launch bookkeeping ---
+
+    def test_launch_and_client_states_are_recorded(self, store: JobStore) -> None:
+        self.started(store, "a")
+        refs = [ProcessRef(11, 1.5, "/l/c0"), ProcessRef(12, 2.5, "/l/c1")]
+        store.record_launch("a", Launch("127.0.0.1:9001", "su", ProcessRef(10, 0.5, "/l/s"), ["c0", "c1"], refs, T0))
+        store.set_client_state("a", 1, ClientState.FAILED, "exited with code 2")
+        job = store.get_job("a")
+        assert job is not None
+        assert job.server_uuid == "su" and job.server_process == ProcessRef(10, 0.5, "/l/s")
+        assert job.server_address == "127.0.0.1:9001"
+        assert [c.uuid for c in job.clients] == ["c0", "c1"] and [c.process for c in job.clients] == refs
+        assert job.clients[0].state is ClientState.RUNNING
+        assert job.clients[1].state is ClientState.FAILED and job.clients[1].error_message == "exited with code 2"
+
+    def test_jobs_in_state(self, store: JobStore) -> None:
+        store.create_job(new_job("idle"))
+        self.started(store, "busy")
+        assert [j.id for j in store.jobs_in_state(JobState.IN_PROGRESS)] == ["busy"]
+
+
+class TestSqliteStore(JobStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[JobStore]:
+        from florist_grpc.store.sqlite import SqliteStore
+
+        store = SqliteStore(tmp_path / "florist.sqlite3")
+        yield store
+        store.close()
+
+    def test_data_survives_reopening(self, tmp_path: Path) -> None:
+        from florist_grpc.store.sqlite import SqliteStore
+
+        first = SqliteStore(tmp_path / "db")
+        self.started(first, "a")
+        first.append_report_change("a", SERVER_SOURCE, {}, {"fit_end": "t"}, T0)
+        first.close()
+        again = SqliteStore(tmp_path / "db")
+        job = again.get_job("a")
+        assert job is not None and job.server_metrics == {"fit_end": "t"} and job.last_sequence == 2
+
+
+class TestMongoStoreOnMongomock(JobStoreContract):
+    @pytest.fixture
+    def store(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
+        import mongomock
+        from mongomock.collection import Collection
+
+        from florist_grpc.store.mongo import MongoStore
+
+        # MongoDB inserts atomically against unique indexes; mongomock checks `_id` and then writes, so two
+        # threads can both "insert" one _id. Restore that one guarantee of the real server, nothing more.
+        insert = Collection._insert
+        lock = threading.Lock()
+
+        def atomic_insert(self: object, *args: object, **kwargs: object) -> object:
+            with lock:
+                return insert(self, *args, **kwargs)
+
+        monkeypatch.setattr(Collection, "_insert", atomic_insert)
+        yield MongoStore(mongomock.MongoClient(), "florist_test")
+
+    def test_an_event_written_before_a_crash_is_rolled_forward(self, store: JobStore) -> None:
+        """A writer that died between inserting event N and advancing the job leaves no gap and no loss."""
+        from florist_grpc.store.mongo import MongoStore
+
+        assert isinstance(store, MongoStore)
+        self.started(store, "a")
+        orphan = {
+            "_id": "a/2",
+            "job_id": "a",
+            "sequence": 2,
+            "time_us": 0,
+            "patch": '{"x": 1}',
+            "job_state": 2,
+            "source": '{"kind": 1, "client_index": -1, "client_uuid": ""}',
+            "update": '{"$set": {"reports.server.x": 1}}',
+        }
+        store._events.insert_one(orphan)  # the crash: the job document still says last_sequence == 1
+        event = store.append_report_change("a", SERVER_SOURCE, {"x": 1}, {"x": 1, "y": 2}, T0)
+        assert event is not None and event.sequence == 3
+        assert store.get_report("a", SERVER_SOURCE) == {"x": 1, "y": 2}
+        assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
+
+
+@pytest.mark.skipif(not os.environ.get("FLORIST_TEST_MONGODB_URI"), reason="FLORIST_TEST_MONGODB_URI not set")
+class TestMongoStoreOnRealMongo(JobStoreContract):
+    @pytest.fixture
+    def store(self) -> Iterator[JobStore]:
+        import pymongo
+
+        from florist_grpc.store.mongo import MongoStore
+
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(os.environ["FLORIST_TEST_MONGODB_URI"])
+        name = f"florist_test_{os.getpid()}"
+        yield MongoStore(client, name)
+        client.drop_database(name)
+        client.close()

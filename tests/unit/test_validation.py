@@ -1,0 +1,118 @@
+"""CreateJob validation: every problem is reported, as a field violation, all at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from florist_grpc.errors import InvalidArgument
+from florist_grpc.jobs.catalog import STRATEGIES
+from florist_grpc.jobs.model import Client, Job
+from florist_grpc.jobs.validation import address_problem, validate_job
+
+
+def make_job(**overrides: Any) -> Job:
+    fields: dict[str, Any] = {
+        "id": "j",
+        "model": "MLP",
+        "strategy": "FEDAVG",
+        "optimizer": "SGD",
+        "client_type": "FEDAVG",
+        "server_config": {"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1},
+        "clients": [Client(data_path="/data/c0.pt")],
+        "create_time": datetime.now(UTC),
+    }
+    fields.update(overrides)
+    return Job(**fields)
+
+
+def violations(job: Job) -> dict[str, str]:
+    with pytest.raises(InvalidArgument) as raised:
+        validate_job(job)
+    return {v.field: v.description for v in raised.value.violations}
+
+
+def test_a_valid_job_passes() -> None:
+    validate_job(make_job())
+
+
+def test_every_strategy_accepts_its_own_minimal_config() -> None:
+    fedprox = {
+        "adapt_proximal_weight": True,
+        "initial_proximal_weight": 0.1,
+        "proximal_weight_delta": 0.1,
+        "proximal_weight_patience": 2,
+    }
+    for name, spec in STRATEGIES.items():
+        config = {"n_server_rounds": 1, "batch_size": 8, "local_epochs": 1, **(fedprox if name == "FEDPROX" else {})}
+        validate_job(make_job(strategy=name, client_type=spec.client_types[0], server_config=config))
+
+
+def test_unknown_catalog_names_are_reported_per_field() -> None:
+    found = violations(make_job(model="GPT", optimizer="LION", strategy="MAGIC"))
+    assert set(found) == {"job.model", "job.optimizer", "job.strategy"}
+    assert "MLP" in found["job.model"]
+
+
+def test_client_type_must_be_one_the_strategy_accepts() -> None:
+    found = violations(make_job(client_type="FEDPROX"))
+    assert "FEDAVG" in found["job.client_type"]
+
+
+def test_server_config_missing_keys_wrong_types_ranges_and_unknown_keys_all_reported() -> None:
+    found = violations(make_job(server_config={"n_server_rounds": 0, "batch_size": "big", "extra": 1}))
+    assert found.keys() == {
+        "job.server_config.n_server_rounds",
+        "job.server_config.batch_size",
+        "job.server_config.local_epochs",
+        "job.server_config.extra",
+    }
+    assert "minimum" in found["job.server_config.n_server_rounds"]
+    assert "integer" in found["job.server_config.batch_size"]
+    assert found["job.server_config.local_epochs"] == "is required"
+    assert "unknown key" in found["job.server_config.extra"]
+
+
+def test_fedprox_requires_its_four_keys() -> None:
+    found = violations(make_job(strategy="FEDPROX", client_type="FEDPROX"))
+    assert {
+        f"job.server_config.{k}"
+        for k in (
+            "adapt_proximal_weight",
+            "initial_proximal_weight",
+            "proximal_weight_delta",
+            "proximal_weight_patience",
+        )
+    } <= found.keys()
+
+
+def test_a_job_needs_clients_with_data_paths_and_valid_addresses() -> None:
+    assert "job.clients" in violations(make_job(clients=[]))
+    found = violations(
+        make_job(
+            server_address="nohost",
+            clients=[Client(data_path=" "), Client(data_path="/d", service_address="host:99999")],
+        )
+    )
+    assert found.keys() == {"job.server_address", "job.clients[0].data_path", "job.clients[1].service_address"}
+
+
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [
+        ("localhost:50051", True),
+        ("10.0.0.1:8080", True),
+        ("[::1]:9092", True),
+        ("a.b-c.example:1", True),
+        ("localhost", False),
+        (":80", False),
+        ("host:0", False),
+        ("host:http", False),
+        ("bad host:80", False),
+        ("[zz::1]:80", False),
+    ],
+)
+def test_addresses_are_host_colon_port(address: str, ok: bool) -> None:
+    assert (address_problem(address) is None) is ok
