@@ -49,7 +49,8 @@ def _schema_violations(error: ValidationError) -> list[FieldViolation]:
         missing = error.message.split("'")[1] if "'" in error.message else ""
         return [FieldViolation(f"{path}.{missing}" if missing else path, "is required")]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        known = set(schema.get("properties", {}))
         return [
             FieldViolation(f"{path}.{key}", f"unknown key; allowed keys are {sorted(known)}")
             for key in sorted(set(error.instance) - known)
