@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -15,6 +17,8 @@ import psutil
 
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Settings, Timeouts
+from florist_grpc.jobs.model import JobState
+from florist_grpc.launch.process import terminate
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
@@ -56,10 +60,24 @@ class PlaneThread:
 
     def stop(self) -> None:
         self.channel.close()
+        store = self.plane.store
+        leftovers = [
+            ref
+            for job in store.jobs_in_state(JobState.IN_PROGRESS)
+            for ref in [job.server_process, *(c.process for c in job.clients)]
+            if ref.pid
+        ]
         self.run(self.plane.stop(1.0))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+        # The service leaves running FL processes and its Redis up for a restart to adopt; a test plane's
+        # temporary data dir will never be restarted, so end them here.
+        terminate(leftovers, grace=2.0)
+        redis_state = self.settings.data_dir / "redis" / "redis.json"
+        if redis_state.exists():
+            with contextlib.suppress(psutil.Error, ValueError, KeyError):
+                psutil.Process(json.loads(redis_state.read_text())["pid"]).kill()
 
     # --- conveniences ---
 
@@ -101,14 +119,12 @@ def job_message(data_paths: list[str], rounds: int = 3, strategy: str = "FEDAVG"
 
 
 def fl_processes() -> list[psutil.Process]:
-    """Live FL server/client processes started from this test process (directly or by a control plane)."""
+    """Live FL server/client processes descended from this test run (directly or through a control plane)."""
     out = []
-    for p in psutil.process_iter(["cmdline", "status"]):
+    for p in psutil.Process().children(recursive=True):
         try:
-            cmd = " ".join(p.info["cmdline"] or [])
-            if ("florist_grpc.fl.server" in cmd or "florist_grpc.fl.client" in cmd) and p.info[
-                "status"
-            ] != psutil.STATUS_ZOMBIE:
+            cmd = " ".join(p.cmdline())
+            if ("florist_grpc.fl.server" in cmd or "florist_grpc.fl.client" in cmd) and p.status() != "zombie":
                 out.append(p)
         except psutil.Error:
             continue

@@ -1,0 +1,231 @@
+"""Real federated training: Flower server and client processes, a real Redis, real torch models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from florist_grpc.fl.data import write_synthetic
+from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
+from tests.helpers import TERMINAL, PlaneThread, fl_processes, job_message, no_fl_process_left, short_timeouts, wait_for
+
+ACCURACY = "val - prediction - accuracy - aggregated"
+
+
+def server_round(plane: PlaneThread, job_id: str, n: int) -> bool:
+    metrics = plane.get(job_id).server_metrics
+    return "rounds" in metrics and str(n) in metrics["rounds"]
+
+
+def test_a_two_client_job_finishes_with_per_round_metrics_and_rising_accuracy(
+    plane: PlaneThread, demo_data: list[str]
+) -> None:
+    job = plane.create(job_message(demo_data, rounds=3))
+    started = plane.start(job.id)
+    assert started.server_uuid and len(started.client_uuids) == 2
+    events = plane.events(job.id)
+    assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
+    done = plane.get(job.id)
+    assert done.state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
+    assert done.start_time.seconds and done.end_time.seconds and not done.error_message
+    server = done.server_metrics
+    assert server["host_type"] == "server" and "fit_start" in server and "fit_end" in server and "shutdown" in server
+    rounds = server["rounds"]
+    assert sorted(rounds.keys()) == ["1", "2", "3"]
+    for n in ("1", "2", "3"):
+        for key in ("fit_round_start", "fit_round_end", "fit_round_metrics", "eval_round_start", "eval_round_end"):
+            assert key in rounds[n], (n, key)
+    accuracies = [rounds[n]["eval_round_metrics_aggregated"][ACCURACY] for n in ("1", "2", "3")]
+    assert accuracies[-1] > accuracies[0]
+    assert min(accuracies) >= 0.0 and max(accuracies) <= 1.0
+    for client, uuid in zip(done.clients, started.client_uuids, strict=True):
+        assert client.uuid == uuid and client.state == job_pb2.CLIENT_STATE_FINISHED
+        assert client.metrics["host_type"] == "client" and "initialized" in client.metrics
+        assert "shutdown" in client.metrics
+        for n in ("1", "2", "3"):
+            r = client.metrics["rounds"][n]
+            assert {
+                "round_start",
+                "round_end",
+                "fit_round_metrics",
+                "fit_round_losses",
+                "eval_round_metrics",
+                "eval_round_loss",
+            } <= set(r.keys())
+            assert r["fit_round_losses"]["backward"] > 0
+    no_fl_process_left()
+
+
+def test_killing_the_fl_server_mid_training_fails_the_job_within_seconds(
+    plane: PlaneThread, demo_data: list[str]
+) -> None:
+    job = plane.create(job_message(demo_data, rounds=1000))
+    plane.start(job.id)
+    wait_for(lambda: server_round(plane, job.id, 2), 60, "round 2")
+    os.kill(plane.plane.store.get_job(job.id).server_process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    failed = plane.wait_state(job.id, TERMINAL, timeout=10)
+    assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
+    assert "FL server" in failed.error_message and "SIGKILL" in failed.error_message
+    no_fl_process_left()
+
+
+def test_a_killed_client_ends_the_job(plane: PlaneThread, demo_data: list[str]) -> None:
+    job = plane.create(job_message(demo_data, rounds=1000))
+    plane.start(job.id)
+    wait_for(lambda: server_round(plane, job.id, 2), 60, "round 2")
+    os.kill(plane.plane.store.get_job(job.id).clients[1].process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    failed = plane.wait_state(job.id, TERMINAL, timeout=15)
+    assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
+    assert "FL client 1" in failed.error_message and "SIGKILL" in failed.error_message
+    assert failed.clients[1].state == job_pb2.CLIENT_STATE_FAILED
+    no_fl_process_left()
+
+
+def test_of_five_concurrent_starts_exactly_one_succeeds(plane: PlaneThread, demo_data: list[str]) -> None:
+    job = plane.create(job_message(demo_data, rounds=1))
+    outcomes: list[object] = []
+    barrier = threading.Barrier(5)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(plane.start(job.id))
+        except grpc.RpcError as exc:
+            outcomes.append(exc.code())
+
+    threads = [threading.Thread(target=start) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(isinstance(o, pb.StartTrainingResponse) for o in outcomes) == 1
+    assert outcomes.count(grpc.StatusCode.FAILED_PRECONDITION) == 4
+    assert plane.events(job.id)[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
+    no_fl_process_left()
+
+
+def test_stop_training_cancels_the_job_and_leaves_no_process(plane: PlaneThread, demo_data: list[str]) -> None:
+    job = plane.create(job_message(demo_data, rounds=1000))
+    plane.start(job.id)
+    wait_for(lambda: server_round(plane, job.id, 1), 60, "round 1")
+    stopped = plane.training.StopTraining(pb.StopTrainingRequest(job_id=job.id), timeout=60).job
+    assert stopped.state == job_pb2.JOB_STATE_CANCELLED
+    assert stopped.end_time.seconds
+    no_fl_process_left(timeout=5)
+    assert plane.events(job.id)[-1].job_state == job_pb2.JOB_STATE_CANCELLED
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.training.StopTraining(pb.StopTrainingRequest(job_id=job.id), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_missing_data_file_fails_the_job_with_a_message_naming_it(
+    plane: PlaneThread, demo_data: list[str], tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "nowhere" / "client9.pt")
+    job = plane.create(job_message([demo_data[0], missing], rounds=2))
+    plane.start(job.id)
+    failed = plane.wait_state(job.id, TERMINAL, timeout=30)
+    assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
+    assert missing in failed.error_message and "does not exist" in failed.error_message
+    assert failed.clients[1].state == job_pb2.CLIENT_STATE_FAILED
+    no_fl_process_left()
+
+
+def test_mis_shaped_data_fails_the_job_naming_the_file_and_the_shapes(plane: PlaneThread, tmp_path: Path) -> None:
+    images = write_synthetic(tmp_path, 1, samples_per_client=20, model="MNIST_CNN")[0]  # images for an MLP job
+    job = plane.create(job_message([str(images)], rounds=1))
+    plane.start(job.id)
+    failed = plane.wait_state(job.id, TERMINAL, timeout=30)
+    assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
+    assert str(images) in failed.error_message and "[N, 20]" in failed.error_message
+    no_fl_process_left()
+
+
+def test_a_server_not_ready_in_time_is_deadline_exceeded_and_cleaned_up(tmp_path: Path, demo_data: list[str]) -> None:
+    slow = PlaneThread(tmp_path / "florist", timeouts=short_timeouts(server_ready_seconds=0.01))
+    try:
+        job = slow.create(job_message(demo_data))
+        with pytest.raises(grpc.RpcError) as raised:
+            slow.start(job.id)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        failed = slow.get(job.id)
+        assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR and "not ready" in failed.error_message
+        no_fl_process_left(timeout=5)
+    finally:
+        slow.stop()
+
+
+def test_starting_an_unknown_or_finished_job_is_refused(plane: PlaneThread, demo_data: list[str]) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.start("nope")
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    job = plane.create(job_message(demo_data, rounds=1))
+    plane.start(job.id)
+    plane.events(job.id)
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.start(job.id)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "FINISHED_SUCCESSFULLY" in (raised.value.details() or "")
+
+
+def test_stream_logs_serves_a_log_from_an_offset_and_follows_until_the_end(
+    plane: PlaneThread, demo_data: list[str]
+) -> None:
+    job = plane.create(job_message(demo_data, rounds=2))
+    plane.start(job.id)
+    followed = "".join(
+        chunk.text
+        for chunk in plane.training.StreamLogs(
+            pb.StreamLogsRequest(job_id=job.id, source=pb.LogSource(server=True), follow=True), timeout=120
+        )
+    )
+    assert plane.get(job.id).state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
+    assert "FL server" not in followed or "failed" not in followed
+    assert "Run finished 2 round(s)" in followed or "[SUMMARY]" in followed
+    chunks = list(plane.training.StreamLogs(pb.StreamLogsRequest(job_id=job.id, offset=10), timeout=30))
+    assert "".join(c.text for c in chunks) == followed.encode()[10:].decode("utf-8", "replace")
+    assert chunks[-1].next_offset == len(followed.encode())
+    client_log = plane.training.StreamLogs(
+        pb.StreamLogsRequest(job_id=job.id, source=pb.LogSource(client_index=1)), timeout=30
+    )
+    assert "".join(c.text for c in client_log)
+    with pytest.raises(grpc.RpcError) as raised:
+        list(plane.training.StreamLogs(pb.StreamLogsRequest(job_id=job.id, source=pb.LogSource(client_index=5))))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("strategy", "model", "extra"),
+    [
+        (
+            "FEDPROX",
+            "MLP",
+            {
+                "adapt_proximal_weight": True,
+                "initial_proximal_weight": 0.1,
+                "proximal_weight_delta": 0.05,
+                "proximal_weight_patience": 1,
+            },
+        ),
+        ("FEDADAM", "MLP", {"server_learning_rate": 0.05}),
+        ("KRUM", "MLP", {}),
+        ("FEDAVG", "MNIST_CNN", {}),
+    ],
+)
+def test_other_strategies_and_models_train_to_completion(
+    plane: PlaneThread, tmp_path: Path, strategy: str, model: str, extra: dict[str, object]
+) -> None:
+    paths = [str(p) for p in write_synthetic(tmp_path, 2, samples_per_client=120, model=model)]
+    message = job_message(paths, rounds=2, strategy=strategy, **extra)
+    message.model = model
+    job = plane.create(message)
+    plane.start(job.id)
+    assert plane.events(job.id)[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, plane.get(job.id)
+    assert sorted(plane.get(job.id).server_metrics["rounds"].keys()) == ["1", "2"]
+    assert not fl_processes() or no_fl_process_left() is None
