@@ -86,6 +86,7 @@ def build_server(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> gr
 @dataclass
 class Running:
     store: JobStore
+    hub: EventHub
     follower: JobFollower
     agents: AgentClients
     redis: EmbeddedRedis | None
@@ -131,7 +132,7 @@ class ControlPlane:
             timeouts.client_exit_grace_seconds,
         )
         agents = AgentClients(os.environ.get("FLORIST_AGENT_TOKEN", ""), timeouts.agent_call_seconds)
-        self._running = Running(store, follower, agents, embedded)
+        self._running = Running(store, hub, follower, agents, embedded)
         registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.host)
         trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts)
 
@@ -162,6 +163,11 @@ class ControlPlane:
     def store(self) -> JobStore:
         assert self._running is not None, "not started"
         return self._running.store
+
+    @property
+    def hub(self) -> EventHub:
+        assert self._running is not None, "not started"
+        return self._running.hub
 
     @property
     def follower(self) -> JobFollower:
