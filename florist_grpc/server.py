@@ -138,7 +138,9 @@ class ControlPlane:
 
         server = build_server(interceptors)
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
-        training_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(trainer, registry, store, hub), server)
+        training_grpc.add_TrainingServiceServicer_to_server(
+            TrainingServicer(trainer, registry, store, hub, agents), server
+        )
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -178,7 +180,8 @@ class ControlPlane:
         assert self._running is not None
         try:
             await asyncio.to_thread(self._running.store.ping)
-            healthy = self._running.follower.redis_connected or await asyncio.to_thread(self._ping_redis)
+            # Ask Redis itself: the listener only notices a lost connection while it has channels to read.
+            healthy = await asyncio.to_thread(self._ping_redis)
         except Exception:
             healthy = False
         status = health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -13,6 +13,7 @@ from florist_grpc.api.errors import streaming, unary
 from florist_grpc.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
+from florist_grpc.launch.agent_client import AgentClients
 from florist_grpc.launch.logs import follow_log
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.stream import job_events
@@ -29,7 +30,10 @@ def _require_job_id(job_id: str) -> None:
 
 
 class TrainingServicer(pb_grpc.TrainingServiceServicer):
-    def __init__(self, trainer: Trainer, registry: JobRegistry, store: JobStore, hub: EventHub) -> None:
+    def __init__(
+        self, trainer: Trainer, registry: JobRegistry, store: JobStore, hub: EventHub, agents: AgentClients
+    ) -> None:
+        self._agents = agents
         self._trainer = trainer
         self._registry = registry
         self._store = store
@@ -72,15 +76,18 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             if not matches:
                 raise InvalidArgument([FieldViolation("source.client_uuid", "is not a client of this job")])
             key = f"client{matches[0]}"
-        if key != "server" and job.clients[int(key[6:])].service_address:
-            raise FailedPrecondition(
-                f"{key} runs on agent {job.clients[int(key[6:])].service_address}; read its log there"
-            )
 
         async def finished() -> bool:
             current = await self._registry.get(request.job_id)
             return current.state.terminal
 
-        path = Path(self._trainer.log_path(job.id, key))
-        async for text, next_offset in follow_log(path, request.offset, request.follow, finished):
+        chunks: AsyncIterator[tuple[str, int]]
+        client = job.clients[int(key[6:])] if key != "server" else None
+        if client is not None and client.service_address:
+            if not client.uuid:
+                raise FailedPrecondition(f"{key} has not been started")
+            chunks = self._agents.stream_log(client.service_address, client.uuid, request.offset, request.follow)
+        else:
+            chunks = follow_log(Path(self._trainer.log_path(job.id, key)), request.offset, request.follow, finished)
+        async for text, next_offset in chunks:
             yield pb.StreamLogsResponse(text=text, next_offset=next_offset)

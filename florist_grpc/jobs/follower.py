@@ -115,10 +115,6 @@ class JobFollower:
         self._listener.stop()
         self._ingest.close()
 
-    @property
-    def redis_connected(self) -> bool:
-        return self._listener.connected.is_set()
-
     def running_jobs(self) -> int:
         return len(self._runs)
 

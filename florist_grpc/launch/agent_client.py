@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import json_format, struct_pb2
@@ -116,6 +117,21 @@ class AgentClients:
             raise FailedPrecondition(f"agent {address} refused to start the client: {exc.details()}") from exc
         ref = ProcessRef(pid=response.pid, log_path=response.log_path, agent_address=address)
         return AgentProcess(stub, self._metadata, run.uuid, ref, self._timeout)
+
+    async def stream_log(
+        self, address: str, client_uuid: str, offset: int, follow: bool
+    ) -> AsyncIterator[tuple[str, int]]:
+        """A client's log as the agent serves it, chunk by chunk: (text, next_offset)."""
+        request = pb.StreamClientLogRequest(client_uuid=client_uuid, offset=offset, follow=follow)
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.ClientAgentServiceStub(channel)
+            try:
+                async for chunk in stub.StreamClientLog(request, metadata=self._metadata):
+                    yield chunk.text, chunk.next_offset
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise Unavailable(f"agent {address} unreachable: {exc.details()}") from exc
+                raise FailedPrecondition(f"agent {address}: {exc.details()}") from exc
 
     def adopt(self, address: str, client_uuid: str, ref: ProcessRef) -> AgentProcess:
         return AgentProcess(self._stub(address), self._metadata, client_uuid, ref, self._timeout)

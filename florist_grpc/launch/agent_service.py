@@ -138,23 +138,29 @@ class AgentServicer(pb_grpc.ClientAgentServiceServicer):
 
 
 class Agent:
-    def __init__(self, host: str, port: int, data_root: Path, token: str) -> None:
-        from florist_grpc.server import build_server
+    """The agent process with `start()` / `stop()`; `port` is the bound port once started."""
 
+    def __init__(self, host: str, port: int, data_root: Path, token: str) -> None:
         self.port = 0
         self._address = f"{host}:{port}"
         self._servicer = AgentServicer(data_root, token, data_root.resolve() / ".florist-agent-logs")
-        self._server = build_server([])
-        pb_grpc.add_ClientAgentServiceServicer_to_server(self._servicer, self._server)
+        self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
-        health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(), self._server)
+        from florist_grpc.server import build_server
+
+        # grpc.aio servers belong to the running event loop: build it here, not in __init__.
+        server = build_server([])
+        pb_grpc.add_ClientAgentServiceServicer_to_server(self._servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(), server)
         reflection.enable_server_reflection(
-            (pb.DESCRIPTOR.services_by_name["ClientAgentService"].full_name, reflection.SERVICE_NAME), self._server
+            (pb.DESCRIPTOR.services_by_name["ClientAgentService"].full_name, reflection.SERVICE_NAME), server
         )
-        self.port = self._server.add_insecure_port(self._address)
-        await self._server.start()
+        self.port = server.add_insecure_port(self._address)
+        await server.start()
+        self._server = server
 
     async def stop(self) -> None:
-        await self._server.stop(5.0)
+        if self._server is not None:
+            await self._server.stop(5.0)
         await asyncio.to_thread(self._servicer.stop_all)

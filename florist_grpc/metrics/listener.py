@@ -31,7 +31,6 @@ class ReportListener:
         self._commands: queue.SimpleQueue[tuple[bool, list[str]]] = queue.SimpleQueue()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="florist-report-listener", daemon=True)
-        self.connected = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
@@ -73,10 +72,10 @@ class ReportListener:
             client = redis.Redis.from_url(self._redis_url, socket_connect_timeout=5.0, health_check_interval=10)
             pubsub = client.pubsub()  # type: ignore[no-untyped-call]
             try:
+                client.ping()  # subscribing to nothing would not touch the network: prove the link first
                 self._apply_commands(None)
                 if self._channels:
                     pubsub.subscribe(*self._channels)
-                self.connected.set()
                 backoff = 0.05
                 while not self._stopped.is_set():
                     self._apply_commands(pubsub)
@@ -92,7 +91,6 @@ class ReportListener:
                         channel = message["channel"]
                         self._on_notify(channel.decode() if isinstance(channel, bytes) else str(channel))
             except (redis.RedisError, OSError) as exc:
-                self.connected.clear()
                 log.warning("Redis pub/sub connection lost (%s); reconnecting in %.2fs", exc, backoff)
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, _RECONNECT_MAX_SECONDS)
