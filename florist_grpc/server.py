@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -95,8 +97,9 @@ class Running:
 class ControlPlane:
     """The control plane with `start()` / `stop(grace)`; `port` is the bound port once started."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: JobStore | None = None) -> None:
         self.settings = settings
+        self._given_store = store  # injected (benchmarks, tests); else chosen from the settings
         self.port = 0
         self.redis_url = ""
         self._server: grpc.aio.Server | None = None
@@ -114,7 +117,9 @@ class ControlPlane:
             interceptors.append(AuthInterceptor(load_auth_file(settings.auth_file)))
         credentials = server_credentials(settings)
 
-        store = await asyncio.to_thread(open_store, settings.mongodb_uri, data_dir)
+        store = self._given_store
+        if store is None:
+            store = await asyncio.to_thread(open_store, settings.mongodb_uri, data_dir)
         embedded: EmbeddedRedis | None = None
         if settings.redis_url:
             self.redis_url = settings.redis_url
@@ -229,3 +234,30 @@ class ControlPlane:
             else:
                 await asyncio.to_thread(running.redis.stop)
         running.store.close()
+
+
+T = TypeVar("T")
+
+
+class ControlPlaneThread:
+    """A ControlPlane serving on its own event-loop thread, for synchronous programs that embed one
+    (benchmarks, tests, notebooks). `stop()` shuts it down like SIGTERM would."""
+
+    def __init__(self, settings: Settings, store: JobStore | None = None) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="control-plane-loop", daemon=True)
+        self._thread.start()
+        self.plane = ControlPlane(settings, store)
+        self.run(self.plane.start())
+        self.address = f"127.0.0.1:{self.plane.port}"
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        """Run a coroutine on the plane's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self, grace: float = 1.0) -> None:
+        self.run(self.plane.stop(grace))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()

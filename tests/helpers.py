@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +20,7 @@ from florist_grpc.launch.process import terminate
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
-from florist_grpc.server import ControlPlane
+from florist_grpc.server import ControlPlaneThread
 
 T = TypeVar("T")
 
@@ -39,26 +37,17 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, message: str = "
         time.sleep(0.02)
 
 
-class PlaneThread:
-    """A ControlPlane serving on its own event loop thread, as `florist-grpc serve` would."""
+class PlaneThread(ControlPlaneThread):
+    """The embedded control plane plus a gRPC channel and the conveniences tests use."""
 
     def __init__(self, data_dir: Path, **settings: Any) -> None:
         timeouts = settings.pop("timeouts", Timeouts(process_stop_grace_seconds=3.0, client_exit_grace_seconds=10.0))
-        self.settings = Settings(port=0, data_dir=data_dir, timeouts=timeouts, **settings)
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="test-plane-loop", daemon=True)
-        self._thread.start()
-        self.plane = ControlPlane(self.settings)
-        self.run(self.plane.start())
-        self.address = f"127.0.0.1:{self.plane.port}"
+        super().__init__(Settings(port=0, data_dir=data_dir, timeouts=timeouts, **settings))
         self.channel = grpc.insecure_channel(self.address)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.training = training_grpc.TrainingServiceStub(self.channel)
 
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
+    def stop(self, grace: float = 1.0) -> None:
         self.channel.close()
         store = self.plane.store
         leftovers = [
@@ -67,10 +56,7 @@ class PlaneThread:
             for ref in [job.server_process, *(c.process for c in job.clients)]
             if ref.pid
         ]
-        self.run(self.plane.stop(1.0))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
+        super().stop(grace)
         # The service leaves running FL processes and its Redis up for a restart to adopt; a test plane's
         # temporary data dir will never be restarted, so end them here.
         terminate(leftovers, grace=2.0)

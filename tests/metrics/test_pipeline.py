@@ -10,12 +10,13 @@ import pytest
 import redis
 from google.protobuf import json_format
 
+from florist_grpc import simulation
 from florist_grpc.jobs.model import JobState
 from florist_grpc.metrics.merge_patch import apply
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
+from florist_grpc.simulation import play_rounds
 from tests.helpers import PlaneThread, wait_for
-from tests.metrics.simulated import attach_simulated, create_running, finish, play_rounds
 
 
 def source_key(event: pb.MetricsEvent) -> str:
@@ -33,9 +34,9 @@ def rebuild(events: list[pb.MetricsEvent]) -> dict[str, dict[str, object]]:
 
 
 def test_patches_rebuild_each_sources_final_report_exactly(plane: PlaneThread) -> None:
-    job = create_running(plane)
+    job = simulation.create_running(plane.plane)
     play_rounds(job, 4)
-    finish(plane, job)
+    simulation.finish(plane.plane, job)
     events = plane.events(job.job_id)
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
@@ -49,26 +50,26 @@ def test_patches_rebuild_each_sources_final_report_exactly(plane: PlaneThread) -
 
 
 def test_resuming_from_every_after_sequence_yields_exactly_the_suffix(plane: PlaneThread) -> None:
-    job = create_running(plane, n_clients=2)
+    job = simulation.create_running(plane.plane, n_clients=2)
     play_rounds(job, 2)
-    finish(plane, job)
+    simulation.finish(plane.plane, job)
     everything = plane.events(job.job_id)
     for after in range(len(everything) + 2):
         assert plane.events(job.job_id, after=after) == everything[after:]
 
 
 def test_a_report_written_before_the_subscription_is_not_lost(plane: PlaneThread) -> None:
-    job = create_running(plane, n_clients=1, attach=False)
+    job = simulation.create_running(plane.plane, n_clients=1, attach=False)
     client = redis.Redis.from_url(plane.plane.redis_url)
     client.set(job.server.uuid, '{"host_type": "server", "fit_start": "early"}')  # written, never published
-    attach_simulated(plane, job)
+    simulation.attach_simulated(plane.plane, job)
     wait_for(lambda: "fit_start" in plane.get(job.job_id).server_metrics, 10, "the early report")
     assert plane.get(job.job_id).server_metrics["fit_start"] == "early"
     client.close()
 
 
 def test_a_stream_replays_then_follows_live_and_ends_after_the_terminal_event(plane: PlaneThread) -> None:
-    job = create_running(plane, n_clients=1)
+    job = simulation.create_running(plane.plane, n_clients=1)
     job.server.report_values(host_type="server")
     wait_for(lambda: plane.plane.store.get_job(job.job_id).last_sequence >= 2, 10, "first report")  # type: ignore[union-attr]
     received: list[pb.MetricsEvent] = []
@@ -82,7 +83,7 @@ def test_a_stream_replays_then_follows_live_and_ends_after_the_terminal_event(pl
         streaming = pool.submit(consume)
         wait_for(lambda: len(received) >= 2, 10, "the replayed events")
         play_rounds(job, 2)
-        finish(plane, job)
+        simulation.finish(plane.plane, job)
         streaming.result(30)
     assert [e.sequence for e in received] == list(range(1, len(received) + 1))
     assert received == plane.events(job.job_id)
@@ -90,7 +91,7 @@ def test_a_stream_replays_then_follows_live_and_ends_after_the_terminal_event(pl
 
 
 def test_100_concurrent_subscribers_all_receive_the_identical_sequence(plane: PlaneThread) -> None:
-    job = create_running(plane, n_clients=2)
+    job = simulation.create_running(plane.plane, n_clients=2)
     results: list[list[int]] = []
     lock = threading.Lock()
 
@@ -105,7 +106,7 @@ def test_100_concurrent_subscribers_all_receive_the_identical_sequence(plane: Pl
     # Subscribers register on the event loop: wait until all 100 are listening before anything is reported.
     wait_for(lambda: subscribers(plane) == 100, 30, "100 subscribers")
     play_rounds(job, 3)
-    finish(plane, job)
+    simulation.finish(plane.plane, job)
     for t in threads:
         t.join(60)
     expected = [e.sequence for e in plane.events(job.job_id)]
@@ -122,13 +123,13 @@ def subscribers(plane: PlaneThread) -> int:
 
 
 def test_a_cancelled_stream_releases_its_subscription(plane: PlaneThread) -> None:
-    job = create_running(plane, n_clients=1)
+    job = simulation.create_running(plane.plane, n_clients=1)
     call = plane.training.StreamMetrics(pb.StreamMetricsRequest(job_id=job.job_id), timeout=60)
     next(call)  # the IN_PROGRESS event
     wait_for(lambda: subscribers(plane) == 1, 10, "the subscription")
     call.cancel()
     wait_for(lambda: subscribers(plane) == 0, 10, "the subscription to be released")
-    finish(plane, job)
+    simulation.finish(plane.plane, job)
 
 
 def test_streaming_an_unknown_job_is_not_found(plane: PlaneThread) -> None:
@@ -138,9 +139,9 @@ def test_streaming_an_unknown_job_is_not_found(plane: PlaneThread) -> None:
 
 
 def test_reports_after_the_terminal_event_are_not_appended(plane: PlaneThread) -> None:
-    job = create_running(plane, n_clients=1)
+    job = simulation.create_running(plane.plane, n_clients=1)
     play_rounds(job, 1)
-    finish(plane, job, JobState.CANCELLED)
+    simulation.finish(plane.plane, job, JobState.CANCELLED)
     count = len(plane.events(job.job_id))
     job.server.report_values(late="too late")
     assert len(plane.events(job.job_id)) == count

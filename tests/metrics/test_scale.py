@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 
 from florist_grpc.fl.reporter import RedisReporter
+from florist_grpc.simulation import SimulatedJob, create_running
 from tests.helpers import PlaneThread, wait_for
-from tests.metrics.simulated import SimulatedJob, create_running
 
 
 def florist_threads() -> list[str]:
@@ -43,14 +43,14 @@ def persisted_rounds(plane: PlaneThread, job: SimulatedJob) -> bool:
 
 
 def test_200_jobs_with_3_clients_use_the_threads_and_pubsub_connection_of_one(plane: PlaneThread) -> None:
-    one = [create_running(plane, n_clients=3)]
+    one = [create_running(plane.plane, n_clients=3)]
     report_everything(one)
     wait_for(lambda: persisted_rounds(plane, one[0]), 20, "one job's reports")
     threads_for_one = florist_threads()
     assert threads_for_one == ["florist-job-follower", "florist-process-watcher", "florist-report-listener"]
     assert pubsub_connections(plane) == 1
 
-    many = [create_running(plane, n_clients=3) for _ in range(200)]
+    many = [create_running(plane.plane, n_clients=3) for _ in range(200)]
     report_everything(many)
     assert florist_threads() == threads_for_one  # while 800 sources report at once
     wait_for(lambda: all(persisted_rounds(plane, job) for job in many), 120, "every job's reports")

@@ -1,0 +1,90 @@
+"""Simulated jobs: the real pipeline (Redis, listener, follower, store, hub, gRPC) fed by real reporters, with
+no Flower process behind them. Used by the tests and the benchmarks to load the pipeline with hundreds of jobs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from florist_grpc.fl.reporter import RedisReporter
+from florist_grpc.jobs.follower import RunningProcess
+from florist_grpc.jobs.model import SERVER_SOURCE, Client, Job, JobState
+from florist_grpc.server import ControlPlane
+
+
+@dataclass
+class SimulatedJob:
+    job_id: str
+    server: RedisReporter
+    clients: list[RedisReporter]
+
+    @property
+    def reporters(self) -> dict[str, RedisReporter]:
+        return {"server": self.server, **{f"client{i}": c for i, c in enumerate(self.clients)}}
+
+
+def _reporter(plane: ControlPlane, run_uuid: str) -> RedisReporter:
+    return RedisReporter(plane.redis_url.removeprefix("redis://").split("/")[0], run_uuid)
+
+
+def create_running(plane: ControlPlane, n_clients: int = 3, attach: bool = True) -> SimulatedJob:
+    """An IN_PROGRESS job whose sources report through real RedisReporters. Call from a non-loop thread."""
+    now = datetime.now(UTC)
+    job = Job(
+        id=uuid.uuid4().hex,
+        model="MLP",
+        strategy="FEDAVG",
+        optimizer="SGD",
+        client_type="FEDAVG",
+        server_config={"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1},
+        clients=[Client(data_path=f"/simulated/{i}") for i in range(n_clients)],
+        create_time=now,
+        server_address="127.0.0.1:1",
+    )
+    plane.store.create_job(job)
+    event = plane.store.transition(job.id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, now)
+    assert event is not None
+    plane.hub.publish_threadsafe(event)
+    simulated = SimulatedJob(
+        job.id, _reporter(plane, uuid.uuid4().hex), [_reporter(plane, uuid.uuid4().hex) for _ in range(n_clients)]
+    )
+    if attach:
+        attach_simulated(plane, simulated)
+    return simulated
+
+
+def attach_simulated(plane: ControlPlane, job: SimulatedJob) -> None:
+    """Follow the job's sources as StartTraining would (subscribe, then reconcile)."""
+    domain = plane.store.get_job(job.job_id)
+    assert domain is not None
+    processes = {SERVER_SOURCE.key: RunningProcess(SERVER_SOURCE, job.server.uuid)}
+    for i, client in enumerate(job.clients):
+        source = replace(domain.client_source(i), client_uuid=client.uuid)
+        processes[source.key] = RunningProcess(source, client.uuid)
+    plane.follower.attach(job.job_id, processes, {})
+
+
+def finish(plane: ControlPlane, job: SimulatedJob, state: JobState = JobState.FINISHED_SUCCESSFULLY) -> None:
+    """End the job through the follower, as process exits would (it reads every source one last time)."""
+    plane.follower.end(job.job_id, state).result(30)
+
+
+def play_rounds(job: SimulatedJob, rounds: int) -> None:
+    """FL4Health-shaped reports, with metric names that have spaces, dots and dollars."""
+    job.server.report_values(host_type="server", fit_start="t0")
+    for c in job.clients:
+        c.report_values(host_type="client", initialized="t0")
+    for n in range(1, rounds + 1):
+        job.server.report_round(n, fit_round_start=f"s{n}")
+        for i, c in enumerate(job.clients):
+            c.report_round(n, round_start=f"r{n}")
+            c.report_round(n, fit_round_losses={"backward": 1 / (n + i)}, fit_round_metrics={"train.acc $": n / 10})
+            c.report_round(n, eval_round_metrics={"val - prediction - accuracy": n / 20}, round_end=f"e{n}")
+        job.server.report_round(
+            n, fit_round_end=f"f{n}", eval_round_metrics_aggregated={"val - loss - aggregated": 1 / n}
+        )
+    job.server.report_values(fit_end="end")
+    for c in job.clients:
+        c.report_values(shutdown="bye")
