@@ -46,7 +46,7 @@ def create_running(plane: ControlPlane, n_clients: int = 3, attach: bool = True)
     plane.store.create_job(job)
     event = plane.store.transition(job.id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, now)
     assert event is not None
-    plane.hub.publish_threadsafe(event)
+    plane.hub.publish_threadsafe([event])
     simulated = SimulatedJob(
         job.id, _reporter(plane, uuid.uuid4().hex), [_reporter(plane, uuid.uuid4().hex) for _ in range(n_clients)]
     )

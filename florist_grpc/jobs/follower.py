@@ -33,7 +33,7 @@ from florist_grpc.launch.handles import Exit, ProcessHandle
 from florist_grpc.launch.watcher import ProcessWatcher
 from florist_grpc.metrics.ingest import ReportIngest
 from florist_grpc.metrics.listener import ReportListener
-from florist_grpc.store.base import JobStore
+from florist_grpc.store.base import JobStore, ReportChange
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class JobFollower:
         self,
         store: JobStore,
         redis_url: str,
-        publish: Callable[[MetricsEvent], None],
+        publish: Callable[[list[MetricsEvent]], None],
         stop_grace: float = 5.0,
         client_exit_grace: float = 15.0,
     ) -> None:
@@ -94,7 +94,8 @@ class JobFollower:
         self._work: queue.Queue[Callable[[], None]] = queue.Queue()
         self._runs: dict[str, JobRun] = {}
         self._by_uuid: dict[str, tuple[str, str]] = {}  # uuid -> (job_id, source key); follower thread only
-        self._pending: set[str] = set()  # uuids with a read already queued (coalesces bursts of notifications)
+        # Notified uuids not read yet: one queued work item reads them all (coalesces bursts of notifications).
+        self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
         self._retry: dict[str, float] = {}  # uuid -> when to read it again after a failure
         self._stopped = threading.Event()
@@ -185,10 +186,10 @@ class JobFollower:
 
     def _notify(self, uuid: str) -> None:
         with self._pending_lock:
-            if uuid in self._pending:
-                return
+            schedule = not self._pending
             self._pending.add(uuid)
-        self._work.put(lambda: self._read(uuid))
+        if schedule:
+            self._work.put(self._read_pending)
 
     def _process_exited(self, job_id: str, source_key: str, status: Exit) -> None:
         self._work.put(lambda: self._on_exit(job_id, source_key, status))
@@ -211,33 +212,46 @@ class JobFollower:
             except Exception:
                 log.exception("follower work item failed")
 
-    def _read(self, uuid: str) -> None:
+    def _read_pending(self) -> None:
         with self._pending_lock:
-            self._pending.discard(uuid)
-        located = self._by_uuid.get(uuid)
-        if located is None:
-            return
-        run = self._runs.get(located[0])
-        if run is not None:
-            self._reconcile(run, located[1])
+            uuids, self._pending = self._pending, set()
+        targets = []
+        for uuid in uuids:
+            located = self._by_uuid.get(uuid)
+            run = self._runs.get(located[0]) if located else None
+            if run is not None and located is not None:
+                targets.append((run, located[1]))
+        self._reconcile_many(targets)
 
     def _reconcile(self, run: JobRun, key: str) -> bool:
-        """Persist what `key`'s source reported since the last event; False if it must be retried."""
-        process = run.processes[key]
-        try:
-            report = self._ingest.read(process.uuid)
-            if report is not None:
-                if self._ingest.persist(run.job_id, process.source, run.reports.get(key, {}), report) is not None:
-                    run.reports[key] = report
-                elif report != run.reports.get(key, {}):
-                    # Not appended: the job is no longer IN_PROGRESS in the store (stopped elsewhere).
-                    run.reports[key] = report
-            self._retry.pop(process.uuid, None)
+        return self._reconcile_many([(run, key)])
+
+    def _reconcile_many(self, targets: list[tuple[JobRun, str]]) -> bool:
+        """Persist what these sources reported since their last events; False if it must be retried."""
+        if not targets:
             return True
+        uuids = [run.processes[key].uuid for run, key in targets]
+        try:
+            reports = self._ingest.read_many(uuids)
+            now = datetime.now(UTC)
+            found = [(run, key, report) for (run, key), report in zip(targets, reports, strict=True) if report]
+            self._ingest.persist_many(
+                [
+                    ReportChange(run.job_id, run.processes[key].source, run.reports.get(key, {}), report, now)
+                    for run, key, report in found
+                ]
+            )
+            # Persisted, or refused because the job is no longer IN_PROGRESS: either way it is now the baseline.
+            for run, key, report in found:
+                run.reports[key] = report
         except (redis.RedisError, OSError, Unavailable) as exc:
-            log.warning("reading report %s of job %s failed (%s); retrying", process.uuid, run.job_id, exc)
-            self._retry[process.uuid] = time.monotonic() + RETRY_SECONDS
+            log.warning("reading %d report(s) failed (%s); retrying", len(uuids), exc)
+            for uuid in uuids:
+                self._retry[uuid] = time.monotonic() + RETRY_SECONDS
             return False
+        for uuid in uuids:
+            self._retry.pop(uuid, None)
+        return True
 
     def _on_exit(self, job_id: str, key: str, status: Exit) -> None:
         run = self._runs.get(job_id)
@@ -329,7 +343,8 @@ class JobFollower:
         now = time.monotonic()
         for uuid, when in list(self._retry.items()):
             if when <= now:
-                self._read(uuid)
+                del self._retry[uuid]
+                self._notify(uuid)
         for run in list(self._runs.values()):
             if run.ending is not None and now >= run.ending.kill_at:
                 for process in run.processes.values():
@@ -341,13 +356,12 @@ class JobFollower:
 
     def _finish(self, run: JobRun) -> None:
         assert run.ending is not None
-        for key in run.processes:
-            self._reconcile(run, key)
+        self._reconcile_many([(run, key) for key in run.processes])
         event = self._store.transition(
             run.job_id, {JobState.IN_PROGRESS}, run.ending.state, datetime.now(UTC), run.ending.message
         )
         if event is not None:
-            self._publish(event)
+            self._publish([event])
         self._detach(run)
         for future in run.ending.done:
             if not future.done():
@@ -366,5 +380,5 @@ class JobFollower:
     def _finish_unfollowed(self, job_id: str, state: JobState, message: str) -> MetricsEvent | None:
         event = self._store.transition(job_id, {JobState.IN_PROGRESS}, state, datetime.now(UTC), message)
         if event is not None:
-            self._publish(event)
+            self._publish([event])
         return event

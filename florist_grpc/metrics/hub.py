@@ -57,6 +57,11 @@ class EventHub:
                 subscription.lagging = True
                 subscription.wakeup.set()
 
-    def publish_threadsafe(self, event: MetricsEvent) -> None:
+    def publish_many(self, events: list[MetricsEvent]) -> None:
+        for event in events:
+            self.publish(event)
+
+    def publish_threadsafe(self, events: list[MetricsEvent]) -> None:
+        """Hand events from another thread to the loop: one wake-up per batch, not per event."""
         if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.publish, event)
+            self._loop.call_soon_threadsafe(self.publish_many, events)

@@ -1,31 +1,43 @@
-"""One step of the pipeline: a source's report in Redis -> merge patch -> persisted event -> hub."""
+"""One step of the pipeline: sources' reports in Redis -> merge patches -> persisted events -> hub.
+
+Work is done in batches: one MGET for every source notified since the last batch, one store transaction for
+every change found, one hand-over of the new events to the event loop. A burst of reports therefore costs a
+few round trips, not a few per report.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 
 import redis
 
-from florist_grpc.jobs.model import JsonObject, MetricsEvent, Source
-from florist_grpc.store.base import JobStore
+from florist_grpc.jobs.model import JsonObject, MetricsEvent
+from florist_grpc.store.base import JobStore, ReportChange
 
 log = logging.getLogger(__name__)
 
+MGET_CHUNK = 1000
+
 
 class ReportIngest:
-    """Reads reports and appends the change since the last persisted report. Used by one thread only."""
+    """Reads reports and appends what changed since the last persisted ones. Used by one thread only."""
 
-    def __init__(self, redis_url: str, store: JobStore, publish: Callable[[MetricsEvent], None]) -> None:
+    def __init__(self, redis_url: str, store: JobStore, publish: Callable[[list[MetricsEvent]], None]) -> None:
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self._store = store
         self._publish = publish
 
-    def read(self, uuid: str) -> JsonObject | None:
-        """The report stored under `uuid`, or None if absent or not a JSON object. Raises redis.RedisError."""
-        raw = self._redis.get(uuid)
+    def read_many(self, uuids: Sequence[str]) -> list[JsonObject | None]:
+        """The report under each uuid (None if absent or not a JSON object). Raises redis.RedisError."""
+        raws: list[bytes | str | None] = []
+        for start in range(0, len(uuids), MGET_CHUNK):
+            raws.extend(self._redis.mget(uuids[start : start + MGET_CHUNK]))
+        return [self._parse(uuid, raw) for uuid, raw in zip(uuids, raws, strict=True)]
+
+    @staticmethod
+    def _parse(uuid: str, raw: bytes | str | None) -> JsonObject | None:
         if raw is None:
             return None
         try:
@@ -38,12 +50,15 @@ class ReportIngest:
             return None
         return report
 
-    def persist(self, job_id: str, source: Source, last: JsonObject, report: JsonObject) -> MetricsEvent | None:
-        """Append the change from `last` to `report` (None when there is none or the job is not running)."""
-        event = self._store.append_report_change(job_id, source, last, report, datetime.now(UTC))
-        if event is not None:
-            self._publish(event)
-        return event
+    def persist_many(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
+        """Append every change (None where there was none or the job is not running) and publish the events."""
+        if not changes:
+            return []
+        events = self._store.append_report_changes(changes)
+        appended = [e for e in events if e is not None]
+        if appended:
+            self._publish(appended)
+        return events
 
     def close(self) -> None:
         self._redis.close()

@@ -85,11 +85,11 @@ class ReportListener:
                             self._apply(pubsub, self._commands.get(timeout=_POLL_SECONDS))
                         continue
                     message = pubsub.get_message(timeout=_POLL_SECONDS)
-                    if message is None:
-                        continue
-                    if message["type"] in ("message", "subscribe"):
-                        channel = message["channel"]
-                        self._on_notify(channel.decode() if isinstance(channel, bytes) else str(channel))
+                    while message is not None:  # drain a burst without waiting between messages
+                        if message["type"] in ("message", "subscribe"):
+                            channel = message["channel"]
+                            self._on_notify(channel.decode() if isinstance(channel, bytes) else str(channel))
+                        message = pubsub.get_message(timeout=0.0)
             except (redis.RedisError, OSError) as exc:
                 log.warning("Redis pub/sub connection lost (%s); reconnecting in %.2fs", exc, backoff)
                 self._stopped.wait(backoff)

@@ -8,7 +8,7 @@ with it atomically. That one rule gives compare-and-set starts, gap-free streams
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +22,17 @@ from florist_grpc.jobs.model import (
     MetricsEvent,
     Source,
 )
+
+
+@dataclass(frozen=True)
+class ReportChange:
+    """A source's report moving from `previous` (what was last persisted) to `report`."""
+
+    job_id: str
+    source: Source
+    previous: JsonObject
+    report: JsonObject
+    time: datetime
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,6 @@ class JobStore(abc.ABC):
         Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time.
         """
 
-    @abc.abstractmethod
     def append_report_change(
         self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
     ) -> MetricsEvent | None:
@@ -83,6 +93,12 @@ class JobStore(abc.ABC):
         IN_PROGRESS (a terminal event is always the last one). Callers pass the report they last persisted, so a
         retry after a crash finds no change and appends nothing: the append is idempotent.
         """
+        return self.append_report_changes([ReportChange(job_id, source, previous, report, time)])[0]
+
+    @abc.abstractmethod
+    def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
+        """append_report_change for many changes at once (one transaction where the backend has them);
+        the result holds the event or None of each change, in order."""
 
     @abc.abstractmethod
     def get_report(self, job_id: str, source: Source) -> JsonObject:
@@ -116,4 +132,4 @@ def job_event_patch(to_state: JobState, error_message: str) -> JsonObject:
     return patch
 
 
-__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "job_event_patch"]
+__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "ReportChange", "job_event_patch"]

@@ -13,7 +13,7 @@ update can `$set` only the paths that changed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from florist_grpc.jobs.model import (
     Source,
 )
 from florist_grpc.metrics import merge_patch
-from florist_grpc.store.base import JobStore, PageCursor, job_event_patch
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange, job_event_patch
 from florist_grpc.store.codec import apply_launch_to_doc, event_from_row, job_from_doc, job_to_doc, to_micros
 
 T = TypeVar("T")
@@ -251,7 +251,11 @@ class MongoStore(JobStore):
 
         return self._guard(lambda: self._append(job_id, time, plan))
 
-    def append_report_change(
+    def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
+        # No multi-document transaction on a standalone server: each change is its own write-ahead append.
+        return [self._append_one(c.job_id, c.source, c.previous, c.report, c.time) for c in changes]
+
+    def _append_one(
         self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
     ) -> MetricsEvent | None:
         patch = merge_patch.diff(previous, report)

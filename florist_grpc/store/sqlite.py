@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -29,7 +29,7 @@ from florist_grpc.jobs.model import (
     Source,
 )
 from florist_grpc.metrics import merge_patch
-from florist_grpc.store.base import JobStore, PageCursor, job_event_patch
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange, job_event_patch
 from florist_grpc.store.codec import apply_launch_to_doc, event_from_row, job_from_doc, job_to_doc, to_micros
 
 T = TypeVar("T")
@@ -251,31 +251,48 @@ class SqliteStore(JobStore):
 
         return self._guard(run)
 
-    def append_report_change(
-        self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
-    ) -> MetricsEvent | None:
-        patch = merge_patch.diff(previous, report)
-        if not patch:
-            return None
+    def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
+        patches = [merge_patch.diff(c.previous, c.report) for c in changes]
 
-        def run() -> MetricsEvent | None:
-            with self._write() as conn:
-                row = conn.execute("SELECT state, last_sequence FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if row is None or JobState(row[0]) is not JobState.IN_PROGRESS:
-                    return None
-                text = json.dumps(patch)
-                # json_patch is RFC 7396 itself: the patch's nulls delete, objects merge, the rest replaces.
-                updated = conn.execute(
-                    "UPDATE reports SET body = json_patch(body, ?) WHERE job_id = ? AND source = ?",
-                    (text, job_id, source.key),
-                )
-                if updated.rowcount == 0:
-                    conn.execute(
-                        "INSERT INTO reports (job_id, source, body) VALUES (?, ?, json_patch('{}', ?))",
-                        (job_id, source.key, text),
+        def run() -> list[MetricsEvent | None]:
+            events: list[MetricsEvent | None] = []
+            with self._write() as conn:  # one transaction (and one fsync) for the whole batch
+                last: dict[str, int | None] = {}
+                for change, patch in zip(changes, patches, strict=True):
+                    if not patch:
+                        events.append(None)
+                        continue
+                    if change.job_id not in last:
+                        row = conn.execute(
+                            "SELECT state, last_sequence FROM jobs WHERE id = ?", (change.job_id,)
+                        ).fetchone()
+                        running = row is not None and JobState(row[0]) is JobState.IN_PROGRESS
+                        last[change.job_id] = row[1] if running else None
+                    sequence = last[change.job_id]
+                    if sequence is None:
+                        events.append(None)
+                        continue
+                    text = json.dumps(patch)
+                    # json_patch is RFC 7396 itself: the patch's nulls delete, objects merge, the rest replaces.
+                    updated = conn.execute(
+                        "UPDATE reports SET body = json_patch(body, ?) WHERE job_id = ? AND source = ?",
+                        (text, change.job_id, change.source.key),
                     )
-                return self._append(conn, job_id, row[1] + 1, time, source, patch, JobState.IN_PROGRESS)
+                    if updated.rowcount == 0:
+                        conn.execute(
+                            "INSERT INTO reports (job_id, source, body) VALUES (?, ?, json_patch('{}', ?))",
+                            (change.job_id, change.source.key, text),
+                        )
+                    last[change.job_id] = sequence + 1
+                    events.append(
+                        self._append(
+                            conn, change.job_id, sequence + 1, change.time, change.source, patch, JobState.IN_PROGRESS
+                        )
+                    )
+            return events
 
+        if not any(patches):
+            return [None] * len(changes)
         return self._guard(run)
 
     def get_report(self, job_id: str, source: Source) -> JsonObject:

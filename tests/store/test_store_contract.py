@@ -23,7 +23,7 @@ from florist_grpc.jobs.model import (
     SourceKind,
 )
 from florist_grpc.metrics.merge_patch import apply, diff
-from florist_grpc.store.base import JobStore, PageCursor
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -183,6 +183,32 @@ class JobStoreContract:
             if event.source.kind is SourceKind.SERVER:
                 rebuilt = apply(rebuilt, event.patch)
         assert rebuilt == previous
+
+    def test_a_batch_of_changes_appends_in_order_across_jobs(self, store: JobStore) -> None:
+        self.started(store, "a")
+        self.started(store, "b")
+        store.create_job(new_job("idle"))
+        client = Source(SourceKind.CLIENT, 0, "u0")
+        events = store.append_report_changes(
+            [
+                ReportChange("a", SERVER_SOURCE, {}, {"x": 1}, T0),
+                ReportChange("b", SERVER_SOURCE, {}, {"y": 1}, T0),
+                ReportChange("idle", SERVER_SOURCE, {}, {"z": 1}, T0),  # not running: refused, nothing else
+                ReportChange("a", client, {}, {"w": 2}, T0),
+                ReportChange("a", SERVER_SOURCE, {"x": 1}, {"x": 1}, T0),  # no change
+                ReportChange("a", SERVER_SOURCE, {"x": 1}, {"x": 3}, T0),
+            ]
+        )
+        assert [(e.job_id, e.sequence) if e else None for e in events] == [
+            ("a", 2),
+            ("b", 2),
+            None,
+            ("a", 3),
+            None,
+            ("a", 4),
+        ]
+        assert store.get_report("a", SERVER_SOURCE) == {"x": 3} and store.get_report("a", client) == {"w": 2}
+        assert store.read_events("idle", 0) == []
 
     def test_an_unchanged_report_appends_nothing(self, store: JobStore) -> None:
         self.started(store, "a")
