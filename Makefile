@@ -25,8 +25,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python tools/genproto.py --check
 	cd protos && ../$(BIN)/buf lint
-	$(BIN)/ruff check florist_grpc tools tests
-	$(BIN)/ruff format --check florist_grpc tools tests
+	$(BIN)/ruff check florist_grpc tools tests bench
+	$(BIN)/ruff format --check florist_grpc tools tests bench
 	$(BIN)/mypy
 
 test: $(STAMP) $(NODE_STAMP) lint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import grpc
 from florist_grpc.api import convert
 from florist_grpc.api.errors import streaming, unary
 from florist_grpc.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from florist_grpc.jobs.model import MetricsEvent
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agent_client import AgentClients
@@ -22,6 +24,8 @@ from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
 from florist_grpc.store.base import JobStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# Recent events' encoded responses: live subscribers all ask for the same few.
+RESPONSE_CACHE_SIZE = 4096
 
 
 def _require_job_id(job_id: str) -> None:
@@ -34,10 +38,22 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         self, trainer: Trainer, registry: JobRegistry, store: JobStore, hub: EventHub, agents: AgentClients
     ) -> None:
         self._agents = agents
+        self._responses: OrderedDict[tuple[str, int], pb.StreamMetricsResponse] = OrderedDict()
         self._trainer = trainer
         self._registry = registry
         self._store = store
         self._hub = hub
+
+    def _encoded(self, event: MetricsEvent) -> pb.StreamMetricsResponse:
+        """The response for an event, built once and shared by every subscriber (they never modify it)."""
+        key = (event.job_id, event.sequence)
+        response = self._responses.get(key)
+        if response is None:
+            response = pb.StreamMetricsResponse(event=convert.event_to_proto(event))
+            self._responses[key] = response
+            if len(self._responses) > RESPONSE_CACHE_SIZE:
+                self._responses.popitem(last=False)
+        return response
 
     @unary
     async def StartTraining(self, request: pb.StartTrainingRequest, context: Context) -> pb.StartTrainingResponse:
@@ -57,7 +73,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     ) -> AsyncIterator[pb.StreamMetricsResponse]:
         _require_job_id(request.job_id)
         async for event in job_events(self._store, self._hub, request.job_id, request.after_sequence):
-            yield pb.StreamMetricsResponse(event=convert.event_to_proto(event))
+            yield self._encoded(event)
 
     @streaming
     async def StreamLogs(self, request: pb.StreamLogsRequest, context: Context) -> AsyncIterator[pb.StreamLogsResponse]:

@@ -19,9 +19,9 @@ class Subscription:
     def __init__(self, job_id: str, capacity: int) -> None:
         self.job_id = job_id
         self.queue: asyncio.Queue[MetricsEvent] = asyncio.Queue(capacity)
+        # Set when an event was dropped because the queue was full. A lagging reader therefore always has queued
+        # events left to read, never blocks on an empty queue, and finds the flag once it has drained them.
         self.lagging = False
-        # Set when the subscriber must look at the store (it lagged); wakes a reader blocked on the queue.
-        self.wakeup = asyncio.Event()
 
 
 class EventHub:
@@ -55,7 +55,6 @@ class EventHub:
                 subscription.queue.put_nowait(event)
             except asyncio.QueueFull:
                 subscription.lagging = True
-                subscription.wakeup.set()
 
     def publish_many(self, events: list[MetricsEvent]) -> None:
         for event in events:

@@ -25,22 +25,9 @@ async def _from_store(store: JobStore, job_id: str, after: int, upto: int | None
 
 async def _next_live(subscription: Subscription) -> MetricsEvent | None:
     """The next queued event, or None when the subscriber lagged and must read the store."""
-    if not subscription.queue.empty():
-        return subscription.queue.get_nowait()
-    if subscription.lagging:
+    if subscription.queue.empty() and subscription.lagging:
         return None
-    subscription.wakeup.clear()
-    get = asyncio.ensure_future(subscription.queue.get())
-    wake = asyncio.ensure_future(subscription.wakeup.wait())
-    try:
-        done, _ = await asyncio.wait({get, wake}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        wake.cancel()
-        if not get.done():
-            get.cancel()
-    if get in done and not get.cancelled():
-        return get.result()
-    return None
+    return await subscription.queue.get()
 
 
 async def job_events(store: JobStore, hub: EventHub, job_id: str, after_sequence: int) -> AsyncIterator[MetricsEvent]:

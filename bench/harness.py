@@ -1,0 +1,47 @@
+"""Running the pieces of a benchmark: an embedded control plane, load processes, a scratch directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from florist_grpc.config import Settings
+from florist_grpc.server import ControlPlaneThread
+from florist_grpc.store.base import JobStore
+
+
+@contextmanager
+def embedded_plane(store: JobStore | None = None) -> Iterator[ControlPlaneThread]:
+    with tempfile.TemporaryDirectory(prefix="florist-bench-") as directory:
+        plane = ControlPlaneThread(Settings(port=0, data_dir=Path(directory) / "florist"), store)
+        try:
+            yield plane
+        finally:
+            plane.stop()
+            redis = plane.plane.settings.data_dir / "redis"
+            _ = redis  # the embedded Redis stops with the plane when no job is left IN_PROGRESS
+
+
+def load_process(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "bench.load", *args], stdout=subprocess.PIPE, text=True)
+
+
+def load_run(*args: str, timeout: float = 300) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.load", *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def read_json_line(process: subprocess.Popen[str]) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    result: dict[str, Any] = json.loads(line)
+    return result

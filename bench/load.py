@@ -1,0 +1,107 @@
+"""Load generators that run in their own processes (so they do not share the server's GIL).
+
+python -m bench.load subscribe ADDRESS JOB_ID STREAMS   -> prints "ready", then per stream the arrival time of
+                                                           every report index seen in an event (JSON)
+python -m bench.load report REDIS_URL RATE SECONDS UUID... -> paced SET+PUBLISH of {"t": ns, "i": n} reports;
+                                                           prints every send time (JSON)
+python -m bench.load waves REDIS_URL WAVES UUIDS_FILE   -> WAVES rounds of one distinct report per uuid, unpaced
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import redis
+
+from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
+from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
+
+STREAMS_PER_CHANNEL = 100
+
+
+async def subscribe(address: str, job_id: str, streams: int) -> None:
+    channels = [
+        grpc.aio.insecure_channel(address) for _ in range((streams + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
+    ]
+    arrivals: list[list[tuple[int, int]]] = [[] for _ in range(streams)]  # per stream: (report index, arrival ns)
+    counts: list[int] = []
+    gaps = 0
+    first_event = asyncio.Event()
+    opened = 0
+
+    async def one(i: int) -> None:
+        nonlocal opened, gaps
+        stub = pb_grpc.TrainingServiceStub(channels[i // STREAMS_PER_CHANNEL])
+        last, n = 0, 0
+        async for response in stub.StreamMetrics(pb.StreamMetricsRequest(job_id=job_id)):
+            now = time.time_ns()
+            event = response.event
+            gaps += event.sequence != last + 1
+            last, n = event.sequence, n + 1
+            if n == 1:
+                opened += 1
+                if opened == streams:
+                    first_event.set()
+            index = event.patch.fields.get("i")
+            if index is not None:
+                arrivals[i].append((int(index.number_value), now))
+        counts.append(n)
+
+    tasks = [asyncio.create_task(one(i)) for i in range(streams)]
+    await first_event.wait()
+    print("ready", flush=True)
+    await asyncio.gather(*tasks)
+    print(json.dumps({"arrivals": arrivals, "events_per_stream": min(counts), "gaps": gaps}), flush=True)
+    for channel in channels:
+        await channel.close()
+
+
+def report(url: str, rate: float, seconds: float, uuids: list[str]) -> None:
+    client = redis.Redis.from_url(url)
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    n = 0
+    sent: list[int] = []
+    while (elapsed := time.perf_counter() - start) < seconds:
+        uuid = uuids[n % len(uuids)]
+        sent.append(time.time_ns())
+        body = json.dumps({"t": sent[-1], "i": n})
+        pipe = client.pipeline(transaction=False)
+        pipe.set(uuid, body)
+        pipe.publish(uuid, uuid)
+        pipe.execute()
+        n += 1
+        delay = n * interval - elapsed
+        if delay > 0:
+            time.sleep(delay)  # pacing the load generator, not synchronisation
+    print(json.dumps({"sent": sent, "seconds": time.perf_counter() - start}), flush=True)
+
+
+def waves(url: str, count: int, uuids: list[str]) -> None:
+    client = redis.Redis.from_url(url)
+    first = time.time()
+    for wave in range(count):
+        for start in range(0, len(uuids), 200):
+            pipe = client.pipeline(transaction=False)
+            for uuid in uuids[start : start + 200]:
+                pipe.set(uuid, json.dumps({"wave": wave, "payload": {"val - loss": wave / 10}}))
+                pipe.publish(uuid, uuid)
+            pipe.execute()
+    print(json.dumps({"first_report": first, "last_report": time.time()}), flush=True)
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    if command == "subscribe":
+        asyncio.run(subscribe(args[0], args[1], int(args[2])))
+    elif command == "report":
+        report(args[0], float(args[1]), float(args[2]), args[3:])
+    elif command == "waves":
+        waves(args[0], int(args[1]), json.loads(Path(args[2]).read_text()))
+    else:
+        sys.exit(__doc__)
