@@ -5,6 +5,8 @@ python -m bench.load subscribe ADDRESS JOB_ID STREAMS   -> prints "ready", then 
 python -m bench.load report REDIS_URL RATE SECONDS UUID... -> paced SET+PUBLISH of {"t": ns, "i": n} reports;
                                                            prints every send time (JSON)
 python -m bench.load waves REDIS_URL WAVES UUIDS_FILE   -> WAVES rounds of one distinct report per uuid, unpaced
+python -m bench.load hold ADDRESS JOB_ID STREAMS        -> opens STREAMS streams, prints "open" once the server
+                                                           confirmed them all, then reads them to the end
 """
 
 from __future__ import annotations
@@ -61,6 +63,40 @@ async def subscribe(address: str, job_id: str, streams: int) -> None:
         await channel.close()
 
 
+async def hold(address: str, job_id: str, streams: int) -> None:
+    channels = [grpc.aio.insecure_channel(address) for _ in range(-(-streams // STREAMS_PER_CHANNEL))]
+    stubs = [pb_grpc.TrainingServiceStub(channels[i // STREAMS_PER_CHANNEL]) for i in range(streams)]
+    calls = [stub.StreamMetrics(pb.StreamMetricsRequest(job_id=job_id)) for stub in stubs]
+    await asyncio.gather(*(call.initial_metadata() for call in calls))
+    print("open", flush=True)
+    resumed = 0
+    cut_after: dict[int, int] = {}  # last sequence received when a call was cut -> how many
+
+    async def drain(i: int) -> int:
+        """Read to the terminal event, resuming with after_sequence if the call is cut (as a real client does)."""
+        nonlocal resumed
+        call, last = calls[i], 0
+        while True:
+            try:
+                async for response in call:
+                    last = response.event.sequence
+                return last
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE):
+                    raise
+                resumed += 1
+                cut_after[last] = cut_after.get(last, 0) + 1
+                call = stubs[i].StreamMetrics(pb.StreamMetricsRequest(job_id=job_id, after_sequence=last))
+
+    last_sequences = await asyncio.gather(*(drain(i) for i in range(streams)))
+    print(
+        json.dumps({"streams": streams, "min_events": min(last_sequences), "resumed": resumed, "cut_after": cut_after}),
+        flush=True,
+    )
+    for channel in channels:
+        await channel.close()
+
+
 def report(url: str, rate: float, seconds: float, uuids: list[str]) -> None:
     client = redis.Redis.from_url(url)
     interval = 1.0 / rate
@@ -101,6 +137,8 @@ if __name__ == "__main__":
         asyncio.run(subscribe(args[0], args[1], int(args[2])))
     elif command == "report":
         report(args[0], float(args[1]), float(args[2]), args[3:])
+    elif command == "hold":
+        asyncio.run(hold(args[0], args[1], int(args[2])))
     elif command == "waves":
         waves(args[0], int(args[1]), json.loads(Path(args[2]).read_text()))
     else:

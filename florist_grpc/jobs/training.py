@@ -126,7 +126,9 @@ class Trainer:
         launch = Launch(server_address, server_uuid, server_ref, client_uuids, client_refs, datetime.now(UTC))
         # Recorded before the clients start, so a restart can find the server even if we die mid-launch.
         await asyncio.to_thread(self._store.record_launch, job.id, launch)
-        await self._wait_ready(server_address, server)
+        # Clients start while the server is still starting: both spend ~1.5 s importing torch and Flower, and
+        # clients retry connecting (bounded). A server that never gets ready still fails the start below, and
+        # the cleanup stops every process launched so far, clients included.
         for i, client in enumerate(job.clients):
             run = ClientRun(
                 server_address=server_address,
@@ -149,6 +151,7 @@ class Trainer:
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
         await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
+        await self._wait_ready(server_address, server)
         return server_uuid, client_uuids
 
     async def _wait_ready(self, server_address: str, server: ProcessHandle) -> None:

@@ -16,7 +16,7 @@ from florist_grpc.metrics.merge_patch import apply
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.simulation import play_rounds
-from tests.helpers import PlaneThread, wait_for
+from tests.helpers import PlaneThread, job_message, wait_for
 
 
 def source_key(event: pb.MetricsEvent) -> str:
@@ -146,3 +146,11 @@ def test_reports_after_the_terminal_event_are_not_appended(plane: PlaneThread) -
     job.server.report_values(late="too late")
     assert len(plane.events(job.job_id)) == count
     assert plane.events(job.job_id)[-1].job_state == job_pb2.JOB_STATE_CANCELLED
+
+
+def test_a_stream_is_confirmed_before_its_job_has_any_event(plane: PlaneThread) -> None:
+    job = plane.create(job_message(["/d"]))  # NOT_STARTED: no event yet
+    call = plane.training.StreamMetrics(pb.StreamMetricsRequest(job_id=job.id), timeout=30)
+    assert call.initial_metadata() is not None  # returns once the server confirmed the stream
+    assert subscribers(plane) == 1
+    call.cancel()

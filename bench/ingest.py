@@ -1,0 +1,158 @@
+"""Ingest: reports per second turned into persisted events, end to end, and the listener threads it takes.
+
+A load process writes WAVES rounds of one distinct report to every source of JOBS simulated jobs (4 sources
+each), as fast as Redis takes them. Done = every source's persisted report is its last one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import mongomock
+import redis
+
+from bench.florist_baseline import FloristStyleListeners, FloristStyleStore
+from bench.harness import embedded_plane, load_run
+from bench.stats import record
+from florist_grpc import simulation
+from florist_grpc.metrics.embedded_redis import EmbeddedRedis
+from florist_grpc.store.base import JobStore
+from florist_grpc.store.mongo import MongoStore
+
+GOAL_REPORTS_PER_S = 5000
+SOURCES_PER_JOB = 4
+WAVES = 3
+
+
+def florist_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("florist-"))
+
+
+def _wait_done(done: Callable[[], bool], timeout: float, every: float) -> float:
+    deadline = time.time() + timeout
+    while not done():
+        if time.time() > deadline:
+            return float("nan")
+        time.sleep(every)  # polling the store for completion; `every` bounds the timing error
+    return time.time()
+
+
+def ingest(jobs: int, backend: str) -> None:
+    store: JobStore | None = MongoStore(mongomock.MongoClient(), "bench") if backend == "mongomock" else None
+    with embedded_plane(store) as running, tempfile.TemporaryDirectory() as scratch:
+        plane = running.plane
+        simulated = [simulation.create_running(plane, SOURCES_PER_JOB - 1) for _ in range(jobs)]
+        uuids = [r.uuid for job in simulated for r in job.reporters.values()]
+        uuids_file = Path(scratch) / "uuids.json"
+        uuids_file.write_text(json.dumps(uuids))
+        threads_idle = florist_threads()
+        before = sum(plane.store.get_job(j.job_id).last_sequence for j in simulated)  # type: ignore[union-attr]
+        sampler_threads: list[int] = []
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(0.05):
+                sampler_threads.append(florist_threads())
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        if backend == "sqlite":
+            database = plane.settings.data_dir.resolve() / "florist.sqlite3"
+            reader = sqlite3.connect(database)
+
+            def done() -> bool:
+                row = reader.execute(
+                    "SELECT COUNT(*) FROM reports WHERE json_extract(body, '$.wave') = ?", (WAVES - 1,)
+                ).fetchone()
+                return bool(row[0] == len(uuids))
+        else:
+            assert isinstance(store, MongoStore)
+            collection = store._jobs
+
+            def done() -> bool:
+                last = 0
+                for row in collection.find({}, {"reports": 1}):
+                    last += sum(1 for r in row.get("reports", {}).values() if r.get("wave") == WAVES - 1)
+                return last == len(uuids)
+
+        load = load_run("waves", plane.redis_url, str(WAVES), str(uuids_file))
+        finished = _wait_done(done, 300, 0.005 if backend == "sqlite" else 0.1)
+        sampling.set()
+        sampler.join()
+        after = sum(plane.store.get_job(j.job_id).last_sequence for j in simulated)  # type: ignore[union-attr]
+        elapsed = finished - load["first_report"]
+        reports = len(uuids) * WAVES
+        record(
+            "ingest",
+            impl="florist-grpc",
+            store=backend,
+            jobs=jobs,
+            reports=reports,
+            seconds=elapsed,
+            reports_per_s=reports / elapsed,
+            events=after - before,
+            events_per_s=(after - before) / elapsed,
+            listener_threads_idle=threads_idle,
+            listener_threads_busy=max(sampler_threads, default=threads_idle),
+        )
+        for job in simulated:
+            simulation.finish(plane, job)
+
+
+def ingest_baseline(jobs: int) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        embedded = EmbeddedRedis(Path(scratch))
+        url = embedded.start()
+        store = FloristStyleStore(Path(scratch) / "baseline.sqlite3")
+        listeners = FloristStyleListeners(url, store)
+        sources: list[tuple[str, str, str]] = []
+        for _ in range(jobs):
+            job_id = uuid.uuid4().hex
+            names = ["server"] + [f"client{i}" for i in range(SOURCES_PER_JOB - 1)]
+            store.create(job_id, names)
+            sources += [(job_id, name, uuid.uuid4().hex) for name in names]
+        threads_before = threading.active_count()
+        for job_id, name, run_uuid in sources:
+            listeners.follow(job_id, name, run_uuid)
+        uuids_file = Path(scratch) / "uuids.json"
+        uuids_file.write_text(json.dumps([s[2] for s in sources]))
+        reader = sqlite3.connect(Path(scratch) / "baseline.sqlite3")
+
+        def done() -> bool:
+            count = 0
+            for (text,) in reader.execute("SELECT doc FROM jobs"):
+                count += sum(1 for r in json.loads(text)["reports"].values() if r.get("wave") == WAVES - 1)
+            return count == len(sources)
+
+        load = load_run("waves", url, str(WAVES), str(uuids_file))
+        finished = _wait_done(done, 300, 0.05)
+        elapsed = finished - load["first_report"]
+        reports = len(sources) * WAVES
+        record(
+            "ingest",
+            impl="florist-style",
+            store="sqlite",
+            jobs=jobs,
+            reports=reports,
+            seconds=elapsed,
+            reports_per_s=reports / elapsed,
+            listener_threads_busy=threading.active_count() - threads_before,
+            redis_connections=len(redis.Redis.from_url(url).client_list()),
+            errors=len(listeners.errors),
+        )
+        listeners.stop()
+        embedded.stop()
+
+
+def run(quick: bool = False) -> None:
+    for jobs in (1, 100) if quick else (1, 100, 1000):
+        ingest(jobs, "sqlite")
+        ingest_baseline(jobs)
+    ingest(100 if quick else 1000, "mongomock")
