@@ -135,6 +135,8 @@ class ControlPlane:
             hub.publish_threadsafe,
             timeouts.process_stop_grace_seconds,
             timeouts.client_exit_grace_seconds,
+            # Read from the follower thread without the loop: an approximate count is all it needs.
+            subscribers=hub.subscriber_count,
         )
         agents = AgentClients(os.environ.get("FLORIST_AGENT_TOKEN", ""), timeouts.agent_call_seconds)
         self._running = Running(store, hub, follower, agents, embedded)

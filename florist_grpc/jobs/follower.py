@@ -43,6 +43,9 @@ RETRY_SECONDS = 0.5
 # every subscriber gets at most ~100 events/s per source however fast it reports, which bounds fan-out cost,
 # while a source reporting slower than that is never delayed.
 MIN_READ_INTERVAL_SECONDS = 0.01
+# Beyond this many subscribers of a job, the interval grows in proportion, so that the messages a job fans out
+# per second stay bounded (~10k/s): 1,000 watchers of one job get ~10 events/s per source instead of 100.
+SUBSCRIBERS_PER_MIN_INTERVAL = 100
 
 
 @dataclass
@@ -88,8 +91,10 @@ class JobFollower:
         stop_grace: float = 5.0,
         client_exit_grace: float = 15.0,
         min_read_interval: float = MIN_READ_INTERVAL_SECONDS,
+        subscribers: Callable[[str], int] = lambda job_id: 0,
     ) -> None:
         self._min_read_interval = min_read_interval
+        self._subscribers = subscribers
         self._last_read: dict[str, float] = {}  # uuid -> when it was last read (monotonic)
         self._deferred: dict[str, float] = {}  # uuid -> when it may be read again
         self._store = store
@@ -234,12 +239,14 @@ class JobFollower:
         now = time.monotonic()
         targets = []
         for uuid in uuids:
-            due = self._last_read.get(uuid, 0.0) + self._min_read_interval
+            located = self._by_uuid.get(uuid)
+            audience = self._subscribers(located[0]) if located else 0
+            interval = self._min_read_interval * max(1.0, audience / SUBSCRIBERS_PER_MIN_INTERVAL)
+            due = self._last_read.get(uuid, 0.0) + interval
             if due > now:
                 self._deferred[uuid] = min(due, self._deferred.get(uuid, due))
                 continue
             self._last_read[uuid] = now
-            located = self._by_uuid.get(uuid)
             run = self._runs.get(located[0]) if located else None
             if run is not None and located is not None:
                 targets.append((run, located[1]))
