@@ -72,11 +72,14 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         self, request: pb.StreamMetricsRequest, context: Context
     ) -> AsyncIterator[pb.StreamMetricsResponse]:
         _require_job_id(request.job_id)
-        await self._registry.get(request.job_id)  # NOT_FOUND before the stream is confirmed
-        # Confirm the stream now, not with the first event: a client may open streams, wait until they are
-        # established (initial metadata), and only then start the job.
-        await context.send_initial_metadata(())
-        async for event in job_events(self._store, self._hub, request.job_id, request.after_sequence):
+
+        async def confirm() -> None:
+            # Confirm the stream once it is subscribed, not with the first event: a client may open streams,
+            # wait until they are established (initial metadata), and only then start the job.
+            await context.send_initial_metadata(())
+
+        events = job_events(self._store, self._hub, request.job_id, request.after_sequence, confirm)
+        async for event in events:
             yield self._encoded(event)
 
     @streaming

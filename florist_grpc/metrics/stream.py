@@ -8,7 +8,7 @@ out of order, or dropped because this subscriber lagged -- is filled from the st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from florist_grpc.errors import NotFound
 from florist_grpc.jobs.model import MetricsEvent
@@ -30,14 +30,25 @@ async def _next_live(subscription: Subscription) -> MetricsEvent | None:
     return await subscription.queue.get()
 
 
-async def job_events(store: JobStore, hub: EventHub, job_id: str, after_sequence: int) -> AsyncIterator[MetricsEvent]:
-    """Every event of the job after `after_sequence`, in order, ending after the terminal one."""
+async def job_events(
+    store: JobStore,
+    hub: EventHub,
+    job_id: str,
+    after_sequence: int,
+    on_subscribed: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[MetricsEvent]:
+    """Every event of the job after `after_sequence`, in order, ending after the terminal one.
+
+    `on_subscribed` runs once the live subscription exists (before the replay), e.g. to confirm the stream.
+    """
     job = await asyncio.to_thread(store.get_job, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
     subscription = hub.subscribe(job_id)
     last = after_sequence
     try:
+        if on_subscribed is not None:
+            await on_subscribed()
         while True:  # replay
             batch = await _from_store(store, job_id, last)
             for event in batch:
