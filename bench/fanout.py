@@ -36,6 +36,26 @@ def report_latencies_ms(sent: list[int], arrivals: list[list[tuple[int, int]]]) 
     return latencies
 
 
+def record_latencies(
+    impl: str, subscribers: int, rate: int, sent: list[int], arrivals: list[list[tuple[int, int]]], **extra: object
+) -> dict[str, float]:
+    latencies = report_latencies_ms(sent, arrivals)
+    stats = summary(latencies)
+    record(
+        "fanout",
+        impl=impl,
+        subscribers=subscribers,
+        reports_per_s=rate,
+        reports=len(sent),
+        p50_ms=stats["p50"],
+        p99_ms=stats["p99"],
+        max_ms=stats["max"],
+        missing=len(sent) * subscribers - len(latencies),
+        **extra,
+    )
+    return stats
+
+
 def fanout(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float]:
     with embedded_plane() as running:
         plane = running.plane
@@ -46,22 +66,15 @@ def fanout(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float
         simulation.finish(plane, job)
         result = read_json_line(subscriber)
         subscriber.wait(60)
-    latencies = report_latencies_ms(sent["sent"], result["arrivals"])
-    stats = summary(latencies)
-    record(
-        "fanout",
-        impl="florist-grpc",
-        subscribers=subscribers,
-        reports_per_s=rate,
-        reports=len(sent["sent"]),
-        p50_ms=stats["p50"],
-        p99_ms=stats["p99"],
-        max_ms=stats["max"],
-        missing=len(sent["sent"]) * subscribers - len(latencies),
+    return record_latencies(
+        "florist-grpc",
+        subscribers,
+        rate,
+        sent["sent"],
+        result["arrivals"],
         events_per_stream=result["events_per_stream"],
         gaps=result["gaps"],
     )
-    return stats
 
 
 def fanout_baseline(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float]:
@@ -96,18 +109,7 @@ def fanout_baseline(subscribers: int, rate: int, seconds: float = 3.0) -> dict[s
             poller.join(5)
         listeners.stop()
         redis.stop()
-    stats = summary(report_latencies_ms(sent["sent"], arrivals))
-    record(
-        "fanout",
-        impl="florist-style",
-        subscribers=subscribers,
-        reports_per_s=rate,
-        reports=len(sent["sent"]),
-        p50_ms=stats["p50"],
-        p99_ms=stats["p99"],
-        max_ms=stats["max"],
-    )
-    return stats
+    return record_latencies("florist-style", subscribers, rate, sent["sent"], arrivals)
 
 
 def run(quick: bool = False) -> None:

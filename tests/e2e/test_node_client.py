@@ -15,6 +15,11 @@ from tests.e2e.conftest import Served
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node" / "index.js"
 
 
+def run_node_client(served: Served, job_file: Path) -> subprocess.CompletedProcess[str]:
+    command = ["node", str(NODE_CLIENT), "--address", served.address, "--job-file", str(job_file)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_node_client_creates_starts_and_streams_a_job_to_success(
     served: Served, demo_data: list[str], tmp_path: Path
@@ -34,13 +39,7 @@ def test_node_client_creates_starts_and_streams_a_job_to_success(
             }
         )
     )
-    result = subprocess.run(
-        ["node", str(NODE_CLIENT), "--address", served.address, "--job-file", str(job_file)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = run_node_client(served, job_file)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("final state: JOB_STATE_FINISHED_SUCCESSFULLY")
     assert len(re.findall(r"round \d: val loss", result.stdout)) == 2
@@ -50,12 +49,6 @@ def test_node_client_creates_starts_and_streams_a_job_to_success(
 def test_node_client_exits_non_zero_with_the_status_when_the_job_is_invalid(served: Served, tmp_path: Path) -> None:
     job_file = tmp_path / "job.json"
     job_file.write_text(json.dumps({"model": "NOPE", "strategy": "FEDAVG", "clients": []}))
-    result = subprocess.run(
-        ["node", str(NODE_CLIENT), "--address", served.address, "--job-file", str(job_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_node_client(served, job_file)
     assert result.returncode != 0
     assert "INVALID_ARGUMENT" in result.stderr
