@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -106,6 +107,7 @@ class ControlPlane:
         self._running: Running | None = None
         self._health = HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
+        self._redis_probe: redis.Redis | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -196,15 +198,13 @@ class ControlPlane:
             await self._health.set(service, status)
 
     def _ping_redis(self) -> bool:
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        if self._redis_probe is None:
+            # One client for every probe; redis-py reconnects it after a failure.
+            self._redis_probe = redis.Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         try:
-            return bool(client.ping())
+            return bool(self._redis_probe.ping())
         except redis.RedisError:
             return False
-        finally:
-            client.close()
 
     async def _watch_health(self) -> None:
         while True:
@@ -223,6 +223,8 @@ class ControlPlane:
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._redis_probe is not None:
+            self._redis_probe.close()
         running, self._running = self._running, None
         if running is None:
             return

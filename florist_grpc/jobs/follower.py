@@ -129,25 +129,7 @@ class JobFollower:
         self._listener.stop()
         self._ingest.close()
 
-    def running_jobs(self) -> int:
-        return len(self._runs)
-
     # --- called from other threads ------------------------------------------------------------------------------
-
-    def call(self, fn: Callable[[], MetricsEvent | None]) -> concurrent.futures.Future[MetricsEvent | None]:
-        """Run `fn` on the follower thread; its result or exception arrives in the future."""
-        future: concurrent.futures.Future[MetricsEvent | None] = concurrent.futures.Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        self._work.put(work)
-        return future
 
     def attach(self, job_id: str, processes: dict[str, RunningProcess], reports: dict[str, JsonObject]) -> None:
         """Start following a job: subscribe to its sources and watch its processes (handles may come later)."""
