@@ -24,8 +24,6 @@ def embedded_plane(store: JobStore | None = None) -> Iterator[ControlPlaneThread
             yield plane
         finally:
             plane.stop()
-            redis = plane.plane.settings.data_dir / "redis"
-            _ = redis  # the embedded Redis stops with the plane when no job is left IN_PROGRESS
 
 
 def load_process(*args: str) -> subprocess.Popen[str]:

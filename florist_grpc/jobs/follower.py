@@ -222,16 +222,16 @@ class JobFollower:
         targets = []
         for uuid in uuids:
             located = self._by_uuid.get(uuid)
-            audience = self._subscribers(located[0]) if located else 0
-            interval = self._min_read_interval * max(1.0, audience / SUBSCRIBERS_PER_MIN_INTERVAL)
+            run = self._runs.get(located[0]) if located else None
+            if run is None or located is None:
+                continue  # a late notification of a job no longer followed: nothing to read or remember
+            interval = self._min_read_interval * max(1.0, self._subscribers(run.job_id) / SUBSCRIBERS_PER_MIN_INTERVAL)
             due = self._last_read.get(uuid, 0.0) + interval
             if due > now:
                 self._deferred[uuid] = min(due, self._deferred.get(uuid, due))
                 continue
             self._last_read[uuid] = now
-            run = self._runs.get(located[0]) if located else None
-            if run is not None and located is not None:
-                targets.append((run, located[1]))
+            targets.append((run, located[1]))
         self._reconcile_many(targets)
 
     def _reconcile(self, run: JobRun, key: str) -> bool:
@@ -368,11 +368,7 @@ class JobFollower:
     def _finish(self, run: JobRun) -> None:
         assert run.ending is not None
         self._reconcile_many([(run, key) for key in run.processes])
-        event = self._store.transition(
-            run.job_id, {JobState.IN_PROGRESS}, run.ending.state, datetime.now(UTC), run.ending.message
-        )
-        if event is not None:
-            self._publish([event])
+        event = self._finish_unfollowed(run.job_id, run.ending.state, run.ending.message)
         self._detach(run)
         for future in run.ending.done:
             if not future.done():
@@ -391,6 +387,7 @@ class JobFollower:
         self._listener.unfollow(uuids)
 
     def _finish_unfollowed(self, job_id: str, state: JobState, message: str) -> MetricsEvent | None:
+        """Move an IN_PROGRESS job to `state` and publish the event (the last step of every ending)."""
         event = self._store.transition(job_id, {JobState.IN_PROGRESS}, state, datetime.now(UTC), message)
         if event is not None:
             self._publish([event])
