@@ -11,8 +11,8 @@ from pathlib import Path
 from bench.florist_baseline import POLL_SECONDS, FloristStyleListeners, FloristStyleStore
 from bench.harness import embedded_plane, load_process, load_run, read_json_line
 from bench.stats import record, summary
-from florist_grpc import simulation
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
+from florist_grpc.testing import simulation
 
 GOAL_P99_MS = 20.0
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from florist_grpc.config import Settings
-from florist_grpc.server import ControlPlaneThread
 from florist_grpc.store.base import JobStore
+from florist_grpc.testing.plane import ControlPlaneThread
 
 
 @contextmanager

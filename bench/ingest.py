@@ -21,10 +21,10 @@ import redis
 from bench.florist_baseline import FloristStyleListeners, FloristStyleStore
 from bench.harness import embedded_plane, load_run
 from bench.stats import record
-from florist_grpc import simulation
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.mongo import MongoStore
+from florist_grpc.testing import simulation
 
 GOAL_REPORTS_PER_S = 5000
 SOURCES_PER_JOB = 4

@@ -17,7 +17,6 @@ import grpc
 import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from grpc_status import rpc_status
 
 from florist_grpc.config import add_serve_arguments, env_default, settings_from_args
 
@@ -62,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from florist_grpc.launch.agent_service import Agent
+    from florist_grpc.agent import Agent
 
     token = os.environ.get("FLORIST_AGENT_TOKEN", "")
     if not token and not args.insecure_no_auth:
@@ -99,16 +98,14 @@ def _print(args: argparse.Namespace, message: Message, text: str) -> None:
 
 def describe_rpc_error(exc: grpc.RpcError) -> str:
     """CODE: message, plus one line per field violation."""
-    from google.rpc import error_details_pb2
+    from florist_grpc.domain.errors import InvalidArgument
+    from florist_grpc.rpc_errors import from_rpc_error
 
-    code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
-    lines = [f"{code}: {exc.details() if hasattr(exc, 'details') else exc}"]
-    status = rpc_status.from_call(exc) if isinstance(exc, grpc.Call) else None
-    details: Any = status.details if status else ()
-    for detail in details:
-        bad: Any = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            lines += [f"  {v.field}: {v.description}" for v in bad.field_violations]
+    code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
+    error = from_rpc_error(exc)
+    lines = [f"{code}: {exc.details() if isinstance(exc, grpc.Call) else exc}"]
+    if isinstance(error, InvalidArgument):
+        lines += [f"  {v.field}: {v.description}" for v in error.violations]
     return "\n".join(lines)
 
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from florist_grpc.net import is_loopback
+
 
 @dataclass(frozen=True)
 class TLSConfig:
@@ -47,7 +49,7 @@ class Settings:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in {"127.0.0.1", "localhost", "::1", "[::1]"} or self.host.startswith("127.")
+        return is_loopback(self.host)
 
 
 def env_default(env: Mapping[str, str], flag: str, default: str | None = None) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from florist_grpc.metrics import merge_patch
+from florist_grpc.domain import merge_patch
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 

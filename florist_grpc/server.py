@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import redis
@@ -20,16 +18,18 @@ from grpc_reflection.v1alpha import reflection
 
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
 from florist_grpc.api.catalog_service import CatalogServicer
+from florist_grpc.api.grpc_server import build_server, server_credentials
 from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
+from florist_grpc.domain.model import JobState
 from florist_grpc.jobs.follower import JobFollower
-from florist_grpc.jobs.model import JobState
 from florist_grpc.jobs.registry import JobRegistry
-from florist_grpc.jobs.training import Trainer, redis_address_of
+from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agent_client import AgentClients
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
+from florist_grpc.net import redis_address_of
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, job_service_pb2, training_service_pb2
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
@@ -39,51 +39,12 @@ from florist_grpc.store.factory import open_store
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-
-# Every channel option of the control plane and the agent, each once, with why
-# (https://github.com/grpc/grpc/blob/master/doc/keepalive.md and grpc/impl/channel_arg_names.h).
-SERVER_OPTIONS: list[tuple[str, int]] = [
-    # Ping idle connections every 60 s so that half-open TCP connections (a client machine gone) are noticed
-    # and long-lived StreamMetrics calls through NATs and load balancers are not silently dropped.
-    ("grpc.keepalive_time_ms", 60_000),
-    # A peer that does not answer a keepalive ping within 20 s is considered dead; its streams are released.
-    ("grpc.keepalive_timeout_ms", 20_000),
-    # Let clients keep idle streams alive with their own pings, but not more often than every 10 s
-    # (the server answers faster pings with GOAWAY "too_many_pings").
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    # Requests are small (a job definition); 16 MiB bounds what one bad caller can make us buffer.
-    ("grpc.max_receive_message_length", 16 * MiB),
-    # A job with many clients and rounds carries large accumulated reports.
-    ("grpc.max_send_message_length", 64 * MiB),
-    # Thousands of StreamMetrics subscribers may share one HTTP/2 connection (a platform's fan-in proxy).
-    ("grpc.max_concurrent_streams", 10_000),
-]
-
 FLORIST_SERVICES = (
     job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     training_service_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
 )
 HEALTH_CHECK_SECONDS = 2.0
-
-
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    if settings.tls is None:
-        return None
-    tls = settings.tls
-    ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-        root_certificates=ca,
-        require_client_auth=ca is not None,
-    )
-
-
-def build_server(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> grpc.aio.Server:
-    """The one place every florist gRPC server (control plane and agent) is created."""
-    return grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
 
 
 @dataclass
@@ -238,30 +199,3 @@ class ControlPlane:
             else:
                 await asyncio.to_thread(running.redis.stop)
         running.store.close()
-
-
-T = TypeVar("T")
-
-
-class ControlPlaneThread:
-    """A ControlPlane serving on its own event-loop thread, for synchronous programs that embed one
-    (benchmarks, tests, notebooks). `stop()` shuts it down like SIGTERM would."""
-
-    def __init__(self, settings: Settings, store: JobStore | None = None) -> None:
-        self.settings = settings
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="control-plane-loop", daemon=True)
-        self._thread.start()
-        self.plane = ControlPlane(settings, store)
-        self.run(self.plane.start())
-        self.address = f"127.0.0.1:{self.plane.port}"
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        """Run a coroutine on the plane's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self, grace: float = 1.0) -> None:
-        self.run(self.plane.stop(grace))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()

@@ -15,12 +15,12 @@ import psutil
 
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Settings, Timeouts
-from florist_grpc.jobs.model import JobState
+from florist_grpc.domain.model import JobState
 from florist_grpc.launch.process import terminate
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
-from florist_grpc.server import ControlPlaneThread
+from florist_grpc.testing.plane import ControlPlaneThread
 
 T = TypeVar("T")
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from florist_grpc.api.errors import abort, to_status
-from florist_grpc.errors import PermissionDenied, Unauthenticated
+from florist_grpc.api.errors import abort
+from florist_grpc.domain.errors import PermissionDenied, Unauthenticated
+from florist_grpc.rpc_errors import to_status
 
 ROLES = ("viewer", "admin")
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)

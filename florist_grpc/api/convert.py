@@ -9,9 +9,9 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from florist_grpc.errors import FieldViolation, InvalidArgument
-from florist_grpc.jobs import catalog
-from florist_grpc.jobs.model import Client, Job, JobState, JsonObject, MetricsEvent
+from florist_grpc.domain import catalog
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument
+from florist_grpc.domain.model import Client, Job, JobState, JsonObject, MetricsEvent
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb

@@ -1,4 +1,4 @@
-"""The one place where domain errors become gRPC statuses (google.rpc.Status with details).
+"""Servicer methods end with a status, never a traceback: domain errors are mapped by florist_grpc.rpc_errors.
 
 Nothing a caller sends may produce UNKNOWN or INTERNAL: every expected failure is a FloristError subclass with
 its own code. Anything else is our bug: it is logged with a reference and the caller gets INTERNAL with that
@@ -8,57 +8,13 @@ reference, never a traceback.
 from __future__ import annotations
 
 import functools
-import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
-from florist_grpc import errors
-
-log = logging.getLogger(__name__)
-
-CODES: dict[type[errors.FloristError], int] = {
-    errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
-    errors.NotFound: code_pb2.NOT_FOUND,
-    errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
-    errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
-    errors.Unavailable: code_pb2.UNAVAILABLE,
-    errors.DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,
-    errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
-    errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
-}
-
-
-def to_status(exc: errors.FloristError) -> grpc.Status:
-    code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), code_pb2.INTERNAL)
-    status = status_pb2.Status(code=code, message=str(exc))
-    if isinstance(exc, errors.InvalidArgument):
-        detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in exc.violations
-                ]
-            )
-        )
-        status.details.append(detail)
-    converted: grpc.Status = rpc_status.to_status(status)
-    return converted
-
-
-def internal_status(exc: BaseException) -> grpc.Status:
-    ref = uuid.uuid4().hex[:12]
-    log.error("internal error (ref %s): %s", ref, exc, exc_info=exc)
-    converted: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(code=code_pb2.INTERNAL, message=f"internal error (ref {ref}); see the server log")
-    )
-    return converted
+from florist_grpc.domain import errors
+from florist_grpc.rpc_errors import internal_status, to_status
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> None:

@@ -9,8 +9,8 @@ import grpc
 
 from florist_grpc.api import convert
 from florist_grpc.api.errors import unary
-from florist_grpc.errors import FieldViolation, InvalidArgument
-from florist_grpc.jobs.model import JobState
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument
+from florist_grpc.domain.model import JobState
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as pb_grpc

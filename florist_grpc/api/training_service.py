@@ -11,8 +11,8 @@ import grpc
 
 from florist_grpc.api import convert
 from florist_grpc.api.errors import streaming, unary
-from florist_grpc.errors import FailedPrecondition, FieldViolation, InvalidArgument
-from florist_grpc.jobs.model import MetricsEvent
+from florist_grpc.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from florist_grpc.domain.model import MetricsEvent
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agent_client import AgentClients

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from florist_grpc.jobs.catalog import MODELS
+from florist_grpc.domain.catalog import MODELS
 
 
 class DataError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from florist_grpc.jobs.catalog import MODELS
+from florist_grpc.domain.catalog import MODELS
 
 
 class MLP(nn.Module):

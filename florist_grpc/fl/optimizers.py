@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from florist_grpc.jobs.catalog import OPTIMIZERS
+from florist_grpc.domain.catalog import OPTIMIZERS
 
 
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], config: dict[str, Any]) -> torch.optim.Optimizer:

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 import redis
 
-from florist_grpc.errors import FailedPrecondition, NotFound, Unavailable
-from florist_grpc.jobs.model import (
+from florist_grpc.domain.errors import FailedPrecondition, NotFound, Unavailable
+from florist_grpc.domain.model import (
     SERVER_SOURCE,
     ClientState,
     JobState,

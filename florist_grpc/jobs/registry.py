@@ -9,10 +9,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.errors import FieldViolation, InvalidArgument, NotFound
-from florist_grpc.jobs.model import Job, JobState
-from florist_grpc.jobs.validation import validate_job
-from florist_grpc.metrics.embedded_redis import free_port
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound
+from florist_grpc.domain.model import Job, JobState
+from florist_grpc.domain.validation import validate_job
+from florist_grpc.net import LOOPBACK, address_problem, free_port, is_loopback, is_wildcard
 from florist_grpc.store.base import JobStore, PageCursor
 
 DEFAULT_PAGE_SIZE = 50
@@ -26,29 +26,31 @@ class JobRegistry:
         self._jobs_dir = jobs_dir
         self._host = host
 
-    def _check_redis_addresses(self, job: Job) -> None:
-        # The listeners follow only the control plane's own Redis: a job may not point them anywhere else.
-        problems = []
-        allowed = {"", self._redis_address}
-        if job.redis_address not in allowed:
-            problems.append(FieldViolation("job.redis_address", f"must be empty or {self._redis_address}"))
+    def _address_violations(self, job: Job) -> list[FieldViolation]:
+        fields = [("job.server_address", job.server_address), ("job.redis_address", job.redis_address)]
         for i, client in enumerate(job.clients):
-            if client.redis_address not in allowed:
-                problems.append(
-                    FieldViolation(f"job.clients[{i}].redis_address", f"must be empty or {self._redis_address}")
-                )
-        if problems:
-            raise InvalidArgument(problems)
+            fields += [
+                (f"job.clients[{i}].service_address", client.service_address),
+                (f"job.clients[{i}].redis_address", client.redis_address),
+            ]
+        problems = [FieldViolation(name, p) for name, address in fields if address and (p := address_problem(address))]
+        # The listeners follow only the control plane's own Redis: a job may not point them anywhere else.
+        problems += [
+            FieldViolation(name, f"must be empty or {self._redis_address}")
+            for name, address in fields
+            if name.endswith("redis_address") and address not in ("", self._redis_address)
+        ]
+        return problems
 
     async def create(self, job: Job, request_id: str) -> Job:
         if len(request_id) > 128:
             raise InvalidArgument([FieldViolation("request_id", "at most 128 characters")])
-        validate_job(job)
-        self._check_redis_addresses(job)
+        validate_job(job, self._address_violations(job))
         if not job.server_address:
             # Remote clients cannot reach a loopback address: advertise this host's name to them.
             remote = any(c.service_address for c in job.clients)
-            host = self._host if remote and self._host not in ("127.0.0.1", "localhost", "0.0.0.0") else "127.0.0.1"
+            advertised = remote and not is_loopback(self._host) and not is_wildcard(self._host)
+            host = self._host if advertised else LOOPBACK
             job = replace(job, server_address=f"{host}:{free_port()}", server_address_auto=True)
         job = replace(job, id=job.id or uuid.uuid4().hex, create_time=datetime.now(UTC), state=JobState.NOT_STARTED)
         return await asyncio.to_thread(self._store.create_job, job, request_id)

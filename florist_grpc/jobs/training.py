@@ -9,34 +9,28 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 from florist_grpc.config import Timeouts
-from florist_grpc.errors import DeadlineExceeded, FailedPrecondition, FloristError, NotFound
+from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, NotFound
+from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.jobs.follower import JobFollower, RunningProcess
-from florist_grpc.jobs.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.launch.agent_client import AgentClients
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle
 from florist_grpc.launch.process import spawn
-from florist_grpc.metrics.embedded_redis import free_port, port_is_free
 from florist_grpc.metrics.hub import EventHub
+from florist_grpc.net import (
+    bind_address,
+    free_port,
+    is_loopback,
+    local_connect_host,
+    port_is_free,
+    redis_address_of,
+    split_host_port,
+)
 from florist_grpc.store.base import JobStore
 
 log = logging.getLogger(__name__)
-
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
-
-
-def redis_address_of(url: str) -> str:
-    parsed = urlparse(url)
-    return f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}"
-
-
-def bind_address(server_address: str) -> str:
-    """Where the FL server listens: the given loopback address, else every interface on the same port."""
-    host, _, port = server_address.rpartition(":")
-    return server_address if host in LOOPBACK_HOSTS or host.startswith("127.") else f"0.0.0.0:{port}"
 
 
 class Trainer:
@@ -92,9 +86,9 @@ class Trainer:
 
     def _server_address(self, job: Job) -> str:
         if job.server_address_auto:
-            host, _, port = job.server_address.rpartition(":")
-            if not port_is_free(int(port), "0.0.0.0" if host not in LOOPBACK_HOSTS else "127.0.0.1"):
-                return f"{host}:{free_port()}"
+            host, port = split_host_port(job.server_address)
+            if not port_is_free(port, host if is_loopback(host) else "0.0.0.0"):
+                return job.server_address.removesuffix(f":{port}") + f":{free_port()}"
         return job.server_address
 
     async def _launch(self, job: Job) -> tuple[str, list[str]]:
@@ -156,8 +150,8 @@ class Trainer:
 
     async def _wait_ready(self, server_address: str, server: ProcessHandle) -> None:
         """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound."""
-        host, _, port = server_address.rpartition(":")
-        connect_host = "127.0.0.1" if bind_address(server_address).startswith("0.0.0.0") else host.strip("[]")
+        _, port = split_host_port(server_address)
+        connect_host = local_connect_host(server_address)
         deadline = time.monotonic() + self._timeouts.server_ready_seconds
         while True:
             status = server.poll()
@@ -168,7 +162,7 @@ class Trainer:
                     + (f"; last log lines:\n{tail}" if tail else "")
                 )
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(connect_host, int(port)), timeout=1.0)
+                _, writer = await asyncio.wait_for(asyncio.open_connection(connect_host, port), timeout=1.0)
                 writer.close()
                 return
             except (OSError, TimeoutError):

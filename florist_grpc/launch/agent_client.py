@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from florist_grpc.errors import FailedPrecondition, Unavailable
+from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
+from florist_grpc.domain.model import ProcessRef
 from florist_grpc.fl.run_config import ClientRun
-from florist_grpc.jobs.model import ProcessRef
 from florist_grpc.launch.handles import Exit
 from florist_grpc.proto.florist.v1 import client_agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import client_agent_service_pb2_grpc as pb_grpc
+from florist_grpc.rpc_errors import from_rpc_error
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class AgentProcess:
                 pb.GetClientStatusRequest(client_uuid=self._uuid), timeout=self._timeout, metadata=self._metadata
             )
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
+            if isinstance(from_rpc_error(exc), NotFound):
                 return Exit(None)  # the agent restarted and no longer knows the process
             log.warning("agent %s unreachable while polling client %s: %s", self.ref.agent_address, self._uuid, exc)
             return None
@@ -112,9 +113,10 @@ class AgentClients:
                 stub.StartClient, request, timeout=self._timeout, metadata=self._metadata
             )
         except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Unavailable(f"agent {address} unreachable: {exc.details()}") from exc
-            raise FailedPrecondition(f"agent {address} refused to start the client: {exc.details()}") from exc
+            error = from_rpc_error(exc)
+            if isinstance(error, Unavailable | DeadlineExceeded):
+                raise Unavailable(f"agent {address} unreachable: {error}") from exc
+            raise FailedPrecondition(f"agent {address} refused to start the client: {error}") from exc
         ref = ProcessRef(pid=response.pid, log_path=response.log_path, agent_address=address)
         return AgentProcess(stub, self._metadata, run.uuid, ref, self._timeout)
 
@@ -129,9 +131,10 @@ class AgentClients:
                 async for chunk in stub.StreamClientLog(request, metadata=self._metadata):
                     yield chunk.text, chunk.next_offset
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    raise Unavailable(f"agent {address} unreachable: {exc.details()}") from exc
-                raise FailedPrecondition(f"agent {address}: {exc.details()}") from exc
+                error = from_rpc_error(exc)
+                if isinstance(error, Unavailable):
+                    raise Unavailable(f"agent {address} unreachable: {error}") from exc
+                raise FailedPrecondition(f"agent {address}: {error}") from exc
 
     def adopt(self, address: str, client_uuid: str, ref: ProcessRef) -> AgentProcess:
         return AgentProcess(self._stub(address), self._metadata, client_uuid, ref, self._timeout)

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Protocol
 
-from florist_grpc.jobs.model import ProcessRef
+from florist_grpc.domain.model import ProcessRef
 from florist_grpc.launch import process
 
 

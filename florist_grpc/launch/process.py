@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from florist_grpc.jobs.model import ProcessRef
+from florist_grpc.domain.model import ProcessRef
 
 
 def fl_environment() -> dict[str, str]:

@@ -13,13 +13,14 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import psutil
 import redis
+
+from florist_grpc.net import LOOPBACK, free_port, port_is_free
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +41,6 @@ def redis_server_binary() -> str:
     return found
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, start_timeout: float = 15.0) -> None:
         self.dir = (data_dir / "redis").resolve()
@@ -65,11 +51,11 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{LOOPBACK}:{self.port}/0"
 
     def _answers(self, port: int) -> bool:
         try:
-            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
+            client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
             try:
                 return bool(client.ping()) and client.config_get("dir").get("dir") == str(self.dir)
             finally:
@@ -103,7 +89,7 @@ class EmbeddedRedis:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            LOOPBACK,
             "--dir",
             str(self.dir),
             "--appendonly",

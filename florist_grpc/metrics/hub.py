@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from florist_grpc.jobs.model import MetricsEvent
+from florist_grpc.domain.model import MetricsEvent
 
 DEFAULT_QUEUE_CAPACITY = 256
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 
-from florist_grpc.jobs.model import JsonObject, MetricsEvent
+from florist_grpc.domain.model import JsonObject, MetricsEvent
 from florist_grpc.store.base import JobStore, ReportChange
 
 log = logging.getLogger(__name__)

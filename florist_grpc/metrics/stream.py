@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from florist_grpc.errors import NotFound
-from florist_grpc.jobs.model import MetricsEvent
+from florist_grpc.domain.errors import NotFound
+from florist_grpc.domain.model import MetricsEvent
 from florist_grpc.metrics.hub import EventHub, Subscription
 from florist_grpc.store.base import JobStore
 

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from florist_grpc.jobs.model import (
+from florist_grpc.domain.model import (
     JOB_SOURCE,
     ClientState,
     Job,
@@ -48,7 +48,7 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def ping(self) -> None:
-        """Raise florist_grpc.errors.Unavailable if the backend cannot be reached."""
+        """Raise florist_grpc.domain.errors.Unavailable if the backend cannot be reached."""
 
     @abc.abstractmethod
     def create_job(self, job: Job, request_id: str = "") -> Job:
@@ -66,7 +66,7 @@ class JobStore(abc.ABC):
     def delete_job(self, job_id: str) -> bool:
         """Delete the job and its events unless it is IN_PROGRESS; False if it does not exist.
 
-        Raises florist_grpc.errors.FailedPrecondition while the job is IN_PROGRESS.
+        Raises florist_grpc.domain.errors.FailedPrecondition while the job is IN_PROGRESS.
         """
 
     @abc.abstractmethod

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from florist_grpc.jobs.model import (
+from florist_grpc.domain.model import (
     Client,
     ClientState,
     Job,

@@ -22,8 +22,9 @@ import pymongo
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from florist_grpc.errors import FailedPrecondition, Unavailable
-from florist_grpc.jobs.model import (
+from florist_grpc.domain import merge_patch
+from florist_grpc.domain.errors import FailedPrecondition, Unavailable
+from florist_grpc.domain.model import (
     JOB_SOURCE,
     ClientState,
     Job,
@@ -33,7 +34,6 @@ from florist_grpc.jobs.model import (
     MetricsEvent,
     Source,
 )
-from florist_grpc.metrics import merge_patch
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, job_event_patch
 from florist_grpc.store.codec import apply_launch_to_doc, event_from_row, job_from_doc, job_to_doc, to_micros
 

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from florist_grpc.api.auth import AuthFileError, authorize, load_auth_file
-from florist_grpc.errors import PermissionDenied, Unauthenticated
+from florist_grpc.domain.errors import PermissionDenied, Unauthenticated
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from tests.helpers import PlaneThread, job_message
 

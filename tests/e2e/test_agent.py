@@ -111,7 +111,7 @@ def test_an_agent_without_a_token_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_agent_fails_the_start_with_unavailable(tmp_path: Path, demo_data: list[str]) -> None:
-    from florist_grpc.metrics.embedded_redis import free_port
+    from florist_grpc.net import free_port
 
     served = serve(tmp_path / "florist", env={"FLORIST_AGENT_TOKEN": TOKEN})
     try:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from google.protobuf import json_format
 
-from florist_grpc.metrics.merge_patch import apply
+from florist_grpc.domain.merge_patch import apply
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc

@@ -10,12 +10,12 @@ import pytest
 import redis
 from google.protobuf import json_format
 
-from florist_grpc import simulation
-from florist_grpc.jobs.model import JobState
-from florist_grpc.metrics.merge_patch import apply
+from florist_grpc.domain.merge_patch import apply
+from florist_grpc.domain.model import JobState
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
-from florist_grpc.simulation import play_rounds
+from florist_grpc.testing import simulation
+from florist_grpc.testing.simulation import play_rounds
 from tests.helpers import PlaneThread, job_message, wait_for
 
 

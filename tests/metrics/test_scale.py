@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 
 from florist_grpc.fl.reporter import RedisReporter
-from florist_grpc.simulation import SimulatedJob, create_running
+from florist_grpc.testing.simulation import SimulatedJob, create_running
 from tests.helpers import PlaneThread, wait_for
 
 

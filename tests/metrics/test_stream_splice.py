@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.jobs.model import SERVER_SOURCE, Client, Job, JobState, MetricsEvent
+from florist_grpc.domain.model import SERVER_SOURCE, Client, Job, JobState, MetricsEvent
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.stream import job_events
 from florist_grpc.store.sqlite import SqliteStore

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from florist_grpc.errors import FailedPrecondition
-from florist_grpc.jobs.model import (
+from florist_grpc.domain.errors import FailedPrecondition
+from florist_grpc.domain.merge_patch import apply, diff
+from florist_grpc.domain.model import (
     SERVER_SOURCE,
     Client,
     ClientState,
@@ -22,7 +23,6 @@ from florist_grpc.jobs.model import (
     Source,
     SourceKind,
 )
-from florist_grpc.metrics.merge_patch import apply, diff
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ import json
 import random
 from typing import Any
 
-from florist_grpc.metrics.merge_patch import apply, diff
+from florist_grpc.domain.merge_patch import apply, diff
 
 
 def test_diff_of_equal_reports_is_empty() -> None:

@@ -1,4 +1,4 @@
-"""`florist-grpc agent`: florist.v1.ClientAgentService, launching FL clients on the machine that holds the data.
+"""florist.v1.ClientAgentService, served by `florist-grpc agent` (florist_grpc/agent.py) on a data holder's machine.
 
 Every call must carry `authorization: Bearer $FLORIST_AGENT_TOKEN` (or the agent runs with --insecure-no-auth).
 Data paths are confined to --data-root: the control plane cannot make an agent read any other file.
@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from florist_grpc.api.errors import streaming, unary
-from florist_grpc.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from florist_grpc.domain.catalog import MODELS, OPTIMIZERS
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from florist_grpc.domain.model import ProcessRef
 from florist_grpc.fl.run_config import ClientRun
-from florist_grpc.jobs.catalog import MODELS, OPTIMIZERS
-from florist_grpc.jobs.model import ProcessRef
 from florist_grpc.launch import process
 from florist_grpc.launch.agent_client import server_config_of
 from florist_grpc.launch.logs import follow_log
@@ -135,32 +132,3 @@ class AgentServicer(pb_grpc.ClientAgentServiceServicer):
     def stop_all(self) -> None:
         refs = [c.ref for c in self._clients.values() if c.popen.poll() is None]
         process.terminate(refs, STOP_GRACE_SECONDS, [c.popen for c in self._clients.values()])
-
-
-class Agent:
-    """The agent process with `start()` / `stop()`; `port` is the bound port once started."""
-
-    def __init__(self, host: str, port: int, data_root: Path, token: str) -> None:
-        self.port = 0
-        self._address = f"{host}:{port}"
-        self._servicer = AgentServicer(data_root, token, data_root.resolve() / ".florist-agent-logs")
-        self._server: grpc.aio.Server | None = None
-
-    async def start(self) -> None:
-        from florist_grpc.server import build_server
-
-        # grpc.aio servers belong to the running event loop: build it here, not in __init__.
-        server = build_server([])
-        pb_grpc.add_ClientAgentServiceServicer_to_server(self._servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(), server)
-        reflection.enable_server_reflection(
-            (pb.DESCRIPTOR.services_by_name["ClientAgentService"].full_name, reflection.SERVICE_NAME), server
-        )
-        self.port = server.add_insecure_port(self._address)
-        await server.start()
-        self._server = server
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.stop(5.0)
-        await asyncio.to_thread(self._servicer.stop_all)

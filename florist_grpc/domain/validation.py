@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
-import re
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from florist_grpc.errors import FieldViolation, InvalidArgument
-from florist_grpc.jobs.catalog import MODELS, OPTIMIZERS, STRATEGIES
-from florist_grpc.jobs.model import Job
+from florist_grpc.domain.catalog import MODELS, OPTIMIZERS, STRATEGIES
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument
+from florist_grpc.domain.model import Job
 
 MAX_CLIENTS = 256
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-
-
-def address_problem(address: str) -> str | None:
-    """Why `address` is not a valid host:port (IPv6 hosts in brackets), or None if it is."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host:
-        return "must be host:port"
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        return "port must be a number from 1 to 65535"
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return "host is not a valid IPv6 address"
-        return None
-    if not _HOSTNAME.match(host):
-        return "host is not a valid hostname or IPv4 address"
-    return None
 
 
 @functools.cache
@@ -58,9 +35,10 @@ def _schema_violations(error: ValidationError) -> list[FieldViolation]:
     return [FieldViolation(path, error.message)]
 
 
-def validate_job(job: Job) -> None:
-    """Raise InvalidArgument listing every invalid field of `job`."""
-    problems: list[FieldViolation] = []
+def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
+    """Raise InvalidArgument listing every invalid field of `job`, together with `more` found by the caller
+    (addresses are checked by the caller: their rules live in florist_grpc.net, above this package)."""
+    problems: list[FieldViolation] = list(more or [])
     if job.model not in MODELS:
         problems.append(FieldViolation("job.model", f"unknown model {job.model!r}; one of {sorted(MODELS)}"))
     if job.optimizer not in OPTIMIZERS:
@@ -84,9 +62,6 @@ def validate_job(job: Job) -> None:
         errors = sorted(_validator(strategy.name).iter_errors(job.server_config), key=lambda e: list(e.path))
         for error in errors:
             problems.extend(_schema_violations(error))
-    for name, address in (("job.server_address", job.server_address), ("job.redis_address", job.redis_address)):
-        if address and (problem := address_problem(address)):
-            problems.append(FieldViolation(name, problem))
     if not job.clients:
         problems.append(FieldViolation("job.clients", "at least one client is required"))
     if len(job.clients) > MAX_CLIENTS:
@@ -94,8 +69,5 @@ def validate_job(job: Job) -> None:
     for i, client in enumerate(job.clients):
         if not client.data_path.strip():
             problems.append(FieldViolation(f"job.clients[{i}].data_path", "must not be empty"))
-        for name, address in (("service_address", client.service_address), ("redis_address", client.redis_address)):
-            if address and (problem := address_problem(address)):
-                problems.append(FieldViolation(f"job.clients[{i}].{name}", problem))
     if problems:
         raise InvalidArgument(problems)

@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from florist_grpc.domain.model import SERVER_SOURCE, Client, Job, JobState
 from florist_grpc.fl.reporter import RedisReporter
 from florist_grpc.jobs.follower import RunningProcess
-from florist_grpc.jobs.model import SERVER_SOURCE, Client, Job, JobState
 from florist_grpc.server import ControlPlane
 
 

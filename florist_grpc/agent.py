@@ -1,0 +1,43 @@
+"""`florist-grpc agent`: the process on a data holder's machine that launches FL clients for the control plane."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from florist_grpc.api.agent_service import AgentServicer
+from florist_grpc.api.grpc_server import build_server
+from florist_grpc.proto.florist.v1 import client_agent_service_pb2 as pb
+from florist_grpc.proto.florist.v1 import client_agent_service_pb2_grpc as pb_grpc
+
+
+class Agent:
+    """The agent process with `start()` / `stop()`; `port` is the bound port once started."""
+
+    def __init__(self, host: str, port: int, data_root: Path, token: str) -> None:
+        self.port = 0
+        self._address = f"{host}:{port}"
+        self._servicer = AgentServicer(data_root, token, data_root.resolve() / ".florist-agent-logs")
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        # grpc.aio servers belong to the running event loop: build it here, not in __init__.
+        server = build_server([])
+        pb_grpc.add_ClientAgentServiceServicer_to_server(self._servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(), server)
+        reflection.enable_server_reflection(
+            (pb.DESCRIPTOR.services_by_name["ClientAgentService"].full_name, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self._address)
+        await server.start()
+        self._server = server
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(5.0)
+        await asyncio.to_thread(self._servicer.stop_all)

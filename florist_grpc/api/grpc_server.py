@@ -1,0 +1,48 @@
+"""The one place every florist gRPC server is created (control plane and agent), with each option once, and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from florist_grpc.config import Settings
+
+MiB = 1024 * 1024
+
+# Every channel option of the control plane and the agent, each once, with why
+# (https://github.com/grpc/grpc/blob/master/doc/keepalive.md and grpc/impl/channel_arg_names.h).
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    # Ping idle connections every 60 s so that half-open TCP connections (a client machine gone) are noticed
+    # and long-lived StreamMetrics calls through NATs and load balancers are not silently dropped.
+    ("grpc.keepalive_time_ms", 60_000),
+    # A peer that does not answer a keepalive ping within 20 s is considered dead; its streams are released.
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # Let clients keep idle streams alive with their own pings, but not more often than every 10 s
+    # (the server answers faster pings with GOAWAY "too_many_pings").
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Requests are small (a job definition); 16 MiB bounds what one bad caller can make us buffer.
+    ("grpc.max_receive_message_length", 16 * MiB),
+    # A job with many clients and rounds carries large accumulated reports.
+    ("grpc.max_send_message_length", 64 * MiB),
+    # Thousands of StreamMetrics subscribers may share one HTTP/2 connection (a platform's fan-in proxy).
+    ("grpc.max_concurrent_streams", 10_000),
+]
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.tls is None:
+        return None
+    tls = settings.tls
+    ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+def build_server(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> grpc.aio.Server:
+    """The one place every florist gRPC server (control plane and agent) is created."""
+    return grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)

@@ -1,0 +1,99 @@
+"""Addresses, the loopback rule and free ports: the one place each is defined.
+
+Every `host:port` in the project is parsed here (IPv6 hosts in brackets), every "is this loopback?" question is
+answered by `is_loopback`, and every free port is picked by `free_port`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from urllib.parse import urlparse
+
+LOOPBACK = "127.0.0.1"
+# Binding here listens on every interface; connecting to it from this machine goes through loopback.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """(host without brackets, port) of `host:port`; raises ValueError if it is not one."""
+    problem = address_problem(address)
+    if problem is not None:
+        raise ValueError(f"{address!r}: {problem}")
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` is not a valid host:port (IPv6 hosts in brackets), or None if it is."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host:
+        return "must be host:port"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return "port must be a number from 1 to 65535"
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return "host is not a valid IPv6 address"
+        return None
+    if not _HOSTNAME.match(host):
+        return "host is not a valid hostname or IPv4 address"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and every loopback address (127.0.0.0/8, ::1), with or without brackets."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_wildcard(host: str) -> bool:
+    return host in WILDCARD_HOSTS
+
+
+def bind_address(server_address: str) -> str:
+    """Where an FL server listens: a loopback address as given, else every interface on the same port."""
+    host, port = split_host_port(server_address)
+    return server_address if is_loopback(host) else f"0.0.0.0:{port}"
+
+
+def local_connect_host(server_address: str) -> str:
+    """The host to reach `server_address`'s listener from this machine (loopback when it binds everywhere)."""
+    host, _ = split_host_port(server_address)
+    return host if is_loopback(host) else LOOPBACK
+
+
+def redis_address_of(url: str) -> str:
+    """host:port of a redis:// URL."""
+    parsed = urlparse(url)
+    return join_host_port(parsed.hostname or LOOPBACK, parsed.port or 6379)
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port nobody listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True

@@ -1,0 +1,1 @@
+"""Test support shipped in the package: simulated jobs and an in-process control plane (tests, benchmarks)."""
