@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -137,3 +138,24 @@ class Launch:
     client_uuids: list[str]
     client_processes: list[ProcessRef]
     start_time: datetime
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a process ended. `code` is None when it is unknown (the process was not our child: we restarted)."""
+
+    code: int | None
+
+    @property
+    def clean(self) -> bool:
+        return self.code == 0
+
+    def describe(self) -> str:
+        if self.code is None:
+            return "ended (exit code unknown: it ran while the control plane was restarting)"
+        if self.code < 0:
+            try:
+                return f"was killed by {signal.Signals(-self.code).name}"
+            except ValueError:
+                return f"was killed by signal {-self.code}"
+        return f"exited with code {self.code}"

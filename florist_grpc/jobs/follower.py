@@ -15,71 +15,35 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
 
+from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import FailedPrecondition, NotFound, Unavailable
 from florist_grpc.domain.model import (
     SERVER_SOURCE,
     ClientState,
+    Exit,
     JobState,
     JsonObject,
     MetricsEvent,
-    Source,
 )
-from florist_grpc.launch.handles import Exit, ProcessHandle
+from florist_grpc.jobs.ending import ProcessFacts, Verdict, judge
+from florist_grpc.jobs.run import Ending, JobRun, RunningProcess
+from florist_grpc.launch.handles import ProcessHandle
 from florist_grpc.launch.watcher import ProcessWatcher
 from florist_grpc.metrics.ingest import ReportIngest
 from florist_grpc.metrics.listener import ReportListener
+from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.store.base import JobStore, ReportChange
 
 log = logging.getLogger(__name__)
 
+# How often the follower looks at endings in progress (SIGKILL after the grace) and at lingering clients.
 TICK_SECONDS = 0.2
+# A read of Redis or the store that failed is tried again after this long.
 RETRY_SECONDS = 0.5
-# A source is read at most this often. Reports are whole snapshots, so a source reporting faster is coalesced:
-# every subscriber gets at most ~100 events/s per source however fast it reports, which bounds fan-out cost,
-# while a source reporting slower than that is never delayed.
-MIN_READ_INTERVAL_SECONDS = 0.01
-# Beyond this many subscribers of a job, the interval grows in proportion, so that the messages a job fans out
-# per second stay bounded (~10k/s): 1,000 watchers of one job get ~10 events/s per source instead of 100.
-SUBSCRIBERS_PER_MIN_INTERVAL = 100
-
-
-@dataclass
-class RunningProcess:
-    source: Source
-    uuid: str
-    handle: ProcessHandle | None = None
-    exit: Exit | None = None
-    stopped_by_us: bool = False
-
-
-@dataclass
-class Ending:
-    state: JobState
-    message: str
-    kill_at: float
-    done: list[concurrent.futures.Future[MetricsEvent | None]] = field(default_factory=list)
-
-
-@dataclass
-class JobRun:
-    job_id: str
-    processes: dict[str, RunningProcess]  # by source key
-    reports: dict[str, JsonObject]  # last persisted report per source key
-    ending: Ending | None = None
-    server_done_at: float | None = None
-
-    @property
-    def server(self) -> RunningProcess:
-        return self.processes[SERVER_SOURCE.key]
-
-    @property
-    def clients(self) -> list[RunningProcess]:
-        return [p for key, p in self.processes.items() if key != SERVER_SOURCE.key]
 
 
 class JobFollower:
@@ -88,22 +52,17 @@ class JobFollower:
         store: JobStore,
         redis_url: str,
         publish: Callable[[list[MetricsEvent]], None],
-        stop_grace: float = 5.0,
-        client_exit_grace: float = 15.0,
-        min_read_interval: float = MIN_READ_INTERVAL_SECONDS,
-        subscribers: Callable[[str], int] = lambda job_id: 0,
+        timeouts: Timeouts,
+        throttle: ReadThrottle,
     ) -> None:
-        self._min_read_interval = min_read_interval
-        self._subscribers = subscribers
-        self._last_read: dict[str, float] = {}  # uuid -> when it was last read (monotonic)
-        self._deferred: dict[str, float] = {}  # uuid -> when it may be read again
+        self._throttle = throttle
         self._store = store
         self._publish = publish
         self._ingest = ReportIngest(redis_url, store, publish)
         self._listener = ReportListener(redis_url, self._notify)
         self._watcher = ProcessWatcher(self._process_exited)
-        self._stop_grace = stop_grace
-        self._client_exit_grace = client_exit_grace
+        self._stop_grace = timeouts.process_stop_grace_seconds
+        self._client_exit_grace = timeouts.client_exit_grace_seconds
         self._work: queue.Queue[Callable[[], None]] = queue.Queue()
         self._runs: dict[str, JobRun] = {}
         self._by_uuid: dict[str, tuple[str, str]] = {}  # uuid -> (job_id, source key); follower thread only
@@ -194,7 +153,8 @@ class JobFollower:
     def _run(self) -> None:
         next_tick = time.monotonic() + TICK_SECONDS
         while not self._stopped.is_set():
-            wake = min(next_tick, *self._deferred.values()) if self._deferred else next_tick
+            deferred = self._throttle.next_due()
+            wake = next_tick if deferred is None else min(next_tick, deferred)
             try:
                 item = self._work.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
@@ -210,9 +170,7 @@ class JobFollower:
                 log.exception("follower work item failed")
 
     def _release_deferred(self) -> None:
-        now = time.monotonic()
-        for uuid in [u for u, due in self._deferred.items() if due <= now]:
-            del self._deferred[uuid]
+        for uuid in self._throttle.release_due(time.monotonic()):
             self._notify(uuid)
 
     def _read_pending(self) -> None:
@@ -225,13 +183,8 @@ class JobFollower:
             run = self._runs.get(located[0]) if located else None
             if run is None or located is None:
                 continue  # a late notification of a job no longer followed: nothing to read or remember
-            interval = self._min_read_interval * max(1.0, self._subscribers(run.job_id) / SUBSCRIBERS_PER_MIN_INTERVAL)
-            due = self._last_read.get(uuid, 0.0) + interval
-            if due > now:
-                self._deferred[uuid] = min(due, self._deferred.get(uuid, due))
-                continue
-            self._last_read[uuid] = now
-            targets.append((run, located[1]))
+            if self._throttle.admit(uuid, run.job_id, now):
+                targets.append((run, located[1]))
         self._reconcile_many(targets)
 
     def _reconcile(self, run: JobRun, key: str) -> bool:
@@ -270,68 +223,36 @@ class JobFollower:
             return
         process = run.processes[key]
         process.exit = status
+        if not status.clean:
+            tail = process.handle.log_tail() if process.handle is not None else ""
+            process.failure = status.describe() + (f"; last log lines:\n{tail}" if tail else "")
         self._reconcile(run, key)  # late keys written just before exiting
         if key != SERVER_SOURCE.key:
             if status.clean:
                 state = ClientState.FINISHED
             else:
                 state = ClientState.STOPPED if process.stopped_by_us else ClientState.FAILED
-            self._store.set_client_state(
-                job_id,
-                process.source.client_index,
-                state,
-                self._failure_detail(process) if state is ClientState.FAILED else "",
-            )
+            failure = process.failure if state is ClientState.FAILED else ""
+            self._store.set_client_state(job_id, process.source.client_index, state, failure)
         self._evaluate(run)
 
-    def _failure_detail(self, process: RunningProcess) -> str:
-        assert process.exit is not None
-        tail = process.handle.log_tail() if process.handle is not None else ""
-        return f"{process.exit.describe()}" + (f"; last log lines:\n{tail}" if tail else "")
-
-    def _name(self, process: RunningProcess) -> str:
-        if process.source.key == SERVER_SOURCE.key:
-            return "FL server"
-        return f"FL client {process.source.client_index} ({process.uuid})"
+    def _facts(self, run: JobRun, process: RunningProcess) -> ProcessFacts:
+        return ProcessFacts(process.name, process.exit, run.reports.get(process.source.key, {}), process.failure)
 
     def _evaluate(self, run: JobRun) -> None:
-        """Decide, from exits and reports, whether the job has ended and how."""
+        """Apply the ending policy (jobs/ending.py) to what the job's processes did and reported."""
         if run.ending is not None:
             if all(p.exit is not None or p.handle is None for p in run.processes.values()):
                 self._finish(run)
             return
-        server = run.server
-        server_report = run.reports.get(SERVER_SOURCE.key, {})
-        for client in run.clients:
-            if client.exit is None or client.exit.clean:
-                continue
-            if client.exit.code is None and (
-                "shutdown" in run.reports.get(client.source.key, {}) or "fit_end" in server_report
-            ):
-                continue
-            self._begin_ending(
-                run, JobState.FINISHED_WITH_ERROR, f"{self._name(client)} {self._failure_detail(client)}"
-            )
-            return
-        if server.exit is None:
-            return
-        if "fit_end" not in server_report:
-            self._begin_ending(
-                run,
-                JobState.FINISHED_WITH_ERROR,
-                f"FL server {self._failure_detail(server)} before reporting fit_end",
-            )
-            return
-        if server.exit.code not in (0, None):
-            self._begin_ending(run, JobState.FINISHED_WITH_ERROR, f"FL server {self._failure_detail(server)}")
-            return
-        if run.server_done_at is None:
+        since = None if run.server_done_at is None else time.monotonic() - run.server_done_at
+        verdict = judge(
+            self._facts(run, run.server), [self._facts(run, c) for c in run.clients], since, self._client_exit_grace
+        )
+        if isinstance(verdict, Verdict):
+            self._begin_ending(run, verdict.state, verdict.message)
+        elif verdict.server_done and run.server_done_at is None:
             run.server_done_at = time.monotonic()
-        if all(c.exit is not None for c in run.clients):
-            self._begin_ending(run, JobState.FINISHED_SUCCESSFULLY, "")
-        elif time.monotonic() - run.server_done_at > self._client_exit_grace:
-            # Training is complete; clients that linger after the server left are stopped, not failed.
-            self._begin_ending(run, JobState.FINISHED_SUCCESSFULLY, "")
 
     def _begin_ending(
         self,
@@ -382,8 +303,7 @@ class JobFollower:
         for uuid in uuids:
             self._by_uuid.pop(uuid, None)
             self._retry.pop(uuid, None)
-            self._deferred.pop(uuid, None)
-            self._last_read.pop(uuid, None)
+        self._throttle.forget(uuids)
         self._listener.unfollow(uuids)
 
     def _finish_unfollowed(self, job_id: str, state: JobState, message: str) -> MetricsEvent | None:

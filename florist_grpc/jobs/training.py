@@ -14,7 +14,8 @@ from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, NotFound
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.fl.run_config import ClientRun, ServerRun
-from florist_grpc.jobs.follower import JobFollower, RunningProcess
+from florist_grpc.jobs.follower import JobFollower
+from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.launch.agent_client import AgentClients
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle
 from florist_grpc.launch.process import spawn
@@ -80,7 +81,7 @@ class Trainer:
     async def _fail(self, job_id: str, message: str) -> None:
         future = self._follower.end(job_id, JobState.FINISHED_WITH_ERROR, message)
         try:
-            await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.process_stop_grace_seconds * 3)
+            await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.start_cleanup_seconds)
         except (TimeoutError, FloristError):
             log.warning("job %s: cleanup after a failed start did not finish in time", job_id)
 

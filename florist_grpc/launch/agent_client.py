@@ -12,9 +12,8 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 
 from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
-from florist_grpc.domain.model import ProcessRef
+from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.fl.run_config import ClientRun
-from florist_grpc.launch.handles import Exit
 from florist_grpc.proto.florist.v1 import client_agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import client_agent_service_pb2_grpc as pb_grpc
 from florist_grpc.rpc_errors import from_rpc_error

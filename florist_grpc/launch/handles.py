@@ -4,32 +4,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from dataclasses import dataclass
 from typing import Protocol
 
-from florist_grpc.domain.model import ProcessRef
+from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.launch import process
-
-
-@dataclass(frozen=True)
-class Exit:
-    """How a process ended. `code` is None when it is unknown (the process was not our child: we restarted)."""
-
-    code: int | None
-
-    @property
-    def clean(self) -> bool:
-        return self.code == 0
-
-    def describe(self) -> str:
-        if self.code is None:
-            return "ended (exit code unknown: it ran while the control plane was restarting)"
-        if self.code < 0:
-            try:
-                return f"was killed by {signal.Signals(-self.code).name}"
-            except ValueError:
-                return f"was killed by signal {-self.code}"
-        return f"exited with code {self.code}"
 
 
 class ProcessHandle(Protocol):

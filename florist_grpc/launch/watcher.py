@@ -6,7 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from florist_grpc.launch.handles import Exit, ProcessHandle
+from florist_grpc.domain.model import Exit
+from florist_grpc.launch.handles import ProcessHandle
 
 log = logging.getLogger(__name__)
 

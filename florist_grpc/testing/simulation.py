@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from florist_grpc.domain.model import SERVER_SOURCE, Client, Job, JobState
 from florist_grpc.fl.reporter import RedisReporter
-from florist_grpc.jobs.follower import RunningProcess
+from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.server import ControlPlane
 
 

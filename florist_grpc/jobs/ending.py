@@ -1,0 +1,65 @@
+"""How a running job ends, decided from its processes' exits and its persisted reports: a pure function.
+
+The follower thread gathers the facts (who exited how, what each source last reported *and was persisted*) and
+applies the verdict; every rule of how a job ends lives here, with a table-driven test beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from florist_grpc.domain.model import Exit, JobState, JsonObject
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What the policy knows of one FL process."""
+
+    name: str  # "FL server", "FL client 1 (uuid)"
+    exit: Exit | None  # None while it runs (or was never launched)
+    report: JsonObject  # its last persisted report
+    failure: str = ""  # how it failed, with its log tail (set once it exited uncleanly)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: JobState
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Not ended yet. `server_done` is True once the server finished training and only clients remain."""
+
+    server_done: bool = False
+
+
+def judge(
+    server: ProcessFacts,
+    clients: Sequence[ProcessFacts],
+    seconds_since_server_done: float | None,
+    client_exit_grace: float,
+) -> Verdict | Waiting:
+    """The job's ending, or Waiting. `seconds_since_server_done` is None until a previous call said server_done."""
+    training_complete = "fit_end" in server.report
+    for client in clients:
+        if client.exit is None or client.exit.clean:
+            continue
+        # A client whose exit code we could not learn (we restarted meanwhile) but that reported shutdown, or
+        # whose server completed training, ended normally.
+        if client.exit.code is None and ("shutdown" in client.report or training_complete):
+            continue
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{client.name} {client.failure}")
+    if server.exit is None:
+        return Waiting()
+    if not training_complete:
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure} before reporting fit_end")
+    if server.exit.code not in (0, None):
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure}")
+    if all(c.exit is not None for c in clients):
+        return Verdict(JobState.FINISHED_SUCCESSFULLY)
+    if seconds_since_server_done is not None and seconds_since_server_done > client_exit_grace:
+        # Training is complete; clients that linger after the server left are stopped, not failed.
+        return Verdict(JobState.FINISHED_SUCCESSFULLY)
+    return Waiting(server_done=True)

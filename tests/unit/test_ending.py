@@ -1,0 +1,119 @@
+"""The ending policy of a running job, case by case (pure: no processes, no Redis, no store)."""
+
+from __future__ import annotations
+
+import pytest
+
+from florist_grpc.domain.model import Exit, JobState
+from florist_grpc.jobs.ending import ProcessFacts, Verdict, Waiting, judge
+
+DONE = {"fit_start": "t", "fit_end": "t"}
+RUNNING = None
+CLEAN = Exit(0)
+CRASHED = Exit(1)
+KILLED = Exit(-9)
+UNKNOWN = Exit(None)  # the process ended while the control plane was restarting
+
+
+def server(exit: Exit | None, report: dict[str, str] | None = None) -> ProcessFacts:
+    failure = "" if exit is None or exit.clean else exit.describe()
+    return ProcessFacts("FL server", exit, report if report is not None else {}, failure)
+
+
+def client(exit: Exit | None, report: dict[str, str] | None = None, index: int = 0) -> ProcessFacts:
+    failure = "" if exit is None or exit.clean else exit.describe()
+    return ProcessFacts(f"FL client {index} (u{index})", exit, report or {}, failure)
+
+
+OK = JobState.FINISHED_SUCCESSFULLY
+ERROR = JobState.FINISHED_WITH_ERROR
+
+CASES = [
+    # (why, server, clients, seconds since server done, expected)
+    ("everything still runs", server(RUNNING), [client(RUNNING)], None, Waiting()),
+    ("a clean finish", server(CLEAN, DONE), [client(CLEAN)], None, Verdict(OK)),
+    ("clients done, server still reporting", server(RUNNING, DONE), [client(CLEAN)], None, Waiting()),
+    (
+        "a crashed client fails the job at once",
+        server(RUNNING),
+        [client(CLEAN), client(CRASHED, index=1)],
+        None,
+        Verdict(ERROR, "FL client 1 (u1) exited with code 1"),
+    ),
+    (
+        "a killed client fails the job even after fit_end",
+        server(CLEAN, DONE),
+        [client(KILLED)],
+        None,
+        Verdict(ERROR, "FL client 0 (u0) was killed by SIGKILL"),
+    ),
+    (
+        "a client of unknown exit that reported shutdown finished",
+        server(CLEAN, DONE),
+        [client(UNKNOWN, {"shutdown": "t"})],
+        None,
+        Verdict(OK),
+    ),
+    (
+        "a client of unknown exit is fine once the server completed training",
+        server(RUNNING, DONE),
+        [client(UNKNOWN)],
+        None,
+        Waiting(),
+    ),
+    (
+        "a client of unknown exit before fit_end failed",
+        server(RUNNING),
+        [client(UNKNOWN)],
+        None,
+        Verdict(ERROR, "FL client 0 (u0) ended (exit code unknown: it ran while the control plane was restarting)"),
+    ),
+    (
+        "a server that exits without fit_end failed, whatever its code",
+        server(CLEAN, {"fit_start": "t"}),
+        [client(RUNNING)],
+        None,
+        Verdict(ERROR, "FL server  before reporting fit_end"),
+    ),
+    (
+        "a server crash before fit_end names the crash",
+        server(CRASHED),
+        [client(RUNNING)],
+        None,
+        Verdict(ERROR, "FL server exited with code 1 before reporting fit_end"),
+    ),
+    (
+        "a server crash after fit_end still fails",
+        server(CRASHED, DONE),
+        [client(CLEAN)],
+        None,
+        Verdict(ERROR, "FL server exited with code 1"),
+    ),
+    (
+        "an adopted server (unknown exit) that reported fit_end finished",
+        server(UNKNOWN, DONE),
+        [client(UNKNOWN, {"shutdown": "t"})],
+        None,
+        Verdict(OK),
+    ),
+    (
+        "server done, clients lingering: wait for them",
+        server(CLEAN, DONE),
+        [client(RUNNING)],
+        None,
+        Waiting(server_done=True),
+    ),
+    ("lingering within the grace", server(CLEAN, DONE), [client(RUNNING)], 5.0, Waiting(server_done=True)),
+    ("lingering past the grace: success", server(CLEAN, DONE), [client(RUNNING)], 10.5, Verdict(OK)),
+]
+
+
+@pytest.mark.parametrize(("why", "server_facts", "clients", "since", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_ending_policy(
+    why: str,
+    server_facts: ProcessFacts,
+    clients: list[ProcessFacts],
+    since: float | None,
+    expected: Verdict | Waiting,
+) -> None:
+    assert judge(server_facts, clients, since, client_exit_grace=10.0) == expected
