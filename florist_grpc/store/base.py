@@ -84,25 +84,13 @@ class JobStore(abc.ABC):
         Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time.
         """
 
-    def append_report_change(
-        self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
-    ) -> MetricsEvent | None:
-        """Append an event whose patch turns `previous` (the persisted report) into `report`, and store `report`.
-
-        Only the change is written. Returns None, changing nothing, when there is no change or the job is not
-        IN_PROGRESS (a terminal event is always the last one). Callers pass the report they last persisted, so a
-        retry after a crash finds no change and appends nothing: the append is idempotent.
-        """
-        return self.append_report_changes([ReportChange(job_id, source, previous, report, time)])[0]
-
     @abc.abstractmethod
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
-        """append_report_change for many changes at once (one transaction where the backend has them);
-        the result holds the event or None of each change, in order."""
-
-    @abc.abstractmethod
-    def get_report(self, job_id: str, source: Source) -> JsonObject:
-        """The accumulated report of one source ({} if none)."""
+        """For each change, append an event whose patch turns `previous` (the persisted report) into `report`,
+        and store `report`; one transaction where the backend has them. The result holds each change's event,
+        in order, or None, changing nothing, when there is no change or the job is not IN_PROGRESS (a terminal
+        event is always the last one). Callers pass the report they last persisted, so a retry after a crash
+        finds no change and appends nothing: the append is idempotent. Only the change is written."""
 
     @abc.abstractmethod
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
@@ -124,12 +112,4 @@ class JobStore(abc.ABC):
         """Release connections."""
 
 
-def job_event_patch(to_state: JobState, error_message: str) -> JsonObject:
-    """The patch of a SOURCE_KIND_JOB event: the job's new state (and why, when it failed)."""
-    patch: JsonObject = {"state": to_state.name}
-    if error_message:
-        patch["error_message"] = error_message
-    return patch
-
-
-__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "ReportChange", "job_event_patch"]
+__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "ReportChange"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
 
 from florist_grpc.domain.model import (
     Client,
@@ -114,20 +113,3 @@ def event_from_row(
         patch=patch,
         job_state=JobState(job_state),
     )
-
-
-def apply_launch_to_doc(
-    doc: dict[str, Any],
-    server_address: str,
-    server_uuid: str,
-    server_process: JsonObject,
-    client_uuids: list[str],
-    client_processes: list[JsonObject],
-) -> None:
-    doc["server_address"] = server_address
-    doc["server_uuid"] = server_uuid
-    doc["server_process"] = server_process
-    for client, uuid, process in zip(doc["clients"], client_uuids, client_processes, strict=True):
-        client["uuid"] = uuid
-        client["process"] = process
-        client["state"] = int(ClientState.RUNNING)

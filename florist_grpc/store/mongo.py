@@ -23,7 +23,7 @@ from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from florist_grpc.domain import merge_patch
-from florist_grpc.domain.errors import FailedPrecondition, Unavailable
+from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import (
     JOB_SOURCE,
     ClientState,
@@ -34,53 +34,13 @@ from florist_grpc.domain.model import (
     MetricsEvent,
     Source,
 )
-from florist_grpc.store.base import JobStore, PageCursor, ReportChange, job_event_patch
-from florist_grpc.store.codec import apply_launch_to_doc, event_from_row, job_from_doc, job_to_doc, to_micros
+from florist_grpc.store import rules
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange
+from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
+from florist_grpc.store.mongo_keys import escape_key, map_keys, patch_update, unescape_key
 
 T = TypeVar("T")
 _MAX_APPEND_ATTEMPTS = 1000
-
-
-def escape_key(key: str) -> str:
-    if key == "":
-        return "%"
-    return key.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
-
-
-def unescape_key(key: str) -> str:
-    if key == "%":
-        return ""
-    return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
-
-
-def _map_keys(value: Any, fn: Callable[[str], str]) -> Any:
-    if isinstance(value, dict):
-        return {fn(k): _map_keys(v, fn) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_map_keys(v, fn) for v in value]
-    return value
-
-
-def report_update(prefix: str, previous: JsonObject, report: JsonObject) -> tuple[JsonObject, JsonObject]:
-    """$set and $unset documents turning `previous` into `report` at `prefix`, touching only what changed.
-
-    Objects present on both sides are updated path by path; any other change replaces the value at its path
-    (a merge patch alone cannot say whether an object in it replaces a scalar or merges into an object).
-    """
-    sets: JsonObject = {}
-    unsets: JsonObject = {}
-    for key in previous.keys() - report.keys():
-        unsets[f"{prefix}.{escape_key(key)}"] = ""
-    for key, value in report.items():
-        path = f"{prefix}.{escape_key(key)}"
-        old = previous.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            sub_sets, sub_unsets = report_update(path, old, value)
-            sets.update(sub_sets)
-            unsets.update(sub_unsets)
-        elif key not in previous or type(old) is not type(value) or old != value:
-            sets[path] = _map_keys(value, escape_key)
-    return sets, unsets
 
 
 class MongoStore(JobStore):
@@ -117,7 +77,7 @@ class MongoStore(JobStore):
         self._guard(lambda: self._client.admin.command("ping"))
 
     def _job(self, row: JsonObject) -> Job:
-        reports = {unescape_key(k): _map_keys(v, unescape_key) for k, v in row.get("reports", {}).items()}
+        reports = {unescape_key(k): map_keys(v, unescape_key) for k, v in row.get("reports", {}).items()}
         return job_from_doc(
             row["_id"],
             row["doc"],
@@ -171,13 +131,15 @@ class MongoStore(JobStore):
 
     def delete_job(self, job_id: str) -> bool:
         def run() -> bool:
-            result = self._jobs.delete_one({"_id": job_id, "state": {"$ne": int(JobState.IN_PROGRESS)}})
-            if result.deleted_count == 0:
-                if self._jobs.count_documents({"_id": job_id}, limit=1):
-                    raise FailedPrecondition(f"job {job_id} is IN_PROGRESS; stop it before deleting it")
-                return False
-            self._events.delete_many({"job_id": job_id})
-            return True
+            while True:
+                row = self._jobs.find_one({"_id": job_id}, {"state": 1})
+                if row is None:
+                    return False
+                rules.check_deletable(job_id, JobState(row["state"]))
+                # Deleted only in the state just checked; a job started meanwhile is read and checked again.
+                if self._jobs.delete_one({"_id": job_id, "state": row["state"]}).deleted_count:
+                    self._events.delete_many({"job_id": job_id})
+                    return True
 
         return self._guard(run)
 
@@ -238,16 +200,17 @@ class MongoStore(JobStore):
         error_message: str = "",
     ) -> MetricsEvent | None:
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
-            if JobState(row["state"]) not in from_states:
+            change = rules.state_change(JobState(row["state"]), from_states, to_state, time, error_message)
+            if change is None:
                 return None
-            sets: JsonObject = {"state": int(to_state)}
-            if to_state is JobState.IN_PROGRESS:
-                sets["start_us"] = to_micros(time)
-            if to_state.terminal:
-                sets["end_us"] = to_micros(time)
-            if error_message:
-                sets["doc.error_message"] = error_message
-            return JOB_SOURCE, job_event_patch(to_state, error_message), to_state, {"$set": sets}
+            sets: JsonObject = {"state": int(change.state)}
+            if change.start_us is not None:
+                sets["start_us"] = change.start_us
+            if change.end_us is not None:
+                sets["end_us"] = change.end_us
+            if change.error_message:
+                sets["doc.error_message"] = change.error_message
+            return JOB_SOURCE, change.patch, to_state, {"$set": sets}
 
         return self._guard(lambda: self._append(job_id, time, plan))
 
@@ -263,12 +226,12 @@ class MongoStore(JobStore):
             return None
 
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
-            if JobState(row["state"]) is not JobState.IN_PROGRESS:
+            if not rules.accepts_reports(JobState(row["state"])):
                 return None
             prefix = f"reports.{escape_key(source.key)}"
             # The first report of a source may replace a missing field whole.
             sets, unsets = (
-                report_update(prefix, previous, report) if previous else ({prefix: _map_keys(report, escape_key)}, {})
+                patch_update(prefix, previous, patch) if previous else ({prefix: map_keys(report, escape_key)}, {})
             )
             update: JsonObject = {"$set": sets}
             if unsets:
@@ -276,14 +239,6 @@ class MongoStore(JobStore):
             return source, patch, JobState.IN_PROGRESS, update
 
         return self._guard(lambda: self._append(job_id, time, plan))
-
-    def get_report(self, job_id: str, source: Source) -> JsonObject:
-        key = escape_key(source.key)
-        row = self._guard(lambda: self._jobs.find_one({"_id": job_id}, {f"reports.{key}": 1}))
-        if row is None:
-            return {}
-        report: JsonObject = _map_keys(row.get("reports", {}).get(key, {}), unescape_key)
-        return report
 
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
         def run() -> list[MetricsEvent]:
@@ -311,39 +266,15 @@ class MongoStore(JobStore):
 
         return self._guard(run)
 
-    def record_launch(self, job_id: str, launch: Launch) -> None:
-        def run() -> None:
-            row = self._jobs.find_one({"_id": job_id}, {"doc": 1})
-            if row is None:
-                return
-            doc = row["doc"]
-            apply_launch_to_doc(
-                doc,
-                launch.server_address,
-                launch.server_uuid,
-                asdict(launch.server_process),
-                launch.client_uuids,
-                [asdict(p) for p in launch.client_processes],
-            )
-            self._jobs.update_one(
-                {"_id": job_id},
-                {
-                    "$set": {
-                        "doc.server_address": doc["server_address"],
-                        "doc.server_uuid": doc["server_uuid"],
-                        "doc.server_process": doc["server_process"],
-                        "doc.clients": doc["clients"],
-                    }
-                },
-            )
+    def _update_doc(self, job_id: str, sets: dict[str, Any]) -> None:
+        update = {"$set": {f"doc.{path}": value for path, value in sets.items()}}
+        self._guard(lambda: self._jobs.update_one({"_id": job_id}, update))
 
-        self._guard(run)
+    def record_launch(self, job_id: str, launch: Launch) -> None:
+        self._update_doc(job_id, rules.launch_sets(launch))
 
     def set_client_state(self, job_id: str, index: int, state: ClientState, error_message: str = "") -> None:
-        sets: JsonObject = {f"doc.clients.{index}.state": int(state)}
-        if error_message:
-            sets[f"doc.clients.{index}.error_message"] = error_message
-        self._guard(lambda: self._jobs.update_one({"_id": job_id}, {"$set": sets}))
+        self._update_doc(job_id, rules.client_state_sets(index, state, error_message))
 
     def jobs_in_state(self, state: JobState) -> list[Job]:
         return self._guard(lambda: [self._job(row) for row in self._jobs.find({"state": int(state)})])

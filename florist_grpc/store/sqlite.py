@@ -12,13 +12,12 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from florist_grpc.domain import merge_patch
-from florist_grpc.domain.errors import FailedPrecondition, Unavailable
+from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import (
     JOB_SOURCE,
     ClientState,
@@ -29,42 +28,12 @@ from florist_grpc.domain.model import (
     MetricsEvent,
     Source,
 )
-from florist_grpc.store.base import JobStore, PageCursor, ReportChange, job_event_patch
-from florist_grpc.store.codec import apply_launch_to_doc, event_from_row, job_from_doc, job_to_doc, to_micros
+from florist_grpc.store import rules
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange
+from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
+from florist_grpc.store.sqlite_schema import SCHEMA
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    request_id TEXT UNIQUE,
-    create_us INTEGER NOT NULL,
-    start_us INTEGER,
-    end_us INTEGER,
-    state INTEGER NOT NULL,
-    last_sequence INTEGER NOT NULL DEFAULT 0,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (create_us DESC, id DESC);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, create_us DESC, id DESC);
-CREATE TABLE IF NOT EXISTS reports (
-    job_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (job_id, source)
-);
-CREATE TABLE IF NOT EXISTS events (
-    job_id TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    time_us INTEGER NOT NULL,
-    source_kind INTEGER NOT NULL,
-    client_index INTEGER NOT NULL,
-    client_uuid TEXT NOT NULL,
-    patch TEXT NOT NULL,
-    job_state INTEGER NOT NULL,
-    PRIMARY KEY (job_id, sequence)
-) WITHOUT ROWID;
-"""
 
 _JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us"
 
@@ -74,7 +43,7 @@ class SqliteStore(JobStore):
         self._path = path
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection().executescript(_SCHEMA)
+        self._connection().executescript(SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -181,8 +150,7 @@ class SqliteStore(JobStore):
                 row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
                 if row is None:
                     return False
-                if JobState(row[0]) is JobState.IN_PROGRESS:
-                    raise FailedPrecondition(f"job {job_id} is IN_PROGRESS; stop it before deleting it")
+                rules.check_deletable(job_id, JobState(row[0]))
                 for table, column in (("events", "job_id"), ("reports", "job_id"), ("jobs", "id")):
                     conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (job_id,))
             return True
@@ -226,28 +194,16 @@ class SqliteStore(JobStore):
         def run() -> MetricsEvent | None:
             with self._write() as conn:
                 row = conn.execute("SELECT state, last_sequence FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if row is None or JobState(row[0]) not in from_states:
+                change = row and rules.state_change(JobState(row[0]), from_states, to_state, time, error_message)
+                if not change:
                     return None
-                us = to_micros(time)
                 conn.execute(
-                    "UPDATE jobs SET state = ?,"
-                    " start_us = CASE WHEN ? THEN ? ELSE start_us END,"
-                    " end_us = CASE WHEN ? THEN ? ELSE end_us END,"
+                    "UPDATE jobs SET state = ?, start_us = coalesce(?, start_us), end_us = coalesce(?, end_us),"
                     " doc = CASE WHEN ? != '' THEN json_set(doc, '$.error_message', ?) ELSE doc END"
                     " WHERE id = ?",
-                    (
-                        int(to_state),
-                        to_state is JobState.IN_PROGRESS,
-                        us,
-                        to_state.terminal,
-                        us,
-                        error_message,
-                        error_message,
-                        job_id,
-                    ),
+                    (int(change.state), change.start_us, change.end_us, error_message, error_message, job_id),
                 )
-                patch = job_event_patch(to_state, error_message)
-                return self._append(conn, job_id, row[1] + 1, time, JOB_SOURCE, patch, to_state)
+                return self._append(conn, job_id, row[1] + 1, time, JOB_SOURCE, change.patch, to_state)
 
         return self._guard(run)
 
@@ -266,7 +222,7 @@ class SqliteStore(JobStore):
                         row = conn.execute(
                             "SELECT state, last_sequence FROM jobs WHERE id = ?", (change.job_id,)
                         ).fetchone()
-                        running = row is not None and JobState(row[0]) is JobState.IN_PROGRESS
+                        running = row is not None and rules.accepts_reports(JobState(row[0]))
                         last[change.job_id] = row[1] if running else None
                     sequence = last[change.job_id]
                     if sequence is None:
@@ -295,17 +251,6 @@ class SqliteStore(JobStore):
             return [None] * len(changes)
         return self._guard(run)
 
-    def get_report(self, job_id: str, source: Source) -> JsonObject:
-        def run() -> JsonObject:
-            row = (
-                self._connection()
-                .execute("SELECT body FROM reports WHERE job_id = ? AND source = ?", (job_id, source.key))
-                .fetchone()
-            )
-            return json.loads(row[0]) if row else {}
-
-        return self._guard(run)
-
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
         def run() -> list[MetricsEvent]:
             rows = (
@@ -321,38 +266,23 @@ class SqliteStore(JobStore):
 
         return self._guard(run)
 
-    def _update_doc(self, job_id: str, change: Callable[[JsonObject], None]) -> None:
+    def _update_doc(self, job_id: str, sets: dict[str, Any]) -> None:
         def run() -> None:
             with self._write() as conn:
                 row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
                 if row is None:
                     return
                 doc = json.loads(row[0])
-                change(doc)
+                rules.apply_sets(doc, sets)
                 conn.execute("UPDATE jobs SET doc = ? WHERE id = ?", (json.dumps(doc), job_id))
 
         self._guard(run)
 
     def record_launch(self, job_id: str, launch: Launch) -> None:
-        self._update_doc(
-            job_id,
-            lambda doc: apply_launch_to_doc(
-                doc,
-                launch.server_address,
-                launch.server_uuid,
-                asdict(launch.server_process),
-                launch.client_uuids,
-                [asdict(p) for p in launch.client_processes],
-            ),
-        )
+        self._update_doc(job_id, rules.launch_sets(launch))
 
     def set_client_state(self, job_id: str, index: int, state: ClientState, error_message: str = "") -> None:
-        def change(doc: JsonObject) -> None:
-            doc["clients"][index]["state"] = int(state)
-            if error_message:
-                doc["clients"][index]["error_message"] = error_message
-
-        self._update_doc(job_id, change)
+        self._update_doc(job_id, rules.client_state_sets(index, state, error_message))
 
     def jobs_in_state(self, state: JobState) -> list[Job]:
         def run() -> list[Job]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from florist_grpc.domain.model import SERVER_SOURCE, Client, Job, JobState, MetricsEvent
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.stream import job_events
+from florist_grpc.store.base import ReportChange
 from florist_grpc.store.sqlite import SqliteStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -20,7 +21,9 @@ def started_job(store: SqliteStore) -> None:
 
 
 def append(store: SqliteStore, hub: EventHub, n: int) -> MetricsEvent:
-    event = store.append_report_change("j", SERVER_SOURCE, {"n": n - 1} if n > 1 else {}, {"n": n}, NOW)
+    event = store.append_report_changes(
+        [ReportChange("j", SERVER_SOURCE, {"n": n - 1} if n > 1 else {}, {"n": n}, NOW)]
+    )[0]
     assert event is not None
     hub.publish(event)
     return event
@@ -55,7 +58,8 @@ def test_events_published_out_of_order_are_delivered_in_order(tmp_path: Path) ->
         hub = EventHub(asyncio.get_running_loop())
         stream = job_events(store, hub, "j", 0)
         assert (await anext(stream)).sequence == 1
-        store_only = store.append_report_change("j", SERVER_SOURCE, {}, {"a": 1}, NOW)  # persisted, not yet published
+        change = ReportChange("j", SERVER_SOURCE, {}, {"a": 1}, NOW)
+        store_only = store.append_report_changes([change])[0]  # persisted, not yet published
         later = append(store, hub, 5)
         received = [(await anext(stream)).sequence, (await anext(stream)).sequence]
         assert store_only is not None

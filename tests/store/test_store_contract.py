@@ -18,7 +18,9 @@ from florist_grpc.domain.model import (
     ClientState,
     Job,
     JobState,
+    JsonObject,
     Launch,
+    MetricsEvent,
     ProcessRef,
     Source,
     SourceKind,
@@ -26,6 +28,20 @@ from florist_grpc.domain.model import (
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def append_change(
+    store: JobStore, job_id: str, source: Source, previous: JsonObject, report: JsonObject, at: datetime
+) -> MetricsEvent | None:
+    """One report change appended on its own."""
+    return store.append_report_changes([ReportChange(job_id, source, previous, report, at)])[0]
+
+
+def report_of(store: JobStore, job_id: str, source: Source) -> JsonObject:
+    """The accumulated report of one source, as the job reads back."""
+    job = store.get_job(job_id)
+    assert job is not None
+    return job.server_metrics if source.kind is SourceKind.SERVER else job.clients[source.client_index].metrics
 
 
 def new_job(job_id: str, at: datetime = T0, clients: int = 2) -> Job:
@@ -146,13 +162,13 @@ class JobStoreContract:
         client = Source(SourceKind.CLIENT, 1, "u1")
         first = {"host_type": "server", "rounds": {"1": {"fit_round_metrics": {"val - acc.$": 0.5}}}}
         second = {"host_type": "server", "rounds": {"1": {"fit_round_metrics": {"val - acc.$": 0.75}}, "2": {}}}
-        e2 = store.append_report_change("a", SERVER_SOURCE, {}, first, T0)
-        e3 = store.append_report_change("a", client, {}, {"shutdown": "t"}, T0)
-        e4 = store.append_report_change("a", SERVER_SOURCE, first, second, T0)
+        e2 = append_change(store, "a", SERVER_SOURCE, {}, first, T0)
+        e3 = append_change(store, "a", client, {}, {"shutdown": "t"}, T0)
+        e4 = append_change(store, "a", SERVER_SOURCE, first, second, T0)
         assert e4 is not None and e4.patch == diff(first, second)
         assert [e.sequence for e in (e2, e3, e4) if e] == [2, 3, 4]
-        assert store.get_report("a", SERVER_SOURCE) == second
-        assert store.get_report("a", client) == {"shutdown": "t"}
+        assert report_of(store, "a", SERVER_SOURCE) == second
+        assert report_of(store, "a", client) == {"shutdown": "t"}
         job = store.get_job("a")
         assert job is not None and job.server_metrics == second and job.clients[1].metrics == {"shutdown": "t"}
         assert job.last_sequence == 4
@@ -162,8 +178,8 @@ class JobStoreContract:
         reports = [{"a": 1, "b": {"c": 2}}, {"a": {"x": 1}, "b": 3}, {"b": {"d.e": [1, 2]}}]
         previous: dict[str, object] = {}
         for report in reports:
-            store.append_report_change("a", SERVER_SOURCE, previous, report, T0)
-            assert store.get_report("a", SERVER_SOURCE) == report
+            append_change(store, "a", SERVER_SOURCE, previous, report, T0)
+            assert report_of(store, "a", SERVER_SOURCE) == report
             previous = report
 
     def test_events_replay_in_order_after_any_sequence_and_rebuild_the_report(self, store: JobStore) -> None:
@@ -171,7 +187,7 @@ class JobStoreContract:
         previous: dict[str, object] = {}
         for n in range(1, 6):
             report = {"rounds": {str(i): {"loss": 1 / i} for i in range(1, n + 1)}}
-            store.append_report_change("a", SERVER_SOURCE, previous, report, T0)
+            append_change(store, "a", SERVER_SOURCE, previous, report, T0)
             previous = report
         events = store.read_events("a", 0)
         assert [e.sequence for e in events] == [1, 2, 3, 4, 5, 6]
@@ -207,21 +223,21 @@ class JobStoreContract:
             None,
             ("a", 4),
         ]
-        assert store.get_report("a", SERVER_SOURCE) == {"x": 3} and store.get_report("a", client) == {"w": 2}
+        assert report_of(store, "a", SERVER_SOURCE) == {"x": 3} and report_of(store, "a", client) == {"w": 2}
         assert store.read_events("idle", 0) == []
 
     def test_an_unchanged_report_appends_nothing(self, store: JobStore) -> None:
         self.started(store, "a")
-        assert store.append_report_change("a", SERVER_SOURCE, {"x": 1}, {"x": 1}, T0) is None
+        assert append_change(store, "a", SERVER_SOURCE, {"x": 1}, {"x": 1}, T0) is None
         assert [e.sequence for e in store.read_events("a", 0)] == [1]
 
     def test_report_changes_are_refused_unless_in_progress(self, store: JobStore) -> None:
         store.create_job(new_job("a"))
-        assert store.append_report_change("a", SERVER_SOURCE, {}, {"x": 1}, T0) is None
-        assert store.append_report_change("missing", SERVER_SOURCE, {}, {"x": 1}, T0) is None
+        assert append_change(store, "a", SERVER_SOURCE, {}, {"x": 1}, T0) is None
+        assert append_change(store, "missing", SERVER_SOURCE, {}, {"x": 1}, T0) is None
         self.started(store, "b")
         store.transition("b", {JobState.IN_PROGRESS}, JobState.CANCELLED, T0)
-        assert store.append_report_change("b", SERVER_SOURCE, {}, {"x": 1}, T0) is None
+        assert append_change(store, "b", SERVER_SOURCE, {}, {"x": 1}, T0) is None
         assert [e.job_state for e in store.read_events("b", 0)][-1] is JobState.CANCELLED
 
     def test_concurrent_appends_never_share_or_skip_a_sequence(self, store: JobStore) -> None:
@@ -230,7 +246,7 @@ class JobStoreContract:
         def append(index: int) -> None:
             source = Source(SourceKind.CLIENT, index % 2, f"u{index % 2}")
             for n in range(25):
-                store.append_report_change("a", source, {}, {f"t{index}": n}, T0)
+                append_change(store, "a", source, {}, {f"t{index}": n}, T0)
 
         threads = [threading.Thread(target=append, args=(i,)) for i in range(6)]
         for t in threads:
@@ -274,7 +290,7 @@ class TestSqliteStore(JobStoreContract):
 
         first = SqliteStore(tmp_path / "db")
         self.started(first, "a")
-        first.append_report_change("a", SERVER_SOURCE, {}, {"fit_end": "t"}, T0)
+        append_change(first, "a", SERVER_SOURCE, {}, {"fit_end": "t"}, T0)
         first.close()
         again = SqliteStore(tmp_path / "db")
         job = again.get_job("a")
@@ -318,9 +334,9 @@ class TestMongoStoreOnMongomock(JobStoreContract):
             "update": '{"$set": {"reports.server.x": 1}}',
         }
         store._events.insert_one(orphan)  # the crash: the job document still says last_sequence == 1
-        event = store.append_report_change("a", SERVER_SOURCE, {"x": 1}, {"x": 1, "y": 2}, T0)
+        event = append_change(store, "a", SERVER_SOURCE, {"x": 1}, {"x": 1, "y": 2}, T0)
         assert event is not None and event.sequence == 3
-        assert store.get_report("a", SERVER_SOURCE) == {"x": 1, "y": 2}
+        assert report_of(store, "a", SERVER_SOURCE) == {"x": 1, "y": 2}
         assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
 
 

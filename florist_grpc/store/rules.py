@@ -1,0 +1,98 @@
+"""The rules every JobStore backend applies, as pure functions: backends differ in storage, never in policy.
+
+A backend reads the job's current state, asks these functions what may happen and what changes, and writes the
+answer in its own way (SQL in one transaction; MongoDB documents through the event log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from florist_grpc.domain.errors import FailedPrecondition
+from florist_grpc.domain.model import ClientState, JobState, JsonObject, Launch
+from florist_grpc.store.codec import to_micros
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """What a transition writes: the new state, the times it sets, the error it records and its event's patch."""
+
+    state: JobState
+    start_us: int | None
+    end_us: int | None
+    error_message: str
+    patch: JsonObject
+
+
+def state_change(
+    current: JobState, from_states: Collection[JobState], to_state: JobState, time: datetime, error_message: str
+) -> StateChange | None:
+    """The change moving a job from `current` to `to_state`, or None if it is not in one of `from_states`.
+
+    Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time.
+    """
+    if current not in from_states:
+        return None
+    us = to_micros(time)
+    patch: JsonObject = {"state": to_state.name}
+    if error_message:
+        patch["error_message"] = error_message
+    return StateChange(
+        state=to_state,
+        start_us=us if to_state is JobState.IN_PROGRESS else None,
+        end_us=us if to_state.terminal else None,
+        error_message=error_message,
+        patch=patch,
+    )
+
+
+def accepts_reports(state: JobState) -> bool:
+    """Report changes are appended only while a job runs: a terminal event is always a job's last one."""
+    return state is JobState.IN_PROGRESS
+
+
+def check_deletable(job_id: str, state: JobState) -> None:
+    if state is JobState.IN_PROGRESS:
+        raise FailedPrecondition(f"job {job_id} is IN_PROGRESS; stop it before deleting it")
+
+
+# Changes to the stored job document are dotted paths (`clients.2.state`) -> new values, which MongoDB applies
+# with $set and the JSON-text backend with `apply_sets`.
+
+
+def launch_sets(launch: Launch) -> dict[str, Any]:
+    """What recording a launch changes in the job document."""
+    sets: dict[str, Any] = {
+        "server_address": launch.server_address,
+        "server_uuid": launch.server_uuid,
+        "server_process": asdict(launch.server_process),
+    }
+    for i, (uuid, process) in enumerate(zip(launch.client_uuids, launch.client_processes, strict=True)):
+        sets[f"clients.{i}.uuid"] = uuid
+        sets[f"clients.{i}.process"] = asdict(process)
+        sets[f"clients.{i}.state"] = int(ClientState.RUNNING)
+    return sets
+
+
+def client_state_sets(index: int, state: ClientState, error_message: str = "") -> dict[str, Any]:
+    """What recording a client's lifecycle state changes in the job document."""
+    sets: dict[str, Any] = {f"clients.{index}.state": int(state)}
+    if error_message:
+        sets[f"clients.{index}.error_message"] = error_message
+    return sets
+
+
+def apply_sets(doc: JsonObject, sets: dict[str, Any]) -> None:
+    """Apply dotted-path sets to a JSON document in place (numeric parts index lists)."""
+    for path, value in sets.items():
+        *parents, last = path.split(".")
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
