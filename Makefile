@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check florist_grpc tools tests bench
 	$(BIN)/ruff format --check florist_grpc tools tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP) $(NODE_STAMP) lint
 	$(BIN)/pytest -q

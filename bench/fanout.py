@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.florist_baseline import POLL_SECONDS, FloristStyleListeners, FloristStyleStore
 from bench.harness import embedded_plane, load_process, load_run, read_json_line
 from bench.stats import record, summary
+from florist_grpc.config import Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.testing import simulation
 
@@ -80,7 +81,7 @@ def fanout(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float
 def fanout_baseline(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float]:
     """The same workload through the FLorist-style pipeline: listener thread, whole-document rewrite, 1 s polls."""
     with tempfile.TemporaryDirectory() as scratch:
-        redis = EmbeddedRedis(Path(scratch))
+        redis = EmbeddedRedis(Path(scratch), Timeouts())
         url = redis.start()
         store = FloristStyleStore(Path(scratch) / "baseline.sqlite3")
         store.create("job", ["server"])

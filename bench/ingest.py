@@ -21,6 +21,7 @@ import redis
 from bench.florist_baseline import FloristStyleListeners, FloristStyleStore
 from bench.harness import embedded_plane, load_run
 from bench.stats import record
+from florist_grpc.config import Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.mongo import MongoStore
@@ -110,7 +111,7 @@ def ingest(jobs: int, backend: str) -> None:
 
 def ingest_baseline(jobs: int) -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        embedded = EmbeddedRedis(Path(scratch))
+        embedded = EmbeddedRedis(Path(scratch), Timeouts())
         url = embedded.start()
         store = FloristStyleStore(Path(scratch) / "baseline.sqlite3")
         listeners = FloristStyleListeners(url, store)

@@ -13,6 +13,7 @@ import grpc
 from bench.harness import embedded_plane
 from bench.stats import record
 from florist_grpc.api.convert import dict_to_struct
+from florist_grpc.config import Timeouts
 from florist_grpc.fl.data import write_synthetic
 from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.launch.process import spawn
@@ -27,7 +28,7 @@ CONFIG = {"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1}
 
 def plain_script(data: list[Path], scratch: Path) -> float:
     """What a user would do without a control plane: start the server and the clients, wait for them."""
-    redis = EmbeddedRedis(scratch / "plain")
+    redis = EmbeddedRedis(scratch / "plain", Timeouts())
     redis_address = redis.start().removeprefix("redis://").split("/")[0]
     address = f"127.0.0.1:{free_port()}"
     began = time.perf_counter()

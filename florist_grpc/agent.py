@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -12,6 +11,8 @@ from grpc_reflection.v1alpha import reflection
 
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.grpc_server import build_server
+from florist_grpc.config import AgentSettings
+from florist_grpc.net import join_host_port
 from florist_grpc.proto.florist.v1 import client_agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import client_agent_service_pb2_grpc as pb_grpc
 
@@ -19,10 +20,14 @@ from florist_grpc.proto.florist.v1 import client_agent_service_pb2_grpc as pb_gr
 class Agent:
     """The agent process with `start()` / `stop()`; `port` is the bound port once started."""
 
-    def __init__(self, host: str, port: int, data_root: Path, token: str) -> None:
+    def __init__(self, settings: AgentSettings) -> None:
         self.port = 0
-        self._address = f"{host}:{port}"
-        self._servicer = AgentServicer(data_root, token, data_root.resolve() / ".florist-agent-logs")
+        self._settings = settings
+        self._address = join_host_port(settings.host, settings.port)
+        root = settings.data_root
+        self._servicer = AgentServicer(
+            root, settings.token, root.resolve() / ".florist-agent-logs", settings.timeouts.process_stop_grace_seconds
+        )
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> None:
@@ -39,5 +44,5 @@ class Agent:
 
     async def stop(self) -> None:
         if self._server is not None:
-            await self._server.stop(5.0)
+            await self._server.stop(self._settings.timeouts.shutdown_grace_seconds)
         await asyncio.to_thread(self._servicer.stop_all)

@@ -18,7 +18,7 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from florist_grpc.config import add_serve_arguments, env_default, settings_from_args
+from florist_grpc.config import AgentSettings, add_serve_arguments, agent_token, env_default, settings_from_args
 
 log = logging.getLogger("florist_grpc")
 
@@ -63,13 +63,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     from florist_grpc.agent import Agent
 
-    token = os.environ.get("FLORIST_AGENT_TOKEN", "")
-    if not token and not args.insecure_no_auth:
+    settings = AgentSettings(args.host, int(args.port), Path(args.data_root), agent_token(os.environ))
+    if not settings.token and not args.insecure_no_auth:
         print(
             "error: set FLORIST_AGENT_TOKEN (shared with the control plane) or pass --insecure-no-auth", file=sys.stderr
         )
         return 2
-    agent = Agent(args.host, int(args.port), Path(args.data_root), token)
+    agent = Agent(settings)
     asyncio.run(
         _serve_until_signal(
             agent.start, agent.stop, lambda: f"florist-grpc agent listening on {args.host}:{agent.port}"

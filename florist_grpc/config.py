@@ -33,6 +33,12 @@ class Timeouts:
     shutdown_grace_seconds: float = 5.0
     # Calls to agents.
     agent_call_seconds: float = 10.0
+    # A start that failed stops what it launched: SIGTERM, the stop grace, SIGKILL, and the exits being seen.
+    start_cleanup_seconds: float = 15.0
+    # The embedded Redis must answer within this after it is launched.
+    redis_start_seconds: float = 15.0
+    # The embedded Redis gets this long to flush its append-only file and exit.
+    redis_stop_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class Settings:
     auth_file: Path | None = None
     tls: TLSConfig | None = None
     insecure_no_auth: bool = False
+    # Sent to agents as `authorization: Bearer ...` (FLORIST_AGENT_TOKEN).
+    agent_token: str = ""
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
@@ -55,6 +63,22 @@ class Settings:
 def env_default(env: Mapping[str, str], flag: str, default: str | None = None) -> str | None:
     """The FLORIST_<FLAG> environment variable for `--flag-name`, else `default`."""
     return env.get("FLORIST_" + flag.lstrip("-").replace("-", "_").upper(), default)
+
+
+def agent_token(env: Mapping[str, str]) -> str:
+    """The shared agent token: the one place FLORIST_AGENT_TOKEN is read."""
+    return env.get("FLORIST_AGENT_TOKEN", "")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """`florist-grpc agent`: where it listens, the data it may read, the token callers must present."""
+
+    host: str
+    port: int
+    data_root: Path
+    token: str
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 def env_flag(env: Mapping[str, str], flag: str) -> bool:
@@ -104,6 +128,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         auth_file=Path(args.auth_file) if args.auth_file else None,
         tls=tls,
         insecure_no_auth=bool(args.insecure_no_auth),
+        agent_token=agent_token(os.environ),
     )
     if settings.auth_file is None and not settings.is_loopback and not settings.insecure_no_auth:
         raise ValueError(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agent_client import AgentClients
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import redis_address_of
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, job_service_pb2, training_service_pb2
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
@@ -87,7 +87,7 @@ class ControlPlane:
         if settings.redis_url:
             self.redis_url = settings.redis_url
         else:
-            embedded = EmbeddedRedis(data_dir)
+            embedded = EmbeddedRedis(data_dir, settings.timeouts)
             self.redis_url = await asyncio.to_thread(embedded.start)
         loop = asyncio.get_running_loop()
         hub = EventHub(loop)
@@ -96,12 +96,11 @@ class ControlPlane:
             store,
             self.redis_url,
             hub.publish_threadsafe,
-            timeouts.process_stop_grace_seconds,
-            timeouts.client_exit_grace_seconds,
+            timeouts,
             # Read from the follower thread without the loop: an approximate count is all it needs.
-            subscribers=hub.subscriber_count,
+            ReadThrottle(subscribers=hub.subscriber_count),
         )
-        agents = AgentClients(os.environ.get("FLORIST_AGENT_TOKEN", ""), timeouts.agent_call_seconds)
+        agents = AgentClients(settings.agent_token, timeouts.agent_call_seconds)
         self._running = Running(store, hub, follower, agents, embedded)
         registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.host)
         trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts)

@@ -38,7 +38,8 @@ class AgentClient:
 
 
 class AgentServicer(pb_grpc.ClientAgentServiceServicer):
-    def __init__(self, data_root: Path, token: str, logs_dir: Path) -> None:
+    def __init__(self, data_root: Path, token: str, logs_dir: Path, stop_grace: float) -> None:
+        self._stop_grace = stop_grace
         self._root = data_root.resolve()
         self._token = token
         self._logs = logs_dir

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import redis
 
+from florist_grpc.config import Timeouts
 from florist_grpc.net import LOOPBACK, free_port, port_is_free
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,11 @@ def redis_server_binary() -> str:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, start_timeout: float = 15.0) -> None:
+    def __init__(self, data_dir: Path, timeouts: Timeouts) -> None:
         self.dir = (data_dir / "redis").resolve()
         self._state_file = self.dir / "redis.json"
-        self._start_timeout = start_timeout
+        self._start_timeout = timeouts.redis_start_seconds
+        self._stop_timeout = timeouts.redis_stop_seconds
         self.port = 0
         self._process: psutil.Process | None = None
 
@@ -120,14 +122,14 @@ class EmbeddedRedis:
         log.info("started embedded Redis on port %d (pid %d)", self.port, process.pid)
         return self.url
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self) -> None:
         """Shut the server down (flushing its AOF)."""
         process, self._process = self._process, None
         if process is None:
             return
         try:
             process.send_signal(signal.SIGTERM)  # redis-server saves and exits on SIGTERM
-            process.wait(timeout)
+            process.wait(self._stop_timeout)
         except psutil.NoSuchProcess:
             pass
         except psutil.TimeoutExpired:
