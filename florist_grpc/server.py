@@ -23,6 +23,7 @@ from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState
 from florist_grpc.jobs.follower import JobFollower
+from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agent_client import AgentClients
@@ -122,7 +123,7 @@ class ControlPlane:
         else:
             self.port = server.add_insecure_port(address)
         follower.start()
-        recovered = await asyncio.to_thread(trainer.recover)
+        recovered = await asyncio.to_thread(recover, store, follower, agents)
         if recovered:
             log.info("re-attached %d IN_PROGRESS job(s)", recovered)
         await server.start()

@@ -17,8 +17,7 @@ from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.launch.agent_client import AgentClients
-from florist_grpc.launch.handles import LocalProcess, ProcessHandle
-from florist_grpc.launch.process import spawn
+from florist_grpc.launch.handles import ProcessHandle, start_local
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.net import (
     bind_address,
@@ -112,10 +111,10 @@ class Trainer:
             n_clients=len(job.clients),
             server_config=job.server_config,
         )
-        popen, server_ref = await asyncio.to_thread(
-            spawn, "florist_grpc.fl.server", [server_run.to_json()], self.log_path(job.id, SERVER_SOURCE.key)
+        server = await asyncio.to_thread(
+            start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key)
         )
-        server = LocalProcess(server_ref, popen)
+        server_ref = server.ref
         self._follower.set_handle(job.id, SERVER_SOURCE.key, server)
         client_refs = [ProcessRef() for _ in job.clients]
         launch = Launch(server_address, server_uuid, server_ref, client_uuids, client_refs, datetime.now(UTC))
@@ -139,10 +138,9 @@ class Trainer:
             if client.service_address:
                 handle = await self._agents.start_client(client.service_address, run)
             else:
-                child, ref = await asyncio.to_thread(
-                    spawn, "florist_grpc.fl.client", [run.to_json()], self.log_path(job.id, f"client{i}")
+                handle = await asyncio.to_thread(
+                    start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}")
                 )
-                handle = LocalProcess(ref, child)
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
         await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
@@ -177,33 +175,3 @@ class Trainer:
     async def stop(self, job_id: str) -> MetricsEvent | None:
         future = self._follower.end(job_id, JobState.CANCELLED, "stopped by StopTraining")
         return await asyncio.wrap_future(future)
-
-    def recover(self) -> int:
-        """Re-attach every IN_PROGRESS job after a restart; returns how many."""
-        jobs = self._store.jobs_in_state(JobState.IN_PROGRESS)
-        for job in jobs:
-            if not job.server_uuid:
-                self._follower.end(
-                    job.id,
-                    JobState.FINISHED_WITH_ERROR,
-                    "the control plane restarted before this job's FL server was launched",
-                )
-                continue
-            processes = {
-                SERVER_SOURCE.key: RunningProcess(SERVER_SOURCE, job.server_uuid, LocalProcess(job.server_process))
-            }
-            reports = {SERVER_SOURCE.key: job.server_metrics}
-            for i, client in enumerate(job.clients):
-                source = job.client_source(i)
-                handle: ProcessHandle | None = None
-                if client.process.pid or client.service_address:
-                    handle = (
-                        self._agents.adopt(client.service_address, client.uuid, client.process)
-                        if client.service_address
-                        else LocalProcess(client.process)
-                    )
-                processes[source.key] = RunningProcess(source, client.uuid, handle)
-                reports[source.key] = client.metrics
-            self._follower.attach(job.id, processes, reports)
-            log.info("re-attached IN_PROGRESS job %s", job.id)
-        return len(jobs)

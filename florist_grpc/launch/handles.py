@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 from typing import Protocol
 
 from florist_grpc.domain.model import Exit, ProcessRef
@@ -51,3 +52,15 @@ class LocalProcess:
 
     def log_tail(self) -> str:
         return process.log_tail(self.ref.log_path)
+
+
+FL_MODULES = {"server": "florist_grpc.fl.server", "client": "florist_grpc.fl.client"}
+
+
+def start_local(role: str, run_json: str, log_path: Path) -> LocalProcess:
+    """Launch an FL `role` ("server" or "client") on this machine for the run described by `run_json`.
+
+    The one seam through which every local FL process starts (control plane and agents alike).
+    """
+    popen, ref = process.spawn(FL_MODULES[role], [run_json], log_path)
+    return LocalProcess(ref, popen)
