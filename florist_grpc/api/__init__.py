@@ -1,1 +1,2 @@
-"""Thin gRPC servicers: proto <-> domain (convert.py), domain errors -> status codes (errors.py)."""
+"""gRPC adapters only: thin servicers, proto <-> domain converters (convert.py), status mapping of servicer
+methods (errors.py), auth, and the server builder (grpc_server.py)."""

@@ -1,1 +1,2 @@
-"""From a report in Redis to every subscriber: reporter protocol, listener, ingest, event hub."""
+"""From a report in Redis to every subscriber: listener, read throttle, ingest, event hub, stream splice, and the
+embedded Redis itself."""
