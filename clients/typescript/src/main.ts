@@ -4,7 +4,6 @@
 // Exit code 0 only when the job finished successfully; 1 when it ended otherwise; 2 on an error.
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
@@ -12,7 +11,7 @@ import { type ConnectionOptions, connect, type FloristClients } from "./connecti
 import { type CreateJobRequest, CreateJobRequestSchema } from "./gen/florist/v1/job_service_pb.js";
 import { JobSchema, JobState } from "./gen/florist/v1/job_pb.js";
 import { JobProgress, jobStateName } from "./progress.js";
-import { Backoff, isTransient } from "./retry.js";
+import { Backoff, withRetries } from "./retry.js";
 import { describeRpcError, grpcCodeName } from "./rpc-error.js";
 
 const USAGE =
@@ -86,49 +85,34 @@ function readCreateJobRequest(path: string): CreateJobRequest {
 }
 
 async function createJob(clients: FloristClients, request: CreateJobRequest): Promise<string> {
-  const backoff = new Backoff();
-  for (;;) {
-    try {
-      const response = await clients.jobs.createJob(request, { timeoutMs: CREATE_TIMEOUT_MS });
-      return response.job?.id ?? "";
-    } catch (error) {
-      const delayMs = isTransient(error) ? backoff.nextDelayMs() : undefined;
-      if (!isTransient(error) || delayMs === undefined) {
-        throw error;
-      }
-      console.error(`CreateJob failed (${grpcCodeName(error.code)}: ${error.rawMessage}); retrying`);
-      await sleep(delayMs);
-    }
-  }
+  const response = await withRetries(
+    new Backoff(),
+    () => clients.jobs.createJob(request, { timeoutMs: CREATE_TIMEOUT_MS }),
+    (error) => console.error(`CreateJob failed (${grpcCodeName(error.code)}: ${error.rawMessage}); retrying`),
+  );
+  return response.job?.id ?? "";
 }
 
 /** Streams the job's events until the stream ends after the terminal one, resuming after transient failures. */
 async function followJob(clients: FloristClients, jobId: string, progress: JobProgress): Promise<void> {
   const backoff = new Backoff();
-  for (;;) {
-    try {
-      const stream = clients.training.streamMetrics({ jobId, afterSequence: progress.lastSequence });
-      for await (const response of stream) {
-        if (response.event !== undefined) {
-          for (const line of progress.apply(response.event)) {
-            console.log(line);
-          }
-          backoff.reset();
+  const streamOnce = async (): Promise<void> => {
+    const stream = clients.training.streamMetrics({ jobId, afterSequence: progress.lastSequence });
+    for await (const response of stream) {
+      if (response.event !== undefined) {
+        for (const line of progress.apply(response.event)) {
+          console.log(line);
         }
+        backoff.reset(); // the stream made progress: a later failure starts from the shortest wait again
       }
-      return;
-    } catch (error) {
-      const delayMs = isTransient(error) ? backoff.nextDelayMs() : undefined;
-      if (!isTransient(error) || delayMs === undefined) {
-        throw error;
-      }
-      console.error(
-        `stream interrupted (${grpcCodeName(error.code)}: ${error.rawMessage}); ` +
-          `resuming after sequence ${progress.lastSequence}`,
-      );
-      await sleep(delayMs);
     }
-  }
+  };
+  await withRetries(backoff, streamOnce, (error) =>
+    console.error(
+      `stream interrupted (${grpcCodeName(error.code)}: ${error.rawMessage}); ` +
+        `resuming after sequence ${progress.lastSequence}`,
+    ),
+  );
 }
 
 async function run(args: Arguments): Promise<number> {

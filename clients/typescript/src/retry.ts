@@ -1,5 +1,6 @@
 // Bounded retries with exponential backoff and jitter, for the calls that are safe to repeat: CreateJob (its
 // request_id makes a retry return the same job) and StreamMetrics (resumed with after_sequence).
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 
 export interface RetryPolicy {
@@ -43,5 +44,28 @@ export class Backoff {
     this.retries += 1;
     // Half fixed, half random: clients cut off together do not all come back at the same instant.
     return ceiling / 2 + (Math.random() * ceiling) / 2;
+  }
+}
+
+/**
+ * Runs `attempt` until it succeeds, trying again after transient failures while `backoff` allows; `onRetry` is
+ * told why before each wait. Any other error, or the last transient one, is thrown.
+ */
+export async function withRetries<T>(
+  backoff: Backoff,
+  attempt: () => Promise<T>,
+  onRetry: (error: ConnectError) => void,
+): Promise<T> {
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const delayMs = isTransient(error) ? backoff.nextDelayMs() : undefined;
+      if (!isTransient(error) || delayMs === undefined) {
+        throw error;
+      }
+      onRetry(error);
+      await sleep(delayMs);
+    }
   }
 }
