@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-NODE_STAMP := clients/node/node_modules/.installed-stamp
+TS     := clients/typescript
+NODE_STAMP := $(TS)/node_modules/.installed-stamp
+TS_MAIN    := $(TS)/dist/main.js
+TS_SOURCES := $(TS)/tsconfig.json $(shell find $(TS)/src -name '*.ts')
 
 .PHONY: demo test lint proto bench clean
 
@@ -15,29 +18,36 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(NODE_STAMP): clients/node/package.json clients/node/package-lock.json
-	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
+$(NODE_STAMP): $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
+
+# tsc (strict) type-checks and compiles the TypeScript client; lint depends on it, so a type error fails lint.
+$(TS_MAIN): $(NODE_STAMP) $(TS_SOURCES)
+	cd $(TS) && npm run --silent build
+	touch $(TS_MAIN)
 
 demo: $(STAMP)
 	$(BIN)/florist-grpc demo
 
-lint: $(STAMP)
+lint: $(STAMP) $(TS_MAIN)
 	$(BIN)/python tools/genproto.py --check
+	$(BIN)/python tools/genproto_ts.py --check
 	cd protos && ../$(BIN)/buf lint
 	$(BIN)/ruff check florist_grpc tools tests bench
 	$(BIN)/ruff format --check florist_grpc tools tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test: $(STAMP) $(NODE_STAMP) lint
+test: $(STAMP) $(TS_MAIN) lint
 	$(BIN)/pytest -q
 
-proto: $(STAMP)
+proto: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python tools/genproto.py
+	$(BIN)/python tools/genproto_ts.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) clients/node/node_modules .florist .florist-demo
+	rm -rf $(VENV) $(TS)/node_modules $(TS)/dist .florist .florist-demo
