@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check florist_grpc tools tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/hadolint Dockerfile
 
 test: $(STAMP) $(NODE_STAMP) lint
 	$(BIN)/pytest -q
