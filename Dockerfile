@@ -46,7 +46,8 @@ WORKDIR /var/lib/florist
 # The gRPC port of `serve` (its default --port). Agents listen on nothing: they dial out to the control plane.
 EXPOSE 50051
 
-# Asks grpc.health.v1.Health (no token needed) on FLORIST_ADDRESS; `florist-grpc health` exits 0 only when
+# Asks grpc.health.v1.Health (no token needed) on FLORIST_ADDRESS (set above to 127.0.0.1, not localhost, which
+# may resolve to ::1 where `serve --host 0.0.0.0` does not listen); `florist-grpc health` exits 0 only when
 # SERVING, which `serve` reports only while its store and Redis answer. NOTE: `health` is the client command of
 # the DESIGN contract, added with the typer CLI (helper 12's branch); this image needs that branch merged.
 # Over TLS the probe must also name the CA (FLORIST_TLS_CA): compose.yaml sets both. Agents have no gRPC

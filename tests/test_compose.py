@@ -272,6 +272,9 @@ def test_the_image_runs_florist_grpc_as_a_non_root_user_with_a_health_check() ->
     assert len(by_name["FROM"]) >= 2 and by_name["FROM"][-1] == "python:3.11-slim", "multi-stage, slim runtime"
     assert by_name["USER"][-1].split(":")[0] not in {"0", "root"}
     assert by_name["HEALTHCHECK"][-1].endswith('CMD ["florist-grpc", "health"]')
+    # The check finds the server through the client commands' variables (FLORIST_ADDRESS).
+    image_env = set(re.findall(r"\b(FLORIST_[A-Z_]+)=", DOCKERFILE))
+    assert "FLORIST_ADDRESS" in image_env <= CONTRACT_ENV["health"]
     # The image's torch is the version pyproject pins (the CPU build, from the CPU index).
     torch = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch=="))
     assert re.search(rf"download\.pytorch\.org/whl/cpu {re.escape(torch)}\s*$", DOCKERFILE, re.M)
