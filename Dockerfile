@@ -40,6 +40,7 @@ RUN groupadd --system --gid 10001 florist \
 
 COPY --from=builder /opt/florist /opt/florist
 
+# Numeric, so runtimes can verify it is not root without reading /etc/passwd (Kubernetes runAsNonRoot; DL3066).
 USER 10001:10001
 WORKDIR /var/lib/florist
 
@@ -50,8 +51,8 @@ EXPOSE 50051
 # may resolve to ::1 where `serve --host 0.0.0.0` does not listen); `florist-grpc health` exits 0 only when
 # SERVING, which `serve` reports only while its store and Redis answer. NOTE: `health` is the client command of
 # the DESIGN contract, added with the typer CLI (helper 12's branch); this image needs that branch merged.
-# Over TLS the probe must also name the CA (FLORIST_TLS_CA): compose.yaml sets both. Agents have no gRPC
-# server to probe: compose.yaml turns this check off for them.
+# Over TLS the probe needs the CA and a name the certificate carries: compose.yaml overrides this check with
+# `--address controlplane:50051 --tls-ca ...`. Agents have no gRPC server to probe: compose.yaml turns it off.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["florist-grpc", "health"]
 
 ENTRYPOINT ["florist-grpc"]
