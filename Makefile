@@ -38,6 +38,7 @@ lint: $(STAMP) $(TS_MAIN)
 	$(BIN)/ruff format --check florist_grpc tools tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/hadolint Dockerfile
 
 test: $(STAMP) $(TS_MAIN) lint
 	$(BIN)/pytest -q
