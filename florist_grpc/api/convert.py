@@ -148,6 +148,10 @@ def catalog_to_proto() -> catalog_pb.GetCatalogResponse:
 # page never shifts when newer jobs are added, and a token cannot be replayed against a different filter.
 
 
+# Our tokens are ~100 characters (a job id is 32); anything far longer was not made here.
+MAX_PAGE_TOKEN_CHARS = 2048
+
+
 def encode_page_token(job: Job, state: JobState) -> str:
     # Integer microseconds, exactly as stored: a float could round across the page boundary.
     body = {"t": to_micros(job.create_time), "id": job.id, "s": int(state)}
@@ -158,11 +162,19 @@ def decode_page_token(token: str, state: JobState) -> PageCursor | None:
     if not token:
         return None
     try:
+        if len(token) > MAX_PAGE_TOKEN_CHARS:
+            raise ValueError("too long")
         body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         cursor = PageCursor(from_micros(int(body["t"])), str(body["id"]))
         token_state = int(body["s"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument([FieldViolation("page_token", "is not a token returned by ListJobs")]) from exc
+    # OverflowError/OSError: a time no datetime can hold (t=1e400 is infinite, t=10**30 is past year 9999);
+    # RecursionError: JSON nested too deep to parse.
+    except (ValueError, KeyError, TypeError, OverflowError, OSError, RecursionError) as exc:
+        raise InvalidArgument(
+            [FieldViolation("page_token", "is not a token returned by ListJobs")], reason="INVALID_PAGE_TOKEN"
+        ) from exc
     if token_state != int(state):
-        raise InvalidArgument([FieldViolation("page_token", "was issued for a different state filter")])
+        raise InvalidArgument(
+            [FieldViolation("page_token", "was issued for a different state filter")], reason="INVALID_PAGE_TOKEN"
+        )
     return cursor

@@ -3,22 +3,38 @@
 Work is done in batches: one MGET for every source notified since the last batch, one store transaction for
 every change found, one hand-over of the new events to the event loop. A burst of reports therefore costs a
 few round trips, not a few per report.
+
+A report is made portable once, here, where it enters the pipeline (NaN/Infinity as strings: see
+domain/portable_json.py). A report that is not usable (not JSON, nested too deep for protobuf clients) and a
+change the store cannot hold are logged and set aside: the source keeps its last persisted report as baseline,
+the rest of the batch and every later report go on, and nothing is retried forever.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 
 import redis
 
+from florist_grpc.domain import portable_json
 from florist_grpc.domain.model import JsonObject, MetricsEvent
-from florist_grpc.store.base import JobStore, ReportChange
+from florist_grpc.store.base import JobStore, ReportChange, SetAside
 
 log = logging.getLogger(__name__)
 
 MGET_CHUNK = 1000
+# Deepest report accepted: a Struct level is two protobuf message levels, and protobuf decoders refuse more than
+# 100 by default, so a deeper report could be stored but never streamed to anyone. FL4Health's are 4 deep.
+MAX_REPORT_DEPTH = 32
+
+
+def _depth(value: object, limit: int) -> int:
+    """Nesting depth of a JSON value, counting no further than limit + 1."""
+    if limit < 0 or not isinstance(value, dict | list):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
 
 
 class ReportIngest:
@@ -41,24 +57,39 @@ class ReportIngest:
         if raw is None:
             return None
         try:
-            report = json.loads(raw)
-        except ValueError:
+            report = portable_json.loads(raw)
+        except (ValueError, RecursionError):
             log.warning("report %s is not JSON; ignored", uuid)
             return None
         if not isinstance(report, dict):
             log.warning("report %s is not a JSON object; ignored", uuid)
             return None
+        text = raw.decode("latin-1") if isinstance(raw, bytes) else raw  # a cheap test first
+        deep = text.count("{") + text.count("[") > MAX_REPORT_DEPTH
+        if deep and _depth(report, MAX_REPORT_DEPTH) > MAX_REPORT_DEPTH:
+            log.warning("report %s is nested deeper than %d levels; ignored", uuid, MAX_REPORT_DEPTH)
+            return None
         return report
 
-    def persist_many(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
-        """Append every change (None where there was none or the job is not running) and publish the events."""
+    def persist_many(self, changes: Sequence[ReportChange]) -> list[bool]:
+        """Append every change and publish the events. For each change: True when its report is now the
+        source's persisted baseline (appended, no change, or the job no longer running), False when the store
+        set it aside (logged; the caller keeps the previous baseline). Raises Unavailable: retry the batch."""
         if not changes:
             return []
-        events = self._store.append_report_changes(changes)
-        appended = [e for e in events if e is not None]
+        results = self._store.append_report_changes(changes)
+        appended = [r for r in results if isinstance(r, MetricsEvent)]
         if appended:
             self._publish(appended)
-        return events
+        for change, result in zip(changes, results, strict=True):
+            if isinstance(result, SetAside):
+                log.warning(
+                    "job %s: a report change of %s could not be stored and was set aside: %s",
+                    change.job_id,
+                    change.source.key,
+                    result.reason,
+                )
+        return [not isinstance(r, SetAside) for r in results]
 
     def close(self) -> None:
         self._redis.close()
