@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from florist_grpc.domain import catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
@@ -19,9 +19,18 @@ from florist_grpc.store.base import PageCursor
 from florist_grpc.store.codec import from_micros, to_micros
 
 
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    return None if kind in (None, "null_value") else getattr(value, kind)
+
+
 def struct_to_dict(struct: struct_pb2.Struct) -> JsonObject:
-    out: JsonObject = json_format.MessageToDict(struct)
-    return out
+    # Not json_format.MessageToDict: it raises on NaN/Infinity, which validation reports as a bad field instead.
+    return {key: _value(value) for key, value in struct.fields.items()}
 
 
 def dict_to_struct(value: JsonObject) -> struct_pb2.Struct:

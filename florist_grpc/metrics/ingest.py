@@ -24,9 +24,10 @@ from florist_grpc.store.base import JobStore, ReportChange, SetAside
 log = logging.getLogger(__name__)
 
 MGET_CHUNK = 1000
-# Deepest report accepted: a Struct level is two protobuf message levels, and protobuf decoders refuse more than
-# 100 by default, so a deeper report could be stored but never streamed to anyone. FL4Health's are 4 deep.
-MAX_REPORT_DEPTH = 32
+# Deepest report accepted: a JSON level is three protobuf message levels (Struct, map entry, Value), and protobuf
+# decoders refuse more than 100 by default, so a report over ~32 levels could be stored but never decoded by
+# the clients of StreamMetrics or GetJob. FL4Health's are 4 deep.
+MAX_REPORT_DEPTH = 24
 
 
 def _depth(value: object, limit: int) -> int:

@@ -76,9 +76,9 @@ def nested(depth: int) -> dict[str, object]:
 
 def test_a_report_too_deep_to_stream_is_set_aside_and_the_next_one_is_stored(plane: PlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1)
-    write_raw(plane, job.server.uuid, {"host_type": "server", "deep": nested(MAX_REPORT_DEPTH + 1)})
-    job.clients[0].report_values(host_type="client")
-    wait_for(lambda: plane.get(job.job_id).clients[0].metrics.fields.get("host_type"), 10, "the client's report")
+    write_raw(plane, job.server.uuid, {"host_type": "server", "deep": nested(MAX_REPORT_DEPTH)})
+    write_raw(plane, job.clients[0].uuid, nested(MAX_REPORT_DEPTH))  # the deepest accepted: clients decode it
+    wait_for(lambda: plane.get(job.job_id).clients[0].metrics.fields.get("x"), 10, "the client's report")
     assert "deep" not in plane.get(job.job_id).server_metrics.fields
     job.server.report_values(host_type="server", fit_start="t0", fit_end="end")
     simulation.finish(plane.plane, job)
