@@ -10,11 +10,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from florist_grpc.domain.catalog import MODELS, OPTIMIZERS, STRATEGIES
+from florist_grpc.domain.catalog import MAX_CLIENTS, MODELS, OPTIMIZERS, STRATEGIES
 from florist_grpc.domain.errors import QUOTE_CHARS, FieldViolation, InvalidArgument, quote
 from florist_grpc.domain.model import Job
 
-MAX_CLIENTS = 256
 # Longest data path a client may name (Linux's PATH_MAX).
 MAX_DATA_PATH = 4096
 
