@@ -30,12 +30,14 @@ MGET_CHUNK = 1000
 MAX_REPORT_DEPTH = 24
 
 
-def _depth(value: object, limit: int) -> int:
-    """Nesting depth of a JSON value, counting no further than limit + 1."""
-    if limit < 0 or not isinstance(value, dict | list):
-        return 0
-    items = value.values() if isinstance(value, dict) else value
-    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
+def _too_deep(value: dict[str, object] | list[object], levels: int) -> bool:
+    """Whether a JSON object or array nests more than `levels` levels (itself counting as one)."""
+    if levels <= 0:
+        return True
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, dict | list) and _too_deep(item, levels - 1):
+            return True
+    return False
 
 
 class ReportIngest:
@@ -65,9 +67,7 @@ class ReportIngest:
         if not isinstance(report, dict):
             log.warning("report %s is not a JSON object; ignored", uuid)
             return None
-        text = raw.decode("latin-1") if isinstance(raw, bytes) else raw  # a cheap test first
-        deep = text.count("{") + text.count("[") > MAX_REPORT_DEPTH
-        if deep and _depth(report, MAX_REPORT_DEPTH) > MAX_REPORT_DEPTH:
+        if _too_deep(report, MAX_REPORT_DEPTH):
             log.warning("report %s is nested deeper than %d levels; ignored", uuid, MAX_REPORT_DEPTH)
             return None
         return report
