@@ -268,7 +268,7 @@ class SqliteStore(JobStore):
                     (change.job_id, change.source.key, text),
                 )
         except (sqlite3.OperationalError, sqlite3.DataError) as exc:
-            if getattr(exc, "sqlite_errorcode", None) not in _DATA_ERRORS:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DATA_ERRORS:  # the primary code
                 raise
             conn.execute("ROLLBACK TO report_change")
             conn.execute("RELEASE report_change")

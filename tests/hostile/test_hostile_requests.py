@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from florist_grpc.domain.errors import InvalidArgument
 from florist_grpc.launch.logs import follow_log
@@ -157,3 +158,10 @@ def test_error_metadata_is_bounded_too(hostile_plane: PlaneThread) -> None:
     assert isinstance(error, grpc.Call)
     assert len(error_info(error).metadata["job_id"]) <= 110
     assert json.dumps(dict(error_info(error).metadata))  # plain strings
+
+
+def test_request_decoding_leaves_coroutine_style_streams_working(hostile_plane: PlaneThread) -> None:
+    """grpc's health Watch writes with context.write() from a coroutine; the decoding wrapper must pass it on."""
+    call = health_pb2_grpc.HealthStub(hostile_plane.channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
+    assert next(call).status == health_pb2.HealthCheckResponse.SERVING
+    call.cancel()
