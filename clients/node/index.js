@@ -127,8 +127,8 @@ async function main() {
       const evalMetrics = round.eval_round_metrics_aggregated;
       if (source === 'server' && evalMetrics && !printed.has(n)) {
         printed.add(n);
-        console.log(`[${event.sequence}] round ${n}: val loss ${evalMetrics['val - loss - aggregated'].toFixed(4)}, `
-          + `val accuracy ${evalMetrics['val - prediction - accuracy - aggregated'].toFixed(4)}`);
+        console.log(`[${event.sequence}] round ${n}: val loss ${Number(evalMetrics['val - loss - aggregated']).toFixed(4)}, `
+          + `val accuracy ${Number(evalMetrics['val - prediction - accuracy - aggregated']).toFixed(4)}`);
       }
     }
   };
