@@ -102,7 +102,7 @@ def with_request_decoding(handler: Handler | None, method: str) -> Handler | Non
 
 
 class RequestDecoding(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Outermost interceptor of every florist server (see api/grpc_server.build_server)."""
+    """Innermost interceptor of every florist server (see api/grpc_server.build_server)."""
 
     async def intercept_service(
         self,
