@@ -37,7 +37,8 @@ def address_problem(address: str) -> str | None:
     host, sep, port = address.rpartition(":")
     if not sep or not host:
         return "must be host:port"
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    # ASCII and short before int(): "²".isdigit() is true and int() refuses more than 4,300 digits.
+    if not (port.isascii() and port.isdigit() and len(port) <= 5) or not 1 <= int(port) <= 65535:
         return "port must be a number from 1 to 65535"
     if host.startswith("[") and host.endswith("]"):
         try:

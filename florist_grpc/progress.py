@@ -19,6 +19,14 @@ ROUND_LOSS = "val - loss - aggregated"
 ROUND_ACCURACY = "val - prediction - accuracy - aggregated"
 
 
+def as_float(value: Any) -> float:
+    """A reported metric as a float: a diverging run's "NaN"/"Infinity"/"-Infinity" strings included."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 class Progress:
     def __init__(self, emit: Callable[[str], None] = print) -> None:
         self.reports: dict[str, dict[str, Any]] = {}
@@ -54,8 +62,8 @@ class Progress:
                     self._printed_rounds.add(number)
                     metrics = data["eval_round_metrics_aggregated"]
                     self._emit(
-                        f"[{event.sequence}] round {number}: val loss {metrics[ROUND_LOSS]:.4f}, "
-                        f"val accuracy {metrics[ROUND_ACCURACY]:.4f}"
+                        f"[{event.sequence}] round {number}: val loss {as_float(metrics.get(ROUND_LOSS)):.4f}, "
+                        f"val accuracy {as_float(metrics[ROUND_ACCURACY]):.4f}"
                     )
 
     def rounds(self) -> dict[str, dict[str, Any]]:
@@ -68,7 +76,7 @@ class Progress:
             ev = data.get("eval_round_metrics_aggregated", {})
             fit = data.get("fit_round_metrics", {})
             lines.append(
-                f"{number:>5}  {ev.get(ROUND_LOSS, float('nan')):8.4f}  {ev.get(ROUND_ACCURACY, float('nan')):12.4f}"
-                f"  {fit.get('train - loss', float('nan')):10.4f}"
+                f"{number:>5}  {as_float(ev.get(ROUND_LOSS)):8.4f}  {as_float(ev.get(ROUND_ACCURACY)):12.4f}"
+                f"  {as_float(fit.get('train - loss')):10.4f}"
             )
         return lines

@@ -18,7 +18,14 @@ import grpc
 
 from florist_grpc.api.errors import streaming, unary
 from florist_grpc.domain.catalog import MODELS, OPTIMIZERS
-from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from florist_grpc.domain.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    quote,
+)
 from florist_grpc.domain.model import ProcessRef
 from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch import process
@@ -58,13 +65,13 @@ class AgentServicer(pb_grpc.ClientAgentServiceServicer):
     def _client(self, client_uuid: str) -> AgentClient:
         client = self._clients.get(client_uuid)
         if client is None:
-            raise NotFound(f"no client {client_uuid} on this agent")
+            raise NotFound(f"no client {quote(client_uuid)} on this agent", reason="CLIENT_NOT_FOUND")
         return client
 
     def _data_path(self, data_path: str) -> Path:
         path = (self._root / data_path).resolve()
         if not path.is_relative_to(self._root):
-            raise PermissionDenied(f"data_path {data_path!r} is outside this agent's data root")
+            raise PermissionDenied(f"data_path {quote(data_path)} is outside this agent's data root")
         return path
 
     @unary

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from florist_grpc.domain import catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
@@ -19,9 +19,18 @@ from florist_grpc.store.base import PageCursor
 from florist_grpc.store.codec import from_micros, to_micros
 
 
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    return None if kind in (None, "null_value") else getattr(value, kind)
+
+
 def struct_to_dict(struct: struct_pb2.Struct) -> JsonObject:
-    out: JsonObject = json_format.MessageToDict(struct)
-    return out
+    # Not json_format.MessageToDict: it raises on NaN/Infinity, which validation reports as a bad field instead.
+    return {key: _value(value) for key, value in struct.fields.items()}
 
 
 def dict_to_struct(value: JsonObject) -> struct_pb2.Struct:
@@ -148,6 +157,10 @@ def catalog_to_proto() -> catalog_pb.GetCatalogResponse:
 # page never shifts when newer jobs are added, and a token cannot be replayed against a different filter.
 
 
+# Our tokens are ~100 characters (a job id is 32); anything far longer was not made here.
+MAX_PAGE_TOKEN_CHARS = 2048
+
+
 def encode_page_token(job: Job, state: JobState) -> str:
     # Integer microseconds, exactly as stored: a float could round across the page boundary.
     body = {"t": to_micros(job.create_time), "id": job.id, "s": int(state)}
@@ -158,11 +171,19 @@ def decode_page_token(token: str, state: JobState) -> PageCursor | None:
     if not token:
         return None
     try:
+        if len(token) > MAX_PAGE_TOKEN_CHARS:
+            raise ValueError("too long")
         body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         cursor = PageCursor(from_micros(int(body["t"])), str(body["id"]))
         token_state = int(body["s"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument([FieldViolation("page_token", "is not a token returned by ListJobs")]) from exc
+    # OverflowError/OSError: a time no datetime can hold (t=1e400 is infinite, t=10**30 is past year 9999);
+    # RecursionError: JSON nested too deep to parse.
+    except (ValueError, KeyError, TypeError, OverflowError, OSError, RecursionError) as exc:
+        raise InvalidArgument(
+            [FieldViolation("page_token", "is not a token returned by ListJobs")], reason="INVALID_PAGE_TOKEN"
+        ) from exc
     if token_state != int(state):
-        raise InvalidArgument([FieldViolation("page_token", "was issued for a different state filter")])
+        raise InvalidArgument(
+            [FieldViolation("page_token", "was issued for a different state filter")], reason="INVALID_PAGE_TOKEN"
+        )
     return cursor

@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 
+from florist_grpc.api.decoding import RequestDecoding
 from florist_grpc.config import Settings
 
 MiB = 1024 * 1024
@@ -45,4 +46,6 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 def build_server(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> grpc.aio.Server:
     """The one place every florist gRPC server (control plane and agent) is created."""
-    return grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    # Innermost: it wraps the servicer's own handler, so an undecodable request is INVALID_ARGUMENT
+    # (api/decoding.py) while the interceptors around it (auth) still decide first.
+    return grpc.aio.server(interceptors=[*interceptors, RequestDecoding()], options=SERVER_OPTIONS)

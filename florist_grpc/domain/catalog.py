@@ -87,7 +87,12 @@ _COMMON_PROPERTIES: dict[str, Any] = {
         "maximum": 0.9,
         "description": "Share of each client's data held out for evaluation (default 0.2).",
     },
-    "seed": {"type": "integer", "minimum": 0, "description": "Seed of the train/validation split and init."},
+    "seed": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 2**32 - 1,  # numpy's seed range
+        "description": "Seed of the train/validation split and init.",
+    },
     "round_timeout_seconds": {
         "type": "number",
         "exclusiveMinimum": 0,
@@ -116,17 +121,38 @@ def _schema(title: str, extra: dict[str, Any] | None = None, required: list[str]
 
 
 _NUMBER = {"type": "number"}
+# Every number has a maximum: far beyond any useful setting (FedOpt papers tune eta within 1e-3..10), yet a
+# bound, so a typo or a hostile value cannot reach Flower or torch. A diverging run inside them is still
+# possible and handled (non-finite report values are stored as strings).
+_MAX_SERVER_LEARNING_RATE = 1_000
+# Most clients a job may have (validation enforces it; a strategy cannot count more).
+MAX_CLIENTS = 256
 _FEDOPT = {
-    "server_learning_rate": {**_NUMBER, "exclusiveMinimum": 0, "description": "Server-side step size eta (0.1)."},
+    "server_learning_rate": {
+        **_NUMBER,
+        "exclusiveMinimum": 0,
+        "maximum": _MAX_SERVER_LEARNING_RATE,
+        "description": "Server-side step size eta (0.1).",
+    },
     "server_beta_1": {**_NUMBER, "minimum": 0, "exclusiveMaximum": 1, "description": "Server beta 1 (0.9)."},
     "server_beta_2": {**_NUMBER, "minimum": 0, "exclusiveMaximum": 1, "description": "Server beta 2 (0.99)."},
-    "tau": {**_NUMBER, "exclusiveMinimum": 0, "description": "Adaptivity degree (1e-9)."},
+    "tau": {**_NUMBER, "exclusiveMinimum": 0, "maximum": 1, "description": "Adaptivity degree (1e-9)."},
 }
 _FEDPROX = {
     "adapt_proximal_weight": {"type": "boolean", "description": "Adapt the proximal weight to the training loss."},
-    "initial_proximal_weight": {**_NUMBER, "minimum": 0, "description": "Proximal weight mu of the first round."},
-    "proximal_weight_delta": {**_NUMBER, "minimum": 0, "description": "Step by which mu is adapted."},
-    "proximal_weight_patience": {"type": "integer", "minimum": 0, "description": "Rounds without improvement."},
+    "initial_proximal_weight": {
+        **_NUMBER,
+        "minimum": 0,
+        "maximum": 1_000,
+        "description": "Proximal weight mu of the first round.",
+    },
+    "proximal_weight_delta": {**_NUMBER, "minimum": 0, "maximum": 1_000, "description": "Step by which mu is adapted."},
+    "proximal_weight_patience": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 10_000,
+        "description": "Rounds without improvement.",
+    },
 }
 
 STRATEGIES: dict[str, StrategySpec] = {
@@ -149,7 +175,12 @@ STRATEGIES: dict[str, StrategySpec] = {
             _schema(
                 "FEDAVGM",
                 {
-                    "server_learning_rate": {**_NUMBER, "exclusiveMinimum": 0, "description": "Server lr (1.0)."},
+                    "server_learning_rate": {
+                        **_NUMBER,
+                        "exclusiveMinimum": 0,
+                        "maximum": _MAX_SERVER_LEARNING_RATE,
+                        "description": "Server lr (1.0).",
+                    },
                     "server_momentum": {**_NUMBER, "minimum": 0, "maximum": 1, "description": "Momentum (0.9)."},
                 },
             ),
@@ -171,8 +202,18 @@ STRATEGIES: dict[str, StrategySpec] = {
             _schema(
                 "KRUM",
                 {
-                    "num_malicious_clients": {"type": "integer", "minimum": 0, "description": "Assumed attackers."},
-                    "num_clients_to_keep": {"type": "integer", "minimum": 0, "description": "0 = Krum, >0 = MKrum."},
+                    "num_malicious_clients": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_CLIENTS,
+                        "description": "Assumed attackers.",
+                    },
+                    "num_clients_to_keep": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_CLIENTS,
+                        "description": "0 = Krum, >0 = MKrum.",
+                    },
                 },
             ),
         ),

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Iterator
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from florist_grpc.domain.catalog import MODELS, OPTIMIZERS, STRATEGIES
-from florist_grpc.domain.errors import FieldViolation, InvalidArgument
+from florist_grpc.domain.catalog import MAX_CLIENTS, MODELS, OPTIMIZERS, STRATEGIES
+from florist_grpc.domain.errors import QUOTE_CHARS, FieldViolation, InvalidArgument, quote
 from florist_grpc.domain.model import Job
 
-MAX_CLIENTS = 256
+# Longest data path a client may name (Linux's PATH_MAX).
+MAX_DATA_PATH = 4096
+
+# What a schema keyword's violation says, without repeating the (possibly huge) value the caller sent.
+_DESCRIPTIONS = {
+    "type": "must be of type {}",
+    "minimum": "is below the minimum {}",
+    "maximum": "is above the maximum {}",
+    "exclusiveMinimum": "must be greater than {} (exclusiveMinimum)",
+    "exclusiveMaximum": "must be less than {} (exclusiveMaximum)",
+}
 
 
 @functools.cache
@@ -20,8 +33,26 @@ def _validator(strategy: str) -> Draft202012Validator:
     return Draft202012Validator(STRATEGIES[strategy].config_schema)
 
 
+def _key(key: object) -> str:
+    """A caller's key as a field path element, cut short."""
+    text = str(key)
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
+
+
+def _non_finite(value: Any, path: str) -> Iterator[str]:
+    """Paths of NaN and infinite numbers (a JSON Schema `maximum` does not reject NaN: comparisons are false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{path}.{_key(key)}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, f"{path}[{i}]")
+
+
 def _schema_violations(error: ValidationError) -> list[FieldViolation]:
-    path = "job.server_config" + "".join(f".{p}" for p in error.absolute_path)
+    path = "job.server_config" + "".join(f".{_key(p)}" for p in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else ""
         return [FieldViolation(f"{path}.{missing}" if missing else path, "is required")]
@@ -29,10 +60,12 @@ def _schema_violations(error: ValidationError) -> list[FieldViolation]:
         schema = error.schema if isinstance(error.schema, dict) else {}
         known = set(schema.get("properties", {}))
         return [
-            FieldViolation(f"{path}.{key}", f"unknown key; allowed keys are {sorted(known)}")
+            FieldViolation(f"{path}.{_key(key)}", f"unknown key; allowed keys are {sorted(known)}")
             for key in sorted(set(error.instance) - known)
         ]
-    return [FieldViolation(path, error.message)]
+    if isinstance(error.validator, str) and error.validator in _DESCRIPTIONS:
+        return [FieldViolation(path, _DESCRIPTIONS[error.validator].format(error.validator_value))]
+    return [FieldViolation(path, error.message[:200])]
 
 
 def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
@@ -40,15 +73,15 @@ def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
     (addresses are checked by the caller: their rules live in florist_grpc.net, above this package)."""
     problems: list[FieldViolation] = list(more or [])
     if job.model not in MODELS:
-        problems.append(FieldViolation("job.model", f"unknown model {job.model!r}; one of {sorted(MODELS)}"))
+        problems.append(FieldViolation("job.model", f"unknown model {quote(job.model)}; one of {sorted(MODELS)}"))
     if job.optimizer not in OPTIMIZERS:
         problems.append(
-            FieldViolation("job.optimizer", f"unknown optimizer {job.optimizer!r}; one of {sorted(OPTIMIZERS)}")
+            FieldViolation("job.optimizer", f"unknown optimizer {quote(job.optimizer)}; one of {sorted(OPTIMIZERS)}")
         )
     strategy = STRATEGIES.get(job.strategy)
     if strategy is None:
         problems.append(
-            FieldViolation("job.strategy", f"unknown strategy {job.strategy!r}; one of {sorted(STRATEGIES)}")
+            FieldViolation("job.strategy", f"unknown strategy {quote(job.strategy)}; one of {sorted(STRATEGIES)}")
         )
     else:
         if job.client_type not in strategy.client_types:
@@ -56,12 +89,14 @@ def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
                 FieldViolation(
                     "job.client_type",
                     f"strategy {strategy.name} accepts client types {list(strategy.client_types)}, "
-                    f"not {job.client_type!r}",
+                    f"not {quote(job.client_type)}",
                 )
             )
+        non_finite = list(_non_finite(job.server_config, "job.server_config"))
+        problems += [FieldViolation(path, "must be a finite number") for path in non_finite]
         errors = sorted(_validator(strategy.name).iter_errors(job.server_config), key=lambda e: list(e.path))
         for error in errors:
-            problems.extend(_schema_violations(error))
+            problems.extend(v for v in _schema_violations(error) if v.field not in non_finite)
     if not job.clients:
         problems.append(FieldViolation("job.clients", "at least one client is required"))
     if len(job.clients) > MAX_CLIENTS:
@@ -69,5 +104,7 @@ def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
     for i, client in enumerate(job.clients):
         if not client.data_path.strip():
             problems.append(FieldViolation(f"job.clients[{i}].data_path", "must not be empty"))
+        elif len(client.data_path) > MAX_DATA_PATH or "\0" in client.data_path:
+            problems.append(FieldViolation(f"job.clients[{i}].data_path", f"at most {MAX_DATA_PATH} chars, no NUL"))
     if problems:
-        raise InvalidArgument(problems)
+        raise InvalidArgument(problems, reason="INVALID_JOB")

@@ -15,11 +15,18 @@ from typing import Any
 
 import redis
 
+from florist_grpc.domain.portable_json import portable
+
 log = logging.getLogger(__name__)
 
 
 def now() -> str:
     return str(datetime.now())
+
+
+def encode(report: dict[str, Any]) -> str:
+    """The report as strict JSON: a diverging run's NaN/Infinity as the strings "NaN"/"Infinity" (DESIGN.md)."""
+    return json.dumps(portable(report), allow_nan=False)
 
 
 class RedisReporter:
@@ -31,7 +38,7 @@ class RedisReporter:
         self._attempts = attempts
 
     def _publish(self) -> None:
-        body = json.dumps(self.report)
+        body = encode(self.report)
         delay = 0.05
         for attempt in range(self._attempts):
             try:

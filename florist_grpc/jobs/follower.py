@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import redis
 
 from florist_grpc.config import Timeouts
-from florist_grpc.domain.errors import FailedPrecondition, NotFound, Unavailable
+from florist_grpc.domain.errors import FailedPrecondition, Unavailable, job_not_found, quote
 from florist_grpc.domain.model import (
     SERVER_SOURCE,
     ClientState,
@@ -126,12 +126,13 @@ class JobFollower:
             if run is None:
                 job = self._store.get_job(job_id)
                 if job is None:
-                    future.set_exception(NotFound(f"job {job_id} not found"))
+                    future.set_exception(job_not_found(job_id))
                 elif job.state is JobState.IN_PROGRESS and state.terminal:
                     # In progress but not followed here (another replica, or a start that never attached).
                     future.set_result(self._finish_unfollowed(job_id, state, message))
                 else:
-                    future.set_exception(FailedPrecondition(f"job {job_id} is {job.state.name}, not IN_PROGRESS"))
+                    refusal = f"job {quote(job_id)} is {job.state.name}, not IN_PROGRESS"
+                    future.set_exception(FailedPrecondition(refusal, reason="JOB_NOT_RUNNING"))
                 return
             self._begin_ending(run, state, message, future)
 
@@ -199,15 +200,17 @@ class JobFollower:
             reports = self._ingest.read_many(uuids)
             now = datetime.now(UTC)
             found = [(run, key, report) for (run, key), report in zip(targets, reports, strict=True) if report]
-            self._ingest.persist_many(
+            baselines = self._ingest.persist_many(
                 [
                     ReportChange(run.job_id, run.processes[key].source, run.reports.get(key, {}), report, now)
                     for run, key, report in found
                 ]
             )
             # Persisted, or refused because the job is no longer IN_PROGRESS: either way it is now the baseline.
-            for run, key, report in found:
-                run.reports[key] = report
+            # A change set aside is not: the job's end is judged only from what was persisted.
+            for (run, key, report), baseline in zip(found, baselines, strict=True):
+                if baseline:
+                    run.reports[key] = report
         except (redis.RedisError, OSError, Unavailable) as exc:
             log.warning("reading %d report(s) failed (%s); retrying", len(uuids), exc)
             for uuid in uuids:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument, job_not_found
 from florist_grpc.domain.model import Job, JobState
 from florist_grpc.domain.validation import validate_job
 from florist_grpc.net import LOOPBACK, address_problem, free_port, is_loopback, is_wildcard
@@ -60,7 +60,7 @@ class JobRegistry:
             raise InvalidArgument([FieldViolation("job_id", "is required")])
         job = await asyncio.to_thread(self._store.get_job, job_id)
         if job is None:
-            raise NotFound(f"job {job_id} not found")
+            raise job_not_found(job_id)
         return job
 
     async def list(self, page_size: int, after: PageCursor | None, state: JobState) -> tuple[list[Job], bool]:
@@ -75,5 +75,5 @@ class JobRegistry:
         if not job_id:
             raise InvalidArgument([FieldViolation("job_id", "is required")])
         if not await asyncio.to_thread(self._store.delete_job, job_id):
-            raise NotFound(f"job {job_id} not found")
+            raise job_not_found(job_id)
         await asyncio.to_thread(shutil.rmtree, self._jobs_dir / job_id, True)

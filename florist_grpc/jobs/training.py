@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from florist_grpc.config import Timeouts
-from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, NotFound
+from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, job_not_found, quote
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.jobs.follower import JobFollower
@@ -58,14 +58,16 @@ class Trainer:
     async def start(self, job_id: str) -> tuple[str, list[str]]:
         job = await asyncio.to_thread(self._store.get_job, job_id)
         if job is None:
-            raise NotFound(f"job {job_id} not found")
+            raise job_not_found(job_id)
         event = await asyncio.to_thread(
             self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
         )
         if event is None:
             current = await asyncio.to_thread(self._store.get_job, job_id)
             state = current.state.name if current else "deleted"
-            raise FailedPrecondition(f"job {job_id} is {state}; only a NOT_STARTED job can be started")
+            raise FailedPrecondition(
+                f"job {quote(job_id)} is {state}; only a NOT_STARTED job can be started", reason="JOB_NOT_STARTABLE"
+            )
         self._hub.publish(event)
         try:
             return await self._launch(job)
@@ -158,7 +160,8 @@ class Trainer:
                 tail = server.log_tail()
                 raise FailedPrecondition(
                     f"FL server {status.describe()} before it was ready"
-                    + (f"; last log lines:\n{tail}" if tail else "")
+                    + (f"; last log lines:\n{tail}" if tail else ""),
+                    reason="FL_SERVER_EXITED",
                 )
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(connect_host, port), timeout=1.0)
@@ -168,7 +171,8 @@ class Trainer:
                 pass
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(
-                    f"FL server not ready on {server_address} within {self._timeouts.server_ready_seconds:g}s"
+                    f"FL server not ready on {server_address} within {self._timeouts.server_ready_seconds:g}s",
+                    reason="FL_SERVER_NOT_READY",
                 )
             await asyncio.sleep(0.05)  # the server is starting up; poll its port again shortly
 

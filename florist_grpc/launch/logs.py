@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument
+
 CHUNK_BYTES = 64 * 1024
 FOLLOW_POLL_SECONDS = 0.2
 
@@ -23,6 +25,8 @@ async def follow_log(
     path: Path, offset: int, follow: bool, finished: Callable[[], Awaitable[bool]]
 ) -> AsyncIterator[tuple[str, int]]:
     """(text, next_offset) chunks. With `follow`, keeps reading until `finished()` and the file is drained."""
+    if offset < 0:  # checked here, where every log stream (control plane and agent) begins: seek() would fail
+        raise InvalidArgument([FieldViolation("offset", "must not be negative")])
     while True:
         data = await asyncio.to_thread(_read, path, offset)
         if data:

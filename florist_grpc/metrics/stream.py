@@ -3,6 +3,9 @@
 The subscription is taken *before* the replay, so an event persisted during the replay is either read by the
 replay or queued in the subscription (or both: duplicates are dropped by sequence). A gap -- an event published
 out of order, or dropped because this subscriber lagged -- is filled from the store, which holds every event.
+
+A position past the last event is allowed while the job runs (a client resuming from a sequence it was told
+about elsewhere): the stream then ends with the job. Once the job has ended it is OUT_OF_RANGE.
 """
 
 from __future__ import annotations
@@ -10,17 +13,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from florist_grpc.domain.errors import NotFound
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument, OutOfRange, job_not_found, quote
 from florist_grpc.domain.model import MetricsEvent
 from florist_grpc.metrics.hub import EventHub, Subscription
 from florist_grpc.store.base import JobStore
 
 REPLAY_BATCH = 500
+# Sequences are stored as signed 64-bit integers (SQLite, MongoDB): no event can be numbered beyond this.
+MAX_SEQUENCE = 2**63 - 1
 
 
 async def _from_store(store: JobStore, job_id: str, after: int, upto: int | None = None) -> list[MetricsEvent]:
     events = await asyncio.to_thread(store.read_events, job_id, after, REPLAY_BATCH)
     return [e for e in events if upto is None or e.sequence <= upto]
+
+
+async def _ended(store: JobStore, job_id: str, last: int) -> bool:
+    """Whether the job has ended and its terminal event is at or before `last`: nothing more will come."""
+    job = await asyncio.to_thread(store.get_job, job_id)
+    return job is None or (job.state.terminal and job.last_sequence <= last)
 
 
 async def _next_live(subscription: Subscription) -> MetricsEvent | None:
@@ -41,9 +52,17 @@ async def job_events(
 
     `on_subscribed` runs once the live subscription exists (before the replay), e.g. to confirm the stream.
     """
+    if after_sequence > MAX_SEQUENCE:
+        raise InvalidArgument([FieldViolation("after_sequence", f"must be at most {MAX_SEQUENCE} (2^63 - 1)")])
     job = await asyncio.to_thread(store.get_job, job_id)
     if job is None:
-        raise NotFound(f"job {job_id} not found")
+        raise job_not_found(job_id)
+    if job.state.terminal and after_sequence > job.last_sequence:
+        raise OutOfRange(
+            f"job {quote(job_id)} ended with event {job.last_sequence}; after_sequence {after_sequence} is past it",
+            reason="SEQUENCE_OUT_OF_RANGE",
+            metadata={"job_id": job_id, "last_sequence": str(job.last_sequence)},
+        )
     subscription = hub.subscribe(job_id)
     last = after_sequence
     try:
@@ -58,8 +77,7 @@ async def job_events(
                     return
             if len(batch) < REPLAY_BATCH:
                 break
-        job = await asyncio.to_thread(store.get_job, job_id)
-        if job is None or (job.state.terminal and job.last_sequence <= last):
+        if await _ended(store, job_id, last):
             return  # finished before we caught up: nothing more will come
         while True:  # live
             live = await _next_live(subscription)
@@ -73,9 +91,13 @@ async def job_events(
                     last = stored.sequence
                     if stored.job_state.terminal:
                         return
+                if await _ended(store, job_id, last):
+                    return  # the terminal event was among those dropped, at or before `last`
                 continue
             event = live
             if event.sequence <= last:
+                if event.job_state.terminal:
+                    return  # the job ended before the position asked for: nothing more will ever come
                 continue
             if event.sequence > last + 1:
                 for stored in await _from_store(store, job_id, last, event.sequence - 1):

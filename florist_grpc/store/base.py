@@ -36,6 +36,14 @@ class ReportChange:
 
 
 @dataclass(frozen=True)
+class SetAside:
+    """A change the store cannot hold (see rules.unstorable): nothing of it was written, the rest of its batch
+    was. The caller keeps its previous baseline for that source, so later reports carry the change again."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class PageCursor:
     """Position after the last job of a page: jobs are ordered by (create_time, id) descending."""
 
@@ -85,12 +93,14 @@ class JobStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
+    def append_report_changes(self, changes: Sequence[ReportChange]) -> Sequence[MetricsEvent | SetAside | None]:
         """For each change, append an event whose patch turns `previous` (the persisted report) into `report`,
         and store `report`; one transaction where the backend has them. The result holds each change's event,
         in order, or None, changing nothing, when there is no change or the job is not IN_PROGRESS (a terminal
-        event is always the last one). Callers pass the report they last persisted, so a retry after a crash
-        finds no change and appends nothing: the append is idempotent. Only the change is written."""
+        event is always the last one), or SetAside, changing nothing, when the change itself cannot be stored
+        (a data error, never an outage: an unreachable store raises Unavailable for the whole call). Callers
+        pass the report they last persisted, so a retry after a crash finds no change and appends nothing: the
+        append is idempotent. Only the change is written."""
 
     @abc.abstractmethod
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
@@ -112,4 +122,4 @@ class JobStore(abc.ABC):
         """Release connections."""
 
 
-__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "ReportChange"]
+__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "ReportChange", "SetAside"]

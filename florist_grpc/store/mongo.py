@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import pymongo
+from bson.errors import InvalidDocument
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -35,7 +36,7 @@ from florist_grpc.domain.model import (
     Source,
 )
 from florist_grpc.store import rules
-from florist_grpc.store.base import JobStore, PageCursor, ReportChange
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.mongo_keys import escape_key, map_keys, patch_update, unescape_key
 
@@ -71,7 +72,7 @@ class MongoStore(JobStore):
         except DuplicateKeyError:
             raise
         except PyMongoError as exc:
-            raise Unavailable(f"job store unavailable: {exc}") from exc
+            raise Unavailable(f"job store unavailable: {exc}", reason="STORE_UNAVAILABLE") from exc
 
     def ping(self) -> None:
         self._guard(lambda: self._client.admin.command("ping"))
@@ -189,7 +190,7 @@ class MongoStore(JobStore):
                 continue
             self._advance(job_id, sequence, update)
             return MetricsEvent(job_id, sequence, time, source, patch, job_state)
-        raise Unavailable(f"job {job_id}: too much contention appending an event")
+        raise Unavailable(f"job {job_id}: too much contention appending an event", reason="STORE_UNAVAILABLE")
 
     def transition(
         self,
@@ -214,16 +215,18 @@ class MongoStore(JobStore):
 
         return self._guard(lambda: self._append(job_id, time, plan))
 
-    def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
+    def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
         # No multi-document transaction on a standalone server: each change is its own write-ahead append.
         return [self._append_one(c.job_id, c.source, c.previous, c.report, c.time) for c in changes]
 
     def _append_one(
         self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
-    ) -> MetricsEvent | None:
+    ) -> MetricsEvent | SetAside | None:
         patch = merge_patch.diff(previous, report)
         if not patch:
             return None
+        if isinstance(refused := rules.patch_text(patch), SetAside):
+            return refused
 
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
             if not rules.accepts_reports(JobState(row["state"])):
@@ -238,7 +241,10 @@ class MongoStore(JobStore):
                 update["$unset"] = unsets
             return source, patch, JobState.IN_PROGRESS, update
 
-        return self._guard(lambda: self._append(job_id, time, plan))
+        try:
+            return self._guard(lambda: self._append(job_id, time, plan))
+        except InvalidDocument as exc:  # e.g. over 16 MiB: no event was inserted
+            return SetAside(f"MongoDB refused it: {exc}")
 
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
         def run() -> list[MetricsEvent]:

@@ -6,13 +6,15 @@ answer in its own way (SQL in one transaction; MongoDB documents through the eve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from florist_grpc.domain.errors import FailedPrecondition
+from florist_grpc.domain.errors import FailedPrecondition, quote
 from florist_grpc.domain.model import ClientState, JobState, JsonObject, Launch
+from florist_grpc.store.base import SetAside
 from florist_grpc.store.codec import to_micros
 
 
@@ -49,6 +51,17 @@ def state_change(
     )
 
 
+def patch_text(patch: JsonObject) -> str | SetAside:
+    """The patch as strict JSON text, or why no backend stores it: JSON has no NaN or Infinity (ingest turns
+    them into strings first; a caller that did not gets its change set aside, never a store outage)."""
+    try:
+        return json.dumps(patch, allow_nan=False)
+    except ValueError as exc:
+        return SetAside(f"not storable as JSON (NaN or Infinity?): {exc}")
+    except RecursionError:
+        return SetAside("nested too deep to store")
+
+
 def accepts_reports(state: JobState) -> bool:
     """Report changes are appended only while a job runs: a terminal event is always a job's last one."""
     return state is JobState.IN_PROGRESS
@@ -56,7 +69,9 @@ def accepts_reports(state: JobState) -> bool:
 
 def check_deletable(job_id: str, state: JobState) -> None:
     if state is JobState.IN_PROGRESS:
-        raise FailedPrecondition(f"job {job_id} is IN_PROGRESS; stop it before deleting it")
+        raise FailedPrecondition(
+            f"job {quote(job_id)} is IN_PROGRESS; stop it before deleting it", reason="JOB_IN_PROGRESS"
+        )
 
 
 # Changes to the stored job document are dotted paths (`clients.2.state`) -> new values, which MongoDB applies

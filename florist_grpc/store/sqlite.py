@@ -29,13 +29,16 @@ from florist_grpc.domain.model import (
     Source,
 )
 from florist_grpc.store import rules
-from florist_grpc.store.base import JobStore, PageCursor, ReportChange
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.sqlite_schema import SCHEMA
 
 T = TypeVar("T")
 
 _JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us"
+# Errors that belong to one statement's data (malformed JSON is a generic SQLITE_ERROR; a value over SQLite's
+# length limit is SQLITE_TOOBIG), as opposed to the database being busy, locked, full or unreadable.
+_DATA_ERRORS = {sqlite3.SQLITE_ERROR, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_RANGE}
 
 
 class SqliteStore(JobStore):
@@ -72,7 +75,7 @@ class SqliteStore(JobStore):
         try:
             return fn()
         except sqlite3.OperationalError as exc:
-            raise Unavailable(f"job store unavailable: {exc}") from exc
+            raise Unavailable(f"job store unavailable: {exc}", reason="STORE_UNAVAILABLE") from exc
 
     def ping(self) -> None:
         self._guard(lambda: self._connection().execute("SELECT 1").fetchone())
@@ -207,11 +210,11 @@ class SqliteStore(JobStore):
 
         return self._guard(run)
 
-    def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
+    def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
         patches = [merge_patch.diff(c.previous, c.report) for c in changes]
 
-        def run() -> list[MetricsEvent | None]:
-            events: list[MetricsEvent | None] = []
+        def run() -> list[MetricsEvent | SetAside | None]:
+            events: list[MetricsEvent | SetAside | None] = []
             with self._write() as conn:  # one transaction (and one fsync) for the whole batch
                 last: dict[str, int | None] = {}
                 for change, patch in zip(changes, patches, strict=True):
@@ -228,17 +231,14 @@ class SqliteStore(JobStore):
                     if sequence is None:
                         events.append(None)
                         continue
-                    text = json.dumps(patch)
-                    # json_patch is RFC 7396 itself: the patch's nulls delete, objects merge, the rest replaces.
-                    updated = conn.execute(
-                        "UPDATE reports SET body = json_patch(body, ?) WHERE job_id = ? AND source = ?",
-                        (text, change.job_id, change.source.key),
-                    )
-                    if updated.rowcount == 0:
-                        conn.execute(
-                            "INSERT INTO reports (job_id, source, body) VALUES (?, ?, json_patch('{}', ?))",
-                            (change.job_id, change.source.key, text),
-                        )
+                    text = rules.patch_text(patch)
+                    if not isinstance(text, str):
+                        events.append(text)
+                        continue
+                    refused = self._merge_report(conn, change, text)
+                    if refused is not None:
+                        events.append(refused)
+                        continue
                     last[change.job_id] = sequence + 1
                     events.append(
                         self._append(
@@ -250,6 +250,31 @@ class SqliteStore(JobStore):
         if not any(patches):
             return [None] * len(changes)
         return self._guard(run)
+
+    @staticmethod
+    def _merge_report(conn: sqlite3.Connection, change: ReportChange, text: str) -> SetAside | None:
+        """Merge the patch into the stored report; a change SQLite refuses (e.g. JSON its parser rejects) is
+        undone alone (a savepoint) and set aside, while an outage (busy, I/O) still fails the whole batch."""
+        conn.execute("SAVEPOINT report_change")
+        try:
+            # json_patch is RFC 7396 itself: the patch's nulls delete, objects merge, the rest replaces.
+            updated = conn.execute(
+                "UPDATE reports SET body = json_patch(body, ?) WHERE job_id = ? AND source = ?",
+                (text, change.job_id, change.source.key),
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    "INSERT INTO reports (job_id, source, body) VALUES (?, ?, json_patch('{}', ?))",
+                    (change.job_id, change.source.key, text),
+                )
+        except (sqlite3.OperationalError, sqlite3.DataError) as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DATA_ERRORS:  # the primary code
+                raise
+            conn.execute("ROLLBACK TO report_change")
+            conn.execute("RELEASE report_change")
+            return SetAside(f"SQLite refused it: {exc}")
+        conn.execute("RELEASE report_change")
+        return None
 
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
         def run() -> list[MetricsEvent]:

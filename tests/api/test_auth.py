@@ -77,3 +77,14 @@ def test_the_serving_plane_enforces_tokens_and_roles(secured: PlaneThread) -> No
     assert got.job.id == job.id
     health = health_pb2_grpc.HealthStub(secured.channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_an_undecodable_request_without_a_token_is_unauthenticated_not_invalid(secured: PlaneThread) -> None:
+    """Authentication decides before the request is looked at (api/decoding.py is the innermost interceptor)."""
+    create = secured.channel.unary_unary("/florist.v1.JobService/CreateJob", request_serializer=None)
+    with pytest.raises(grpc.RpcError) as raised:
+        create(b"\x0a\xff\xff\xff\xff\x0f", timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as raised:
+        create(b"\x0a\xff\xff\xff\xff\x0f", timeout=10, metadata=(("authorization", "Bearer admin-secret"),))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

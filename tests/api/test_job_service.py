@@ -23,7 +23,8 @@ def violations(error: grpc.RpcError) -> dict[str, str]:
     found: dict[str, str] = {}
     for detail in status.details:
         bad = error_details_pb2.BadRequest()
-        assert detail.Unpack(bad)
+        if not detail.Unpack(bad):
+            continue  # the ErrorInfo
         found.update({v.field: v.description for v in bad.field_violations})
     return found
 

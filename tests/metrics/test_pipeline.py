@@ -54,8 +54,11 @@ def test_resuming_from_every_after_sequence_yields_exactly_the_suffix(plane: Pla
     play_rounds(job, 2)
     simulation.finish(plane.plane, job)
     everything = plane.events(job.job_id)
-    for after in range(len(everything) + 2):
+    for after in range(len(everything) + 1):
         assert plane.events(job.job_id, after=after) == everything[after:]
+    with pytest.raises(grpc.RpcError) as past_the_end:  # the job has ended: nothing will ever come after it
+        plane.events(job.job_id, after=len(everything) + 1)
+    assert past_the_end.value.code() == grpc.StatusCode.OUT_OF_RANGE
 
 
 def test_a_report_written_before_the_subscription_is_not_lost(plane: PlaneThread) -> None:

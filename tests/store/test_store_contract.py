@@ -25,7 +25,7 @@ from florist_grpc.domain.model import (
     Source,
     SourceKind,
 )
-from florist_grpc.store.base import JobStore, PageCursor, ReportChange
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -34,7 +34,9 @@ def append_change(
     store: JobStore, job_id: str, source: Source, previous: JsonObject, report: JsonObject, at: datetime
 ) -> MetricsEvent | None:
     """One report change appended on its own."""
-    return store.append_report_changes([ReportChange(job_id, source, previous, report, at)])[0]
+    result = store.append_report_changes([ReportChange(job_id, source, previous, report, at)])[0]
+    assert not isinstance(result, SetAside)
+    return result
 
 
 def report_of(store: JobStore, job_id: str, source: Source) -> JsonObject:
@@ -225,6 +227,21 @@ class JobStoreContract:
         ]
         assert report_of(store, "a", SERVER_SOURCE) == {"x": 3} and report_of(store, "a", client) == {"w": 2}
         assert store.read_events("idle", 0) == []
+
+    def test_a_change_that_cannot_be_stored_is_set_aside_alone(self, store: JobStore) -> None:
+        self.started(store, "a")
+        client = Source(SourceKind.CLIENT, 0, "u0")
+        results = store.append_report_changes(
+            [
+                ReportChange("a", SERVER_SOURCE, {}, {"x": 1}, T0),
+                ReportChange("a", client, {}, {"loss": float("nan")}, T0),  # JSON has no NaN: ingest never sends it
+                ReportChange("a", SERVER_SOURCE, {"x": 1}, {"x": 2}, T0),
+            ]
+        )
+        assert isinstance(results[1], SetAside) and "NaN" in results[1].reason
+        assert [(e.sequence if isinstance(e, MetricsEvent) else e) for e in (results[0], results[2])] == [2, 3]
+        assert report_of(store, "a", SERVER_SOURCE) == {"x": 2} and report_of(store, "a", client) == {}
+        assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
 
     def test_an_unchanged_report_appends_nothing(self, store: JobStore) -> None:
         self.started(store, "a")

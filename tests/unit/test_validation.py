@@ -92,3 +92,32 @@ def test_a_job_needs_clients_with_data_paths() -> None:
     assert "job.clients" in violations(make_job(clients=[]))
     found = violations(make_job(clients=[Client(data_path=" "), Client(data_path="/d")]))
     assert found.keys() == {"job.clients[0].data_path"}
+
+
+def test_every_number_in_every_strategy_schema_has_a_maximum() -> None:
+    for name, spec in STRATEGIES.items():
+        for key, prop in spec.config_schema["properties"].items():
+            if prop.get("type") in ("number", "integer"):
+                assert "maximum" in prop or "exclusiveMaximum" in prop, (name, key)
+
+
+def test_fedopt_rates_beyond_their_maximum_are_reported() -> None:
+    config = {"n_server_rounds": 1, "batch_size": 8, "local_epochs": 1, "server_learning_rate": 1e12, "tau": 1e9}
+    found = violations(make_job(strategy="FEDADAM", server_config=config))
+    assert found["job.server_config.server_learning_rate"] == "is above the maximum 1000"
+    assert found["job.server_config.tau"] == "is above the maximum 1"
+
+
+def test_non_finite_numbers_are_reported_once_per_field_without_echoing_the_value() -> None:
+    config = {"n_server_rounds": float("nan"), "batch_size": 8, "local_epochs": 1, "learning_rate": float("inf")}
+    found = violations(make_job(server_config=config))
+    assert found == {
+        "job.server_config.n_server_rounds": "must be a finite number",
+        "job.server_config.learning_rate": "must be a finite number",
+    }
+
+
+def test_huge_values_and_keys_are_not_echoed_in_full() -> None:
+    config = {"n_server_rounds": "x" * 100_000, "batch_size": 8, "local_epochs": 1, "k" * 100_000: 1}
+    found = violations(make_job(server_config=config, model="m" * 100_000))
+    assert all(len(field) < 300 and len(description) < 300 for field, description in found.items())
