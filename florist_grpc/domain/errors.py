@@ -49,3 +49,7 @@ class Unauthenticated(FloristError):
 
 class PermissionDenied(FloristError):
     pass
+
+
+class Aborted(FloristError):
+    """The operation was cut short by a concurrent one (e.g. an agent session replaced by a newer one)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -12,6 +13,17 @@ from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import Job
 
 MAX_CLIENTS = 256
+# An agent's name (`florist-grpc agent --name`): what jobs and auth-file lines refer to it by.
+AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# A client's device: the first CUDA device if any ("auto"), the CPU, or a CUDA device.
+DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]{1,3})?)$")
+
+
+def agent_name_problem(name: str) -> str | None:
+    """Why `name` cannot name an agent, or None."""
+    if AGENT_NAME.match(name):
+        return None
+    return "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 @functools.cache
@@ -69,5 +81,9 @@ def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
     for i, client in enumerate(job.clients):
         if not client.data_path.strip():
             problems.append(FieldViolation(f"job.clients[{i}].data_path", "must not be empty"))
+        if client.agent and (problem := agent_name_problem(client.agent)):
+            problems.append(FieldViolation(f"job.clients[{i}].agent", problem))
+        if not DEVICE.match(client.device):
+            problems.append(FieldViolation(f"job.clients[{i}].device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"))
     if problems:
         raise InvalidArgument(problems)
