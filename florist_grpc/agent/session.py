@@ -67,6 +67,8 @@ class Agent:
                 if exc.code() == grpc.StatusCode.ABORTED:
                     raise Replaced(exc.details() or "replaced") from exc
                 log.warning("session to %s failed: %s %s", self._settings.control_plane, exc.code().name, exc.details())
+            except (OSError, FloristError, grpc.RpcError) as exc:
+                log.warning("session to %s failed: %s", self._settings.control_plane, exc)
             bound = min(self._settings.reconnect_max_seconds, self._settings.reconnect_min_seconds * 2**attempt)
             attempt += 1
             await asyncio.sleep(random.uniform(bound / 2, bound))  # backoff before redialling
@@ -117,7 +119,7 @@ class Agent:
                 yield
                 session = _Session(self._clients, self._relay, self._settings, outbox.put_nowait, tasks)
                 tasks["~pump"] = asyncio.create_task(session.pump())
-                async for message in call:
+                while isinstance(message := await call.read(), pb.ConnectResponse):
                     session.handle(message)
             finally:
                 for task in tasks.values():

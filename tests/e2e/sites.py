@@ -1,0 +1,109 @@
+"""Test support for sites: `florist-grpc agent` processes, raw agent sessions, job helpers."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
+from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
+from tests.e2e.conftest import BIN
+
+
+@dataclass
+class AgentProcess:
+    """A running `florist-grpc agent`, its stdout lines collected by a thread (so a test never blocks on it)."""
+
+    process: subprocess.Popen[str]
+    name: str
+    root: Path
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    def wait_line(self, needle: str, timeout: float = 60.0) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty as exc:
+                raise AssertionError(f"agent {self.name} printed no {needle!r} within {timeout}s") from exc
+            if needle in line:
+                return line
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+
+def agent_command(control_plane: str, name: str, root: Path, *extra: str) -> list[str]:
+    return [str(BIN / "florist-grpc"), "agent", "--control-plane", control_plane, "--name", name, "--data-root", str(root), *extra]
+
+
+def start_agent(
+    control_plane: str,
+    name: str,
+    root: Path,
+    *extra: str,
+    token: str = "",
+    prefix: Sequence[str] = (),
+    wait: bool = True,
+) -> AgentProcess:
+    """Start an agent (optionally under `prefix`, e.g. `ip netns exec NS`) and wait until its session is up."""
+    env = {**os.environ, "FLORIST_AGENT_TOKEN": token}
+    log = open(root.parent / f"{name}-agent.log", "a")  # noqa: SIM115 - lives as long as the agent
+    process = subprocess.Popen(
+        [*prefix, *agent_command(control_plane, name, root, *extra)],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=env,
+    )
+    agent = AgentProcess(process, name, root)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            agent.lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    if wait:
+        agent.wait_line(f"florist-grpc agent {name} connected to {control_plane}")
+    return agent
+
+
+class RawSession:
+    """An agent session opened by the test itself, to speak the protocol directly."""
+
+    def __init__(self, channel: grpc.Channel, name: str, token: str = "") -> None:
+        self.outbox: queue.Queue[agent_pb.ConnectRequest | None] = queue.Queue()
+        self.outbox.put(agent_pb.ConnectRequest(hello=agent_pb.AgentHello(name=name, version="test", devices=["cpu"])))
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.call = agent_grpc.AgentServiceStub(channel).Connect(self._requests(), metadata=metadata, timeout=60)
+
+    def _requests(self) -> Iterator[agent_pb.ConnectRequest]:
+        while (message := self.outbox.get()) is not None:
+            yield message
+
+    def first(self) -> agent_pb.ConnectResponse:
+        response: agent_pb.ConnectResponse = next(self.call)
+        return response
+
+    def code_at_end(self) -> grpc.StatusCode:
+        """Read until the control plane ends the session; its status code."""
+        try:
+            for _ in self.call:
+                pass
+        except grpc.RpcError as exc:
+            return exc.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        self.call.cancel()
