@@ -57,6 +57,11 @@ def agent_job(data_paths: list[str], agents: list[str], rounds: int = 2) -> job_
     return message
 
 
+def site_rounds(plane: PlaneThread, job_id: str) -> dict[str, object]:
+    rounds: dict[str, object] = json_format.MessageToDict(plane.get(job_id).clients[0].metrics).get("rounds", {})
+    return rounds
+
+
 def start_refused(plane: PlaneThread, job_id: str) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as raised:
         plane.start(job_id)
@@ -195,7 +200,7 @@ def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_client
     try:
         job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=4))
         plane.start(job.id)
-        wait_for(lambda: "1" in plane.get(job.id).clients[0].metrics.get("rounds", {}), 120, "round 1 at the site")
+        wait_for(lambda: "1" in site_rounds(plane, job.id), 120, "round 1 at the site")
         os.kill(agent.process.pid, signal.SIGKILL)  # the agent only: its clients run in their own sessions
         agent.process.wait(10)
         wait_for(lambda: not list_agents(plane)[0].connected, 30, "the control plane to see the session end")
