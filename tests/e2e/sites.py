@@ -43,7 +43,17 @@ class AgentProcess:
 
 
 def agent_command(control_plane: str, name: str, root: Path, *extra: str) -> list[str]:
-    return [str(BIN / "florist-grpc"), "agent", "--control-plane", control_plane, "--name", name, "--data-root", str(root), *extra]
+    return [
+        str(BIN / "florist-grpc"),
+        "agent",
+        "--control-plane",
+        control_plane,
+        "--name",
+        name,
+        "--data-root",
+        str(root),
+        *extra,
+    ]
 
 
 def start_agent(
