@@ -111,15 +111,17 @@ class Agents:
         known = {c.client_uuid: c for c in hello.clients}
         with self._lock:
             self._away_since.pop(hello.name, None)
-            mine = [(u, c) for u, c in self._clients.items() if c.agent == hello.name and c.exit is None]
-            for client_uuid, client in mine:
+            for client_uuid, client in self._clients.items():
+                if client.agent != hello.name:
+                    continue
                 status = known.get(client_uuid)
                 if status is None:
-                    client.exit = Exit(None, f"was lost: agent {hello.name} reconnected without it")
-                elif not status.running:
-                    client.exit = Exit(status.exit_code if status.exit_code_known else None)
-                elif client.stop_requested:
+                    if client.exit is None:
+                        client.exit = Exit(None, f"was lost: agent {hello.name} reconnected without it")
+                elif status.running and client.stop_requested:
+                    # Stopped while the agent was away (the job ended meanwhile): nothing may outlive its job.
                     session.send(pb.ConnectResponse(stop_client=pb.StopClient(client_uuid=client_uuid)))
+            # Exits of clients the agent knows arrive as process_exited after their last reports.
         log.info("agent %s connected (version %s, devices %s)", hello.name, hello.version, list(hello.devices))
         return session
 
@@ -261,9 +263,11 @@ class Agents:
             if client is None or client.exit is not None:
                 return client.exit if client else Exit(None, "was never launched by an agent")
             away = self._away_since.get(client.agent)
-        if away is not None and time.monotonic() - away > grace:
-            return Exit(None, f"was lost: agent {client.agent} stayed disconnected for more than {grace:g}s")
-        return None
+            if away is None or time.monotonic() - away <= grace:
+                return None
+            client.exit = Exit(None, f"was lost: agent {client.agent} stayed disconnected for more than {grace:g}s")
+            client.stop_requested = True  # should the agent come back with it still running
+            return client.exit
 
     def log_tail(self, client_uuid: str) -> str:
         with self._lock:
@@ -276,7 +280,7 @@ class Agents:
     def _stop(self, client_uuid: str) -> None:
         with self._lock:
             client = self._clients.get(client_uuid)
-            if client is None or client.exit is not None:
+            if client is None or (client.exit is not None and not client.stop_requested):
                 return
             client.stop_requested = True  # sent again when the agent reconnects, should it be away now
         session = self._sessions.get(client.agent)
