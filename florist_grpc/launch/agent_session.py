@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from florist_grpc.domain.errors import FloristError, Unavailable
+from florist_grpc.domain.errors import FailedPrecondition, FloristError, Unavailable
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 
 # Reply kinds: which oneof case of a ConnectRequest answers a request.
@@ -95,6 +95,9 @@ class AgentSession:
             queue = self._logs.get(message.log_chunk.request_id)
             if queue is not None:
                 queue.put_nowait(message.log_chunk)
+        elif kind == "request_failed" and message.request_failed.request_id in self._logs:
+            failed = message.request_failed
+            self._logs[failed.request_id].put_nowait(FailedPrecondition(f"agent {self.name}: {failed.message}"))
         elif kind in REPLIES:
             reply = getattr(message, kind)
             future = self._replies.get(reply.request_id)

@@ -95,6 +95,11 @@ class Agents:
             reader.cancel()
             writer.cancel()
             self._close(session, Unavailable(f"agent {name} disconnected"))
+        for task in (reader, writer):
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+                # The stream broke (the agent went away mid-write, or Redis refused a relayed report): the
+                # agent redials and resends its snapshots, so this session just ends.
+                log.warning("agent %s: session failed: %r", name, exc)
         if isinstance(session.closed, Aborted):
             raise session.closed
 
