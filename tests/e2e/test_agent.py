@@ -6,71 +6,18 @@ same event log as local ones; refusals happen before anything runs.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import psutil
 import pytest
-from google.protobuf import json_format
 
-from florist_grpc.domain import merge_patch
-from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
-from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
-from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
-from tests.e2e.conftest import Served, serve, stop
-from tests.e2e.sites import AgentProcess, RawSession, start_agent
-from tests.helpers import PlaneThread, fl_processes, job_message, no_fl_process_left, short_timeouts, wait_for
-
-
-def sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@pytest.fixture
-def site_root(tmp_path: Path, demo_data: list[str]) -> Path:
-    root = tmp_path / "site-a"
-    root.mkdir()
-    shutil.copy(demo_data[0], root / "mine.pt")
-    return root
-
-
-@pytest.fixture
-def site(plane: PlaneThread, site_root: Path) -> Iterator[AgentProcess]:
-    agent = start_agent(plane.address, "site-a", site_root)
-    yield agent
-    assert agent.stop() == 0
-
-
-def list_agents(plane: PlaneThread) -> list[agent_pb.AgentInfo]:
-    stub = agent_grpc.AgentServiceStub(plane.channel)
-    return list(stub.ListAgents(agent_pb.ListAgentsRequest(), timeout=10).agents)
-
-
-def agent_job(data_paths: list[str], agents: list[str], rounds: int = 2) -> job_pb2.Job:
-    message = job_message(data_paths, rounds=rounds)
-    for client, agent in zip(message.clients, agents, strict=True):
-        client.agent = agent
-    return message
-
-
-def site_rounds(plane: PlaneThread, job_id: str) -> dict[str, object]:
-    rounds: dict[str, object] = json_format.MessageToDict(plane.get(job_id).clients[0].metrics).get("rounds", {})
-    return rounds
-
-
-def start_refused(plane: PlaneThread, job_id: str) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as raised:
-        plane.start(job_id)
-    return raised.value
+from tests.e2e.sites import AgentProcess, RawSession, agent_job, list_agents, sha, start_agent
+from tests.helpers import PlaneThread, fl_processes, wait_for
 
 
 def test_a_connected_agent_is_listed_with_its_devices_and_version(plane: PlaneThread, site: AgentProcess) -> None:
@@ -78,27 +25,6 @@ def test_a_connected_agent_is_listed_with_its_devices_and_version(plane: PlaneTh
     assert info.name == "site-a" and info.connected
     assert "cpu" in info.devices and info.version
     assert info.data_root == str(site.root.resolve())
-
-
-@pytest.mark.slow
-def test_a_job_with_a_local_and_an_agent_run_client_trains_to_success(
-    plane: PlaneThread, site: AgentProcess, demo_data: list[str]
-) -> None:
-    job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""]))
-    plane.start(job.id)
-    events = plane.events(job.id)
-    assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, plane.get(job.id).error_message
-    done = plane.get(job.id)
-    for client in done.clients:
-        assert client.state == job_pb2.CLIENT_STATE_FINISHED and "shutdown" in client.metrics
-        assert set(client.metrics["rounds"]) == {"1", "2"}
-    remote = "".join(
-        chunk.text
-        for chunk in plane.training.StreamLogs(
-            training_pb.StreamLogsRequest(job_id=job.id, source=training_pb.LogSource(client_index=0)), timeout=30
-        )
-    )
-    assert "Flower" in remote or "flwr" in remote.lower()  # the agent-side client's own log, read through the session
 
 
 def test_a_job_naming_an_agent_that_is_not_connected_is_refused_and_nothing_runs(
@@ -196,106 +122,7 @@ def test_an_agent_replaced_by_another_with_its_name_exits_with_an_error(plane: P
     intruder.close()
 
 
-@pytest.mark.slow
-def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_clients(
-    tmp_path: Path, site_root: Path, demo_data: list[str]
-) -> None:
-    plane = PlaneThread(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=60.0))
-    agent = start_agent(plane.address, "site-a", site_root)
-    try:
-        job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=4))
-        plane.start(job.id)
-        wait_for(lambda: "1" in site_rounds(plane, job.id), 120, "round 1 at the site")
-        os.kill(agent.process.pid, signal.SIGKILL)  # the agent only: its clients run in their own sessions
-        agent.process.wait(10)
-        wait_for(lambda: not list_agents(plane)[0].connected, 30, "the control plane to see the session end")
-        agent = start_agent(plane.address, "site-a", site_root)
-        events = plane.events(job.id)
-        done = plane.get(job.id)
-        assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, done.error_message
-        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-        # Replaying the site client's patches rebuilds exactly what it reported: nothing was lost meanwhile.
-        report: dict[str, object] = {}
-        for event in events:
-            if event.source.client_uuid == done.clients[0].uuid:
-                report = merge_patch.apply(report, json_format.MessageToDict(event.patch))
-        assert report == json_format.MessageToDict(done.clients[0].metrics)
-        assert set(done.clients[0].metrics["rounds"]) == {"1", "2", "3", "4"} and "shutdown" in report
-    finally:
-        agent.stop()
-        plane.stop()
-        no_fl_process_left()
-
-
-def site_client_pid(root: Path) -> int:
-    recorded: dict[str, dict[str, int]] = json.loads((root / ".florist-agent" / "clients.json").read_text())
-    (ref,) = recorded.values()
-    return ref["pid"]
-
-
-@pytest.mark.slow
-def test_a_job_whose_agent_stays_away_past_the_grace_fails_naming_it_and_its_client_is_stopped_on_return(
-    tmp_path: Path, site_root: Path, demo_data: list[str]
-) -> None:
-    plane = PlaneThread(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=3.0))
-    agent = start_agent(plane.address, "site-a", site_root)
-    try:
-        job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=1000))
-        plane.start(job.id)
-        wait_for(lambda: "1" in site_rounds(plane, job.id), 120, "round 1 at the site")
-        orphan = site_client_pid(site_root)
-        os.kill(agent.process.pid, signal.SIGKILL)
-        agent.process.wait(10)
-        failed = plane.wait_state(job.id, {job_pb2.JOB_STATE_FINISHED_WITH_ERROR}, timeout=60)
-        assert "agent site-a" in failed.error_message and "disconnected" in failed.error_message
-        # The site's client kept running without its agent; the agent's return stops it.
-        agent = start_agent(plane.address, "site-a", site_root)
-        wait_for(lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie", 60, "stop")
-    finally:
-        agent.stop()
-        plane.stop()
-
-
-@pytest.mark.slow
-def test_a_restarted_control_plane_re_adopts_agent_run_clients_when_the_agent_reconnects(
-    tmp_path: Path, site_root: Path, demo_data: list[str]
-) -> None:
-    port = str(free_port())
-    data_dir = tmp_path / "florist"
-    served = serve(data_dir, "--port", port)
-    agent = start_agent(served.address, "site-a", site_root)
-    again: Served | None = None
-    try:
-        with grpc.insecure_channel(served.address) as channel:
-            jobs = job_service_pb2_grpc.JobServiceStub(channel)
-            message = agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=40)
-            job = jobs.CreateJob(job_service_pb2.CreateJobRequest(job=message), timeout=10).job
-            training_grpc.TrainingServiceStub(channel).StartTraining(
-                training_pb.StartTrainingRequest(job_id=job.id), timeout=60
-            )
-
-            def site_round(n: int) -> bool:
-                got = jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job.id), timeout=10).job
-                return str(n) in json_format.MessageToDict(got.clients[0].metrics).get("rounds", {})
-
-            wait_for(lambda: site_round(2), 120, "round 2 at the site")
-        served.process.send_signal(signal.SIGKILL)
-        served.process.wait(10)
-        again = serve(data_dir, "--port", port)
-        agent.wait_line("connected to", 60)  # it redials the same address
-        with grpc.insecure_channel(again.address) as channel:
-            training = training_grpc.TrainingServiceStub(channel)
-            request = training_pb.StreamMetricsRequest(job_id=job.id)
-            events = [r.event for r in training.StreamMetrics(request, timeout=240)]
-            done = (
-                job_service_pb2_grpc.JobServiceStub(channel)
-                .GetJob(job_service_pb2.GetJobRequest(job_id=job.id), timeout=10)
-                .job
-            )
-        assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, done.error_message
-        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-        site = json_format.MessageToDict(done.clients[0].metrics)
-        assert len(site["rounds"]) == 40 and "shutdown" in site
-    finally:
-        agent.stop()
-        stop(again or served)
+def start_refused(plane: PlaneThread, job_id: str) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.start(job_id)
+    return raised.value

@@ -7,9 +7,7 @@ runs. Everything network-facing lives in namespaces this test creates and delete
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import ipaddress
+import contextlib
 import json
 import os
 import shutil
@@ -22,13 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.e2e.conftest import BIN
-from tests.e2e.sites import AgentProcess, agent_command, start_agent
+from tests.e2e.sites import AgentProcess, agent_command, issue_pki, sha, start_agent
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "10.200.0"  # inside the test's own namespaces only
@@ -76,59 +70,15 @@ def network() -> Iterator[Network]:
         for namespace in [*hosts, net.switch]:
             pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
             for pid in pids.stdout.split():
-                with _suppress():
+                with contextlib.suppress(OSError):
                     os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
-
-
-def _issue(
-    name: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None
-) -> tuple[bytes, bytes, x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca[0].subject if ca else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca is None, path_length=None), critical=True)
-    )
-    if ca is not None:
-        names = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in (CONTROL_PLANE_IP, "127.0.0.1")]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(ca[1] if ca else key, hashes.SHA256())
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem, cert, key
 
 
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Path]:
     """A throwaway CA and a control-plane certificate for its namespace address."""
-    ca_pem, _, ca_cert, ca_key = _issue("florist netns test CA", None)
-    cert_pem, key_pem, _, _ = _issue("control plane", (ca_cert, ca_key))
-    files = {"ca": tmp_path / "ca.crt", "cert": tmp_path / "server.crt", "key": tmp_path / "server.key"}
-    files["ca"].write_bytes(ca_pem)
-    files["cert"].write_bytes(cert_pem)
-    files["key"].write_bytes(key_pem)
-    return files
-
-
-def sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return issue_pki(tmp_path, [CONTROL_PLANE_IP, "127.0.0.1"])
 
 
 def listening(net: Network, namespace: str) -> list[str]:
