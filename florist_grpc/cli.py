@@ -83,16 +83,16 @@ def cmd_agent(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, session.cancel)
-        code = 0
         try:
             await session
         except asyncio.CancelledError:
             log.info("shutting down")
         except Replaced as exc:
+            # Leave the clients and the site's Redis running: the agent that replaced us may adopt them.
             print(f"error: another agent connected as {settings.name}: {exc}", file=sys.stderr)
-            code = 1
+            return 1
         await agent.stop()
-        return code
+        return 0
 
     try:
         return asyncio.run(run())

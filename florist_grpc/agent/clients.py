@@ -154,6 +154,8 @@ class SiteClients:
         return ProcessExitedFields(client.exit.code, tail)
 
     def known(self) -> list[pb.KnownClient]:
+        with self._lock:
+            clients = list(self._clients.items())
         return [
             pb.KnownClient(
                 client_uuid=u,
@@ -161,11 +163,12 @@ class SiteClients:
                 exit_code=c.exit.code or 0 if c.exit else 0,
                 exit_code_known=c.exit is not None and c.exit.code is not None,
             )
-            for u, c in self._clients.items()
+            for u, c in clients
         ]
 
     def ended(self) -> list[str]:
-        return [u for u, c in self._clients.items() if c.exit is not None]
+        with self._lock:
+            return [u for u, c in self._clients.items() if c.exit is not None]
 
     def running(self, client_uuid: str) -> bool:
         client = self._clients.get(client_uuid)

@@ -2,8 +2,8 @@
 
 After every (re)connect the agent says hello (with every client it knows), then sends the latest report of each
 client and the exits of those that ended, in that order: a client's last report always reaches the control plane
-before its exit. Reconnects back off exponentially with full jitter up to a bound, as Flower's SuperNode does,
-so a control plane restart is not met by every site at once.
+before its exit. Reconnects back off exponentially, with jitter, up to a bound (as Flower's SuperNode retries its
+SuperLink), so a control plane restart is not met by every site at once.
 """
 
 from __future__ import annotations

@@ -6,11 +6,13 @@ same event log as local ones; refusals happen before anything runs.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
@@ -120,6 +122,9 @@ def test_an_agent_replaced_by_another_with_its_name_exits_with_an_error(plane: P
     assert intruder.first().HasField("welcome")
     assert agent.process.wait(30) == 1
     intruder.close()
+    # It leaves its site's Redis (and clients) for the agent that replaced it; this test has no such agent.
+    redis_state = json.loads((site_root / ".florist-agent" / "redis" / "redis.json").read_text())
+    psutil.Process(redis_state["pid"]).kill()
 
 
 def start_refused(plane: PlaneThread, job_id: str) -> grpc.RpcError:
