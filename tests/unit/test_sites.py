@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from florist_grpc.agent.clients import resolve_data_path
-from florist_grpc.config import add_agent_arguments, agent_settings_from_args
+from florist_grpc.config import add_agent_arguments, add_serve_arguments, agent_settings_from_args, settings_from_args
 from florist_grpc.domain.errors import PermissionDenied
 from florist_grpc.fl.device import resolve_device
 
@@ -102,3 +102,16 @@ def test_plaintext_to_a_non_loopback_control_plane_needs_insecure(tmp_path: Path
 def test_agent_flags_that_do_not_fit_are_refused(tmp_path: Path, flags: list[str]) -> None:
     with pytest.raises(ValueError):
         agent_settings_from_args(agent_args(tmp_path, *flags), {})
+
+
+@pytest.mark.parametrize(
+    ("host", "advertise", "expected"),
+    [("10.0.0.5", "", "10.0.0.5"), ("0.0.0.0", "", "127.0.0.1"), ("0.0.0.0", "cp.example.org", "cp.example.org")],
+)
+def test_fl_servers_are_advertised_at_the_advertise_host_else_the_bound_host(
+    host: str, advertise: str, expected: str
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser, {})
+    flags = ["--host", host, "--insecure-no-auth", *(["--advertise-host", advertise] if advertise else [])]
+    assert settings_from_args(parser.parse_args(flags)).fl_server_host == expected
