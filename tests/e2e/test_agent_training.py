@@ -120,7 +120,7 @@ def test_a_restarted_control_plane_re_adopts_agent_run_clients_when_the_agent_re
     try:
         with grpc.insecure_channel(served.address) as channel:
             jobs = job_service_pb2_grpc.JobServiceStub(channel)
-            message = agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=40)
+            message = agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=20)
             job = jobs.CreateJob(job_service_pb2.CreateJobRequest(job=message), timeout=10).job
             training_grpc.TrainingServiceStub(channel).StartTraining(
                 training_pb.StartTrainingRequest(job_id=job.id), timeout=60
@@ -147,7 +147,7 @@ def test_a_restarted_control_plane_re_adopts_agent_run_clients_when_the_agent_re
         assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, done.error_message
         assert [e.sequence for e in events] == list(range(1, len(events) + 1))
         site = json_format.MessageToDict(done.clients[0].metrics)
-        assert len(site["rounds"]) == 40 and "shutdown" in site
+        assert len(site["rounds"]) == 20 and "shutdown" in site
     finally:
         agent.stop()
         stop(again or served)
