@@ -187,6 +187,8 @@ class ControlPlane:
         if self._health_task is not None:
             self._health_task.cancel()
         await self._health.enter_graceful_shutdown()
+        if self._running is not None:
+            self._running.agents.close_sessions()
         if self._server is not None:
             await self._server.stop(grace)
         if self._redis_probe is not None:

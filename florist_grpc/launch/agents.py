@@ -292,9 +292,13 @@ class Agents:
         if session is not None:
             session.send(pb.ConnectResponse(stop_client=pb.StopClient(client_uuid=client_uuid)))
 
-    async def close(self) -> None:
+    def close_sessions(self) -> None:
+        """End every session (agents redial with backoff): shutdown need not wait for these endless streams."""
         for session in list(self._sessions.values()):
             self._close(session, Unavailable("the control plane is shutting down"))
+
+    async def close(self) -> None:
+        self.close_sessions()
         await self._redis.aclose()
 
 
