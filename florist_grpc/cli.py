@@ -18,7 +18,13 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from florist_grpc.config import AgentSettings, add_serve_arguments, agent_token, env_default, settings_from_args
+from florist_grpc.config import (
+    add_agent_arguments,
+    add_serve_arguments,
+    agent_settings_from_args,
+    env_default,
+    settings_from_args,
+)
 
 log = logging.getLogger("florist_grpc")
 
@@ -62,20 +68,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from florist_grpc.agent import Agent
+    from florist_grpc.agent.session import Replaced
 
-    settings = AgentSettings(args.host, int(args.port), Path(args.data_root), agent_token(os.environ))
-    if not settings.token and not args.insecure_no_auth:
-        print(
-            "error: set FLORIST_AGENT_TOKEN (shared with the control plane) or pass --insecure-no-auth", file=sys.stderr
-        )
+    try:
+        settings = agent_settings_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    agent = Agent(settings)
-    asyncio.run(
-        _serve_until_signal(
-            agent.start, agent.stop, lambda: f"florist-grpc agent listening on {args.host}:{agent.port}"
-        )
-    )
-    return 0
+
+    async def run() -> int:
+        agent = Agent(settings)
+        await agent.start()
+        session = asyncio.create_task(agent.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, session.cancel)
+        try:
+            await session
+        except asyncio.CancelledError:
+            log.info("shutting down")
+        except Replaced as exc:
+            # Leave the clients and the site's Redis running: the agent that replaced us may adopt them.
+            print(f"error: another agent connected as {settings.name}: {exc}", file=sys.stderr)
+            return 1
+        await agent.stop()
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 # --- client commands ----------------------------------------------------------------------------------------------
@@ -245,11 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve, env)
     serve.set_defaults(func=cmd_serve)
 
-    agent = sub.add_parser("agent", help="run an agent that launches FL clients on this machine")
-    agent.add_argument("--host", default=env.get("FLORIST_HOST", "127.0.0.1"))
-    agent.add_argument("--port", type=int, default=int(env.get("FLORIST_PORT", "50052")))
-    agent.add_argument("--data-root", default=env.get("FLORIST_DATA_ROOT"), required="FLORIST_DATA_ROOT" not in env)
-    agent.add_argument("--insecure-no-auth", action="store_true")
+    agent = sub.add_parser("agent", help="run a site's agent: dials the control plane, runs FL clients here")
+    add_agent_arguments(agent, env)
     agent.set_defaults(func=cmd_agent)
 
     demo = sub.add_parser("demo", help="serve, train a 2-client FedAvg job on synthetic data, show progress")

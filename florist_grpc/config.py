@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from florist_grpc.net import is_loopback
+from florist_grpc.domain.validation import agent_name_problem
+from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,10 @@ class Timeouts:
     client_exit_grace_seconds: float = 15.0
     # Shutdown of the gRPC server: in-flight unary RPCs get this long to finish.
     shutdown_grace_seconds: float = 5.0
-    # Calls to agents.
+    # A request to a connected agent (launch a client, check a dataset) must be answered within this.
     agent_call_seconds: float = 10.0
+    # A job whose agent stays disconnected longer than this ends FINISHED_WITH_ERROR naming the agent.
+    agent_away_grace_seconds: float = 60.0
     # A start that failed stops what it launched: SIGTERM, the stop grace, SIGKILL, and the exits being seen.
     start_cleanup_seconds: float = 15.0
     # The embedded Redis must answer within this after it is launched.
@@ -51,13 +54,21 @@ class Settings:
     auth_file: Path | None = None
     tls: TLSConfig | None = None
     insecure_no_auth: bool = False
-    # Sent to agents as `authorization: Bearer ...` (FLORIST_AGENT_TOKEN).
-    agent_token: str = ""
+    # The host agents' FL clients are told to reach FL servers at (`--advertise-host`).
+    advertise_host: str = ""
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
     def is_loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def fl_server_host(self) -> str:
+        """Where FL servers of jobs with agent-run clients are advertised: --advertise-host, else --host unless
+        it is a wildcard, else loopback (agents on this machine only)."""
+        if self.advertise_host:
+            return self.advertise_host
+        return self.host if not is_wildcard(self.host) else LOOPBACK
 
 
 def env_default(env: Mapping[str, str], flag: str, default: str | None = None) -> str | None:
@@ -66,19 +77,85 @@ def env_default(env: Mapping[str, str], flag: str, default: str | None = None) -
 
 
 def agent_token(env: Mapping[str, str]) -> str:
-    """The shared agent token: the one place FLORIST_AGENT_TOKEN is read."""
+    """The agent's own token: the one place FLORIST_AGENT_TOKEN is read."""
     return env.get("FLORIST_AGENT_TOKEN", "")
 
 
 @dataclass(frozen=True)
 class AgentSettings:
-    """`florist-grpc agent`: where it listens, the data it may read, the token callers must present."""
+    """`florist-grpc agent`: the control plane it dials, its name, the data it may read, how it authenticates."""
 
-    host: str
-    port: int
+    control_plane: str
+    name: str
     data_root: Path
-    token: str
+    # Sent as `authorization: Bearer ...`; empty only against a control plane without an auth file.
+    token: str = ""
+    # CA that signed the control plane's certificate; also given to FL clients to verify the FL server.
+    tls_ca: Path | None = None
+    # Optional client certificate (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Plaintext to a non-loopback control plane (the token travels in clear).
+    insecure: bool = False
+    # Reconnect backoff: the first wait, and the bound it doubles up to (with jitter).
+    reconnect_min_seconds: float = 0.2
+    reconnect_max_seconds: float = 10.0
+    # How often the agent says it is alive when it has nothing else to send.
+    heartbeat_seconds: float = 10.0
     timeouts: Timeouts = field(default_factory=Timeouts)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca is not None
+
+
+def agent_settings_from_args(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> AgentSettings:
+    """Build AgentSettings; raise ValueError with a message for the user when flags do not fit together."""
+    if problem := address_problem(args.control_plane or ""):
+        raise ValueError(f"--control-plane {args.control_plane!r}: {problem}")
+    if problem := agent_name_problem(args.name or ""):
+        raise ValueError(f"--name {args.name!r}: {problem}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key must be given together")
+    if args.tls_cert and not args.tls_ca:
+        raise ValueError("--tls-cert needs --tls-ca")
+    host, _ = split_host_port(args.control_plane)
+    if not args.tls_ca and not args.insecure and not is_loopback(host):
+        raise ValueError(
+            f"refusing to send the agent token in plaintext to {host}: give --tls-ca, "
+            "or --insecure if this network is trusted"
+        )
+    root = Path(args.data_root)
+    if not root.is_dir():
+        raise ValueError(f"--data-root {root} is not a directory")
+    return AgentSettings(
+        control_plane=args.control_plane,
+        name=args.name,
+        data_root=root.resolve(),
+        token=agent_token(env),
+        tls_ca=Path(args.tls_ca) if args.tls_ca else None,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        insecure=bool(args.insecure),
+    )
+
+
+def add_agent_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] = os.environ) -> None:
+    def opt(flag: str, default: str | None = None, **kwargs: object) -> None:
+        parser.add_argument(flag, default=env_default(env, flag, default), **kwargs)  # type: ignore[arg-type]
+
+    opt("--control-plane", None, help="host:port of the control plane to dial")
+    opt("--name", None, help="this agent's name (jobs name it in ClientInfo.agent)")
+    opt("--data-root", None, help="datasets FL clients may read; job data paths are relative to it")
+    opt("--tls-ca", None, help="CA of the control plane's certificate (PEM); enables TLS")
+    opt("--tls-cert", None, help="client certificate for mutual TLS (PEM)")
+    opt("--tls-key", None, help="client private key for mutual TLS (PEM)")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=env_flag(env, "--insecure"),
+        help="allow plaintext to a non-loopback control plane",
+    )
 
 
 def env_flag(env: Mapping[str, str], flag: str) -> bool:
@@ -98,6 +175,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     opt("--tls-cert", None, help="server certificate (PEM)")
     opt("--tls-key", None, help="server private key (PEM)")
     opt("--tls-client-ca", None, help="require client certificates signed by this CA (PEM)")
+    opt("--advertise-host", "", help="host agents' FL clients reach FL servers at (default: --host unless wildcard)")
     parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
@@ -128,7 +206,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         auth_file=Path(args.auth_file) if args.auth_file else None,
         tls=tls,
         insecure_no_auth=bool(args.insecure_no_auth),
-        agent_token=agent_token(os.environ),
+        advertise_host=(args.advertise_host or "").strip(),
     )
     if settings.auth_file is None and not settings.is_loopback and not settings.insecure_no_auth:
         raise ValueError(

@@ -40,6 +40,7 @@ CODES: dict[type[errors.FloristError], int] = {
     errors.DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
+    errors.Aborted: code_pb2.ABORTED,
 }
 
 

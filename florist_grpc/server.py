@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
 from florist_grpc.api.catalog_service import CatalogServicer
 from florist_grpc.api.grpc_server import build_server, server_credentials
@@ -26,12 +27,13 @@ from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
-from florist_grpc.launch.agent_client import AgentClients
+from florist_grpc.launch.agents import Agents
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import redis_address_of
-from florist_grpc.proto.florist.v1 import catalog_service_pb2, job_service_pb2, training_service_pb2
+from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
+from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
@@ -44,6 +46,7 @@ FLORIST_SERVICES = (
     job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     training_service_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
 )
 HEALTH_CHECK_SECONDS = 2.0
 
@@ -53,7 +56,7 @@ class Running:
     store: JobStore
     hub: EventHub
     follower: JobFollower
-    agents: AgentClients
+    agents: Agents
     redis: EmbeddedRedis | None
 
 
@@ -77,8 +80,9 @@ class ControlPlane:
         data_dir.mkdir(parents=True, exist_ok=True)
         # Interceptor order: auth is the only one and runs first, before any servicer code sees the call.
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
-        if settings.auth_file is not None:
-            interceptors.append(AuthInterceptor(load_auth_file(settings.auth_file)))
+        tokens = load_auth_file(settings.auth_file) if settings.auth_file is not None else None
+        if tokens is not None:
+            interceptors.append(AuthInterceptor(tokens))
         credentials = server_credentials(settings)
 
         store = self._given_store
@@ -101,10 +105,10 @@ class ControlPlane:
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
         )
-        agents = AgentClients(settings.agent_token, timeouts.agent_call_seconds)
+        agents = Agents(self.redis_url, timeouts)
         self._running = Running(store, hub, follower, agents, embedded)
-        registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.host)
-        trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts)
+        registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host)
+        trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts, settings.tls)
 
         server = build_server(interceptors)
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
@@ -112,6 +116,7 @@ class ControlPlane:
             TrainingServicer(trainer, registry, store, hub, agents), server
         )
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(), server)
+        agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(agents, tokens), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -182,6 +187,8 @@ class ControlPlane:
         if self._health_task is not None:
             self._health_task.cancel()
         await self._health.enter_graceful_shutdown()
+        if self._running is not None:
+            self._running.agents.close_sessions()
         if self._server is not None:
             await self._server.stop(grace)
         if self._redis_probe is not None:
@@ -190,7 +197,7 @@ class ControlPlane:
         if running is None:
             return
         await asyncio.to_thread(running.follower.stop)
-        running.agents.close()
+        await running.agents.close()
         if running.redis is not None:
             in_progress = await asyncio.to_thread(running.store.jobs_in_state, JobState.IN_PROGRESS)
             if in_progress:

@@ -1,7 +1,9 @@
 """Bearer-token authentication and role checks, as one grpc.aio interceptor.
 
 The auth file holds `ROLE SHA256_HEX_OF_TOKEN [NAME]` lines (`#` comments): the server never stores tokens,
-only their hashes. `viewer` may read and stream; `admin` may do everything. Health checks need no token, so
+only their hashes. `viewer` may read and stream; `admin` may do everything except open agent sessions; `agent`
+(`agent SHA256_HEX NAME`, a token bound to one agent name) may only open its own agent session
+(AgentService/Connect, with that NAME in its hello: checked by the servicer). Health checks need no token, so
 load balancers and orchestrators can probe the service.
 """
 
@@ -18,9 +20,11 @@ import grpc
 
 from florist_grpc.api.errors import abort
 from florist_grpc.domain.errors import PermissionDenied, Unauthenticated
+from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.rpc_errors import to_status
 
-ROLES = ("viewer", "admin")
+ROLES = ("viewer", "admin", "agent")
+AGENT_CONNECT = "/florist.v1.AgentService/Connect"
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
 VIEWER_METHODS = frozenset(
     {
@@ -29,6 +33,7 @@ VIEWER_METHODS = frozenset(
         "/florist.v1.CatalogService/GetCatalog",
         "/florist.v1.TrainingService/StreamMetrics",
         "/florist.v1.TrainingService/StreamLogs",
+        "/florist.v1.AgentService/ListAgents",
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     }
@@ -65,6 +70,8 @@ def load_auth_file(path: Path) -> dict[str, Principal]:
         parts = line.split()
         if len(parts) not in (2, 3) or parts[0] not in ROLES:
             raise AuthFileError(f"{path}:{number}: expected 'ROLE SHA256_HEX [NAME]' with ROLE in {ROLES}")
+        if parts[0] == "agent" and (len(parts) != 3 or agent_name_problem(parts[2])):
+            raise AuthFileError(f"{path}:{number}: an agent token needs the agent's NAME: 'agent SHA256_HEX NAME'")
         digest = parts[1].lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise AuthFileError(f"{path}:{number}: the second field must be a SHA-256 hex digest")
@@ -86,7 +93,10 @@ def authorize(tokens: dict[str, Principal], method: str, metadata: dict[str, str
     principal = next((p for d, p in tokens.items() if hmac.compare_digest(d, digest)), None)
     if principal is None:
         raise Unauthenticated("unknown token")
-    if principal.role != "admin" and method not in VIEWER_METHODS:
+    if (principal.role == "agent") != (method == AGENT_CONNECT):
+        # Agent tokens open agent sessions and nothing else; no other token may pose as an agent.
+        raise PermissionDenied(f"{principal.name} ({principal.role}) may not call {method}")
+    if principal.role == "viewer" and method not in VIEWER_METHODS:
         raise PermissionDenied(f"{principal.name} ({principal.role}) may not call {method}")
     return principal
 

@@ -70,7 +70,8 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         clients=[
             Client(
                 data_path=c.data_path,
-                service_address=c.service_address.strip(),
+                agent=c.agent.strip(),
+                device=c.device.strip() or "auto",
                 redis_address=c.redis_address.strip(),
             )
             for c in pb.clients
@@ -102,7 +103,8 @@ def job_to_proto(job: Job) -> job_pb2.Job:
     for c in job.clients:
         pb.clients.append(
             job_pb2.ClientInfo(
-                service_address=c.service_address,
+                agent=c.agent,
+                device=c.device,
                 data_path=c.data_path,
                 redis_address=c.redis_address,
                 uuid=c.uuid,

@@ -15,7 +15,7 @@ from florist_grpc.domain.errors import FailedPrecondition, FieldViolation, Inval
 from florist_grpc.domain.model import MetricsEvent
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
-from florist_grpc.launch.agent_client import AgentClients
+from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.logs import follow_log
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.stream import job_events
@@ -34,9 +34,7 @@ def _require_job_id(job_id: str) -> None:
 
 
 class TrainingServicer(pb_grpc.TrainingServiceServicer):
-    def __init__(
-        self, trainer: Trainer, registry: JobRegistry, store: JobStore, hub: EventHub, agents: AgentClients
-    ) -> None:
+    def __init__(self, trainer: Trainer, registry: JobRegistry, store: JobStore, hub: EventHub, agents: Agents) -> None:
         self._agents = agents
         self._responses: OrderedDict[tuple[str, int], pb.StreamMetricsResponse] = OrderedDict()
         self._trainer = trainer
@@ -106,10 +104,10 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
 
         chunks: AsyncIterator[tuple[str, int]]
         client = job.clients[int(key[6:])] if key != "server" else None
-        if client is not None and client.service_address:
+        if client is not None and client.agent:
             if not client.uuid:
                 raise FailedPrecondition(f"{key} has not been started")
-            chunks = self._agents.stream_log(client.service_address, client.uuid, request.offset, request.follow)
+            chunks = self._agents.stream_log(client.agent, client.uuid, request.offset, request.follow)
         else:
             chunks = follow_log(Path(self._trainer.log_path(job.id, key)), request.offset, request.follow, finished)
         async for text, next_offset in chunks:

@@ -90,3 +90,9 @@ class PermissionDenied(FloristError):
 def job_not_found(job_id: str) -> NotFound:
     """The one way to say a job does not exist (reason JOB_NOT_FOUND, the id quoted short)."""
     return NotFound(f"job {quote(job_id)} not found", reason="JOB_NOT_FOUND", metadata={"job_id": job_id})
+
+
+class Aborted(FloristError):
+    """The operation was cut short by a concurrent one (e.g. an agent session replaced by a newer one)."""
+
+    reason = "ABORTED"

@@ -80,13 +80,16 @@ class ProcessRef:
 @dataclass
 class Client:
     data_path: str
-    service_address: str = ""
+    # Name of the agent that runs this client; empty = launched locally by the control plane.
+    agent: str = ""
     redis_address: str = ""
     uuid: str = ""
     state: ClientState = ClientState.UNSPECIFIED
     metrics: JsonObject = field(default_factory=dict)
     error_message: str = ""
     process: ProcessRef = field(default_factory=ProcessRef)
+    # "auto" (first CUDA device if any, else cpu), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
 
 
 @dataclass
@@ -145,12 +148,16 @@ class Exit:
     """How a process ended. `code` is None when it is unknown (the process was not our child: we restarted)."""
 
     code: int | None
+    # Why the process counts as ended when its exit was not observed (e.g. its agent stayed away too long).
+    reason: str = ""
 
     @property
     def clean(self) -> bool:
         return self.code == 0
 
     def describe(self) -> str:
+        if self.reason:
+            return self.reason
         if self.code is None:
             return "ended (exit code unknown: it ran while the control plane was restarting)"
         if self.code < 0:

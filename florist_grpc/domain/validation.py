@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,17 @@ _DESCRIPTIONS = {
     "exclusiveMinimum": "must be greater than {} (exclusiveMinimum)",
     "exclusiveMaximum": "must be less than {} (exclusiveMaximum)",
 }
+# An agent's name (`florist-grpc agent --name`): what jobs and auth-file lines refer to it by.
+AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# A client's device: the first CUDA device if any ("auto"), the CPU, or a CUDA device.
+DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]{1,3})?)$")
+
+
+def agent_name_problem(name: str) -> str | None:
+    """Why `name` cannot name an agent, or None."""
+    if AGENT_NAME.match(name):
+        return None
+    return "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 @functools.cache
@@ -106,5 +118,9 @@ def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
             problems.append(FieldViolation(f"job.clients[{i}].data_path", "must not be empty"))
         elif len(client.data_path) > MAX_DATA_PATH or "\0" in client.data_path:
             problems.append(FieldViolation(f"job.clients[{i}].data_path", f"at most {MAX_DATA_PATH} chars, no NUL"))
+        if client.agent and (problem := agent_name_problem(client.agent)):
+            problems.append(FieldViolation(f"job.clients[{i}].agent", problem))
+        if not DEVICE.match(client.device):
+            problems.append(FieldViolation(f"job.clients[{i}].device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"))
     if problems:
         raise InvalidArgument(problems, reason="INVALID_JOB")

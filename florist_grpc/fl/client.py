@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from florist_grpc.fl.device import resolve_device
 from florist_grpc.fl.process import prepare_process
 from florist_grpc.fl.run_config import ClientRun
 
@@ -34,7 +35,8 @@ def build_client(cfg: ClientRun) -> Any:
     split = load_split(Path(cfg.data_path), cfg.model, float(config.get("validation_fraction", 0.2)), seed)
     reporter = RedisReporter(cfg.redis_address, cfg.uuid)
     reporter.report_values(host_type="client", initialized=now())
-    model = build_model(cfg.model, seed)
+    device = torch.device(resolve_device(cfg.device, torch.cuda.device_count()))
+    model = build_model(cfg.model, seed).to(device)
     loss_fn = torch.nn.CrossEntropyLoss()
     batch_size = int(config["batch_size"])
     generator = torch.Generator().manual_seed(seed)
@@ -43,7 +45,7 @@ def build_client(cfg: ClientRun) -> Any:
 
     def set_weights(parameters: list[np.ndarray]) -> None:
         keys = list(model.state_dict().keys())
-        model.load_state_dict({k: torch.as_tensor(v) for k, v in zip(keys, parameters, strict=True)})
+        model.load_state_dict({k: torch.as_tensor(v, device=device) for k, v in zip(keys, parameters, strict=True)})
 
     def get_weights() -> list[np.ndarray]:
         return [v.detach().cpu().numpy() for v in model.state_dict().values()]
@@ -64,7 +66,8 @@ def build_client(cfg: ClientRun) -> Any:
             model.train()
             total_loss, correct, seen = 0.0, 0, 0
             for _ in range(int(config["local_epochs"])):
-                for x, y in train_loader:
+                for x_cpu, y_cpu in train_loader:
+                    x, y = x_cpu.to(device), y_cpu.to(device)
                     optimizer.zero_grad()
                     logits = model(x)
                     loss = loss_fn(logits, y)
@@ -91,7 +94,8 @@ def build_client(cfg: ClientRun) -> Any:
             model.eval()
             total_loss, correct, seen = 0.0, 0, 0
             with torch.no_grad():
-                for x, y in val_loader:
+                for x_cpu, y_cpu in val_loader:
+                    x, y = x_cpu.to(device), y_cpu.to(device)
                     logits = model(x)
                     total_loss += float(loss_fn(logits, y)) * len(y)
                     correct += int((logits.argmax(1) == y).sum())
@@ -122,7 +126,8 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_BAD_DATA)
     try:
-        flower_api.start_client(cfg.server_address, client)
+        roots = Path(cfg.root_certificates_file).read_bytes() if cfg.root_certificates_file else None
+        flower_api.start_client(cfg.server_address, client, roots)
     except Exception as exc:
         log.error("FL client failed: %s", exc, exc_info=True)
         sys.exit(1)

@@ -37,7 +37,15 @@ class BoundedClientManager(SimpleClientManager):
         return clients
 
 
-def start_server(bind_address: str, strategy: Any, num_rounds: int, round_timeout: float, client_wait: float) -> Any:
+def start_server(
+    bind_address: str,
+    strategy: Any,
+    num_rounds: int,
+    round_timeout: float,
+    client_wait: float,
+    certificates: tuple[bytes, bytes, bytes] | None = None,
+) -> Any:
+    """Serve the FL rounds; with `certificates` (CA, certificate chain, private key; PEM) over TLS."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return flwr.server.start_server(
@@ -45,10 +53,12 @@ def start_server(bind_address: str, strategy: Any, num_rounds: int, round_timeou
             config=flwr.server.ServerConfig(num_rounds=num_rounds, round_timeout=round_timeout),
             strategy=strategy,
             client_manager=BoundedClientManager(client_wait),
+            certificates=certificates,
         )
 
 
-def start_client(server_address: str, client: flwr.client.NumPyClient) -> None:
+def start_client(server_address: str, client: flwr.client.NumPyClient, root_certificates: bytes | None = None) -> None:
+    """Join the FL server; with `root_certificates` (PEM) over TLS, verifying the server against them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         flwr.client.start_client(
@@ -56,4 +66,6 @@ def start_client(server_address: str, client: flwr.client.NumPyClient) -> None:
             client=client.to_client(),
             max_retries=CLIENT_MAX_RETRIES,
             max_wait_time=CLIENT_MAX_WAIT_SECONDS,
+            root_certificates=root_certificates,
+            insecure=root_certificates is None,
         )

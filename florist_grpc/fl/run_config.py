@@ -16,6 +16,9 @@ class ServerRun:
     strategy: str
     n_clients: int
     server_config: dict[str, Any]
+    # TLS for FL traffic (jobs with agent-run clients on a control plane with a certificate): PEM file paths.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -35,6 +38,10 @@ class ClientRun:
     client_type: str
     data_path: str
     server_config: dict[str, Any]
+    # "auto" (first CUDA device if any, else cpu), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    # PEM file of the CA to verify a TLS FL server with; empty = plaintext.
+    root_certificates_file: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from florist_grpc.fl.process import prepare_process
 from florist_grpc.fl.run_config import ServerRun
@@ -37,12 +38,22 @@ def run(cfg: ServerRun) -> None:
         num_rounds=int(config["n_server_rounds"]),
         round_timeout=float(config.get("round_timeout_seconds", 300.0)),
         client_wait=float(config.get("client_wait_seconds", 60.0)),
+        certificates=certificates_of(cfg),
     )
     rounds_done = len(history.losses_distributed)
     if rounds_done != int(config["n_server_rounds"]):
         raise RuntimeError(f"only {rounds_done} of {config['n_server_rounds']} rounds completed")
     reporter.report_values(fit_end=now())
     reporter.report_values(shutdown=now())
+
+
+def certificates_of(cfg: ServerRun) -> tuple[bytes, bytes, bytes] | None:
+    """Flower's (CA, certificate chain, key) for a TLS FL server. Clients are not asked for certificates, so the
+    CA slot (used only to verify clients) holds the chain itself."""
+    if not cfg.tls_cert_file:
+        return None
+    chain = Path(cfg.tls_cert_file).read_bytes()
+    return chain, chain, Path(cfg.tls_key_file).read_bytes()
 
 
 def main() -> None:

@@ -7,14 +7,14 @@ import logging
 from florist_grpc.domain.model import SERVER_SOURCE, JobState
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
-from florist_grpc.launch.agent_client import AgentClients
+from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle
 from florist_grpc.store.base import JobStore
 
 log = logging.getLogger(__name__)
 
 
-def recover(store: JobStore, follower: JobFollower, agents: AgentClients) -> int:
+def recover(store: JobStore, follower: JobFollower, agents: Agents) -> int:
     """Re-attach every IN_PROGRESS job after a restart; returns how many."""
     jobs = store.jobs_in_state(JobState.IN_PROGRESS)
     for job in jobs:
@@ -32,8 +32,9 @@ def recover(store: JobStore, follower: JobFollower, agents: AgentClients) -> int
         for i, client in enumerate(job.clients):
             source = job.client_source(i)
             handle: ProcessHandle | None = None
-            if client.service_address:
-                handle = agents.adopt(client.service_address, client.uuid, client.process)
+            if client.agent and client.uuid:
+                # Counts as running until its agent reconnects and says otherwise (or stays away too long).
+                handle = agents.adopt(client.agent, client.uuid, client.process)
             elif client.process.pid:
                 handle = LocalProcess(client.process)
             processes[source.key] = RunningProcess(source, client.uuid, handle)

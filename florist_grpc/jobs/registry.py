@@ -12,7 +12,7 @@ from pathlib import Path
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, job_not_found
 from florist_grpc.domain.model import Job, JobState
 from florist_grpc.domain.validation import validate_job
-from florist_grpc.net import LOOPBACK, address_problem, free_port, is_loopback, is_wildcard
+from florist_grpc.net import LOOPBACK, address_problem, free_port
 from florist_grpc.store.base import JobStore, PageCursor
 
 DEFAULT_PAGE_SIZE = 50
@@ -29,10 +29,7 @@ class JobRegistry:
     def _address_violations(self, job: Job) -> list[FieldViolation]:
         fields = [("job.server_address", job.server_address), ("job.redis_address", job.redis_address)]
         for i, client in enumerate(job.clients):
-            fields += [
-                (f"job.clients[{i}].service_address", client.service_address),
-                (f"job.clients[{i}].redis_address", client.redis_address),
-            ]
+            fields += [(f"job.clients[{i}].redis_address", client.redis_address)]
         problems = [FieldViolation(name, p) for name, address in fields if address and (p := address_problem(address))]
         # The listeners follow only the control plane's own Redis: a job may not point them anywhere else.
         problems += [
@@ -47,10 +44,9 @@ class JobRegistry:
             raise InvalidArgument([FieldViolation("request_id", "at most 128 characters")])
         validate_job(job, self._address_violations(job))
         if not job.server_address:
-            # Remote clients cannot reach a loopback address: advertise this host's name to them.
-            remote = any(c.service_address for c in job.clients)
-            advertised = remote and not is_loopback(self._host) and not is_wildcard(self._host)
-            host = self._host if advertised else LOOPBACK
+            # Agent-run clients cannot reach a loopback address on another machine: advertise this host to them.
+            remote = any(c.agent for c in job.clients)
+            host = self._host if remote else LOOPBACK
             job = replace(job, server_address=f"{host}:{free_port()}", server_address_auto=True)
         job = replace(job, id=job.id or uuid.uuid4().hex, create_time=datetime.now(UTC), state=JobState.NOT_STARTED)
         return await asyncio.to_thread(self._store.create_job, job, request_id)

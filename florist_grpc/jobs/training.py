@@ -10,13 +10,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.config import Timeouts
+from florist_grpc.config import Timeouts, TLSConfig
 from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, job_not_found, quote
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
-from florist_grpc.launch.agent_client import AgentClients
+from florist_grpc.jobs.sites import check_site_clients
+from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import ProcessHandle, start_local
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.net import (
@@ -39,11 +40,14 @@ class Trainer:
         store: JobStore,
         follower: JobFollower,
         hub: EventHub,
-        agents: AgentClients,
+        agents: Agents,
         redis_url: str,
         data_dir: Path,
         timeouts: Timeouts,
+        tls: TLSConfig | None = None,
     ) -> None:
+        # With a certificate, FL servers of jobs with agent-run clients serve FL traffic over TLS with it.
+        self._tls = tls
         self._store = store
         self._follower = follower
         self._hub = hub
@@ -59,6 +63,10 @@ class Trainer:
         job = await asyncio.to_thread(self._store.get_job, job_id)
         if job is None:
             raise job_not_found(job_id)
+        # --- sites: before anything runs, every agent-run client's agent is connected and can read its data.
+        # The job stays NOT_STARTED when this refuses, so it can be started once the site is ready.
+        if job.state is JobState.NOT_STARTED:
+            await check_site_clients(self._agents, job)
         event = await asyncio.to_thread(
             self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
         )
@@ -104,6 +112,7 @@ class Trainer:
         # Subscribe before anything runs; the subscription also reconciles whatever was written before it.
         self._follower.attach(job.id, processes, {})
         redis_address = job.redis_address or self.redis_address
+        fl_tls = self._tls if any(c.agent for c in job.clients) else None
         server_run = ServerRun(
             bind_address=bind_address(server_address),
             redis_address=redis_address,
@@ -112,6 +121,8 @@ class Trainer:
             strategy=job.strategy,
             n_clients=len(job.clients),
             server_config=job.server_config,
+            tls_cert_file=str(fl_tls.cert_file) if fl_tls else "",
+            tls_key_file=str(fl_tls.key_file) if fl_tls else "",
         )
         server = await asyncio.to_thread(
             start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key)
@@ -135,10 +146,14 @@ class Trainer:
                 client_type=job.client_type,
                 data_path=client.data_path,
                 server_config=job.server_config,
+                device=client.device,
+                # Local clients verify a TLS FL server with its own certificate file (the chain up to its CA).
+                root_certificates_file=str(fl_tls.cert_file) if fl_tls else "",
             )
             handle: ProcessHandle
-            if client.service_address:
-                handle = await self._agents.start_client(client.service_address, run)
+            if client.agent:
+                # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
+                handle = await self._agents.launch(client.agent, run, client.device, tls=fl_tls is not None)
             else:
                 handle = await asyncio.to_thread(
                     start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}")

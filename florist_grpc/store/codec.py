@@ -43,7 +43,8 @@ def job_to_doc(job: Job) -> JsonObject:
         "clients": [
             {
                 "data_path": c.data_path,
-                "service_address": c.service_address,
+                "agent": c.agent,
+                "device": c.device,
                 "redis_address": c.redis_address,
                 "uuid": c.uuid,
                 "state": int(c.state),
@@ -69,7 +70,9 @@ def job_from_doc(
     clients = [
         Client(
             data_path=c["data_path"],
-            service_address=c["service_address"],
+            # Documents written before agents dialled out have neither key.
+            agent=c.get("agent", ""),
+            device=c.get("device", "auto"),
             redis_address=c["redis_address"],
             uuid=c["uuid"],
             state=ClientState(c["state"]),

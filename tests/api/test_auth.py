@@ -88,3 +88,27 @@ def test_an_undecodable_request_without_a_token_is_unauthenticated_not_invalid(s
     with pytest.raises(grpc.RpcError) as raised:
         create(b"\x0a\xff\xff\xff\xff\x0f", timeout=10, metadata=(("authorization", "Bearer admin-secret"),))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_agent_token_opens_only_agent_sessions_and_nothing_else_may(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"admin {sha('root')} ops\nviewer {sha('look')} dash\nagent {sha('site')} site-a\n")
+    tokens = load_auth_file(path)
+    connect = "/florist.v1.AgentService/Connect"
+    principal = authorize(tokens, connect, {"authorization": "Bearer site"})
+    assert principal is not None and (principal.role, principal.name) == ("agent", "site-a")
+    for token in ("root", "look"):
+        with pytest.raises(PermissionDenied):
+            authorize(tokens, connect, {"authorization": f"Bearer {token}"})
+    for method in ("/florist.v1.JobService/GetJob", "/florist.v1.AgentService/ListAgents"):
+        with pytest.raises(PermissionDenied):
+            authorize(tokens, method, {"authorization": "Bearer site"})
+    assert authorize(tokens, "/florist.v1.AgentService/ListAgents", {"authorization": "Bearer look"}) is not None
+
+
+@pytest.mark.parametrize("line", [f"agent {sha('x')}", f"agent {sha('x')} bad/name"])
+def test_an_agent_line_needs_a_valid_agent_name(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(line + "\n")
+    with pytest.raises(AuthFileError):
+        load_auth_file(path)

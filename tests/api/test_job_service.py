@@ -40,7 +40,7 @@ def test_create_job_stores_a_not_started_job_with_a_picked_server_address(plane:
 def test_create_job_reports_every_bad_field_in_one_invalid_argument(plane: PlaneThread) -> None:
     job = job_message(["", "/d"], rounds=0)
     job.model, job.client_type, job.server_address = "NOPE", "FEDPROX", "nohost"
-    job.clients[1].service_address = "host:99999"
+    job.clients[1].agent, job.clients[1].device = "no such/agent", "tpu"
     # A Redis the control plane does not own is refused too (its listeners would otherwise follow it).
     job.redis_address = "10.1.2.3:6379"
     with pytest.raises(grpc.RpcError) as raised:
@@ -53,7 +53,8 @@ def test_create_job_reports_every_bad_field_in_one_invalid_argument(plane: Plane
         "job.server_address",
         "job.redis_address",
         "job.clients[0].data_path",
-        "job.clients[1].service_address",
+        "job.clients[1].agent",
+        "job.clients[1].device",
     }
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.sites import AgentProcess, start_agent
+from tests.helpers import PlaneThread
 
 BIN = Path(sys.executable).parent
 
@@ -48,3 +52,18 @@ def served(tmp_path: Path) -> Iterator[Served]:
     running = serve(tmp_path / "florist")
     yield running
     stop(running)
+
+
+@pytest.fixture
+def site_root(tmp_path: Path, demo_data: list[str]) -> Path:
+    root = tmp_path / "site-a"
+    root.mkdir()
+    shutil.copy(demo_data[0], root / "mine.pt")
+    return root
+
+
+@pytest.fixture
+def site(plane: PlaneThread, site_root: Path) -> Iterator[AgentProcess]:
+    agent = start_agent(plane.address, "site-a", site_root)
+    yield agent
+    assert agent.stop() == 0

@@ -1,131 +1,133 @@
-"""`florist-grpc agent`: FL clients launched on the data holder's machine, authenticated by a shared token."""
+"""Sites dial out: `florist-grpc agent` sessions to a control plane on loopback.
+
+Agents connect with one outbound stream; jobs name them in ClientInfo.agent; their clients' reports arrive in the
+same event log as local ones; refusals happen before anything runs.
+"""
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 
-from florist_grpc.proto.florist.v1 import client_agent_service_pb2 as agent_pb
-from florist_grpc.proto.florist.v1 import client_agent_service_pb2_grpc as agent_grpc
+from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
+from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
-from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
-from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
-from tests.e2e.conftest import BIN, serve, stop
-from tests.helpers import job_message
-
-TOKEN = "agent-shared-secret"
+from tests.e2e.sites import AgentProcess, RawSession, agent_job, list_agents, sha, start_agent
+from tests.helpers import PlaneThread, fl_processes, wait_for
 
 
-@dataclass
-class Agent:
-    process: subprocess.Popen[str]
-    address: str
-    data_root: Path
+def test_a_connected_agent_is_listed_with_its_devices_and_version(plane: PlaneThread, site: AgentProcess) -> None:
+    (info,) = list_agents(plane)
+    assert info.name == "site-a" and info.connected
+    assert "cpu" in info.devices and info.version
+    assert info.data_root == str(site.root.resolve())
+
+
+def test_a_job_naming_an_agent_that_is_not_connected_is_refused_and_nothing_runs(
+    plane: PlaneThread, demo_data: list[str]
+) -> None:
+    job = plane.create(agent_job([demo_data[0]], ["nowhere"]))
+    error = start_refused(plane, job.id)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "nowhere" in (error.details() or "")
+    assert plane.get(job.id).state == job_pb2.JOB_STATE_NOT_STARTED
+    assert not fl_processes()
+
+
+@pytest.mark.parametrize("escape", ["../outside.pt", "ABSOLUTE_OUTSIDE", "link.pt", "PREFIX_TRICK", "missing.pt"])
+def test_a_data_path_outside_the_agent_data_root_is_refused_before_anything_runs(
+    plane: PlaneThread, site: AgentProcess, demo_data: list[str], escape: str
+) -> None:
+    outside = site.root.parent / "outside.pt"
+    shutil.copy(demo_data[0], outside)
+    twin = Path(str(site.root) + "-evil")  # shares the root's string prefix, but is not inside it
+    twin.mkdir(exist_ok=True)
+    shutil.copy(demo_data[0], twin / "x.pt")
+    (site.root / "link.pt").unlink(missing_ok=True)
+    (site.root / "link.pt").symlink_to(outside)
+    path = {"ABSOLUTE_OUTSIDE": str(outside), "PREFIX_TRICK": str(twin / "x.pt")}.get(escape, escape)
+    job = plane.create(agent_job([path], ["site-a"]))
+    error = start_refused(plane, job.id)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
+    assert "site-a" in (error.details() or "") and "data_path" in (error.details() or "")
+    assert plane.get(job.id).state == job_pb2.JOB_STATE_NOT_STARTED
+    assert not fl_processes()
+
+
+def test_an_invalid_device_or_agent_name_is_invalid_argument(plane: PlaneThread, demo_data: list[str]) -> None:
+    message = agent_job([demo_data[0], demo_data[1]], ["bad name!", ""])
+    message.clients[1].device = "gpu please"
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.create(message)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "job.clients[0].agent" in (raised.value.details() or "")
+    assert "job.clients[1].device" in (raised.value.details() or "")
 
 
 @pytest.fixture
-def agent(tmp_path: Path, demo_data: list[str]) -> Iterator[Agent]:
-    root = tmp_path / "agent-data"
-    root.mkdir()
-    shutil.copy(demo_data[0], root / "mine.pt")
-    process = subprocess.Popen(
-        [str(BIN / "florist-grpc"), "agent", "--port", "0", "--data-root", str(root)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "FLORIST_AGENT_TOKEN": TOKEN},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert "florist-grpc agent listening on" in line, line
-    yield Agent(process, line.strip().rsplit(" ", 1)[-1], root)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+def auth_plane(tmp_path: Path) -> Iterator[PlaneThread]:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"admin {sha('root')} ops\nviewer {sha('look')} dash\nagent {sha('a-secret')} site-a\n")
+    plane = PlaneThread(tmp_path / "florist", auth_file=tokens)
+    yield plane
+    plane.stop()
 
 
-def test_a_job_with_an_agent_run_client_trains_to_success(tmp_path: Path, demo_data: list[str], agent: Agent) -> None:
-    served = serve(tmp_path / "florist", env={"FLORIST_AGENT_TOKEN": TOKEN})
-    try:
-        with grpc.insecure_channel(served.address) as channel:
-            message = job_message(["mine.pt", demo_data[1]], rounds=2)
-            message.clients[0].service_address = agent.address
-            job = (
-                job_service_pb2_grpc.JobServiceStub(channel)
-                .CreateJob(job_service_pb2.CreateJobRequest(job=message), timeout=10)
-                .job
-            )
-            training = training_grpc.TrainingServiceStub(channel)
-            training.StartTraining(pb.StartTrainingRequest(job_id=job.id), timeout=60)
-            events = [r.event for r in training.StreamMetrics(pb.StreamMetricsRequest(job_id=job.id), timeout=120)]
-            assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
-            done = job_service_pb2_grpc.JobServiceStub(channel).GetJob(job_service_pb2.GetJobRequest(job_id=job.id))
-            remote = done.job.clients[0]
-            assert remote.state == job_pb2.CLIENT_STATE_FINISHED and "shutdown" in remote.metrics
-            log = training.StreamLogs(pb.StreamLogsRequest(job_id=job.id, source=pb.LogSource(client_index=0)))
-            assert "".join(chunk.text for chunk in log)  # proxied from the agent
-    finally:
-        assert stop(served) == 0
-
-
-def test_the_agent_refuses_callers_without_the_token_and_paths_outside_its_root(agent: Agent) -> None:
-    with grpc.insecure_channel(agent.address) as channel:
-        stub = agent_grpc.ClientAgentServiceStub(channel)
-        request = agent_pb.StartClientRequest(
-            client_uuid="abc",
-            server_address="127.0.0.1:1",
-            redis_address="127.0.0.1:1",
-            data_path="../../etc/passwd",
-            model="MLP",
-            optimizer="SGD",
-            client_type="FEDAVG",
-        )
+def test_an_agent_token_opens_only_its_own_session(auth_plane: PlaneThread) -> None:
+    own = RawSession(auth_plane.channel, "site-a", token="a-secret")
+    assert own.first().HasField("welcome")
+    own.close()
+    for name, token in [("site-b", "a-secret"), ("site-a", "root"), ("site-a", "")]:
+        other = RawSession(auth_plane.channel, name, token=token)
         with pytest.raises(grpc.RpcError) as raised:
-            stub.StartClient(request, timeout=10)
-        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.RpcError) as raised:
-            stub.StartClient(request, timeout=10, metadata=(("authorization", "Bearer wrong"),))
-        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.RpcError) as raised:
-            stub.StartClient(request, timeout=10, metadata=(("authorization", f"Bearer {TOKEN}"),))
-        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            other.first()
+        expected = grpc.StatusCode.UNAUTHENTICATED if not token else grpc.StatusCode.PERMISSION_DENIED
+        assert raised.value.code() == expected, (name, token)
+        other.close()
 
 
-def test_an_agent_without_a_token_refuses_to_start(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "FLORIST_AGENT_TOKEN"}
-    result = subprocess.run(
-        [str(BIN / "florist-grpc"), "agent", "--port", "0", "--data-root", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 2 and "FLORIST_AGENT_TOKEN" in result.stderr
+def test_an_agent_token_may_not_call_anything_else_and_viewers_list_agents(auth_plane: PlaneThread) -> None:
+    jobs = job_service_pb2_grpc.JobServiceStub(auth_plane.channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        jobs.ListJobs(job_service_pb2.ListJobsRequest(), metadata=(("authorization", "Bearer a-secret"),), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    agents = agent_grpc.AgentServiceStub(auth_plane.channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        agents.ListAgents(agent_pb.ListAgentsRequest(), metadata=(("authorization", "Bearer a-secret"),), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    listed = agents.ListAgents(agent_pb.ListAgentsRequest(), metadata=(("authorization", "Bearer look"),), timeout=10)
+    assert list(listed.agents) == []
 
 
-def test_an_unreachable_agent_fails_the_start_with_unavailable(tmp_path: Path, demo_data: list[str]) -> None:
-    from florist_grpc.net import free_port
+def test_a_second_session_under_the_same_name_replaces_the_first(plane: PlaneThread) -> None:
+    first = RawSession(plane.channel, "site-a")
+    assert first.first().HasField("welcome")
+    second = RawSession(plane.channel, "site-a")
+    assert second.first().HasField("welcome")
+    assert first.code_at_end() == grpc.StatusCode.ABORTED
+    (info,) = list_agents(plane)
+    assert info.connected
+    second.close()
+    wait_for(lambda: not list_agents(plane)[0].connected, 10, "the closed session to be seen")
 
-    served = serve(tmp_path / "florist", env={"FLORIST_AGENT_TOKEN": TOKEN})
-    try:
-        with grpc.insecure_channel(served.address) as channel:
-            message = job_message(["mine.pt"], rounds=1)
-            message.clients[0].service_address = f"127.0.0.1:{free_port()}"
-            jobs = job_service_pb2_grpc.JobServiceStub(channel)
-            job = jobs.CreateJob(job_service_pb2.CreateJobRequest(job=message), timeout=10).job
-            with pytest.raises(grpc.RpcError) as raised:
-                training_grpc.TrainingServiceStub(channel).StartTraining(
-                    pb.StartTrainingRequest(job_id=job.id), timeout=60
-                )
-            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-            failed = jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job.id)).job
-            assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR and "unreachable" in failed.error_message
-    finally:
-        assert stop(served) == 0
+
+def test_an_agent_replaced_by_another_with_its_name_exits_with_an_error(plane: PlaneThread, site_root: Path) -> None:
+    agent = start_agent(plane.address, "site-a", site_root)
+    intruder = RawSession(plane.channel, "site-a")
+    assert intruder.first().HasField("welcome")
+    assert agent.process.wait(30) == 1
+    intruder.close()
+    # It leaves its site's Redis (and clients) for the agent that replaced it; this test has no such agent.
+    redis_state = json.loads((site_root / ".florist-agent" / "redis" / "redis.json").read_text())
+    psutil.Process(redis_state["pid"]).kill()
+
+
+def start_refused(plane: PlaneThread, job_id: str) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.start(job_id)
+    return raised.value

@@ -36,6 +36,7 @@ def test_list_shows_the_florist_services_health_and_reflection(served: Served) -
     result = grpcurl(served, "list")
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {
+        "florist.v1.AgentService",
         "florist.v1.CatalogService",
         "florist.v1.JobService",
         "florist.v1.TrainingService",

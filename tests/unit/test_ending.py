@@ -28,8 +28,24 @@ def client(exit: Exit | None, report: dict[str, str] | None = None, index: int =
 OK = JobState.FINISHED_SUCCESSFULLY
 ERROR = JobState.FINISHED_WITH_ERROR
 
+LOST = Exit(None, "was lost: agent site-a stayed disconnected for more than 60s")  # its agent stayed away
+
 CASES = [
     # (why, server, clients, seconds since server done, expected)
+    (
+        "a client lost with its agent fails the job naming the agent",
+        server(RUNNING),
+        [client(LOST)],
+        None,
+        Verdict(ERROR, "FL client 0 (u0) was lost: agent site-a stayed disconnected for more than 60s"),
+    ),
+    (
+        "a client lost with its agent after training completed is fine",
+        server(CLEAN, DONE),
+        [client(LOST)],
+        None,
+        Verdict(OK),
+    ),
     ("everything still runs", server(RUNNING), [client(RUNNING)], None, Waiting()),
     ("a clean finish", server(CLEAN, DONE), [client(CLEAN)], None, Verdict(OK)),
     ("clients done, server still reporting", server(RUNNING, DONE), [client(CLEAN)], None, Waiting()),

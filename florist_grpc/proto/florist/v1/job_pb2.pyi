@@ -95,15 +95,14 @@ class ClientInfo(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SERVICE_ADDRESS_FIELD_NUMBER: _builtins.int
     DATA_PATH_FIELD_NUMBER: _builtins.int
     REDIS_ADDRESS_FIELD_NUMBER: _builtins.int
     UUID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
-    service_address: _builtins.str
-    """host:port of the `florist-grpc agent` that runs this client; empty = launched locally by the control plane."""
+    AGENT_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
     data_path: _builtins.str
     """Path of the client's dataset on the machine that runs it (.pt or .npz with x and y)."""
     redis_address: _builtins.str
@@ -114,6 +113,14 @@ class ClientInfo(_message.Message):
     """Lifecycle state of the client process."""
     error_message: _builtins.str
     """Tail of the client's log when it failed, or why it could not be launched."""
+    agent: _builtins.str
+    """Name of the connected `florist-grpc agent` that runs this client; empty = launched locally by the control
+    plane. StartTraining fails with FAILED_PRECONDITION while that agent is not connected.
+    """
+    device: _builtins.str
+    """Where the client trains: "auto" (the default: the first CUDA device if there is one, else the CPU), "cpu",
+    "cuda" or "cuda:N".
+    """
     @_builtins.property
     def metrics(self) -> _struct_pb2.Struct:
         """The accumulated report of this client (FL4Health reporter keys)."""
@@ -121,17 +128,18 @@ class ClientInfo(_message.Message):
     def __init__(
         self,
         *,
-        service_address: _builtins.str = ...,
         data_path: _builtins.str = ...,
         redis_address: _builtins.str = ...,
         uuid: _builtins.str = ...,
         state: Global___ClientState.ValueType = ...,
         metrics: _struct_pb2.Struct | None = ...,
         error_message: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        device: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_path", b"data_path", "error_message", b"error_message", "metrics", b"metrics", "redis_address", b"redis_address", "service_address", b"service_address", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "data_path", b"data_path", "device", b"device", "error_message", b"error_message", "metrics", b"metrics", "redis_address", b"redis_address", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,198 @@
+"""This site's FL client processes, and the one rule for the data they may read: inside --data-root.
+
+Clients run in their own sessions (launch.handles.start_local), so they outlive the agent process. Each launch is
+recorded in the agent's state directory; a new agent started on the same data root adopts the clients still
+running (their exit codes are then unknown), so killing an agent never kills training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from google.protobuf import json_format, struct_pb2
+
+from florist_grpc.domain.catalog import MODELS, OPTIMIZERS
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from florist_grpc.domain.model import Exit, ProcessRef
+from florist_grpc.domain.validation import DEVICE
+from florist_grpc.fl.run_config import ClientRun
+from florist_grpc.launch import process
+from florist_grpc.launch.handles import LocalProcess, start_local
+from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+def resolve_data_path(root: Path, state_dir: Path, data_path: str) -> Path:
+    """The file `data_path` names inside `root`; raises PermissionDenied naming the problem.
+
+    Resolving first (symlinks followed, `..` collapsed) and then comparing whole path components refuses
+    `../` escapes, symlinks pointing outside, and prefix tricks (`/data-other` is not inside `/data`).
+    """
+    if not data_path or "\x00" in data_path:
+        raise PermissionDenied("data_path must be a non-empty path")
+    path = (root / data_path).resolve()
+    if not path.is_relative_to(root):
+        raise PermissionDenied(f"data_path {data_path!r} is outside this agent's data root")
+    if path.is_relative_to(state_dir):
+        raise PermissionDenied(f"data_path {data_path!r} is inside the agent's own state directory")
+    if not path.is_file():
+        raise PermissionDenied(f"data_path {data_path!r} does not exist or is not a file")
+    if not os.access(path, os.R_OK):
+        raise PermissionDenied(f"data_path {data_path!r} is not readable by the agent")
+    return path
+
+
+@dataclass
+class SiteClient:
+    handle: LocalProcess
+    exit: Exit | None = None
+
+
+class SiteClients:
+    def __init__(self, data_root: Path, state_dir: Path, stop_grace: float) -> None:
+        self.root = data_root.resolve()
+        self.state_dir = state_dir.resolve()
+        self._record = self.state_dir / "clients.json"
+        self._stop_grace = stop_grace
+        self._lock = threading.Lock()  # launches and stops run in worker threads
+        self._clients: dict[str, SiteClient] = {}
+
+    def adopt_recorded(self) -> list[str]:
+        """Adopt the clients a previous agent process on this data root launched; returns their uuids."""
+        try:
+            recorded = json.loads(self._record.read_text())
+        except (OSError, ValueError):
+            return []
+        for client_uuid, ref in recorded.items():
+            handle = LocalProcess(ProcessRef(**ref))
+            status = handle.poll()
+            self._clients[client_uuid] = SiteClient(handle, status)
+        log.info("adopted %d client(s) recorded by a previous agent", len(self._clients))
+        return list(self._clients)
+
+    def _save(self) -> None:
+        body = {u: asdict(c.handle.ref) for u, c in self._clients.items() if c.exit is None}
+        tmp = self._record.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body))
+        tmp.replace(self._record)
+
+    def check(self, data_path: str) -> str:
+        """'' if a client could read `data_path`, else why not."""
+        try:
+            resolve_data_path(self.root, self.state_dir, data_path)
+        except PermissionDenied as exc:
+            return str(exc)
+        return ""
+
+    def launch(self, request: pb.LaunchClient, redis_address: str, tls_ca: Path | None) -> ProcessRef:
+        """Start the client (once per uuid: a retried launch returns the running one)."""
+        problems = []
+        if not request.client_uuid.isalnum():
+            problems.append(FieldViolation("client_uuid", "must be alphanumeric"))
+        if request.model not in MODELS:
+            problems.append(FieldViolation("model", f"unknown model {request.model!r}"))
+        if request.optimizer not in OPTIMIZERS:
+            problems.append(FieldViolation("optimizer", f"unknown optimizer {request.optimizer!r}"))
+        if request.device and not DEVICE.match(request.device):
+            problems.append(FieldViolation("device", f"unknown device {request.device!r}"))
+        if problems:
+            raise InvalidArgument(problems)
+        if request.tls and tls_ca is None:
+            raise PermissionDenied("the FL server uses TLS, but this agent has no --tls-ca to verify it with")
+        data = resolve_data_path(self.root, self.state_dir, request.data_path)
+        with self._lock:
+            existing = self._clients.get(request.client_uuid)
+            if existing is not None:
+                return existing.handle.ref
+            run = ClientRun(
+                server_address=request.server_address,
+                redis_address=redis_address,
+                uuid=request.client_uuid,
+                model=request.model,
+                optimizer=request.optimizer,
+                client_type=request.client_type,
+                data_path=str(data),
+                server_config=_plain(request.server_config),
+                device=request.device or "auto",
+                root_certificates_file=str(tls_ca) if request.tls and tls_ca else "",
+            )
+            handle = start_local("client", run.to_json(), self.state_dir / "logs" / f"{request.client_uuid}.log")
+            self._clients[request.client_uuid] = SiteClient(handle)
+            self._save()
+        log.info("launched client %s (pid %d)", request.client_uuid, handle.ref.pid)
+        return handle.ref
+
+    def stop(self, client_uuid: str) -> None:
+        """SIGTERM the client's process tree, SIGKILL after the grace (blocks up to the grace)."""
+        client = self._clients.get(client_uuid)
+        if client is not None and client.exit is None:
+            client.handle.terminate()
+            process.terminate([client.handle.ref], self._stop_grace)
+
+    def poll(self) -> list[tuple[str, Exit]]:
+        """Clients that ended since the last call."""
+        ended = []
+        with self._lock:
+            for client_uuid, client in self._clients.items():
+                if client.exit is None and (status := client.handle.poll()) is not None:
+                    client.exit = status
+                    ended.append((client_uuid, status))
+            if ended:
+                self._save()
+        return ended
+
+    def exited(self, client_uuid: str) -> ProcessExitedFields:
+        client = self._clients[client_uuid]
+        assert client.exit is not None
+        tail = client.handle.log_tail() if not client.exit.clean else ""
+        return ProcessExitedFields(client.exit.code, tail)
+
+    def known(self) -> list[pb.KnownClient]:
+        with self._lock:
+            clients = list(self._clients.items())
+        return [
+            pb.KnownClient(
+                client_uuid=u,
+                running=c.exit is None,
+                exit_code=c.exit.code or 0 if c.exit else 0,
+                exit_code_known=c.exit is not None and c.exit.code is not None,
+            )
+            for u, c in clients
+        ]
+
+    def ended(self) -> list[str]:
+        with self._lock:
+            return [u for u, c in self._clients.items() if c.exit is not None]
+
+    def running(self, client_uuid: str) -> bool:
+        client = self._clients.get(client_uuid)
+        return client is not None and client.exit is None
+
+    def log_path(self, client_uuid: str) -> Path:
+        client = self._clients.get(client_uuid)
+        if client is None:
+            raise NotFound(f"no client {client_uuid} on this agent")
+        return Path(client.handle.ref.log_path)
+
+    def stop_all(self) -> None:
+        live = [c for c in self._clients.values() if c.exit is None]
+        for client in live:
+            client.handle.terminate()
+        process.terminate([c.handle.ref for c in live], self._stop_grace)
+
+
+@dataclass(frozen=True)
+class ProcessExitedFields:
+    code: int | None
+    log_tail: str
+
+
+def _plain(struct: struct_pb2.Struct) -> dict[str, object]:
+    value: dict[str, object] = json_format.MessageToDict(struct)
+    return value

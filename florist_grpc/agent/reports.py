@@ -1,0 +1,70 @@
+"""The site's clients' reports: its own loopback Redis (FLorist's protocol, unchanged inside the site), listened to
+with the control plane's own ReportListener, and relayed to the control plane as whole snapshots.
+
+Snapshots make the relay simple and lossless: whatever was missed while disconnected is contained in the next
+snapshot, so after every reconnect the latest report of every client is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+
+import redis
+
+from florist_grpc.config import Timeouts
+from florist_grpc.metrics.embedded_redis import EmbeddedRedis
+from florist_grpc.metrics.listener import ReportListener
+from florist_grpc.net import redis_address_of
+
+
+class ReportRelay:
+    def __init__(self, state_dir: Path, timeouts: Timeouts) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._redis = EmbeddedRedis(state_dir, timeouts)
+        self._changed: set[str] = set()
+        self._wake = asyncio.Event()
+        self._listener: ReportListener | None = None
+        self._client: redis.Redis | None = None
+        self.address = ""
+
+    def start(self, uuids: Iterable[str]) -> None:
+        """Start (or adopt) the site's Redis and listen to `uuids`. Blocking: run it in a thread."""
+        url = self._redis.start()
+        self.address = redis_address_of(url)
+        self._client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._listener = ReportListener(url, self._notify)
+        self._listener.start()
+        self.follow(uuids)
+
+    def follow(self, uuids: Iterable[str]) -> None:
+        assert self._listener is not None
+        self._listener.follow(uuids)
+
+    def _notify(self, uuid: str) -> None:  # the listener's thread
+        self._loop.call_soon_threadsafe(self.mark_changed, [uuid])
+
+    def mark_changed(self, uuids: Iterable[str]) -> None:
+        self._changed.update(uuids)
+        self._wake.set()
+
+    async def changed(self) -> list[str]:
+        """Wait until some client's report changed; the uuids that did."""
+        await self._wake.wait()
+        self._wake.clear()
+        uuids, self._changed = sorted(self._changed), set()
+        return uuids
+
+    async def read(self, uuid: str) -> str:
+        """The client's current report ('' if it has reported nothing)."""
+        assert self._client is not None
+        body = await asyncio.to_thread(self._client.get, uuid)
+        return body.decode() if isinstance(body, bytes) else ""
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+        if self._client is not None:
+            self._client.close()
+        self._redis.stop()

@@ -1,0 +1,117 @@
+"""One open Connect stream of an agent, seen from the control plane: what to send it, and replies awaited by id.
+
+Everything here runs on the event loop. The control plane's requests carry a fresh `request_id`; the agent's
+replies carry it back, so any number of launches, data checks and log reads share one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+from florist_grpc.domain.errors import FailedPrecondition, FloristError, Unavailable
+from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
+
+# Reply kinds: which oneof case of a ConnectRequest answers a request.
+REPLIES = ("process_started", "data_check_result", "request_failed")
+
+
+class AgentSession:
+    def __init__(self, hello: pb.AgentHello) -> None:
+        self.hello = hello
+        self.name = hello.name
+        self.connect_time = datetime.now(UTC)
+        self.last_seen = self.connect_time
+        self.last_seen_monotonic = time.monotonic()
+        self.closed: FloristError | None = None
+        self._outbox: asyncio.Queue[pb.ConnectResponse | None] = asyncio.Queue()
+        self._replies: dict[str, asyncio.Future[pb.ConnectRequest]] = {}
+        self._logs: dict[str, asyncio.Queue[pb.LogChunk | FloristError]] = {}
+
+    def seen(self) -> None:
+        self.last_seen = datetime.now(UTC)
+        self.last_seen_monotonic = time.monotonic()
+
+    def send(self, message: pb.ConnectResponse) -> None:
+        if self.closed is None:
+            self._outbox.put_nowait(message)
+
+    async def outgoing(self) -> AsyncIterator[pb.ConnectResponse]:
+        """The messages to write to the stream, until the session is closed."""
+        while (message := await self._outbox.get()) is not None:
+            yield message
+
+    async def request(self, build: Callable[[str], pb.ConnectResponse], timeout: float) -> pb.ConnectRequest:
+        """Send the request `build(request_id)` and wait for its reply (UNAVAILABLE if none comes in time)."""
+        if self.closed is not None:
+            raise self.closed
+        request_id = uuid.uuid4().hex
+        future: asyncio.Future[pb.ConnectRequest] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = future
+        try:
+            self.send(build(request_id))
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError as exc:
+            raise Unavailable(f"agent {self.name} did not answer within {timeout:g}s") from exc
+        finally:
+            self._replies.pop(request_id, None)
+
+    async def read_log(self, client_uuid: str, offset: int, follow: bool) -> AsyncIterator[tuple[str, int]]:
+        """A client's log as the agent streams it: (text, next_offset) chunks."""
+        if self.closed is not None:
+            raise self.closed
+        request_id = uuid.uuid4().hex
+        chunks: asyncio.Queue[pb.LogChunk | FloristError] = asyncio.Queue()
+        self._logs[request_id] = chunks
+        ended = False
+        try:
+            self.send(
+                pb.ConnectResponse(
+                    read_log=pb.ReadLog(request_id=request_id, client_uuid=client_uuid, offset=offset, follow=follow)
+                )
+            )
+            while True:
+                chunk = await chunks.get()
+                if isinstance(chunk, FloristError):
+                    ended = True
+                    raise chunk
+                if chunk.text:
+                    yield chunk.text, chunk.next_offset
+                if chunk.end:
+                    ended = True
+                    return
+        finally:
+            self._logs.pop(request_id, None)
+            if not ended:  # the reader went away: the agent can stop following the file
+                self.send(pb.ConnectResponse(cancel_request=pb.CancelRequest(request_id=request_id)))
+
+    def deliver(self, message: pb.ConnectRequest) -> None:
+        """Hand a reply or a log chunk to whoever waits for it (late or unknown ones are dropped)."""
+        kind = message.WhichOneof("message")
+        if kind == "log_chunk":
+            queue = self._logs.get(message.log_chunk.request_id)
+            if queue is not None:
+                queue.put_nowait(message.log_chunk)
+        elif kind == "request_failed" and message.request_failed.request_id in self._logs:
+            failed = message.request_failed
+            self._logs[failed.request_id].put_nowait(FailedPrecondition(f"agent {self.name}: {failed.message}"))
+        elif kind in REPLIES:
+            reply = getattr(message, kind)
+            future = self._replies.get(reply.request_id)
+            if future is not None and not future.done():
+                future.set_result(message)
+
+    def close(self, error: FloristError) -> None:
+        """End the session: waiters get `error`, the writer stops."""
+        if self.closed is not None:
+            return
+        self.closed = error
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(error)
+        for queue in self._logs.values():
+            queue.put_nowait(error)
+        self._outbox.put_nowait(None)

@@ -1,0 +1,189 @@
+"""Test support for sites: `florist-grpc agent` processes, raw agent sessions, job helpers."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from google.protobuf import json_format
+
+from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
+from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
+from florist_grpc.proto.florist.v1 import job_pb2
+from tests.helpers import PlaneThread, job_message
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class AgentProcess:
+    """A running `florist-grpc agent`, its stdout lines collected by a thread (so a test never blocks on it)."""
+
+    process: subprocess.Popen[str]
+    name: str
+    root: Path
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    def wait_line(self, needle: str, timeout: float = 60.0) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty as exc:
+                raise AssertionError(f"agent {self.name} printed no {needle!r} within {timeout}s") from exc
+            if needle in line:
+                return line
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+
+def agent_command(control_plane: str, name: str, root: Path, *extra: str) -> list[str]:
+    return [
+        str(BIN / "florist-grpc"),
+        "agent",
+        "--control-plane",
+        control_plane,
+        "--name",
+        name,
+        "--data-root",
+        str(root),
+        *extra,
+    ]
+
+
+def start_agent(
+    control_plane: str,
+    name: str,
+    root: Path,
+    *extra: str,
+    token: str = "",
+    prefix: Sequence[str] = (),
+    wait: bool = True,
+) -> AgentProcess:
+    """Start an agent (optionally under `prefix`, e.g. `ip netns exec NS`) and wait until its session is up."""
+    env = {**os.environ, "FLORIST_AGENT_TOKEN": token}
+    log = open(root.parent / f"{name}-agent.log", "a")  # noqa: SIM115 - lives as long as the agent
+    process = subprocess.Popen(
+        [*prefix, *agent_command(control_plane, name, root, *extra)],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=env,
+    )
+    agent = AgentProcess(process, name, root)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            agent.lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    if wait:
+        agent.wait_line(f"florist-grpc agent {name} connected to {control_plane}")
+    return agent
+
+
+class RawSession:
+    """An agent session opened by the test itself, to speak the protocol directly."""
+
+    def __init__(self, channel: grpc.Channel, name: str, token: str = "") -> None:
+        self.outbox: queue.Queue[agent_pb.ConnectRequest | None] = queue.Queue()
+        self.outbox.put(agent_pb.ConnectRequest(hello=agent_pb.AgentHello(name=name, version="test", devices=["cpu"])))
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.call = agent_grpc.AgentServiceStub(channel).Connect(self._requests(), metadata=metadata, timeout=60)
+
+    def _requests(self) -> Iterator[agent_pb.ConnectRequest]:
+        while (message := self.outbox.get()) is not None:
+            yield message
+
+    def first(self) -> agent_pb.ConnectResponse:
+        response: agent_pb.ConnectResponse = next(self.call)
+        return response
+
+    def code_at_end(self) -> grpc.StatusCode:
+        """Read until the control plane ends the session; its status code."""
+        try:
+            for _ in self.call:
+                pass
+        except grpc.RpcError as exc:
+            return exc.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        self.call.cancel()
+
+
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def list_agents(plane: PlaneThread) -> list[agent_pb.AgentInfo]:
+    stub = agent_grpc.AgentServiceStub(plane.channel)
+    return list(stub.ListAgents(agent_pb.ListAgentsRequest(), timeout=10).agents)
+
+
+def agent_job(data_paths: list[str], agents: list[str], rounds: int = 2) -> job_pb2.Job:
+    message = job_message(data_paths, rounds=rounds)
+    for client, agent in zip(message.clients, agents, strict=True):
+        client.agent = agent
+    return message
+
+
+def site_rounds(plane: PlaneThread, job_id: str) -> dict[str, object]:
+    rounds: dict[str, object] = json_format.MessageToDict(plane.get(job_id).clients[0].metrics).get("rounds", {})
+    return rounds
+
+
+def issue_pki(directory: Path, ips: list[str]) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for `ips`: files ca, cert, key, and chain (cert then CA)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "florist test CA")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: x509.Name, public: ec.EllipticCurvePublicKey, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            names = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca_pem = certificate(ca_name, ca_key.public_key(), True).public_bytes(serialization.Encoding.PEM)
+    server = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "control plane")])
+    cert_pem = certificate(server, key.public_key(), False).public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    files = {name: directory / f"{name}.pem" for name in ("ca", "cert", "key", "chain")}
+    files["ca"].write_bytes(ca_pem)
+    files["cert"].write_bytes(cert_pem)
+    files["key"].write_bytes(key_pem)
+    files["chain"].write_bytes(cert_pem + ca_pem)
+    return files
