@@ -34,7 +34,8 @@ CODES: dict[type[errors.FloristError], int] = {
 def to_status(exc: errors.FloristError) -> grpc.Status:
     code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), code_pb2.INTERNAL)
     status = status_pb2.Status(code=code, message=str(exc))
-    if isinstance(exc, errors.InvalidArgument):
+    # FAILED_PRECONDITION may carry them too: which client's data file blocks a start.
+    if isinstance(exc, errors.InvalidArgument | errors.FailedPrecondition) and exc.violations:
         detail = any_pb2.Any()
         detail.Pack(
             error_details_pb2.BadRequest(
@@ -92,4 +93,6 @@ def from_rpc_error(exc: grpc.RpcError) -> errors.FloristError:
         return errors.InvalidArgument(violations or [errors.FieldViolation("", message)])
     if cls is None:
         return RemoteError(code, message)
+    if cls is errors.FailedPrecondition:
+        return errors.FailedPrecondition(message, field_violations(exc) if isinstance(exc, grpc.Call) else [])
     return cls(message)

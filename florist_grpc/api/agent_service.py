@@ -20,7 +20,7 @@ from florist_grpc.api.errors import streaming, unary
 from florist_grpc.domain.catalog import MODELS, OPTIMIZERS
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from florist_grpc.domain.model import ProcessRef
-from florist_grpc.fl.run_config import ClientRun
+from florist_grpc.fl.run_config import ClientRun, unpack_model
 from florist_grpc.launch import process
 from florist_grpc.launch.agent_client import server_config_of
 from florist_grpc.launch.logs import follow_log
@@ -84,6 +84,7 @@ class AgentServicer(pb_grpc.ClientAgentServiceServicer):
         if request.client_uuid in self._clients:
             existing = self._clients[request.client_uuid]
             return pb.StartClientResponse(pid=existing.ref.pid, log_path=existing.ref.log_path)  # idempotent retry
+        server_config, model = unpack_model(server_config_of(request))
         run = ClientRun(
             server_address=request.server_address,
             redis_address=request.redis_address,
@@ -92,7 +93,8 @@ class AgentServicer(pb_grpc.ClientAgentServiceServicer):
             optimizer=request.optimizer,
             client_type=request.client_type,
             data_path=str(self._data_path(request.data_path)),
-            server_config=server_config_of(request),
+            server_config=server_config,
+            **model,
         )
         popen, ref = await asyncio.to_thread(
             process.spawn, "florist_grpc.fl.client", [run.to_json()], self._logs / f"{request.client_uuid}.log"

@@ -28,7 +28,11 @@ class NotFound(FloristError):
 
 
 class FailedPrecondition(FloristError):
-    pass
+    """The request is fine but the state of things is not; `violations` name what to fix (e.g. a data file)."""
+
+    def __init__(self, message: str, violations: list[FieldViolation] | None = None) -> None:
+        self.violations = violations or []
+        super().__init__(message)
 
 
 class AlreadyExists(FloristError):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from florist_grpc.domain.catalog import MODELS, OPTIMIZERS, STRATEGIES
+from florist_grpc.domain.catalog import DEFAULT_CATALOG, STRATEGIES, Catalog, JsonSchema
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import Job
 
@@ -20,8 +21,15 @@ def _validator(strategy: str) -> Draft202012Validator:
     return Draft202012Validator(STRATEGIES[strategy].config_schema)
 
 
-def _schema_violations(error: ValidationError) -> list[FieldViolation]:
-    path = "job.server_config" + "".join(f".{p}" for p in error.absolute_path)
+@functools.lru_cache(maxsize=256)
+def _model_validator(schema_json: str) -> Draft202012Validator:
+    # Keyed by the schema's text: plugin schemas are plain dicts, and equal schemas share one validator.
+    schema: JsonSchema = json.loads(schema_json)
+    return Draft202012Validator(schema)
+
+
+def _schema_violations(error: ValidationError, field: str = "job.server_config") -> list[FieldViolation]:
+    path = field + "".join(f".{p}" for p in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else ""
         return [FieldViolation(f"{path}.{missing}" if missing else path, "is required")]
@@ -35,20 +43,25 @@ def _schema_violations(error: ValidationError) -> list[FieldViolation]:
     return [FieldViolation(path, error.message)]
 
 
-def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
+def validate_job(job: Job, more: list[FieldViolation] | None = None, catalog: Catalog = DEFAULT_CATALOG) -> None:
     """Raise InvalidArgument listing every invalid field of `job`, together with `more` found by the caller
     (addresses are checked by the caller: their rules live in florist_grpc.net, above this package)."""
     problems: list[FieldViolation] = list(more or [])
-    if job.model not in MODELS:
-        problems.append(FieldViolation("job.model", f"unknown model {job.model!r}; one of {sorted(MODELS)}"))
-    if job.optimizer not in OPTIMIZERS:
+    model = catalog.models.get(job.model)
+    if model is None:
+        problems.append(FieldViolation("job.model", f"unknown model {job.model!r}; one of {sorted(catalog.models)}"))
+    else:
+        validator = _model_validator(json.dumps(model.config_schema, sort_keys=True))
+        for error in sorted(validator.iter_errors(job.model_config), key=lambda e: list(e.path)):
+            problems.extend(_schema_violations(error, "job.model_config"))
+    if job.optimizer not in catalog.optimizers:
         problems.append(
-            FieldViolation("job.optimizer", f"unknown optimizer {job.optimizer!r}; one of {sorted(OPTIMIZERS)}")
+            FieldViolation("job.optimizer", f"unknown optimizer {job.optimizer!r}; one of {sorted(catalog.optimizers)}")
         )
-    strategy = STRATEGIES.get(job.strategy)
+    strategy = catalog.strategies.get(job.strategy)
     if strategy is None:
         problems.append(
-            FieldViolation("job.strategy", f"unknown strategy {job.strategy!r}; one of {sorted(STRATEGIES)}")
+            FieldViolation("job.strategy", f"unknown strategy {job.strategy!r}; one of {sorted(catalog.strategies)}")
         )
     else:
         if job.client_type not in strategy.client_types:

@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from florist_grpc.config import Timeouts
+from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
 from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, NotFound
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.fl.run_config import ClientRun, ServerRun
+from florist_grpc.jobs.data_check import DataShape, RemoteProbe, check_data
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.launch.agent_client import AgentClients
@@ -43,7 +45,11 @@ class Trainer:
         redis_url: str,
         data_dir: Path,
         timeouts: Timeouts,
+        catalog: Catalog = DEFAULT_CATALOG,
+        remote_probe: RemoteProbe | None = None,
     ) -> None:
+        self._catalog = catalog
+        self._remote_probe = remote_probe  # reads an agent-run client's data summary (wired with the agents)
         self._store = store
         self._follower = follower
         self._hub = hub
@@ -55,10 +61,20 @@ class Trainer:
     def log_path(self, job_id: str, source_key: str) -> Path:
         return self._jobs_dir / job_id / f"{source_key}.log"
 
+    def model_dir(self, job_id: str) -> Path:
+        """Where the FL server saves the job's global models (removed with the job's directory)."""
+        return self._jobs_dir / job_id / "models"
+
     async def start(self, job_id: str) -> tuple[str, list[str]]:
         job = await asyncio.to_thread(self._store.get_job, job_id)
         if job is None:
             raise NotFound(f"job {job_id} not found")
+        # The data is checked before the job moves: a bad file leaves it NOT_STARTED, to start once fixed.
+        if job.state is not JobState.NOT_STARTED:
+            raise FailedPrecondition(f"job {job_id} is {job.state.name}; only a NOT_STARTED job can be started")
+        shape = await check_data(
+            job, self._catalog.models[job.model], self._timeouts.data_check_seconds, self._remote_probe
+        )
         event = await asyncio.to_thread(
             self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
         )
@@ -68,7 +84,7 @@ class Trainer:
             raise FailedPrecondition(f"job {job_id} is {state}; only a NOT_STARTED job can be started")
         self._hub.publish(event)
         try:
-            return await self._launch(job)
+            return await self._launch(job, shape)
         except FloristError as exc:
             await self._fail(job_id, str(exc))
             raise
@@ -91,7 +107,7 @@ class Trainer:
                 return job.server_address.removesuffix(f":{port}") + f":{free_port()}"
         return job.server_address
 
-    async def _launch(self, job: Job) -> tuple[str, list[str]]:
+    async def _launch(self, job: Job, shape: DataShape) -> tuple[str, list[str]]:
         server_address = self._server_address(job)
         server_uuid = uuid.uuid4().hex
         client_uuids = [uuid.uuid4().hex for _ in job.clients]
@@ -110,6 +126,10 @@ class Trainer:
             strategy=job.strategy,
             n_clients=len(job.clients),
             server_config=job.server_config,
+            input_shape=list(shape.input_shape),
+            num_classes=shape.num_classes,
+            model_config=job.model_config,
+            model_dir=str(self.model_dir(job.id)),
         )
         server = await asyncio.to_thread(
             start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key)
@@ -133,6 +153,10 @@ class Trainer:
                 client_type=job.client_type,
                 data_path=client.data_path,
                 server_config=job.server_config,
+                input_shape=list(shape.input_shape),
+                num_classes=shape.num_classes,
+                model_config=job.model_config,
+                label_column=client.label_column,
             )
             handle: ProcessHandle
             if client.service_address:

@@ -13,7 +13,7 @@ from google.protobuf import json_format, struct_pb2
 
 from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
 from florist_grpc.domain.model import Exit, ProcessRef
-from florist_grpc.fl.run_config import ClientRun
+from florist_grpc.fl.run_config import ClientRun, pack_model
 from florist_grpc.proto.florist.v1 import client_agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import client_agent_service_pb2_grpc as pb_grpc
 from florist_grpc.rpc_errors import from_rpc_error
@@ -95,7 +95,7 @@ class AgentClients:
 
     async def start_client(self, address: str, run: ClientRun) -> AgentProcess:
         config = struct_pb2.Struct()
-        json_format.ParseDict(run.server_config, config)
+        json_format.ParseDict(pack_model(run), config)
         request = pb.StartClientRequest(
             client_uuid=run.uuid,
             server_address=run.server_address,

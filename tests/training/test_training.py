@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from florist_grpc.fl.data import write_synthetic
+from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from tests.helpers import TERMINAL, PlaneThread, fl_processes, job_message, no_fl_process_left, short_timeouts, wait_for
