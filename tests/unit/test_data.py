@@ -19,7 +19,10 @@ def test_pt_npz_and_csv_files_load_and_split_the_same_way_every_time(tmp_path: P
     np.savez(tmp_path / "c.npz", x=x, y=y)
     torch.save({"x": torch.from_numpy(x), "y": torch.from_numpy(y)}, tmp_path / "c.pt")
     header = ",".join([*(f"f{i}" for i in range(10)), "target", *(f"f{i}" for i in range(10, 20))])
-    rows = [",".join([*map(repr, map(float, r[:10])), str(t), *map(repr, map(float, r[10:]))]) for r, t in zip(x, y)]
+    rows = [
+        ",".join([*map(repr, map(float, r[:10])), str(t), *map(repr, map(float, r[10:]))])
+        for r, t in zip(x, y, strict=True)
+    ]
     (tmp_path / "c.csv").write_text("\n".join([header, *rows]) + "\n")
     a = load_split(tmp_path / "c.npz", (20,), 4, "", 0.2, seed=3)
     b = load_split(tmp_path / "c.pt", (20,), 4, "", 0.2, seed=3)
