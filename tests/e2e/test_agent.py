@@ -117,6 +117,8 @@ def test_an_unreachable_agent_fails_the_start_with_unavailable(tmp_path: Path, d
     try:
         with grpc.insecure_channel(served.address) as channel:
             message = job_message(["mine.pt"], rounds=1)
+            # A model of fixed sizes: nothing to read from the (agent-run) client's data before launch.
+            message.model = "MNIST_CNN"
             message.clients[0].service_address = f"127.0.0.1:{free_port()}"
             jobs = job_service_pb2_grpc.JobServiceStub(channel)
             job = jobs.CreateJob(job_service_pb2.CreateJobRequest(job=message), timeout=10).job
