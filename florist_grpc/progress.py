@@ -19,7 +19,7 @@ from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 # eval_round_metrics_aggregated with the names the clients report.
 ROUND_LOSS = "val - loss - aggregated"
 ROUND_ACCURACY = "val - prediction - accuracy"
-TRAIN_LOSS = "train - loss"
+TRAIN_ACCURACY = "train - prediction - accuracy"
 
 
 def round_loss(data: dict[str, Any]) -> float:
@@ -74,8 +74,8 @@ class Progress:
         return rounds
 
     def summary(self) -> list[str]:
-        lines = ["round  val loss  val accuracy  train loss"]
+        lines = ["round  val loss  val accuracy  train accuracy"]
         for number, data in sorted(self.rounds().items(), key=lambda kv: int(kv[0])):
-            train_loss = float(data.get("fit_round_metrics", {}).get(TRAIN_LOSS, "nan"))
-            lines.append(f"{number:>5}  {round_loss(data):8.4f}  {round_accuracy(data):12.4f}  {train_loss:10.4f}")
+            train_accuracy = float(data.get("fit_round_metrics", {}).get(TRAIN_ACCURACY, "nan"))
+            lines.append(f"{number:>5}  {round_loss(data):8.4f}  {round_accuracy(data):12.4f}  {train_accuracy:14.4f}")
         return lines
