@@ -19,6 +19,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from florist_grpc.config import AgentSettings, add_serve_arguments, agent_token, env_default, settings_from_args
+from florist_grpc.fl.make_data import add_make_data_arguments
+from florist_grpc.model_download import add_model_command
 
 log = logging.getLogger("florist_grpc")
 
@@ -218,51 +220,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_make_data(args: argparse.Namespace) -> int:
-    from florist_grpc.fl.make_data import write_digits, write_synthetic
+    from florist_grpc.fl.make_data import write_from_args
 
-    scheme = "dirichlet" if args.non_iid else args.partition
-    if args.dataset == "digits":
-        paths = write_digits(Path(args.out), args.clients, scheme, args.alpha, args.seed, args.image, args.format)
-    else:
-        paths = write_synthetic(
-            Path(args.out), args.clients, args.samples, scheme == "iid", args.seed, args.model, args.format
-        )
-    for path in paths:
+    for path in write_from_args(args):
         print(path)
-    return 0
-
-
-def download_model(
-    channel: grpc.Channel, metadata: tuple[tuple[str, str], ...], job_id: str, round_number: int, out: Path
-) -> Any:
-    """Stream a job's saved model into `out` (atomically); the artifact's size and SHA-256 are checked."""
-    import hashlib
-
-    from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
-    from florist_grpc.proto.florist.v1 import training_service_pb2_grpc
-
-    stub = training_service_pb2_grpc.TrainingServiceStub(channel)
-    request = pb.DownloadModelRequest(job_id=job_id, round=round_number)
-    artifact, digest, size = None, hashlib.sha256(), 0
-    partial = out.with_name(out.name + ".part")
-    with open(partial, "wb") as f:
-        for response in stub.DownloadModel(request, metadata=metadata, timeout=600):
-            if response.HasField("artifact"):
-                artifact = response.artifact
-            else:
-                f.write(response.chunk)
-                digest.update(response.chunk)
-                size += len(response.chunk)
-    if artifact is None or size != artifact.size_bytes or digest.hexdigest() != artifact.sha256:
-        partial.unlink(missing_ok=True)
-        raise ValueError("the download was incomplete or corrupted (size or SHA-256 mismatch); nothing written")
-    partial.replace(out)
-    return artifact
-
-
-def cmd_model(args: argparse.Namespace) -> int:
-    artifact = download_model(_channel(args), _metadata(args), args.job_id, args.round, Path(args.out))
-    _print(args, artifact, f"{args.out}: {artifact.model} after round {artifact.round}, {artifact.size_bytes} bytes")
     return 0
 
 
@@ -298,17 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     data = sub.add_parser("make-data", help="write a dataset partitioned over clients (digits or synthetic)")
-    data.add_argument("--dataset", choices=["digits", "synthetic"], default="digits")
-    data.add_argument("--out", required=True)
-    data.add_argument("--clients", type=int, default=2)
-    data.add_argument("--partition", choices=["iid", "dirichlet"], default="iid")
-    data.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (smaller = more skewed)")
-    data.add_argument("--format", choices=["pt", "npz", "csv"], default="pt")
-    data.add_argument("--image", action="store_true", help="digits as [1, 8, 8] images (for CNN)")
-    data.add_argument("--samples", type=int, default=600, help="synthetic: samples per client")
-    data.add_argument("--non-iid", action="store_true", help="same as --partition dirichlet")
-    data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--model", default="MLP", choices=["MLP", "CNN", "MNIST_CNN"], help="synthetic: shapes")
+    add_make_data_arguments(data)
     data.set_defaults(func=cmd_make_data)
 
     # Connection flags go on every leaf command so they can follow it: `florist-grpc job get ID --address A`.
@@ -340,14 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--offset", type=int, default=0)
     logs.add_argument("--follow", action="store_true")
     logs.set_defaults(func=cmd_logs)
-
-    model = sub.add_parser("model", help="download a job's trained global model")
-    model_sub = model.add_subparsers(dest="model_command", required=True)
-    download = model_sub.add_parser("download", parents=[common])
-    download.add_argument("job_id")
-    download.add_argument("--round", type=int, default=0, help="0 = the last round saved (the final model)")
-    download.add_argument("--out", required=True, help="file to write (.safetensors)")
-    model.set_defaults(func=cmd_model)
+    add_model_command(sub, common)
     return parser
 
 
