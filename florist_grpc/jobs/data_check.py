@@ -104,3 +104,20 @@ async def check_data(job: Job, spec: ModelSpec, timeout: float, remote_probe: Re
         if client.service_address:
             summaries[i] = await remote_probe(i, client) if remote_probe is not None else None
     return decide_shape(spec, summaries)
+
+
+class DataChecker:
+    """`check_data` shared by concurrent starts of one job: one probe, every caller gets its outcome."""
+
+    def __init__(self, timeout: float, remote_probe: RemoteProbe | None = None) -> None:
+        self._timeout = timeout
+        self._remote_probe = remote_probe
+        self._running: dict[str, asyncio.Future[DataShape]] = {}
+
+    async def check(self, job: Job, spec: ModelSpec) -> DataShape:
+        running = self._running.get(job.id)
+        if running is None:
+            running = asyncio.ensure_future(check_data(job, spec, self._timeout, self._remote_probe))
+            self._running[job.id] = running
+            running.add_done_callback(lambda _: self._running.pop(job.id, None))
+        return await asyncio.shield(running)

@@ -15,7 +15,7 @@ from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
 from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, NotFound
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.fl.run_config import ClientRun, ServerRun
-from florist_grpc.jobs.data_check import DataShape, RemoteProbe, check_data
+from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.launch.agent_client import AgentClients
@@ -49,7 +49,8 @@ class Trainer:
         remote_probe: RemoteProbe | None = None,
     ) -> None:
         self._catalog = catalog
-        self._remote_probe = remote_probe  # reads an agent-run client's data summary (wired with the agents)
+        # remote_probe reads an agent-run client's data summary (to be wired with the agent sessions).
+        self._data = DataChecker(timeouts.data_check_seconds, remote_probe)
         self._store = store
         self._follower = follower
         self._hub = hub
@@ -72,9 +73,10 @@ class Trainer:
         # The data is checked before the job moves: a bad file leaves it NOT_STARTED, to start once fixed.
         if job.state is not JobState.NOT_STARTED:
             raise FailedPrecondition(f"job {job_id} is {job.state.name}; only a NOT_STARTED job can be started")
-        shape = await check_data(
-            job, self._catalog.models[job.model], self._timeouts.data_check_seconds, self._remote_probe
-        )
+        spec = self._catalog.models.get(job.model)
+        if spec is None:  # a plugin's model, and the plugin is no longer installed
+            raise FailedPrecondition(f"model {job.model} is not in the catalog any more; install its plugin again")
+        shape = await self._data.check(job, spec)
         event = await asyncio.to_thread(
             self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
         )
