@@ -124,11 +124,13 @@ async function main() {
     }
     const rounds = (reports.server && reports.server.rounds) || {};
     for (const [n, round] of Object.entries(rounds)) {
+      // FL4Health's layout: the aggregated loss in the round, the aggregated metrics under their client names.
       const evalMetrics = round.eval_round_metrics_aggregated;
-      if (source === 'server' && evalMetrics && !printed.has(n)) {
+      const loss = round['val - loss - aggregated'];
+      if (source === 'server' && evalMetrics && loss !== undefined && !printed.has(n)) {
         printed.add(n);
-        console.log(`[${event.sequence}] round ${n}: val loss ${evalMetrics['val - loss - aggregated'].toFixed(4)}, `
-          + `val accuracy ${evalMetrics['val - prediction - accuracy - aggregated'].toFixed(4)}`);
+        console.log(`[${event.sequence}] round ${n}: val loss ${Number(loss).toFixed(4)}, `
+          + `val accuracy ${Number(evalMetrics['val - prediction - accuracy']).toFixed(4)}`);
       }
     }
   };
