@@ -29,6 +29,8 @@ class ModelSpec:
     config_schema: JsonSchema = field(default_factory=lambda: _model_schema("model", {}))
     # "builtin" or the plugin's distribution as "package==version".
     source: str = BUILTIN
+    # How many dimensions one sample must have (0 = any), checked with the data before launch.
+    sample_rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
                     "dropout": _DROPOUT,
                 },
             ),
+            sample_rank=3,
         ),
         ModelSpec(
             "MNIST_CNN",

@@ -55,7 +55,15 @@ def decide_shape(spec: ModelSpec, summaries: dict[int, Summary | None]) -> DataS
         input_shape, reference = tuple(usable[first]["input_shape"]), f"client {first}"
     for index, summary in usable.items():
         shape = tuple(summary["input_shape"])
-        if shape != input_shape:
+        if spec.sample_rank and len(shape) != spec.sample_rank:
+            violations.append(
+                FieldViolation(
+                    _field(index),
+                    f"data file {summary['path']}: model {spec.name} needs samples of {spec.sample_rank} "
+                    f"dimensions, client {index}'s are shaped {list(shape)}",
+                )
+            )
+        elif shape != input_shape:
             violations.append(
                 FieldViolation(
                     _field(index),

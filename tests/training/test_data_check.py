@@ -100,6 +100,9 @@ def test_sizes_come_from_the_data_or_the_catalog_entry() -> None:
     mlp, cnn = BUILTIN_MODELS["MLP"], BUILTIN_MODELS["MNIST_CNN"]
     assert decide_shape(mlp, {0: summary([64], 9), 1: summary([64], 4)}) == DataShape((64,), 10)
     assert decide_shape(cnn, {0: summary([1, 28, 28], 3)}) == DataShape((1, 28, 28), 10)
+    with pytest.raises(FailedPrecondition) as raised:
+        decide_shape(BUILTIN_MODELS["CNN"], {0: summary([64], 9)})  # a CNN needs [channels, height, width]
+    assert "3 dimensions" in raised.value.violations[0].description
     # An agent-run client's data (None: not readable here) does not block sizes the others decide.
     assert decide_shape(mlp, {0: summary([5], 1), 1: None}) == DataShape((5,), 2)
     with pytest.raises(FailedPrecondition) as raised:
