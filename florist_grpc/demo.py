@@ -53,6 +53,9 @@ async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:
         for line in progress.summary():
             print(line)
         print(f"final state: {job_pb2.JobState.Name(progress.state)} in {time.monotonic() - began:.1f}s")
+        print(
+            f"the trained model: florist-grpc model download {created.id} --address {address} --out model.safetensors"
+        )
         return 0 if progress.state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY else 1
     finally:
         await plane.stop()
