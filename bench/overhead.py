@@ -14,7 +14,7 @@ from bench.harness import embedded_plane
 from bench.stats import record
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Timeouts
-from florist_grpc.fl.data import write_synthetic
+from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.launch.process import spawn
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis, free_port

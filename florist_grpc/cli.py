@@ -25,6 +25,8 @@ from florist_grpc.config import (
     env_default,
     settings_from_args,
 )
+from florist_grpc.fl.make_data import add_make_data_arguments
+from florist_grpc.model_download import add_model_command
 
 log = logging.getLogger("florist_grpc")
 
@@ -121,13 +123,13 @@ def _print(args: argparse.Namespace, message: Message, text: str) -> None:
 
 def describe_rpc_error(exc: grpc.RpcError) -> str:
     """CODE: message, plus one line per field violation."""
-    from florist_grpc.domain.errors import InvalidArgument
+    from florist_grpc.domain.errors import FailedPrecondition, InvalidArgument
     from florist_grpc.rpc_errors import from_rpc_error
 
     code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
     error = from_rpc_error(exc)
     lines = [f"{code}: {exc.details() if isinstance(exc, grpc.Call) else exc}"]
-    if isinstance(error, InvalidArgument):
+    if isinstance(error, InvalidArgument | FailedPrecondition):
         lines += [f"  {v.field}: {v.description}" for v in error.violations]
     return "\n".join(lines)
 
@@ -241,11 +243,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_make_data(args: argparse.Namespace) -> int:
-    from florist_grpc.fl.data import write_synthetic
+    from florist_grpc.fl.make_data import write_from_args
 
-    for path in write_synthetic(
-        Path(args.out), args.clients, args.samples, iid=not args.non_iid, seed=args.seed, model=args.model
-    ):
+    for path in write_from_args(args):
         print(path)
     return 0
 
@@ -278,13 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clients", type=int, default=2)
     demo.set_defaults(func=cmd_demo)
 
-    data = sub.add_parser("make-data", help="write a learnable synthetic dataset partitioned over clients")
-    data.add_argument("--out", required=True)
-    data.add_argument("--clients", type=int, default=2)
-    data.add_argument("--samples", type=int, default=600)
-    data.add_argument("--non-iid", action="store_true")
-    data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--model", default="MLP", choices=["MLP", "MNIST_CNN"])
+    data = sub.add_parser("make-data", help="write a dataset partitioned over clients (digits or synthetic)")
+    add_make_data_arguments(data)
     data.set_defaults(func=cmd_make_data)
 
     # Connection flags go on every leaf command so they can follow it: `florist-grpc job get ID --address A`.
@@ -316,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--offset", type=int, default=0)
     logs.add_argument("--follow", action="store_true")
     logs.set_defaults(func=cmd_logs)
+    add_model_command(sub, common)
     return parser
 
 

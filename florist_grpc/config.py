@@ -42,6 +42,10 @@ class Timeouts:
     redis_start_seconds: float = 15.0
     # The embedded Redis gets this long to flush its append-only file and exit.
     redis_stop_seconds: float = 10.0
+    # StartTraining reads every local client's data file (in a subprocess) within this before launching.
+    data_check_seconds: float = 120.0
+    # Startup: describing the installed model plugins (in a subprocess) may take this long.
+    plugin_discovery_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,21 @@ from florist_grpc.domain import merge_patch
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 
+# FL4Health's server layout: the aggregated loss sits in the round itself, the aggregated metrics under
+# eval_round_metrics_aggregated with the names the clients report.
 ROUND_LOSS = "val - loss - aggregated"
-ROUND_ACCURACY = "val - prediction - accuracy - aggregated"
+ROUND_ACCURACY = "val - prediction - accuracy"
+TRAIN_ACCURACY = "train - prediction - accuracy"
+
+
+def round_loss(data: dict[str, Any]) -> float:
+    """A server round's aggregated validation loss (NaN until reported; non-finite values arrive as strings)."""
+    return float(data.get(ROUND_LOSS, "nan"))
+
+
+def round_accuracy(data: dict[str, Any]) -> float:
+    """A server round's aggregated validation accuracy (NaN until reported)."""
+    return float(data.get("eval_round_metrics_aggregated", {}).get(ROUND_ACCURACY, "nan"))
 
 
 def as_float(value: Any) -> float:
@@ -56,14 +69,12 @@ class Progress:
             return
         if key == "server":
             for number, data in sorted(self.rounds().items(), key=lambda kv: int(kv[0])):
-                if number not in self._printed_rounds and ROUND_ACCURACY in data.get(
-                    "eval_round_metrics_aggregated", {}
-                ):
+                evaluated = ROUND_ACCURACY in data.get("eval_round_metrics_aggregated", {}) and ROUND_LOSS in data
+                if number not in self._printed_rounds and evaluated:
                     self._printed_rounds.add(number)
-                    metrics = data["eval_round_metrics_aggregated"]
                     self._emit(
-                        f"[{event.sequence}] round {number}: val loss {as_float(metrics.get(ROUND_LOSS)):.4f}, "
-                        f"val accuracy {as_float(metrics[ROUND_ACCURACY]):.4f}"
+                        f"[{event.sequence}] round {number}: val loss {round_loss(data):.4f}, "
+                        f"val accuracy {round_accuracy(data):.4f}"
                     )
 
     def rounds(self) -> dict[str, dict[str, Any]]:
@@ -71,12 +82,8 @@ class Progress:
         return rounds
 
     def summary(self) -> list[str]:
-        lines = ["round  val loss  val accuracy  train loss"]
+        lines = ["round  val loss  val accuracy  train accuracy"]
         for number, data in sorted(self.rounds().items(), key=lambda kv: int(kv[0])):
-            ev = data.get("eval_round_metrics_aggregated", {})
-            fit = data.get("fit_round_metrics", {})
-            lines.append(
-                f"{number:>5}  {as_float(ev.get(ROUND_LOSS)):8.4f}  {as_float(ev.get(ROUND_ACCURACY)):12.4f}"
-                f"  {as_float(fit.get('train - loss')):10.4f}"
-            )
+            train_accuracy = float(data.get("fit_round_metrics", {}).get(TRAIN_ACCURACY, "nan"))
+            lines.append(f"{number:>5}  {round_loss(data):8.4f}  {round_accuracy(data):12.4f}  {train_accuracy:14.4f}")
         return lines

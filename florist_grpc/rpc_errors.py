@@ -83,7 +83,9 @@ def error_info(reason: str, metadata: dict[str, str] | None = None) -> error_det
 def to_status(exc: errors.FloristError) -> grpc.Status:
     code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), code_pb2.INTERNAL)
     status = status_pb2.Status(code=code, message=_cut(str(exc), MESSAGE_BYTES))
-    if isinstance(exc, errors.InvalidArgument):  # first, where clients written before ErrorInfo look for it
+    # BadRequest first, where clients written before ErrorInfo look for it. FAILED_PRECONDITION may carry field
+    # violations too: which client's data file blocks a start.
+    if isinstance(exc, errors.InvalidArgument) or (isinstance(exc, errors.FailedPrecondition) and exc.violations):
         status.details.append(_packed(_bad_request(exc.violations)))
     status.details.append(_packed(error_info(exc.reason, exc.metadata)))
     converted: grpc.Status = rpc_status.to_status(status)
@@ -156,4 +158,7 @@ def from_rpc_error(exc: grpc.RpcError) -> errors.FloristError:
         )
     if cls is None:
         return RemoteError(code, message, reason=reason, metadata=metadata)
+    if cls is errors.FailedPrecondition:
+        violations = field_violations(exc) if isinstance(exc, grpc.Call) else []
+        return errors.FailedPrecondition(message, violations, reason=reason, metadata=metadata)
     return cls(message, reason=reason, metadata=metadata)

@@ -28,6 +28,7 @@ from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agents import Agents
+from florist_grpc.launch.plugins import load_catalog
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.throttle import ReadThrottle
@@ -107,15 +108,21 @@ class ControlPlane:
         )
         agents = Agents(self.redis_url, timeouts)
         self._running = Running(store, hub, follower, agents, embedded)
-        registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host)
-        trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts, settings.tls)
+        # Builtin models plus installed plugins, described in a subprocess (plugins import torch; we do not).
+        catalog = await asyncio.to_thread(load_catalog, timeouts.plugin_discovery_seconds)
+        registry = JobRegistry(
+            store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host, catalog
+        )
+        trainer = Trainer(
+            store, follower, hub, agents, self.redis_url, data_dir, timeouts, settings.tls, catalog, agents.probe_data
+        )
 
         server = build_server(interceptors)
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
         training_grpc.add_TrainingServiceServicer_to_server(
             TrainingServicer(trainer, registry, store, hub, agents), server
         )
-        catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(), server)
+        catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(agents, tokens), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

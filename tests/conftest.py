@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from florist_grpc.fl.data import write_synthetic
+from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.metrics.embedded_redis import redis_server_binary
 from florist_grpc.net import free_port
 from tests.helpers import PlaneThread, wait_for

@@ -13,16 +13,18 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-from florist_grpc.domain.catalog import MODELS, OPTIMIZERS
+from florist_grpc.domain.catalog import OPTIMIZERS
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.domain.validation import DEVICE
 from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch import process
 from florist_grpc.launch.handles import LocalProcess, start_local
+from florist_grpc.launch.probe import probe_files
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,8 @@ class SiteClient:
 
 
 class SiteClients:
-    def __init__(self, data_root: Path, state_dir: Path, stop_grace: float) -> None:
+    def __init__(self, data_root: Path, state_dir: Path, stop_grace: float, probe_seconds: float) -> None:
+        self._probe_seconds = probe_seconds
         self.root = data_root.resolve()
         self.state_dir = state_dir.resolve()
         self._record = self.state_dir / "clients.json"
@@ -90,13 +93,20 @@ class SiteClients:
             return str(exc)
         return ""
 
+    def probe(self, data_path: str, label_column: str) -> dict[str, Any]:
+        """The summary of a data file inside the data root (read in a subprocess: torch stays out of the agent)."""
+        path = resolve_data_path(self.root, self.state_dir, data_path)
+        return probe_files([(str(path), label_column)], self._probe_seconds)[0]
+
     def launch(self, request: pb.LaunchClient, redis_address: str, tls_ca: Path | None) -> ProcessRef:
         """Start the client (once per uuid: a retried launch returns the running one)."""
         problems = []
         if not request.client_uuid.isalnum():
             problems.append(FieldViolation("client_uuid", "must be alphanumeric"))
-        if request.model not in MODELS:
-            problems.append(FieldViolation("model", f"unknown model {request.model!r}"))
+        # The model may come from a plugin installed here: the client process builds it (and fails, logged, if
+        # the plugin is missing on this machine).
+        if not request.model:
+            problems.append(FieldViolation("model", "is required"))
         if request.optimizer not in OPTIMIZERS:
             problems.append(FieldViolation("optimizer", f"unknown optimizer {request.optimizer!r}"))
         if request.device and not DEVICE.match(request.device):
@@ -121,6 +131,10 @@ class SiteClients:
                 server_config=_plain(request.server_config),
                 device=request.device or "auto",
                 root_certificates_file=str(tls_ca) if request.tls and tls_ca else "",
+                input_shape=list(request.input_shape),
+                num_classes=request.num_classes,
+                model_config=_plain(request.model_config),
+                label_column=request.label_column,
             )
             handle = start_local("client", run.to_json(), self.state_dir / "logs" / f"{request.client_uuid}.log")
             self._clients[request.client_uuid] = SiteClient(handle)

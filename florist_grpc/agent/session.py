@@ -24,6 +24,7 @@ from florist_grpc.agent.reports import ReportRelay
 from florist_grpc.config import AgentSettings
 from florist_grpc.domain.errors import FloristError
 from florist_grpc.launch.logs import follow_log
+from florist_grpc.launch.probe import ProbeFailed
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
 from florist_grpc.rpc_errors import CODES
@@ -47,7 +48,10 @@ class Agent:
         self._on_connected = on_connected
         state_dir = settings.data_root / ".florist-agent"
         state_dir.mkdir(parents=True, exist_ok=True)
-        self._clients = SiteClients(settings.data_root, state_dir, settings.timeouts.process_stop_grace_seconds)
+        timeouts = settings.timeouts
+        self._clients = SiteClients(
+            settings.data_root, state_dir, timeouts.process_stop_grace_seconds, timeouts.data_check_seconds
+        )
         self._relay = ReportRelay(state_dir, settings.timeouts)
         self._devices: list[str] = []
 
@@ -190,10 +194,7 @@ class _Session:
         elif kind == "stop_client":
             self._spawn(f"stop {message.stop_client.client_uuid}", self._stop(message.stop_client.client_uuid))
         elif kind == "check_data":
-            check = message.check_data
-            problem = self._clients.check(check.data_path)
-            result = pb.DataCheckResult(request_id=check.request_id, ok=not problem, problem=problem)
-            self._send(pb.ConnectRequest(data_check_result=result))
+            self._spawn(message.check_data.request_id, self._check_data(message.check_data))
         elif kind == "read_log":
             self._spawn(message.read_log.request_id, self._read_log(message.read_log))
         elif kind == "cancel_request":
@@ -220,6 +221,17 @@ class _Session:
 
     async def _stop(self, client_uuid: str) -> None:
         await asyncio.to_thread(self._clients.stop, client_uuid)
+
+    async def _check_data(self, check: pb.CheckData) -> None:
+        problem = self._clients.check(check.data_path)
+        result = pb.DataCheckResult(request_id=check.request_id, ok=not problem, problem=problem)
+        if check.probe and not problem:
+            try:
+                summary = await asyncio.to_thread(self._clients.probe, check.data_path, check.label_column)
+                result.summary.update(summary)
+            except ProbeFailed as exc:
+                result.ok, result.problem = False, str(exc)
+        self._send(pb.ConnectRequest(data_check_result=result))
 
     async def _read_log(self, request: pb.ReadLog) -> None:
         try:

@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from florist_grpc.domain import catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import Client, Job, JobState, JsonObject, MetricsEvent
+from florist_grpc.jobs.artifacts import ModelFile
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
@@ -67,12 +68,14 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         optimizer=pb.optimizer.strip(),
         client_type=pb.client_type.strip(),
         server_config=_integral_floats_to_int(struct_to_dict(pb.server_config)),
+        model_config=_integral_floats_to_int(struct_to_dict(pb.model_config)),
         clients=[
             Client(
                 data_path=c.data_path,
                 agent=c.agent.strip(),
                 device=c.device.strip() or "auto",
                 redis_address=c.redis_address.strip(),
+                label_column=c.label_column.strip(),
             )
             for c in pb.clients
         ],
@@ -93,6 +96,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         server_address=job.server_address,
         redis_address=job.redis_address,
         server_config=dict_to_struct(job.server_config),
+        model_config=dict_to_struct(job.model_config),
         server_uuid=job.server_uuid,
         server_metrics=dict_to_struct(job.server_metrics),
         error_message=job.error_message,
@@ -111,6 +115,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
                 state=job_pb2.ClientState.ValueType(int(c.state)),
                 metrics=dict_to_struct(c.metrics),
                 error_message=c.error_message,
+                label_column=c.label_column,
             )
         )
     return pb
@@ -131,13 +136,35 @@ def event_to_proto(event: MetricsEvent) -> training_pb.MetricsEvent:
     )
 
 
-def catalog_to_proto() -> catalog_pb.GetCatalogResponse:
+def download_part(part: ModelFile | bytes) -> training_pb.DownloadModelResponse:
+    if isinstance(part, bytes):
+        return training_pb.DownloadModelResponse(chunk=part)
+    return training_pb.DownloadModelResponse(
+        artifact=training_pb.ModelArtifact(
+            format="safetensors",
+            round=part.round,
+            size_bytes=part.size_bytes,
+            sha256=part.sha256,
+            model=part.model,
+            model_config=dict_to_struct(part.model_config),
+            input_shape=part.input_shape,
+            num_classes=part.num_classes,
+        )
+    )
+
+
+def catalog_to_proto(models: catalog.Catalog = catalog.DEFAULT_CATALOG) -> catalog_pb.GetCatalogResponse:
     return catalog_pb.GetCatalogResponse(
         models=[
             catalog_pb.ModelInfo(
-                name=m.name, description=m.description, input_shape=list(m.input_shape), num_classes=m.num_classes
+                name=m.name,
+                description=m.description,
+                input_shape=list(m.input_shape),
+                num_classes=m.num_classes,
+                config_schema=dict_to_struct(m.config_schema),
+                source=m.source,
             )
-            for m in catalog.MODELS.values()
+            for m in models.models.values()
         ],
         strategies=[
             catalog_pb.StrategyInfo(

@@ -13,6 +13,7 @@ from florist_grpc.api import convert
 from florist_grpc.api.errors import streaming, unary
 from florist_grpc.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from florist_grpc.domain.model import MetricsEvent
+from florist_grpc.jobs.artifacts import download
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agents import Agents
@@ -112,3 +113,11 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             chunks = follow_log(Path(self._trainer.log_path(job.id, key)), request.offset, request.follow, finished)
         async for text, next_offset in chunks:
             yield pb.StreamLogsResponse(text=text, next_offset=next_offset)
+
+    @streaming
+    async def DownloadModel(
+        self, request: pb.DownloadModelRequest, context: Context
+    ) -> AsyncIterator[pb.DownloadModelResponse]:
+        job = await self._registry.get(request.job_id)
+        async for part in download(job, self._trainer.model_dir(job.id), request.round):
+            yield convert.download_part(part)

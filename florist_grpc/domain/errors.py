@@ -58,7 +58,20 @@ class NotFound(FloristError):
 
 
 class FailedPrecondition(FloristError):
+    """The request is fine but the state of things is not; `violations` name what to fix (e.g. a data file)."""
+
     reason = "FAILED_PRECONDITION"
+
+    def __init__(
+        self,
+        message: str = "",
+        violations: list[FieldViolation] | None = None,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.violations = violations or []
+        super().__init__(message, reason=reason, metadata=metadata)
 
 
 class OutOfRange(FloristError):

@@ -90,6 +90,8 @@ class Client:
     process: ProcessRef = field(default_factory=ProcessRef)
     # "auto" (first CUDA device if any, else cpu), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
+    # The label column of a CSV data file ("" = "label").
+    label_column: str = ""
 
 
 @dataclass
@@ -114,6 +116,8 @@ class Job:
     # True when the control plane picked server_address itself, so it may pick another if the port got taken.
     server_address_auto: bool = False
     last_sequence: int = 0
+    # The model's own settings, validated against its catalog schema.
+    model_config: JsonObject = field(default_factory=dict)
 
     def client_source(self, index: int) -> Source:
         return Source(SourceKind.CLIENT, index, self.clients[index].uuid)

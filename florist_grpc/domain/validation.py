@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from florist_grpc.domain.catalog import MAX_CLIENTS, MODELS, OPTIMIZERS, STRATEGIES
+from florist_grpc.domain.catalog import DEFAULT_CATALOG, MAX_CLIENTS, STRATEGIES, Catalog, JsonSchema
 from florist_grpc.domain.errors import QUOTE_CHARS, FieldViolation, InvalidArgument, quote
 from florist_grpc.domain.model import Job
 
@@ -63,8 +64,24 @@ def _non_finite(value: Any, path: str) -> Iterator[str]:
             yield from _non_finite(item, f"{path}[{i}]")
 
 
-def _schema_violations(error: ValidationError) -> list[FieldViolation]:
-    path = "job.server_config" + "".join(f".{_key(p)}" for p in error.absolute_path)
+@functools.lru_cache(maxsize=256)
+def _model_validator(schema_json: str) -> Draft202012Validator:
+    # Keyed by the schema's text: plugin schemas are plain dicts, and equal schemas share one validator.
+    schema: JsonSchema = json.loads(schema_json)
+    return Draft202012Validator(schema)
+
+
+def _config_violations(validator: Draft202012Validator, config: Any, field: str) -> list[FieldViolation]:
+    """Non-finite numbers first, then schema violations of the fields that are not already named."""
+    non_finite = list(_non_finite(config, field))
+    problems = [FieldViolation(path, "must be a finite number") for path in non_finite]
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(e.path)):
+        problems.extend(v for v in _schema_violations(error, field) if v.field not in non_finite)
+    return problems
+
+
+def _schema_violations(error: ValidationError, field: str) -> list[FieldViolation]:
+    path = field + "".join(f".{_key(p)}" for p in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else ""
         return [FieldViolation(f"{path}.{missing}" if missing else path, "is required")]
@@ -80,20 +97,30 @@ def _schema_violations(error: ValidationError) -> list[FieldViolation]:
     return [FieldViolation(path, error.message[:200])]
 
 
-def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
+def validate_job(job: Job, more: list[FieldViolation] | None = None, catalog: Catalog = DEFAULT_CATALOG) -> None:
     """Raise InvalidArgument listing every invalid field of `job`, together with `more` found by the caller
     (addresses are checked by the caller: their rules live in florist_grpc.net, above this package)."""
     problems: list[FieldViolation] = list(more or [])
-    if job.model not in MODELS:
-        problems.append(FieldViolation("job.model", f"unknown model {quote(job.model)}; one of {sorted(MODELS)}"))
-    if job.optimizer not in OPTIMIZERS:
+    model = catalog.models.get(job.model)
+    if model is None:
         problems.append(
-            FieldViolation("job.optimizer", f"unknown optimizer {quote(job.optimizer)}; one of {sorted(OPTIMIZERS)}")
+            FieldViolation("job.model", f"unknown model {quote(job.model)}; one of {sorted(catalog.models)}")
         )
-    strategy = STRATEGIES.get(job.strategy)
+    else:
+        validator = _model_validator(json.dumps(model.config_schema, sort_keys=True))
+        problems += _config_violations(validator, job.model_config, "job.model_config")
+    if job.optimizer not in catalog.optimizers:
+        problems.append(
+            FieldViolation(
+                "job.optimizer", f"unknown optimizer {quote(job.optimizer)}; one of {sorted(catalog.optimizers)}"
+            )
+        )
+    strategy = catalog.strategies.get(job.strategy)
     if strategy is None:
         problems.append(
-            FieldViolation("job.strategy", f"unknown strategy {quote(job.strategy)}; one of {sorted(STRATEGIES)}")
+            FieldViolation(
+                "job.strategy", f"unknown strategy {quote(job.strategy)}; one of {sorted(catalog.strategies)}"
+            )
         )
     else:
         if job.client_type not in strategy.client_types:
@@ -104,11 +131,7 @@ def validate_job(job: Job, more: list[FieldViolation] | None = None) -> None:
                     f"not {quote(job.client_type)}",
                 )
             )
-        non_finite = list(_non_finite(job.server_config, "job.server_config"))
-        problems += [FieldViolation(path, "must be a finite number") for path in non_finite]
-        errors = sorted(_validator(strategy.name).iter_errors(job.server_config), key=lambda e: list(e.path))
-        for error in errors:
-            problems.extend(v for v in _schema_violations(error) if v.field not in non_finite)
+        problems += _config_violations(_validator(strategy.name), job.server_config, "job.server_config")
     if not job.clients:
         problems.append(FieldViolation("job.clients", "at least one client is required"))
     if len(job.clients) > MAX_CLIENTS:

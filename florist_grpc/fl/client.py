@@ -19,6 +19,9 @@ EXIT_BAD_DATA = 2
 
 
 def build_client(cfg: ClientRun) -> Any:
+    """The Flower client of this run; it reports every round in FL4Health's client layout."""
+    from datetime import datetime
+
     import numpy as np
     import torch
     from flwr.client import NumPyClient
@@ -28,20 +31,28 @@ def build_client(cfg: ClientRun) -> Any:
     from florist_grpc.fl.models import build_model
     from florist_grpc.fl.optimizers import build_optimizer
     from florist_grpc.fl.reporter import RedisReporter, now
-    from florist_grpc.fl.strategies import TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY, VAL_LOSS
+    from florist_grpc.fl.strategies import TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY
 
     config = cfg.server_config
     seed = int(config.get("seed", 0))
-    split = load_split(Path(cfg.data_path), cfg.model, float(config.get("validation_fraction", 0.2)), seed)
+    split = load_split(
+        Path(cfg.data_path),
+        cfg.input_shape,
+        cfg.num_classes,
+        cfg.label_column,
+        float(config.get("validation_fraction", 0.2)),
+        seed,
+    )
     reporter = RedisReporter(cfg.redis_address, cfg.uuid)
     reporter.report_values(host_type="client", initialized=now())
     device = torch.device(resolve_device(cfg.device, torch.cuda.device_count()))
-    model = build_model(cfg.model, seed).to(device)
+    model = build_model(cfg.model, cfg.input_shape, cfg.num_classes, cfg.model_config, seed).to(device)
     loss_fn = torch.nn.CrossEntropyLoss()
     batch_size = int(config["batch_size"])
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(split.train, batch_size=batch_size, shuffle=True, generator=generator)
     val_loader = DataLoader(split.validation, batch_size=batch_size)
+    totals = {"steps": 0, "epochs": 0}
 
     def set_weights(parameters: list[np.ndarray]) -> None:
         keys = list(model.state_dict().keys())
@@ -58,12 +69,14 @@ def build_client(cfg: ClientRun) -> Any:
             self, parameters: list[np.ndarray], ins: dict[str, Any]
         ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
             server_round = int(ins.get("current_server_round", 0))
-            reporter.report_round(server_round, round_start=now())
+            round_start = datetime.now()
+            reporter.report_round(server_round, round=server_round, round_start=str(round_start))
             set_weights(parameters)
             mu = float(ins.get("proximal_weight", 0.0)) if cfg.client_type == "FEDPROX" else 0.0
             global_weights = [p.detach().clone() for p in model.parameters()]
             optimizer = build_optimizer(cfg.optimizer, model.parameters(), config)
             model.train()
+            fit_start = datetime.now()
             total_loss, correct, seen = 0.0, 0, 0
             for _ in range(int(config["local_epochs"])):
                 for x_cpu, y_cpu in train_loader:
@@ -80,16 +93,28 @@ def build_client(cfg: ClientRun) -> Any:
                     total_loss += float(loss) * len(y)
                     correct += int((logits.argmax(1) == y).sum())
                     seen += len(y)
-            metrics = {TRAIN_LOSS: total_loss / max(seen, 1), TRAIN_ACCURACY: correct / max(seen, 1)}
+                    totals["steps"] += 1
+                totals["epochs"] += 1
+            fit_end = datetime.now()
+            train_loss, train_accuracy = total_loss / max(seen, 1), correct / max(seen, 1)
             reporter.report_round(
                 server_round,
-                fit_round_losses={"backward": metrics[TRAIN_LOSS]},
-                fit_round_metrics={TRAIN_ACCURACY: metrics[TRAIN_ACCURACY]},
+                fit_round_metrics={TRAIN_ACCURACY: train_accuracy},
+                fit_round_losses={"backward": train_loss},
+                round=server_round,
+                round_start=str(round_start),
+                round_end=str(datetime.now()),
+                fit_round_start=str(fit_start),
+                fit_round_time_elapsed=round((fit_end - fit_start).total_seconds()),
+                fit_round_end=str(fit_end),
+                fit_step=totals["steps"],
+                fit_epoch=totals["epochs"],
             )
-            return get_weights(), len(split.train), metrics
+            return get_weights(), len(split.train), {TRAIN_ACCURACY: train_accuracy, TRAIN_LOSS: train_loss}
 
         def evaluate(self, parameters: list[np.ndarray], ins: dict[str, Any]) -> tuple[float, int, dict[str, Any]]:
             server_round = int(ins.get("current_server_round", 0))
+            start = datetime.now()
             set_weights(parameters)
             model.eval()
             total_loss, correct, seen = 0.0, 0, 0
@@ -101,13 +126,19 @@ def build_client(cfg: ClientRun) -> Any:
                     correct += int((logits.argmax(1) == y).sum())
                     seen += len(y)
             loss, accuracy = total_loss / max(seen, 1), correct / max(seen, 1)
+            end = datetime.now()
             reporter.report_round(
                 server_round,
-                eval_round_loss={"checkpoint": loss},
-                eval_round_metrics={VAL_ACCURACY: accuracy, VAL_LOSS: loss},
-                round_end=now(),
+                eval_round_metrics={VAL_ACCURACY: accuracy},
+                eval_round_loss=loss,
+                eval_round_start=str(start),
+                eval_round_time_elapsed=round((end - start).total_seconds()),
+                eval_round_end=str(end),
+                fit_step=totals["steps"],
+                fit_epoch=totals["epochs"],
+                round=server_round,
             )
-            return loss, len(split.validation), {VAL_ACCURACY: accuracy, VAL_LOSS: loss}
+            return loss, len(split.validation), {VAL_ACCURACY: accuracy}
 
     return Client(), reporter
 

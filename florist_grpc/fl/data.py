@@ -1,15 +1,25 @@
-"""Client datasets: `.pt` (torch.save of {"x", "y"}) or `.npz` (arrays x and y), and a synthetic generator."""
+"""Client datasets: read a data file, check it, and split it into train/validation the same way on every run.
+
+Formats (by suffix): `.pt` (torch.save of {"x": tensor [N, *shape], "y": integer tensor [N]}), `.npz` (arrays
+`x` and `y`), `.csv` (a header row; the label column named by the client's `label_column`, default "label";
+every other column a numeric feature, so x is [N, columns - 1]).
+"""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import TensorDataset
 
-from florist_grpc.domain.catalog import MODELS
+if TYPE_CHECKING:
+    from torch.utils.data import TensorDataset
+
+DEFAULT_LABEL_COLUMN = "label"
+FORMATS = (".pt", ".npz", ".csv")
 
 
 class DataError(Exception):
@@ -22,15 +32,48 @@ class Split:
     validation: TensorDataset
 
 
-def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise DataError(f"data file {path} is empty")
+    header = [h.strip() for h in rows[0]]
+    if label_column not in header:
+        raise DataError(f"data file {path} has no label column {label_column!r}; its columns are {header}")
+    if len(header) < 2:
+        raise DataError(f"data file {path} needs at least one feature column beside {label_column!r}")
+    label_at = header.index(label_column)
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
+    for n, row in enumerate(rows[1:]):
+        if len(row) != len(header):
+            raise DataError(f"data file {path}: line {n + 2} has {len(row)} fields, the header has {len(header)}")
+        try:
+            values[n] = [float(cell) for cell in row]
+        except ValueError as exc:
+            raise DataError(f"data file {path}: line {n + 2} has a value that is not a number ({exc})") from exc
+    labels = values[:, label_at]
+    if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+        raise DataError(f"data file {path}: column {label_column!r} must hold integer class labels")
+    features = np.delete(values, label_at, axis=1).astype(np.float32)
+    return features, labels.astype(np.int64)
+
+
+def read_arrays(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The file's x and y as numpy arrays, or DataError naming the file and what is wrong with it."""
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
+    if path.suffix not in FORMATS:
+        raise DataError(f"data file {path}: unknown format {path.suffix!r}; use one of {list(FORMATS)}")
     try:
+        if path.suffix == ".csv":
+            return _read_csv(path, label_column or DEFAULT_LABEL_COLUMN)
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as arrays:
                 if "x" not in arrays or "y" not in arrays:
                     raise DataError(f"data file {path} must hold arrays 'x' and 'y', has {sorted(arrays.files)}")
-                return torch.as_tensor(arrays["x"]), torch.as_tensor(arrays["y"])
+                return np.asarray(arrays["x"]), np.asarray(arrays["y"])
+        import torch  # only here: probing .npz and .csv files stays fast
+
         # weights_only: a data file must never be able to run code.
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except DataError:
@@ -42,27 +85,55 @@ def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = obj["x"], obj["y"]
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise DataError(f"data file {path}: 'x' and 'y' must be tensors")
-    return x, y
+    try:
+        return x.numpy(), y.numpy()
+    except (TypeError, RuntimeError) as exc:  # e.g. bfloat16, sparse or quantized tensors
+        raise DataError(f"data file {path}: 'x' and 'y' must be plain dense tensors ({exc})") from exc
 
 
-def load_split(path: Path, model: str, validation_fraction: float = 0.2, seed: int = 0) -> Split:
-    """Load a client's data for `model` and split it into train/validation, the same way on every run."""
-    spec = MODELS[model]
-    x, y = _read(path)
-    if tuple(x.shape[1:]) != spec.input_shape:
+def check_arrays(path: Path, x: np.ndarray, y: np.ndarray) -> list[str]:
+    """Every problem of a dataset that no model could train on (empty when it is usable)."""
+    problems = []
+    if x.dtype.kind not in "fiu":
+        problems.append(f"x must hold real numbers, not {x.dtype}")
+    elif x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        problems.append("x holds NaN or infinite values")
+    if y.dtype.kind not in "iu":
+        problems.append(f"y must hold integer class labels, not {y.dtype}")
+    if x.ndim < 2:
+        problems.append(f"x has shape {list(x.shape)}; needs [N, *sample_shape]")
+    if y.ndim != 1 or (x.ndim >= 1 and y.shape[0] != x.shape[0]):
+        problems.append(f"y has shape {list(y.shape)}, needs [{x.shape[0] if x.ndim else 'N'}]")
+    elif x.ndim >= 1 and x.shape[0] < 2:
+        problems.append(f"needs at least 2 samples, has {x.shape[0]}")
+    if y.dtype.kind in "iu" and y.size and int(y.min()) < 0:
+        problems.append(f"labels must not be negative (smallest is {int(y.min())})")
+    return [f"data file {path}: {p}" for p in problems]
+
+
+def load_split(
+    path: Path,
+    input_shape: Sequence[int],
+    num_classes: int,
+    label_column: str = "",
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+) -> Split:
+    """Load a client's data for a model of `input_shape` and `num_classes`; split it the same way on every run."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    x_np, y_np = read_arrays(path, label_column)
+    problems = check_arrays(path, x_np, y_np)
+    if problems:
+        raise DataError("; ".join(problems))
+    if tuple(x_np.shape[1:]) != tuple(input_shape):
         raise DataError(
-            f"data file {path}: x has shape {list(x.shape)}, "
-            f"model {model} needs [N, {', '.join(map(str, spec.input_shape))}]"
+            f"data file {path}: x has shape {list(x_np.shape)}, the model needs [N, {', '.join(map(str, input_shape))}]"
         )
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise DataError(f"data file {path}: y has shape {list(y.shape)}, needs [{x.shape[0]}]")
-    if x.shape[0] < 2:
-        raise DataError(f"data file {path}: needs at least 2 samples, has {x.shape[0]}")
-    if y.dtype.is_floating_point or y.dtype == torch.bool:
-        raise DataError(f"data file {path}: y must hold integer class labels, not {y.dtype}")
-    if int(y.min()) < 0 or int(y.max()) >= spec.num_classes:
-        raise DataError(f"data file {path}: labels must be in 0..{spec.num_classes - 1}")
-    x, y = x.float(), y.long()
+    if int(y_np.max()) >= num_classes:
+        raise DataError(f"data file {path}: labels must be in 0..{num_classes - 1}")
+    x, y = torch.as_tensor(x_np).float(), torch.as_tensor(y_np).long()
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     n_val = max(1, round(x.shape[0] * validation_fraction)) if validation_fraction > 0 else 0
     n_val = min(n_val, x.shape[0] - 1)
@@ -70,41 +141,3 @@ def load_split(path: Path, model: str, validation_fraction: float = 0.2, seed: i
     if n_val == 0:
         val = train
     return Split(TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val]))
-
-
-def write_synthetic(
-    out_dir: Path,
-    n_clients: int,
-    samples_per_client: int = 600,
-    iid: bool = True,
-    seed: int = 0,
-    model: str = "MLP",
-) -> list[Path]:
-    """A learnable classification set for `model` (Gaussian class prototypes plus noise), one .pt per client.
-
-    Non-IID partitions give each client a skewed label mix (Dirichlet(0.5) class proportions).
-    """
-    spec = MODELS[model]
-    rng = np.random.default_rng(seed)
-    dims = int(np.prod(spec.input_shape))
-    prototypes = rng.normal(0.0, 1.0, size=(spec.num_classes, dims)).astype(np.float32)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n_clients):
-        if iid:
-            labels = rng.integers(0, spec.num_classes, size=samples_per_client)
-        else:
-            mix = rng.dirichlet(np.full(spec.num_classes, 0.5))
-            labels = rng.choice(spec.num_classes, size=samples_per_client, p=mix)
-        noise = rng.normal(0.0, 1.6, size=(samples_per_client, dims)).astype(np.float32)
-        x = prototypes[labels] + noise
-        path = out_dir / f"client{i}.pt"
-        torch.save(
-            {
-                "x": torch.from_numpy(x.reshape(samples_per_client, *spec.input_shape)),
-                "y": torch.from_numpy(labels).long(),
-            },
-            path,
-        )
-        paths.append(path)
-    return paths

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -19,6 +19,12 @@ class ServerRun:
     # TLS for FL traffic (jobs with agent-run clients on a control plane with a certificate): PEM file paths.
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    # The model's sizes (decided from the clients' data before launch) and its own settings.
+    input_shape: list[int] = field(default_factory=list)
+    num_classes: int = 0
+    model_config: dict[str, Any] = field(default_factory=dict)
+    # Where the global model is saved after each round ("" = not saved).
+    model_dir: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -42,6 +48,10 @@ class ClientRun:
     device: str = "auto"
     # PEM file of the CA to verify a TLS FL server with; empty = plaintext.
     root_certificates_file: str = ""
+    input_shape: list[int] = field(default_factory=list)
+    num_classes: int = 0
+    model_config: dict[str, Any] = field(default_factory=dict)
+    label_column: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

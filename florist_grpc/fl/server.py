@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from florist_grpc.fl.process import prepare_process
@@ -16,21 +17,48 @@ log = logging.getLogger("florist.fl.server")
 
 
 def run(cfg: ServerRun) -> None:
-    from flwr.common import ndarrays_to_parameters
+    from datetime import datetime
+    from pathlib import Path
+
+    from flwr.common import Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 
     from florist_grpc.fl import flower_api
+    from florist_grpc.fl.checkpoints import ModelSaver
     from florist_grpc.fl.models import build_model
     from florist_grpc.fl.reporter import RedisReporter, now
     from florist_grpc.fl.strategies import ProximalWeight, ReportingStrategy, build_base_strategy
 
     config = cfg.server_config
     reporter = RedisReporter(cfg.redis_address, cfg.uuid)
-    reporter.report_values(host_type="server", fit_start=now())
-    model = build_model(cfg.model, seed=int(config.get("seed", 0)))
-    initial = ndarrays_to_parameters([v.detach().cpu().numpy() for v in model.state_dict().values()])
+    fit_start = datetime.now()
+    reporter.report_values(host_type="server", fit_start=str(fit_start))
+    model = build_model(cfg.model, cfg.input_shape, cfg.num_classes, cfg.model_config, int(config.get("seed", 0)))
+    state = model.state_dict()
+    initial = ndarrays_to_parameters([v.detach().cpu().numpy() for v in state.values()])
     proximal = ProximalWeight(config) if cfg.strategy == "FEDPROX" else None
+    on_round_model: Callable[[int, Parameters], None] | None = None
+    if cfg.model_dir:
+        saver = ModelSaver(
+            Path(cfg.model_dir),
+            list(state.keys()),
+            cfg.model,
+            cfg.input_shape,
+            cfg.num_classes,
+            cfg.model_config,
+            int(config.get("checkpoint_rounds", 0)),
+        )
+
+        def save_round(server_round: int, parameters: Parameters) -> None:
+            saver.save(server_round, parameters_to_ndarrays(parameters))
+
+        on_round_model = save_round
+
     strategy = ReportingStrategy(
-        build_base_strategy(cfg.strategy, config, cfg.n_clients, initial, proximal), reporter, proximal
+        build_base_strategy(cfg.strategy, config, cfg.n_clients, initial, proximal),
+        reporter,
+        proximal,
+        local_epochs=int(config["local_epochs"]),
+        on_round_model=on_round_model,
     )
     history = flower_api.start_server(
         cfg.bind_address,
@@ -43,7 +71,13 @@ def run(cfg: ServerRun) -> None:
     rounds_done = len(history.losses_distributed)
     if rounds_done != int(config["n_server_rounds"]):
         raise RuntimeError(f"only {rounds_done} of {config['n_server_rounds']} rounds completed")
-    reporter.report_values(fit_end=now())
+    fit_end = datetime.now()
+    reporter.report_values(
+        fit_elapsed_time=round((fit_end - fit_start).total_seconds()),
+        fit_end=str(fit_end),
+        num_rounds=rounds_done,
+        host_type="server",
+    )
     reporter.report_values(shutdown=now())
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from flwr.common import (
@@ -27,7 +30,7 @@ from flwr.server.strategy import (
     Strategy,
 )
 
-from florist_grpc.fl.reporter import RedisReporter, now
+from florist_grpc.fl.reporter import RedisReporter
 
 TRAIN_LOSS = "train - loss"
 TRAIN_ACCURACY = "train - prediction - accuracy"
@@ -128,16 +131,52 @@ def build_base_strategy(
     raise KeyError(name)
 
 
-class ReportingStrategy(Strategy):
-    """Delegates to a Flower strategy and reports round starts, ends and aggregated metrics to Redis.
+def _fit_order(item: tuple[ClientProxy, FitRes]) -> tuple[int, bytes]:
+    res = item[1]
+    return res.num_examples, hashlib.sha256(b"".join(res.parameters.tensors)).digest()
 
-    A failed client fails the round (and the run): silently aggregating fewer clients would hide a broken job.
+
+def _evaluate_order(item: tuple[ClientProxy, EvaluateRes]) -> tuple[int, float, str]:
+    res = item[1]
+    return res.num_examples, res.loss, repr(sorted(res.metrics.items()))
+
+
+class ReportingStrategy(Strategy):
+    """Delegates to a Flower strategy and reports each round to Redis in FL4Health's server layout.
+
+    Results are aggregated in an order fixed by their content, not by arrival, so that floating-point sums --
+    and so a seeded job's losses -- are the same on every run. A failed client fails the round (and the run):
+    silently aggregating fewer clients would hide a broken job. After each completed round the global model is
+    handed to `on_round_model` (the checkpoint writer).
     """
 
-    def __init__(self, inner: Strategy, reporter: RedisReporter, proximal: ProximalWeight | None = None) -> None:
+    def __init__(
+        self,
+        inner: Strategy,
+        reporter: RedisReporter,
+        proximal: ProximalWeight | None = None,
+        local_epochs: int = 1,
+        on_round_model: Callable[[int, Parameters], None] | None = None,
+    ) -> None:
         self._inner = inner
         self._reporter = reporter
         self._proximal = proximal
+        self._local_epochs = local_epochs
+        self._on_round_model = on_round_model
+        self._started: dict[str, datetime] = {}
+        self._parameters: Parameters | None = None
+
+    def _begin(self, phase: str, server_round: int) -> None:
+        started = self._started[phase] = datetime.now()
+        self._reporter.report_round(server_round, **{f"{phase}_round_start": str(started)})
+
+    def _timing(self, phase: str) -> dict[str, Any]:
+        started, ended = self._started[phase], datetime.now()
+        return {
+            f"{phase}_round_start": str(started),
+            f"{phase}_round_end": str(ended),
+            f"{phase}_round_time_elapsed": round((ended - started).total_seconds()),
+        }
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
         return self._inner.initialize_parameters(client_manager)
@@ -145,7 +184,7 @@ class ReportingStrategy(Strategy):
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
-        self._reporter.report_round(server_round, fit_round_start=now())
+        self._begin("fit", server_round)
         out: list[tuple[ClientProxy, FitIns]] = self._inner.configure_fit(server_round, parameters, client_manager)
         return out
 
@@ -157,16 +196,17 @@ class ReportingStrategy(Strategy):
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         if failures:
             raise RuntimeError(f"round {server_round}: {len(failures)} FL client(s) failed to fit: {failures[0]!r}")
-        parameters, metrics = self._inner.aggregate_fit(server_round, results, failures)
+        parameters, metrics = self._inner.aggregate_fit(server_round, sorted(results, key=_fit_order), failures)
+        self._parameters = parameters
         if self._proximal is not None and TRAIN_LOSS in metrics:
             self._proximal.update(float(metrics[TRAIN_LOSS]))
-        self._reporter.report_round(server_round, fit_round_end=now(), fit_round_metrics=dict(metrics))
+        self._reporter.report_round(server_round, **self._timing("fit"), fit_round_metrics=dict(metrics))
         return parameters, metrics
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        self._reporter.report_round(server_round, eval_round_start=now())
+        self._begin("eval", server_round)
         out: list[tuple[ClientProxy, EvaluateIns]] = self._inner.configure_evaluate(
             server_round, parameters, client_manager
         )
@@ -182,10 +222,18 @@ class ReportingStrategy(Strategy):
             raise RuntimeError(
                 f"round {server_round}: {len(failures)} FL client(s) failed to evaluate: {failures[0]!r}"
             )
-        loss, metrics = self._inner.aggregate_evaluate(server_round, results, failures)
-        aggregated: dict[str, Scalar] = {f"{VAL_LOSS} - aggregated": float(loss) if loss is not None else 0.0}
-        aggregated.update({f"{k} - aggregated": v for k, v in metrics.items() if k != VAL_LOSS})
-        self._reporter.report_round(server_round, eval_round_end=now(), eval_round_metrics_aggregated=aggregated)
+        loss, metrics = self._inner.aggregate_evaluate(server_round, sorted(results, key=_evaluate_order), failures)
+        if self._on_round_model is not None and self._parameters is not None:
+            self._on_round_model(server_round, self._parameters)
+        report: dict[str, Any] = {
+            "val - loss - aggregated": float(loss) if loss is not None else float("nan"),
+            "round": server_round,
+            **self._timing("eval"),
+            "fit_epoch": server_round * self._local_epochs,
+        }
+        self._reporter.report_round(server_round, **report)
+        # Metric names exactly as the clients report them (FL4Health adds no suffix here).
+        self._reporter.report_round(server_round, eval_round_metrics_aggregated=dict(metrics))
         return loss, metrics
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, job_not_found
 from florist_grpc.domain.model import Job, JobState
 from florist_grpc.domain.validation import validate_job
@@ -20,7 +21,15 @@ MAX_PAGE_SIZE = 1000
 
 
 class JobRegistry:
-    def __init__(self, store: JobStore, redis_address: str, jobs_dir: Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        redis_address: str,
+        jobs_dir: Path,
+        host: str = "127.0.0.1",
+        catalog: Catalog = DEFAULT_CATALOG,
+    ) -> None:
+        self._catalog = catalog
         self._store = store
         self._redis_address = redis_address
         self._jobs_dir = jobs_dir
@@ -42,7 +51,7 @@ class JobRegistry:
     async def create(self, job: Job, request_id: str) -> Job:
         if len(request_id) > 128:
             raise InvalidArgument([FieldViolation("request_id", "at most 128 characters")])
-        validate_job(job, self._address_violations(job))
+        validate_job(job, self._address_violations(job), self._catalog)
         if not job.server_address:
             # Agent-run clients cannot reach a loopback address on another machine: advertise this host to them.
             remote = any(c.agent for c in job.clients)

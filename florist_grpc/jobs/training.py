@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from florist_grpc.config import Timeouts, TLSConfig
+from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
 from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, job_not_found, quote
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.fl.run_config import ClientRun, ServerRun
+from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.jobs.sites import check_site_clients
@@ -45,9 +47,14 @@ class Trainer:
         data_dir: Path,
         timeouts: Timeouts,
         tls: TLSConfig | None = None,
+        catalog: Catalog = DEFAULT_CATALOG,
+        remote_probe: RemoteProbe | None = None,
     ) -> None:
         # With a certificate, FL servers of jobs with agent-run clients serve FL traffic over TLS with it.
         self._tls = tls
+        self._catalog = catalog
+        # remote_probe reads an agent-run client's data summary through its agent's session.
+        self._data = DataChecker(timeouts.data_check_seconds, remote_probe)
         self._store = store
         self._follower = follower
         self._hub = hub
@@ -59,14 +66,26 @@ class Trainer:
     def log_path(self, job_id: str, source_key: str) -> Path:
         return self._jobs_dir / job_id / f"{source_key}.log"
 
+    def model_dir(self, job_id: str) -> Path:
+        """Where the FL server saves the job's global models (removed with the job's directory)."""
+        return self._jobs_dir / job_id / "models"
+
     async def start(self, job_id: str) -> tuple[str, list[str]]:
         job = await asyncio.to_thread(self._store.get_job, job_id)
         if job is None:
             raise job_not_found(job_id)
-        # --- sites: before anything runs, every agent-run client's agent is connected and can read its data.
-        # The job stays NOT_STARTED when this refuses, so it can be started once the site is ready.
-        if job.state is JobState.NOT_STARTED:
-            await check_site_clients(self._agents, job)
+        # Checked before the job moves: a refusal leaves it NOT_STARTED, to start once the site or file is fixed.
+        if job.state is not JobState.NOT_STARTED:
+            raise FailedPrecondition(
+                f"job {quote(job_id)} is {job.state.name}; only a NOT_STARTED job can be started",
+                reason="JOB_NOT_STARTABLE",
+            )
+        # Every agent-run client's agent is connected and can read its data.
+        await check_site_clients(self._agents, job)
+        spec = self._catalog.models.get(job.model)
+        if spec is None:  # a plugin's model, and the plugin is no longer installed
+            raise FailedPrecondition(f"model {job.model} is not in the catalog any more; install its plugin again")
+        shape = await self._data.check(job, spec)
         event = await asyncio.to_thread(
             self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
         )
@@ -78,7 +97,7 @@ class Trainer:
             )
         self._hub.publish(event)
         try:
-            return await self._launch(job)
+            return await self._launch(job, shape)
         except FloristError as exc:
             await self._fail(job_id, str(exc))
             raise
@@ -101,7 +120,7 @@ class Trainer:
                 return job.server_address.removesuffix(f":{port}") + f":{free_port()}"
         return job.server_address
 
-    async def _launch(self, job: Job) -> tuple[str, list[str]]:
+    async def _launch(self, job: Job, shape: DataShape) -> tuple[str, list[str]]:
         server_address = self._server_address(job)
         server_uuid = uuid.uuid4().hex
         client_uuids = [uuid.uuid4().hex for _ in job.clients]
@@ -123,6 +142,10 @@ class Trainer:
             server_config=job.server_config,
             tls_cert_file=str(fl_tls.cert_file) if fl_tls else "",
             tls_key_file=str(fl_tls.key_file) if fl_tls else "",
+            input_shape=list(shape.input_shape),
+            num_classes=shape.num_classes,
+            model_config=job.model_config,
+            model_dir=str(self.model_dir(job.id)),
         )
         server = await asyncio.to_thread(
             start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key)
@@ -149,6 +172,10 @@ class Trainer:
                 device=client.device,
                 # Local clients verify a TLS FL server with its own certificate file (the chain up to its CA).
                 root_certificates_file=str(fl_tls.cert_file) if fl_tls else "",
+                input_shape=list(shape.input_shape),
+                num_classes=shape.num_classes,
+                model_config=job.model_config,
+                label_column=client.label_column,
             )
             handle: ProcessHandle
             if client.agent:

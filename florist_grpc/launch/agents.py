@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import (
@@ -31,7 +31,7 @@ from florist_grpc.domain.errors import (
     PermissionDenied,
     Unavailable,
 )
-from florist_grpc.domain.model import Exit, ProcessRef
+from florist_grpc.domain.model import Client, Exit, ProcessRef
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch.agent_process import AgentProcess, RemoteClient
@@ -199,6 +199,27 @@ class Agents:
             return reply.request_failed.message
         return "" if reply.data_check_result.ok else reply.data_check_result.problem
 
+    async def probe_data(self, index: int, client: Client) -> dict[str, Any] | None:
+        """The summary of an agent-run client's data file, read on its agent's machine (None if unreachable)."""
+        try:
+            reply = await self.session(client.agent).request(
+                lambda rid: pb.ConnectResponse(
+                    check_data=pb.CheckData(
+                        request_id=rid, data_path=client.data_path, probe=True, label_column=client.label_column
+                    )
+                ),
+                self._timeouts.data_check_seconds + self._timeouts.agent_call_seconds,
+            )
+        except FloristError as exc:
+            log.warning("agent %s could not probe client %d's data: %s", client.agent, index, exc)
+            return None
+        if reply.HasField("request_failed"):
+            return {"problems": [reply.request_failed.message]}
+        result = reply.data_check_result
+        if not result.ok:
+            return {"problems": [result.problem]}
+        return json_format.MessageToDict(result.summary)
+
     async def launch(self, name: str, run: ClientRun, device: str, tls: bool) -> AgentProcess:
         """Have agent `name` start the FL client `run` (its data path is relative to the agent's data root)."""
         session = self.session(name)
@@ -217,6 +238,10 @@ class Agents:
                     server_config=_struct(run.server_config),
                     device=device,
                     tls=tls,
+                    input_shape=run.input_shape,
+                    num_classes=run.num_classes,
+                    model_config=_struct(run.model_config),
+                    label_column=run.label_column,
                 )
             ),
             self._timeouts.agent_call_seconds,

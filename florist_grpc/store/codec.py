@@ -34,6 +34,7 @@ def job_to_doc(job: Job) -> JsonObject:
         "optimizer": job.optimizer,
         "client_type": job.client_type,
         "server_config": job.server_config,
+        "model_config": job.model_config,
         "server_address": job.server_address,
         "server_address_auto": job.server_address_auto,
         "redis_address": job.redis_address,
@@ -50,6 +51,7 @@ def job_to_doc(job: Job) -> JsonObject:
                 "state": int(c.state),
                 "error_message": c.error_message,
                 "process": asdict(c.process),
+                "label_column": c.label_column,
             }
             for c in job.clients
         ],
@@ -79,6 +81,7 @@ def job_from_doc(
             error_message=c["error_message"],
             metrics=reports.get(f"client{i}", {}),
             process=ProcessRef(**c["process"]),
+            label_column=c.get("label_column", ""),
         )
         for i, c in enumerate(doc["clients"])
     ]
@@ -89,6 +92,7 @@ def job_from_doc(
         optimizer=doc["optimizer"],
         client_type=doc["client_type"],
         server_config=doc["server_config"],
+        model_config=doc.get("model_config", {}),
         clients=clients,
         create_time=from_micros(create_us),
         state=JobState(state),

@@ -72,19 +72,56 @@ def finish(plane: ControlPlane, job: SimulatedJob, state: JobState = JobState.FI
 
 
 def play_rounds(job: SimulatedJob, rounds: int) -> None:
-    """FL4Health-shaped reports, with metric names that have spaces, dots and dollars."""
-    job.server.report_values(host_type="server", fit_start="t0")
+    """Reports shaped exactly as FL4Health's reporters write them (keys, nesting, value types), with metric names
+    that have spaces, dots and dollars."""
+    job.server.report_values(host_type="server", fit_start="2026-01-01 00:00:00.000001")
     for c in job.clients:
-        c.report_values(host_type="client", initialized="t0")
+        c.report_values(host_type="client", initialized="2026-01-01 00:00:00.000002")
     for n in range(1, rounds + 1):
         job.server.report_round(n, fit_round_start=f"s{n}")
         for i, c in enumerate(job.clients):
-            c.report_round(n, round_start=f"r{n}")
-            c.report_round(n, fit_round_losses={"backward": 1 / (n + i)}, fit_round_metrics={"train.acc $": n / 10})
-            c.report_round(n, eval_round_metrics={"val - prediction - accuracy": n / 20}, round_end=f"e{n}")
+            c.report_round(
+                n,
+                fit_round_metrics={"train - prediction - accuracy": n / 10, "train.acc $": n / 10},
+                fit_round_losses={"backward": 1 / (n + i)},
+                round=n,
+                round_start=f"r{n}",
+                round_end=f"re{n}",
+                fit_round_start=f"fs{n}",
+                fit_round_time_elapsed=1,
+                fit_round_end=f"fe{n}",
+                fit_step=10 * n,
+                fit_epoch=n,
+            )
         job.server.report_round(
-            n, fit_round_end=f"f{n}", eval_round_metrics_aggregated={"val - loss - aggregated": 1 / n}
+            n,
+            fit_round_start=f"s{n}",
+            fit_round_end=f"f{n}",
+            fit_round_time_elapsed=1,
+            fit_round_metrics={"train - prediction - accuracy": n / 10},
         )
-    job.server.report_values(fit_end="end")
+        for c in job.clients:
+            c.report_round(
+                n,
+                eval_round_metrics={"val - prediction - accuracy": n / 20},
+                eval_round_loss=1 / n,
+                eval_round_start=f"es{n}",
+                eval_round_time_elapsed=0,
+                eval_round_end=f"ee{n}",
+                fit_step=10 * n,
+                fit_epoch=n,
+                round=n,
+            )
+        job.server.report_round(
+            n,
+            **{"val - loss - aggregated": 1 / n},
+            round=n,
+            eval_round_start=f"es{n}",
+            eval_round_end=f"ee{n}",
+            eval_round_time_elapsed=0,
+            fit_epoch=n,
+        )
+        job.server.report_round(n, eval_round_metrics_aggregated={"val - prediction - accuracy": n / 20})
+    job.server.report_values(fit_elapsed_time=rounds, fit_end="end", num_rounds=rounds, host_type="server")
     for c in job.clients:
         c.report_values(shutdown="bye")

@@ -150,3 +150,9 @@ def test_catalog_lists_models_strategies_with_schemas_and_optimizers(plane: Plan
     assert fedprox.config_schema["additionalProperties"] is False
     cnn = next(m for m in catalog.models if m.name == "MNIST_CNN")
     assert list(cnn.input_shape) == [1, 28, 28] and cnn.num_classes == 10
+    models = {m.name: m for m in catalog.models}
+    assert {m.source for m in catalog.models} == {"builtin"}
+    # Sized by the data: no fixed shape, a schema for the model's own settings.
+    assert list(models["MLP"].input_shape) == [] and models["MLP"].num_classes == 0
+    assert set(models["MLP"].config_schema["properties"]) == {"hidden_sizes", "dropout"}
+    assert "channels" in models["CNN"].config_schema["properties"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import threading
@@ -9,13 +10,49 @@ from pathlib import Path
 
 import grpc
 import pytest
+from safetensors.torch import load_file
 
-from florist_grpc.fl.data import write_synthetic
-from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.fl.make_data import write_synthetic
+from florist_grpc.fl.models import build_model
+from florist_grpc.model_download import download_model
+from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from tests.helpers import TERMINAL, PlaneThread, fl_processes, job_message, no_fl_process_left, short_timeouts, wait_for
 
-ACCURACY = "val - prediction - accuracy - aggregated"
+ACCURACY = "val - prediction - accuracy"
+# FL4Health's reporters write exactly these keys (DESIGN.md "Decisions"); ours must too.
+SERVER_KEYS = {"host_type", "fit_start", "fit_elapsed_time", "fit_end", "num_rounds", "shutdown", "rounds"}
+SERVER_ROUND_KEYS = {
+    "fit_round_start",
+    "fit_round_end",
+    "fit_round_time_elapsed",
+    "fit_round_metrics",
+    "val - loss - aggregated",
+    "round",
+    "eval_round_start",
+    "eval_round_end",
+    "eval_round_time_elapsed",
+    "fit_epoch",
+    "eval_round_metrics_aggregated",
+}
+CLIENT_KEYS = {"host_type", "initialized", "shutdown", "rounds"}
+CLIENT_ROUND_KEYS = {
+    "round",
+    "round_start",
+    "round_end",
+    "fit_round_start",
+    "fit_round_end",
+    "fit_round_time_elapsed",
+    "fit_round_losses",
+    "fit_round_metrics",
+    "fit_step",
+    "fit_epoch",
+    "eval_round_start",
+    "eval_round_end",
+    "eval_round_time_elapsed",
+    "eval_round_loss",
+    "eval_round_metrics",
+}
 
 
 def server_round(plane: PlaneThread, job_id: str, n: int) -> bool:
@@ -23,10 +60,10 @@ def server_round(plane: PlaneThread, job_id: str, n: int) -> bool:
     return "rounds" in metrics and str(n) in metrics["rounds"]
 
 
-def test_a_two_client_job_finishes_with_per_round_metrics_and_rising_accuracy(
-    plane: PlaneThread, demo_data: list[str]
+def test_a_two_client_job_reports_fl4healths_layout_with_rising_accuracy_and_keeps_its_models(
+    plane: PlaneThread, demo_data: list[str], tmp_path: Path
 ) -> None:
-    job = plane.create(job_message(demo_data, rounds=3))
+    job = plane.create(job_message(demo_data, rounds=3, checkpoint_rounds=2))
     started = plane.start(job.id)
     assert started.server_uuid and len(started.client_uuids) == 2
     events = plane.events(job.id)
@@ -35,30 +72,63 @@ def test_a_two_client_job_finishes_with_per_round_metrics_and_rising_accuracy(
     assert done.state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
     assert done.start_time.seconds and done.end_time.seconds and not done.error_message
     server = done.server_metrics
-    assert server["host_type"] == "server" and "fit_start" in server and "fit_end" in server and "shutdown" in server
+    assert set(server.keys()) == SERVER_KEYS and server["host_type"] == "server" and server["num_rounds"] == 3
     rounds = server["rounds"]
     assert sorted(rounds.keys()) == ["1", "2", "3"]
     for n in ("1", "2", "3"):
-        for key in ("fit_round_start", "fit_round_end", "fit_round_metrics", "eval_round_start", "eval_round_end"):
-            assert key in rounds[n], (n, key)
+        assert set(rounds[n].keys()) == SERVER_ROUND_KEYS, n
+        assert rounds[n]["round"] == int(n) and rounds[n]["fit_epoch"] == int(n)
+        assert set(rounds[n]["eval_round_metrics_aggregated"]) == {ACCURACY}  # names as the clients report them
+        assert isinstance(rounds[n]["val - loss - aggregated"], float)
     accuracies = [rounds[n]["eval_round_metrics_aggregated"][ACCURACY] for n in ("1", "2", "3")]
     assert accuracies[-1] > accuracies[0]
     assert min(accuracies) >= 0.0 and max(accuracies) <= 1.0
     for client, uuid in zip(done.clients, started.client_uuids, strict=True):
         assert client.uuid == uuid and client.state == job_pb2.CLIENT_STATE_FINISHED
-        assert client.metrics["host_type"] == "client" and "initialized" in client.metrics
-        assert "shutdown" in client.metrics
+        assert set(client.metrics.keys()) == CLIENT_KEYS and client.metrics["host_type"] == "client"
         for n in ("1", "2", "3"):
             r = client.metrics["rounds"][n]
-            assert {
-                "round_start",
-                "round_end",
-                "fit_round_metrics",
-                "fit_round_losses",
-                "eval_round_metrics",
-                "eval_round_loss",
-            } <= set(r.keys())
-            assert r["fit_round_losses"]["backward"] > 0
+            assert set(r.keys()) == CLIENT_ROUND_KEYS, n
+            assert r["fit_round_losses"]["backward"] > 0 and isinstance(r["eval_round_loss"], float)
+            assert r["fit_round_end"] <= r["round_end"] <= r["eval_round_start"]  # round_end = end of fit
+    no_fl_process_left()
+    # The global model of the last round, and of every 2nd round (checkpoint_rounds=2), are kept.
+    final = tmp_path / "final.safetensors"
+    artifact = download_model(plane.channel, (), job.id, 0, final)
+    assert artifact.format == "safetensors" and artifact.round == 3 and artifact.model == "MLP"
+    assert list(artifact.input_shape) == [20] and artifact.num_classes == 4
+    assert artifact.size_bytes == final.stat().st_size
+    assert artifact.sha256 == hashlib.sha256(final.read_bytes()).hexdigest()
+    module = build_model("MLP", [20], 4, dict(artifact.model_config))
+    module.load_state_dict(load_file(str(final)))  # the file rebuilds the model exactly
+    assert download_model(plane.channel, (), job.id, 2, tmp_path / "r2.safetensors").round == 2
+    with pytest.raises(grpc.RpcError) as raised:
+        download_model(plane.channel, (), job.id, 1, tmp_path / "r1.safetensors")
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND and "[2, 3]" in (raised.value.details() or "")
+    assert not (tmp_path / "r1.safetensors").exists()
+    # Deleting the job deletes its models.
+    plane.jobs.DeleteJob(job_service_pb2.DeleteJobRequest(job_id=job.id), timeout=30)
+    assert not (plane.settings.data_dir / "jobs" / job.id).exists()
+
+
+def test_a_seeded_job_gives_the_same_per_round_losses_on_a_rerun(plane: PlaneThread, demo_data: list[str]) -> None:
+    def losses() -> list[object]:
+        message = job_message(demo_data, rounds=2, seed=7)
+        message.model_config.update({"hidden_sizes": [32, 16], "dropout": 0.2})  # dropout draws random numbers
+        job = plane.create(message)
+        plane.start(job.id)
+        assert plane.events(job.id)[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
+        done = plane.get(job.id)
+        server = [r["val - loss - aggregated"] for _, r in sorted(done.server_metrics["rounds"].items())]
+        clients = [
+            (r["fit_round_losses"]["backward"], r["eval_round_loss"])
+            for c in done.clients
+            for _, r in sorted(c.metrics["rounds"].items())
+        ]
+        return [server, clients]
+
+    first, second = losses(), losses()
+    assert first == second  # exactly, not approximately
     no_fl_process_left()
 
 
@@ -122,29 +192,6 @@ def test_stop_training_cancels_the_job_and_leaves_no_process(plane: PlaneThread,
     with pytest.raises(grpc.RpcError) as raised:
         plane.training.StopTraining(pb.StopTrainingRequest(job_id=job.id), timeout=10)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-
-
-def test_a_missing_data_file_fails_the_job_with_a_message_naming_it(
-    plane: PlaneThread, demo_data: list[str], tmp_path: Path
-) -> None:
-    missing = str(tmp_path / "nowhere" / "client9.pt")
-    job = plane.create(job_message([demo_data[0], missing], rounds=2))
-    plane.start(job.id)
-    failed = plane.wait_state(job.id, TERMINAL, timeout=30)
-    assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
-    assert missing in failed.error_message and "does not exist" in failed.error_message
-    assert failed.clients[1].state == job_pb2.CLIENT_STATE_FAILED
-    no_fl_process_left()
-
-
-def test_mis_shaped_data_fails_the_job_naming_the_file_and_the_shapes(plane: PlaneThread, tmp_path: Path) -> None:
-    images = write_synthetic(tmp_path, 1, samples_per_client=20, model="MNIST_CNN")[0]  # images for an MLP job
-    job = plane.create(job_message([str(images)], rounds=1))
-    plane.start(job.id)
-    failed = plane.wait_state(job.id, TERMINAL, timeout=30)
-    assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
-    assert str(images) in failed.error_message and "[N, 20]" in failed.error_message
-    no_fl_process_left()
 
 
 def test_a_server_not_ready_in_time_is_deadline_exceeded_and_cleaned_up(tmp_path: Path, demo_data: list[str]) -> None:
@@ -216,6 +263,7 @@ def test_stream_logs_serves_a_log_from_an_offset_and_follows_until_the_end(
         ("FEDADAM", "MLP", {"server_learning_rate": 0.05}),
         ("KRUM", "MLP", {}),
         ("FEDAVG", "MNIST_CNN", {}),
+        ("FEDAVG", "CNN", {}),
     ],
 )
 def test_other_strategies_and_models_train_to_completion(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from florist_grpc.domain.catalog import STRATEGIES
+from florist_grpc.domain.catalog import STRATEGIES, Catalog, ModelSpec
 from florist_grpc.domain.errors import InvalidArgument
 from florist_grpc.domain.model import Client, Job
 from florist_grpc.domain.validation import validate_job
@@ -121,3 +121,24 @@ def test_huge_values_and_keys_are_not_echoed_in_full() -> None:
     config = {"n_server_rounds": "x" * 100_000, "batch_size": 8, "local_epochs": 1, "k" * 100_000: 1}
     found = violations(make_job(server_config=config, model="m" * 100_000))
     assert all(len(field) < 300 and len(description) < 300 for field, description in found.items())
+
+
+def test_model_config_is_validated_against_the_models_schema() -> None:
+    validate_job(make_job(model_config={"hidden_sizes": [128, 32], "dropout": 0.1}))
+    validate_job(make_job(model="CNN", model_config={"channels": [8], "hidden_size": 16}))
+    found = violations(make_job(model_config={"hidden_sizes": [0], "dropout": 1.5, "depth": 3}))
+    assert set(found) == {"job.model_config.hidden_sizes.0", "job.model_config.dropout", "job.model_config.depth"}
+    assert "unknown key" in found["job.model_config.depth"]
+    assert set(violations(make_job(model="MNIST_CNN", model_config={"channels": [4]}))) == {"job.model_config.channels"}
+
+
+def test_a_plugin_model_is_validated_against_its_own_schema() -> None:
+    schema = {"type": "object", "properties": {"width": {"type": "integer", "minimum": 1}}, "required": ["width"]}
+    plugin = ModelSpec("Tiny", "A plugin.", (), 0, schema, "tiny==1.0")
+    catalog, skipped = Catalog.with_plugins([plugin, ModelSpec("MLP", "Impostor.", (), 0, {}, "evil==6.6.6")])
+    assert skipped and "MLP" in skipped[0] and catalog.models["MLP"].source == "builtin"
+    validate_job(make_job(model="Tiny", model_config={"width": 3}), catalog=catalog)
+    with pytest.raises(InvalidArgument) as raised:
+        validate_job(make_job(model="Tiny", model_config={"width": 0}), catalog=catalog)
+    assert [v.field for v in raised.value.violations] == ["job.model_config.width"]
+    assert "job.model" in violations(make_job(model="Tiny"))  # not in the builtin catalog

@@ -253,6 +253,10 @@ class LaunchClient(_message.Message):
     SERVER_CONFIG_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     TLS_FIELD_NUMBER: _builtins.int
+    INPUT_SHAPE_FIELD_NUMBER: _builtins.int
+    NUM_CLASSES_FIELD_NUMBER: _builtins.int
+    MODEL_CONFIG_FIELD_NUMBER: _builtins.int
+    LABEL_COLUMN_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Correlates the reply (`process_started` or `request_failed`)."""
     client_uuid: _builtins.str
@@ -271,9 +275,21 @@ class LaunchClient(_message.Message):
     """"auto", "cpu", "cuda" or "cuda:N"."""
     tls: _builtins.bool
     """The FL server uses TLS: the client verifies it with the agent's --tls-ca."""
+    num_classes: _builtins.int
+    """Number of classes, as decided from the clients' data before launch."""
+    label_column: _builtins.str
+    """Label column of a CSV data file; empty = "label"."""
     @_builtins.property
     def server_config(self) -> _struct_pb2.Struct:
         """The job's validated server_config."""
+
+    @_builtins.property
+    def input_shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Shape of one input sample, as decided from the clients' data before launch."""
+
+    @_builtins.property
+    def model_config(self) -> _struct_pb2.Struct:
+        """The job's model_config (the model's own settings)."""
 
     def __init__(
         self,
@@ -288,10 +304,14 @@ class LaunchClient(_message.Message):
         server_config: _struct_pb2.Struct | None = ...,
         device: _builtins.str = ...,
         tls: _builtins.bool = ...,
+        input_shape: _abc.Iterable[_builtins.int] | None = ...,
+        num_classes: _builtins.int = ...,
+        model_config: _struct_pb2.Struct | None = ...,
+        label_column: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["server_config", b"server_config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model_config", b"model_config", "server_config", b"server_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "client_uuid", b"client_uuid", "data_path", b"data_path", "device", b"device", "model", b"model", "optimizer", b"optimizer", "request_id", b"request_id", "server_address", b"server_address", "server_config", b"server_config", "tls", b"tls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "client_uuid", b"client_uuid", "data_path", b"data_path", "device", b"device", "input_shape", b"input_shape", "label_column", b"label_column", "model", b"model", "model_config", b"model_config", "num_classes", b"num_classes", "optimizer", b"optimizer", "request_id", b"request_id", "server_address", b"server_address", "server_config", b"server_config", "tls", b"tls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -485,19 +505,29 @@ class CheckData(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     DATA_PATH_FIELD_NUMBER: _builtins.int
+    PROBE_FIELD_NUMBER: _builtins.int
+    LABEL_COLUMN_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Correlates the reply."""
     data_path: _builtins.str
     """Dataset path, relative to the agent's data root (or absolute inside it)."""
+    probe: _builtins.bool
+    """Also read the file and summarise it (samples, sample shape, label range, problems), as the control plane
+    does for local clients before launch.
+    """
+    label_column: _builtins.str
+    """Label column of a CSV data file; empty = "label" (with probe)."""
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         data_path: _builtins.str = ...,
+        probe: _builtins.bool = ...,
+        label_column: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_path", b"data_path", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_path", b"data_path", "label_column", b"label_column", "probe", b"probe", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -512,22 +542,28 @@ class DataCheckResult(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     OK_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request this answers."""
     ok: _builtins.bool
     """True when the path is inside the data root and readable."""
     problem: _builtins.str
     """Why not, when not ok."""
+    @_builtins.property
+    def summary(self) -> _struct_pb2.Struct:
+        """With probe and ok: the file's summary (florist_grpc/fl/probe.py)."""
+
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         ok: _builtins.bool = ...,
         problem: _builtins.str = ...,
+        summary: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ok", b"ok", "problem", b"problem", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ok", b"ok", "problem", b"problem", "request_id", b"request_id", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

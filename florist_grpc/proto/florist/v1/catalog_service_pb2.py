@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n florist/v1/catalog_service.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\"X\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\x05\x12\x13\n\x0bnum_classes\x18\x04 \x01(\x05\"w\n\x0cStrategyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x63lient_types\x18\x03 \x03(\t\x12.\n\rconfig_schema\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"2\n\rOptimizerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\x13\n\x11GetCatalogRequest\"\x98\x01\n\x12GetCatalogResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.florist.v1.ModelInfo\x12,\n\nstrategies\x18\x02 \x03(\x0b\x32\x18.florist.v1.StrategyInfo\x12-\n\noptimizers\x18\x03 \x03(\x0b\x32\x19.florist.v1.OptimizerInfo2]\n\x0e\x43\x61talogService\x12K\n\nGetCatalog\x12\x1d.florist.v1.GetCatalogRequest\x1a\x1e.florist.v1.GetCatalogResponseB\x96\x01\n\rai.florist.v1B\x13\x43\x61talogServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n florist/v1/catalog_service.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x98\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0binput_shape\x18\x03 \x03(\x05\x12\x13\n\x0bnum_classes\x18\x04 \x01(\x05\x12.\n\rconfig_schema\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06source\x18\x06 \x01(\t\"w\n\x0cStrategyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x63lient_types\x18\x03 \x03(\t\x12.\n\rconfig_schema\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"2\n\rOptimizerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\x13\n\x11GetCatalogRequest\"\x98\x01\n\x12GetCatalogResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.florist.v1.ModelInfo\x12,\n\nstrategies\x18\x02 \x03(\x0b\x32\x18.florist.v1.StrategyInfo\x12-\n\noptimizers\x18\x03 \x03(\x0b\x32\x19.florist.v1.OptimizerInfo2]\n\x0e\x43\x61talogService\x12K\n\nGetCatalog\x12\x1d.florist.v1.GetCatalogRequest\x1a\x1e.florist.v1.GetCatalogResponseB\x96\x01\n\rai.florist.v1B\x13\x43\x61talogServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'florist.v1.catalog_service_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rai.florist.v1B\023CatalogServiceProtoP\001Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\242\002\003FXX\252\002\nFlorist.V1\312\002\nFlorist\\V1\352\002\013Florist::V1'
-  _globals['_MODELINFO']._serialized_start=78
-  _globals['_MODELINFO']._serialized_end=166
-  _globals['_STRATEGYINFO']._serialized_start=168
-  _globals['_STRATEGYINFO']._serialized_end=287
-  _globals['_OPTIMIZERINFO']._serialized_start=289
-  _globals['_OPTIMIZERINFO']._serialized_end=339
-  _globals['_GETCATALOGREQUEST']._serialized_start=341
-  _globals['_GETCATALOGREQUEST']._serialized_end=360
-  _globals['_GETCATALOGRESPONSE']._serialized_start=363
-  _globals['_GETCATALOGRESPONSE']._serialized_end=515
-  _globals['_CATALOGSERVICE']._serialized_start=517
-  _globals['_CATALOGSERVICE']._serialized_end=610
+  _globals['_MODELINFO']._serialized_start=79
+  _globals['_MODELINFO']._serialized_end=231
+  _globals['_STRATEGYINFO']._serialized_start=233
+  _globals['_STRATEGYINFO']._serialized_end=352
+  _globals['_OPTIMIZERINFO']._serialized_start=354
+  _globals['_OPTIMIZERINFO']._serialized_end=404
+  _globals['_GETCATALOGREQUEST']._serialized_start=406
+  _globals['_GETCATALOGREQUEST']._serialized_end=425
+  _globals['_GETCATALOGRESPONSE']._serialized_start=428
+  _globals['_GETCATALOGRESPONSE']._serialized_end=580
+  _globals['_CATALOGSERVICE']._serialized_start=582
+  _globals['_CATALOGSERVICE']._serialized_end=675
 # @@protoc_insertion_point(module_scope)

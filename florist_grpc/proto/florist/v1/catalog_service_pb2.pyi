@@ -29,15 +29,23 @@ class ModelInfo(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     INPUT_SHAPE_FIELD_NUMBER: _builtins.int
     NUM_CLASSES_FIELD_NUMBER: _builtins.int
+    CONFIG_SCHEMA_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name used in Job.model."""
     description: _builtins.str
     """What the model is and what data it expects."""
     num_classes: _builtins.int
-    """Number of output classes."""
+    """Number of output classes; 0 = taken from the clients' labels at StartTraining (largest label + 1)."""
+    source: _builtins.str
+    """Where the model comes from: "builtin", or the plugin's distribution as "package==version"."""
     @_builtins.property
     def input_shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Shape of one input sample (e.g. [1, 28, 28])."""
+        """Shape of one input sample (e.g. [1, 28, 28]); empty = taken from the clients' data at StartTraining."""
+
+    @_builtins.property
+    def config_schema(self) -> _struct_pb2.Struct:
+        """JSON Schema (draft 2020-12) that Job.model_config must satisfy."""
 
     def __init__(
         self,
@@ -46,10 +54,12 @@ class ModelInfo(_message.Message):
         description: _builtins.str = ...,
         input_shape: _abc.Iterable[_builtins.int] | None = ...,
         num_classes: _builtins.int = ...,
+        config_schema: _struct_pb2.Struct | None = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_schema", b"config_schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_shape", b"input_shape", "name", b"name", "num_classes", b"num_classes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_schema", b"config_schema", "description", b"description", "input_shape", b"input_shape", "name", b"name", "num_classes", b"num_classes", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -103,8 +103,9 @@ class ClientInfo(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     AGENT_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
+    LABEL_COLUMN_FIELD_NUMBER: _builtins.int
     data_path: _builtins.str
-    """Path of the client's dataset on the machine that runs it (.pt or .npz with x and y)."""
+    """Path of the client's dataset on the machine that runs it: .pt or .npz with x and y, or .csv with a label column."""
     redis_address: _builtins.str
     """host:port of the Redis the client reports to; empty = the control plane's Redis."""
     uuid: _builtins.str
@@ -121,6 +122,8 @@ class ClientInfo(_message.Message):
     """Where the client trains: "auto" (the default: the first CUDA device if there is one, else the CPU), "cpu",
     "cuda" or "cuda:N".
     """
+    label_column: _builtins.str
+    """Name of the label column when data_path is a CSV file; empty = "label". Ignored for .pt and .npz."""
     @_builtins.property
     def metrics(self) -> _struct_pb2.Struct:
         """The accumulated report of this client (FL4Health reporter keys)."""
@@ -136,10 +139,11 @@ class ClientInfo(_message.Message):
         error_message: _builtins.str = ...,
         agent: _builtins.str = ...,
         device: _builtins.str = ...,
+        label_column: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "data_path", b"data_path", "device", b"device", "error_message", b"error_message", "metrics", b"metrics", "redis_address", b"redis_address", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "data_path", b"data_path", "device", b"device", "error_message", b"error_message", "label_column", b"label_column", "metrics", b"metrics", "redis_address", b"redis_address", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -167,6 +171,7 @@ class Job(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    MODEL_CONFIG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier. Output only."""
     state: Global___JobState.ValueType
@@ -211,6 +216,10 @@ class Job(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """When the job reached a terminal state. Output only."""
 
+    @_builtins.property
+    def model_config(self) -> _struct_pb2.Struct:
+        """The model's own settings (e.g. MLP hidden sizes); validated against ModelInfo.config_schema of Job.model."""
+
     def __init__(
         self,
         *,
@@ -230,10 +239,11 @@ class Job(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        model_config: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "optimizer", b"optimizer", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -369,3 +369,113 @@ class StreamLogsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamLogsResponse: _TypeAlias = StreamLogsResponse  # noqa: Y015
+
+@_typing.final
+class DownloadModelRequest(_message.Message):
+    """Request of TrainingService.DownloadModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """Identifier of the job."""
+    round: _builtins.int
+    """Round whose global model to download; 0 = the last round saved (the final model once the job succeeded)."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        round: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadModelRequest: _TypeAlias = DownloadModelRequest  # noqa: Y015
+
+@_typing.final
+class ModelArtifact(_message.Message):
+    """A saved global model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    MODEL_CONFIG_FIELD_NUMBER: _builtins.int
+    INPUT_SHAPE_FIELD_NUMBER: _builtins.int
+    NUM_CLASSES_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    """File format: "safetensors" (tensor names are the model's state_dict keys)."""
+    round: _builtins.int
+    """FL round after which the model was saved."""
+    size_bytes: _builtins.int
+    """Size of the file in bytes (the sum of the chunks that follow)."""
+    sha256: _builtins.str
+    """Hex SHA-256 of the file."""
+    model: _builtins.str
+    """Catalog name of the model (Job.model)."""
+    num_classes: _builtins.int
+    """Number of classes the model was built for."""
+    @_builtins.property
+    def model_config(self) -> _struct_pb2.Struct:
+        """The model's settings (Job.model_config) it was built with."""
+
+    @_builtins.property
+    def input_shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Shape of one input sample the model was built for (from the clients' data when the catalog leaves it open)."""
+
+    def __init__(
+        self,
+        *,
+        format: _builtins.str = ...,
+        round: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        model: _builtins.str = ...,
+        model_config: _struct_pb2.Struct | None = ...,
+        input_shape: _abc.Iterable[_builtins.int] | None = ...,
+        num_classes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model_config", b"model_config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "input_shape", b"input_shape", "model", b"model", "model_config", b"model_config", "num_classes", b"num_classes", "round", b"round", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelArtifact: _TypeAlias = ModelArtifact  # noqa: Y015
+
+@_typing.final
+class DownloadModelResponse(_message.Message):
+    """Response of TrainingService.DownloadModel: the artifact first, then the file's bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARTIFACT_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next bytes of the file."""
+    @_builtins.property
+    def artifact(self) -> Global___ModelArtifact:
+        """What follows (always the first message)."""
+
+    def __init__(
+        self,
+        *,
+        artifact: Global___ModelArtifact | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "chunk", b"chunk", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "chunk", b"chunk", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["artifact", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___DownloadModelResponse: _TypeAlias = DownloadModelResponse  # noqa: Y015

@@ -55,6 +55,11 @@ class TrainingServiceStub:
                 request_serializer=florist_dot_v1_dot_training__service__pb2.StreamLogsRequest.SerializeToString,
                 response_deserializer=florist_dot_v1_dot_training__service__pb2.StreamLogsResponse.FromString,
                 _registered_method=True)
+        self.DownloadModel = channel.unary_stream(
+                '/florist.v1.TrainingService/DownloadModel',
+                request_serializer=florist_dot_v1_dot_training__service__pb2.DownloadModelRequest.SerializeToString,
+                response_deserializer=florist_dot_v1_dot_training__service__pb2.DownloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -92,6 +97,15 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadModel(self, request, context):
+        """Streams the global model the FL server saved after a round: first the artifact's description, then the
+        file's bytes in chunks. NOT_FOUND if the job or that round's model does not exist;
+        FAILED_PRECONDITION if the job has not completed a round yet (or the round's model was not kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +128,11 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.StreamLogs,
                     request_deserializer=florist_dot_v1_dot_training__service__pb2.StreamLogsRequest.FromString,
                     response_serializer=florist_dot_v1_dot_training__service__pb2.StreamLogsResponse.SerializeToString,
+            ),
+            'DownloadModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadModel,
+                    request_deserializer=florist_dot_v1_dot_training__service__pb2.DownloadModelRequest.FromString,
+                    response_serializer=florist_dot_v1_dot_training__service__pb2.DownloadModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +244,33 @@ class TrainingService:
             '/florist.v1.TrainingService/StreamLogs',
             florist_dot_v1_dot_training__service__pb2.StreamLogsRequest.SerializeToString,
             florist_dot_v1_dot_training__service__pb2.StreamLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/florist.v1.TrainingService/DownloadModel',
+            florist_dot_v1_dot_training__service__pb2.DownloadModelRequest.SerializeToString,
+            florist_dot_v1_dot_training__service__pb2.DownloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,11 @@ class TrainingServiceStub:
     """
     StreamLogs: _grpc.UnaryStreamMultiCallable[_training_service_pb2.StreamLogsRequest, _training_service_pb2.StreamLogsResponse]
     """Streams the log of the FL server or of one client from a byte offset, optionally following it."""
+    DownloadModel: _grpc.UnaryStreamMultiCallable[_training_service_pb2.DownloadModelRequest, _training_service_pb2.DownloadModelResponse]
+    """Streams the global model the FL server saved after a round: first the artifact's description, then the
+    file's bytes in chunks. NOT_FOUND if the job or that round's model does not exist;
+    FAILED_PRECONDITION if the job has not completed a round yet (or the round's model was not kept).
+    """
 
 @_typing.type_check_only
 class TrainingServiceAsyncStub(TrainingServiceStub):
@@ -65,6 +70,11 @@ class TrainingServiceAsyncStub(TrainingServiceStub):
     """
     StreamLogs: _aio.UnaryStreamMultiCallable[_training_service_pb2.StreamLogsRequest, _training_service_pb2.StreamLogsResponse]  # type: ignore[assignment]
     """Streams the log of the FL server or of one client from a byte offset, optionally following it."""
+    DownloadModel: _aio.UnaryStreamMultiCallable[_training_service_pb2.DownloadModelRequest, _training_service_pb2.DownloadModelResponse]  # type: ignore[assignment]
+    """Streams the global model the FL server saved after a round: first the artifact's description, then the
+    file's bytes in chunks. NOT_FOUND if the job or that round's model does not exist;
+    FAILED_PRECONDITION if the job has not completed a round yet (or the round's model was not kept).
+    """
 
 class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Starts and stops training jobs and streams their progress and logs."""
@@ -105,5 +115,16 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_training_service_pb2.StreamLogsResponse], _abc.AsyncIterator[_training_service_pb2.StreamLogsResponse]]:
         """Streams the log of the FL server or of one client from a byte offset, optionally following it."""
+
+    @_abc_1.abstractmethod
+    def DownloadModel(
+        self,
+        request: _training_service_pb2.DownloadModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_training_service_pb2.DownloadModelResponse], _abc.AsyncIterator[_training_service_pb2.DownloadModelResponse]]:
+        """Streams the global model the FL server saved after a round: first the artifact's description, then the
+        file's bytes in chunks. NOT_FOUND if the job or that round's model does not exist;
+        FAILED_PRECONDITION if the job has not completed a round yet (or the round's model was not kept).
+        """
 
 def add_TrainingServiceServicer_to_server(servicer: TrainingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,7 +11,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/catalog_service.proto.
  */
 export const file_florist_v1_catalog_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBmbG9yaXN0L3YxL2NhdGFsb2dfc2VydmljZS5wcm90bxIKZmxvcmlzdC52MSJYCglNb2RlbEluZm8SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRITCgtpbnB1dF9zaGFwZRgDIAMoBRITCgtudW1fY2xhc3NlcxgEIAEoBSJ3CgxTdHJhdGVneUluZm8SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIUCgxjbGllbnRfdHlwZXMYAyADKAkSLgoNY29uZmlnX3NjaGVtYRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiMgoNT3B0aW1pemVySW5mbxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIhMKEUdldENhdGFsb2dSZXF1ZXN0IpgBChJHZXRDYXRhbG9nUmVzcG9uc2USJQoGbW9kZWxzGAEgAygLMhUuZmxvcmlzdC52MS5Nb2RlbEluZm8SLAoKc3RyYXRlZ2llcxgCIAMoCzIYLmZsb3Jpc3QudjEuU3RyYXRlZ3lJbmZvEi0KCm9wdGltaXplcnMYAyADKAsyGS5mbG9yaXN0LnYxLk9wdGltaXplckluZm8yXQoOQ2F0YWxvZ1NlcnZpY2USSwoKR2V0Q2F0YWxvZxIdLmZsb3Jpc3QudjEuR2V0Q2F0YWxvZ1JlcXVlc3QaHi5mbG9yaXN0LnYxLkdldENhdGFsb2dSZXNwb25zZUKWAQoNYWkuZmxvcmlzdC52MUITQ2F0YWxvZ1NlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2Zsb3Jpc3QtZ3JwYy9mbG9yaXN0LWdycGMvZ2VuL2dvL2Zsb3Jpc3QvdjE7ZmxvcmlzdHYxogIDRlhYqgIKRmxvcmlzdC5WMcoCCkZsb3Jpc3RcVjHqAgtGbG9yaXN0OjpWMWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("CiBmbG9yaXN0L3YxL2NhdGFsb2dfc2VydmljZS5wcm90bxIKZmxvcmlzdC52MSKYAQoJTW9kZWxJbmZvEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSEwoLaW5wdXRfc2hhcGUYAyADKAUSEwoLbnVtX2NsYXNzZXMYBCABKAUSLgoNY29uZmlnX3NjaGVtYRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDgoGc291cmNlGAYgASgJIncKDFN0cmF0ZWd5SW5mbxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhQKDGNsaWVudF90eXBlcxgDIAMoCRIuCg1jb25maWdfc2NoZW1hGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIyCg1PcHRpbWl6ZXJJbmZvEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiEwoRR2V0Q2F0YWxvZ1JlcXVlc3QimAEKEkdldENhdGFsb2dSZXNwb25zZRIlCgZtb2RlbHMYASADKAsyFS5mbG9yaXN0LnYxLk1vZGVsSW5mbxIsCgpzdHJhdGVnaWVzGAIgAygLMhguZmxvcmlzdC52MS5TdHJhdGVneUluZm8SLQoKb3B0aW1pemVycxgDIAMoCzIZLmZsb3Jpc3QudjEuT3B0aW1pemVySW5mbzJdCg5DYXRhbG9nU2VydmljZRJLCgpHZXRDYXRhbG9nEh0uZmxvcmlzdC52MS5HZXRDYXRhbG9nUmVxdWVzdBoeLmZsb3Jpc3QudjEuR2V0Q2F0YWxvZ1Jlc3BvbnNlQpYBCg1haS5mbG9yaXN0LnYxQhNDYXRhbG9nU2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZmxvcmlzdC1ncnBjL2Zsb3Jpc3QtZ3JwYy9nZW4vZ28vZmxvcmlzdC92MTtmbG9yaXN0djGiAgNGWFiqAgpGbG9yaXN0LlYxygIKRmxvcmlzdFxWMeoCC0Zsb3Jpc3Q6OlYxYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * A model an FL job can train.
@@ -34,18 +34,32 @@ export type ModelInfo = Message<"florist.v1.ModelInfo"> & {
   description: string;
 
   /**
-   * Shape of one input sample (e.g. [1, 28, 28]).
+   * Shape of one input sample (e.g. [1, 28, 28]); empty = taken from the clients' data at StartTraining.
    *
    * @generated from field: repeated int32 input_shape = 3;
    */
   inputShape: number[];
 
   /**
-   * Number of output classes.
+   * Number of output classes; 0 = taken from the clients' labels at StartTraining (largest label + 1).
    *
    * @generated from field: int32 num_classes = 4;
    */
   numClasses: number;
+
+  /**
+   * JSON Schema (draft 2020-12) that Job.model_config must satisfy.
+   *
+   * @generated from field: google.protobuf.Struct config_schema = 5;
+   */
+  configSchema?: JsonObject | undefined;
+
+  /**
+   * Where the model comes from: "builtin", or the plugin's distribution as "package==version".
+   *
+   * @generated from field: string source = 6;
+   */
+  source: string;
 };
 
 /**

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/job.proto.
  */
 export const file_florist_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChRmbG9yaXN0L3YxL2pvYi5wcm90bxIKZmxvcmlzdC52MSLjAQoKQ2xpZW50SW5mbxIRCglkYXRhX3BhdGgYAiABKAkSFQoNcmVkaXNfYWRkcmVzcxgDIAEoCRIMCgR1dWlkGAQgASgJEiYKBXN0YXRlGAUgASgOMhcuZmxvcmlzdC52MS5DbGllbnRTdGF0ZRIoCgdtZXRyaWNzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEg0KBWFnZW50GAggASgJEg4KBmRldmljZRgJIAEoCUoECAEQAlIPc2VydmljZV9hZGRyZXNzIvMDCgNKb2ISCgoCaWQYASABKAkSIwoFc3RhdGUYAiABKA4yFC5mbG9yaXN0LnYxLkpvYlN0YXRlEg0KBW1vZGVsGAMgASgJEhAKCHN0cmF0ZWd5GAQgASgJEhEKCW9wdGltaXplchgFIAEoCRITCgtjbGllbnRfdHlwZRgGIAEoCRIWCg5zZXJ2ZXJfYWRkcmVzcxgHIAEoCRIVCg1yZWRpc19hZGRyZXNzGAggASgJEi4KDXNlcnZlcl9jb25maWcYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKB2NsaWVudHMYCiADKAsyFi5mbG9yaXN0LnYxLkNsaWVudEluZm8SEwoLc2VydmVyX3V1aWQYCyABKAkSLwoOc2VydmVyX21ldHJpY3MYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhUKDWVycm9yX21lc3NhZ2UYDSABKAkSLwoLY3JlYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCq8AQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVSk9CX1NUQVRFX05PVF9TVEFSVEVEEAESGQoVSk9CX1NUQVRFX0lOX1BST0dSRVNTEAISIwofSk9CX1NUQVRFX0ZJTklTSEVEX1NVQ0NFU1NGVUxMWRADEiEKHUpPQl9TVEFURV9GSU5JU0hFRF9XSVRIX0VSUk9SEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFKpMBCgtDbGllbnRTdGF0ZRIcChhDTElFTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRDTElFTlRfU1RBVEVfUlVOTklORxABEhkKFUNMSUVOVF9TVEFURV9GSU5JU0hFRBACEhcKE0NMSUVOVF9TVEFURV9GQUlMRUQQAxIYChRDTElFTlRfU1RBVEVfU1RPUFBFRBAEQosBCg1haS5mbG9yaXN0LnYxQghKb2JQcm90b1ABWkBnaXRodWIuY29tL2Zsb3Jpc3QtZ3JwYy9mbG9yaXN0LWdycGMvZ2VuL2dvL2Zsb3Jpc3QvdjE7ZmxvcmlzdHYxogIDRlhYqgIKRmxvcmlzdC5WMcoCCkZsb3Jpc3RcVjHqAgtGbG9yaXN0OjpWMWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRmbG9yaXN0L3YxL2pvYi5wcm90bxIKZmxvcmlzdC52MSL5AQoKQ2xpZW50SW5mbxIRCglkYXRhX3BhdGgYAiABKAkSFQoNcmVkaXNfYWRkcmVzcxgDIAEoCRIMCgR1dWlkGAQgASgJEiYKBXN0YXRlGAUgASgOMhcuZmxvcmlzdC52MS5DbGllbnRTdGF0ZRIoCgdtZXRyaWNzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEg0KBWFnZW50GAggASgJEg4KBmRldmljZRgJIAEoCRIUCgxsYWJlbF9jb2x1bW4YCiABKAlKBAgBEAJSD3NlcnZpY2VfYWRkcmVzcyKiBAoDSm9iEgoKAmlkGAEgASgJEiMKBXN0YXRlGAIgASgOMhQuZmxvcmlzdC52MS5Kb2JTdGF0ZRINCgVtb2RlbBgDIAEoCRIQCghzdHJhdGVneRgEIAEoCRIRCglvcHRpbWl6ZXIYBSABKAkSEwoLY2xpZW50X3R5cGUYBiABKAkSFgoOc2VydmVyX2FkZHJlc3MYByABKAkSFQoNcmVkaXNfYWRkcmVzcxgIIAEoCRIuCg1zZXJ2ZXJfY29uZmlnGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgdjbGllbnRzGAogAygLMhYuZmxvcmlzdC52MS5DbGllbnRJbmZvEhMKC3NlcnZlcl91dWlkGAsgASgJEi8KDnNlcnZlcl9tZXRyaWNzGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGA0gASgJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoMbW9kZWxfY29uZmlnGBEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCq8AQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVSk9CX1NUQVRFX05PVF9TVEFSVEVEEAESGQoVSk9CX1NUQVRFX0lOX1BST0dSRVNTEAISIwofSk9CX1NUQVRFX0ZJTklTSEVEX1NVQ0NFU1NGVUxMWRADEiEKHUpPQl9TVEFURV9GSU5JU0hFRF9XSVRIX0VSUk9SEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFKpMBCgtDbGllbnRTdGF0ZRIcChhDTElFTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRDTElFTlRfU1RBVEVfUlVOTklORxABEhkKFUNMSUVOVF9TVEFURV9GSU5JU0hFRBACEhcKE0NMSUVOVF9TVEFURV9GQUlMRUQQAxIYChRDTElFTlRfU1RBVEVfU1RPUFBFRBAEQosBCg1haS5mbG9yaXN0LnYxQghKb2JQcm90b1ABWkBnaXRodWIuY29tL2Zsb3Jpc3QtZ3JwYy9mbG9yaXN0LWdycGMvZ2VuL2dvL2Zsb3Jpc3QvdjE7ZmxvcmlzdHYxogIDRlhYqgIKRmxvcmlzdC5WMcoCCkZsb3Jpc3RcVjHqAgtGbG9yaXN0OjpWMWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One FL client of a job: where it runs, its data, and what it has reported.
@@ -21,7 +21,7 @@ export const file_florist_v1_job: GenFile = /*@__PURE__*/
  */
 export type ClientInfo = Message<"florist.v1.ClientInfo"> & {
   /**
-   * Path of the client's dataset on the machine that runs it (.pt or .npz with x and y).
+   * Path of the client's dataset on the machine that runs it: .pt or .npz with x and y, or .csv with a label column.
    *
    * @generated from field: string data_path = 2;
    */
@@ -77,6 +77,13 @@ export type ClientInfo = Message<"florist.v1.ClientInfo"> & {
    * @generated from field: string device = 9;
    */
   device: string;
+
+  /**
+   * Name of the label column when data_path is a CSV file; empty = "label". Ignored for .pt and .npz.
+   *
+   * @generated from field: string label_column = 10;
+   */
+  labelColumn: string;
 };
 
 /**
@@ -203,6 +210,13 @@ export type Job = Message<"florist.v1.Job"> & {
    * @generated from field: google.protobuf.Timestamp end_time = 16;
    */
   endTime?: Timestamp | undefined;
+
+  /**
+   * The model's own settings (e.g. MLP hidden sizes); validated against ModelInfo.config_schema of Job.model.
+   *
+   * @generated from field: google.protobuf.Struct model_config = 17;
+   */
+  modelConfig?: JsonObject | undefined;
 };
 
 /**

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/training_service.proto.
  */
 export const file_florist_v1_training_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFmbG9yaXN0L3YxL3RyYWluaW5nX3NlcnZpY2UucHJvdG8SCmZsb3Jpc3QudjEiJgoUU3RhcnRUcmFpbmluZ1JlcXVlc3QSDgoGam9iX2lkGAEgASgJIkIKFVN0YXJ0VHJhaW5pbmdSZXNwb25zZRITCgtzZXJ2ZXJfdXVpZBgBIAEoCRIUCgxjbGllbnRfdXVpZHMYAiADKAkiJQoTU3RvcFRyYWluaW5nUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiNAoUU3RvcFRyYWluaW5nUmVzcG9uc2USHAoDam9iGAEgASgLMg8uZmxvcmlzdC52MS5Kb2IiPgoUU3RyZWFtTWV0cmljc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIkAKFVN0cmVhbU1ldHJpY3NSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLmZsb3Jpc3QudjEuTWV0cmljc0V2ZW50Il4KC0V2ZW50U291cmNlEiQKBGtpbmQYASABKA4yFi5mbG9yaXN0LnYxLlNvdXJjZUtpbmQSEwoLY2xpZW50X3V1aWQYAiABKAkSFAoMY2xpZW50X2luZGV4GAMgASgFItQBCgxNZXRyaWNzRXZlbnQSDgoGam9iX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBnNvdXJjZRgEIAEoCzIXLmZsb3Jpc3QudjEuRXZlbnRTb3VyY2USJgoFcGF0Y2gYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKCWpvYl9zdGF0ZRgGIAEoDjIULmZsb3Jpc3QudjEuSm9iU3RhdGUiVgoJTG9nU291cmNlEhAKBnNlcnZlchgBIAEoCEgAEhYKDGNsaWVudF9pbmRleBgCIAEoBUgAEhUKC2NsaWVudF91dWlkGAMgASgJSABCCAoGc291cmNlImoKEVN0cmVhbUxvZ3NSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIlCgZzb3VyY2UYAiABKAsyFS5mbG9yaXN0LnYxLkxvZ1NvdXJjZRIOCgZvZmZzZXQYAyABKAMSDgoGZm9sbG93GAQgASgIIjcKElN0cmVhbUxvZ3NSZXNwb25zZRIMCgR0ZXh0GAEgASgJEhMKC25leHRfb2Zmc2V0GAIgASgDKm4KClNvdXJjZUtpbmQSGwoXU09VUkNFX0tJTkRfVU5TUEVDSUZJRUQQABIWChJTT1VSQ0VfS0lORF9TRVJWRVIQARIWChJTT1VSQ0VfS0lORF9DTElFTlQQAhITCg9TT1VSQ0VfS0lORF9KT0IQAzLhAgoPVHJhaW5pbmdTZXJ2aWNlElQKDVN0YXJ0VHJhaW5pbmcSIC5mbG9yaXN0LnYxLlN0YXJ0VHJhaW5pbmdSZXF1ZXN0GiEuZmxvcmlzdC52MS5TdGFydFRyYWluaW5nUmVzcG9uc2USUQoMU3RvcFRyYWluaW5nEh8uZmxvcmlzdC52MS5TdG9wVHJhaW5pbmdSZXF1ZXN0GiAuZmxvcmlzdC52MS5TdG9wVHJhaW5pbmdSZXNwb25zZRJWCg1TdHJlYW1NZXRyaWNzEiAuZmxvcmlzdC52MS5TdHJlYW1NZXRyaWNzUmVxdWVzdBohLmZsb3Jpc3QudjEuU3RyZWFtTWV0cmljc1Jlc3BvbnNlMAESTQoKU3RyZWFtTG9ncxIdLmZsb3Jpc3QudjEuU3RyZWFtTG9nc1JlcXVlc3QaHi5mbG9yaXN0LnYxLlN0cmVhbUxvZ3NSZXNwb25zZTABQpcBCg1haS5mbG9yaXN0LnYxQhRUcmFpbmluZ1NlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2Zsb3Jpc3QtZ3JwYy9mbG9yaXN0LWdycGMvZ2VuL2dvL2Zsb3Jpc3QvdjE7ZmxvcmlzdHYxogIDRlhYqgIKRmxvcmlzdC5WMcoCCkZsb3Jpc3RcVjHqAgtGbG9yaXN0OjpWMWIGcHJvdG8z", [file_florist_v1_job, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiFmbG9yaXN0L3YxL3RyYWluaW5nX3NlcnZpY2UucHJvdG8SCmZsb3Jpc3QudjEiJgoUU3RhcnRUcmFpbmluZ1JlcXVlc3QSDgoGam9iX2lkGAEgASgJIkIKFVN0YXJ0VHJhaW5pbmdSZXNwb25zZRITCgtzZXJ2ZXJfdXVpZBgBIAEoCRIUCgxjbGllbnRfdXVpZHMYAiADKAkiJQoTU3RvcFRyYWluaW5nUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiNAoUU3RvcFRyYWluaW5nUmVzcG9uc2USHAoDam9iGAEgASgLMg8uZmxvcmlzdC52MS5Kb2IiPgoUU3RyZWFtTWV0cmljc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIkAKFVN0cmVhbU1ldHJpY3NSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLmZsb3Jpc3QudjEuTWV0cmljc0V2ZW50Il4KC0V2ZW50U291cmNlEiQKBGtpbmQYASABKA4yFi5mbG9yaXN0LnYxLlNvdXJjZUtpbmQSEwoLY2xpZW50X3V1aWQYAiABKAkSFAoMY2xpZW50X2luZGV4GAMgASgFItQBCgxNZXRyaWNzRXZlbnQSDgoGam9iX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBnNvdXJjZRgEIAEoCzIXLmZsb3Jpc3QudjEuRXZlbnRTb3VyY2USJgoFcGF0Y2gYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EicKCWpvYl9zdGF0ZRgGIAEoDjIULmZsb3Jpc3QudjEuSm9iU3RhdGUiVgoJTG9nU291cmNlEhAKBnNlcnZlchgBIAEoCEgAEhYKDGNsaWVudF9pbmRleBgCIAEoBUgAEhUKC2NsaWVudF91dWlkGAMgASgJSABCCAoGc291cmNlImoKEVN0cmVhbUxvZ3NSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIlCgZzb3VyY2UYAiABKAsyFS5mbG9yaXN0LnYxLkxvZ1NvdXJjZRIOCgZvZmZzZXQYAyABKAMSDgoGZm9sbG93GAQgASgIIjcKElN0cmVhbUxvZ3NSZXNwb25zZRIMCgR0ZXh0GAEgASgJEhMKC25leHRfb2Zmc2V0GAIgASgDIjUKFERvd25sb2FkTW9kZWxSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoBSK6AQoNTW9kZWxBcnRpZmFjdBIOCgZmb3JtYXQYASABKAkSDQoFcm91bmQYAiABKAUSEgoKc2l6ZV9ieXRlcxgDIAEoAxIOCgZzaGEyNTYYBCABKAkSDQoFbW9kZWwYBSABKAkSLQoMbW9kZWxfY29uZmlnGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtpbnB1dF9zaGFwZRgHIAMoBRITCgtudW1fY2xhc3NlcxgIIAEoBSJfChVEb3dubG9hZE1vZGVsUmVzcG9uc2USLQoIYXJ0aWZhY3QYASABKAsyGS5mbG9yaXN0LnYxLk1vZGVsQXJ0aWZhY3RIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQqbgoKU291cmNlS2luZBIbChdTT1VSQ0VfS0lORF9VTlNQRUNJRklFRBAAEhYKElNPVVJDRV9LSU5EX1NFUlZFUhABEhYKElNPVVJDRV9LSU5EX0NMSUVOVBACEhMKD1NPVVJDRV9LSU5EX0pPQhADMrkDCg9UcmFpbmluZ1NlcnZpY2USVAoNU3RhcnRUcmFpbmluZxIgLmZsb3Jpc3QudjEuU3RhcnRUcmFpbmluZ1JlcXVlc3QaIS5mbG9yaXN0LnYxLlN0YXJ0VHJhaW5pbmdSZXNwb25zZRJRCgxTdG9wVHJhaW5pbmcSHy5mbG9yaXN0LnYxLlN0b3BUcmFpbmluZ1JlcXVlc3QaIC5mbG9yaXN0LnYxLlN0b3BUcmFpbmluZ1Jlc3BvbnNlElYKDVN0cmVhbU1ldHJpY3MSIC5mbG9yaXN0LnYxLlN0cmVhbU1ldHJpY3NSZXF1ZXN0GiEuZmxvcmlzdC52MS5TdHJlYW1NZXRyaWNzUmVzcG9uc2UwARJNCgpTdHJlYW1Mb2dzEh0uZmxvcmlzdC52MS5TdHJlYW1Mb2dzUmVxdWVzdBoeLmZsb3Jpc3QudjEuU3RyZWFtTG9nc1Jlc3BvbnNlMAESVgoNRG93bmxvYWRNb2RlbBIgLmZsb3Jpc3QudjEuRG93bmxvYWRNb2RlbFJlcXVlc3QaIS5mbG9yaXN0LnYxLkRvd25sb2FkTW9kZWxSZXNwb25zZTABQpcBCg1haS5mbG9yaXN0LnYxQhRUcmFpbmluZ1NlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2Zsb3Jpc3QtZ3JwYy9mbG9yaXN0LWdycGMvZ2VuL2dvL2Zsb3Jpc3QvdjE7ZmxvcmlzdHYxogIDRlhYqgIKRmxvcmlzdC5WMcoCCkZsb3Jpc3RcVjHqAgtGbG9yaXN0OjpWMWIGcHJvdG8z", [file_florist_v1_job, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Request of TrainingService.StartTraining.
@@ -364,6 +364,141 @@ export const StreamLogsResponseSchema: GenMessage<StreamLogsResponse> = /*@__PUR
   messageDesc(file_florist_v1_training_service, 10);
 
 /**
+ * Request of TrainingService.DownloadModel.
+ *
+ * @generated from message florist.v1.DownloadModelRequest
+ */
+export type DownloadModelRequest = Message<"florist.v1.DownloadModelRequest"> & {
+  /**
+   * Identifier of the job.
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * Round whose global model to download; 0 = the last round saved (the final model once the job succeeded).
+   *
+   * @generated from field: int32 round = 2;
+   */
+  round: number;
+};
+
+/**
+ * Describes the message florist.v1.DownloadModelRequest.
+ * Use `create(DownloadModelRequestSchema)` to create a new message.
+ */
+export const DownloadModelRequestSchema: GenMessage<DownloadModelRequest> = /*@__PURE__*/
+  messageDesc(file_florist_v1_training_service, 11);
+
+/**
+ * A saved global model.
+ *
+ * @generated from message florist.v1.ModelArtifact
+ */
+export type ModelArtifact = Message<"florist.v1.ModelArtifact"> & {
+  /**
+   * File format: "safetensors" (tensor names are the model's state_dict keys).
+   *
+   * @generated from field: string format = 1;
+   */
+  format: string;
+
+  /**
+   * FL round after which the model was saved.
+   *
+   * @generated from field: int32 round = 2;
+   */
+  round: number;
+
+  /**
+   * Size of the file in bytes (the sum of the chunks that follow).
+   *
+   * @generated from field: int64 size_bytes = 3;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Hex SHA-256 of the file.
+   *
+   * @generated from field: string sha256 = 4;
+   */
+  sha256: string;
+
+  /**
+   * Catalog name of the model (Job.model).
+   *
+   * @generated from field: string model = 5;
+   */
+  model: string;
+
+  /**
+   * The model's settings (Job.model_config) it was built with.
+   *
+   * @generated from field: google.protobuf.Struct model_config = 6;
+   */
+  modelConfig?: JsonObject | undefined;
+
+  /**
+   * Shape of one input sample the model was built for (from the clients' data when the catalog leaves it open).
+   *
+   * @generated from field: repeated int32 input_shape = 7;
+   */
+  inputShape: number[];
+
+  /**
+   * Number of classes the model was built for.
+   *
+   * @generated from field: int32 num_classes = 8;
+   */
+  numClasses: number;
+};
+
+/**
+ * Describes the message florist.v1.ModelArtifact.
+ * Use `create(ModelArtifactSchema)` to create a new message.
+ */
+export const ModelArtifactSchema: GenMessage<ModelArtifact> = /*@__PURE__*/
+  messageDesc(file_florist_v1_training_service, 12);
+
+/**
+ * Response of TrainingService.DownloadModel: the artifact first, then the file's bytes.
+ *
+ * @generated from message florist.v1.DownloadModelResponse
+ */
+export type DownloadModelResponse = Message<"florist.v1.DownloadModelResponse"> & {
+  /**
+   * One part of the download.
+   *
+   * @generated from oneof florist.v1.DownloadModelResponse.part
+   */
+  part: {
+    /**
+     * What follows (always the first message).
+     *
+     * @generated from field: florist.v1.ModelArtifact artifact = 1;
+     */
+    value: ModelArtifact;
+    case: "artifact";
+  } | {
+    /**
+     * The next bytes of the file.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message florist.v1.DownloadModelResponse.
+ * Use `create(DownloadModelResponseSchema)` to create a new message.
+ */
+export const DownloadModelResponseSchema: GenMessage<DownloadModelResponse> = /*@__PURE__*/
+  messageDesc(file_florist_v1_training_service, 13);
+
+/**
  * Who produced a metrics event.
  *
  * @generated from enum florist.v1.SourceKind
@@ -452,6 +587,18 @@ export const TrainingService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamLogsRequestSchema;
     output: typeof StreamLogsResponseSchema;
+  },
+  /**
+   * Streams the global model the FL server saved after a round: first the artifact's description, then the
+   * file's bytes in chunks. NOT_FOUND if the job or that round's model does not exist;
+   * FAILED_PRECONDITION if the job has not completed a round yet (or the round's model was not kept).
+   *
+   * @generated from rpc florist.v1.TrainingService.DownloadModel
+   */
+  downloadModel: {
+    methodKind: "server_streaming";
+    input: typeof DownloadModelRequestSchema;
+    output: typeof DownloadModelResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_florist_v1_training_service, 0);

@@ -1,0 +1,131 @@
+"""The clients' data, checked before anything is launched: usable files, one sample shape, labels in range.
+
+`check_data` probes every client it can reach (local clients through `python -m florist_grpc.fl.probe`;
+agent-run clients through `remote_probe` once the agent protocol carries it) and `decide_shape` -- a pure
+function -- turns the summaries into the model's sizes or a FAILED_PRECONDITION naming each bad client and file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from florist_grpc.domain.catalog import ModelSpec
+from florist_grpc.domain.errors import FailedPrecondition, FieldViolation
+from florist_grpc.domain.model import Client, Job
+from florist_grpc.launch.probe import ProbeFailed, probe_files
+
+Summary = dict[str, Any]
+RemoteProbe = Callable[[int, Client], Awaitable[Summary | None]]
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """The sizes the job's model is built with."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+def _field(index: int) -> str:
+    return f"job.clients[{index}].data_path"
+
+
+def decide_shape(spec: ModelSpec, summaries: dict[int, Summary | None]) -> DataShape:
+    """The model's sizes from the clients' summaries (None = that client's data could not be read from here).
+
+    Fixed sizes of the catalog entry win and every client must fit them; open ones come from the data: every
+    client must have the same sample shape, and the number of classes is the largest label + 1.
+    """
+    violations: list[FieldViolation] = []
+    usable: dict[int, Summary] = {}
+    for index, summary in sorted(summaries.items()):
+        if summary is None:
+            continue
+        if summary["problems"]:
+            violations += [FieldViolation(_field(index), p) for p in summary["problems"]]
+        else:
+            usable[index] = summary
+    input_shape = spec.input_shape
+    reference = "the model " + spec.name
+    if not input_shape and usable:
+        first = min(usable)
+        input_shape, reference = tuple(usable[first]["input_shape"]), f"client {first}"
+    for index, summary in usable.items():
+        shape = tuple(summary["input_shape"])
+        if spec.sample_rank and len(shape) != spec.sample_rank:
+            violations.append(
+                FieldViolation(
+                    _field(index),
+                    f"data file {summary['path']}: model {spec.name} needs samples of {spec.sample_rank} "
+                    f"dimensions, client {index}'s are shaped {list(shape)}",
+                )
+            )
+        elif shape != input_shape:
+            violations.append(
+                FieldViolation(
+                    _field(index),
+                    f"data file {summary['path']}: samples of client {index} are shaped {list(shape)}, "
+                    f"{reference} needs {list(input_shape)}",
+                )
+            )
+    num_classes = spec.num_classes or max((int(s["label_max"]) + 1 for s in usable.values()), default=0)
+    if spec.num_classes:
+        violations += [
+            FieldViolation(
+                _field(index),
+                f"data file {s['path']}: labels must be in 0..{spec.num_classes - 1} for model {spec.name}, "
+                f"client {index} has {s['label_max']}",
+            )
+            for index, s in usable.items()
+            if int(s["label_max"]) >= spec.num_classes
+        ]
+    if not violations and (not input_shape or num_classes < 2):
+        unknown = [i for i, s in summaries.items() if s is None]
+        if unknown:
+            violations += [
+                FieldViolation(
+                    _field(i),
+                    f"model {spec.name} takes its sizes from the data, and client {i}'s data cannot be read "
+                    "before launch (it runs on an agent)",
+                )
+                for i in unknown
+            ]
+        elif num_classes < 2:
+            violations.append(FieldViolation("job.clients", f"the labels hold {num_classes} class(es); need 2+"))
+    if violations:
+        raise FailedPrecondition("the clients' data cannot be trained on; nothing was launched", violations=violations)
+    return DataShape(input_shape, num_classes)
+
+
+async def check_data(job: Job, spec: ModelSpec, timeout: float, remote_probe: RemoteProbe | None = None) -> DataShape:
+    """Probe every client's data and decide the model's sizes (FAILED_PRECONDITION naming each bad file)."""
+    local = [(i, c) for i, c in enumerate(job.clients) if not c.agent]
+    try:
+        found = await asyncio.to_thread(probe_files, [(c.data_path, c.label_column) for _, c in local], timeout)
+    except ProbeFailed as exc:
+        raise FailedPrecondition(f"the clients' data could not be checked: {exc}") from exc
+    summaries: dict[int, Summary | None] = {i: s for (i, _), s in zip(local, found, strict=True)}
+    for i, client in enumerate(job.clients):
+        if client.agent:
+            summaries[i] = await remote_probe(i, client) if remote_probe is not None else None
+    return decide_shape(spec, summaries)
+
+
+class DataChecker:
+    """`check_data` shared by concurrent starts of one job: one probe, every caller gets its outcome."""
+
+    def __init__(self, timeout: float, remote_probe: RemoteProbe | None = None) -> None:
+        self._timeout = timeout
+        self._remote_probe = remote_probe
+        self._running: dict[str, asyncio.Future[DataShape]] = {}
+
+    async def check(self, job: Job, spec: ModelSpec) -> DataShape:
+        running = self._running.get(job.id)
+        if running is None:
+            running = asyncio.ensure_future(check_data(job, spec, self._timeout, self._remote_probe))
+            self._running[job.id] = running
+            running.add_done_callback(lambda _: self._running.pop(job.id, None))
+        return await asyncio.shield(running)
