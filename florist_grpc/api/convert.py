@@ -148,21 +148,26 @@ def catalog_to_proto() -> catalog_pb.GetCatalogResponse:
 # page never shifts when newer jobs are added, and a token cannot be replayed against a different filter.
 
 
-def encode_page_token(job: Job, state: JobState) -> str:
+def encode_page_token(job: Job, state: JobState, filter_text: str = "") -> str:
     # Integer microseconds, exactly as stored: a float could round across the page boundary.
-    body = {"t": to_micros(job.create_time), "id": job.id, "s": int(state)}
+    body: dict[str, object] = {"t": to_micros(job.create_time), "id": job.id, "s": int(state)}
+    if filter_text:
+        body["f"] = filter_text
     return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
 
 
-def decode_page_token(token: str, state: JobState) -> PageCursor | None:
+def decode_page_token(token: str, state: JobState, filter_text: str = "") -> PageCursor | None:
     if not token:
         return None
     try:
         body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         cursor = PageCursor(from_micros(int(body["t"])), str(body["id"]))
         token_state = int(body["s"])
+        token_filter = str(body.get("f", ""))
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidArgument([FieldViolation("page_token", "is not a token returned by ListJobs")]) from exc
     if token_state != int(state):
         raise InvalidArgument([FieldViolation("page_token", "was issued for a different state filter")])
+    if token_filter != filter_text:
+        raise InvalidArgument([FieldViolation("page_token", "was issued for a different filter")])
     return cursor

@@ -1,0 +1,159 @@
+"""Long-running commands: `serve`, `agent`, `demo`, and the data helper `make-data`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from florist_grpc.cli.log_setup import configure
+from florist_grpc.cli.output import fail
+from florist_grpc.config import AgentSettings, add_serve_arguments, agent_token, settings_from_args
+
+log = logging.getLogger("florist_grpc")
+
+
+def _env(flag: str) -> str:
+    return "FLORIST_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def opt(flag: str, help_text: str) -> typer.models.OptionInfo:
+    """A serve/agent flag with its FLORIST_<FLAG> environment variable."""
+    option: typer.models.OptionInfo = typer.Option(flag, envvar=_env(flag), show_envvar=True, help=help_text)
+    return option
+
+
+async def serve_until_signal(
+    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]], ready_line: Callable[[], str]
+) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await start()
+    print(ready_line(), flush=True)
+    await stopping.wait()
+    log.info("shutting down")
+    await stop()
+
+
+def serve(
+    host: Annotated[str, opt("--host", "Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, opt("--port", "Port to bind; 0 picks a free one.")] = 50051,
+    data_dir: Annotated[Path, opt("--data-dir", "SQLite store, embedded Redis and FL logs.")] = Path(".florist"),
+    mongodb_uri: Annotated[str, opt("--mongodb-uri", "Use this MongoDB instead of the embedded SQLite store.")] = "",
+    redis_url: Annotated[str, opt("--redis-url", "Use this Redis instead of starting one.")] = "",
+    auth_file: Annotated[Path | None, opt("--auth-file", "Tokens, lines of 'ROLE SHA256_HEX [NAME]'.")] = None,
+    tls_cert: Annotated[Path | None, opt("--tls-cert", "Server certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, opt("--tls-key", "Server private key (PEM).")] = None,
+    tls_client_ca: Annotated[
+        Path | None, opt("--tls-client-ca", "Require client certificates signed by this CA.")
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool, opt("--insecure-no-auth", "Allow serving without --auth-file on a non-loopback address.")
+    ] = False,
+    metrics_port: Annotated[int, opt("--metrics-port", "Serve Prometheus metrics on this port; 0 = off.")] = 0,
+    log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
+) -> None:
+    """Run the control plane (gRPC API, job store, Redis, FL process supervision)."""
+    from florist_grpc.api.auth import AuthFileError
+    from florist_grpc.server import ControlPlane
+
+    if log_format not in ("text", "json"):
+        raise fail(f"--log-format must be text or json, not {log_format!r}", 2)
+    configure(log_format)
+    # Start from the argparse defaults so flags added to config.add_serve_arguments keep their env/default value.
+    parser = argparse.ArgumentParser(add_help=False)
+    add_serve_arguments(parser)
+    args = parser.parse_args([])
+    given = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "mongodb_uri": mongodb_uri,
+        "redis_url": redis_url,
+        "auth_file": auth_file,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_client_ca": tls_client_ca,
+        "insecure_no_auth": insecure_no_auth,
+        "metrics_port": metrics_port,
+        "log_format": log_format,
+    }
+    for name, value in given.items():
+        setattr(args, name, str(value) if isinstance(value, Path) else value)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    plane = ControlPlane(settings)
+    try:
+        asyncio.run(
+            serve_until_signal(
+                plane.start, plane.stop, lambda: f"florist-grpc listening on {settings.host}:{plane.port}"
+            )
+        )
+    except (AuthFileError, OSError, RuntimeError) as exc:
+        raise fail(str(exc)) from None
+
+
+def agent(
+    data_root: Annotated[Path, opt("--data-root", "The only directory FL clients may read data from.")],
+    host: Annotated[str, opt("--host", "Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, opt("--port", "Port to bind; 0 picks a free one.")] = 50052,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="Run without FLORIST_AGENT_TOKEN.")
+    ] = False,
+    log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
+) -> None:
+    """Run an agent that launches FL clients on this machine (token in FLORIST_AGENT_TOKEN)."""
+    from florist_grpc.agent import Agent
+
+    configure(log_format)
+    settings = AgentSettings(host, port, data_root, agent_token(os.environ))
+    if not settings.token and not insecure_no_auth:
+        raise fail("set FLORIST_AGENT_TOKEN (shared with the control plane) or pass --insecure-no-auth", 2)
+    running = Agent(settings)
+    asyncio.run(
+        serve_until_signal(
+            running.start, running.stop, lambda: f"florist-grpc agent listening on {host}:{running.port}"
+        )
+    )
+
+
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its store, Redis, data and logs.")] = Path(
+        ".florist-demo"
+    ),
+    rounds: Annotated[int, typer.Option(help="FL rounds.")] = 3,
+    clients: Annotated[int, typer.Option(help="FL clients.")] = 2,
+) -> None:
+    """Serve, train a FedAvg job on synthetic data through the gRPC API, and show its progress."""
+    from florist_grpc.demo import run_demo
+
+    configure()
+    raise typer.Exit(asyncio.run(run_demo(data_dir, rounds, clients)))
+
+
+def make_data(
+    out: Annotated[Path, typer.Option(help="Directory to write client0.pt, client1.pt, ... into.")],
+    clients: Annotated[int, typer.Option(help="Number of clients (one file each).")] = 2,
+    samples: Annotated[int, typer.Option(help="Samples per client.")] = 600,
+    non_iid: Annotated[bool, typer.Option("--non-iid", help="Skewed label mix per client (Dirichlet 0.5).")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    model: Annotated[str, typer.Option(help="Shape the data for this catalog model (MLP or MNIST_CNN).")] = "MLP",
+) -> None:
+    """Write a learnable synthetic dataset partitioned over clients."""
+    from florist_grpc.fl.data import write_synthetic
+
+    if model not in ("MLP", "MNIST_CNN"):
+        raise fail(f"--model must be MLP or MNIST_CNN, not {model!r}", 2)
+    for path in write_synthetic(out, clients, samples, iid=not non_iid, seed=seed, model=model):
+        print(path)
