@@ -127,6 +127,7 @@ class RoundRow:
     train_loss: float | None
     client_loss: dict[int, float | None] = field(default_factory=dict)
     client_accuracy: dict[int, float | None] = field(default_factory=dict)
+    client_train_loss: dict[int, float | None] = field(default_factory=dict)
 
 
 class JobProgress:
@@ -299,6 +300,7 @@ class JobProgress:
                     server_round_train_loss(data),
                     {i: client_round_loss(r.get(n, {})) for i, r in clients.items()},
                     {i: client_round_accuracy(r.get(n, {})) for i, r in clients.items()},
+                    {i: client_round_train_loss(r.get(n, {})) for i, r in clients.items()},
                 )
             )
         return rows

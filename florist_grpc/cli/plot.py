@@ -34,7 +34,13 @@ def csv_rows(rows: list[RoundRow], n_clients: int) -> list[dict[str, object]]:
             dict(zip(CSV_COLUMNS, (row.number, "aggregated", row.loss, row.accuracy, row.train_loss), strict=True))
         )
         for i in range(n_clients):
-            values = (row.number, f"client{i}", row.client_loss.get(i), row.client_accuracy.get(i), None)
+            values = (
+                row.number,
+                f"client{i}",
+                row.client_loss.get(i),
+                row.client_accuracy.get(i),
+                row.client_train_loss.get(i),
+            )
             out.append(dict(zip(CSV_COLUMNS, values, strict=True)))
     return [{k: "" if v is None else v for k, v in r.items()} for r in out]
 
@@ -44,6 +50,7 @@ def draw(rows: list[RoundRow], n_clients: int, title: str, out: Path) -> None:
 
     matplotlib.use("Agg")  # headless: no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = [r.number for r in rows]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -57,6 +64,7 @@ def draw(rows: list[RoundRow], n_clients: int, title: str, out: Path) -> None:
                 values = [float("nan") if (v := c.get(i)) is None else v for c in per_client]
                 ax.plot(rounds, values, ".--", lw=1, label=f"client {i}")
             ax.set_xlabel("round")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             ax.legend(fontsize="small")
