@@ -46,6 +46,7 @@ def job_last_sequence(plane: PlaneThread, job_id: str) -> int:
 def test_the_live_view_shows_rounds_with_a_bar_elapsed_eta_and_each_client(plane: PlaneThread) -> None:
     simulated = create_running(plane.plane, 2)
     play_rounds(simulated, 2)
+
     def all_reported() -> bool:
         job = plane.plane.store.get_job(simulated.job_id)
         assert job is not None
