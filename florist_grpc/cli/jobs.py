@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -51,7 +52,7 @@ def show_job(job: job_pb2.Job) -> None:
     out = console()
     out.print(job_table([job]))
     config = json_format.MessageToDict(job.server_config)
-    out.print(f"server {job.server_address}  config {config}")
+    out.print(f"server {job.server_address}  config {json.dumps(config)}")
     for i, client in enumerate(job.clients):
         out.print(f"client {i}: {client.data_path}  {job_pb2.ClientState.Name(client.state)}")
     if job.error_message:

@@ -68,7 +68,6 @@ def serve(
 
     if log_format not in ("text", "json"):
         raise fail(f"--log-format must be text or json, not {log_format!r}", 2)
-    configure(log_format)
     # Start from the argparse defaults so flags added to config.add_serve_arguments keep their env/default value.
     parser = argparse.ArgumentParser(add_help=False)
     add_serve_arguments(parser)
@@ -93,6 +92,7 @@ def serve(
         settings = settings_from_args(args)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    configure(log_format)
     plane = ControlPlane(settings)
     try:
         asyncio.run(
@@ -116,10 +116,10 @@ def agent(
     """Run an agent that launches FL clients on this machine (token in FLORIST_AGENT_TOKEN)."""
     from florist_grpc.agent import Agent
 
-    configure(log_format)
     settings = AgentSettings(host, port, data_root, agent_token(os.environ))
     if not settings.token and not insecure_no_auth:
         raise fail("set FLORIST_AGENT_TOKEN (shared with the control plane) or pass --insecure-no-auth", 2)
+    configure(log_format)
     running = Agent(settings)
     asyncio.run(
         serve_until_signal(
