@@ -151,8 +151,8 @@ class JobProgress:
         """Seeded from GetJob: the number of rounds asked for and the clients, before any event arrives."""
         rounds = number(json_format.MessageToDict(job.server_config).get("n_server_rounds"))
         progress = cls(int(rounds or 0), len(job.clients))
-        progress.state = job.state
-        progress.error_message = job.error_message
+        # Anything past NOT_STARTED is replayed from the events, which start at the job's beginning.
+        progress.state = job.state if job.state == job_pb2.JOB_STATE_NOT_STARTED else job_pb2.JOB_STATE_UNSPECIFIED
         progress.client_uuids = {i: c.uuid for i, c in enumerate(job.clients) if c.uuid}
         return progress
 
@@ -200,9 +200,8 @@ class JobProgress:
             self._told_rounds.add(n)
             if at is not None:
                 self._round_done_at[n] = at
-            lines.append(
-                f"round {n}{self._of_total()}: {_metrics_text(server_round_loss(data), server_round_accuracy(data))}"
-            )
+            loss, accuracy = fmt(server_round_loss(data)), fmt(server_round_accuracy(data))
+            lines.append(f"round {n}{self._of_total()}: val loss {loss}, val accuracy {accuracy}")
         return lines
 
     @staticmethod
@@ -257,7 +256,9 @@ class JobProgress:
         """Before round 1, what the job is waiting for (empty once rounds run or the job has ended)."""
         if self.finished or self.current_round:
             return ""
-        if self.state in (job_pb2.JOB_STATE_NOT_STARTED, job_pb2.JOB_STATE_UNSPECIFIED):
+        if self.state == job_pb2.JOB_STATE_UNSPECIFIED:
+            return "the job's events"
+        if self.state == job_pb2.JOB_STATE_NOT_STARTED:
             return "the job has not been started (florist-grpc train start ID)"
         if "server" not in self.reports:
             return "the FL server to report"
@@ -304,10 +305,6 @@ class JobProgress:
                 )
             )
         return rows
-
-
-def _metrics_text(loss: float | None, accuracy: float | None) -> str:
-    return f"val loss {fmt(loss)}, val accuracy {fmt(accuracy)}"
 
 
 def fmt(value: float | None, digits: int = 4) -> str:

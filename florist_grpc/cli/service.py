@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from florist_grpc.cli.log_setup import configure
-from florist_grpc.cli.output import fail
+from florist_grpc.cli.output import fail, guarded
 from florist_grpc.config import AgentSettings, add_serve_arguments, agent_token, settings_from_args
 
 log = logging.getLogger("florist_grpc")
@@ -128,6 +128,7 @@ def agent(
     )
 
 
+@guarded
 def demo(
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its store, Redis, data and logs.")] = Path(
         ".florist-demo"
@@ -142,6 +143,7 @@ def demo(
     raise typer.Exit(asyncio.run(run_demo(data_dir, rounds, clients)))
 
 
+@guarded
 def make_data(
     out: Annotated[Path, typer.Option(help="Directory to write client0.pt, client1.pt, ... into.")],
     clients: Annotated[int, typer.Option(help="Number of clients (one file each).")] = 2,

@@ -32,23 +32,21 @@ def duration(seconds: float | None) -> str:
 def status_view(progress: JobProgress, job_id: str, now: float) -> RenderableType:
     """The live part: state, round k/N with a bar, elapsed and ETA, then one row per client."""
     total = progress.total_rounds
-    header = Table.grid(padding=(0, 2))
     bar = ProgressBar(total=float(total or 1), completed=float(progress.completed_rounds), width=30)
-    rounds = f"round {progress.completed_rounds}/{total or '?'}"
-    header.add_row(
-        Text(f"job {job_id}", style="bold"),
-        Text(state_name(progress.state)),
-        Text(rounds),
+    line = Table.grid(padding=(0, 2))
+    line.add_row(
+        Text(f"round {progress.completed_rounds}/{total or '?'}"),
         bar,
         Text(f"elapsed {duration(progress.elapsed(now))}"),
         Text(f"ETA {duration(progress.eta(now))}"),
     )
+    header = Text.assemble((f"job {job_id}", "bold"), "  ", state_name(progress.state))
     clients = Table("CLIENT", "STATE", "ROUND", "VAL LOSS", "VAL ACCURACY", box=None, pad_edge=False)
     for client in progress.clients():
         clients.add_row(
             str(client.index), client.state, str(client.round or "-"), fmt(client.loss), fmt(client.accuracy)
         )
-    parts: list[RenderableType] = [header]
+    parts: list[RenderableType] = [header, line]
     if waiting := progress.waiting_for():
         parts.append(Text(f"waiting for {waiting}", style="yellow"))
     parts.append(clients)

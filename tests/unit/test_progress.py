@@ -145,3 +145,11 @@ def test_reports_of_a_job_give_the_same_table_as_its_events() -> None:
 )
 def test_number(value: Any, expected: float | None) -> None:
     assert number(value) == expected
+
+
+def test_a_started_job_is_rebuilt_from_its_events_not_from_its_current_state() -> None:
+    finished = job()
+    finished.state = job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
+    progress = JobProgress.for_job(finished)
+    assert not progress.finished and progress.waiting_for() == "the job's events"
+    assert [c.state for c in progress.clients()] == ["waiting", "waiting"]
