@@ -3,6 +3,12 @@
 Each command is one small function in the module of its group (jobs, training, logs, plot, status, service) and
 is registered here; shared flags (--address/--token/--tls-ca/--output, each with its FLORIST_<FLAG> variable)
 live in options.py, printing and error reporting in output.py.
+
+Adding a command: write one function in its group's module (a new group gets a new module with its own
+`typer.Typer`), give it `address/token/tls_ca/output` parameters typed with the aliases of options.py if it calls
+the control plane, decorate it with `@guarded` (errors become one line), and register it below. E.g.
+`model download ID --round N --out F` is a function in a new `models.py` registered with
+`app.add_typer(models.app, name="model")`.
 """
 
 from __future__ import annotations
