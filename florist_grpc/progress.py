@@ -254,10 +254,8 @@ class JobProgress:
 
     def waiting_for(self) -> str:
         """Before round 1, what the job is waiting for (empty once rounds run or the job has ended)."""
-        if self.finished or self.current_round:
-            return ""
-        if self.state == job_pb2.JOB_STATE_UNSPECIFIED:
-            return "the job's events"
+        if self.finished or self.current_round or self.state == job_pb2.JOB_STATE_UNSPECIFIED:
+            return ""  # UNSPECIFIED: the replay of its events has not reached its start yet
         if self.state == job_pb2.JOB_STATE_NOT_STARTED:
             return "the job has not been started (florist-grpc train start ID)"
         if "server" not in self.reports:

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from florist_grpc.cli.log_setup import configure
-from florist_grpc.cli.output import fail, guarded
+from florist_grpc.cli.options import Output, OutputFormat
+from florist_grpc.cli.output import fail, guarded, print_json
 from florist_grpc.config import AgentSettings, add_serve_arguments, agent_token, settings_from_args
 
 log = logging.getLogger("florist_grpc")
@@ -151,11 +152,15 @@ def make_data(
     non_iid: Annotated[bool, typer.Option("--non-iid", help="Skewed label mix per client (Dirichlet 0.5).")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     model: Annotated[str, typer.Option(help="Shape the data for this catalog model (MLP or MNIST_CNN).")] = "MLP",
+    output: OutputFormat = Output.text,
 ) -> None:
-    """Write a learnable synthetic dataset partitioned over clients."""
+    """Write a learnable synthetic dataset partitioned over clients; prints one path per client."""
     from florist_grpc.fl.data import write_synthetic
 
     if model not in ("MLP", "MNIST_CNN"):
         raise fail(f"--model must be MLP or MNIST_CNN, not {model!r}", 2)
-    for path in write_synthetic(out, clients, samples, iid=not non_iid, seed=seed, model=model):
-        print(path)
+    paths = write_synthetic(out, clients, samples, iid=not non_iid, seed=seed, model=model)
+    if output == Output.json:
+        print_json({"paths": [str(p) for p in paths]})
+    else:
+        print("\n".join(str(p) for p in paths))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,8 @@ def test_make_data_writes_one_file_per_client(cli: Invoke, tmp_path: Path) -> No
     result = cli("make-data", "--out", tmp_path, "--clients", "3", "--samples", "50")
     assert result.exit_code == 0
     assert result.stdout.split() == [str(tmp_path / f"client{i}.pt") for i in range(3)]
+
+
+def test_make_data_json_lists_the_paths(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("make-data", "--out", tmp_path, "--samples", "20", "--output", "json")
+    assert json.loads(result.stdout) == {"paths": [str(tmp_path / "client0.pt"), str(tmp_path / "client1.pt")]}

@@ -151,5 +151,5 @@ def test_a_started_job_is_rebuilt_from_its_events_not_from_its_current_state() -
     finished = job()
     finished.state = job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
     progress = JobProgress.for_job(finished)
-    assert not progress.finished and progress.waiting_for() == "the job's events"
+    assert not progress.finished and progress.waiting_for() == ""
     assert [c.state for c in progress.clients()] == ["waiting", "waiting"]
