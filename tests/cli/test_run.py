@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import Invoke
-from tests.helpers import PlaneThread, no_fl_process_left
+from tests.helpers import PlaneThread, no_fl_process_left, short_timeouts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -22,10 +23,19 @@ def test_every_example_is_a_valid_job(cli: Invoke, plane: PlaneThread, name: str
     assert result.exit_code == 0, result.stderr
 
 
+@pytest.fixture
+def patient_plane(tmp_path: Path) -> Iterator[PlaneThread]:
+    """A plane that gives the FL server longer to come up: this test runs while the machine may be busy."""
+    running = PlaneThread(tmp_path / "florist", timeouts=short_timeouts(server_ready_seconds=120))
+    yield running
+    running.stop()
+
+
 @pytest.mark.slow
 def test_run_trains_the_example_to_success_then_logs_and_plot_work(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, patient_plane: PlaneThread, tmp_path: Path
 ) -> None:
+    plane = patient_plane
     result = cli("run", "--file", EXAMPLES / "fedavg-mlp.yaml", "--address", plane.address)
     assert result.exit_code == 0, result.stdout + result.stderr
     out = result.stdout
