@@ -60,6 +60,8 @@ class Settings:
     insecure_no_auth: bool = False
     # The host agents' FL clients are told to reach FL servers at (`--advertise-host`).
     advertise_host: str = ""
+    # Prometheus text on http://HOST:metrics_port/metrics; 0 = no metrics endpoint.
+    metrics_port: int = 0
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
@@ -180,6 +182,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     opt("--tls-key", None, help="server private key (PEM)")
     opt("--tls-client-ca", None, help="require client certificates signed by this CA (PEM)")
     opt("--advertise-host", "", help="host agents' FL clients reach FL servers at (default: --host unless wildcard)")
+    opt("--metrics-port", "0", type=int, help="serve Prometheus metrics on this port (default 0: off)")
+    opt("--log-format", "text", choices=["text", "json"], help="log lines as text or as JSON objects (default text)")
     parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
@@ -199,8 +203,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         )
     elif args.tls_client_ca:
         raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-    if not 0 <= int(args.port) <= 65535:
-        raise ValueError(f"--port must be 0..65535, not {args.port}")
+    for flag, value in (("--port", args.port), ("--metrics-port", args.metrics_port)):
+        if not 0 <= int(value) <= 65535:
+            raise ValueError(f"{flag} must be 0..65535, not {value}")
     settings = Settings(
         host=args.host,
         port=int(args.port),
@@ -211,6 +216,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tls=tls,
         insecure_no_auth=bool(args.insecure_no_auth),
         advertise_host=(args.advertise_host or "").strip(),
+        metrics_port=int(args.metrics_port),
     )
     if settings.auth_file is None and not settings.is_loopback and not settings.insecure_no_auth:
         raise ValueError(

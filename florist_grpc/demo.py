@@ -10,7 +10,7 @@ import grpc
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Settings
 from florist_grpc.fl.make_data import write_digits
-from florist_grpc.progress import Progress
+from florist_grpc.progress import JobProgress, fmt
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
@@ -45,17 +45,20 @@ async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:
             print(f"created job {created.id} ({what}, FL server on {created.server_address})")
             started = await training.StartTraining(training_pb.StartTrainingRequest(job_id=created.id), timeout=60)
             print(f"started: server {started.server_uuid[:8]}, clients {[u[:8] for u in started.client_uuids]}")
-            progress = Progress()
+            progress = JobProgress.for_job(created)
             stream = training.StreamMetrics(training_pb.StreamMetricsRequest(job_id=created.id), timeout=600)
             async for response in stream:
-                progress.apply(response.event)
+                for line in progress.apply(response.event):
+                    print(f"[{response.event.sequence}] {line}", flush=True)
         print()
-        for line in progress.summary():
-            print(line)
-        print(f"final state: {job_pb2.JobState.Name(progress.state)} in {time.monotonic() - began:.1f}s")
+        print("round  val loss  val accuracy  train loss")
+        for row in progress.rounds_table():
+            print(f"{row.number:>5}  {fmt(row.loss):>8}  {fmt(row.accuracy):>12}  {fmt(row.train_loss):>10}")
+        final = job_pb2.JobState.Name(job_pb2.JobState.ValueType(progress.state))
+        print(f"final state: {final} in {time.monotonic() - began:.1f}s")
         print(
             f"the trained model: florist-grpc model download {created.id} --address {address} --out model.safetensors"
         )
-        return 0 if progress.state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY else 1
+        return 0 if progress.succeeded else 1
     finally:
         await plane.stop()

@@ -16,13 +16,16 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from florist_grpc.api.agent_service import AgentServicer
+from florist_grpc.api.audit import AuditInterceptor
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
 from florist_grpc.api.catalog_service import CatalogServicer
 from florist_grpc.api.grpc_server import build_server, server_credentials
 from florist_grpc.api.job_service import JobServicer
+from florist_grpc.api.metrics_interceptor import MetricsInterceptor
+from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
-from florist_grpc.domain.model import JobState
+from florist_grpc.domain.model import JobState, MetricsEvent
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
@@ -74,14 +77,19 @@ class ControlPlane:
         self._health = HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
         self._redis_probe: redis.Redis | None = None
+        self.metrics = PlaneMetrics()
 
     async def start(self) -> None:
         settings = self.settings
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        # Interceptor order: auth is the only one and runs first, before any servicer code sees the call.
-        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
+        # Interceptor order, outermost first: metrics counts and times every call (denied ones too); audit logs
+        # each mutating call with its outcome (denials too); auth runs last, right before the servicer.
         tokens = load_auth_file(settings.auth_file) if settings.auth_file is not None else None
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
+            MetricsInterceptor(self.metrics),
+            AuditInterceptor(tokens),
+        ]
         if tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
         credentials = server_credentials(settings)
@@ -98,10 +106,15 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         hub = EventHub(loop)
         timeouts = settings.timeouts
+
+        def publish(events: list[MetricsEvent]) -> None:
+            hub.publish_threadsafe(events)
+            self.metrics.events_published(events)
+
         follower = JobFollower(
             store,
             self.redis_url,
-            hub.publish_threadsafe,
+            publish,
             timeouts,
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
@@ -134,6 +147,9 @@ class ControlPlane:
             self.port = server.add_secure_port(address, credentials)
         else:
             self.port = server.add_insecure_port(address)
+        self.metrics.count_jobs(store.count_jobs_by_state)
+        if settings.metrics_port:
+            self.metrics.serve(settings.host, settings.metrics_port)
         follower.start()
         recovered = await asyncio.to_thread(recover, store, follower, agents)
         if recovered:
@@ -162,10 +178,14 @@ class ControlPlane:
         assert self._running is not None
         try:
             await asyncio.to_thread(self._running.store.ping)
-            # Ask Redis itself: the listener only notices a lost connection while it has channels to read.
-            healthy = await asyncio.to_thread(self._ping_redis)
+            store_ok = True
         except Exception:
-            healthy = False
+            store_ok = False
+        # Ask Redis itself: the listener only notices a lost connection while it has channels to read.
+        redis_ok = await asyncio.to_thread(self._ping_redis)
+        self.metrics.dependency("store", store_ok)
+        self.metrics.dependency("redis", redis_ok)
+        healthy = store_ok and redis_ok
         status = health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", *FLORIST_SERVICES):
             await self._health.set(service, status)
@@ -200,6 +220,7 @@ class ControlPlane:
             await self._server.stop(grace)
         if self._redis_probe is not None:
             self._redis_probe.close()
+        self.metrics.close()
         running, self._running = self._running, None
         if running is None:
             return

@@ -42,7 +42,8 @@ class PlaneThread(ControlPlaneThread):
 
     def __init__(self, data_dir: Path, **settings: Any) -> None:
         timeouts = settings.pop("timeouts", Timeouts(process_stop_grace_seconds=3.0, client_exit_grace_seconds=10.0))
-        super().__init__(Settings(port=0, data_dir=data_dir, timeouts=timeouts, **settings))
+        port = settings.pop("port", 0)
+        super().__init__(Settings(port=port, data_dir=data_dir, timeouts=timeouts, **settings))
         self.channel = grpc.insecure_channel(self.address)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.training = training_grpc.TrainingServiceStub(self.channel)

@@ -81,6 +81,15 @@ def load_auth_file(path: Path) -> dict[str, Principal]:
     return tokens
 
 
+def identify(tokens: dict[str, Principal], metadata: dict[str, str]) -> Principal | None:
+    """Whose token the call carries (None: no known token). For logs; `authorize` decides what is allowed."""
+    scheme, _, token = metadata.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    return next((p for d, p in tokens.items() if hmac.compare_digest(d, digest)), None)
+
+
 def authorize(tokens: dict[str, Principal], method: str, metadata: dict[str, str]) -> Principal | None:
     """The caller's principal, None for public methods; raises Unauthenticated / PermissionDenied."""
     if method.startswith(PUBLIC_PREFIXES):

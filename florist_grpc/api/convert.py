@@ -186,17 +186,19 @@ def catalog_to_proto(models: catalog.Catalog = catalog.DEFAULT_CATALOG) -> catal
 # page never shifts when newer jobs are added, and a token cannot be replayed against a different filter.
 
 
-# Our tokens are ~100 characters (a job id is 32); anything far longer was not made here.
-MAX_PAGE_TOKEN_CHARS = 2048
+# Our tokens are ~100 characters (a job id is 32) plus the filter; anything far longer was not made here.
+MAX_PAGE_TOKEN_CHARS = 4096
 
 
-def encode_page_token(job: Job, state: JobState) -> str:
+def encode_page_token(job: Job, state: JobState, filter_text: str = "") -> str:
     # Integer microseconds, exactly as stored: a float could round across the page boundary.
-    body = {"t": to_micros(job.create_time), "id": job.id, "s": int(state)}
+    body: dict[str, object] = {"t": to_micros(job.create_time), "id": job.id, "s": int(state)}
+    if filter_text:
+        body["f"] = filter_text
     return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
 
 
-def decode_page_token(token: str, state: JobState) -> PageCursor | None:
+def decode_page_token(token: str, state: JobState, filter_text: str = "") -> PageCursor | None:
     if not token:
         return None
     try:
@@ -205,6 +207,7 @@ def decode_page_token(token: str, state: JobState) -> PageCursor | None:
         body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         cursor = PageCursor(from_micros(int(body["t"])), str(body["id"]))
         token_state = int(body["s"])
+        token_filter = str(body.get("f", ""))
     # OverflowError/OSError: a time no datetime can hold (t=1e400 is infinite, t=10**30 is past year 9999);
     # RecursionError: JSON nested too deep to parse.
     except (ValueError, KeyError, TypeError, OverflowError, OSError, RecursionError) as exc:
@@ -214,5 +217,9 @@ def decode_page_token(token: str, state: JobState) -> PageCursor | None:
     if token_state != int(state):
         raise InvalidArgument(
             [FieldViolation("page_token", "was issued for a different state filter")], reason="INVALID_PAGE_TOKEN"
+        )
+    if token_filter != filter_text:
+        raise InvalidArgument(
+            [FieldViolation("page_token", "was issued for a different filter")], reason="INVALID_PAGE_TOKEN"
         )
     return cursor

@@ -11,6 +11,8 @@ from florist_grpc.api import convert
 from florist_grpc.api.errors import unary
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import JobState
+from florist_grpc.jobs import job_filter
+from florist_grpc.jobs.listing import without_metrics
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as pb_grpc
@@ -34,7 +36,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
         if not request.HasField("job"):
             raise InvalidArgument([FieldViolation("job", "is required")])
         job = convert.job_from_proto(request.job, "", datetime.now(UTC))
-        created = await self._registry.create(job, request.request_id)
+        created = await self._registry.create(job, request.request_id, request.validate_only)
         return pb.CreateJobResponse(job=convert.job_to_proto(created))
 
     @unary
@@ -43,11 +45,12 @@ class JobServicer(pb_grpc.JobServiceServicer):
 
     @unary
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
-        state = job_state_of(request.state, "state")
-        after = convert.decode_page_token(request.page_token, state)
-        jobs, more = await self._registry.list(request.page_size, after, state)
-        token = convert.encode_page_token(jobs[-1], state) if more and jobs else ""
-        return pb.ListJobsResponse(jobs=[convert.job_to_proto(j) for j in jobs], next_page_token=token)
+        state, basic = job_state_of(request.state, "state"), request.view == pb.JOB_VIEW_BASIC
+        after = convert.decode_page_token(request.page_token, state, request.filter)
+        jobs, more = await self._registry.list(request.page_size, after, state, job_filter.parse(request.filter))
+        token = convert.encode_page_token(jobs[-1], state, request.filter) if more and jobs else ""
+        shown = [convert.job_to_proto(without_metrics(j) if basic else j) for j in jobs]
+        return pb.ListJobsResponse(jobs=shown, next_page_token=token)
 
     @unary
     async def DeleteJob(self, request: pb.DeleteJobRequest, context: Context) -> pb.DeleteJobResponse:

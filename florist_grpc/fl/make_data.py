@@ -6,7 +6,6 @@ Dirichlet(alpha): small alpha gives each client a skewed label mix, the usual no
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 from collections.abc import Sequence
@@ -123,28 +122,3 @@ def write_digits(
     """The digits partitioned over `n_clients`, one file per client."""
     x, y = digits(image)
     return write_client_files(out_dir, x, y, partition(y, n_clients, scheme, alpha, seed), file_format)
-
-
-def add_make_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `florist-grpc make-data`."""
-    parser.add_argument("--dataset", choices=["digits", "synthetic"], default="digits")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--partition", choices=["iid", "dirichlet"], default="iid")
-    parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (smaller = more skewed)")
-    parser.add_argument("--format", choices=list(FORMATS), default="pt")
-    parser.add_argument("--image", action="store_true", help="digits as [1, 8, 8] images (for CNN)")
-    parser.add_argument("--samples", type=int, default=600, help="synthetic: samples per client")
-    parser.add_argument("--non-iid", action="store_true", help="same as --partition dirichlet")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="MLP", choices=sorted(SYNTHETIC_SHAPES), help="synthetic: its shapes")
-
-
-def write_from_args(args: argparse.Namespace) -> list[Path]:
-    """Write the dataset `florist-grpc make-data` asked for; the client files, in order."""
-    scheme = "dirichlet" if args.non_iid else args.partition
-    if args.dataset == "digits":
-        return write_digits(Path(args.out), args.clients, scheme, args.alpha, args.seed, args.image, args.format)
-    return write_synthetic(
-        Path(args.out), args.clients, args.samples, scheme == "iid", args.seed, args.model, args.format
-    )

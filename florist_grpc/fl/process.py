@@ -8,6 +8,27 @@ import signal
 import sys
 from types import FrameType
 
+# Flower's banners for the deprecated-but-supported API that flower_api.py uses on purpose.
+FLOWER_BANNERS = ("DEPRECATED FEATURE", "FEATURE UPDATE")
+
+
+class _NoBanners(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).lstrip().startswith(FLOWER_BANNERS)
+
+
+def log_flower_once() -> None:
+    """Flower logs to its `flwr` logger, which has its own colour console handler and also propagates to the root
+    logger: every line appeared twice, once with colour codes. Keep the root's plain handler only, and drop the
+    deprecation banners repeated on every start."""
+    from flwr.common import logger as flower_logger  # importing it installs Flower's handler; remove it after
+
+    flwr = logging.getLogger(flower_logger.LOGGER_NAME)
+    for handler in list(flwr.handlers):
+        flwr.removeHandler(handler)
+    flwr.propagate = True
+    flwr.addFilter(_NoBanners())
+
 
 def prepare_process() -> None:
     """One torch thread (many FL processes share a machine), no telemetry, logs to stderr, clean SIGTERM."""
@@ -18,6 +39,7 @@ def prepare_process() -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_flower_once()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         # Exit through SystemExit so that finally-blocks run; the exit code tells the supervisor it was asked to.

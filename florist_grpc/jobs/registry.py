@@ -13,6 +13,8 @@ from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, job_not_found
 from florist_grpc.domain.model import Job, JobState
 from florist_grpc.domain.validation import validate_job
+from florist_grpc.jobs.job_filter import JobFilter
+from florist_grpc.jobs.listing import filtered_page
 from florist_grpc.net import LOOPBACK, address_problem, free_port
 from florist_grpc.store.base import JobStore, PageCursor
 
@@ -48,7 +50,8 @@ class JobRegistry:
         ]
         return problems
 
-    async def create(self, job: Job, request_id: str) -> Job:
+    async def create(self, job: Job, request_id: str, validate_only: bool = False) -> Job:
+        """Validate and store; with validate_only (AIP-163) return the job as it would be created, storing nothing."""
         if len(request_id) > 128:
             raise InvalidArgument([FieldViolation("request_id", "at most 128 characters")])
         validate_job(job, self._address_violations(job), self._catalog)
@@ -58,6 +61,8 @@ class JobRegistry:
             host = self._host if remote else LOOPBACK
             job = replace(job, server_address=f"{host}:{free_port()}", server_address_auto=True)
         job = replace(job, id=job.id or uuid.uuid4().hex, create_time=datetime.now(UTC), state=JobState.NOT_STARTED)
+        if validate_only:
+            return replace(job, id="")
         return await asyncio.to_thread(self._store.create_job, job, request_id)
 
     async def get(self, job_id: str) -> Job:
@@ -68,13 +73,17 @@ class JobRegistry:
             raise job_not_found(job_id)
         return job
 
-    async def list(self, page_size: int, after: PageCursor | None, state: JobState) -> tuple[list[Job], bool]:
+    async def list(
+        self, page_size: int, after: PageCursor | None, state: JobState, job_filter: JobFilter | None = None
+    ) -> tuple[list[Job], bool]:
         """A page of jobs and whether more follow."""
         if page_size < 0:
             raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        jobs = await asyncio.to_thread(self._store.list_jobs, size + 1, after, state)
-        return jobs[:size], len(jobs) > size
+        if job_filter is None or not job_filter.clauses:
+            jobs = await asyncio.to_thread(self._store.list_jobs, size + 1, after, state)
+            return jobs[:size], len(jobs) > size
+        return await asyncio.to_thread(filtered_page, self._store, size, after, state, job_filter)
 
     async def delete(self, job_id: str) -> None:
         if not job_id:

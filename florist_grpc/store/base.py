@@ -118,6 +118,10 @@ class JobStore(abc.ABC):
     def jobs_in_state(self, state: JobState) -> list[Job]:
         """Every job in `state` (restart recovery re-attaches the IN_PROGRESS ones)."""
 
+    @abc.abstractmethod
+    def count_jobs_by_state(self) -> dict[JobState, int]:
+        """How many jobs are in each state (states without jobs may be left out); for the metrics endpoint."""
+
     def close(self) -> None:  # noqa: B027 - optional hook: backends without connections need not override it
         """Release connections."""
 

@@ -285,5 +285,12 @@ class MongoStore(JobStore):
     def jobs_in_state(self, state: JobState) -> list[Job]:
         return self._guard(lambda: [self._job(row) for row in self._jobs.find({"state": int(state)})])
 
+    def count_jobs_by_state(self) -> dict[JobState, int]:
+        def run() -> dict[JobState, int]:
+            groups = self._jobs.aggregate([{"$group": {"_id": "$state", "count": {"$sum": 1}}}])
+            return {JobState(g["_id"]): int(g["count"]) for g in groups}
+
+        return self._guard(run)
+
     def close(self) -> None:
         self._client.close()

@@ -317,6 +317,13 @@ class SqliteStore(JobStore):
 
         return self._guard(run)
 
+    def count_jobs_by_state(self) -> dict[JobState, int]:
+        def run() -> dict[JobState, int]:
+            rows = self._connection().execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+            return {JobState(state): count for state, count in rows}
+
+        return self._guard(run)
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

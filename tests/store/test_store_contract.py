@@ -102,6 +102,16 @@ class JobStoreContract:
         assert [j.id for j in page2] == ["j2", "j1"]
         assert [j.id for j in store.list_jobs(10, None, JobState.IN_PROGRESS)] == ["j3"]
 
+    def test_counts_jobs_by_state(self, store: JobStore) -> None:
+        assert store.count_jobs_by_state().get(JobState.NOT_STARTED, 0) == 0
+        for i in range(3):
+            store.create_job(new_job(f"j{i}", T0 + timedelta(seconds=i)))
+        store.transition("j1", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        counts = store.count_jobs_by_state()
+        assert counts[JobState.NOT_STARTED] == 2
+        assert counts[JobState.IN_PROGRESS] == 1
+        assert counts.get(JobState.CANCELLED, 0) == 0
+
     def test_same_create_time_orders_by_id(self, store: JobStore) -> None:
         for job_id in ("b", "a", "c"):
             store.create_job(new_job(job_id))

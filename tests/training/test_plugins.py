@@ -14,7 +14,7 @@ import grpc
 import pytest
 from safetensors.torch import load_file
 
-from florist_grpc.model_download import download_model
+from florist_grpc.cli.models import download_model
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, catalog_service_pb2_grpc, job_pb2
 from tests.helpers import PlaneThread, job_message, no_fl_process_left
 

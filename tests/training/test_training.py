@@ -12,9 +12,9 @@ import grpc
 import pytest
 from safetensors.torch import load_file
 
+from florist_grpc.cli.models import download_model
 from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.fl.models import build_model
-from florist_grpc.model_download import download_model
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from tests.helpers import TERMINAL, PlaneThread, fl_processes, job_message, no_fl_process_left, short_timeouts, wait_for

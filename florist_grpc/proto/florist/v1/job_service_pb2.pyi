@@ -8,6 +8,7 @@ from florist_grpc.proto.florist.v1 import job_pb2 as _job_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,30 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _JobView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_VIEW_UNSPECIFIED: _JobView.ValueType  # 0
+    """The default: FULL."""
+    JOB_VIEW_BASIC: _JobView.ValueType  # 1
+    """Everything but the accumulated metrics (Job.server_metrics and each ClientInfo.metrics stay empty)."""
+    JOB_VIEW_FULL: _JobView.ValueType  # 2
+    """Everything, metrics included."""
+
+class JobView(_JobView, metaclass=_JobViewEnumTypeWrapper):
+    """How much of a job ListJobs returns."""
+
+JOB_VIEW_UNSPECIFIED: JobView.ValueType  # 0
+"""The default: FULL."""
+JOB_VIEW_BASIC: JobView.ValueType  # 1
+"""Everything but the accumulated metrics (Job.server_metrics and each ClientInfo.metrics stay empty)."""
+JOB_VIEW_FULL: JobView.ValueType  # 2
+"""Everything, metrics included."""
+Global___JobView: _TypeAlias = JobView  # noqa: Y015
+
 @_typing.final
 class CreateJobRequest(_message.Message):
     """Request of JobService.CreateJob."""
@@ -27,8 +52,13 @@ class CreateJobRequest(_message.Message):
 
     JOB_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key: retries with the same request_id return the same job instead of a duplicate."""
+    validate_only: _builtins.bool
+    """AIP-163 dry run: validate the job as CreateJob would and return it as it would be created (with an empty
+    id), storing nothing.
+    """
     @_builtins.property
     def job(self) -> _job_pb2.Job:
         """The job to create; output-only fields are ignored."""
@@ -38,10 +68,11 @@ class CreateJobRequest(_message.Message):
         *,
         job: _job_pb2.Job | None = ...,
         request_id: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "request_id", b"request_id", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -126,22 +157,33 @@ class ListJobsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum number of jobs to return; 0 = the default (50); capped at 1000; negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
     """next_page_token of a previous response; empty = the first page."""
     state: _job_pb2.JobState.ValueType
     """Only jobs in this state; UNSPECIFIED = all states."""
+    filter: _builtins.str
+    """AIP-160 subset: comparisons `FIELD = VALUE` on state, model and strategy, joined with AND / OR (OR binds
+    tighter, as in AIP-160), e.g. `state = IN_PROGRESS`, `state = JOB_STATE_FINISHED_WITH_ERROR OR state =
+    CANCELLED`, `model = "MLP" AND strategy = "FEDAVG"`. Empty = no filter. Anything else is INVALID_ARGUMENT.
+    """
+    view: Global___JobView.ValueType
+    """How much of each job to return; UNSPECIFIED = FULL."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         state: _job_pb2.JobState.ValueType = ...,
+        filter: _builtins.str = ...,
+        view: Global___JobView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

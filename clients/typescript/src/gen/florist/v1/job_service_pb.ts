@@ -2,8 +2,8 @@
 // @generated from file florist/v1/job_service.proto (package florist.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Job, JobState } from "./job_pb.js";
 import { file_florist_v1_job } from "./job_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/job_service.proto.
  */
 export const file_florist_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxmbG9yaXN0L3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpmbG9yaXN0LnYxIkQKEENyZWF0ZUpvYlJlcXVlc3QSHAoDam9iGAEgASgLMg8uZmxvcmlzdC52MS5Kb2ISEgoKcmVxdWVzdF9pZBgCIAEoCSIxChFDcmVhdGVKb2JSZXNwb25zZRIcCgNqb2IYASABKAsyDy5mbG9yaXN0LnYxLkpvYiIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIuCg5HZXRKb2JSZXNwb25zZRIcCgNqb2IYASABKAsyDy5mbG9yaXN0LnYxLkpvYiJdCg9MaXN0Sm9ic1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSIwoFc3RhdGUYAyABKA4yFC5mbG9yaXN0LnYxLkpvYlN0YXRlIkoKEExpc3RKb2JzUmVzcG9uc2USHQoEam9icxgBIAMoCzIPLmZsb3Jpc3QudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIiChBEZWxldGVKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSITChFEZWxldGVKb2JSZXNwb25zZTKoAgoKSm9iU2VydmljZRJICglDcmVhdGVKb2ISHC5mbG9yaXN0LnYxLkNyZWF0ZUpvYlJlcXVlc3QaHS5mbG9yaXN0LnYxLkNyZWF0ZUpvYlJlc3BvbnNlEj8KBkdldEpvYhIZLmZsb3Jpc3QudjEuR2V0Sm9iUmVxdWVzdBoaLmZsb3Jpc3QudjEuR2V0Sm9iUmVzcG9uc2USRQoITGlzdEpvYnMSGy5mbG9yaXN0LnYxLkxpc3RKb2JzUmVxdWVzdBocLmZsb3Jpc3QudjEuTGlzdEpvYnNSZXNwb25zZRJICglEZWxldGVKb2ISHC5mbG9yaXN0LnYxLkRlbGV0ZUpvYlJlcXVlc3QaHS5mbG9yaXN0LnYxLkRlbGV0ZUpvYlJlc3BvbnNlQpIBCg1haS5mbG9yaXN0LnYxQg9Kb2JTZXJ2aWNlUHJvdG9QAVpAZ2l0aHViLmNvbS9mbG9yaXN0LWdycGMvZmxvcmlzdC1ncnBjL2dlbi9nby9mbG9yaXN0L3YxO2Zsb3Jpc3R2MaICA0ZYWKoCCkZsb3Jpc3QuVjHKAgpGbG9yaXN0XFYx6gILRmxvcmlzdDo6VjFiBnByb3RvMw", [file_florist_v1_job]);
+  fileDesc("ChxmbG9yaXN0L3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpmbG9yaXN0LnYxIlsKEENyZWF0ZUpvYlJlcXVlc3QSHAoDam9iGAEgASgLMg8uZmxvcmlzdC52MS5Kb2ISEgoKcmVxdWVzdF9pZBgCIAEoCRIVCg12YWxpZGF0ZV9vbmx5GAMgASgIIjEKEUNyZWF0ZUpvYlJlc3BvbnNlEhwKA2pvYhgBIAEoCzIPLmZsb3Jpc3QudjEuSm9iIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi4KDkdldEpvYlJlc3BvbnNlEhwKA2pvYhgBIAEoCzIPLmZsb3Jpc3QudjEuSm9iIpABCg9MaXN0Sm9ic1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSIwoFc3RhdGUYAyABKA4yFC5mbG9yaXN0LnYxLkpvYlN0YXRlEg4KBmZpbHRlchgEIAEoCRIhCgR2aWV3GAUgASgOMhMuZmxvcmlzdC52MS5Kb2JWaWV3IkoKEExpc3RKb2JzUmVzcG9uc2USHQoEam9icxgBIAMoCzIPLmZsb3Jpc3QudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIiChBEZWxldGVKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSITChFEZWxldGVKb2JSZXNwb25zZSpKCgdKb2JWaWV3EhgKFEpPQl9WSUVXX1VOU1BFQ0lGSUVEEAASEgoOSk9CX1ZJRVdfQkFTSUMQARIRCg1KT0JfVklFV19GVUxMEAIyqAIKCkpvYlNlcnZpY2USSAoJQ3JlYXRlSm9iEhwuZmxvcmlzdC52MS5DcmVhdGVKb2JSZXF1ZXN0Gh0uZmxvcmlzdC52MS5DcmVhdGVKb2JSZXNwb25zZRI/CgZHZXRKb2ISGS5mbG9yaXN0LnYxLkdldEpvYlJlcXVlc3QaGi5mbG9yaXN0LnYxLkdldEpvYlJlc3BvbnNlEkUKCExpc3RKb2JzEhsuZmxvcmlzdC52MS5MaXN0Sm9ic1JlcXVlc3QaHC5mbG9yaXN0LnYxLkxpc3RKb2JzUmVzcG9uc2USSAoJRGVsZXRlSm9iEhwuZmxvcmlzdC52MS5EZWxldGVKb2JSZXF1ZXN0Gh0uZmxvcmlzdC52MS5EZWxldGVKb2JSZXNwb25zZUKSAQoNYWkuZmxvcmlzdC52MUIPSm9iU2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZmxvcmlzdC1ncnBjL2Zsb3Jpc3QtZ3JwYy9nZW4vZ28vZmxvcmlzdC92MTtmbG9yaXN0djGiAgNGWFiqAgpGbG9yaXN0LlYxygIKRmxvcmlzdFxWMeoCC0Zsb3Jpc3Q6OlYxYgZwcm90bzM", [file_florist_v1_job]);
 
 /**
  * Request of JobService.CreateJob.
@@ -33,6 +33,14 @@ export type CreateJobRequest = Message<"florist.v1.CreateJobRequest"> & {
    * @generated from field: string request_id = 2;
    */
   requestId: string;
+
+  /**
+   * AIP-163 dry run: validate the job as CreateJob would and return it as it would be created (with an empty
+   * id), storing nothing.
+   *
+   * @generated from field: bool validate_only = 3;
+   */
+  validateOnly: boolean;
 };
 
 /**
@@ -131,6 +139,22 @@ export type ListJobsRequest = Message<"florist.v1.ListJobsRequest"> & {
    * @generated from field: florist.v1.JobState state = 3;
    */
   state: JobState;
+
+  /**
+   * AIP-160 subset: comparisons `FIELD = VALUE` on state, model and strategy, joined with AND / OR (OR binds
+   * tighter, as in AIP-160), e.g. `state = IN_PROGRESS`, `state = JOB_STATE_FINISHED_WITH_ERROR OR state =
+   * CANCELLED`, `model = "MLP" AND strategy = "FEDAVG"`. Empty = no filter. Anything else is INVALID_ARGUMENT.
+   *
+   * @generated from field: string filter = 4;
+   */
+  filter: string;
+
+  /**
+   * How much of each job to return; UNSPECIFIED = FULL.
+   *
+   * @generated from field: florist.v1.JobView view = 5;
+   */
+  view: JobView;
 };
 
 /**
@@ -203,6 +227,40 @@ export type DeleteJobResponse = Message<"florist.v1.DeleteJobResponse"> & {
  */
 export const DeleteJobResponseSchema: GenMessage<DeleteJobResponse> = /*@__PURE__*/
   messageDesc(file_florist_v1_job_service, 7);
+
+/**
+ * How much of a job ListJobs returns.
+ *
+ * @generated from enum florist.v1.JobView
+ */
+export enum JobView {
+  /**
+   * The default: FULL.
+   *
+   * @generated from enum value: JOB_VIEW_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Everything but the accumulated metrics (Job.server_metrics and each ClientInfo.metrics stay empty).
+   *
+   * @generated from enum value: JOB_VIEW_BASIC = 1;
+   */
+  BASIC = 1,
+
+  /**
+   * Everything, metrics included.
+   *
+   * @generated from enum value: JOB_VIEW_FULL = 2;
+   */
+  FULL = 2,
+}
+
+/**
+ * Describes the enum florist.v1.JobView.
+ */
+export const JobViewSchema: GenEnum<JobView> = /*@__PURE__*/
+  enumDesc(file_florist_v1_job_service, 0);
 
 /**
  * Creates, reads, lists and deletes training jobs.

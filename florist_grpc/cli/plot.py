@@ -1,0 +1,105 @@
+"""`plot ID --out F.png [--csv F.csv]`: learning curves of a job, aggregated and per client (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from florist_grpc.cli.options import (
+    CALL_SECONDS,
+    DEFAULT_ADDRESS,
+    Address,
+    Connection,
+    JobId,
+    Output,
+    OutputFormat,
+    TlsCa,
+    Token,
+)
+from florist_grpc.cli.output import CliError, guarded, print_json
+from florist_grpc.progress import JobProgress, RoundRow
+from florist_grpc.proto.florist.v1 import job_service_pb2, job_service_pb2_grpc
+
+CSV_COLUMNS = ("round", "source", "val_loss", "val_accuracy", "train_loss")
+
+
+def csv_rows(rows: list[RoundRow], n_clients: int) -> list[dict[str, object]]:
+    """One row per round and source (`aggregated`, `client0`, ...); empty cells for what was not reported."""
+    out: list[dict[str, object]] = []
+    for row in rows:
+        out.append(
+            dict(zip(CSV_COLUMNS, (row.number, "aggregated", row.loss, row.accuracy, row.train_loss), strict=True))
+        )
+        for i in range(n_clients):
+            values = (
+                row.number,
+                f"client{i}",
+                row.client_loss.get(i),
+                row.client_accuracy.get(i),
+                row.client_train_loss.get(i),
+            )
+            out.append(dict(zip(CSV_COLUMNS, values, strict=True)))
+    return [{k: "" if v is None else v for k, v in r.items()} for r in out]
+
+
+def draw(rows: list[RoundRow], n_clients: int, title: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display needed
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    rounds = [r.number for r in rows]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    try:
+        for ax, label, aggregated, per_client in (
+            (loss_ax, "validation loss", [r.loss for r in rows], [r.client_loss for r in rows]),
+            (acc_ax, "validation accuracy", [r.accuracy for r in rows], [r.client_accuracy for r in rows]),
+        ):
+            ax.plot(rounds, [float("nan") if v is None else v for v in aggregated], "o-", lw=2.5, label="aggregated")
+            for i in range(n_clients):
+                values = [float("nan") if (v := c.get(i)) is None else v for c in per_client]
+                ax.plot(rounds, values, ".--", lw=1, label=f"client {i}")
+            ax.set_xlabel("round")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(out, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+@guarded
+def plot(
+    job_id: JobId,
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the numbers as CSV.")] = None,
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = "",
+    tls_ca: TlsCa = None,
+    output: OutputFormat = Output.text,
+) -> None:
+    """Plot loss and accuracy per round, aggregated and per client (a running job: the rounds so far)."""
+    conn = Connection(address, token, tls_ca)
+    stub = job_service_pb2_grpc.JobServiceStub(conn.channel())
+    job = stub.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), metadata=conn.metadata, timeout=CALL_SECONDS).job
+    progress = JobProgress.from_reports(job)  # the accumulated reports: a running job plots what it has so far
+    rows = progress.rounds_table()
+    if not rows:
+        raise CliError(f"job {job_id} has no rounds to plot yet")
+    draw(rows, progress.n_clients, f"job {job_id}", out)
+    if csv_file is not None:
+        with csv_file.open("w", newline="") as f:
+            writer = csv.DictWriter(f, CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(csv_rows(rows, progress.n_clients))
+    if output == Output.json:
+        print_json({"png": str(out), "csv": str(csv_file or ""), "rounds": len(rows)})
+    else:
+        print(f"wrote {out}" + (f" and {csv_file}" if csv_file else ""))

@@ -1,0 +1,214 @@
+"""Long-running commands: `serve`, `agent`, `demo`, and the data helper `make-data`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from florist_grpc.cli.log_setup import configure
+from florist_grpc.cli.options import Output, OutputFormat
+from florist_grpc.cli.output import fail, guarded, print_json
+from florist_grpc.config import add_serve_arguments, agent_settings_from_args, settings_from_args
+
+log = logging.getLogger("florist_grpc")
+
+
+def _env(flag: str) -> str:
+    return "FLORIST_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def opt(flag: str, help_text: str) -> typer.models.OptionInfo:
+    """A serve/agent flag with its FLORIST_<FLAG> environment variable."""
+    option: typer.models.OptionInfo = typer.Option(flag, envvar=_env(flag), show_envvar=True, help=help_text)
+    return option
+
+
+async def serve_until_signal(
+    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]], ready_line: Callable[[], str]
+) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await start()
+    print(ready_line(), flush=True)
+    await stopping.wait()
+    log.info("shutting down")
+    await stop()
+
+
+def serve(
+    host: Annotated[str, opt("--host", "Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, opt("--port", "Port to bind; 0 picks a free one.")] = 50051,
+    data_dir: Annotated[Path, opt("--data-dir", "SQLite store, embedded Redis and FL logs.")] = Path(".florist"),
+    mongodb_uri: Annotated[str, opt("--mongodb-uri", "Use this MongoDB instead of the embedded SQLite store.")] = "",
+    redis_url: Annotated[str, opt("--redis-url", "Use this Redis instead of starting one.")] = "",
+    auth_file: Annotated[Path | None, opt("--auth-file", "Tokens, lines of 'ROLE SHA256_HEX [NAME]'.")] = None,
+    tls_cert: Annotated[Path | None, opt("--tls-cert", "Server certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, opt("--tls-key", "Server private key (PEM).")] = None,
+    tls_client_ca: Annotated[
+        Path | None, opt("--tls-client-ca", "Require client certificates signed by this CA.")
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool, opt("--insecure-no-auth", "Allow serving without --auth-file on a non-loopback address.")
+    ] = False,
+    metrics_port: Annotated[int, opt("--metrics-port", "Serve Prometheus metrics on this port; 0 = off.")] = 0,
+    log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
+    advertise_host: Annotated[
+        str, opt("--advertise-host", "Host agents' FL clients reach FL servers at (default: --host unless wildcard).")
+    ] = "",
+) -> None:
+    """Run the control plane (gRPC API, job store, Redis, FL process supervision)."""
+    from florist_grpc.api.auth import AuthFileError
+    from florist_grpc.server import ControlPlane
+
+    if log_format not in ("text", "json"):
+        raise fail(f"--log-format must be text or json, not {log_format!r}", 2)
+    # Start from the argparse defaults so flags added to config.add_serve_arguments keep their env/default value.
+    parser = argparse.ArgumentParser(add_help=False)
+    add_serve_arguments(parser)
+    args = parser.parse_args([])
+    given = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "mongodb_uri": mongodb_uri,
+        "redis_url": redis_url,
+        "auth_file": auth_file,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_client_ca": tls_client_ca,
+        "insecure_no_auth": insecure_no_auth,
+        "metrics_port": metrics_port,
+        "log_format": log_format,
+        "advertise_host": advertise_host,
+    }
+    for name, value in given.items():
+        setattr(args, name, str(value) if isinstance(value, Path) else value)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    configure(log_format)
+    plane = ControlPlane(settings)
+    try:
+        asyncio.run(
+            serve_until_signal(
+                plane.start, plane.stop, lambda: f"florist-grpc listening on {settings.host}:{plane.port}"
+            )
+        )
+    except (AuthFileError, OSError, RuntimeError) as exc:
+        raise fail(str(exc)) from None
+
+
+def agent(
+    control_plane: Annotated[str, opt("--control-plane", "host:port of the control plane to dial.")],
+    name: Annotated[str, opt("--name", "This agent's name: jobs name it in ClientInfo.agent.")],
+    data_root: Annotated[Path, opt("--data-root", "Datasets FL clients may read; job data paths are relative to it.")],
+    tls_ca: Annotated[Path | None, opt("--tls-ca", "CA of the control plane's certificate (PEM); enables TLS.")] = None,
+    tls_cert: Annotated[Path | None, opt("--tls-cert", "Client certificate for mutual TLS (PEM).")] = None,
+    tls_key: Annotated[Path | None, opt("--tls-key", "Client private key for mutual TLS (PEM).")] = None,
+    insecure: Annotated[bool, opt("--insecure", "Allow plaintext to a non-loopback control plane.")] = False,
+    log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
+) -> None:
+    """Run an agent on a data-holding machine: it dials out to the control plane (opening no port) and runs the
+    FL clients of the jobs that name it. Its token is FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of
+    the control plane's auth file)."""
+    from florist_grpc.agent import Agent
+    from florist_grpc.agent.session import Replaced
+
+    args = argparse.Namespace(
+        control_plane=control_plane,
+        name=name,
+        data_root=str(data_root),
+        tls_ca=str(tls_ca) if tls_ca else None,
+        tls_cert=str(tls_cert) if tls_cert else None,
+        tls_key=str(tls_key) if tls_key else None,
+        insecure=insecure,
+    )
+    try:
+        settings = agent_settings_from_args(args)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    configure(log_format)
+
+    async def run() -> None:
+        running = Agent(settings)
+        await running.start()
+        session = asyncio.create_task(running.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, session.cancel)
+        try:
+            await session
+        except asyncio.CancelledError:
+            log.info("shutting down")
+        except Replaced as exc:
+            # Leave the clients and the site's Redis running: the agent that replaced us may adopt them.
+            raise fail(f"another agent connected as {settings.name}: {exc}") from None
+        await running.stop()
+
+    try:
+        asyncio.run(run())
+    except (OSError, RuntimeError) as exc:
+        raise fail(str(exc)) from None
+
+
+@guarded
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its store, Redis, data and logs.")] = Path(
+        ".florist-demo"
+    ),
+    rounds: Annotated[int, typer.Option(help="FL rounds.")] = 3,
+    clients: Annotated[int, typer.Option(help="FL clients.")] = 2,
+) -> None:
+    """Serve, train a FedAvg job on synthetic data through the gRPC API, and show its progress."""
+    from florist_grpc.demo import run_demo
+
+    configure()
+    raise typer.Exit(asyncio.run(run_demo(data_dir, rounds, clients)))
+
+
+@guarded
+def make_data(
+    out: Annotated[Path, typer.Option(help="Directory to write client0.pt, client1.pt, ... into.")],
+    dataset: Annotated[str, typer.Option(help="digits (scikit-learn's 8x8 digits) or synthetic.")] = "digits",
+    clients: Annotated[int, typer.Option(help="Number of clients (one file each).")] = 2,
+    partition: Annotated[str, typer.Option(help="iid, or dirichlet (label skew per client).")] = "iid",
+    alpha: Annotated[float, typer.Option(help="Dirichlet concentration: smaller = more skewed.")] = 0.5,
+    file_format: Annotated[str, typer.Option("--format", help="pt, npz or csv.")] = "pt",
+    image: Annotated[bool, typer.Option("--image", help="digits as [1, 8, 8] images (for CNN).")] = False,
+    samples: Annotated[int, typer.Option(help="synthetic: samples per client.")] = 600,
+    non_iid: Annotated[bool, typer.Option("--non-iid", help="Same as --partition dirichlet.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    model: Annotated[str, typer.Option(help="synthetic: shape the data for this model (MLP or MNIST_CNN).")] = "MLP",
+    output: OutputFormat = Output.text,
+) -> None:
+    """Write a dataset partitioned over clients (one file each); prints one path per client."""
+    from florist_grpc.fl.make_data import FORMATS, SYNTHETIC_SHAPES, write_digits, write_synthetic
+
+    choices = {
+        "--dataset": (dataset, ("digits", "synthetic")),
+        "--partition": (partition, ("iid", "dirichlet")),
+        "--format": (file_format, tuple(FORMATS)),
+        "--model": (model, tuple(sorted(SYNTHETIC_SHAPES))),
+    }
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise fail(f"{flag} must be one of {', '.join(allowed)}, not {value!r}", 2)
+    scheme = "dirichlet" if non_iid else partition
+    if dataset == "digits":
+        paths = write_digits(out, clients, scheme, alpha, seed, image, file_format)
+    else:
+        paths = write_synthetic(out, clients, samples, scheme == "iid", seed, model, file_format)
+    if output == Output.json:
+        print_json({"paths": [str(p) for p in paths]})
+    else:
+        print("\n".join(str(p) for p in paths))

@@ -1,0 +1,43 @@
+"""`serve`, `agent` and `make-data` refuse bad flags with one line and exit code 2, before starting anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Invoke
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["serve", "--metrics-port", "70000"], "--metrics-port must be 0..65535, not 70000"),
+        (["serve", "--log-format", "xml"], "--log-format must be text or json, not 'xml'"),
+        (["serve", "--tls-cert", "c.pem"], "--tls-cert and --tls-key must be given together"),
+        (["serve", "--host", "0.0.0.0"], "refusing to serve without authentication on 0.0.0.0"),
+        (["make-data", "--out", "x", "--model", "RESNET"], "--model must be MLP or MNIST_CNN, not 'RESNET'"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(cli: Invoke, tmp_path: Path, args: list[str], says: str) -> None:
+    result = cli(*args, "--data-dir", tmp_path) if args[0] == "serve" else cli(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {says}")
+    assert "Traceback" not in result.output
+
+
+def test_agent_without_a_token_is_refused(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("agent", "--data-root", tmp_path, env={"FLORIST_AGENT_TOKEN": ""})
+    assert result.exit_code == 2 and "FLORIST_AGENT_TOKEN" in result.stderr
+
+
+def test_make_data_writes_one_file_per_client(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("make-data", "--out", tmp_path, "--clients", "3", "--samples", "50")
+    assert result.exit_code == 0
+    assert result.stdout.split() == [str(tmp_path / f"client{i}.pt") for i in range(3)]
+
+
+def test_make_data_json_lists_the_paths(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("make-data", "--out", tmp_path, "--samples", "20", "--output", "json")
+    assert json.loads(result.stdout) == {"paths": [str(tmp_path / "client0.pt"), str(tmp_path / "client1.pt")]}
