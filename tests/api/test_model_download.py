@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -39,8 +40,9 @@ def test_model_download_streams_the_saved_file_in_chunks_and_refuses_what_does_n
     done = cli("model", "download", job.id, "--address", plane.address, "--out", str(out), "--output", "json")
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == saved.read_bytes()
-    assert f'"sha256": "{hashlib.sha256(saved.read_bytes()).hexdigest()}"' in done.stdout
-    assert '"round": 2' in done.stdout and '"input_shape": [\n    64\n  ]' in done.stdout
+    artifact = json.loads(done.stdout)
+    assert artifact["sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
+    assert artifact["round"] == 2 and artifact["input_shape"] == [64]
     assert np.array_equal(load_file(str(out))["w"], weights)
     gone = cli("model", "download", job.id, "--round", "1", "--address", plane.address, "--out", str(out))
     assert gone.returncode == 1 and "NOT_FOUND" in gone.stderr and "saved rounds: [2]" in gone.stderr
