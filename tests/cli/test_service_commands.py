@@ -17,7 +17,8 @@ from tests.cli.conftest import Invoke
         (["serve", "--log-format", "xml"], "--log-format must be text or json, not 'xml'"),
         (["serve", "--tls-cert", "c.pem"], "--tls-cert and --tls-key must be given together"),
         (["serve", "--host", "0.0.0.0"], "refusing to serve without authentication on 0.0.0.0"),
-        (["make-data", "--out", "x", "--model", "RESNET"], "--model must be MLP or MNIST_CNN, not 'RESNET'"),
+        (["make-data", "--out", "x", "--model", "RESNET"], "--model must be one of CNN, MLP, MNIST_CNN, not 'RESNET'"),
+        (["make-data", "--out", "x", "--dataset", "cifar"], "--dataset must be one of digits, synthetic, not 'cifar'"),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(cli: Invoke, tmp_path: Path, args: list[str], says: str) -> None:
@@ -27,9 +28,14 @@ def test_bad_flags_are_one_line_and_exit_2(cli: Invoke, tmp_path: Path, args: li
     assert "Traceback" not in result.output
 
 
-def test_agent_without_a_token_is_refused(cli: Invoke, tmp_path: Path) -> None:
-    result = cli("agent", "--data-root", tmp_path, env={"FLORIST_AGENT_TOKEN": ""})
-    assert result.exit_code == 2 and "FLORIST_AGENT_TOKEN" in result.stderr
+def test_an_agent_refuses_plaintext_to_a_remote_control_plane(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("agent", "--control-plane", "cp.example.org:50051", "--name", "site-a", "--data-root", tmp_path)
+    assert result.exit_code == 2 and "--tls-ca" in result.stderr and "--insecure" in result.stderr
+
+
+def test_an_agent_needs_the_control_plane_it_dials(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("agent", "--name", "site-a", "--data-root", tmp_path)
+    assert result.exit_code == 2 and "--control-plane" in result.stderr
 
 
 def test_make_data_writes_one_file_per_client(cli: Invoke, tmp_path: Path) -> None:
