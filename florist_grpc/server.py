@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
 from florist_grpc.api.catalog_service import CatalogServicer
-from florist_grpc.api.grpc_server import build_server, server_credentials
+from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
 from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
@@ -36,6 +37,7 @@ from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_gr
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
 from florist_grpc.store.base import JobStore
+from florist_grpc.store.data_dir_lock import DataDirLock
 from florist_grpc.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -70,16 +72,28 @@ class ControlPlane:
         self._health = HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
         self._redis_probe: redis.Redis | None = None
+        self._lock: DataDirLock | None = None
 
     async def start(self) -> None:
-        settings = self.settings
-        data_dir = settings.data_dir.resolve()
+        data_dir = self.settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = DataDirLock(data_dir)
+        self._lock.acquire()  # before anything in the data dir (store, Redis, jobs) is touched
+        try:
+            await self._start(data_dir)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def _start(self, data_dir: Path) -> None:
+        settings = self.settings
         # Interceptor order: auth is the only one and runs first, before any servicer code sees the call.
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
         if settings.auth_file is not None:
             interceptors.append(AuthInterceptor(load_auth_file(settings.auth_file)))
-        credentials = server_credentials(settings)
+        server = build_server(interceptors)
+        # Bound first: a port in use fails the start before the store or Redis are touched.
+        self.port = add_port(server, f"{settings.host}:{settings.port}", server_credentials(settings))
 
         store = self._given_store
         if store is None:
@@ -106,7 +120,6 @@ class ControlPlane:
         registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.host)
         trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts)
 
-        server = build_server(interceptors)
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
         training_grpc.add_TrainingServiceServicer_to_server(
             TrainingServicer(trainer, registry, store, hub, agents), server
@@ -117,11 +130,6 @@ class ControlPlane:
             (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        address = f"{settings.host}:{settings.port}"
-        if credentials is not None:
-            self.port = server.add_secure_port(address, credentials)
-        else:
-            self.port = server.add_insecure_port(address)
         follower.start()
         recovered = await asyncio.to_thread(recover, store, follower, agents)
         if recovered:
@@ -187,8 +195,12 @@ class ControlPlane:
         if self._redis_probe is not None:
             self._redis_probe.close()
         running, self._running = self._running, None
-        if running is None:
-            return
+        if running is not None:
+            await self._stop_machinery(running)
+        if self._lock is not None:
+            self._lock.release()  # last: the store and Redis are closed, another serve may take the data dir
+
+    async def _stop_machinery(self, running: Running) -> None:
         await asyncio.to_thread(running.follower.stop)
         running.agents.close()
         if running.redis is not None:
