@@ -30,6 +30,8 @@ from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agent_client import AgentClients
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.redis_users import RunUsers
+from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import redis_address_of
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, job_service_pb2, training_service_pb2
@@ -47,7 +49,6 @@ FLORIST_SERVICES = (
     training_service_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
 )
-HEALTH_CHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Running:
     follower: JobFollower
     agents: AgentClients
     redis: EmbeddedRedis | None
+    users: RunUsers
+    supervisor: RedisSupervisor | None
+    trainer: Trainer
 
 
 class ControlPlane:
@@ -107,6 +111,8 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         hub = EventHub(loop)
         timeouts = settings.timeouts
+        # Per-run Redis users only in a Redis we own; an external one is its operator's (its URL's credentials).
+        users = RunUsers(self.redis_url, timeouts.report_key_ttl_seconds, per_run_users=embedded is not None)
         follower = JobFollower(
             store,
             self.redis_url,
@@ -114,11 +120,13 @@ class ControlPlane:
             timeouts,
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
+            users.retire,
         )
         agents = AgentClients(settings.agent_token, timeouts.agent_call_seconds)
-        self._running = Running(store, hub, follower, agents, embedded)
+        supervisor = RedisSupervisor(embedded) if embedded is not None else None
         registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.host)
-        trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts)
+        trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts, users)
+        self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
         training_grpc.add_TrainingServiceServicer_to_server(
@@ -150,6 +158,16 @@ class ControlPlane:
         return self._running.hub
 
     @property
+    def trainer(self) -> Trainer:
+        assert self._running is not None, "not started"
+        return self._running.trainer
+
+    @property
+    def embedded_redis(self) -> EmbeddedRedis | None:
+        assert self._running is not None, "not started"
+        return self._running.redis
+
+    @property
     def follower(self) -> JobFollower:
         assert self._running is not None, "not started"
         return self._running.follower
@@ -157,6 +175,8 @@ class ControlPlane:
     async def _check_health(self) -> None:
         assert self._running is not None
         try:
+            if self._running.supervisor is not None:
+                await asyncio.to_thread(self._running.supervisor.check)  # a dead embedded Redis is restarted
             await asyncio.to_thread(self._running.store.ping)
             # Ask Redis itself: the listener only notices a lost connection while it has channels to read.
             healthy = await asyncio.to_thread(self._ping_redis)
@@ -177,7 +197,7 @@ class ControlPlane:
 
     async def _watch_health(self) -> None:
         while True:
-            await asyncio.sleep(HEALTH_CHECK_SECONDS)  # periodic probe of the store and Redis
+            await asyncio.sleep(self.settings.timeouts.health_check_seconds)  # periodic probe of the store and Redis
             await self._check_health()
 
     async def wait_for_termination(self) -> None:
@@ -203,6 +223,7 @@ class ControlPlane:
     async def _stop_machinery(self, running: Running) -> None:
         await asyncio.to_thread(running.follower.stop)
         running.agents.close()
+        running.users.close()
         if running.redis is not None:
             in_progress = await asyncio.to_thread(running.store.jobs_in_state, JobState.IN_PROGRESS)
             if in_progress:

@@ -20,7 +20,7 @@ from florist_grpc.api.errors import streaming, unary
 from florist_grpc.domain.catalog import MODELS, OPTIMIZERS
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from florist_grpc.domain.model import ProcessRef
-from florist_grpc.fl.run_config import ClientRun
+from florist_grpc.fl.run_config import ClientRun, run_environment
 from florist_grpc.launch import process
 from florist_grpc.launch.agent_client import server_config_of
 from florist_grpc.launch.logs import follow_log
@@ -93,9 +93,15 @@ class AgentServicer(pb_grpc.ClientAgentServiceServicer):
             client_type=request.client_type,
             data_path=str(self._data_path(request.data_path)),
             server_config=server_config_of(request),
+            redis_username=request.redis_username,
+            redis_password=request.redis_password,
         )
         popen, ref = await asyncio.to_thread(
-            process.spawn, "florist_grpc.fl.client", [run.to_json()], self._logs / f"{request.client_uuid}.log"
+            process.spawn,
+            "florist_grpc.fl.client",
+            [],
+            self._logs / f"{request.client_uuid}.log",
+            run_environment(run.to_json()),
         )
         self._clients[request.client_uuid] = AgentClient(popen, ref)
         return pb.StartClientResponse(pid=ref.pid, log_path=ref.log_path)

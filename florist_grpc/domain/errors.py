@@ -43,6 +43,10 @@ class DeadlineExceeded(FloristError):
     pass
 
 
+class Aborted(FloristError):
+    """The operation lost a race with another one on the same job (e.g. a StopTraining during StartTraining)."""
+
+
 class Unauthenticated(FloristError):
     pass
 

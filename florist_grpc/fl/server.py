@@ -1,4 +1,4 @@
-"""The FL server process: `python -m florist_grpc.fl.server RUN_JSON`.
+"""The FL server process: `python -m florist_grpc.fl.server` (the run in FLORIST_RUN).
 
 Exit code 0 only when every round ran; the control plane then also requires fit_end in the report.
 """
@@ -9,7 +9,7 @@ import logging
 import sys
 
 from florist_grpc.fl.process import prepare_process
-from florist_grpc.fl.run_config import ServerRun
+from florist_grpc.fl.run_config import ServerRun, take_run_json
 
 log = logging.getLogger("florist.fl.server")
 
@@ -23,7 +23,7 @@ def run(cfg: ServerRun) -> None:
     from florist_grpc.fl.strategies import ProximalWeight, ReportingStrategy, build_base_strategy
 
     config = cfg.server_config
-    reporter = RedisReporter(cfg.redis_address, cfg.uuid)
+    reporter = RedisReporter(cfg.redis_address, cfg.uuid, cfg.redis_username, cfg.redis_password)
     reporter.report_values(host_type="server", fit_start=now())
     model = build_model(cfg.model, seed=int(config.get("seed", 0)))
     initial = ndarrays_to_parameters([v.detach().cpu().numpy() for v in model.state_dict().values()])
@@ -47,7 +47,7 @@ def run(cfg: ServerRun) -> None:
 
 def main() -> None:
     prepare_process()
-    cfg = ServerRun.from_json(sys.argv[1])
+    cfg = ServerRun.from_json(take_run_json())
     try:
         run(cfg)
     except Exception as exc:

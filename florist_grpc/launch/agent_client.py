@@ -105,6 +105,8 @@ class AgentClients:
             optimizer=run.optimizer,
             client_type=run.client_type,
             server_config=config,
+            redis_username=run.redis_username,
+            redis_password=run.redis_password,
         )
         stub = self._stub(address)
         try:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%florist/v1/client_agent_service.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xd2\x01\n\x12StartClientRequest\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x16\n\x0eserver_address\x18\x02 \x01(\t\x12\x15\n\rredis_address\x18\x03 \x01(\t\x12\x11\n\tdata_path\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x11\n\toptimizer\x18\x06 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x07 \x01(\t\x12.\n\rserver_config\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"4\n\x13StartClientResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x10\n\x08log_path\x18\x02 \x01(\t\"-\n\x16GetClientStatusRequest\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\"O\n\x17GetClientStatusResponse\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x10\n\x08log_tail\x18\x03 \x01(\t\"(\n\x11StopClientRequest\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\"\x14\n\x12StopClientResponse\"M\n\x16StreamClientLogRequest\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"<\n\x17StreamClientLogResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bnext_offset\x18\x02 \x01(\x03\x32\xeb\x02\n\x12\x43lientAgentService\x12N\n\x0bStartClient\x12\x1e.florist.v1.StartClientRequest\x1a\x1f.florist.v1.StartClientResponse\x12Z\n\x0fGetClientStatus\x12\".florist.v1.GetClientStatusRequest\x1a#.florist.v1.GetClientStatusResponse\x12K\n\nStopClient\x12\x1d.florist.v1.StopClientRequest\x1a\x1e.florist.v1.StopClientResponse\x12\\\n\x0fStreamClientLog\x12\".florist.v1.StreamClientLogRequest\x1a#.florist.v1.StreamClientLogResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%florist/v1/client_agent_service.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x82\x02\n\x12StartClientRequest\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x16\n\x0eserver_address\x18\x02 \x01(\t\x12\x15\n\rredis_address\x18\x03 \x01(\t\x12\x11\n\tdata_path\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x11\n\toptimizer\x18\x06 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x07 \x01(\t\x12.\n\rserver_config\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0eredis_username\x18\t \x01(\t\x12\x16\n\x0eredis_password\x18\n \x01(\t\"4\n\x13StartClientResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x10\n\x08log_path\x18\x02 \x01(\t\"-\n\x16GetClientStatusRequest\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\"O\n\x17GetClientStatusResponse\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x10\n\x08log_tail\x18\x03 \x01(\t\"(\n\x11StopClientRequest\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\"\x14\n\x12StopClientResponse\"M\n\x16StreamClientLogRequest\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"<\n\x17StreamClientLogResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bnext_offset\x18\x02 \x01(\x03\x32\xeb\x02\n\x12\x43lientAgentService\x12N\n\x0bStartClient\x12\x1e.florist.v1.StartClientRequest\x1a\x1f.florist.v1.StartClientResponse\x12Z\n\x0fGetClientStatus\x12\".florist.v1.GetClientStatusRequest\x1a#.florist.v1.GetClientStatusResponse\x12K\n\nStopClient\x12\x1d.florist.v1.StopClientRequest\x1a\x1e.florist.v1.StopClientResponse\x12\\\n\x0fStreamClientLog\x12\".florist.v1.StreamClientLogRequest\x1a#.florist.v1.StreamClientLogResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'florist.v1.client_agent_ser
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTCLIENTREQUEST']._serialized_start=84
-  _globals['_STARTCLIENTREQUEST']._serialized_end=294
-  _globals['_STARTCLIENTRESPONSE']._serialized_start=296
-  _globals['_STARTCLIENTRESPONSE']._serialized_end=348
-  _globals['_GETCLIENTSTATUSREQUEST']._serialized_start=350
-  _globals['_GETCLIENTSTATUSREQUEST']._serialized_end=395
-  _globals['_GETCLIENTSTATUSRESPONSE']._serialized_start=397
-  _globals['_GETCLIENTSTATUSRESPONSE']._serialized_end=476
-  _globals['_STOPCLIENTREQUEST']._serialized_start=478
-  _globals['_STOPCLIENTREQUEST']._serialized_end=518
-  _globals['_STOPCLIENTRESPONSE']._serialized_start=520
-  _globals['_STOPCLIENTRESPONSE']._serialized_end=540
-  _globals['_STREAMCLIENTLOGREQUEST']._serialized_start=542
-  _globals['_STREAMCLIENTLOGREQUEST']._serialized_end=619
-  _globals['_STREAMCLIENTLOGRESPONSE']._serialized_start=621
-  _globals['_STREAMCLIENTLOGRESPONSE']._serialized_end=681
-  _globals['_CLIENTAGENTSERVICE']._serialized_start=684
-  _globals['_CLIENTAGENTSERVICE']._serialized_end=1047
+  _globals['_STARTCLIENTREQUEST']._serialized_end=342
+  _globals['_STARTCLIENTRESPONSE']._serialized_start=344
+  _globals['_STARTCLIENTRESPONSE']._serialized_end=396
+  _globals['_GETCLIENTSTATUSREQUEST']._serialized_start=398
+  _globals['_GETCLIENTSTATUSREQUEST']._serialized_end=443
+  _globals['_GETCLIENTSTATUSRESPONSE']._serialized_start=445
+  _globals['_GETCLIENTSTATUSRESPONSE']._serialized_end=524
+  _globals['_STOPCLIENTREQUEST']._serialized_start=526
+  _globals['_STOPCLIENTREQUEST']._serialized_end=566
+  _globals['_STOPCLIENTRESPONSE']._serialized_start=568
+  _globals['_STOPCLIENTRESPONSE']._serialized_end=588
+  _globals['_STREAMCLIENTLOGREQUEST']._serialized_start=590
+  _globals['_STREAMCLIENTLOGREQUEST']._serialized_end=667
+  _globals['_STREAMCLIENTLOGRESPONSE']._serialized_start=669
+  _globals['_STREAMCLIENTLOGRESPONSE']._serialized_end=729
+  _globals['_CLIENTAGENTSERVICE']._serialized_start=732
+  _globals['_CLIENTAGENTSERVICE']._serialized_end=1095
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,8 @@ class StartClientRequest(_message.Message):
     OPTIMIZER_FIELD_NUMBER: _builtins.int
     CLIENT_TYPE_FIELD_NUMBER: _builtins.int
     SERVER_CONFIG_FIELD_NUMBER: _builtins.int
+    REDIS_USERNAME_FIELD_NUMBER: _builtins.int
+    REDIS_PASSWORD_FIELD_NUMBER: _builtins.int
     client_uuid: _builtins.str
     """Run uuid of the client (its Redis key and channel)."""
     server_address: _builtins.str
@@ -45,6 +47,10 @@ class StartClientRequest(_message.Message):
     """Optimizer name from the catalog."""
     client_type: _builtins.str
     """Client type from the catalog."""
+    redis_username: _builtins.str
+    """The client's own Redis user: it may only write its run's key and channel (empty: no authentication)."""
+    redis_password: _builtins.str
+    """Password of redis_username. Handed to the client process in its environment, never on its command line."""
     @_builtins.property
     def server_config(self) -> _struct_pb2.Struct:
         """The job's validated server_config."""
@@ -60,10 +66,12 @@ class StartClientRequest(_message.Message):
         optimizer: _builtins.str = ...,
         client_type: _builtins.str = ...,
         server_config: _struct_pb2.Struct | None = ...,
+        redis_username: _builtins.str = ...,
+        redis_password: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_config", b"server_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "client_uuid", b"client_uuid", "data_path", b"data_path", "model", b"model", "optimizer", b"optimizer", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "client_uuid", b"client_uuid", "data_path", b"data_path", "model", b"model", "optimizer", b"optimizer", "redis_address", b"redis_address", "redis_password", b"redis_password", "redis_username", b"redis_username", "server_address", b"server_address", "server_config", b"server_config"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
