@@ -2,7 +2,7 @@
 
 Not on its command line: the run carries the process's Redis password, and any local user can read every
 process's argv (`ps`), while /proc/<pid>/environ is readable only by the process's own user. The process removes
-the variable as soon as it has read it, so nothing it starts inherits it.
+the variable as soon as it has read it, so nothing it starts (Flower, torch workers) inherits it.
 """
 
 from __future__ import annotations
