@@ -19,7 +19,7 @@ def test_the_run_and_its_password_are_not_on_the_command_line(tmp_path: Path) ->
         process = psutil.Process(handle.ref.pid)
         assert not any("s3cret-password" in arg for arg in process.cmdline())  # what `ps` shows everyone
         # /proc/<pid>/environ is readable by the process's own user only (and by root).
-        environ = wait_for(lambda: process.environ(), 10, "the environment")
+        environ = wait_for(process.environ, 10, "the environment")
         assert RUN_ENV in environ
     finally:
         terminate([handle.ref], grace=2.0)
