@@ -31,6 +31,13 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     # gRPC sets SO_REUSEPORT on Linux by default: a second `serve` on the same port would then bind too and the
     # kernel would split connections between both. Off, a port in use is an error at start.
     ("grpc.so_reuseport", 0),
+    # Calls grpc core has received but the application has not yet picked up wait in a pending queue; by default
+    # (src/core/server/server.h) core rejects calls at random once more than 1,000 wait (random early detection,
+    # certain at 3,000). grpc.aio picks calls up one at a time from the event loop, so a burst of StreamMetrics
+    # opens (a dashboard reconnecting 2,000 streams) crossed that line: ~10% of them ended CANCELLED before
+    # their handler ever ran (docs/benchmarks.md, streams). Size the queue like max_concurrent_streams.
+    ("grpc.server.max_pending_requests", 10_000),
+    ("grpc.server.max_pending_requests_hard_limit", 20_000),
 ]
 
 
