@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,12 @@ async def subscribe(address: str, job_id: str, streams: int) -> None:
         await channel.close()
 
 
+def _core_reason(debug: str) -> str:
+    """The grpc core description of why a call ended, without the per-call timestamps and addresses."""
+    match = re.search(r'(grpc_message|description):"([^"]*)"', debug or "")
+    return match.group(2) if match else (debug or "")[:120]
+
+
 async def hold(address: str, job_id: str, streams: int) -> None:
     channels = [grpc.aio.insecure_channel(address) for _ in range(-(-streams // STREAMS_PER_CHANNEL))]
     stubs = [pb_grpc.TrainingServiceStub(channels[i // STREAMS_PER_CHANNEL]) for i in range(streams)]
@@ -71,6 +78,7 @@ async def hold(address: str, job_id: str, streams: int) -> None:
     print("open", flush=True)
     resumed = 0
     cut_after: dict[int, int] = {}  # last sequence received when a call was cut -> how many
+    why: dict[str, int] = {}  # what grpc core says cut a call (debug_error_string, trimmed) -> how many
 
     async def drain(i: int) -> int:
         """Read to the terminal event, resuming with after_sequence if the call is cut (as a real client does)."""
@@ -86,11 +94,21 @@ async def hold(address: str, job_id: str, streams: int) -> None:
                     raise
                 resumed += 1
                 cut_after[last] = cut_after.get(last, 0) + 1
+                reason = f"{exc.code().name}: {exc.details()} | {_core_reason(exc.debug_error_string())}"
+                why[reason] = why.get(reason, 0) + 1
                 call = stubs[i].StreamMetrics(pb.StreamMetricsRequest(job_id=job_id, after_sequence=last))
 
     last_sequences = await asyncio.gather(*(drain(i) for i in range(streams)))
     print(
-        json.dumps({"streams": streams, "min_events": min(last_sequences), "resumed": resumed, "cut_after": cut_after}),
+        json.dumps(
+            {
+                "streams": streams,
+                "min_events": min(last_sequences),
+                "resumed": resumed,
+                "cut_after": cut_after,
+                "why": why,
+            }
+        ),
         flush=True,
     )
     for channel in channels:

@@ -21,9 +21,23 @@ from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
 
 GOAL_STREAMS = 2000
 GOAL_RSS_MIB = 1024
+REPO = Path(__file__).resolve().parent.parent
 
 
-def streams(count: int, processes: int = 4) -> None:
+def holder_process(holder: str, address: str, job_id: str, count: int) -> subprocess.Popen[str]:
+    """A process holding `count` streams: grpc-python (bench.load hold) or grpc-js (bench/hold.js)."""
+    if holder == "python":
+        return load_process("hold", address, job_id, str(count))
+    env = {**os.environ, "NODE_PATH": str(REPO / "clients" / "node" / "node_modules")}
+    return subprocess.Popen(
+        ["node", str(REPO / "bench" / "hold.js"), address, job_id, str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def streams(count: int, processes: int = 4, holder: str = "python") -> None:
     with tempfile.TemporaryDirectory(prefix="florist-bench-") as directory:
         serve = subprocess.Popen(
             [str(Path(sys.executable).parent / "florist-grpc"), "serve", "--port", "0", "--data-dir", directory],
@@ -51,32 +65,42 @@ def streams(count: int, processes: int = 4) -> None:
                 .job
             )
             # Several client processes: one Python gRPC client process is itself the limit long before the server.
-            holders = [load_process("hold", address, created.id, str(count // processes)) for _ in range(processes)]
-            for holder in holders:
-                assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+            holders = [holder_process(holder, address, created.id, count // processes) for _ in range(processes)]
+            for process in holders:
+                assert process.stdout is not None and process.stdout.readline().strip() == "open"
             holding_mib = server.memory_info().rss / 2**20
             pb_grpc.TrainingServiceStub(channel).StartTraining(pb.StartTrainingRequest(job_id=created.id), timeout=60)
             results = [read_json_line(holder) for holder in holders]
-            for holder in holders:
-                holder.wait(60)
+            for process in holders:
+                process.wait(60)
         os.kill(serve.pid, signal.SIGTERM)
         serve.wait(30)
     record(
         "streams",
         impl="florist-grpc",
+        holder=holder,
         streams=count,
         rss_idle_mib=idle_mib,
         rss_holding_mib=holding_mib,
         kib_per_stream=(holding_mib - idle_mib) * 1024 / count,
         all_received=min(r["min_events"] for r in results) >= 2,
         resumed=sum(r["resumed"] for r in results),
-        cut_after={
-            k: sum(r["cut_after"].get(k, 0) for r in results) for k in {k for r in results for k in r["cut_after"]}
-        },
+        cut_after=_merged([r["cut_after"] for r in results]),
+        why=_merged([r.get("why", {}) for r in results]),
     )
+
+
+def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for count in counts:
+        for key, n in count.items():
+            out[str(key)] = out.get(str(key), 0) + n
+    return out
 
 
 def run(quick: bool = False) -> None:
     streams(1000 if quick else GOAL_STREAMS)
+    # The same streams held by grpc-js: tells whether cut streams come from grpc-python's client.
+    streams(1000 if quick else GOAL_STREAMS, holder="node")
     if not quick:
         streams(5000)

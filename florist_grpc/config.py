@@ -46,6 +46,14 @@ class Timeouts:
     data_check_seconds: float = 120.0
     # Startup: describing the installed model plugins (in a subprocess) may take this long.
     plugin_discovery_seconds: float = 60.0
+    # An FL process retries a report (redis-py Retry, exponential backoff) for at most this long, then exits
+    # saying Redis is unreachable. Below server_ready_seconds, so a start fails with that cause, not "not ready";
+    # above the time the supervisor needs to bring the embedded Redis back.
+    report_retry_seconds: float = 25.0
+    # After a job's terminal event is persisted, its runs' Redis keys live this long (then Redis drops them).
+    report_key_ttl_seconds: float = 3600.0
+    # How often the health check probes the store and Redis (and restarts an embedded Redis that died).
+    health_check_seconds: float = 2.0
 
 
 @dataclass(frozen=True)

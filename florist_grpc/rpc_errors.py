@@ -38,9 +38,9 @@ CODES: dict[type[errors.FloristError], int] = {
     errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
     errors.Unavailable: code_pb2.UNAVAILABLE,
     errors.DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,
+    errors.Aborted: code_pb2.ABORTED,
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
     errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
-    errors.Aborted: code_pb2.ABORTED,
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,7 +20,7 @@ from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.audit import AuditInterceptor
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
 from florist_grpc.api.catalog_service import CatalogServicer
-from florist_grpc.api.grpc_server import build_server, server_credentials
+from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
 from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
@@ -34,6 +35,8 @@ from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.plugins import load_catalog
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.redis_users import RunUsers
+from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import redis_address_of
 from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
@@ -42,6 +45,7 @@ from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_gr
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
 from florist_grpc.store.base import JobStore
+from florist_grpc.store.data_dir_lock import DataDirLock
 from florist_grpc.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,6 @@ FLORIST_SERVICES = (
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
 )
-HEALTH_CHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -62,6 +65,9 @@ class Running:
     follower: JobFollower
     agents: Agents
     redis: EmbeddedRedis | None
+    users: RunUsers
+    supervisor: RedisSupervisor | None
+    trainer: Trainer
 
 
 class ControlPlane:
@@ -78,11 +84,21 @@ class ControlPlane:
         self._health_task: asyncio.Task[None] | None = None
         self._redis_probe: redis.Redis | None = None
         self.metrics = PlaneMetrics()
+        self._lock: DataDirLock | None = None
 
     async def start(self) -> None:
-        settings = self.settings
-        data_dir = settings.data_dir.resolve()
+        data_dir = self.settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = DataDirLock(data_dir)
+        self._lock.acquire()  # before anything in the data dir (store, Redis, jobs) is touched
+        try:
+            await self._start(data_dir)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def _start(self, data_dir: Path) -> None:
+        settings = self.settings
         # Interceptor order, outermost first: metrics counts and times every call (denied ones too); audit logs
         # each mutating call with its outcome (denials too); auth runs last, right before the servicer.
         tokens = load_auth_file(settings.auth_file) if settings.auth_file is not None else None
@@ -92,7 +108,9 @@ class ControlPlane:
         ]
         if tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
-        credentials = server_credentials(settings)
+        server = build_server(interceptors)
+        # Bound first: a port in use fails the start before the store or Redis are touched.
+        self.port = add_port(server, f"{settings.host}:{settings.port}", server_credentials(settings))
 
         store = self._given_store
         if store is None:
@@ -111,6 +129,8 @@ class ControlPlane:
             hub.publish_threadsafe(events)
             self.metrics.events_published(events)
 
+        # Per-run Redis users only in a Redis we own; an external one is its operator's (its URL's credentials).
+        users = RunUsers(self.redis_url, timeouts.report_key_ttl_seconds, per_run_users=embedded is not None)
         follower = JobFollower(
             store,
             self.redis_url,
@@ -118,19 +138,30 @@ class ControlPlane:
             timeouts,
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
+            users.retire,
         )
         agents = Agents(self.redis_url, timeouts)
-        self._running = Running(store, hub, follower, agents, embedded)
+        supervisor = RedisSupervisor(embedded) if embedded is not None else None
         # Builtin models plus installed plugins, described in a subprocess (plugins import torch; we do not).
         catalog = await asyncio.to_thread(load_catalog, timeouts.plugin_discovery_seconds)
         registry = JobRegistry(
             store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host, catalog
         )
         trainer = Trainer(
-            store, follower, hub, agents, self.redis_url, data_dir, timeouts, settings.tls, catalog, agents.probe_data
+            store,
+            follower,
+            hub,
+            agents,
+            self.redis_url,
+            data_dir,
+            timeouts,
+            users,
+            settings.tls,
+            catalog,
+            agents.probe_data,
         )
+        self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
-        server = build_server(interceptors)
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
         training_grpc.add_TrainingServiceServicer_to_server(
             TrainingServicer(trainer, registry, store, hub, agents), server
@@ -142,11 +173,6 @@ class ControlPlane:
             (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        address = f"{settings.host}:{settings.port}"
-        if credentials is not None:
-            self.port = server.add_secure_port(address, credentials)
-        else:
-            self.port = server.add_insecure_port(address)
         self.metrics.count_jobs(store.count_jobs_by_state)
         if settings.metrics_port:
             self.metrics.serve(settings.host, settings.metrics_port)
@@ -170,6 +196,16 @@ class ControlPlane:
         return self._running.hub
 
     @property
+    def trainer(self) -> Trainer:
+        assert self._running is not None, "not started"
+        return self._running.trainer
+
+    @property
+    def embedded_redis(self) -> EmbeddedRedis | None:
+        assert self._running is not None, "not started"
+        return self._running.redis
+
+    @property
     def follower(self) -> JobFollower:
         assert self._running is not None, "not started"
         return self._running.follower
@@ -177,6 +213,8 @@ class ControlPlane:
     async def _check_health(self) -> None:
         assert self._running is not None
         try:
+            if self._running.supervisor is not None:
+                await asyncio.to_thread(self._running.supervisor.check)  # a dead embedded Redis is restarted
             await asyncio.to_thread(self._running.store.ping)
             store_ok = True
         except Exception:
@@ -201,7 +239,7 @@ class ControlPlane:
 
     async def _watch_health(self) -> None:
         while True:
-            await asyncio.sleep(HEALTH_CHECK_SECONDS)  # periodic probe of the store and Redis
+            await asyncio.sleep(self.settings.timeouts.health_check_seconds)  # periodic probe of the store and Redis
             await self._check_health()
 
     async def wait_for_termination(self) -> None:
@@ -222,10 +260,15 @@ class ControlPlane:
             self._redis_probe.close()
         self.metrics.close()
         running, self._running = self._running, None
-        if running is None:
-            return
+        if running is not None:
+            await self._stop_machinery(running)
+        if self._lock is not None:
+            self._lock.release()  # last: the store and Redis are closed, another serve may take the data dir
+
+    async def _stop_machinery(self, running: Running) -> None:
         await asyncio.to_thread(running.follower.stop)
         await running.agents.close()
+        running.users.close()
         if running.redis is not None:
             in_progress = await asyncio.to_thread(running.store.jobs_in_state, JobState.IN_PROGRESS)
             if in_progress:

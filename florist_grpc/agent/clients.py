@@ -25,6 +25,7 @@ from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch import process
 from florist_grpc.launch.handles import LocalProcess, start_local
 from florist_grpc.launch.probe import probe_files
+from florist_grpc.metrics.redis_users import RedisCredentials
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ class SiteClients:
         path = resolve_data_path(self.root, self.state_dir, data_path)
         return probe_files([(str(path), label_column)], self._probe_seconds)[0]
 
-    def launch(self, request: pb.LaunchClient, redis_address: str, tls_ca: Path | None) -> ProcessRef:
+    def launch(
+        self, request: pb.LaunchClient, redis_address: str, credentials: RedisCredentials, tls_ca: Path | None
+    ) -> ProcessRef:
         """Start the client (once per uuid: a retried launch returns the running one)."""
         problems = []
         if not request.client_uuid.isalnum():
@@ -135,6 +138,8 @@ class SiteClients:
                 num_classes=request.num_classes,
                 model_config=_plain(request.model_config),
                 label_column=request.label_column,
+                redis_username=credentials.username,
+                redis_password=credentials.password,
             )
             handle = start_local("client", run.to_json(), self.state_dir / "logs" / f"{request.client_uuid}.log")
             self._clients[request.client_uuid] = SiteClient(handle)

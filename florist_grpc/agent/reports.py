@@ -16,6 +16,7 @@ import redis
 from florist_grpc.config import Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.listener import ReportListener
+from florist_grpc.metrics.redis_users import RedisCredentials, RunUsers
 from florist_grpc.net import redis_address_of
 
 
@@ -27,6 +28,8 @@ class ReportRelay:
         self._wake = asyncio.Event()
         self._listener: ReportListener | None = None
         self._client: redis.Redis | None = None
+        self._users: RunUsers | None = None
+        self._key_ttl = timeouts.report_key_ttl_seconds
         self.address = ""
 
     def start(self, uuids: Iterable[str]) -> None:
@@ -34,9 +37,16 @@ class ReportRelay:
         url = self._redis.start()
         self.address = redis_address_of(url)
         self._client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        # The site's clients report as users that may only write their own run's key, as on the control plane.
+        self._users = RunUsers(url, self._key_ttl, per_run_users=True)
         self._listener = ReportListener(url, self._notify)
         self._listener.start()
         self.follow(uuids)
+
+    def credentials(self, uuid: str) -> RedisCredentials:
+        """A new Redis user for the client of run `uuid` (blocking)."""
+        assert self._users is not None
+        return self._users.create([uuid])[uuid]
 
     def follow(self, uuids: Iterable[str]) -> None:
         assert self._listener is not None
@@ -67,4 +77,6 @@ class ReportRelay:
             self._listener.stop()
         if self._client is not None:
             self._client.close()
+        if self._users is not None:
+            self._users.close()
         self._redis.stop()

@@ -210,7 +210,10 @@ class _Session:
     async def _launch(self, request: pb.LaunchClient) -> None:
         self._relay.follow([request.client_uuid])  # before it runs: its first report is not missed
         try:
-            ref = await asyncio.to_thread(self._clients.launch, request, self._relay.address, self._settings.tls_ca)
+            credentials = await asyncio.to_thread(self._relay.credentials, request.client_uuid)
+            ref = await asyncio.to_thread(
+                self._clients.launch, request, self._relay.address, credentials, self._settings.tls_ca
+            )
         except FloristError as exc:
             self._failed(request.request_id, exc)
             return

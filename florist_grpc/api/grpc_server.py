@@ -29,6 +29,16 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", 64 * MiB),
     # Thousands of StreamMetrics subscribers may share one HTTP/2 connection (a platform's fan-in proxy).
     ("grpc.max_concurrent_streams", 10_000),
+    # gRPC sets SO_REUSEPORT on Linux by default: a second `serve` on the same port would then bind too and the
+    # kernel would split connections between both. Off, a port in use is an error at start.
+    ("grpc.so_reuseport", 0),
+    # Calls grpc core has received but the application has not yet picked up wait in a pending queue; by default
+    # (src/core/server/server.h) core rejects calls at random once more than 1,000 wait (random early detection,
+    # certain at 3,000). grpc.aio picks calls up one at a time from the event loop, so a burst of StreamMetrics
+    # opens (a dashboard reconnecting 2,000 streams) crossed that line: ~10% of them ended CANCELLED before
+    # their handler ever ran (docs/benchmarks.md, streams). Size the queue like max_concurrent_streams.
+    ("grpc.server.max_pending_requests", 10_000),
+    ("grpc.server.max_pending_requests_hard_limit", 20_000),
 ]
 
 
@@ -42,6 +52,16 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         root_certificates=ca,
         require_client_auth=ca is not None,
     )
+
+
+def add_port(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Bind `address`; a port already in use is a clear error naming it (never a silently shared port)."""
+    try:
+        if credentials is not None:
+            return server.add_secure_port(address, credentials)
+        return server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot listen on {address}: the port is in use or not available ({exc})") from exc
 
 
 def build_server(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> grpc.aio.Server:

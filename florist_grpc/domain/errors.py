@@ -106,6 +106,7 @@ def job_not_found(job_id: str) -> NotFound:
 
 
 class Aborted(FloristError):
-    """The operation was cut short by a concurrent one (e.g. an agent session replaced by a newer one)."""
+    """The operation lost a race with a concurrent one (a StopTraining during StartTraining; an agent session
+    replaced by a newer one)."""
 
     reason = "ABORTED"

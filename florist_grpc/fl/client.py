@@ -1,4 +1,4 @@
-"""The FL client process: `python -m florist_grpc.fl.client RUN_JSON`.
+"""The FL client process: `python -m florist_grpc.fl.client` (the run in FLORIST_RUN).
 
 Exit codes: 0 done, 2 unusable data (the message names the file), 1 anything else.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from florist_grpc.fl.device import resolve_device
 from florist_grpc.fl.process import prepare_process
-from florist_grpc.fl.run_config import ClientRun
+from florist_grpc.fl.run_config import ClientRun, take_run_json
 
 log = logging.getLogger("florist.fl.client")
 EXIT_BAD_DATA = 2
@@ -43,7 +43,7 @@ def build_client(cfg: ClientRun) -> Any:
         float(config.get("validation_fraction", 0.2)),
         seed,
     )
-    reporter = RedisReporter(cfg.redis_address, cfg.uuid)
+    reporter = RedisReporter(cfg.redis_address, cfg.uuid, cfg.redis_username, cfg.redis_password)
     reporter.report_values(host_type="client", initialized=now())
     device = torch.device(resolve_device(cfg.device, torch.cuda.device_count()))
     model = build_model(cfg.model, cfg.input_shape, cfg.num_classes, cfg.model_config, seed).to(device)
@@ -149,7 +149,7 @@ def main() -> None:
     from florist_grpc.fl.data import DataError
     from florist_grpc.fl.reporter import now
 
-    cfg = ClientRun.from_json(sys.argv[1])
+    cfg = ClientRun.from_json(take_run_json())
     try:
         client, reporter = build_client(cfg)
     except DataError as exc:

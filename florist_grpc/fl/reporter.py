@@ -9,15 +9,37 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
+from florist_grpc.config import Timeouts
 from florist_grpc.domain.portable_json import portable
 
 log = logging.getLogger(__name__)
+
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 2.0
+# Redis is on loopback or a LAN: a connect or a reply that takes a second is a Redis that is not there.
+SOCKET_TIMEOUT_SECONDS = 1.0
+
+
+def report_retry(budget_seconds: float) -> Retry:
+    """redis-py's own retry with exponential backoff: as many retries as fit in `budget_seconds`.
+
+    Each attempt is counted at its worst (a socket timeout) plus the backoff before it, so a report gives up
+    within the budget. The budget stays below the control plane's readiness timeout: an FL server that cannot
+    report exits with the cause in its log before StartTraining would time out saying only "not ready".
+    """
+    backoff = ExponentialBackoff(cap=BACKOFF_CAP_SECONDS, base=BACKOFF_BASE_SECONDS)
+    retries, worst = 0, SOCKET_TIMEOUT_SECONDS
+    while worst + backoff.compute(retries + 1) + SOCKET_TIMEOUT_SECONDS <= budget_seconds:
+        retries += 1  # redis-py waits backoff.compute(n) before retry n
+        worst += backoff.compute(retries) + SOCKET_TIMEOUT_SECONDS
+    return Retry(backoff, retries)
 
 
 def now() -> str:
@@ -29,30 +51,45 @@ def encode(report: dict[str, Any]) -> str:
     return json.dumps(portable(report), allow_nan=False)
 
 
+class ReportFailed(RuntimeError):
+    """Redis stayed unreachable for the whole retry budget: the process ends, saying so."""
+
+
 class RedisReporter:
-    def __init__(self, redis_address: str, run_uuid: str, attempts: int = 20) -> None:
+    def __init__(
+        self,
+        redis_address: str,
+        run_uuid: str,
+        username: str = "",
+        password: str = "",
+        retry_seconds: float = Timeouts.report_retry_seconds,
+    ) -> None:
         host, _, port = redis_address.rpartition(":")
-        self._redis = redis.Redis(host=host.strip("[]"), port=int(port), socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._redis = redis.Redis(
+            host=host.strip("[]"),
+            port=int(port),
+            username=username or None,
+            password=password or None,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            retry=report_retry(retry_seconds),
+        )
         self.uuid = run_uuid
         self.report: dict[str, Any] = {}
-        self._attempts = attempts
 
     def _publish(self) -> None:
         body = encode(self.report)
-        delay = 0.05
-        for attempt in range(self._attempts):
-            try:
-                pipe = self._redis.pipeline(transaction=True)
-                pipe.set(self.uuid, body)
-                pipe.publish(self.uuid, self.uuid)
-                pipe.execute()
-                return
-            except redis.RedisError as exc:
-                if attempt == self._attempts - 1:
-                    log.error("could not report to Redis after %d attempts: %s", self._attempts, exc)
-                    return
-                time.sleep(delay)  # back off before retrying a failed network write
-                delay = min(delay * 2, 2.0)
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.set(self.uuid, body)
+            pipe.publish(self.uuid, self.uuid)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise ReportFailed(f"could not report to Redis at {self._address()}: {exc}") from exc
+
+    def _address(self) -> str:
+        kwargs = self._redis.connection_pool.connection_kwargs
+        return f"{kwargs.get('host')}:{kwargs.get('port')}"
 
     def report_values(self, **values: Any) -> None:
         self.report.update(values)

@@ -1,10 +1,31 @@
-"""What the control plane hands an FL process: one JSON document on its command line."""
+"""What the control plane hands an FL process: one JSON document in its environment (FLORIST_RUN).
+
+Not on its command line: the run carries the process's Redis password, and any local user can read every
+process's argv (`ps`), while /proc/<pid>/environ is readable only by the process's own user. The process removes
+the variable as soon as it has read it, so nothing it starts (Flower, torch workers) inherits it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+RUN_ENV = "FLORIST_RUN"
+
+
+def run_environment(run_json: str) -> dict[str, str]:
+    """The environment entry that hands `run_json` to an FL process."""
+    return {RUN_ENV: run_json}
+
+
+def take_run_json() -> str:
+    """The run handed to this process (removed from the environment once read)."""
+    text = os.environ.pop(RUN_ENV, None)
+    if text is None:
+        raise SystemExit(f"{RUN_ENV} is not set: FL processes are started by the control plane or an agent")
+    return text
 
 
 @dataclass(frozen=True)
@@ -25,6 +46,9 @@ class ServerRun:
     model_config: dict[str, Any] = field(default_factory=dict)
     # Where the global model is saved after each round ("" = not saved).
     model_dir: str = ""
+    # The run's own Redis user (metrics/redis_users.py); empty for a Redis without authentication.
+    redis_username: str = ""
+    redis_password: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -52,6 +76,8 @@ class ClientRun:
     num_classes: int = 0
     model_config: dict[str, Any] = field(default_factory=dict)
     label_column: str = ""
+    redis_username: str = ""
+    redis_password: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -1,4 +1,4 @@
-"""The FL server process: `python -m florist_grpc.fl.server RUN_JSON`.
+"""The FL server process: `python -m florist_grpc.fl.server` (the run in FLORIST_RUN).
 
 Exit code 0 only when every round ran; the control plane then also requires fit_end in the report.
 """
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from florist_grpc.fl.process import prepare_process
-from florist_grpc.fl.run_config import ServerRun
+from florist_grpc.fl.run_config import ServerRun, take_run_json
 
 log = logging.getLogger("florist.fl.server")
 
@@ -29,7 +29,7 @@ def run(cfg: ServerRun) -> None:
     from florist_grpc.fl.strategies import ProximalWeight, ReportingStrategy, build_base_strategy
 
     config = cfg.server_config
-    reporter = RedisReporter(cfg.redis_address, cfg.uuid)
+    reporter = RedisReporter(cfg.redis_address, cfg.uuid, cfg.redis_username, cfg.redis_password)
     fit_start = datetime.now()
     reporter.report_values(host_type="server", fit_start=str(fit_start))
     model = build_model(cfg.model, cfg.input_shape, cfg.num_classes, cfg.model_config, int(config.get("seed", 0)))
@@ -92,7 +92,7 @@ def certificates_of(cfg: ServerRun) -> tuple[bytes, bytes, bytes] | None:
 
 def main() -> None:
     prepare_process()
-    cfg = ServerRun.from_json(sys.argv[1])
+    cfg = ServerRun.from_json(take_run_json())
     try:
         run(cfg)
     except Exception as exc:

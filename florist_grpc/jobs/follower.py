@@ -54,8 +54,10 @@ class JobFollower:
         publish: Callable[[list[MetricsEvent]], None],
         timeouts: Timeouts,
         throttle: ReadThrottle,
+        retire: Callable[[list[str]], None] = lambda uuids: None,
     ) -> None:
         self._throttle = throttle
+        self._retire = retire  # a job's terminal event is persisted: expire its runs' keys, drop their users
         self._store = store
         self._publish = publish
         self._ingest = ReportIngest(redis_url, store, publish)
@@ -308,6 +310,7 @@ class JobFollower:
             self._retry.pop(uuid, None)
         self._throttle.forget(uuids)
         self._listener.unfollow(uuids)
+        self._retire(uuids)
 
     def _finish_unfollowed(self, job_id: str, state: JobState, message: str) -> MetricsEvent | None:
         """Move an IN_PROGRESS job to `state` and publish the event (the last step of every ending)."""

@@ -12,16 +12,25 @@ from pathlib import Path
 
 from florist_grpc.config import Timeouts, TLSConfig
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
-from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FloristError, job_not_found, quote
+from florist_grpc.domain.errors import (
+    Aborted,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FloristError,
+    job_not_found,
+    quote,
+)
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.jobs.sites import check_site_clients
+from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import ProcessHandle, start_local
 from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import (
     bind_address,
     free_port,
@@ -46,10 +55,13 @@ class Trainer:
         redis_url: str,
         data_dir: Path,
         timeouts: Timeouts,
+        users: RunUsers,
         tls: TLSConfig | None = None,
         catalog: Catalog = DEFAULT_CATALOG,
         remote_probe: RemoteProbe | None = None,
     ) -> None:
+        self._users = users
+        self.starts = Starts()
         # With a certificate, FL servers of jobs with agent-run clients serve FL traffic over TLS with it.
         self._tls = tls
         self._catalog = catalog
@@ -71,6 +83,7 @@ class Trainer:
         return self._jobs_dir / job_id / "models"
 
     async def start(self, job_id: str) -> tuple[str, list[str]]:
+        await asyncio.to_thread(self._users.check)  # Redis down: UNAVAILABLE now, and the job stays NOT_STARTED
         job = await asyncio.to_thread(self._store.get_job, job_id)
         if job is None:
             raise job_not_found(job_id)
@@ -86,32 +99,41 @@ class Trainer:
         if spec is None:  # a plugin's model, and the plugin is no longer installed
             raise FailedPrecondition(f"model {job.model} is not in the catalog any more; install its plugin again")
         shape = await self._data.check(job, spec)
-        event = await asyncio.to_thread(
-            self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
-        )
-        if event is None:
-            current = await asyncio.to_thread(self._store.get_job, job_id)
-            state = current.state.name if current else "deleted"
-            raise FailedPrecondition(
-                f"job {quote(job_id)} is {state}; only a NOT_STARTED job can be started", reason="JOB_NOT_STARTABLE"
+        with self.starts.starting(job_id) as start:  # before the commit: a stop from then on reaches this start
+            event = await asyncio.to_thread(
+                self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
             )
-        self._hub.publish(event)
-        try:
-            return await self._launch(job, shape)
-        except FloristError as exc:
-            await self._fail(job_id, str(exc))
-            raise
-        except Exception as exc:
-            log.exception("launching job %s failed", job_id)
-            await self._fail(job_id, f"launch failed: {exc}")
-            raise
+            if event is None:
+                current = await asyncio.to_thread(self._store.get_job, job_id)
+                state = current.state.name if current else "deleted"
+                raise FailedPrecondition(
+                    f"job {quote(job_id)} is {state}; only a NOT_STARTED job can be started",
+                    reason="JOB_NOT_STARTABLE",
+                )
+            self._hub.publish(event)
+            try:
+                return await self._launch(job, shape, start)
+            except FloristError as exc:
+                if start.stop_requested.is_set():  # the stop wins (jobs/starting.py)
+                    start.stopped.set_result(await self._end(job_id, JobState.CANCELLED, STOP_MESSAGE))
+                    if isinstance(exc, Aborted):
+                        raise
+                    raise Aborted(f"job {quote(job_id)} was stopped: {exc}") from exc
+                await self._end(job_id, JobState.FINISHED_WITH_ERROR, str(exc))
+                raise
+            except Exception as exc:
+                log.exception("launching job %s failed", job_id)
+                await self._end(job_id, JobState.FINISHED_WITH_ERROR, f"launch failed: {exc}")
+                raise
 
-    async def _fail(self, job_id: str, message: str) -> None:
-        future = self._follower.end(job_id, JobState.FINISHED_WITH_ERROR, message)
+    async def _end(self, job_id: str, state: JobState, message: str) -> MetricsEvent | None:
+        """End a start that failed or was stopped: stop whatever it launched, move the job to `state`."""
+        future = self._follower.end(job_id, state, message)
         try:
-            await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.start_cleanup_seconds)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.start_cleanup_seconds)
         except (TimeoutError, FloristError):
             log.warning("job %s: cleanup after a failed start did not finish in time", job_id)
+            return None
 
     def _server_address(self, job: Job) -> str:
         if job.server_address_auto:
@@ -120,7 +142,7 @@ class Trainer:
                 return job.server_address.removesuffix(f":{port}") + f":{free_port()}"
         return job.server_address
 
-    async def _launch(self, job: Job, shape: DataShape) -> tuple[str, list[str]]:
+    async def _launch(self, job: Job, shape: DataShape, start: Start) -> tuple[str, list[str]]:
         server_address = self._server_address(job)
         server_uuid = uuid.uuid4().hex
         client_uuids = [uuid.uuid4().hex for _ in job.clients]
@@ -130,6 +152,8 @@ class Trainer:
             processes[source.key] = RunningProcess(source, client_uuid)
         # Subscribe before anything runs; the subscription also reconciles whatever was written before it.
         self._follower.attach(job.id, processes, {})
+        await self.starts.step(start, "attached")
+        credentials = await asyncio.to_thread(self._users.create, [server_uuid, *client_uuids])
         redis_address = job.redis_address or self.redis_address
         fl_tls = self._tls if any(c.agent for c in job.clients) else None
         server_run = ServerRun(
@@ -146,12 +170,15 @@ class Trainer:
             num_classes=shape.num_classes,
             model_config=job.model_config,
             model_dir=str(self.model_dir(job.id)),
+            redis_username=credentials[server_uuid].username,
+            redis_password=credentials[server_uuid].password,
         )
         server = await asyncio.to_thread(
             start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key)
         )
         server_ref = server.ref
         self._follower.set_handle(job.id, SERVER_SOURCE.key, server)
+        await self.starts.step(start, "server launched")
         client_refs = [ProcessRef() for _ in job.clients]
         launch = Launch(server_address, server_uuid, server_ref, client_uuids, client_refs, datetime.now(UTC))
         # Recorded before the clients start, so a restart can find the server even if we die mid-launch.
@@ -176,6 +203,8 @@ class Trainer:
                 num_classes=shape.num_classes,
                 model_config=job.model_config,
                 label_column=client.label_column,
+                redis_username=credentials[client_uuids[i]].username,
+                redis_password=credentials[client_uuids[i]].password,
             )
             handle: ProcessHandle
             if client.agent:
@@ -187,16 +216,19 @@ class Trainer:
                 )
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
+            await self.starts.step(start, f"client{i} launched")
         await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
-        await self._wait_ready(server_address, server)
+        await self._wait_ready(server_address, server, start)
+        await self.starts.step(start, "ready")
         return server_uuid, client_uuids
 
-    async def _wait_ready(self, server_address: str, server: ProcessHandle) -> None:
+    async def _wait_ready(self, server_address: str, server: ProcessHandle, start: Start) -> None:
         """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound."""
         _, port = split_host_port(server_address)
         connect_host = local_connect_host(server_address)
         deadline = time.monotonic() + self._timeouts.server_ready_seconds
         while True:
+            await self.starts.step(start, "waiting for the FL server")
             status = server.poll()
             if status is not None:
                 tail = server.log_tail()
@@ -219,5 +251,10 @@ class Trainer:
             await asyncio.sleep(0.05)  # the server is starting up; poll its port again shortly
 
     async def stop(self, job_id: str) -> MetricsEvent | None:
-        future = self._follower.end(job_id, JobState.CANCELLED, "stopped by StopTraining")
+        start = self.starts.request_stop(job_id)
+        if start is not None:  # the start ends the job CANCELLED at its next step and answers ABORTED
+            event = await asyncio.shield(start.stopped)
+            if event is not None:
+                return event
+        future = self._follower.end(job_id, JobState.CANCELLED, STOP_MESSAGE)
         return await asyncio.wrap_future(future)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from florist_grpc.domain.model import Exit, ProcessRef
+from florist_grpc.fl.run_config import run_environment
 from florist_grpc.launch import process
 
 
@@ -62,5 +63,5 @@ def start_local(role: str, run_json: str, log_path: Path) -> LocalProcess:
 
     The one seam through which every local FL process starts (control plane and agents alike).
     """
-    popen, ref = process.spawn(FL_MODULES[role], [run_json], log_path)
+    popen, ref = process.spawn(FL_MODULES[role], [], log_path, run_environment(run_json))
     return LocalProcess(ref, popen)

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -19,8 +19,9 @@ import psutil
 from florist_grpc.domain.model import ProcessRef
 
 
-def fl_environment() -> dict[str, str]:
+def fl_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(extra or {})
     env.update(
         {
             "FLWR_TELEMETRY_ENABLED": "0",
@@ -34,8 +35,13 @@ def fl_environment() -> dict[str, str]:
     return env
 
 
-def spawn(module: str, args: Sequence[str], log_path: Path) -> tuple[subprocess.Popen[bytes], ProcessRef]:
-    """Start `python -m module args...` in a new session with stdout and stderr appended to log_path."""
+def spawn(
+    module: str, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], ProcessRef]:
+    """Start `python -m module args...` in a new session with stdout and stderr appended to log_path.
+
+    `env` adds to the environment: secrets go there, never into `args` (any local user can read argv).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
@@ -43,7 +49,7 @@ def spawn(module: str, args: Sequence[str], log_path: Path) -> tuple[subprocess.
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=fl_environment(),
+            env=fl_environment(env),
             # Own session: survives a crash of the control plane, and killpg reaches the whole tree.
             start_new_session=True,
         )

@@ -7,10 +7,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from urllib.parse import unquote, urlparse
 
 from florist_grpc.domain.model import SERVER_SOURCE, Client, Job, JobState
 from florist_grpc.fl.reporter import RedisReporter
 from florist_grpc.jobs.run import RunningProcess
+from florist_grpc.net import redis_address_of
 from florist_grpc.server import ControlPlane
 
 
@@ -26,7 +28,11 @@ class SimulatedJob:
 
 
 def _reporter(plane: ControlPlane, run_uuid: str) -> RedisReporter:
-    return RedisReporter(plane.redis_url.removeprefix("redis://").split("/")[0], run_uuid)
+    # The control plane's own credentials: simulated sources are not FL processes with users of their own.
+    url = urlparse(plane.redis_url)
+    return RedisReporter(
+        redis_address_of(plane.redis_url), run_uuid, unquote(url.username or ""), unquote(url.password or "")
+    )
 
 
 def create_running(plane: ControlPlane, n_clients: int = 3, attach: bool = True) -> SimulatedJob:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers import PlaneThread, wait_for
@@ -21,7 +18,8 @@ def test_health_is_serving_overall_and_per_florist_service(plane: PlaneThread) -
 
 
 def test_health_turns_not_serving_when_redis_is_unreachable(plane: PlaneThread) -> None:
-    state = json.loads((plane.settings.data_dir / "redis" / "redis.json").read_text())
-    psutil.Process(state["pid"]).kill()
-    wait_for(lambda: status(plane) == health_pb2.HealthCheckResponse.NOT_SERVING, 15, "NOT_SERVING")
-    assert status(plane, "florist.v1.TrainingService") == health_pb2.HealthCheckResponse.NOT_SERVING
+    from tests.metrics.test_redis_supervision import redis_down
+
+    with redis_down(plane):
+        wait_for(lambda: status(plane) == health_pb2.HealthCheckResponse.NOT_SERVING, 15, "NOT_SERVING")
+        assert status(plane, "florist.v1.TrainingService") == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 
 from florist_grpc.domain.merge_patch import apply
+from florist_grpc.fl.run_config import RUN_ENV
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
@@ -22,13 +23,21 @@ from tests.e2e.conftest import Served, serve, stop
 from tests.helpers import job_message, wait_for
 
 
+def run_of(p: psutil.Process) -> str:
+    """The run an FL process was handed (in its environment, not on its command line)."""
+    try:
+        return str(p.environ().get(RUN_ENV, ""))
+    except psutil.Error:
+        return ""
+
+
 def processes_of(job: job_pb2.Job) -> list[psutil.Process]:
-    """FL processes of the job, found by the run uuids on their command lines (they are no longer our children)."""
+    """FL processes of the job, found by the run uuids in their environment (they are no longer our children)."""
     uuids = [job.server_uuid, *(c.uuid for c in job.clients)]
     found = []
-    for p in psutil.process_iter(["cmdline"]):
+    for p in psutil.process_iter():
         try:
-            if any(u and u in " ".join(p.info["cmdline"] or []) for u in uuids) and p.status() != "zombie":
+            if any(u and u in run_of(p) for u in uuids) and p.status() != "zombie":
                 found.append(p)
         except psutil.Error:
             continue
@@ -117,7 +126,7 @@ def test_a_job_whose_fl_server_died_while_the_control_plane_was_down_fails_clear
     data_dir = tmp_path / "florist"
     job, _ = start_and_crash(data_dir, demo_data, rounds=1000)
     cleanup.extend(processes_of(job))
-    server = next(p for p in processes_of(job) if job.server_uuid in " ".join(p.cmdline()))
+    server = next(p for p in processes_of(job) if job.server_uuid in run_of(p))
     server.kill()
     server.wait(10)
     again = serve(data_dir)

@@ -69,7 +69,9 @@ class TrainingServiceServicer:
     def StartTraining(self, request, context):
         """Launches the FL server, waits until it is ready, launches every client and follows them.
         FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
-        DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR).
+        DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
+        UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
+        while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -77,6 +79,7 @@ class TrainingServiceServicer:
 
     def StopTraining(self, request, context):
         """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
+        Also during a StartTraining of the job, which then answers ABORTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,10 +36,14 @@ class TrainingServiceStub:
     StartTraining: _grpc.UnaryUnaryMultiCallable[_training_service_pb2.StartTrainingRequest, _training_service_pb2.StartTrainingResponse]
     """Launches the FL server, waits until it is ready, launches every client and follows them.
     FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
-    DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR).
+    DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
+    UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
+    while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
     """
     StopTraining: _grpc.UnaryUnaryMultiCallable[_training_service_pb2.StopTrainingRequest, _training_service_pb2.StopTrainingResponse]
-    """Terminates the FL server and every client (whole process trees); the job ends CANCELLED."""
+    """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
+    Also during a StartTraining of the job, which then answers ABORTED.
+    """
     StreamMetrics: _grpc.UnaryStreamMultiCallable[_training_service_pb2.StreamMetricsRequest, _training_service_pb2.StreamMetricsResponse]
     """Replays every event of the job with sequence > after_sequence, then follows live; the stream ends
     with OK right after the event that moves the job to a terminal state.
@@ -60,10 +64,14 @@ class TrainingServiceAsyncStub(TrainingServiceStub):
     StartTraining: _aio.UnaryUnaryMultiCallable[_training_service_pb2.StartTrainingRequest, _training_service_pb2.StartTrainingResponse]  # type: ignore[assignment]
     """Launches the FL server, waits until it is ready, launches every client and follows them.
     FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
-    DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR).
+    DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
+    UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
+    while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
     """
     StopTraining: _aio.UnaryUnaryMultiCallable[_training_service_pb2.StopTrainingRequest, _training_service_pb2.StopTrainingResponse]  # type: ignore[assignment]
-    """Terminates the FL server and every client (whole process trees); the job ends CANCELLED."""
+    """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
+    Also during a StartTraining of the job, which then answers ABORTED.
+    """
     StreamMetrics: _aio.UnaryStreamMultiCallable[_training_service_pb2.StreamMetricsRequest, _training_service_pb2.StreamMetricsResponse]  # type: ignore[assignment]
     """Replays every event of the job with sequence > after_sequence, then follows live; the stream ends
     with OK right after the event that moves the job to a terminal state.
@@ -87,7 +95,9 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_training_service_pb2.StartTrainingResponse, _abc.Awaitable[_training_service_pb2.StartTrainingResponse]]:
         """Launches the FL server, waits until it is ready, launches every client and follows them.
         FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
-        DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR).
+        DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
+        UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
+        while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
         """
 
     @_abc_1.abstractmethod
@@ -96,7 +106,9 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _training_service_pb2.StopTrainingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_training_service_pb2.StopTrainingResponse, _abc.Awaitable[_training_service_pb2.StopTrainingResponse]]:
-        """Terminates the FL server and every client (whole process trees); the job ends CANCELLED."""
+        """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
+        Also during a StartTraining of the job, which then answers ABORTED.
+        """
 
     @_abc_1.abstractmethod
     def StreamMetrics(

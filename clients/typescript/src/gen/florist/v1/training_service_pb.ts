@@ -548,7 +548,9 @@ export const TrainingService: GenService<{
   /**
    * Launches the FL server, waits until it is ready, launches every client and follows them.
    * FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
-   * DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR).
+   * DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
+   * UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
+   * while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
    *
    * @generated from rpc florist.v1.TrainingService.StartTraining
    */
@@ -559,6 +561,7 @@ export const TrainingService: GenService<{
   },
   /**
    * Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
+   * Also during a StartTraining of the job, which then answers ABORTED.
    *
    * @generated from rpc florist.v1.TrainingService.StopTraining
    */

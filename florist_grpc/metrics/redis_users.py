@@ -1,0 +1,116 @@
+"""Who may do what in Redis: the control plane's own user, and one user per FL run (one per run uuid).
+
+An FL process may only SET and GET its own run's key and PUBLISH on its own run's channel: it cannot CONFIG SET
+a directory and SAVE files as the service user, read or forge another run's report, or flush the database. The
+users are created by StartTraining before a process is launched and dropped, with the runs' keys set to expire,
+once the job's terminal event is persisted. Only where we own the server (the embedded Redis): with an external
+--redis-url, FL processes use the URL's own credentials and only the expiry applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
+
+import redis
+
+from florist_grpc.domain.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+CONTROL_USER = "florist"
+# The control plane reads, subscribes, expires and deletes anywhere, and manages the runs' users (ACL); INFO,
+# CONFIG GET and CLIENT LIST serve its checks and benchmarks. Everything else @dangerous (CONFIG SET, DEBUG, SAVE,
+# FLUSHALL, SHUTDOWN, ...) is refused even to it: nothing of ours needs it.
+CONTROL_RULES = ("~*", "&*", "+@all", "-@dangerous", "+acl", "+info", "+config|get", "+client|list", "+client|info")
+RUN_USER_PREFIX = "run-"
+
+
+def run_rules(run_uuid: str) -> list[str]:
+    """One FL run: its key and channel only; SET/GET/PUBLISH, inside MULTI/EXEC (the reporter's pipeline)."""
+    return [
+        "resetkeys",
+        f"~{run_uuid}",
+        "resetchannels",  # Redis 6.2 lets new users publish anywhere unless told otherwise
+        f"&{run_uuid}",
+        "-@all",
+        "+set",
+        "+get",
+        "+publish",
+        "+multi",
+        "+exec",
+        "+discard",
+        "+ping",
+    ]
+
+
+@dataclass(frozen=True)
+class RedisCredentials:
+    username: str = ""
+    password: str = ""
+
+
+class RunUsers:
+    """Credentials for FL runs, and their retirement once a job has ended. Thread-safe."""
+
+    def __init__(self, redis_url: str, key_ttl_seconds: float, per_run_users: bool) -> None:
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        parsed = urlparse(redis_url)
+        # An external Redis: FL processes log in as the URL says (its own users are its operator's business).
+        self._shared = RedisCredentials(unquote(parsed.username or ""), unquote(parsed.password or ""))
+        self._per_run = per_run_users
+        self._ttl = max(1, int(key_ttl_seconds))
+        self._lock = threading.Lock()
+        self._unretired: set[str] = set()  # uuids whose retirement failed (Redis down): tried again next time
+
+    def check(self) -> None:
+        """Raise Unavailable at once when Redis does not answer (a start would only fail later, less clearly)."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise Unavailable(f"the report store (Redis) is unavailable: {exc}") from exc
+
+    def create(self, run_uuids: Sequence[str]) -> dict[str, RedisCredentials]:
+        """Credentials for each run uuid (a new restricted user each where we own the server)."""
+        if not self._per_run:
+            return {u: self._shared for u in run_uuids}
+        created = {u: RedisCredentials(RUN_USER_PREFIX + u, secrets.token_hex(24)) for u in run_uuids}
+        try:
+            with self._lock:
+                pipe = self._redis.pipeline(transaction=False)
+                for run_uuid, credentials in created.items():
+                    rules = ["reset", "on", f">{credentials.password}", *run_rules(run_uuid)]
+                    pipe.execute_command("ACL", "SETUSER", credentials.username, *rules)  # type: ignore[no-untyped-call]
+                pipe.execute_command("ACL", "SAVE")  # type: ignore[no-untyped-call]  # a restarted Redis loads them
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise Unavailable(f"could not create the runs' Redis users: {exc}") from exc
+        return created
+
+    def retire(self, run_uuids: Sequence[str]) -> None:
+        """The job ended and its last reports are persisted: expire the runs' keys, drop their users."""
+        with self._lock:
+            pending = sorted(self._unretired.union(run_uuids))
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for run_uuid in pending:
+                    pipe.expire(run_uuid, self._ttl)
+                if self._per_run:
+                    users = (RUN_USER_PREFIX + u for u in pending)
+                    pipe.execute_command("ACL", "DELUSER", *users)  # type: ignore[no-untyped-call]
+                    pipe.execute_command("ACL", "SAVE")  # type: ignore[no-untyped-call]
+                pipe.execute()
+            except redis.RedisError as exc:
+                log.warning(
+                    "retiring %d run(s) in Redis failed (%s); trying again with the next job", len(pending), exc
+                )
+                self._unretired.update(pending)
+                return
+            self._unretired.clear()
+
+    def close(self) -> None:
+        self._redis.close()
