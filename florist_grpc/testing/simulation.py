@@ -27,7 +27,7 @@ class SimulatedJob:
         return {"server": self.server, **{f"client{i}": c for i, c in enumerate(self.clients)}}
 
 
-def _reporter(plane: ControlPlane, run_uuid: str) -> RedisReporter:
+def reporter_for(plane: ControlPlane, run_uuid: str) -> RedisReporter:
     # The control plane's own credentials: simulated sources are not FL processes with users of their own.
     url = urlparse(plane.redis_url)
     return RedisReporter(
@@ -54,7 +54,7 @@ def create_running(plane: ControlPlane, n_clients: int = 3, attach: bool = True)
     assert event is not None
     plane.hub.publish_threadsafe([event])
     simulated = SimulatedJob(
-        job.id, _reporter(plane, uuid.uuid4().hex), [_reporter(plane, uuid.uuid4().hex) for _ in range(n_clients)]
+        job.id, reporter_for(plane, uuid.uuid4().hex), [reporter_for(plane, uuid.uuid4().hex) for _ in range(n_clients)]
     )
     if attach:
         attach_simulated(plane, simulated)

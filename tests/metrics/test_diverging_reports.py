@@ -12,12 +12,12 @@ import redis
 from google.protobuf import json_format
 
 from florist_grpc.domain.model import SERVER_SOURCE, JobState, MetricsEvent, Source, SourceKind
-from florist_grpc.fl.reporter import RedisReporter
 from florist_grpc.metrics.ingest import MAX_REPORT_DEPTH, ReportIngest
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.store.base import ReportChange
 from florist_grpc.store.sqlite import SqliteStore
 from florist_grpc.testing import simulation
+from florist_grpc.testing.simulation import reporter_for
 from tests.helpers import PlaneThread, wait_for
 from tests.metrics.test_pipeline import rebuild
 from tests.store.test_store_contract import new_job
@@ -53,7 +53,7 @@ def test_nan_and_infinity_tokens_are_stored_and_streamed_as_strings(plane: Plane
 
 
 def test_our_reporter_writes_non_finite_numbers_as_strings(plane: PlaneThread) -> None:
-    reporter = RedisReporter(plane.plane.redis_url.removeprefix("redis://").split("/")[0], "diverging")
+    reporter = reporter_for(plane.plane, "diverging")
     reporter.report_round(1, fit_round_losses={"backward": float("nan"), "up": float("inf")})
     raw = redis.Redis.from_url(plane.plane.redis_url).get("diverging")
     assert raw is not None
