@@ -9,7 +9,6 @@ writes them (SET key=uuid, PUBLISH channel=uuid): the listener -> follower -> st
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio
 from google.protobuf import json_format, struct_pb2
 
 from florist_grpc.config import Timeouts
@@ -36,12 +34,10 @@ from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch.agent_process import AgentProcess, RemoteClient
 from florist_grpc.launch.agent_session import AgentSession
+from florist_grpc.launch.report_relay import ReportRelay
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-# A relayed report larger than this is dropped (reports are a few KiB; this bounds what an agent can write).
-MAX_REPORT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ class AgentView:
 class Agents:
     def __init__(self, redis_url: str, timeouts: Timeouts) -> None:
         self._loop = asyncio.get_running_loop()
-        self._redis = redis.asyncio.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._reports = ReportRelay(redis_url)
         self._timeouts = timeouts
         self._sessions: dict[str, AgentSession] = {}  # open sessions; event loop only
         self._last: dict[str, AgentSession] = {}  # the latest session of every agent seen (ListAgents)
@@ -161,17 +157,7 @@ class Agents:
         if client is None or client.agent != agent:
             log.warning("agent %s reported for client %s, which it does not run; dropped", agent, change.client_uuid)
             return
-        try:
-            if len(change.report_json) > MAX_REPORT_BYTES or not isinstance(json.loads(change.report_json), dict):
-                raise ValueError("not a JSON object of a sensible size")
-        except ValueError as exc:
-            log.warning("agent %s sent an unusable report for %s (%s); dropped", agent, change.client_uuid, exc)
-            return
-        # FLorist's protocol, as a local client speaks it: SET the whole report, then PUBLISH its key.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(change.client_uuid, change.report_json)
-            pipe.publish(change.client_uuid, change.client_uuid)
-            await pipe.execute()
+        await self._reports.relay(agent, change.client_uuid, change.report_json)
 
     def _exited(self, agent: str, exited: pb.ProcessExited) -> None:
         with self._lock:
@@ -324,7 +310,7 @@ class Agents:
 
     async def close(self) -> None:
         self.close_sessions()
-        await self._redis.aclose()
+        await self._reports.close()
 
 
 def _struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from florist_grpc.domain import merge_patch
-from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import (
     JOB_SOURCE,
     ClientState,
@@ -31,9 +28,8 @@ from florist_grpc.domain.model import (
 from florist_grpc.store import rules
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
+from florist_grpc.store.sqlite_connections import SqliteConnections
 from florist_grpc.store.sqlite_schema import SCHEMA
-
-T = TypeVar("T")
 
 _JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us"
 # Errors that belong to one statement's data (malformed JSON is a generic SQLITE_ERROR; a value over SQLite's
@@ -43,39 +39,11 @@ _DATA_ERRORS = {sqlite3.SQLITE_ERROR, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISM
 
 class SqliteStore(JobStore):
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connections = SqliteConnections(path)
+        self._connection = self._connections.connection
+        self._write = self._connections.write
+        self._guard = self._connections.guard
         self._connection().executescript(SCHEMA)
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            # isolation_level=None: we issue BEGIN ourselves, so every transaction boundary is explicit.
-            conn = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode is durable across process crashes; only an OS crash can lose the last commits.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _guard(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"job store unavailable: {exc}", reason="STORE_UNAVAILABLE") from exc
 
     def ping(self) -> None:
         self._guard(lambda: self._connection().execute("SELECT 1").fetchone())
@@ -325,7 +293,4 @@ class SqliteStore(JobStore):
         return self._guard(run)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()

@@ -1,0 +1,38 @@
+"""Reports an agent relays for its clients enter the control plane's Redis as a local client's would.
+
+FLorist's protocol, unchanged: SET the whole report under the run uuid, then PUBLISH the uuid; the listener,
+follower and store take it from there exactly as for a client on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis.asyncio
+
+log = logging.getLogger(__name__)
+
+# A relayed report larger than this is dropped (reports are a few KiB; this bounds what an agent can write).
+MAX_REPORT_BYTES = 4 * 1024 * 1024
+
+
+class ReportRelay:
+    def __init__(self, redis_url: str) -> None:
+        self._redis = redis.asyncio.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+
+    async def relay(self, agent: str, client_uuid: str, report_json: str) -> None:
+        """Store and announce one client's whole report (dropped, logged, if it is not a sane JSON object)."""
+        try:
+            if len(report_json) > MAX_REPORT_BYTES or not isinstance(json.loads(report_json), dict):
+                raise ValueError("not a JSON object of a sensible size")
+        except ValueError as exc:
+            log.warning("agent %s sent an unusable report for %s (%s); dropped", agent, client_uuid, exc)
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(client_uuid, report_json)
+            pipe.publish(client_uuid, client_uuid)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
