@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
-from florist_grpc.fl.data import write_synthetic
+from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.proto.florist.v1 import job_pb2
 from tests.helpers import PlaneThread, job_message, no_fl_process_left
 
