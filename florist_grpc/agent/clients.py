@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
-
 from florist_grpc.domain.catalog import OPTIMIZERS
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from florist_grpc.domain.model import Exit, ProcessRef
@@ -25,6 +23,7 @@ from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch import process
 from florist_grpc.launch.handles import LocalProcess, start_local
 from florist_grpc.launch.probe import probe_files
+from florist_grpc.launch.wire import from_struct
 from florist_grpc.metrics.redis_users import RedisCredentials
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 
@@ -131,12 +130,12 @@ class SiteClients:
                 optimizer=request.optimizer,
                 client_type=request.client_type,
                 data_path=str(data),
-                server_config=_plain(request.server_config),
+                server_config=from_struct(request.server_config),
                 device=request.device or "auto",
                 root_certificates_file=str(tls_ca) if request.tls and tls_ca else "",
                 input_shape=list(request.input_shape),
                 num_classes=request.num_classes,
-                model_config=_plain(request.model_config),
+                model_config=from_struct(request.model_config),
                 label_column=request.label_column,
                 redis_username=credentials.username,
                 redis_password=credentials.password,
@@ -210,8 +209,3 @@ class SiteClients:
 class ProcessExitedFields:
     code: int | None
     log_tail: str
-
-
-def _plain(struct: struct_pb2.Struct) -> dict[str, object]:
-    value: dict[str, object] = json_format.MessageToDict(struct)
-    return value

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
-
 from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import (
     Aborted,
@@ -35,6 +33,7 @@ from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch.agent_process import AgentProcess, RemoteClient
 from florist_grpc.launch.agent_session import AgentSession
 from florist_grpc.launch.report_relay import ReportRelay
+from florist_grpc.launch.wire import from_struct, to_struct
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -204,7 +203,7 @@ class Agents:
         result = reply.data_check_result
         if not result.ok:
             return {"problems": [result.problem]}
-        return json_format.MessageToDict(result.summary)
+        return from_struct(result.summary)
 
     async def launch(self, name: str, run: ClientRun, device: str, tls: bool) -> AgentProcess:
         """Have agent `name` start the FL client `run` (its data path is relative to the agent's data root)."""
@@ -221,12 +220,12 @@ class Agents:
                     model=run.model,
                     optimizer=run.optimizer,
                     client_type=run.client_type,
-                    server_config=_struct(run.server_config),
+                    server_config=to_struct(run.server_config),
                     device=device,
                     tls=tls,
                     input_shape=run.input_shape,
                     num_classes=run.num_classes,
-                    model_config=_struct(run.model_config),
+                    model_config=to_struct(run.model_config),
                     label_column=run.label_column,
                 )
             ),
@@ -311,9 +310,3 @@ class Agents:
     async def close(self) -> None:
         self.close_sessions()
         await self._reports.close()
-
-
-def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(value)
-    return struct
