@@ -56,15 +56,21 @@ export class JobProgress {
     const lines: string[] = [];
     for (const round of Object.keys(rounds).sort((a, b) => Number(a) - Number(b))) {
       const entry = rounds[round];
-      const metrics = isObject(entry) ? entry["eval_round_metrics_aggregated"] : undefined;
-      if (isObject(metrics) && !this.reportedRounds.has(round)) {
+      const aggregated = isObject(entry) ? entry["eval_round_metrics_aggregated"] : undefined;
+      if (isObject(entry) && isObject(aggregated) && !this.reportedRounds.has(round)) {
         this.reportedRounds.add(round);
+        // FLorist's layout puts the aggregated loss at round level, beside the aggregated metrics.
+        const loss = entry[ROUND_LOSS];
+        const metrics: JsonObject = loss === undefined ? aggregated : { [ROUND_LOSS]: loss, ...aggregated };
         lines.push(`round ${round}: ${describeMetrics(metrics)}`);
       }
     }
     return lines;
   }
 }
+
+/** The server's aggregated validation loss of a round (FLorist's layout: at round level). */
+const ROUND_LOSS = "val - loss - aggregated";
 
 function sourceKey(event: MetricsEvent): string {
   switch (event.source?.kind) {
