@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import pymongo
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from florist_grpc.domain import merge_patch
 from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import (
     JOB_SOURCE,
@@ -37,7 +37,8 @@ from florist_grpc.domain.model import (
 from florist_grpc.store import rules
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
-from florist_grpc.store.mongo_keys import escape_key, map_keys, patch_update, unescape_key
+from florist_grpc.store.mongo_ingest import BatchIngest
+from florist_grpc.store.mongo_keys import map_keys, unescape_key
 
 T = TypeVar("T")
 _MAX_APPEND_ATTEMPTS = 1000
@@ -50,6 +51,8 @@ class MongoStore(JobStore):
         self._jobs: MongoCollection[JsonObject] = db["jobs"]
         self._events: MongoCollection[JsonObject] = db["events"]
         self._guard(self._create_indexes)
+        self._transactions = self._supports_transactions()
+        self._ingest = BatchIngest(self._jobs, self._events, self._roll_forward, self._advance, self._in_transaction)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -72,6 +75,14 @@ class MongoStore(JobStore):
             raise
         except PyMongoError as exc:
             raise Unavailable(f"job store unavailable: {exc}") from exc
+
+    def _supports_transactions(self) -> bool:
+        """Multi-document transactions need a replica set or a sharded cluster (mongos), not a standalone server."""
+        try:
+            hello = self._client.admin.command("hello")
+        except Exception:  # mongomock and old servers: no transactions, the write-ahead log alone holds
+            return False
+        return bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
 
     def ping(self) -> None:
         self._guard(lambda: self._client.admin.command("ping"))
@@ -215,30 +226,15 @@ class MongoStore(JobStore):
         return self._guard(lambda: self._append(job_id, time, plan))
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | None]:
-        # No multi-document transaction on a standalone server: each change is its own write-ahead append.
-        return [self._append_one(c.job_id, c.source, c.previous, c.report, c.time) for c in changes]
+        # One find, one insert_many, one bulk_write per wave of the batch (store/mongo_ingest.py).
+        return self._guard(lambda: self._ingest.append(changes))
 
-    def _append_one(
-        self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
-    ) -> MetricsEvent | None:
-        patch = merge_patch.diff(previous, report)
-        if not patch:
-            return None
-
-        def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
-            if not rules.accepts_reports(JobState(row["state"])):
-                return None
-            prefix = f"reports.{escape_key(source.key)}"
-            # The first report of a source may replace a missing field whole.
-            sets, unsets = (
-                patch_update(prefix, previous, patch) if previous else ({prefix: map_keys(report, escape_key)}, {})
-            )
-            update: JsonObject = {"$set": sets}
-            if unsets:
-                update["$unset"] = unsets
-            return source, patch, JobState.IN_PROGRESS, update
-
-        return self._guard(lambda: self._append(job_id, time, plan))
+    def _in_transaction(self, write: Callable[[ClientSession | None], None]) -> None:
+        if not self._transactions:
+            write(None)
+            return
+        with self._client.start_session() as session:
+            session.with_transaction(write)
 
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
         def run() -> list[MetricsEvent]:

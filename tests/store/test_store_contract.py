@@ -299,22 +299,13 @@ class TestSqliteStore(JobStoreContract):
 
 class TestMongoStoreOnMongomock(JobStoreContract):
     @pytest.fixture
-    def store(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
+    def store(self) -> Iterator[JobStore]:
         import mongomock
-        from mongomock.collection import Collection
 
         from florist_grpc.store.mongo import MongoStore
+        from florist_grpc.testing.mongomock_compat import patch_mongomock
 
-        # MongoDB inserts atomically against unique indexes; mongomock checks `_id` and then writes, so two
-        # threads can both "insert" one _id. Restore that one guarantee of the real server, nothing more.
-        insert = Collection._insert
-        lock = threading.Lock()
-
-        def atomic_insert(self: object, *args: object, **kwargs: object) -> object:
-            with lock:
-                return insert(self, *args, **kwargs)
-
-        monkeypatch.setattr(Collection, "_insert", atomic_insert)
+        patch_mongomock()
         yield MongoStore(mongomock.MongoClient(), "florist_test")
 
     def test_an_event_written_before_a_crash_is_rolled_forward(self, store: JobStore) -> None:
@@ -338,6 +329,61 @@ class TestMongoStoreOnMongomock(JobStoreContract):
         assert event is not None and event.sequence == 3
         assert report_of(store, "a", SERVER_SOURCE) == {"x": 1, "y": 2}
         assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
+
+    def test_a_batch_is_one_insert_and_one_update_of_the_jobs_whatever_its_size(
+        self, store: JobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from florist_grpc.store.mongo import MongoStore
+
+        assert isinstance(store, MongoStore)
+        for name in ("a", "b", "c"):
+            self.started(store, name)
+        calls: list[str] = []
+        for collection in (store._jobs, store._events):
+            for method in ("insert_one", "insert_many", "update_one", "bulk_write"):
+                original = getattr(collection, method)
+
+                def counted(
+                    *args: object, _name: str = method, _original: object = original, **kwargs: object
+                ) -> object:
+                    calls.append(_name)
+                    return _original(*args, **kwargs)  # type: ignore[operator]
+
+                monkeypatch.setattr(collection, method, counted)
+        changes = [
+            ReportChange(job, Source(SourceKind.CLIENT, i, f"u{i}"), {}, {"n": i}, T0)
+            for job in ("a", "b", "c")
+            for i in range(10)
+        ]
+        events = store.append_report_changes(changes)
+        assert [e.sequence for e in events if e] == [*range(2, 12)] * 3
+        assert sorted(calls) == ["bulk_write", "insert_many"]
+
+    def test_a_batch_that_crashed_before_advancing_its_jobs_is_rolled_forward(
+        self, store: JobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from pymongo.errors import AutoReconnect
+
+        from florist_grpc.domain.errors import Unavailable
+        from florist_grpc.store.mongo import MongoStore
+
+        assert isinstance(store, MongoStore)
+        self.started(store, "a")
+        client = Source(SourceKind.CLIENT, 0, "u0")
+
+        def crash(*args: object, **kwargs: object) -> object:
+            raise AutoReconnect("connection lost after the events were written")
+
+        monkeypatch.setattr(store._jobs, "bulk_write", crash)
+        with pytest.raises(Unavailable):
+            store.append_report_changes(
+                [ReportChange("a", SERVER_SOURCE, {}, {"x": 1}, T0), ReportChange("a", client, {}, {"y": 2}, T0)]
+            )
+        monkeypatch.undo()
+        event = append_change(store, "a", SERVER_SOURCE, {"x": 1}, {"x": 1, "z": 3}, T0)
+        assert event is not None and event.sequence == 4
+        assert report_of(store, "a", SERVER_SOURCE) == {"x": 1, "z": 3} and report_of(store, "a", client) == {"y": 2}
+        assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3, 4]
 
 
 @pytest.mark.skipif(not os.environ.get("FLORIST_TEST_MONGODB_URI"), reason="FLORIST_TEST_MONGODB_URI not set")
