@@ -25,8 +25,8 @@ from florist_grpc.config import Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.mongo import MongoStore
-from florist_grpc.testing.mongomock_compat import patch_mongomock
 from florist_grpc.testing import simulation
+from florist_grpc.testing.mongomock_compat import patch_mongomock
 
 GOAL_REPORTS_PER_S = 5000
 SOURCES_PER_JOB = 4

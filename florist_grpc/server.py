@@ -26,7 +26,9 @@ from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
+from florist_grpc.launch import handles
 from florist_grpc.launch.agent_client import AgentClients
+from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.throttle import ReadThrottle
@@ -70,6 +72,7 @@ class ControlPlane:
         self._health = HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
         self._redis_probe: redis.Redis | None = None
+        self._pool: LauncherPool | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -81,6 +84,11 @@ class ControlPlane:
             interceptors.append(AuthInterceptor(load_auth_file(settings.auth_file)))
         credentials = server_credentials(settings)
 
+        if settings.launcher_pool:
+            # Started first: it imports torch and Flower in the background while the rest starts up.
+            self._pool = LauncherPool(data_dir / "launcher-pool.log", settings.timeouts)
+            self._pool.start()
+            handles.use_pool(self._pool)
         store = self._given_store
         if store is None:
             store = await asyncio.to_thread(open_store, settings.mongodb_uri, data_dir)
@@ -186,6 +194,9 @@ class ControlPlane:
             await self._server.stop(grace)
         if self._redis_probe is not None:
             self._redis_probe.close()
+        if self._pool is not None:
+            handles.stop_using_pool(self._pool)
+            await asyncio.to_thread(self._pool.stop)  # FL processes it forked keep running
         running, self._running = self._running, None
         if running is None:
             return

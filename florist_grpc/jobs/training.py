@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,13 +16,12 @@ from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.launch.agent_client import AgentClients
-from florist_grpc.launch.handles import ProcessHandle, start_local
+from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.net import (
     bind_address,
     free_port,
     is_loopback,
-    local_connect_host,
     port_is_free,
     redis_address_of,
     split_host_port,
@@ -147,30 +145,23 @@ class Trainer:
         await self._wait_ready(server_address, server)
         return server_uuid, client_uuids
 
-    async def _wait_ready(self, server_address: str, server: ProcessHandle) -> None:
+    # --- readiness by event (issue 13): the FL server says "ready" once bound (fl/readiness.py) -------------
+    async def _wait_ready(self, server_address: str, server: LocalProcess) -> None:
         """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound."""
-        _, port = split_host_port(server_address)
-        connect_host = local_connect_host(server_address)
-        deadline = time.monotonic() + self._timeouts.server_ready_seconds
-        while True:
-            status = server.poll()
-            if status is not None:
-                tail = server.log_tail()
-                raise FailedPrecondition(
-                    f"FL server {status.describe()} before it was ready"
-                    + (f"; last log lines:\n{tail}" if tail else "")
-                )
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(connect_host, port), timeout=1.0)
-                writer.close()
-                return
-            except (OSError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise DeadlineExceeded(
-                    f"FL server not ready on {server_address} within {self._timeouts.server_ready_seconds:g}s"
-                )
-            await asyncio.sleep(0.05)  # the server is starting up; poll its port again shortly
+        bound = self._timeouts.server_ready_seconds
+        try:
+            ready = await asyncio.wait_for(server.wait_ready(), timeout=bound)
+        except TimeoutError:
+            raise DeadlineExceeded(f"FL server not ready on {server_address} within {bound:g}s") from None
+        if ready:
+            return
+        # It ended before it was ready; only its exit status may still be on its way.
+        status = await asyncio.to_thread(server.wait_exit, self._timeouts.process_stop_grace_seconds)
+        tail = server.log_tail()
+        raise FailedPrecondition(
+            f"FL server {status.describe() if status else 'ended'} before it was ready"
+            + (f"; last log lines:\n{tail}" if tail else "")
+        )
 
     async def stop(self, job_id: str) -> MetricsEvent | None:
         future = self._follower.end(job_id, JobState.CANCELLED, "stopped by StopTraining")

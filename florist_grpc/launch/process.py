@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from florist_grpc.domain.model import ProcessRef
+from florist_grpc.fl.readiness import READY_FD_ENV
 
 
 def fl_environment() -> dict[str, str]:
@@ -34,16 +35,25 @@ def fl_environment() -> dict[str, str]:
     return env
 
 
-def spawn(module: str, args: Sequence[str], log_path: Path) -> tuple[subprocess.Popen[bytes], ProcessRef]:
-    """Start `python -m module args...` in a new session with stdout and stderr appended to log_path."""
+def spawn(
+    module: str, args: Sequence[str], log_path: Path, ready_fd: int | None = None
+) -> tuple[subprocess.Popen[bytes], ProcessRef]:
+    """Start `python -m module args...` in a new session with stdout and stderr appended to log_path.
+
+    `ready_fd`: the write end of a readiness pipe, handed to the process (fl/readiness.py).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = fl_environment()
+    if ready_fd is not None:
+        env[READY_FD_ENV] = str(ready_fd)
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=fl_environment(),
+            env=env,
+            pass_fds=() if ready_fd is None else (ready_fd,),
             # Own session: survives a crash of the control plane, and killpg reaches the whole tree.
             start_new_session=True,
         )
