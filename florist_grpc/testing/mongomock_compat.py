@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 _lock = threading.RLock()
@@ -23,8 +24,8 @@ def patch_mongomock() -> None:
     with _lock:
         if _patched:
             return
-        add_update = BulkOperationBuilder.add_update
-        insert = Collection._insert
+        add_update: Callable[..., Any] = BulkOperationBuilder.add_update
+        insert: Callable[..., Any] = Collection._insert
 
         def add_update_without_sort(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
             return add_update(self, *args, **kwargs)
@@ -33,6 +34,6 @@ def patch_mongomock() -> None:
             with _lock:
                 return insert(self, *args, **kwargs)
 
-        BulkOperationBuilder.add_update = add_update_without_sort
-        Collection._insert = atomic_insert
+        setattr(BulkOperationBuilder, "add_update", add_update_without_sort)  # noqa: B010 (patching a class)
+        setattr(Collection, "_insert", atomic_insert)  # noqa: B010
         _patched = True
