@@ -17,9 +17,10 @@ from florist_grpc.testing.plane import ControlPlaneThread
 
 
 @contextmanager
-def embedded_plane(store: JobStore | None = None) -> Iterator[ControlPlaneThread]:
+def embedded_plane(store: JobStore | None = None, launcher_pool: bool = True) -> Iterator[ControlPlaneThread]:
     with tempfile.TemporaryDirectory(prefix="florist-bench-") as directory:
-        plane = ControlPlaneThread(Settings(port=0, data_dir=Path(directory) / "florist"), store)
+        settings = Settings(port=0, data_dir=Path(directory) / "florist", launcher_pool=launcher_pool)
+        plane = ControlPlaneThread(settings, store)
         try:
             yield plane
         finally:

@@ -140,6 +140,10 @@ class ControlPlane:
         self._health_task = asyncio.create_task(self._watch_health())
 
     @property
+    def launcher_pool(self) -> LauncherPool | None:
+        return self._pool
+
+    @property
     def store(self) -> JobStore:
         assert self._running is not None, "not started"
         return self._running.store

@@ -138,6 +138,12 @@ class JobFollower:
         self._work.put(work)
         return future
 
+    def stopped_server(self, job_id: str) -> bool:
+        """True once the job's end stopped its FL server (the end, not the server, says why). Any thread: the
+        flag only ever turns True."""
+        run = self._runs.get(job_id)
+        return run is not None and run.server.stopped_by_us
+
     def _notify(self, uuid: str) -> None:
         with self._pending_lock:
             schedule = not self._pending

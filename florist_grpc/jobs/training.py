@@ -142,18 +142,22 @@ class Trainer:
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
         await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
-        await self._wait_ready(server_address, server)
+        await self._wait_ready(job.id, server_address, server)
         return server_uuid, client_uuids
 
     # --- readiness by event (issue 13): the FL server says "ready" once bound (fl/readiness.py) -------------
-    async def _wait_ready(self, server_address: str, server: LocalProcess) -> None:
-        """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound."""
+    async def _wait_ready(self, job_id: str, server_address: str, server: LocalProcess) -> None:
+        """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound.
+
+        A server stopped because the job is already ending (a client failed at once, or a stop) is no failure of
+        the start: the job's own end says why.
+        """
         bound = self._timeouts.server_ready_seconds
         try:
             ready = await asyncio.wait_for(server.wait_ready(), timeout=bound)
         except TimeoutError:
             raise DeadlineExceeded(f"FL server not ready on {server_address} within {bound:g}s") from None
-        if ready:
+        if ready or self._follower.stopped_server(job_id):
             return
         # It ended before it was ready; only its exit status may still be on its way.
         status = await asyncio.to_thread(server.wait_exit, self._timeouts.process_stop_grace_seconds)
