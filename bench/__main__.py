@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import fanout, ingest, overhead, streams, warm
+from bench import fanout, ingest, mongo_batch, overhead, streams, warm
 from bench.stats import dump, record
 
 BENCHMARKS = {
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "streams": streams.run,
     "ingest": ingest.run,
     "overhead": overhead.run,
+    "mongo_batch": mongo_batch.run,
     "warm": warm.run,
 }
 

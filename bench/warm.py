@@ -274,7 +274,7 @@ def concurrent(data: list[Path], jobs: int) -> None:
 
 
 def run(quick: bool = False, only: tuple[str, ...] = ()) -> None:
-    sizes = {"pairs": 3, "starts": 3 if quick else 5, "rounds": 10 if quick else 50, "clients": 20, "jobs": 20}
+    sizes = {"pairs": 3, "starts": 3 if quick else 5, "rounds": 10 if quick else 50, "clients": 20, "jobs": 10}
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
         data = write_synthetic(scratch / "data", 2)

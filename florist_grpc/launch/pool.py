@@ -95,6 +95,7 @@ class _Connection:
         finally:
             with self.lock:
                 self.closed.set()
+                self.hello.set()  # wakes whoever waits for the pool to be ready: it never will be (usable is False)
                 pending, self.pending = self.pending, {}
             for future in pending.values():
                 future.set_exception(PoolUnavailable("the launcher pool ended during a launch"))
@@ -230,5 +231,8 @@ class LauncherPool:
         with self._lock:
             self._stopped = True
             connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close(self._timeouts.pool_stop_seconds)
+        if connection is None:
+            return
+        if not connection.hello.is_set():
+            connection.kill()  # still importing: it has forked nothing, so there is nothing to wait for
+        connection.close(self._timeouts.pool_stop_seconds)

@@ -108,3 +108,13 @@ def test_children_outlive_the_pool_and_a_dead_pool_means_spawning_and_a_new_pool
     # Its reaper died with the old pool: the exit is seen, its code unknown -- as for a process adopted after a
     # restart of the control plane.
     wait_for(lambda: survivor.poll() is not None, 10, "the survivor to end")
+
+
+def test_a_pool_that_dies_while_importing_is_not_waited_for(tmp_path: Path) -> None:
+    pool = LauncherPool(tmp_path / "pool.log", Timeouts())
+    pool.start()
+    assert pool.pid is not None
+    os.kill(pool.pid, signal.SIGKILL)
+    # Returns once the pool is gone, not after the bound (the suite's own timeout is shorter than this one).
+    assert pool.wait_ready(600) is False
+    pool.stop()
