@@ -26,7 +26,6 @@ from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
-from florist_grpc.launch import handles
 from florist_grpc.launch.agent_client import AgentClients
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
@@ -88,7 +87,6 @@ class ControlPlane:
             # Started first: it imports torch and Flower in the background while the rest starts up.
             self._pool = LauncherPool(data_dir / "launcher-pool.log", settings.timeouts)
             self._pool.start()
-            handles.use_pool(self._pool)
         store = self._given_store
         if store is None:
             store = await asyncio.to_thread(open_store, settings.mongodb_uri, data_dir)
@@ -112,7 +110,7 @@ class ControlPlane:
         agents = AgentClients(settings.agent_token, timeouts.agent_call_seconds)
         self._running = Running(store, hub, follower, agents, embedded)
         registry = JobRegistry(store, redis_address_of(self.redis_url), data_dir / "jobs", settings.host)
-        trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts)
+        trainer = Trainer(store, follower, hub, agents, self.redis_url, data_dir, timeouts, self._pool)
 
         server = build_server(interceptors)
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
@@ -199,7 +197,6 @@ class ControlPlane:
         if self._redis_probe is not None:
             self._redis_probe.close()
         if self._pool is not None:
-            handles.stop_using_pool(self._pool)
             await asyncio.to_thread(self._pool.stop)  # FL processes it forked keep running
         running, self._running = self._running, None
         if running is None:

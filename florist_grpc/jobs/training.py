@@ -17,6 +17,7 @@ from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.launch.agent_client import AgentClients
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
+from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.net import (
     bind_address,
@@ -41,6 +42,7 @@ class Trainer:
         redis_url: str,
         data_dir: Path,
         timeouts: Timeouts,
+        pool: LauncherPool | None = None,
     ) -> None:
         self._store = store
         self._follower = follower
@@ -49,6 +51,7 @@ class Trainer:
         self.redis_address = redis_address_of(redis_url)
         self._jobs_dir = data_dir.resolve() / "jobs"
         self._timeouts = timeouts
+        self._pool = pool  # FL processes are forked from it when it is up (launch/pool.py)
 
     def log_path(self, job_id: str, source_key: str) -> Path:
         return self._jobs_dir / job_id / f"{source_key}.log"
@@ -110,7 +113,7 @@ class Trainer:
             server_config=job.server_config,
         )
         server = await asyncio.to_thread(
-            start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key)
+            start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key), self._pool
         )
         server_ref = server.ref
         self._follower.set_handle(job.id, SERVER_SOURCE.key, server)
@@ -118,9 +121,12 @@ class Trainer:
         launch = Launch(server_address, server_uuid, server_ref, client_uuids, client_refs, datetime.now(UTC))
         # Recorded before the clients start, so a restart can find the server even if we die mid-launch.
         await asyncio.to_thread(self._store.record_launch, job.id, launch)
-        # Clients start while the server is still starting: both spend ~1.5 s importing torch and Flower, and
-        # clients retry connecting (bounded). A server that never gets ready still fails the start below, and
-        # the cleanup stops every process launched so far, clients included.
+        # Spawned, clients start while the server is still starting: both spend ~1.5 s importing torch and
+        # Flower, and clients retry connecting (bounded). Forked from the pool, a client would reach the server
+        # before it is bound and wait out Flower's retry backoff (seconds): those start once it is ready.
+        # A server that never gets ready still fails the start, and the cleanup stops every process launched.
+        if server.forked:
+            await self._wait_ready(job.id, server_address, server)
         for i, client in enumerate(job.clients):
             run = ClientRun(
                 server_address=server_address,
@@ -137,12 +143,13 @@ class Trainer:
                 handle = await self._agents.start_client(client.service_address, run)
             else:
                 handle = await asyncio.to_thread(
-                    start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}")
+                    start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool
                 )
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
         await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
-        await self._wait_ready(job.id, server_address, server)
+        if not server.forked:
+            await self._wait_ready(job.id, server_address, server)
         return server_uuid, client_uuids
 
     # --- readiness by event (issue 13): the FL server says "ready" once bound (fl/readiness.py) -------------

@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import subprocess
-import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -64,6 +63,11 @@ class LocalProcess:
             return self._pool_child.exit()
         return Exit(read_exit_code(self.ref.log_path, self.ref.pid))
 
+    @property
+    def forked(self) -> bool:
+        """Forked by a launcher pool: it started in milliseconds, its imports already done."""
+        return self._pool_child is not None
+
     async def wait_ready(self) -> bool:
         """True once the process said it is ready (fl/readiness.py); False if it ended first."""
         if self._pool_child is not None:
@@ -100,31 +104,13 @@ class LocalProcess:
 FL_MODULES = {"server": "florist_grpc.fl.server", "client": "florist_grpc.fl.client"}
 
 
-_pools: list[LauncherPool] = []
-_pools_lock = threading.Lock()
-
-
-def use_pool(pool: LauncherPool) -> None:
-    """Launch through `pool` from now on (the control plane or agent that owns it installs it)."""
-    with _pools_lock:
-        _pools.append(pool)
-
-
-def stop_using_pool(pool: LauncherPool) -> None:
-    with _pools_lock:
-        if pool in _pools:
-            _pools.remove(pool)
-
-
-def start_local(role: str, run_json: str, log_path: Path) -> LocalProcess:
+def start_local(role: str, run_json: str, log_path: Path, pool: LauncherPool | None = None) -> LocalProcess:
     """Launch an FL `role` ("server" or "client") on this machine for the run described by `run_json`.
 
     The one seam through which every local FL process starts (control plane and agents alike): forked from the
-    installed launcher pool, or spawned when there is none or it is unavailable.
+    caller's launcher `pool`, or spawned when it has none or the pool is unavailable.
     """
     module = FL_MODULES[role]
-    with _pools_lock:
-        pool = _pools[-1] if _pools else None
     if pool is not None:
         try:
             child = pool.launch(module, [run_json], log_path)

@@ -33,21 +33,19 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LauncherPool]:
 
 
 @pytest.fixture
-def installed(pool: LauncherPool, monkeypatch: pytest.MonkeyPatch) -> Iterator[LauncherPool]:
+def installed(pool: LauncherPool, monkeypatch: pytest.MonkeyPatch) -> LauncherPool:
     monkeypatch.setitem(handles.FL_MODULES, "sample", SAMPLE)
-    handles.use_pool(pool)
-    yield pool
-    handles.stop_using_pool(pool)
+    return pool
 
 
-def launch(tmp_path: Path, name: str, **plan: object) -> LocalProcess:
-    return start_local("sample", json.dumps(plan), tmp_path / f"{name}.log")
+def launch(tmp_path: Path, name: str, pool: LauncherPool | None, **plan: object) -> LocalProcess:
+    return start_local("sample", json.dumps(plan), tmp_path / f"{name}.log", pool)
 
 
 def test_a_forked_process_has_its_own_session_and_log_and_its_exit_code_is_reported(
     installed: LauncherPool, tmp_path: Path
 ) -> None:
-    process = launch(tmp_path, "a", print="hello", exit=3)
+    process = launch(tmp_path, "a", installed, print="hello", exit=3)
     assert process.ref.create_time == pytest.approx(psutil.Process(process.ref.pid).create_time(), abs=0.01)
     assert process.wait_exit(30) == Exit(3)
     log = Path(process.ref.log_path).read_text()
@@ -58,7 +56,7 @@ def test_a_forked_process_has_its_own_session_and_log_and_its_exit_code_is_repor
 def test_a_forked_process_is_signalled_by_group_and_its_signal_is_reported(
     installed: LauncherPool, tmp_path: Path
 ) -> None:
-    process = launch(tmp_path, "b", ready=True, wait=True)
+    process = launch(tmp_path, "b", installed, ready=True, wait=True)
     assert asyncio.run(process.wait_ready()) is True
     assert process.poll() is None
     cmdline = " ".join(psutil.Process(process.ref.pid).cmdline())
@@ -68,7 +66,7 @@ def test_a_forked_process_is_signalled_by_group_and_its_signal_is_reported(
 
 
 def test_a_process_that_ends_before_saying_ready_is_not_ready(installed: LauncherPool, tmp_path: Path) -> None:
-    process = launch(tmp_path, "c", exit=1)
+    process = launch(tmp_path, "c", installed, exit=1)
     assert asyncio.run(process.wait_ready()) is False
     assert process.wait_exit(30) == Exit(1)
 
@@ -77,8 +75,8 @@ def test_without_a_pool_processes_are_spawned_and_readiness_is_still_an_event(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(handles.FL_MODULES, "sample", SAMPLE)
-    ready = launch(tmp_path, "d", ready=True, wait=True)
-    ended = launch(tmp_path, "e", exit=4)
+    ready = launch(tmp_path, "d", None, ready=True, wait=True)
+    ended = launch(tmp_path, "e", None, exit=4)
     assert asyncio.run(ready.wait_ready()) is True
     assert asyncio.run(ended.wait_ready()) is False
     assert ended.wait_exit(30) == Exit(4)
@@ -89,7 +87,7 @@ def test_without_a_pool_processes_are_spawned_and_readiness_is_still_an_event(
 def test_children_outlive_the_pool_and_a_dead_pool_means_spawning_and_a_new_pool(
     installed: LauncherPool, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    survivor = launch(tmp_path, "f", ready=True, wait=True)
+    survivor = launch(tmp_path, "f", installed, ready=True, wait=True)
     assert asyncio.run(survivor.wait_ready()) is True
     old_pool = installed.pid
     assert old_pool is not None
@@ -97,11 +95,11 @@ def test_children_outlive_the_pool_and_a_dead_pool_means_spawning_and_a_new_pool
     wait_for(lambda: not psutil.pid_exists(old_pool) or psutil.Process(old_pool).status() == "zombie", 10, "pool gone")
     assert survivor.poll() is None  # its own session: the pool's death is not its own
 
-    spawned = launch(tmp_path, "g", exit=0)
+    spawned = launch(tmp_path, "g", installed, exit=0)
     assert "spawning" in caplog.text and spawned.wait_exit(30) == Exit(0)
 
     assert installed.wait_ready(120) and installed.pid != old_pool  # restarted
-    forked = launch(tmp_path, "h", exit=5)
+    forked = launch(tmp_path, "h", installed, exit=5)
     assert forked.wait_exit(30) == Exit(5)
 
     survivor.terminate()
