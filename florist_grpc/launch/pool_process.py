@@ -41,6 +41,9 @@ PRELOAD = (
     "flwr",
     "flwr.client",
     "flwr.server",
+    # Where start_client/start_server live: importing them pulls in sqlalchemy and alembic (seconds per process).
+    "flwr.compat.client.app",
+    "flwr.compat.server.app",
     "redis",
     "florist_grpc.fl.server",
     "florist_grpc.fl.client",
