@@ -18,6 +18,7 @@ End of stdin: no more launches; the pool stays only until its last child has end
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -234,6 +235,9 @@ def _set_title(title: str) -> None:
 def main() -> None:
     for module in PRELOAD:
         importlib.import_module(module)
+    # Move everything imported out of the collector's reach: a child's collections would otherwise touch (and
+    # so copy) every page holding an object, undoing the sharing that forking buys. Children collect as usual.
+    gc.freeze()
     extra = os.environ.get("FLORIST_POOL_LAUNCHABLE", "")
     # Tests add their own modules; the control plane launches only the FL server and client.
     Pool(LAUNCHABLE | frozenset(m for m in extra.split(",") if m)).run()
