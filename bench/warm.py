@@ -256,14 +256,27 @@ def many_clients(scratch: Path, clients: int) -> None:
 
 def concurrent_jobs(running: ControlPlaneThread, data: list[Path], jobs: int) -> dict[str, float]:
     walls: list[float] = []
+    failures: list[str] = []
+
+    def one() -> None:
+        try:
+            walls.append(run_job(running, data, 3)["wall_s"])
+        except Exception as exc:  # counted and shown: one failed job must not hide the others' figures
+            failures.append(repr(exc)[:300])
+
     began = time.perf_counter()
-    threads = [threading.Thread(target=lambda: walls.append(run_job(running, data, 3)["wall_s"])) for _ in range(jobs)]
+    threads = [threading.Thread(target=one) for _ in range(jobs)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(walls) == jobs, "a job failed"
-    return {"wall_s": time.perf_counter() - began, "slowest_job_s": max(walls)}
+    for failure in failures:
+        print("job failed:", failure, flush=True)
+    return {
+        "wall_s": time.perf_counter() - began,
+        "slowest_job_s": max(walls, default=float("nan")),
+        "failed": float(len(failures)),
+    }
 
 
 def concurrent(data: list[Path], jobs: int) -> None:
