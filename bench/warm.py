@@ -49,8 +49,8 @@ FL_MODULES = ("florist_grpc.fl.server", "florist_grpc.fl.client")
 
 
 @contextmanager
-def plane(pool: bool) -> Iterator[ControlPlaneThread]:
-    with embedded_plane(launcher_pool=pool) as running:
+def plane(pool: bool, timeouts: Timeouts | None = None) -> Iterator[ControlPlaneThread]:
+    with embedded_plane(launcher_pool=pool, timeouts=timeouts) as running:
         launcher = running.plane.launcher_pool
         if launcher is not None:
             assert launcher.wait_ready(180), "launcher pool not ready"
@@ -280,8 +280,10 @@ def concurrent_jobs(running: ControlPlaneThread, data: list[Path], jobs: int) ->
 
 
 def concurrent(data: list[Path], jobs: int) -> None:
+    # Spawned, 3 x jobs processes import torch at once: on 2 cores the servers need more than the default 30 s.
+    patient = Timeouts(server_ready_seconds=180.0)
     for pool in (True, False):
-        with plane(pool) as running:
+        with plane(pool, patient) as running:
             result = measured(running, lambda running=running: concurrent_jobs(running, data, jobs))  # type: ignore[misc]
             record("warm.concurrent", jobs=jobs, mode="pool" if pool else "spawn", **result)
 
