@@ -130,7 +130,9 @@ class _Connection:
             if ended is not None:
                 ended.exited(message["code"])
 
-    def launch(self, module: str, args: list[str], log_path: Path, timeout: float) -> PoolChild:
+    def launch(
+        self, module: str, args: list[str], log_path: Path, timeout: float, env: dict[str, str] | None = None
+    ) -> PoolChild:
         future: Future[PoolChild] = Future()
         with self.lock:
             if self.closed.is_set():
@@ -138,7 +140,7 @@ class _Connection:
             self.next_number += 1
             number = self.next_number
             self.pending[number] = future
-            request = {"launch": number, "module": module, "args": args, "log_path": str(log_path)}
+            request = {"launch": number, "module": module, "args": args, "log_path": str(log_path), "env": env or {}}
             stdin = self.process.stdin
             assert stdin is not None
             try:
@@ -201,8 +203,9 @@ class LauncherPool:
         connection = self._connection
         return connection is not None and connection.hello.wait(timeout) and connection.usable
 
-    def launch(self, module: str, args: list[str], log_path: Path) -> PoolChild:
-        """Fork `python -m module args...` from the pool; raises PoolUnavailable (and restarts a broken pool)."""
+    def launch(self, module: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> PoolChild:
+        """Fork `python -m module args...` (with `env` added to its environment) from the pool; raises
+        PoolUnavailable (and restarts a broken pool)."""
         with self._lock:
             connection = self._connection
             if self._stopped or connection is None:
@@ -215,7 +218,7 @@ class LauncherPool:
             self._replace(connection)
             raise PoolUnavailable(f"the launcher pool was not ready within {self._timeouts.pool_start_seconds:g}s")
         try:
-            return connection.launch(module, args, log_path, self._timeouts.pool_call_seconds)
+            return connection.launch(module, args, log_path, self._timeouts.pool_call_seconds, env)
         except PoolUnavailable:
             self._replace(connection)
             raise

@@ -6,7 +6,7 @@ Nothing here starts a thread or a torch thread pool: those are not fork-safe onc
 own thread counts (fl/process.py prepare_process), as a spawned FL process does.
 
 Protocol (JSON lines; requests on stdin, replies and notices on stdout, in order):
-  -> {"launch": N, "module": "florist_grpc.fl.server", "args": [RUN_JSON], "log_path": PATH}
+  -> {"launch": N, "module": "florist_grpc.fl.server", "args": [...], "log_path": PATH, "env": {NAME: VALUE}}
   <- {"hello": POOL_PID}                                   once, when the imports are done
   <- {"launched": N, "pid": PID, "create_time": T}         or {"launched": N, "error": MESSAGE}
   <- {"ready": PID}                                        the child said it is ready (fl/readiness.py)
@@ -118,6 +118,7 @@ class Pool:
     def _launch(self, request: dict[str, Any]) -> None:
         number = request["launch"]
         module, args, log_path = request["module"], list(request["args"]), request["log_path"]
+        env = {str(k): str(v) for k, v in request.get("env", {}).items()}
         if module not in self.launchable:
             self.send({"launched": number, "error": f"{module} is not launchable"})
             return
@@ -134,6 +135,7 @@ class Pool:
             try:
                 os.close(ready_r)
                 self._become_child(ready_w)
+                os.environ.update(env)  # what a spawn adds to its child's environment (secrets never in argv)
                 code = run_child(module, args, log_path, ready_w)
             finally:
                 os._exit(code)

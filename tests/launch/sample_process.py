@@ -16,7 +16,8 @@ from florist_grpc.fl.readiness import signal_ready
 
 def main() -> None:
     plan = json.loads(sys.argv[1])
-    print(plan.get("print", ""), f"session={os.getsid(0)} pid={os.getpid()}", flush=True)
+    extra = os.environ.get("FLORIST_SAMPLE", "")
+    print(plan.get("print", ""), f"session={os.getsid(0)} pid={os.getpid()} env={extra}", flush=True)
     if plan.get("ready"):
         signal_ready()
     if plan.get("wait"):

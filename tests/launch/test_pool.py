@@ -49,7 +49,7 @@ def test_a_forked_process_has_its_own_session_and_log_and_its_exit_code_is_repor
     assert process.ref.create_time == pytest.approx(psutil.Process(process.ref.pid).create_time(), abs=0.01)
     assert process.wait_exit(30) == Exit(3)
     log = Path(process.ref.log_path).read_text()
-    assert f"hello session={process.ref.pid} pid={process.ref.pid}" in log  # leads its own session
+    assert f"hello session={process.ref.pid} pid={process.ref.pid} env=" in log  # leads its own session
     assert Path(process.ref.log_path + ".exit").exists()  # the code outlives whoever asked for the process
 
 
@@ -116,3 +116,12 @@ def test_a_pool_that_dies_while_importing_is_not_waited_for(tmp_path: Path) -> N
     # Returns once the pool is gone, not after the bound (the suite's own timeout is shorter than this one).
     assert pool.wait_ready(600) is False
     pool.stop()
+
+
+def test_a_launch_adds_to_the_childs_environment_only(pool: LauncherPool, tmp_path: Path) -> None:
+    child = pool.launch(SAMPLE, [json.dumps({"print": "x"})], tmp_path / "env.log", env={"FLORIST_SAMPLE": "secret"})
+    assert child.wait_exit(30) == Exit(0)
+    assert "env=secret" in (tmp_path / "env.log").read_text()
+    again = pool.launch(SAMPLE, [json.dumps({"print": "y"})], tmp_path / "env2.log")
+    assert again.wait_exit(30) == Exit(0)
+    assert "env=\n" in (tmp_path / "env2.log").read_text()  # the pool's own environment is untouched
