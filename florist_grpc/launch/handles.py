@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -62,6 +63,11 @@ class LocalProcess:
             # Gone, and its pool reports the exit a moment after reaping it.
             return self._pool_child.exit()
         return Exit(read_exit_code(self.ref.log_path, self.ref.pid))
+
+    def notify_exit(self, listener: Callable[[], None]) -> None:
+        """Call `listener` when it exits, if its launcher reports that by event (the pool does; a spawn is polled)."""
+        if self._pool_child is not None:
+            self._pool_child.notify_exit(listener)
 
     @property
     def forked(self) -> bool:

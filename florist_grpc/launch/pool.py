@@ -14,6 +14,7 @@ import logging
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -39,11 +40,25 @@ class PoolChild:
         self.ready = ReadySignal()
         self._exited = threading.Event()
         self._exit: Exit | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
 
     def exited(self, code: int) -> None:
-        self._exit = Exit(code)
-        self._exited.set()
+        with self._lock:
+            self._exit = Exit(code)
+            self._exited.set()
+            listeners = list(self._listeners)
         self.ready.set(False)
+        for listener in listeners:
+            listener()
+
+    def notify_exit(self, listener: Callable[[], None]) -> None:
+        """Call `listener` once it has exited (at once if it has)."""
+        with self._lock:
+            self._listeners.append(listener)
+            done = self._exited.is_set()
+        if done:
+            listener()
 
     def exit(self) -> Exit | None:
         return self._exit

@@ -21,6 +21,9 @@ class ProcessWatcher:
         self._lock = threading.Lock()
         self._watched: dict[tuple[str, str], ProcessHandle] = {}
         self._stopped = threading.Event()
+        # Set when a process reports its own end (forked by the launcher pool): a pass runs at once, so exits
+        # reach the follower in the order they happened, not in the order of one polling pass.
+        self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name="florist-process-watcher", daemon=True)
 
     def start(self) -> None:
@@ -28,11 +31,15 @@ class ProcessWatcher:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._woken.set()
         self._thread.join(timeout=5)
 
     def watch(self, job_id: str, source_key: str, handle: ProcessHandle) -> None:
         with self._lock:
             self._watched[(job_id, source_key)] = handle
+        notify = getattr(handle, "notify_exit", None)
+        if notify is not None:
+            notify(self._woken.set)
 
     def unwatch_job(self, job_id: str) -> None:
         with self._lock:
@@ -40,7 +47,11 @@ class ProcessWatcher:
                 del self._watched[key]
 
     def _run(self) -> None:
-        while not self._stopped.wait(self._poll):
+        while not self._stopped.is_set():
+            self._woken.wait(self._poll)
+            self._woken.clear()
+            if self._stopped.is_set():
+                return
             with self._lock:
                 watched = list(self._watched.items())
             for (job_id, source_key), handle in watched:
