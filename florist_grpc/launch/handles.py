@@ -70,6 +70,11 @@ class LocalProcess:
             self._pool_child.notify_exit(listener)
 
     @property
+    def exited_at(self) -> float | None:
+        """time.monotonic() when its exit was reported, if its launcher reports exits (the pool does)."""
+        return self._pool_child.exited_at if self._pool_child is not None else None
+
+    @property
     def forked(self) -> bool:
         """Forked by a launcher pool: it started in milliseconds, its imports already done."""
         return self._pool_child is not None

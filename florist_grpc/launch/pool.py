@@ -14,6 +14,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -41,10 +42,12 @@ class PoolChild:
         self._exited = threading.Event()
         self._exit: Exit | None = None
         self._listeners: list[Callable[[], None]] = []
+        self.exited_at: float | None = None  # time.monotonic() when the pool reported the exit
         self._lock = threading.Lock()
 
     def exited(self, code: int) -> None:
         with self._lock:
+            self.exited_at = time.monotonic()
             self._exit = Exit(code)
             self._exited.set()
             listeners = list(self._listeners)

@@ -176,13 +176,14 @@ class Pool:
             child.ready_fd = None
 
     def _reap(self) -> None:
+        reaped: list[tuple[int, int]] = []
         while self.children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             child = self.children.pop(pid, None)
             if child is None:
                 continue
@@ -193,6 +194,10 @@ class Pool:
                 self._close_ready(child)
             code = os.waitstatus_to_exitcode(status)
             write_exit_code(child.log_path, pid, code)
+            reaped.append((pid, code))
+        # Reaped together, their order is the pids' not the deaths': report those killed by a signal first (the
+        # cause, most likely, of the others' ends).
+        for pid, code in sorted(reaped, key=lambda r: r[1] >= 0):
             self.send({"exit": pid, "code": code})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from florist_grpc.domain.model import Exit
@@ -54,6 +55,7 @@ class ProcessWatcher:
                 return
             with self._lock:
                 watched = list(self._watched.items())
+            ended: list[tuple[float, str, str, Exit]] = []
             for (job_id, source_key), handle in watched:
                 try:
                     status = handle.poll()
@@ -66,4 +68,14 @@ class ProcessWatcher:
                     if self._watched.get((job_id, source_key)) is not handle:
                         continue
                     del self._watched[(job_id, source_key)]
+                exited_at = getattr(handle, "exited_at", None)
+                ended.append((exited_at if exited_at is not None else time.monotonic(), job_id, source_key, status))
+            # Causes before consequences: a process killed by a signal before those that exited on their own (the
+            # client killed under a server that then failed, or the server killed under its clients), then in the
+            # order they ended where the launcher knows it (the pool does).
+            for _, job_id, source_key, status in sorted(ended, key=lambda e: (not _killed(e[3]), e[0])):
                 self._on_exit(job_id, source_key, status)
+
+
+def _killed(status: Exit) -> bool:
+    return status.code is not None and status.code < 0
