@@ -10,10 +10,16 @@ from pathlib import Path
 
 import psutil
 
-from bench import fanout, ingest, overhead, streams
+from bench import fanout, ingest, overhead, streams, warm
 from bench.stats import dump, record
 
-BENCHMARKS = {"fanout": fanout.run, "streams": streams.run, "ingest": ingest.run, "overhead": overhead.run}
+BENCHMARKS = {
+    "fanout": fanout.run,
+    "streams": streams.run,
+    "ingest": ingest.run,
+    "overhead": overhead.run,
+    "warm": warm.run,
+}
 
 
 def main() -> None:

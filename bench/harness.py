@@ -11,15 +11,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from florist_grpc.config import Settings
+from florist_grpc.config import Settings, Timeouts
 from florist_grpc.store.base import JobStore
 from florist_grpc.testing.plane import ControlPlaneThread
 
 
 @contextmanager
-def embedded_plane(store: JobStore | None = None) -> Iterator[ControlPlaneThread]:
+def embedded_plane(
+    store: JobStore | None = None, launcher_pool: bool = True, timeouts: Timeouts | None = None
+) -> Iterator[ControlPlaneThread]:
     with tempfile.TemporaryDirectory(prefix="florist-bench-") as directory:
-        plane = ControlPlaneThread(Settings(port=0, data_dir=Path(directory) / "florist"), store)
+        settings = Settings(
+            port=0, data_dir=Path(directory) / "florist", launcher_pool=launcher_pool, timeouts=timeouts or Timeouts()
+        )
+        plane = ControlPlaneThread(settings, store)
         try:
             yield plane
         finally:

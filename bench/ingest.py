@@ -26,6 +26,7 @@ from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.mongo import MongoStore
 from florist_grpc.testing import simulation
+from florist_grpc.testing.mongomock_compat import patch_mongomock
 
 GOAL_REPORTS_PER_S = 5000
 SOURCES_PER_JOB = 4
@@ -47,6 +48,7 @@ def _wait_done(done: Callable[[], bool], timeout: float, every: float) -> float:
 
 
 def ingest(jobs: int, backend: str) -> None:
+    patch_mongomock()
     store: JobStore | None = MongoStore(mongomock.MongoClient(), "bench") if backend == "mongomock" else None
     with embedded_plane(store) as running, tempfile.TemporaryDirectory() as scratch:
         plane = running.plane

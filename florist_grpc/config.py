@@ -54,6 +54,12 @@ class Timeouts:
     report_key_ttl_seconds: float = 3600.0
     # How often the health check probes the store and Redis (and restarts an embedded Redis that died).
     health_check_seconds: float = 2.0
+    # Launcher pool: a launch waits this long for a pool still importing torch and Flower, then spawns instead.
+    pool_start_seconds: float = 30.0
+    # Launcher pool: its answer to one launch (a fork) must come within this, else the pool is replaced.
+    pool_call_seconds: float = 10.0
+    # Launcher pool: at shutdown, how long it gets to exit when it has no FL process left to reap.
+    pool_stop_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class Settings:
     # Prometheus text on http://HOST:metrics_port/metrics; 0 = no metrics endpoint.
     metrics_port: int = 0
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # Fork FL processes from a process that has imported torch and Flower already (launch/pool.py).
+    launcher_pool: bool = True
 
     @property
     def is_loopback(self) -> bool:
@@ -198,6 +206,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
         default=env_flag(env, "--insecure-no-auth"),
         help="allow serving without --auth-file on a non-loopback address",
     )
+    parser.add_argument(
+        "--no-launcher-pool",
+        action="store_true",
+        default=env_flag(env, "--no-launcher-pool"),
+        help="spawn each FL process instead of forking it from a preloaded launcher pool",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -225,6 +239,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         insecure_no_auth=bool(args.insecure_no_auth),
         advertise_host=(args.advertise_host or "").strip(),
         metrics_port=int(args.metrics_port),
+        launcher_pool=not getattr(args, "no_launcher_pool", False),
     )
     if settings.auth_file is None and not settings.is_loopback and not settings.insecure_no_auth:
         raise ValueError(

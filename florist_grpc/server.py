@@ -33,6 +33,7 @@ from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.plugins import load_catalog
+from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.redis_users import RunUsers
@@ -85,6 +86,7 @@ class ControlPlane:
         self._redis_probe: redis.Redis | None = None
         self.metrics = PlaneMetrics()
         self._lock: DataDirLock | None = None
+        self._pool: LauncherPool | None = None
 
     async def start(self) -> None:
         data_dir = self.settings.data_dir.resolve()
@@ -112,6 +114,10 @@ class ControlPlane:
         # Bound first: a port in use fails the start before the store or Redis are touched.
         self.port = add_port(server, f"{settings.host}:{settings.port}", server_credentials(settings))
 
+        if settings.launcher_pool:
+            # Started first: it imports torch and Flower in the background while the rest starts up.
+            self._pool = LauncherPool(data_dir / "launcher-pool.log", settings.timeouts)
+            self._pool.start()
         store = self._given_store
         if store is None:
             store = await asyncio.to_thread(open_store, settings.mongodb_uri, data_dir)
@@ -159,6 +165,7 @@ class ControlPlane:
             settings.tls,
             catalog,
             agents.probe_data,
+            self._pool,
         )
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
@@ -184,6 +191,10 @@ class ControlPlane:
         self._server = server
         await self._check_health()
         self._health_task = asyncio.create_task(self._watch_health())
+
+    @property
+    def launcher_pool(self) -> LauncherPool | None:
+        return self._pool
 
     @property
     def store(self) -> JobStore:
@@ -259,6 +270,8 @@ class ControlPlane:
         if self._redis_probe is not None:
             self._redis_probe.close()
         self.metrics.close()
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.stop)  # FL processes it forked keep running
         running, self._running = self._running, None
         if running is not None:
             await self._stop_machinery(running)

@@ -6,12 +6,14 @@ Moving to SuperLink/SuperNode is a change to this file only.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import flwr
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
+from flwr.server.history import History
 
 # The client gives up instead of retrying forever when the server is gone (FLorist's clients could hang).
 CLIENT_MAX_RETRIES = 5
@@ -37,6 +39,18 @@ class BoundedClientManager(SimpleClientManager):
         return clients
 
 
+class _ReadyServer(flwr.server.Server):
+    """Flower calls `fit` right after its gRPC server has bound and started: the moment to say "ready"."""
+
+    def __init__(self, client_manager: SimpleClientManager, strategy: Any, on_ready: Callable[[], None]) -> None:
+        super().__init__(client_manager=client_manager, strategy=strategy)
+        self._on_ready = on_ready
+
+    def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
+        self._on_ready()
+        return super().fit(num_rounds, timeout)
+
+
 def start_server(
     bind_address: str,
     strategy: Any,
@@ -44,15 +58,16 @@ def start_server(
     round_timeout: float,
     client_wait: float,
     certificates: tuple[bytes, bytes, bytes] | None = None,
+    on_ready: Callable[[], None] = lambda: None,
 ) -> Any:
-    """Serve the FL rounds; with `certificates` (CA, certificate chain, private key; PEM) over TLS."""
+    """Run every round (blocks); with `certificates` (CA, certificate chain, private key; PEM) over TLS.
+    `on_ready` is called once the server accepts connections."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return flwr.server.start_server(
             server_address=bind_address,
             config=flwr.server.ServerConfig(num_rounds=num_rounds, round_timeout=round_timeout),
-            strategy=strategy,
-            client_manager=BoundedClientManager(client_wait),
+            server=_ReadyServer(BoundedClientManager(client_wait), strategy, on_ready),
             certificates=certificates,
         )
 

@@ -25,6 +25,7 @@ def run(cfg: ServerRun) -> None:
     from florist_grpc.fl import flower_api
     from florist_grpc.fl.checkpoints import ModelSaver
     from florist_grpc.fl.models import build_model
+    from florist_grpc.fl.readiness import signal_ready
     from florist_grpc.fl.reporter import RedisReporter, now
     from florist_grpc.fl.strategies import ProximalWeight, ReportingStrategy, build_base_strategy
 
@@ -67,6 +68,7 @@ def run(cfg: ServerRun) -> None:
         round_timeout=float(config.get("round_timeout_seconds", 300.0)),
         client_wait=float(config.get("client_wait_seconds", 60.0)),
         certificates=certificates_of(cfg),
+        on_ready=signal_ready,
     )
     rounds_done = len(history.losses_distributed)
     if rounds_done != int(config["n_server_rounds"]):

@@ -36,7 +36,7 @@ from florist_grpc.launch.watcher import ProcessWatcher
 from florist_grpc.metrics.ingest import ReportIngest
 from florist_grpc.metrics.listener import ReportListener
 from florist_grpc.metrics.throttle import ReadThrottle
-from florist_grpc.store.base import JobStore, ReportChange
+from florist_grpc.store.base import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,12 @@ class JobFollower:
         self._work.put(work)
         return future
 
+    def stopped_server(self, job_id: str) -> bool:
+        """True once the job's end stopped its FL server (the end, not the server, says why). Any thread: the
+        flag only ever turns True."""
+        run = self._runs.get(job_id)
+        return run is not None and run.server.stopped_by_us
+
     def _notify(self, uuid: str) -> None:
         with self._pending_lock:
             schedule = not self._pending
@@ -197,22 +203,16 @@ class JobFollower:
         """Persist what these sources reported since their last events; False if it must be retried."""
         if not targets:
             return True
-        uuids = [run.processes[key].uuid for run, key in targets]
+        sources = [
+            (run.job_id, run.processes[k].source, run.processes[k].uuid, run.reports.get(k, {})) for run, k in targets
+        ]
+        uuids = [uuid for _, _, uuid, _ in sources]
         try:
-            reports = self._ingest.read_many(uuids)
-            now = datetime.now(UTC)
-            found = [(run, key, report) for (run, key), report in zip(targets, reports, strict=True) if report]
-            baselines = self._ingest.persist_many(
-                [
-                    ReportChange(run.job_id, run.processes[key].source, run.reports.get(key, {}), report, now)
-                    for run, key, report in found
-                ]
-            )
-            # Persisted, or refused because the job is no longer IN_PROGRESS: either way it is now the baseline.
-            # A change set aside is not: the job's end is judged only from what was persisted.
-            for (run, key, report), baseline in zip(found, baselines, strict=True):
-                if baseline:
-                    run.reports[key] = report
+            baselines = self._ingest.sync(sources)
+            # Only what was persisted becomes a baseline: the job's end is judged from persisted reports alone.
+            for (run, key), baseline in zip(targets, baselines, strict=True):
+                if baseline is not None:
+                    run.reports[key] = baseline
         except (redis.RedisError, OSError, Unavailable) as exc:
             log.warning("reading %d report(s) failed (%s); retrying", len(uuids), exc)
             for uuid in uuids:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,14 +27,14 @@ from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.jobs.sites import check_site_clients
 from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
 from florist_grpc.launch.agents import Agents
-from florist_grpc.launch.handles import ProcessHandle, start_local
+from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
+from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import (
     bind_address,
     free_port,
     is_loopback,
-    local_connect_host,
     port_is_free,
     redis_address_of,
     split_host_port,
@@ -59,6 +58,7 @@ class Trainer:
         tls: TLSConfig | None = None,
         catalog: Catalog = DEFAULT_CATALOG,
         remote_probe: RemoteProbe | None = None,
+        pool: LauncherPool | None = None,
     ) -> None:
         self._users = users
         self.starts = Starts()
@@ -74,6 +74,7 @@ class Trainer:
         self.redis_address = redis_address_of(redis_url)
         self._jobs_dir = data_dir.resolve() / "jobs"
         self._timeouts = timeouts
+        self._pool = pool  # FL processes are forked from it when it is up (launch/pool.py)
 
     def log_path(self, job_id: str, source_key: str) -> Path:
         return self._jobs_dir / job_id / f"{source_key}.log"
@@ -174,7 +175,7 @@ class Trainer:
             redis_password=credentials[server_uuid].password,
         )
         server = await asyncio.to_thread(
-            start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key)
+            start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key), self._pool
         )
         server_ref = server.ref
         self._follower.set_handle(job.id, SERVER_SOURCE.key, server)
@@ -183,9 +184,12 @@ class Trainer:
         launch = Launch(server_address, server_uuid, server_ref, client_uuids, client_refs, datetime.now(UTC))
         # Recorded before the clients start, so a restart can find the server even if we die mid-launch.
         await asyncio.to_thread(self._store.record_launch, job.id, launch)
-        # Clients start while the server is still starting: both spend ~1.5 s importing torch and Flower, and
-        # clients retry connecting (bounded). A server that never gets ready still fails the start below, and
-        # the cleanup stops every process launched so far, clients included.
+        # Spawned, clients start while the server is still starting: both spend ~1.5 s importing torch and
+        # Flower, and clients retry connecting (bounded). Forked from the pool, a client would reach the server
+        # before it is bound and wait out Flower's retry backoff (seconds): those start once it is ready.
+        # A server that never gets ready still fails the start, and the cleanup stops every process launched.
+        if server.forked:
+            await self._wait_ready(job.id, server_address, server, start)
         for i, client in enumerate(job.clients):
             run = ClientRun(
                 server_address=server_address,
@@ -212,43 +216,42 @@ class Trainer:
                 handle = await self._agents.launch(client.agent, run, client.device, tls=fl_tls is not None)
             else:
                 handle = await asyncio.to_thread(
-                    start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}")
+                    start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool
                 )
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
             await self.starts.step(start, f"client{i} launched")
         await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
-        await self._wait_ready(server_address, server, start)
+        if not server.forked:
+            await self._wait_ready(job.id, server_address, server, start)
         await self.starts.step(start, "ready")
         return server_uuid, client_uuids
 
-    async def _wait_ready(self, server_address: str, server: ProcessHandle, start: Start) -> None:
-        """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound."""
-        _, port = split_host_port(server_address)
-        connect_host = local_connect_host(server_address)
-        deadline = time.monotonic() + self._timeouts.server_ready_seconds
-        while True:
-            await self.starts.step(start, "waiting for the FL server")
-            status = server.poll()
-            if status is not None:
-                tail = server.log_tail()
-                raise FailedPrecondition(
-                    f"FL server {status.describe()} before it was ready"
-                    + (f"; last log lines:\n{tail}" if tail else ""),
-                    reason="FL_SERVER_EXITED",
-                )
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(connect_host, port), timeout=1.0)
-                writer.close()
-                return
-            except (OSError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise DeadlineExceeded(
-                    f"FL server not ready on {server_address} within {self._timeouts.server_ready_seconds:g}s",
-                    reason="FL_SERVER_NOT_READY",
-                )
-            await asyncio.sleep(0.05)  # the server is starting up; poll its port again shortly
+    # --- readiness by event (issue 13): the FL server says "ready" once bound (fl/readiness.py) -------------
+    async def _wait_ready(self, job_id: str, server_address: str, server: LocalProcess, start: Start) -> None:
+        """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound.
+
+        A server stopped because the job is already ending (a client failed at once, or a stop) is no failure of
+        the start: the job's own end says why.
+        """
+        await self.starts.step(start, "waiting for the FL server")
+        bound = self._timeouts.server_ready_seconds
+        try:
+            ready = await asyncio.wait_for(server.wait_ready(), timeout=bound)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"FL server not ready on {server_address} within {bound:g}s", reason="FL_SERVER_NOT_READY"
+            ) from None
+        if ready or self._follower.stopped_server(job_id):
+            return
+        # It ended before it was ready; only its exit status may still be on its way.
+        status = await asyncio.to_thread(server.wait_exit, self._timeouts.process_stop_grace_seconds)
+        tail = server.log_tail()
+        raise FailedPrecondition(
+            f"FL server {status.describe() if status else 'ended'} before it was ready"
+            + (f"; last log lines:\n{tail}" if tail else ""),
+            reason="FL_SERVER_EXITED",
+        )
 
     async def stop(self, job_id: str) -> MetricsEvent | None:
         start = self.starts.request_stop(job_id)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.fl.run_config import run_environment
 from florist_grpc.launch import process
+from florist_grpc.launch.exit_file import read_exit_code
+from florist_grpc.launch.pool import LauncherPool, PoolChild, PoolUnavailable
+from florist_grpc.launch.readiness import PipeReady
+
+log = logging.getLogger(__name__)
 
 
 class ProcessHandle(Protocol):
@@ -29,17 +37,67 @@ class ProcessHandle(Protocol):
 
 
 class LocalProcess:
-    """A process on this machine: our child (exit code known) or adopted after a restart (psutil only)."""
+    """A process on this machine: our child (spawned), forked by the launcher pool (which reports its exit), or
+    adopted after a restart (psutil, and the exit code its reaper wrote next to its log, if any)."""
 
-    def __init__(self, ref: ProcessRef, popen: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        ref: ProcessRef,
+        popen: subprocess.Popen[bytes] | None = None,
+        pool_child: PoolChild | None = None,
+        ready: PipeReady | None = None,
+    ) -> None:
         self.ref = ref
         self._popen = popen
+        self._pool_child = pool_child
+        self._ready = ready
 
     def poll(self) -> Exit | None:
         if self._popen is not None:
             code = self._popen.poll()
             return None if code is None else Exit(code)
-        return None if process.find(self.ref) is not None else Exit(None)
+        if self._pool_child is not None and (status := self._pool_child.exit()) is not None:
+            return status
+        if process.find(self.ref) is not None:
+            return None
+        if self._pool_child is not None and self._pool_child.wait_exit(0.5) is not None:
+            # Gone, and its pool reports the exit a moment after reaping it.
+            return self._pool_child.exit()
+        return Exit(read_exit_code(self.ref.log_path, self.ref.pid))
+
+    def notify_exit(self, listener: Callable[[], None]) -> None:
+        """Call `listener` when it exits, if its launcher reports that by event (the pool does; a spawn is polled)."""
+        if self._pool_child is not None:
+            self._pool_child.notify_exit(listener)
+
+    @property
+    def exited_at(self) -> float | None:
+        """time.monotonic() when its exit was reported, if its launcher reports exits (the pool does)."""
+        return self._pool_child.exited_at if self._pool_child is not None else None
+
+    @property
+    def forked(self) -> bool:
+        """Forked by a launcher pool: it started in milliseconds, its imports already done."""
+        return self._pool_child is not None
+
+    async def wait_ready(self) -> bool:
+        """True once the process said it is ready (fl/readiness.py); False if it ended first."""
+        if self._pool_child is not None:
+            return await self._pool_child.ready.wait()
+        if self._ready is not None:
+            return await self._ready.wait()
+        raise RuntimeError("readiness is only known for a process launched by start_local")
+
+    def wait_exit(self, timeout: float) -> Exit | None:
+        """Its exit, waiting up to `timeout` for it (after it said it ended: only its exit status is late)."""
+        if self._popen is not None:
+            try:
+                return Exit(self._popen.wait(timeout))
+            except subprocess.TimeoutExpired:
+                return None
+        if self._pool_child is not None:
+            self._pool_child.wait_exit(timeout)
+        return self.poll()
 
     def _signal(self, sig: int) -> None:
         if self.poll() is None:
@@ -58,10 +116,25 @@ class LocalProcess:
 FL_MODULES = {"server": "florist_grpc.fl.server", "client": "florist_grpc.fl.client"}
 
 
-def start_local(role: str, run_json: str, log_path: Path) -> LocalProcess:
+def start_local(role: str, run_json: str, log_path: Path, pool: LauncherPool | None = None) -> LocalProcess:
     """Launch an FL `role` ("server" or "client") on this machine for the run described by `run_json`.
 
-    The one seam through which every local FL process starts (control plane and agents alike).
+    The one seam through which every local FL process starts (control plane and agents alike): forked from the
+    caller's launcher `pool`, or spawned when it has none or the pool is unavailable.
     """
-    popen, ref = process.spawn(FL_MODULES[role], [], log_path, run_environment(run_json))
-    return LocalProcess(ref, popen)
+    module = FL_MODULES[role]
+    if pool is not None:
+        try:
+            child = pool.launch(module, [], log_path, env=run_environment(run_json))
+            return LocalProcess(child.ref, pool_child=child)
+        except PoolUnavailable as exc:
+            log.warning("launching the FL %s by spawning it: %s", role, exc)
+    ready_r, ready_w = os.pipe()
+    try:
+        popen, ref = process.spawn(module, [], log_path, run_environment(run_json), ready_fd=ready_w)
+    except BaseException:
+        os.close(ready_r)
+        raise
+    finally:
+        os.close(ready_w)
+    return LocalProcess(ref, popen, ready=PipeReady(ready_r))

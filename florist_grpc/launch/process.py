@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from florist_grpc.domain.model import ProcessRef
+from florist_grpc.fl.readiness import READY_FD_ENV
 
 
 def fl_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -36,20 +37,29 @@ def fl_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def spawn(
-    module: str, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    module: str,
+    args: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    ready_fd: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], ProcessRef]:
     """Start `python -m module args...` in a new session with stdout and stderr appended to log_path.
 
     `env` adds to the environment: secrets go there, never into `args` (any local user can read argv).
+    `ready_fd`: the write end of a readiness pipe, handed to the process (fl/readiness.py).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    environment = fl_environment(env)
+    if ready_fd is not None:
+        environment[READY_FD_ENV] = str(ready_fd)
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=fl_environment(env),
+            env=environment,
+            pass_fds=() if ready_fd is None else (ready_fd,),
             # Own session: survives a crash of the control plane, and killpg reaches the whole tree.
             start_new_session=True,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from florist_grpc.domain.model import Exit
@@ -21,6 +22,9 @@ class ProcessWatcher:
         self._lock = threading.Lock()
         self._watched: dict[tuple[str, str], ProcessHandle] = {}
         self._stopped = threading.Event()
+        # Set when a process reports its own end (forked by the launcher pool): a pass runs at once, so exits
+        # reach the follower in the order they happened, not in the order of one polling pass.
+        self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name="florist-process-watcher", daemon=True)
 
     def start(self) -> None:
@@ -28,11 +32,15 @@ class ProcessWatcher:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._woken.set()
         self._thread.join(timeout=5)
 
     def watch(self, job_id: str, source_key: str, handle: ProcessHandle) -> None:
         with self._lock:
             self._watched[(job_id, source_key)] = handle
+        notify = getattr(handle, "notify_exit", None)
+        if notify is not None:
+            notify(self._woken.set)
 
     def unwatch_job(self, job_id: str) -> None:
         with self._lock:
@@ -40,9 +48,14 @@ class ProcessWatcher:
                 del self._watched[key]
 
     def _run(self) -> None:
-        while not self._stopped.wait(self._poll):
+        while not self._stopped.is_set():
+            self._woken.wait(self._poll)
+            self._woken.clear()
+            if self._stopped.is_set():
+                return
             with self._lock:
                 watched = list(self._watched.items())
+            ended: list[tuple[float, str, str, Exit]] = []
             for (job_id, source_key), handle in watched:
                 try:
                     status = handle.poll()
@@ -55,4 +68,14 @@ class ProcessWatcher:
                     if self._watched.get((job_id, source_key)) is not handle:
                         continue
                     del self._watched[(job_id, source_key)]
+                exited_at = getattr(handle, "exited_at", None)
+                ended.append((exited_at if exited_at is not None else time.monotonic(), job_id, source_key, status))
+            # Causes before consequences: a process killed by a signal before those that exited on their own (the
+            # client killed under a server that then failed, or the server killed under its clients), then in the
+            # order they ended where the launcher knows it (the pool does).
+            for _, job_id, source_key, status in sorted(ended, key=lambda e: (not _killed(e[3]), e[0])):
                 self._on_exit(job_id, source_key, status)
+
+
+def _killed(status: Exit) -> bool:
+    return status.code is not None and status.code < 0

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import redis
 
 from florist_grpc.domain import portable_json
-from florist_grpc.domain.model import JsonObject, MetricsEvent
+from florist_grpc.domain.model import JsonObject, MetricsEvent, Source
 from florist_grpc.store.base import JobStore, ReportChange, SetAside
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,23 @@ class ReportIngest:
             log.warning("report %s is nested deeper than %d levels; ignored", uuid, MAX_REPORT_DEPTH)
             return None
         return report
+
+    def sync(self, sources: Sequence[tuple[str, Source, str, JsonObject]]) -> list[JsonObject | None]:
+        """Read each (job id, source, run uuid, persisted report) source's report and persist what changed.
+
+        For each source: its new persisted baseline (the report read: appended, unchanged, or its job no longer
+        running), or None (nothing reported, or the change was set aside). Raises redis.RedisError / Unavailable:
+        retry them all.
+        """
+        reports = self.read_many([uuid for _, _, uuid, _ in sources])
+        now = datetime.now(UTC)
+        found = [(i, report) for i, report in enumerate(reports) if report]
+        changes = [ReportChange(sources[i][0], sources[i][1], sources[i][3], report, now) for i, report in found]
+        out: list[JsonObject | None] = [None] * len(sources)
+        for (i, report), baseline in zip(found, self.persist_many(changes), strict=True):
+            if baseline:
+                out[i] = report
+        return out
 
     def persist_many(self, changes: Sequence[ReportChange]) -> list[bool]:
         """Append every change and publish the events. For each change: True when its report is now the

@@ -47,7 +47,13 @@ def test_200_jobs_with_3_clients_use_the_threads_and_pubsub_connection_of_one(pl
     report_everything(one)
     wait_for(lambda: persisted_rounds(plane, one[0]), 20, "one job's reports")
     threads_for_one = florist_threads()
-    assert threads_for_one == ["florist-job-follower", "florist-process-watcher", "florist-report-listener"]
+    # The launcher pool's reader is one per control plane too, whatever the number of jobs.
+    assert threads_for_one == [
+        "florist-job-follower",
+        "florist-launcher-pool",
+        "florist-process-watcher",
+        "florist-report-listener",
+    ]
     assert pubsub_connections(plane) == 1
 
     many = [create_running(plane.plane, n_clients=3) for _ in range(200)]

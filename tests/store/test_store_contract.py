@@ -326,22 +326,13 @@ class TestSqliteStore(JobStoreContract):
 
 class TestMongoStoreOnMongomock(JobStoreContract):
     @pytest.fixture
-    def store(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
+    def store(self) -> Iterator[JobStore]:
         import mongomock
-        from mongomock.collection import Collection
 
         from florist_grpc.store.mongo import MongoStore
+        from florist_grpc.testing.mongomock_compat import patch_mongomock
 
-        # MongoDB inserts atomically against unique indexes; mongomock checks `_id` and then writes, so two
-        # threads can both "insert" one _id. Restore that one guarantee of the real server, nothing more.
-        insert = Collection._insert
-        lock = threading.Lock()
-
-        def atomic_insert(self: object, *args: object, **kwargs: object) -> object:
-            with lock:
-                return insert(self, *args, **kwargs)
-
-        monkeypatch.setattr(Collection, "_insert", atomic_insert)
+        patch_mongomock()
         yield MongoStore(mongomock.MongoClient(), "florist_test")
 
     def test_an_event_written_before_a_crash_is_rolled_forward(self, store: JobStore) -> None:

@@ -1,0 +1,39 @@
+"""mongomock (4.3) as a stand-in for MongoDB where none runs: two gaps closed, nothing more.
+
+- pymongo >= 4.11 hands bulk updates a `sort` argument mongomock's bulk builder does not take (and an update by
+  `_id` never needs): dropped.
+- MongoDB inserts atomically against unique indexes; mongomock checks `_id` and then writes, so two threads can
+  both "insert" one _id: inserts are serialised (reentrant: insert_many inserts through the same method).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_lock = threading.RLock()
+_patched = False
+
+
+def patch_mongomock() -> None:
+    """Apply both fixes to mongomock, once per process."""
+    global _patched
+    from mongomock.collection import BulkOperationBuilder, Collection
+
+    with _lock:
+        if _patched:
+            return
+        add_update: Callable[..., Any] = BulkOperationBuilder.add_update
+        insert: Callable[..., Any] = Collection._insert
+
+        def add_update_without_sort(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
+            return add_update(self, *args, **kwargs)
+
+        def atomic_insert(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with _lock:
+                return insert(self, *args, **kwargs)
+
+        setattr(BulkOperationBuilder, "add_update", add_update_without_sort)  # noqa: B010 (patching a class)
+        setattr(Collection, "_insert", atomic_insert)  # noqa: B010
+        _patched = True

@@ -1,0 +1,127 @@
+"""The launcher pool: forked FL processes are what spawned ones are (own session, own log, (pid, create_time),
+exit code known), outlive the pool, say "ready" by event; a dead pool means spawning, and a new pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from florist_grpc.config import Timeouts
+from florist_grpc.domain.model import Exit
+from florist_grpc.launch import handles
+from florist_grpc.launch.handles import LocalProcess, start_local
+from florist_grpc.launch.pool import LauncherPool
+from tests.helpers import wait_for
+
+SAMPLE = "tests.launch.sample_process"
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LauncherPool]:
+    started = LauncherPool(tmp_path_factory.mktemp("pool") / "pool.log", Timeouts(), extra_launchable=SAMPLE)
+    started.start()
+    assert started.wait_ready(120), "the pool imports torch and Flower, then says hello"
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def installed(pool: LauncherPool, monkeypatch: pytest.MonkeyPatch) -> LauncherPool:
+    monkeypatch.setitem(handles.FL_MODULES, "sample", SAMPLE)
+    return pool
+
+
+def launch(tmp_path: Path, name: str, pool: LauncherPool | None, **plan: object) -> LocalProcess:
+    return start_local("sample", json.dumps(plan), tmp_path / f"{name}.log", pool)
+
+
+def test_a_forked_process_has_its_own_session_and_log_and_its_exit_code_is_reported(
+    installed: LauncherPool, tmp_path: Path
+) -> None:
+    process = launch(tmp_path, "a", installed, print="hello", exit=3)
+    assert process.ref.create_time == pytest.approx(psutil.Process(process.ref.pid).create_time(), abs=0.01)
+    assert process.wait_exit(30) == Exit(3)
+    log = Path(process.ref.log_path).read_text()
+    assert f"hello session={process.ref.pid} pid={process.ref.pid} env=" in log  # leads its own session
+    assert Path(process.ref.log_path + ".exit").exists()  # the code outlives whoever asked for the process
+
+
+def test_a_forked_process_is_signalled_by_group_and_its_signal_is_reported(
+    installed: LauncherPool, tmp_path: Path
+) -> None:
+    process = launch(tmp_path, "b", installed, ready=True, wait=True)
+    assert asyncio.run(process.wait_ready()) is True
+    assert process.poll() is None
+    cmdline = " ".join(psutil.Process(process.ref.pid).cmdline())
+    assert SAMPLE in cmdline and "wait" in cmdline  # found by its command line, as a spawned process is
+    process.kill()
+    assert process.wait_exit(30) == Exit(-signal.SIGKILL)
+
+
+def test_a_process_that_ends_before_saying_ready_is_not_ready(installed: LauncherPool, tmp_path: Path) -> None:
+    process = launch(tmp_path, "c", installed, exit=1)
+    assert asyncio.run(process.wait_ready()) is False
+    assert process.wait_exit(30) == Exit(1)
+
+
+def test_without_a_pool_processes_are_spawned_and_readiness_is_still_an_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(handles.FL_MODULES, "sample", SAMPLE)
+    ready = launch(tmp_path, "d", None, ready=True, wait=True)
+    ended = launch(tmp_path, "e", None, exit=4)
+    assert asyncio.run(ready.wait_ready()) is True
+    assert asyncio.run(ended.wait_ready()) is False
+    assert ended.wait_exit(30) == Exit(4)
+    ready.terminate()
+    assert ready.wait_exit(30) == Exit(-signal.SIGTERM)
+
+
+def test_children_outlive_the_pool_and_a_dead_pool_means_spawning_and_a_new_pool(
+    installed: LauncherPool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    survivor = launch(tmp_path, "f", installed, ready=True, wait=True)
+    assert asyncio.run(survivor.wait_ready()) is True
+    old_pool = installed.pid
+    assert old_pool is not None
+    os.kill(old_pool, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(old_pool) or psutil.Process(old_pool).status() == "zombie", 10, "pool gone")
+    assert survivor.poll() is None  # its own session: the pool's death is not its own
+
+    spawned = launch(tmp_path, "g", installed, exit=0)
+    assert "spawning" in caplog.text and spawned.wait_exit(30) == Exit(0)
+
+    assert installed.wait_ready(120) and installed.pid != old_pool  # restarted
+    forked = launch(tmp_path, "h", installed, exit=5)
+    assert forked.wait_exit(30) == Exit(5)
+
+    survivor.terminate()
+    # Its reaper died with the old pool: the exit is seen, its code unknown -- as for a process adopted after a
+    # restart of the control plane.
+    wait_for(lambda: survivor.poll() is not None, 10, "the survivor to end")
+
+
+def test_a_pool_that_dies_while_importing_is_not_waited_for(tmp_path: Path) -> None:
+    pool = LauncherPool(tmp_path / "pool.log", Timeouts())
+    pool.start()
+    assert pool.pid is not None
+    os.kill(pool.pid, signal.SIGKILL)
+    # Returns once the pool is gone, not after the bound (the suite's own timeout is shorter than this one).
+    assert pool.wait_ready(600) is False
+    pool.stop()
+
+
+def test_a_launch_adds_to_the_childs_environment_only(pool: LauncherPool, tmp_path: Path) -> None:
+    child = pool.launch(SAMPLE, [json.dumps({"print": "x"})], tmp_path / "env.log", env={"FLORIST_SAMPLE": "secret"})
+    assert child.wait_exit(30) == Exit(0)
+    assert "env=secret" in (tmp_path / "env.log").read_text()
+    again = pool.launch(SAMPLE, [json.dumps({"print": "y"})], tmp_path / "env2.log")
+    assert again.wait_exit(30) == Exit(0)
+    assert "env=\n" in (tmp_path / "env2.log").read_text()  # the pool's own environment is untouched
