@@ -15,6 +15,7 @@ import pytest
 
 from florist_grpc.config import Timeouts
 from florist_grpc.domain.model import Exit
+from florist_grpc.fl.run_config import run_environment
 from florist_grpc.launch import handles
 from florist_grpc.launch.handles import LocalProcess, start_local
 from florist_grpc.launch.pool import LauncherPool
@@ -60,7 +61,7 @@ def test_a_forked_process_is_signalled_by_group_and_its_signal_is_reported(
     assert asyncio.run(process.wait_ready()) is True
     assert process.poll() is None
     cmdline = " ".join(psutil.Process(process.ref.pid).cmdline())
-    assert SAMPLE in cmdline and "wait" in cmdline  # found by its command line, as a spawned process is
+    assert SAMPLE in cmdline  # found by its command line, as a spawned process is (its run is not on it)
     process.kill()
     assert process.wait_exit(30) == Exit(-signal.SIGKILL)
 
@@ -119,9 +120,10 @@ def test_a_pool_that_dies_while_importing_is_not_waited_for(tmp_path: Path) -> N
 
 
 def test_a_launch_adds_to_the_childs_environment_only(pool: LauncherPool, tmp_path: Path) -> None:
-    child = pool.launch(SAMPLE, [json.dumps({"print": "x"})], tmp_path / "env.log", env={"FLORIST_SAMPLE": "secret"})
+    env = {"FLORIST_SAMPLE": "secret", **run_environment(json.dumps({"print": "x"}))}
+    child = pool.launch(SAMPLE, [], tmp_path / "env.log", env=env)
     assert child.wait_exit(30) == Exit(0)
     assert "env=secret" in (tmp_path / "env.log").read_text()
-    again = pool.launch(SAMPLE, [json.dumps({"print": "y"})], tmp_path / "env2.log")
+    again = pool.launch(SAMPLE, [], tmp_path / "env2.log", env=run_environment(json.dumps({"print": "y"})))
     assert again.wait_exit(30) == Exit(0)
     assert "env=\n" in (tmp_path / "env2.log").read_text()  # the pool's own environment is untouched
