@@ -15,33 +15,30 @@ import pytest
 from google.protobuf import json_format
 
 from florist_grpc.domain.merge_patch import apply
-from florist_grpc.fl.run_config import RUN_ENV
+from florist_grpc.domain.model import ProcessRef
+from florist_grpc.launch.process import find
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
+from florist_grpc.store.sqlite import SqliteStore
 from tests.e2e.conftest import Served, serve, stop
 from tests.helpers import job_message, wait_for
 
 
-def run_of(p: psutil.Process) -> str:
-    """The run an FL process was handed (in its environment, not on its command line)."""
+def refs_of(data_dir: Path, job_id: str) -> dict[str, ProcessRef]:
+    """The job's FL processes as the control plane recorded them: (pid, create_time), read from its store."""
+    store = SqliteStore(data_dir / "florist.sqlite3")
     try:
-        return str(p.environ().get(RUN_ENV, ""))
-    except psutil.Error:
-        return ""
+        job = store.get_job(job_id)
+    finally:
+        store.close()
+    assert job is not None
+    return {"server": job.server_process, **{f"client{i}": c.process for i, c in enumerate(job.clients)}}
 
 
-def processes_of(job: job_pb2.Job) -> list[psutil.Process]:
-    """FL processes of the job, found by the run uuids in their environment (they are no longer our children)."""
-    uuids = [job.server_uuid, *(c.uuid for c in job.clients)]
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if any(u and u in run_of(p) for u in uuids) and p.status() != "zombie":
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
+def processes_of(data_dir: Path, job: job_pb2.Job) -> list[psutil.Process]:
+    """The job's live FL processes (no longer our children, spawned or forked from the launcher pool)."""
+    return [p for ref in refs_of(data_dir, job.id).values() if (p := find(ref)) is not None]
 
 
 class Client:
@@ -97,7 +94,7 @@ def test_a_job_survives_a_sigkill_of_the_control_plane_and_finishes_after_restar
 ) -> None:
     data_dir = tmp_path / "florist"
     job, _ = start_and_crash(data_dir, demo_data, rounds=120)
-    survivors = processes_of(job)
+    survivors = processes_of(data_dir, job)
     cleanup.extend(survivors)
     assert survivors, "FL processes must outlive a crash of the control plane"
     again = serve(data_dir)
@@ -115,7 +112,7 @@ def test_a_job_survives_a_sigkill_of_the_control_plane_and_finishes_after_restar
             if event.source.kind == pb.SOURCE_KIND_SERVER:
                 rebuilt = apply(rebuilt, json_format.MessageToDict(event.patch))
         assert rebuilt == json_format.MessageToDict(done.server_metrics)
-        wait_for(lambda: not processes_of(job), 20, "the job's processes to exit")
+        wait_for(lambda: not processes_of(data_dir, job), 20, "the job's processes to exit")
     finally:
         assert stop(again) == 0
 
@@ -125,8 +122,9 @@ def test_a_job_whose_fl_server_died_while_the_control_plane_was_down_fails_clear
 ) -> None:
     data_dir = tmp_path / "florist"
     job, _ = start_and_crash(data_dir, demo_data, rounds=1000)
-    cleanup.extend(processes_of(job))
-    server = next(p for p in processes_of(job) if job.server_uuid in run_of(p))
+    cleanup.extend(processes_of(data_dir, job))
+    server = find(refs_of(data_dir, job.id)["server"])
+    assert server is not None
     server.kill()
     server.wait(10)
     again = serve(data_dir)
@@ -137,6 +135,6 @@ def test_a_job_whose_fl_server_died_while_the_control_plane_was_down_fails_clear
         failed = client.get(job.id)
         assert failed.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
         assert "FL server" in failed.error_message and "fit_end" in failed.error_message
-        wait_for(lambda: not processes_of(job), 20, "the clients to be stopped")
+        wait_for(lambda: not processes_of(data_dir, job), 20, "the clients to be stopped")
     finally:
         assert stop(again) == 0
