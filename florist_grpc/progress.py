@@ -29,7 +29,6 @@ ROUND_LOSS = "val - loss - aggregated"  # at round level (FLorist) or inside the
 EVAL_METRICS_AGGREGATED = "eval_round_metrics_aggregated"
 FIT_ROUND_METRICS = "fit_round_metrics"
 FIT_ROUND_START = "fit_round_start"
-EVAL_ROUND_END = "eval_round_end"
 # Metric names as clients report them; the server's aggregate carries the same name (older layout: + suffix).
 ACCURACY = "val - prediction - accuracy"
 VAL_LOSS = "val - loss"
@@ -206,7 +205,9 @@ class JobProgress:
 
     @staticmethod
     def _round_finished(data: dict[str, Any]) -> bool:
-        return EVAL_ROUND_END in data or server_round_loss(data) is not None
+        # The aggregated evaluation closes a round (FL4Health writes it after the round-level loss, possibly in a
+        # later report): announcing the round on the loss alone would show its accuracy as missing.
+        return EVAL_METRICS_AGGREGATED in data
 
     def _of_total(self) -> str:
         return f"/{self.total_rounds}" if self.total_rounds else ""

@@ -231,9 +231,9 @@ class ReportingStrategy(Strategy):
             **self._timing("eval"),
             "fit_epoch": server_round * self._local_epochs,
         }
-        self._reporter.report_round(server_round, **report)
-        # Metric names exactly as the clients report them (FL4Health adds no suffix here).
-        self._reporter.report_round(server_round, eval_round_metrics_aggregated=dict(metrics))
+        # One report: the round's evaluation arrives whole. Metric names exactly as the clients report them
+        # (FL4Health adds no suffix here).
+        self._reporter.report_round(server_round, **report, eval_round_metrics_aggregated=dict(metrics))
         return loss, metrics
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
