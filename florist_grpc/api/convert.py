@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from florist_grpc.domain import catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import Client, Job, JobState, JsonObject, MetricsEvent
+from florist_grpc.domain.portable_json import whole_numbers
 from florist_grpc.jobs.artifacts import ModelFile
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
 from florist_grpc.proto.florist.v1 import job_pb2
@@ -40,17 +41,6 @@ def dict_to_struct(value: JsonObject) -> struct_pb2.Struct:
     return struct
 
 
-def _integral_floats_to_int(value: Any) -> Any:
-    # Struct has only doubles: 3 arrives as 3.0. Job configs keep integers as integers.
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral_floats_to_int(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral_floats_to_int(v) for v in value]
-    return value
-
-
 def timestamp(t: datetime | None) -> timestamp_pb2.Timestamp | None:
     if t is None:
         return None
@@ -67,8 +57,8 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         strategy=pb.strategy.strip(),
         optimizer=pb.optimizer.strip(),
         client_type=pb.client_type.strip(),
-        server_config=_integral_floats_to_int(struct_to_dict(pb.server_config)),
-        model_config=_integral_floats_to_int(struct_to_dict(pb.model_config)),
+        server_config=whole_numbers(struct_to_dict(pb.server_config)),
+        model_config=whole_numbers(struct_to_dict(pb.model_config)),
         clients=[
             Client(
                 data_path=c.data_path,

@@ -77,3 +77,15 @@ def loads(raw: str | bytes) -> Any:
     value = json.loads(raw, parse_constant=_constant, parse_float=_float, parse_int=_int)
     surrogate = _SURROGATE_TEXT.search(raw) if isinstance(raw, str) else _SURROGATE_BYTES.search(raw)
     return portable(value) if surrogate else value
+
+
+def whole_numbers(value: Any) -> Any:
+    """`value` with integral floats as ints. A protobuf Struct carries only doubles: 3 arrives as 3.0, while job
+    configs, shapes, counts and labels are integers (exact ones: below 2**53)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
