@@ -34,8 +34,8 @@ lint: $(STAMP) $(TS_MAIN)
 	$(BIN)/python tools/genproto.py --check
 	$(BIN)/python tools/genproto_ts.py --check
 	cd protos && ../$(BIN)/buf lint
-	$(BIN)/ruff check florist_grpc tools tests bench
-	$(BIN)/ruff format --check florist_grpc tools tests bench
+	$(BIN)/ruff check florist_grpc tools tests bench examples
+	$(BIN)/ruff format --check florist_grpc tools tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile

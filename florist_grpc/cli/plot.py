@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import csv
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from google.protobuf import json_format
 
 from florist_grpc.cli.options import (
     CALL_SECONDS,
     DEFAULT_ADDRESS,
     Address,
     Connection,
-    JobId,
     Output,
     OutputFormat,
     TlsCa,
@@ -21,7 +23,7 @@ from florist_grpc.cli.options import (
 )
 from florist_grpc.cli.output import CliError, guarded, print_json
 from florist_grpc.progress import JobProgress, RoundRow
-from florist_grpc.proto.florist.v1 import job_service_pb2, job_service_pb2_grpc
+from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
 CSV_COLUMNS = ("round", "source", "val_loss", "val_accuracy", "train_loss")
 
@@ -75,25 +77,61 @@ def draw(rows: list[RoundRow], n_clients: int, title: str, out: Path) -> None:
         plt.close(fig)
 
 
+def saved_job(source: Path) -> job_pb2.Job:
+    """A job from a saved GetJob response (grpcurl's JSON output; `-` reads stdin), or a saved Job alone."""
+    try:
+        text = sys.stdin.read() if str(source) == "-" else source.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise CliError(f"{source}: expected a GetJob response ({{job: ...}}) or a job")
+    try:  # unknown fields are kept out: a file from another tool should fail loudly, not plot nothing
+        return json_format.ParseDict(body.get("job", body), job_pb2.Job())
+    except json_format.ParseError as exc:
+        raise CliError(f"{source}: not a job: {str(exc).splitlines()[0]}") from None
+
+
+def fetch_job(job_id: str, conn: Connection) -> job_pb2.Job:
+    stub = job_service_pb2_grpc.JobServiceStub(conn.channel())
+    request = job_service_pb2.GetJobRequest(job_id=job_id)
+    return stub.GetJob(request, metadata=conn.metadata, timeout=CALL_SECONDS).job
+
+
 @guarded
 def plot(
-    job_id: JobId,
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
+    job_id: Annotated[
+        str | None,
+        typer.Argument(help="The job's id (from `job create` or `job list`); or give --from.", show_default=False),
+    ] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the numbers as CSV.")] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Plot a saved GetJob response (e.g. grpcurl's output; `-` reads stdin) instead of asking the server.",
+        ),
+    ] = None,
     address: Address = DEFAULT_ADDRESS,
     token: Token = "",
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
     """Plot loss and accuracy per round, aggregated and per client (a running job: the rounds so far)."""
-    conn = Connection(address, token, tls_ca)
-    stub = job_service_pb2_grpc.JobServiceStub(conn.channel())
-    job = stub.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), metadata=conn.metadata, timeout=CALL_SECONDS).job
+    if from_file is None and job_id is None:
+        raise CliError("give the job's id, or --from FILE with a saved GetJob response")
+    job = saved_job(from_file) if from_file is not None else fetch_job(str(job_id), Connection(address, token, tls_ca))
+    if job_id is not None and job.id != job_id:
+        raise CliError(f"{from_file} holds job {job.id or '(no id)'}, not {job_id}")
     progress = JobProgress.from_reports(job)  # the accumulated reports: a running job plots what it has so far
     rows = progress.rounds_table()
     if not rows:
-        raise CliError(f"job {job_id} has no rounds to plot yet")
-    draw(rows, progress.n_clients, f"job {job_id}", out)
+        raise CliError(f"job {job.id} has no rounds to plot yet")
+    draw(rows, progress.n_clients, f"job {job.id}", out)
     if csv_file is not None:
         with csv_file.open("w", newline="") as f:
             writer = csv.DictWriter(f, CSV_COLUMNS)

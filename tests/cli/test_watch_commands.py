@@ -84,6 +84,67 @@ def test_plot_of_a_job_without_rounds_is_an_error(cli: Invoke, plane: PlaneThrea
     assert not (tmp_path / "x.png").exists()
 
 
+def saved_get_job(plane: PlaneThread, job_id: str, path: Path) -> Path:
+    """What `grpcurl ... JobService/GetJob > path` saves: the response as JSON with the proto's field names."""
+    from google.protobuf import json_format
+
+    from florist_grpc.proto.florist.v1 import job_service_pb2, job_service_pb2_grpc
+
+    stub = job_service_pb2_grpc.JobServiceStub(Connection(plane.address, "", None).channel())
+    response = stub.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=10)
+    path.write_text(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    return path
+
+
+def test_plot_from_a_saved_get_job_response_draws_the_same_numbers_without_a_server(
+    cli: Invoke, plane: PlaneThread, tmp_path: Path
+) -> None:
+    job_id = finished_job(plane)
+    saved = saved_get_job(plane, job_id, tmp_path / "job.json")
+    served = cli("plot", job_id, "--out", tmp_path / "a.png", "--csv", tmp_path / "a.csv", "--address", plane.address)
+    assert served.exit_code == 0, served.stderr
+    nowhere = f"localhost:{free_port()}"  # nothing listens there: --from must not call the server
+    offline = cli(
+        "plot",
+        "--from",
+        saved,
+        "--out",
+        tmp_path / "b.png",
+        "--csv",
+        tmp_path / "b.csv",
+        "--address",
+        nowhere,
+    )
+    assert offline.exit_code == 0, offline.stderr
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with_id = cli("plot", job_id, "--from", saved, "--out", tmp_path / "c.png", "--address", nowhere)
+    assert with_id.exit_code == 0, with_id.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, (), "give the job's id, or --from FILE"),
+        ('{"job": {"id": "j1"}', ("--from",), "invalid JSON"),
+        ('{"job": {"id": "j1", "colour": 3}}', ("--from",), "not a job"),
+        ("[1, 2]", ("--from",), "expected a GetJob response"),
+        ('{"job": {"id": "j1"}}', ("other-id", "--from"), "holds job j1, not other-id"),
+        ('{"job": {"id": "j1"}}', ("--from",), "job j1 has no rounds to plot yet"),
+    ],
+)
+def test_plot_from_a_file_that_is_not_a_job_with_rounds_is_a_one_line_error(
+    cli: Invoke, tmp_path: Path, content: str | None, args: tuple[str, ...], message: str
+) -> None:
+    saved = tmp_path / "job.json"
+    if content is not None:
+        saved.write_text(content)
+    result = cli("plot", *args, *((saved,) if args else ()), "--out", tmp_path / "x.png")
+    assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_logs_of_an_unknown_job_is_not_found(cli: Invoke, plane: PlaneThread) -> None:
     result = cli("logs", "nope", "--address", plane.address)
     assert result.exit_code == 1 and result.stderr.startswith("error: NOT_FOUND: ")

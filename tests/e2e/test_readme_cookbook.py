@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import re
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
 from tests.e2e.conftest import serve, stop
 
@@ -72,6 +75,19 @@ def test_the_cookbook_runs_verbatim_with_a_token(tmp_path: Path) -> None:
     assert '"state": "JOB_STATE_CANCELLED"' in out  # StopTraining
     created = [json.loads(m) for m in re.findall(r'^\{\n  "job": \{\n    "id".*?^\}$', out, re.M | re.S)]
     assert created and len({c["job"]["id"] for c in created[:2]}) == 1  # the same request_id: the same job
+    # From the README to the model on disk and the curves as a PNG, with grpcurl alone doing the calls.
+    artifact = json.loads((workdir / "model.json").read_text().split("\n}\n", 1)[0] + "\n}")["artifact"]
+    model = (workdir / "model.safetensors").read_bytes()
+    assert hashlib.sha256(model).hexdigest() == artifact["sha256"] and len(model) == int(artifact["size_bytes"])
+    with safe_open(str(workdir / "model.safetensors"), "np") as tensors:
+        assert tensors.keys() and all(tensors.get_tensor(k).size for k in tensors.keys())  # noqa: SIM118
+    png = (workdir / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) >= (800, 300)
+    rows = list(csv.DictReader((workdir / "curves.csv").open()))
+    assert [(r["round"], r["source"]) for r in rows] == [
+        (str(n), source) for n in (1, 2) for source in ("aggregated", "client0", "client1")
+    ]
+    assert all(float(r["val_loss"]) > 0 and 0 <= float(r["val_accuracy"]) <= 1 for r in rows)
 
 
 def test_without_a_token_list_is_refused(tmp_path: Path) -> None:
