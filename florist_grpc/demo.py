@@ -10,6 +10,7 @@ import grpc
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Settings
 from florist_grpc.fl.make_data import write_digits
+from florist_grpc.jobs.artifacts import saved_rounds
 from florist_grpc.progress import JobProgress, fmt
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
@@ -56,9 +57,14 @@ async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:
             print(f"{row.number:>5}  {fmt(row.loss):>8}  {fmt(row.accuracy):>12}  {fmt(row.train_loss):>10}")
         final = job_pb2.JobState.Name(job_pb2.JobState.ValueType(progress.state))
         print(f"final state: {final} in {time.monotonic() - began:.1f}s")
-        print(
-            f"the trained model: florist-grpc model download {created.id} --address {address} --out model.safetensors"
-        )
+        # The demo's server stops on return: point at the file, and at how to serve it again for a download.
+        models = data_dir.resolve() / "jobs" / created.id / "models"
+        if rounds_saved := saved_rounds(models):
+            print(f"the trained model: {models / f'round-{rounds_saved[-1]}.safetensors'}")
+            print(
+                f"  or, with `florist-grpc serve --data-dir {data_dir}` running: "
+                f"florist-grpc model download {created.id} --out model.safetensors"
+            )
         return 0 if progress.succeeded else 1
     finally:
         await plane.stop()
