@@ -36,10 +36,11 @@ from bench.overhead import CONFIG, plain_script
 from bench.stats import percentile, record
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Timeouts
-from florist_grpc.fl.data import write_synthetic
+from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.launch.process import spawn
-from florist_grpc.metrics.embedded_redis import EmbeddedRedis, free_port
+from florist_grpc.metrics.embedded_redis import EmbeddedRedis
+from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
