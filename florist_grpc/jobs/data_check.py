@@ -15,6 +15,7 @@ from typing import Any
 from florist_grpc.domain.catalog import ModelSpec
 from florist_grpc.domain.errors import FailedPrecondition, FieldViolation
 from florist_grpc.domain.model import Client, Job
+from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import ProbeFailed, probe_files
 
 Summary = dict[str, Any]
@@ -100,11 +101,18 @@ def decide_shape(spec: ModelSpec, summaries: dict[int, Summary | None]) -> DataS
     return DataShape(input_shape, num_classes)
 
 
-async def check_data(job: Job, spec: ModelSpec, timeout: float, remote_probe: RemoteProbe | None = None) -> DataShape:
+async def check_data(
+    job: Job,
+    spec: ModelSpec,
+    timeout: float,
+    remote_probe: RemoteProbe | None = None,
+    pool: LauncherPool | None = None,
+) -> DataShape:
     """Probe every client's data and decide the model's sizes (FAILED_PRECONDITION naming each bad file)."""
     local = [(i, c) for i, c in enumerate(job.clients) if not c.agent]
+    files = [(c.data_path, c.label_column) for _, c in local]
     try:
-        found = await asyncio.to_thread(probe_files, [(c.data_path, c.label_column) for _, c in local], timeout)
+        found = await asyncio.to_thread(probe_files, files, timeout, pool)
     except ProbeFailed as exc:
         raise FailedPrecondition(f"the clients' data could not be checked: {exc}") from exc
     summaries: dict[int, Summary | None] = {i: s for (i, _), s in zip(local, found, strict=True)}
@@ -117,15 +125,18 @@ async def check_data(job: Job, spec: ModelSpec, timeout: float, remote_probe: Re
 class DataChecker:
     """`check_data` shared by concurrent starts of one job: one probe, every caller gets its outcome."""
 
-    def __init__(self, timeout: float, remote_probe: RemoteProbe | None = None) -> None:
+    def __init__(
+        self, timeout: float, remote_probe: RemoteProbe | None = None, pool: LauncherPool | None = None
+    ) -> None:
         self._timeout = timeout
         self._remote_probe = remote_probe
+        self._pool = pool  # local probes are forked from it when it is up
         self._running: dict[str, asyncio.Future[DataShape]] = {}
 
     async def check(self, job: Job, spec: ModelSpec) -> DataShape:
         running = self._running.get(job.id)
         if running is None:
-            running = asyncio.ensure_future(check_data(job, spec, self._timeout, self._remote_probe))
+            running = asyncio.ensure_future(check_data(job, spec, self._timeout, self._remote_probe, self._pool))
             self._running[job.id] = running
             running.add_done_callback(lambda _: self._running.pop(job.id, None))
         return await asyncio.shield(running)

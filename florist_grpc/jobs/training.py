@@ -66,7 +66,7 @@ class Trainer:
         self._tls = tls
         self._catalog = catalog
         # remote_probe reads an agent-run client's data summary through its agent's session.
-        self._data = DataChecker(timeouts.data_check_seconds, remote_probe)
+        self._data = DataChecker(timeouts.data_check_seconds, remote_probe, pool)
         self._store = store
         self._follower = follower
         self._hub = hub

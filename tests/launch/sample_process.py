@@ -1,7 +1,8 @@
 """A stand-in FL process for launcher-pool tests: `main()` does what its run (JSON in FLORIST_RUN) says.
 
 {"print": TEXT, "ready": true, "exit": CODE, "wait": true} -- print TEXT, say ready, then wait for a signal (wait) or
-exit with CODE.
+exit with CODE. {"train": true} first does what an FL client's first round does (data, model, optimizer, one step,
+a checkpoint) and prints the modules that imported, as `imported=a,b,...`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,42 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from florist_grpc.fl.readiness import signal_ready
 from florist_grpc.fl.run_config import take_run_json
+
+
+def first_round_imports() -> set[str]:
+    before = set(sys.modules)
+    import tempfile
+
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from florist_grpc.fl.data import read_arrays
+    from florist_grpc.fl.models import build_model
+    from florist_grpc.fl.optimizers import build_optimizer
+
+    with tempfile.TemporaryDirectory() as directory:
+        np.savez(f"{directory}/d.npz", x=np.zeros((8, 4), dtype=np.float32), y=np.arange(8) % 2)
+        x, y = read_arrays(Path(f"{directory}/d.npz"), "")
+        model = build_model("MLP", (4,), 2, {})
+        optimizer = build_optimizer("SGD", model.parameters(), {"learning_rate": 0.1})
+        loss = torch.nn.functional.cross_entropy(model(torch.as_tensor(x)), torch.as_tensor(y))
+        loss.backward()
+        optimizer.step()
+        save_file(model.state_dict(), f"{directory}/m.safetensors")
+    return set(sys.modules) - before
 
 
 def main() -> None:
     plan = json.loads(take_run_json())
     extra = os.environ.get("FLORIST_SAMPLE", "")
     print(plan.get("print", ""), f"session={os.getsid(0)} pid={os.getpid()} env={extra}", flush=True)
+    if plan.get("train"):
+        print("imported=" + ",".join(sorted(first_round_imports())), flush=True)
     if plan.get("ready"):
         signal_ready()
     if plan.get("wait"):

@@ -4,6 +4,7 @@ exit code known), outlive the pool, say "ready" by event; a dead pool means spaw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from florist_grpc.fl.run_config import run_environment
 from florist_grpc.launch import handles
 from florist_grpc.launch.handles import LocalProcess, start_local
 from florist_grpc.launch.pool import LauncherPool
+from florist_grpc.launch.probe import ProbeFailed, probe_files
 from tests.helpers import wait_for
 
 SAMPLE = "tests.launch.sample_process"
@@ -127,3 +129,54 @@ def test_a_launch_adds_to_the_childs_environment_only(pool: LauncherPool, tmp_pa
     again = pool.launch(SAMPLE, [], tmp_path / "env2.log", env=run_environment(json.dumps({"print": "y"})))
     assert again.wait_exit(30) == Exit(0)
     assert "env=\n" in (tmp_path / "env2.log").read_text()  # the pool's own environment is untouched
+
+
+def test_data_is_probed_in_a_child_of_the_pool_with_the_same_summaries_as_a_spawned_probe(
+    pool: LauncherPool, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, x=np.zeros((5, 3), dtype=np.float32), y=np.array([0, 1, 0, 1, 2]))
+    bad.write_bytes(b"not an npz")
+    files = [(str(good), ""), (str(bad), "")]
+    forked = probe_files(files, 60, pool)
+    assert forked == probe_files(files, 60)  # spawned: the same summaries
+    assert forked[0]["n"] == 5 and forked[0]["input_shape"] == [3] and forked[0]["label_max"] == 2
+    assert forked[1]["problems"] and forked[1]["n"] is None
+
+
+def test_a_probe_stuck_on_its_data_is_a_child_of_the_pool_and_is_killed_at_the_timeout(
+    pool: LauncherPool, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stuck = tmp_path / "stuck.pt"
+    os.mkfifo(stuck)  # opening a FIFO nobody writes to blocks: a data file on a hung network mount
+
+    def probes() -> list[psutil.Process]:
+        found = []
+        for child in psutil.Process(pool.pid).children():
+            with contextlib.suppress(psutil.Error):  # one that ends meanwhile is not a probe still running
+                if child.status() != psutil.STATUS_ZOMBIE and str(stuck) in " ".join(child.cmdline()):
+                    found.append(child)
+        return found
+
+    with ThreadPoolExecutor(1) as executor:
+        outcome = executor.submit(probe_files, [(str(stuck), "")], 5, pool)
+        assert wait_for(lambda: len(probes()) == 1, 5), "the probe runs as a child of the launcher pool"
+        with pytest.raises(ProbeFailed, match="took longer than 5s"):
+            outcome.result(30)
+    assert wait_for(lambda: not probes(), 10)
+
+
+def test_a_forked_client_imports_nothing_heavy_in_its_first_round(pool: LauncherPool, tmp_path: Path) -> None:
+    # torch.optim imports torch._dynamo (and sympy) when the first optimizer is built: 1.5 s and ~100 MiB of
+    # private pages in every client, unless the pool has imported it already.
+    child = pool.launch(SAMPLE, [], tmp_path / "train.log", env=run_environment(json.dumps({"train": True})))
+    assert child.wait_exit(60) == Exit(0), (tmp_path / "train.log").read_text()
+    line = next(x for x in (tmp_path / "train.log").read_text().splitlines() if x.startswith("imported="))
+    imported = {m for m in line.removeprefix("imported=").split(",") if m}
+    heavy = {m for m in imported if m.split(".")[0] in ("sympy", "mpmath") or m.startswith("torch._dynamo")}
+    assert not heavy, sorted(heavy)[:10]
+    assert len(imported) < 20, sorted(imported)
