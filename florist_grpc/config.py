@@ -125,6 +125,8 @@ class AgentSettings:
     # How often the agent says it is alive when it has nothing else to send.
     heartbeat_seconds: float = 10.0
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # Fork FL clients (and data probes) from a preloaded launcher pool, as the control plane does.
+    launcher_pool: bool = True
 
     @property
     def tls(self) -> bool:
@@ -159,6 +161,7 @@ def agent_settings_from_args(args: argparse.Namespace, env: Mapping[str, str] = 
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         insecure=bool(args.insecure),
+        launcher_pool=not getattr(args, "no_launcher_pool", False),
     )
 
 

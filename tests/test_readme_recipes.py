@@ -90,3 +90,26 @@ def test_the_production_token_script_gives_compose_its_tokens_and_the_auth_file_
     # compose.yaml takes each site's token from exactly the variables the script writes.
     compose_text = (ROOT / "compose.yaml").read_text()
     assert set(env) == set(re.findall(r"\$\{(SITE_[AB]_TOKEN)", compose_text))
+
+
+@pytest.mark.parametrize("command", ["serve", "agent"])
+def test_the_configuration_reference_lists_every_flag_of_serve_and_agent_with_its_env_var(command: str) -> None:
+    import argparse
+
+    import typer.main
+
+    from florist_grpc.cli import app
+    from florist_grpc.config import add_serve_arguments
+
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    options = {(p.opts[0], p.envvar) for p in click_command.params if p.opts[0].startswith("--")}
+    assert options, "the command has flags"
+    section = README.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split(f"`florist-grpc {command}`", 1)[1].split("\n\n", 2)[1]  # the table after its heading
+    for flag, envvar in options:
+        assert f"`{flag}`" in table and f"`{envvar}`" in table, (flag, envvar)
+    if command == "serve":  # every setting the serve parser reads is also a flag of the command
+        parser = argparse.ArgumentParser(add_help=False)
+        add_serve_arguments(parser)
+        flags = {a.option_strings[0] for a in parser._actions if a.option_strings}
+        assert flags <= {flag for flag, _ in options}, flags - {flag for flag, _ in options}

@@ -22,6 +22,7 @@ from florist_grpc.domain.validation import DEVICE
 from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch import process
 from florist_grpc.launch.handles import LocalProcess, start_local
+from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import probe_files
 from florist_grpc.launch.wire import from_struct
 from florist_grpc.metrics.redis_users import RedisCredentials
@@ -57,8 +58,16 @@ class SiteClient:
 
 
 class SiteClients:
-    def __init__(self, data_root: Path, state_dir: Path, stop_grace: float, probe_seconds: float) -> None:
+    def __init__(
+        self,
+        data_root: Path,
+        state_dir: Path,
+        stop_grace: float,
+        probe_seconds: float,
+        pool: LauncherPool | None = None,
+    ) -> None:
         self._probe_seconds = probe_seconds
+        self._pool = pool
         self.root = data_root.resolve()
         self.state_dir = state_dir.resolve()
         self._record = self.state_dir / "clients.json"
@@ -96,7 +105,7 @@ class SiteClients:
     def probe(self, data_path: str, label_column: str) -> dict[str, Any]:
         """The summary of a data file inside the data root (read in a subprocess: torch stays out of the agent)."""
         path = resolve_data_path(self.root, self.state_dir, data_path)
-        return probe_files([(str(path), label_column)], self._probe_seconds)[0]
+        return probe_files([(str(path), label_column)], self._probe_seconds, self._pool)[0]
 
     def launch(
         self, request: pb.LaunchClient, redis_address: str, credentials: RedisCredentials, tls_ca: Path | None
@@ -140,7 +149,9 @@ class SiteClients:
                 redis_username=credentials.username,
                 redis_password=credentials.password,
             )
-            handle = start_local("client", run.to_json(), self.state_dir / "logs" / f"{request.client_uuid}.log")
+            handle = start_local(
+                "client", run.to_json(), self.state_dir / "logs" / f"{request.client_uuid}.log", self._pool
+            )
             self._clients[request.client_uuid] = SiteClient(handle)
             self._save()
         log.info("launched client %s (pid %d)", request.client_uuid, handle.ref.pid)

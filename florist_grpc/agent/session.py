@@ -24,6 +24,7 @@ from florist_grpc.agent.reports import ReportRelay
 from florist_grpc.config import AgentSettings
 from florist_grpc.domain.errors import FloristError
 from florist_grpc.launch.logs import follow_log
+from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import ProbeFailed
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
@@ -49,13 +50,17 @@ class Agent:
         state_dir = settings.data_root / ".florist-agent"
         state_dir.mkdir(parents=True, exist_ok=True)
         timeouts = settings.timeouts
+        # One launcher pool per host, as on the control plane: clients and data probes fork from it.
+        self._pool = LauncherPool(state_dir / "launcher-pool.log", timeouts) if settings.launcher_pool else None
         self._clients = SiteClients(
-            settings.data_root, state_dir, timeouts.process_stop_grace_seconds, timeouts.data_check_seconds
+            settings.data_root, state_dir, timeouts.process_stop_grace_seconds, timeouts.data_check_seconds, self._pool
         )
         self._relay = ReportRelay(state_dir, settings.timeouts)
         self._devices: list[str] = []
 
     async def start(self) -> None:
+        if self._pool is not None:
+            self._pool.start()  # returns at once: it imports torch and Flower while the session comes up
         adopted = self._clients.adopt_recorded()
         await asyncio.to_thread(self._relay.start, adopted)
         self._devices = await asyncio.to_thread(probe_devices)
@@ -80,6 +85,8 @@ class Agent:
     async def stop(self) -> None:
         await asyncio.to_thread(self._clients.stop_all)
         await asyncio.to_thread(self._relay.stop)
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.stop)
 
     def _channel(self) -> grpc.aio.Channel:
         s = self._settings

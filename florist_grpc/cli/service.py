@@ -64,6 +64,9 @@ def serve(
     advertise_host: Annotated[
         str, opt("--advertise-host", "Host agents' FL clients reach FL servers at (default: --host unless wildcard).")
     ] = "",
+    no_launcher_pool: Annotated[
+        bool, opt("--no-launcher-pool", "Spawn each FL process instead of forking it from a preloaded launcher pool.")
+    ] = False,
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision)."""
     from florist_grpc.api.auth import AuthFileError
@@ -89,6 +92,7 @@ def serve(
         "metrics_port": metrics_port,
         "log_format": log_format,
         "advertise_host": advertise_host,
+        "no_launcher_pool": no_launcher_pool,
     }
     for name, value in given.items():
         setattr(args, name, str(value) if isinstance(value, Path) else value)
@@ -117,6 +121,9 @@ def agent(
     tls_key: Annotated[Path | None, opt("--tls-key", "Client private key for mutual TLS (PEM).")] = None,
     insecure: Annotated[bool, opt("--insecure", "Allow plaintext to a non-loopback control plane.")] = False,
     log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
+    no_launcher_pool: Annotated[
+        bool, opt("--no-launcher-pool", "Spawn each FL client instead of forking it from a preloaded launcher pool.")
+    ] = False,
 ) -> None:
     """Run an agent on a data-holding machine: it dials out to the control plane (opening no port) and runs the
     FL clients of the jobs that name it. Its token is FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of
@@ -132,6 +139,7 @@ def agent(
         tls_cert=str(tls_cert) if tls_cert else None,
         tls_key=str(tls_key) if tls_key else None,
         insecure=insecure,
+        no_launcher_pool=no_launcher_pool,
     )
     try:
         settings = agent_settings_from_args(args)

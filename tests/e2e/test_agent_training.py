@@ -58,6 +58,11 @@ def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_client
         job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=4))
         plane.start(job.id)
         wait_for(lambda: "1" in site_rounds(plane, job.id), 120, "round 1 at the site")
+        # The site's client was forked from the agent's own launcher pool (one per host), in its own session.
+        client = psutil.Process(site_client_pid(site_root))
+        pool = client.parent()
+        assert pool is not None and "florist_grpc.launch.pool_process" in " ".join(pool.cmdline())
+        assert pool.ppid() == agent.process.pid and os.getsid(client.pid) == client.pid
         os.kill(agent.process.pid, signal.SIGKILL)  # the agent only: its clients run in their own sessions
         agent.process.wait(10)
         wait_for(lambda: not list_agents(plane)[0].connected, 30, "the control plane to see the session end")
