@@ -15,6 +15,7 @@ PSS is summed over the processes (psutil memory_full_info), sampled every 0.5 s 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -281,8 +282,9 @@ def concurrent_jobs(running: ControlPlaneThread, data: list[Path], jobs: int) ->
 
 
 def concurrent(data: list[Path], jobs: int) -> None:
-    # Spawned, 3 x jobs processes import torch at once: on 2 cores the servers need more than the default 30 s.
-    patient = Timeouts(server_ready_seconds=180.0)
+    # Spawned, 3 x jobs processes (and each job's data probe) import torch at once: on 2 cores the servers need
+    # more than the default 30 s.
+    patient = Timeouts(server_ready_seconds=300.0, data_check_seconds=300.0)
     for pool in (True, False):
         with plane(pool, patient) as running:
             result = measured(running, lambda running=running: concurrent_jobs(running, data, jobs))  # type: ignore[misc]
@@ -290,7 +292,7 @@ def concurrent(data: list[Path], jobs: int) -> None:
 
 
 def run(quick: bool = False, only: tuple[str, ...] = ()) -> None:
-    sizes = {"pairs": 3, "starts": 3 if quick else 5, "rounds": 10 if quick else 50, "clients": 20, "jobs": 10}
+    sizes = {"pairs": 3, "starts": 3 if quick else 5, "rounds": 10 if quick else 50, "clients": 20, "jobs": 20}
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
         data = write_synthetic(scratch / "data", 2)
@@ -303,4 +305,6 @@ def run(quick: bool = False, only: tuple[str, ...] = ()) -> None:
         }
         for name, part in parts.items():
             if not only or name in only:
+                # Import cost grows with contention: every part says how loaded the machine was when it began.
+                record("warm.load", part=name, loadavg_1m=os.getloadavg()[0])
                 part()

@@ -131,3 +131,32 @@ def start_refused(plane: PlaneThread, job_id: str) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as raised:
         plane.start(job_id)
     return raised.value
+
+
+def test_an_agent_with_a_client_certificate_connects_where_mutual_tls_is_required_and_one_without_does_not(
+    tmp_path: Path, site_root: Path
+) -> None:
+    from florist_grpc.config import Settings, TLSConfig
+    from florist_grpc.testing.plane import ControlPlaneThread
+    from tests.e2e.sites import issue_pki
+    from tests.helpers import short_timeouts
+
+    pki = issue_pki(tmp_path, ["127.0.0.1"])
+    tls = TLSConfig(pki["chain"], pki["key"], client_ca_file=pki["ca"])  # clients must show a certificate of this CA
+    plane = ControlPlaneThread(Settings(port=0, data_dir=tmp_path / "florist", tls=tls, timeouts=short_timeouts()))
+    trust = ("--tls-ca", str(pki["ca"]), "--no-launcher-pool")  # no FL process runs here: no pool needed
+    try:
+        # The test's certificate doubles as the agent's client certificate (same CA).
+        agent = start_agent(
+            plane.address, "site-a", site_root, *trust, "--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"])
+        )
+        assert agent.stop() == 0
+        other_root = tmp_path / "site-b"
+        other_root.mkdir()
+        without = start_agent(plane.address, "site-b", other_root, *trust, wait=False)
+        log = tmp_path / "site-b-agent.log"
+        assert wait_for(lambda: "session to" in log.read_text(), 30), "the refused session is logged"
+        assert without.process.poll() is None and without.lines.empty()  # still trying, never connected
+        assert without.stop() == 0
+    finally:
+        plane.stop(1.0)
