@@ -3,21 +3,27 @@ same Flower processes started by a plain script with no control plane."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
+import redis
 
 from bench.harness import embedded_plane
 from bench.stats import record
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Timeouts
 from florist_grpc.fl.make_data import write_synthetic
-from florist_grpc.fl.run_config import ClientRun, ServerRun
+from florist_grpc.fl.probe import probe
+from florist_grpc.fl.run_config import ClientRun, ServerRun, run_environment
 from florist_grpc.launch.process import spawn
-from florist_grpc.metrics.embedded_redis import EmbeddedRedis, free_port
+from florist_grpc.metrics.embedded_redis import EmbeddedRedis
+from florist_grpc.metrics.redis_users import RunUsers
+from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
@@ -26,30 +32,69 @@ GOAL_RATIO = 1.15
 CONFIG = {"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1}
 
 
-def plain_script(data: list[Path], scratch: Path) -> float:
-    """What a user would do without a control plane: start the server and the clients, wait for them."""
-    redis = EmbeddedRedis(scratch / "plain", Timeouts())
-    redis_address = redis.start().removeprefix("redis://").split("/")[0]
+def plain_job(data: list[Path], scratch: Path, config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """What a user would do without a control plane: a Redis, then the FL server and the clients spawned by hand,
+    waited for. Returns (seconds from the first spawn to the last exit, the FL server's report).
+
+    The processes do the same work as under the control plane: the same run documents (model sized by the data,
+    a Redis user per run, the global model saved every round); only the launching and following differ.
+    """
+    directory = scratch / f"plain-{uuid.uuid4().hex[:8]}"
+    redis_server = EmbeddedRedis(directory, Timeouts())
+    redis_url = redis_server.start()
+    redis_address = f"127.0.0.1:{redis_server.port}"
+    summary = probe(str(data[0]))  # the user knows their data's shape
+    shape = {"input_shape": summary["input_shape"], "num_classes": summary["label_max"] + 1}
     address = f"127.0.0.1:{free_port()}"
-    began = time.perf_counter()
-    server, _ = spawn(
-        "florist_grpc.fl.server",
-        [ServerRun(address, redis_address, uuid.uuid4().hex, "MLP", "FEDAVG", len(data), CONFIG).to_json()],
-        scratch / "plain-server.log",
+    server_uuid, client_uuids = uuid.uuid4().hex, [uuid.uuid4().hex for _ in data]
+    users = RunUsers(redis_url, Timeouts().report_key_ttl_seconds, per_run_users=True)
+    credentials = users.create([server_uuid, *client_uuids])
+    server_run = ServerRun(
+        address,
+        redis_address,
+        server_uuid,
+        "MLP",
+        "FEDAVG",
+        len(data),
+        config,
+        **shape,
+        model_dir=str(directory / "models"),
+        redis_username=credentials[server_uuid].username,
+        redis_password=credentials[server_uuid].password,
     )
-    clients = [
-        spawn(
-            "florist_grpc.fl.client",
-            [ClientRun(address, redis_address, uuid.uuid4().hex, "MLP", "SGD", "FEDAVG", str(p), CONFIG).to_json()],
-            scratch / f"plain-client{i}.log",
-        )[0]
-        for i, p in enumerate(data)
+    client_runs = [
+        ClientRun(
+            address,
+            redis_address,
+            client_uuid,
+            "MLP",
+            "SGD",
+            "FEDAVG",
+            str(path),
+            config,
+            **shape,
+            redis_username=credentials[client_uuid].username,
+            redis_password=credentials[client_uuid].password,
+        )
+        for client_uuid, path in zip(client_uuids, data, strict=True)
     ]
-    codes = [server.wait(300), *(c.wait(300) for c in clients)]
+    began = time.perf_counter()
+    server, _ = spawn("florist_grpc.fl.server", [], directory / "server.log", run_environment(server_run.to_json()))
+    clients = [
+        spawn("florist_grpc.fl.client", [], directory / f"client{i}.log", run_environment(run.to_json()))[0]
+        for i, run in enumerate(client_runs)
+    ]
+    codes = [server.wait(900), *(c.wait(900) for c in clients)]
     elapsed = time.perf_counter() - began
-    redis.stop()
-    assert codes == [0] * len(codes), codes
-    return elapsed
+    report = json.loads(redis.Redis.from_url(redis_url).get(server_uuid) or b"{}")
+    users.close()
+    redis_server.stop()
+    assert codes == [0] * len(codes), (codes, directory)
+    return elapsed, report
+
+
+def plain_script(data: list[Path], scratch: Path) -> float:
+    return plain_job(data, scratch, CONFIG)[0]
 
 
 def through_control_plane(data: list[Path]) -> float:

@@ -14,13 +14,11 @@ PSS is summed over the processes (psutil memory_full_info), sampled every 0.5 s 
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,19 +27,14 @@ from typing import Any
 
 import grpc
 import psutil
-import redis
 from google.protobuf import json_format
 
 from bench.harness import embedded_plane
-from bench.overhead import CONFIG, plain_script
+from bench.overhead import CONFIG, plain_job, plain_script
 from bench.stats import percentile, record
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Timeouts
 from florist_grpc.fl.make_data import write_synthetic
-from florist_grpc.fl.run_config import ClientRun, ServerRun
-from florist_grpc.launch.process import spawn
-from florist_grpc.metrics.embedded_redis import EmbeddedRedis
-from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
@@ -161,31 +154,7 @@ def per_round(server_report: dict[str, Any], rounds: int) -> float:
 
 def plain_per_round(data: list[Path], scratch: Path, rounds: int) -> tuple[float, float]:
     """The plain script for `rounds` rounds: (wall seconds, seconds per round from the server's report)."""
-    redis_server = EmbeddedRedis(scratch / f"plain-{uuid.uuid4().hex[:6]}", Timeouts())
-    redis_url = redis_server.start()
-    redis_address = redis_url.removeprefix("redis://").split("/")[0]
-    address = f"127.0.0.1:{free_port()}"
-    config = {**CONFIG, "n_server_rounds": rounds}
-    server_uuid = uuid.uuid4().hex
-    began = time.perf_counter()
-    server, _ = spawn(
-        "florist_grpc.fl.server",
-        [ServerRun(address, redis_address, server_uuid, "MLP", "FEDAVG", len(data), config).to_json()],
-        scratch / "plain-server.log",
-    )
-    clients = [
-        spawn(
-            "florist_grpc.fl.client",
-            [ClientRun(address, redis_address, uuid.uuid4().hex, "MLP", "SGD", "FEDAVG", str(p), config).to_json()],
-            scratch / f"plain-client{i}.log",
-        )[0]
-        for i, p in enumerate(data)
-    ]
-    codes = [server.wait(900), *(c.wait(900) for c in clients)]
-    elapsed = time.perf_counter() - began
-    report = json.loads(redis.Redis.from_url(redis_url).get(server_uuid) or b"{}")
-    redis_server.stop()
-    assert codes == [0] * len(codes), codes
+    elapsed, report = plain_job(data, scratch, {**CONFIG, "n_server_rounds": rounds})
     return elapsed, per_round(report, rounds)
 
 
