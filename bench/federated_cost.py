@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import torch
+from google.protobuf import json_format
 from torch.utils.data import ConcatDataset, DataLoader
 
 from florist_grpc.api.convert import dict_to_struct
@@ -62,20 +63,22 @@ def federated(plane: ControlPlaneThread, paths: list[Path], strategy: str, round
         done = jobs.GetJob(job_service_pb2.GetJobRequest(job_id=created.id), timeout=30).job
     if done.state != job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY:
         raise RuntimeError(f"{strategy} job ended {job_pb2.JobState.Name(done.state)}: {done.error_message}")
-    rounds_done = done.server_metrics["rounds"]
+    rounds_done = json_format.MessageToDict(done.server_metrics)["rounds"]
     return [float(rounds_done[str(n)]["eval_round_metrics_aggregated"][ACCURACY]) for n in range(1, rounds + 1)]
 
 
 def centralized(paths: list[Path], rounds: int) -> list[float]:
     torch.manual_seed(0)
     splits = [load_split(p, (64,), 10, "", 0.2, seed=int(CONFIG["seed"])) for p in paths]
-    train = DataLoader(
+    train: DataLoader[tuple[torch.Tensor, torch.Tensor]] = DataLoader(
         ConcatDataset([s.train for s in splits]),
         batch_size=int(CONFIG["batch_size"]),
         shuffle=True,
         generator=torch.Generator().manual_seed(0),
     )
-    validation = DataLoader(ConcatDataset([s.validation for s in splits]), batch_size=256)
+    validation: DataLoader[tuple[torch.Tensor, torch.Tensor]] = DataLoader(
+        ConcatDataset([s.validation for s in splits]), batch_size=256
+    )
     model = build_model("MLP", (64,), 10, MODEL_CONFIG, seed=int(CONFIG["seed"]))
     optimizer = build_optimizer("SGD", model.parameters(), CONFIG)
     loss_fn = torch.nn.CrossEntropyLoss()

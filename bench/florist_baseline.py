@@ -35,7 +35,7 @@ class FloristStyleStore:
         return conn
 
     def create(self, job_id: str, sources: list[str]) -> None:
-        doc = {"reports": {s: {} for s in sources}}
+        doc: dict[str, dict[str, dict[str, object]]] = {"reports": {s: {} for s in sources}}
         self._conn().execute("INSERT INTO jobs VALUES (?, ?)", (job_id, json.dumps(doc)))
 
     def write_report(self, job_id: str, source: str, report: dict[str, object]) -> None:
@@ -74,7 +74,7 @@ class FloristStyleListeners:
     def _listen(self, job_id: str, source: str, uuid: str, subscribed: threading.Event) -> None:
         client = redis.Redis.from_url(self._redis_url)
         try:
-            pubsub = client.pubsub()
+            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
             pubsub.subscribe(uuid)
             subscribed.set()
             while not self._stopped.is_set():

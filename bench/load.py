@@ -61,7 +61,7 @@ async def subscribe(address: str, job_id: str, streams: int) -> None:
     await asyncio.gather(*tasks)
     print(json.dumps({"arrivals": arrivals, "events_per_stream": min(counts), "gaps": gaps}), flush=True)
     for channel in channels:
-        await channel.close()
+        await channel.close(None)
 
 
 def _core_reason(debug: str) -> str:
@@ -112,7 +112,7 @@ async def hold(address: str, job_id: str, streams: int) -> None:
         flush=True,
     )
     for channel in channels:
-        await channel.close()
+        await channel.close(None)
 
 
 def report(url: str, rate: float, seconds: float, uuids: list[str]) -> None:
