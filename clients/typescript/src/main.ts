@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Example florist-grpc client: creates a job from a JSON file, starts it, streams its metrics (resuming with
-// after_sequence, so no event is lost or repeated), prints progress and finally `final state: JOB_STATE_...`.
+// after_sequence, so no event is lost or repeated), prints progress, writes the outputs asked for (the trained
+// model, the learning curves) and finally `final state: JOB_STATE_...`.
 // Exit code 0 only when the job finished successfully; 1 when it ended otherwise; 2 on an error.
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -10,12 +11,14 @@ import { ConnectError } from "@connectrpc/connect";
 import { type ConnectionOptions, connect, type FloristClients } from "./connection.js";
 import { type CreateJobRequest, CreateJobRequestSchema } from "./gen/florist/v1/job_service_pb.js";
 import { JobSchema, JobState } from "./gen/florist/v1/job_pb.js";
+import { checkOutputPaths, type JobOutputs, OutputPathError, writeJobOutputs } from "./job-outputs.js";
 import { JobProgress, jobStateName } from "./progress.js";
 import { Backoff, withRetries } from "./retry.js";
 import { describeRpcError, grpcCodeName } from "./rpc-error.js";
 
 const USAGE =
   "usage: node dist/main.js --address HOST:PORT --job-file F.json [--token T] [--tls-ca F]\n" +
+  "         [--model-out F.safetensors] [--plot-out F.png] [--csv-out F.csv]\n" +
   "  (or FLORIST_ADDRESS, FLORIST_TOKEN, FLORIST_TLS_CA)";
 // Unary calls are bounded; StartTraining waits for the FL server to be ready (the server bounds that at 30 s).
 const CREATE_TIMEOUT_MS = 30_000;
@@ -25,6 +28,7 @@ class UsageError extends Error {}
 
 interface Arguments extends ConnectionOptions {
   readonly jobFile: string;
+  readonly outputs: JobOutputs;
 }
 
 /** The command line and FLORIST_* environment; undefined when only --help was asked for. */
@@ -34,6 +38,9 @@ function parseArguments(argv: string[], env: NodeJS.ProcessEnv): Arguments | und
     "job-file": { type: "string" },
     token: { type: "string" },
     "tls-ca": { type: "string" },
+    "model-out": { type: "string" },
+    "plot-out": { type: "string" },
+    "csv-out": { type: "string" },
     help: { type: "boolean", short: "h" },
   } as const;
   let values;
@@ -52,9 +59,15 @@ function parseArguments(argv: string[], env: NodeJS.ProcessEnv): Arguments | und
   }
   const token = values.token ?? env["FLORIST_TOKEN"];
   const tlsCaFile = values["tls-ca"] ?? env["FLORIST_TLS_CA"];
+  const [modelOut, plotOut, csvOut] = [values["model-out"], values["plot-out"], values["csv-out"]];
   return {
     address: values.address ?? env["FLORIST_ADDRESS"] ?? "localhost:50051",
     jobFile,
+    outputs: {
+      ...(modelOut !== undefined ? { modelOut } : {}),
+      ...(plotOut !== undefined ? { plotOut } : {}),
+      ...(csvOut !== undefined ? { csvOut } : {}),
+    },
     ...(token ? { token } : {}),
     ...(tlsCaFile ? { tlsCaFile } : {}),
   };
@@ -117,6 +130,7 @@ async function followJob(clients: FloristClients, jobId: string, progress: JobPr
 
 async function run(args: Arguments): Promise<number> {
   const request = readCreateJobRequest(args.jobFile);
+  checkOutputPaths(args.outputs);
   const clients = connect(args);
   const jobId = await createJob(clients, request);
   console.log(`created job ${jobId}`);
@@ -124,8 +138,21 @@ async function run(args: Arguments): Promise<number> {
   console.log(`started: server ${started.serverUuid}, ${started.clientUuids.length} client(s)`);
   const progress = new JobProgress();
   await followJob(clients, jobId, progress);
+  const succeeded = progress.state === JobState.FINISHED_SUCCESSFULLY;
+  // `final state` stays the last line of the output even when writing an output fails: scripts read it there.
+  let failure: unknown;
+  try {
+    for (const line of await writeJobOutputs(clients, jobId, args.outputs, succeeded)) {
+      console.log(line);
+    }
+  } catch (error) {
+    failure = error;
+  }
   console.log(`final state: ${jobStateName(progress.state)}`);
-  return progress.state === JobState.FINISHED_SUCCESSFULLY ? 0 : 1;
+  if (failure !== undefined) {
+    throw failure;
+  }
+  return succeeded ? 0 : 1;
 }
 
 async function main(): Promise<number> {
@@ -141,7 +168,7 @@ async function main(): Promise<number> {
       for (const line of describeRpcError(error)) {
         console.error(line);
       }
-    } else if (error instanceof UsageError) {
+    } else if (error instanceof UsageError || error instanceof OutputPathError) {
       console.error(error.message);
     } else {
       console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
