@@ -5,6 +5,7 @@
 // Exit code 0 only when the job finished successfully; 1 when it ended otherwise; 2 on an error.
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
@@ -75,7 +76,8 @@ function parseArguments(argv: string[], env: NodeJS.ProcessEnv): Arguments | und
 
 /**
  * The CreateJob request from a job file: `{"job": {...}}` (optionally with a request_id) or the bare job. Parsed
- * with the generated schemas, so a misspelt or unknown field is an error naming it, not silently dropped.
+ * with the generated schemas, so a misspelt or unknown field is an error naming it, not silently dropped. A
+ * relative `data_path` is resolved against the job file's directory, as the Python CLI does.
  */
 function readCreateJobRequest(path: string): CreateJobRequest {
   let json: JsonValue;
@@ -91,9 +93,23 @@ function readCreateJobRequest(path: string): CreateJobRequest {
       : create(CreateJobRequestSchema, { job: fromJson(JobSchema, json) });
     // A random request_id per run: retrying CreateJob below can then never create the job twice.
     request.requestId ||= randomUUID();
+    resolveDataPaths(request, dirname(path));
     return request;
   } catch (error) {
     throw new UsageError(`invalid job file ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/**
+ * The control plane needs absolute data paths and never guesses; for a client it launches on this machine (no
+ * `agent`) the job file's directory is the obvious base, so example job files run as is. An agent's client keeps
+ * its path as written: it is read on the agent's machine, under its data root.
+ */
+function resolveDataPaths(request: CreateJobRequest, base: string): void {
+  for (const client of request.job?.clients ?? []) {
+    if (!client.agent && client.dataPath && !isAbsolute(client.dataPath)) {
+      client.dataPath = resolve(base, client.dataPath);
+    }
   }
 }
 
