@@ -33,7 +33,8 @@ from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_
 from tests.api.test_tls import issue, pem
 from tests.e2e.conftest import Served, serve, stop
 
-CLIENT_MAIN = Path(__file__).resolve().parents[2] / "clients" / "typescript" / "dist" / "main.js"
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT_MAIN = ROOT / "clients" / "typescript" / "dist" / "main.js"
 ADMIN_TOKEN = "ts-client-admin-token"
 NODE = shutil.which("node")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -168,6 +169,40 @@ def assert_csv_matches_florist_plot(table: Path, job: job_pb2.Job) -> None:
             if value != "":
                 assert float(got[column]) == pytest.approx(float(str(value)), rel=1e-12), (column, got, want)
     assert all(r["val_loss"] and r["val_accuracy"] for r in written), "every source evaluated every round"
+
+
+def readme_command() -> str:
+    """The README's `node clients/typescript/dist/main.js ...` command (section "Other languages"), on one line."""
+    section = (ROOT / "README.md").read_text().split("\n## Other languages\n", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```sh\n(.*?)```", section, re.S)[0].replace("\\\n", " ")
+    return next(line for line in block.splitlines() if line.startswith("node "))
+
+
+def test_the_readme_command_trains_the_example_job_and_leaves_its_model_and_curves(
+    served: Served, tmp_path: Path
+) -> None:
+    if not CLIENT_MAIN.exists():
+        pytest.fail(f"{CLIENT_MAIN} is not built: run `make lint` (npm ci && npm run build in clients/typescript)")
+    for name in ("clients", "examples"):  # the command's paths as written, from a scratch directory for its outputs
+        (tmp_path / name).symlink_to(ROOT / name)
+    command = readme_command()
+    assert "localhost:50051" in command, command
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command.replace("localhost:50051", served.address)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "final state: JOB_STATE_FINISHED_SUCCESSFULLY"
+    assert "learning curves: curves.png (3 rounds)" in done.stdout, done.stdout
+    assert load_file(str(tmp_path / "model.safetensors")), "a model with tensors"
+    assert_png_shows_curves(tmp_path / "curves.png")
+    with (tmp_path / "curves.csv").open(newline="") as f:
+        rows = [(r["round"], r["source"]) for r in csv.DictReader(f)]
+    assert rows == [(str(n), s) for n in (1, 2, 3) for s in ("aggregated", "client0", "client1")]
 
 
 def test_an_output_in_a_missing_directory_is_refused_before_any_job_is_created(tmp_path: Path) -> None:
