@@ -205,6 +205,37 @@ def test_the_readme_command_trains_the_example_job_and_leaves_its_model_and_curv
     assert rows == [(str(n), s) for n in (1, 2, 3) for s in ("aggregated", "client0", "client1")]
 
 
+def test_a_stopped_job_leaves_its_curves_so_far_and_no_model(
+    served: Served, demo_data: list[str], tmp_path: Path
+) -> None:
+    job_file = write_job(tmp_path / "job.json", job_body(demo_data, rounds=1000))
+    model, plot = tmp_path / "model.safetensors", tmp_path / "curves.png"
+    command = client_command(served.address, job_file, "--model-out", str(model), "--plot-out", str(plot))
+    client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout is not None
+        seen: list[str] = []
+        for line in client.stdout:  # until round 1 is printed: there is a curve to draw
+            seen.append(line)
+            if line.startswith("round 1:"):
+                break
+        job_id = next(line.split()[-1] for line in seen if line.startswith("created job "))
+        with grpc.insecure_channel(served.address) as channel:
+            training_grpc.TrainingServiceStub(channel).StopTraining(pb.StopTrainingRequest(job_id=job_id), timeout=60)
+        out, err = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
+    assert client.returncode == 1, out + err
+    lines = out.strip().splitlines()
+    assert lines[-1] == "final state: JOB_STATE_CANCELLED"
+    assert "model: not downloaded, the job did not succeed" in lines, out
+    assert any(re.fullmatch(rf"learning curves: {re.escape(str(plot))} \(\d+ rounds\)", line) for line in lines), out
+    assert not model.exists()
+    assert_png_shows_curves(plot)
+
+
 def test_an_output_in_a_missing_directory_is_refused_before_any_job_is_created(tmp_path: Path) -> None:
     job_file = write_job(tmp_path / "job.json", job_body(["/data/c0.pt"], rounds=1))
     missing = tmp_path / "no-such-dir" / "model.safetensors"
