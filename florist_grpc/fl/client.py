@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from florist_grpc.fl.device import resolve_device
-from florist_grpc.fl.process import prepare_process
+from florist_grpc.fl.process import prepare_process, run_then_exit
 from florist_grpc.fl.run_config import ClientRun, take_run_json
 
 log = logging.getLogger("florist.fl.client")
@@ -143,26 +143,26 @@ def build_client(cfg: ClientRun) -> Any:
     return Client(), reporter
 
 
-def main() -> None:
-    prepare_process()
+def run(cfg: ClientRun) -> None:
     from florist_grpc.fl import flower_api
     from florist_grpc.fl.data import DataError
     from florist_grpc.fl.reporter import now
 
-    cfg = ClientRun.from_json(take_run_json())
     try:
         client, reporter = build_client(cfg)
     except DataError as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_BAD_DATA)
-    try:
-        roots = Path(cfg.root_certificates_file).read_bytes() if cfg.root_certificates_file else None
-        flower_api.start_client(cfg.server_address, client, roots)
-    except Exception as exc:
-        log.error("FL client failed: %s", exc, exc_info=True)
-        sys.exit(1)
+    roots = Path(cfg.root_certificates_file).read_bytes() if cfg.root_certificates_file else None
+    flower_api.start_client(cfg.server_address, client, roots)
     reporter.report_values(shutdown=now())
+
+
+def main() -> None:
+    prepare_process()
+    cfg = ClientRun.from_json(take_run_json())
+    run_then_exit(lambda: run(cfg), "client")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import NoReturn
 
 # Flower's banners for the deprecated-but-supported API that flower_api.py uses on purpose.
 FLOWER_BANNERS = ("DEPRECATED FEATURE", "FEATURE UPDATE")
@@ -46,3 +49,28 @@ def prepare_process() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def run_then_exit(body: Callable[[], None], role: str) -> NoReturn:
+    """Run an FL process's `body`, then end the process with its exit code whatever threads are still running.
+
+    Flower's gRPC threads are not daemons: a connected client's stream handler waits for its next message
+    forever, and the interpreter's normal shutdown joins them. An FL server that failed (or got SIGTERM) with a
+    client still connected would never end, and the job would never learn it failed: exit without joining them,
+    once the logs are flushed.
+    """
+    code = 0
+    try:
+        body()
+    except SystemExit as exc:  # sys.exit(...) or SIGTERM (prepare_process)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except Exception as exc:
+        logging.getLogger(f"florist.fl.{role}").error("FL %s failed: %s", role, exc, exc_info=True)
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

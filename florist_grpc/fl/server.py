@@ -6,11 +6,10 @@ Exit code 0 only when every round ran; the control plane then also requires fit_
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from florist_grpc.fl.process import prepare_process
+from florist_grpc.fl.process import prepare_process, run_then_exit
 from florist_grpc.fl.run_config import ServerRun, take_run_json
 
 log = logging.getLogger("florist.fl.server")
@@ -95,11 +94,7 @@ def certificates_of(cfg: ServerRun) -> tuple[bytes, bytes, bytes] | None:
 def main() -> None:
     prepare_process()
     cfg = ServerRun.from_json(take_run_json())
-    try:
-        run(cfg)
-    except Exception as exc:
-        log.error("FL server failed: %s", exc, exc_info=True)
-        sys.exit(1)
+    run_then_exit(lambda: run(cfg), "server")
 
 
 if __name__ == "__main__":
