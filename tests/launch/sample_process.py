@@ -1,7 +1,7 @@
 """A stand-in FL process for launcher-pool tests: `main()` does what its run (JSON in FLORIST_RUN) says.
 
-{"print": TEXT, "ready": true, "exit": CODE, "wait": true} -- print TEXT, say ready, then wait for a signal (wait) or
-exit with CODE. {"train": true} first does what an FL client's first round does (data, model, optimizer, one step,
+{"print": TEXT, "ready": true, "exit": CODE, "wait": true} -- print TEXT, say ready, then wait for a signal (wait:
+SIGUSR1 goes on to exit) and exit with CODE. {"train": true} first does what an FL client's first round does (data, model, optimizer, one step,
 a checkpoint) and prints the modules that imported, as `imported=a,b,...`.
 """
 
@@ -43,6 +43,7 @@ def first_round_imports() -> set[str]:
 
 def main() -> None:
     plan = json.loads(take_run_json())
+    signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # ends a wait; then it exits with CODE
     extra = os.environ.get("FLORIST_SAMPLE", "")
     print(plan.get("print", ""), f"session={os.getsid(0)} pid={os.getpid()} env={extra}", flush=True)
     if plan.get("train"):

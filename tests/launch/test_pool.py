@@ -48,8 +48,11 @@ def launch(tmp_path: Path, name: str, pool: LauncherPool | None, **plan: object)
 def test_a_forked_process_has_its_own_session_and_log_and_its_exit_code_is_reported(
     installed: LauncherPool, tmp_path: Path
 ) -> None:
-    process = launch(tmp_path, "a", installed, print="hello", exit=3)
+    process = launch(tmp_path, "a", installed, print="hello", ready=True, wait=True, exit=3)
+    # Still running (it waits for SIGUSR1): its identity is checked against the live process, then it exits.
+    assert asyncio.run(process.wait_ready()) is True
     assert process.ref.create_time == pytest.approx(psutil.Process(process.ref.pid).create_time(), abs=0.01)
+    os.kill(process.ref.pid, signal.SIGUSR1)
     assert process.wait_exit(30) == Exit(3)
     log = Path(process.ref.log_path).read_text()
     assert f"hello session={process.ref.pid} pid={process.ref.pid} env=" in log  # leads its own session
