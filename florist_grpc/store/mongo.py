@@ -128,7 +128,14 @@ class MongoStore(JobStore):
         return self._guard(run)
 
     def get_job(self, job_id: str) -> Job | None:
-        row = self._guard(lambda: self._jobs.find_one({"_id": job_id}))
+        def run() -> JsonObject | None:
+            row = self._jobs.find_one({"_id": job_id})
+            # Events past last_sequence are a writer's that died (or is about to advance): the log is the truth.
+            if row is not None and self._roll_forward_all(job_id, row["last_sequence"]):
+                row = self._jobs.find_one({"_id": job_id})
+            return row
+
+        row = self._guard(run)
         return self._job(row) if row is not None else None
 
     def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
@@ -168,6 +175,15 @@ class MongoStore(JobStore):
         event = self._events.find_one({"job_id": job_id, "sequence": sequence})
         if event is not None:
             self._advance(job_id, sequence, json.loads(event["update"]))
+
+    def _roll_forward_all(self, job_id: str, last_sequence: int) -> bool:
+        """Roll forward every event after `last_sequence`; whether there was any."""
+        events = self._events.find({"job_id": job_id, "sequence": {"$gt": last_sequence}}).sort("sequence", 1)
+        rolled = False
+        for event in events:
+            self._advance(event["job_id"], event["sequence"], json.loads(event["update"]))
+            rolled = True
+        return rolled
 
     def _append(
         self,
