@@ -8,9 +8,10 @@ or a concurrent writer that took a sequence first, is repaired exactly as for on
 sequence taken rolls the job document forward from that event. Where the server has transactions (replica set,
 sharded cluster), the two writes also commit together.
 
-A change MongoDB refuses (e.g. an event over 16 MiB) stops the ordered insert at that change: what was inserted
-before it is advanced as usual, and the rest of the batch goes through the per-change path, which sets aside
-exactly the refused change and appends the others.
+A change MongoDB refuses stops the ordered insert at that change; what was inserted before it is advanced as
+usual. The server names the event it refused: that change is set aside and the rest retried as a batch. pymongo
+refuses before sending (an event over 16 MiB: DocumentTooLarge) without saying which: the rest of the batch goes
+through the per-change path, which sets aside exactly that change and appends the others.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class _Written:
 
     inserted: int
     taken: _Placed | None = None  # another writer owns this event's sequence: roll forward, retry the rest
-    refused: bool = False  # MongoDB refused an event: the rest goes through the per-change path
+    refused: tuple[_Placed, str] | None = None  # the server refused this event (why): set it aside, retry the rest
+    unencodable: bool = False  # pymongo refused an event before sending it (which?): the rest goes one by one
 
 
 class BatchIngest:
@@ -135,8 +137,8 @@ class BatchIngest:
         for _ in range(_MAX_ATTEMPTS):
             if not todo:
                 return results
-            todo, refused = self._attempt(todo, changes, patches, results)
-            if refused:
+            todo, one_by_one = self._attempt(todo, changes, patches, results)
+            if one_by_one:  # the per-change path sets aside exactly the change pymongo cannot encode
                 for i in todo:
                     results[i] = self._append_one(changes[i])
                 return results
@@ -149,7 +151,7 @@ class BatchIngest:
         patches: dict[int, tuple[JsonObject, str]],
         results: list[Outcome],
     ) -> tuple[list[int], bool]:
-        """Append what it can of `todo`; returns the changes still to do and whether MongoDB refused one."""
+        """Append what it can of `todo`; returns the changes still to do, and whether to do them one by one."""
         by_job: dict[str, list[int]] = {}
         for i in todo:
             by_job.setdefault(changes[i].job_id, []).append(i)
@@ -174,9 +176,14 @@ class BatchIngest:
             results[p.index] = MetricsEvent(
                 p.job_id, p.sequence, c.time, c.source, patches[p.index][0], JobState.IN_PROGRESS
             )
+        rest = placed[written.inserted :]
         if written.taken is not None:
             self._roll_forward(written.taken.job_id, written.taken.sequence)
-        return sorted(p.index for p in placed[written.inserted :]), written.refused
+        if written.refused is not None:
+            refused, reason = written.refused
+            results[refused.index] = SetAside(f"MongoDB refused it: {reason}")
+            rest = [p for p in rest if p is not refused]
+        return sorted(p.index for p in rest), written.unencodable
 
     def _write(
         self, placed: list[_Placed], changes: Sequence[ReportChange], patches: dict[int, tuple[JsonObject, str]]
@@ -203,11 +210,9 @@ class BatchIngest:
             with self._start_session() as session:
                 session.with_transaction(lambda s: self._insert_and_advance(placed, docs, s))
         except BulkWriteError as exc:
-            # The transaction was aborted: nothing of it is in, whatever nInserted says.
-            index = _duplicate_at(exc)
-            return _Written(0, taken=placed[index]) if index is not None else _Written(0, refused=True)
+            return _stopped(exc, placed, inserted=0)  # the transaction was aborted: nothing of it is in
         except InvalidDocument:
-            return _Written(0, refused=True)
+            return _Written(0, unencodable=True)
         return _Written(len(placed))
 
     def _write_without_transaction(self, placed: list[_Placed], docs: list[JsonObject], batch: str) -> _Written:
@@ -215,14 +220,12 @@ class BatchIngest:
             self._events.insert_many(docs, ordered=True)
         except BulkWriteError as exc:
             # Ordered: the events before the failed one are in (and ours), none after it.
-            inserted = int(exc.details.get("nInserted", 0))
-            index = _duplicate_at(exc)
-            written = _Written(inserted, taken=placed[index]) if index is not None else _Written(inserted, refused=True)
+            written = _stopped(exc, placed, inserted=int(exc.details.get("nInserted", 0)))
         except InvalidDocument:
             # Refused while encoding: the batches of events sent before it are in. Count ours.
             ids = [doc["_id"] for doc in docs]
             inserted = self._events.count_documents({"_id": {"$in": ids}, "batch": batch})
-            written = _Written(inserted, refused=True)
+            written = _Written(inserted, unencodable=True)
         else:
             written = _Written(len(placed))
         self._advance(placed[: written.inserted], None)
@@ -270,9 +273,12 @@ def _merged(run: list[_Placed]) -> UpdateOne:
     return UpdateOne({"_id": first.job_id, "last_sequence": first.sequence - 1}, advance_update(last.sequence, merged))
 
 
-def _duplicate_at(exc: BulkWriteError) -> int | None:
-    """The index of the event whose sequence another writer took, if that is what stopped the insert."""
+def _stopped(exc: BulkWriteError, placed: list[_Placed], inserted: int) -> _Written:
+    """What stopped an ordered insert: a sequence another writer took, or an event the server refused."""
     errors = exc.details.get("writeErrors", [])
-    if errors and errors[0].get("code") == DUPLICATE_KEY:
-        return int(errors[0]["index"])
-    return None
+    if not errors:
+        raise exc  # only a write concern failed: an outage, not this batch's fault
+    stopped = placed[int(errors[0]["index"])]
+    if errors[0].get("code") == DUPLICATE_KEY:
+        return _Written(inserted, taken=stopped)
+    return _Written(inserted, refused=(stopped, str(errors[0].get("errmsg", ""))))

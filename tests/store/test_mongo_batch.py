@@ -16,7 +16,7 @@ import mongomock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, BulkWriteError
 
 from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import SERVER_SOURCE, JobState, JsonObject, MetricsEvent, Source, SourceKind
@@ -113,6 +113,40 @@ def test_an_oversize_change_between_good_ones_is_set_aside_alone(store: MongoSto
     # The source's next change (the caller kept its baseline) lands after the set-aside one.
     event = store.append_report_changes([ReportChange("a", CLIENTS[0], {}, {"log": "short"}, T0)])[0]
     assert isinstance(event, MetricsEvent) and event.sequence == 5
+
+
+def test_an_event_the_server_refuses_is_set_aside_alone_and_the_rest_stays_batched(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started(store, "a", "b")
+    calls = count_calls(monkeypatch, store)
+    insert_many = store._events.insert_many
+
+    def server_refusing(docs: list[JsonObject], *args: Any, **kwargs: Any) -> Any:
+        # What a server does with an ordered insert and an event it refuses (e.g. document validation).
+        for index, doc in enumerate(docs):
+            if "refuse me" in doc["patch"]:
+                if index:
+                    insert_many(docs[:index], *args, **kwargs)
+                error = {"index": index, "code": 121, "errmsg": "Document failed validation"}
+                raise BulkWriteError({"writeErrors": [error], "nInserted": index})
+        return insert_many(docs, *args, **kwargs)
+
+    monkeypatch.setattr(store._events, "insert_many", server_refusing)
+    results = store.append_report_changes(
+        [
+            ReportChange("a", SERVER_SOURCE, {}, {"x": 1}, T0),
+            ReportChange("b", SERVER_SOURCE, {}, {"y": 1}, T0),
+            ReportChange("a", CLIENTS[0], {}, {"note": "refuse me"}, T0),
+            ReportChange("a", CLIENTS[1], {}, {"w": 1}, T0),
+            ReportChange("b", CLIENTS[1], {}, {"z": 1}, T0),
+        ]
+    )
+    assert isinstance(results[2], SetAside) and "failed validation" in results[2].reason
+    assert sequences(results) == [("a", 2), ("b", 2), "set aside", ("a", 3), ("b", 3)]
+    assert calls.count("insert_one") == 0  # no per-change appends: the server said which event it refused
+    assert report_of(store, "a", CLIENTS[0]) == {} and report_of(store, "a", CLIENTS[1]) == {"w": 1}
+    assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
 
 
 def test_a_batch_that_crashed_before_advancing_its_jobs_is_rolled_forward_by_the_next_append(
