@@ -4,10 +4,12 @@ MongoDB has no multi-document transaction on a standalone server, so the event l
 an append first inserts the event under a unique (job_id, sequence) -- whoever inserts sequence N owns it -- and
 then advances the job document with an update gated on `last_sequence == N - 1`. A writer that finds sequence N
 already taken rolls the job document forward from that event and retries. A crash between the two steps is
-therefore repaired by the next writer, and concurrent writers (threads or replicas) never get the same number.
+therefore repaired by the next writer (or reader), and concurrent writers (threads or replicas) never get the
+same number. Report changes come in batches, appended by the same protocol in one insert_many and one bulk_write
+(store/mongo_batch.py).
 
-Report field names may contain '.', '$' and '%' (metric names do); they are escaped in stored reports so that an
-update can `$set` only the paths that changed.
+Report field names may contain '.', '$', '%' and NUL (metric names do); they are escaped in stored reports so that
+an update can `$set` only the paths that changed.
 """
 
 from __future__ import annotations
