@@ -27,7 +27,7 @@ from bson.errors import InvalidDocument
 from pymongo import UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from florist_grpc.domain import merge_patch
 from florist_grpc.domain.errors import Unavailable
@@ -233,7 +233,12 @@ class BatchIngest:
 
     def _insert_and_advance(self, placed: list[_Placed], docs: list[JsonObject], session: ClientSession) -> None:
         self._events.insert_many(docs, ordered=True, session=session)
-        self._advance(placed, session)
+        try:
+            self._advance(placed, session)
+        except BulkWriteError as exc:
+            # A job update the server refused (a job document over 16 MiB): not an event to set aside, and its
+            # error indexes the updates, not the events. An outage of the store, as on the per-change path.
+            raise OperationFailure(f"advancing the jobs failed: {exc}") from exc
 
     def _advance(self, placed: list[_Placed], session: ClientSession | None) -> None:
         """Advance the job documents past the inserted events: one ordered bulk write. Consecutive events of a

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pymongo.errors import BulkWriteError
 
+from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import SERVER_SOURCE, JsonObject
 from florist_grpc.store.base import ReportChange
 from florist_grpc.store.mongo import MongoStore
@@ -112,3 +114,22 @@ def test_in_a_transaction_a_refused_change_is_set_aside_alone(monkeypatch: pytes
     assert sequences(results) == [("a", 2), "set aside", ("a", 3)]
     assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
     assert report_of(store, "a", SERVER_SOURCE) == {"x": 1} and report_of(store, "a", CLIENTS[1]) == {"w": 1}
+
+
+def test_in_a_transaction_a_job_update_the_server_refuses_writes_nothing_and_is_an_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = mongo_store()
+    started(store, "a", "b")
+    FakeTransaction(store, monkeypatch)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        error = {"index": 0, "code": 10334, "errmsg": "BSONObj size is invalid"}  # its index is an update's
+        raise BulkWriteError({"writeErrors": [error], "nInserted": 0})
+
+    monkeypatch.setattr(store._jobs, "bulk_write", refuse)
+    with pytest.raises(Unavailable):
+        store.append_report_changes(
+            [ReportChange("a", SERVER_SOURCE, {}, {"x": 1}, T0), ReportChange("b", SERVER_SOURCE, {}, {"y": 1}, T0)]
+        )
+    assert [e.sequence for e in store.read_events("a", 0)] == [1] and report_of(store, "a", SERVER_SOURCE) == {}
