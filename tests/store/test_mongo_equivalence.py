@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from florist_grpc.domain.model import SERVER_SOURCE, JsonObject
-from florist_grpc.store.base import ReportChange
+from florist_grpc.store.base import JobStore, ReportChange
 from tests.store.test_mongo_batch import CLIENTS, mongo_store, sequences, started
-from tests.store.test_store_contract import T0, new_job, report_of
+from tests.store.test_store_contract import T0, JobStoreContract, new_job, report_of
 
 # --- equivalence with the per-change path --------------------------------------------------------------------
 
@@ -79,3 +80,13 @@ def test_a_metric_name_with_a_nul_byte_round_trips_and_holds_up_nothing(batch_in
     changed = {"val\x00loss": {"a.b\x00$": 2, "c\x00": 3}}
     assert store.append_report_changes([ReportChange("a", SERVER_SOURCE, report, changed, T0)])[0] is not None
     assert report_of(store, "a", SERVER_SOURCE) == changed and report_of(store, "a", CLIENTS[0]) == {"ok": 1}
+
+
+class TestMongoStorePerChangeOnMongomock(JobStoreContract):
+    """The per-change path (what a batch falls back to) keeps the whole contract too."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[JobStore]:
+        store = mongo_store(batch_ingest=False)
+        yield store
+        store.close()
