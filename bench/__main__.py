@@ -17,6 +17,7 @@ BENCHMARKS = {
     "fanout": fanout.run,
     "streams": streams.run,
     "ingest": ingest.run,
+    "mongo_batch": ingest.mongo_batch,
     "overhead": overhead.run,
     "warm": warm.run,
 }

@@ -4,17 +4,18 @@ MongoDB has no multi-document transaction on a standalone server, so the event l
 an append first inserts the event under a unique (job_id, sequence) -- whoever inserts sequence N owns it -- and
 then advances the job document with an update gated on `last_sequence == N - 1`. A writer that finds sequence N
 already taken rolls the job document forward from that event and retries. A crash between the two steps is
-therefore repaired by the next writer, and concurrent writers (threads or replicas) never get the same number.
+therefore repaired by the next writer (or reader), and concurrent writers (threads or replicas) never get the
+same number. Report changes come in batches, appended by the same protocol in one insert_many and one bulk_write
+(store/mongo_batch.py).
 
-Report field names may contain '.', '$' and '%' (metric names do); they are escaped in stored reports so that an
-update can `$set` only the paths that changed.
+Report field names may contain '.', '$', '%' and NUL (metric names do); they are escaped in stored reports so that
+an update can `$set` only the paths that changed.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -38,19 +39,26 @@ from florist_grpc.domain.model import (
 from florist_grpc.store import rules
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
-from florist_grpc.store.mongo_keys import escape_key, map_keys, patch_update, unescape_key
+from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, report_update
+from florist_grpc.store.mongo_keys import map_keys, unescape_key
 
 T = TypeVar("T")
 _MAX_APPEND_ATTEMPTS = 1000
 
 
 class MongoStore(JobStore):
-    def __init__(self, client: pymongo.MongoClient[JsonObject], database: str = "florist") -> None:
+    def __init__(
+        self, client: pymongo.MongoClient[JsonObject], database: str = "florist", *, batch_ingest: bool = True
+    ) -> None:
+        """`batch_ingest=False` appends report changes one by one (the path a refused change falls back to)."""
         self._client = client
         db = client[database]
         self._jobs: MongoCollection[JsonObject] = db["jobs"]
         self._events: MongoCollection[JsonObject] = db["events"]
         self._guard(self._create_indexes)
+        sessions = self._client.start_session if self._has_transactions() else None
+        self._batch = BatchIngest(self._jobs, self._events, self._roll_forward, self._append_one, sessions)
+        self._batch_ingest = batch_ingest
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -73,6 +81,14 @@ class MongoStore(JobStore):
             raise
         except PyMongoError as exc:
             raise Unavailable(f"job store unavailable: {exc}", reason="STORE_UNAVAILABLE") from exc
+
+    def _has_transactions(self) -> bool:
+        """Multi-document transactions need a replica set or a sharded cluster (mongos), not a standalone server."""
+        try:
+            hello: JsonObject = self._guard(lambda: self._client.admin.command("hello"))
+        except NotImplementedError:  # mongomock: no transactions; the write-ahead event log alone holds
+            return False
+        return bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
 
     def ping(self) -> None:
         self._guard(lambda: self._client.admin.command("ping"))
@@ -114,7 +130,14 @@ class MongoStore(JobStore):
         return self._guard(run)
 
     def get_job(self, job_id: str) -> Job | None:
-        row = self._guard(lambda: self._jobs.find_one({"_id": job_id}))
+        def run() -> JsonObject | None:
+            row = self._jobs.find_one({"_id": job_id})
+            # Events past last_sequence are a writer's that died (or is about to advance): the log is the truth.
+            if row is not None and self._roll_forward_all(job_id, row["last_sequence"]):
+                row = self._jobs.find_one({"_id": job_id})
+            return row
+
+        row = self._guard(run)
         return self._job(row) if row is not None else None
 
     def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
@@ -148,14 +171,21 @@ class MongoStore(JobStore):
 
     def _advance(self, job_id: str, sequence: int, update: JsonObject) -> None:
         """Apply the job-document update of event `sequence` if the document is right before it."""
-        update = {op: dict(fields) for op, fields in update.items()}
-        update.setdefault("$set", {})["last_sequence"] = sequence
-        self._jobs.update_one({"_id": job_id, "last_sequence": sequence - 1}, update)
+        self._jobs.update_one({"_id": job_id, "last_sequence": sequence - 1}, advance_update(sequence, update))
 
     def _roll_forward(self, job_id: str, sequence: int) -> None:
         event = self._events.find_one({"job_id": job_id, "sequence": sequence})
         if event is not None:
             self._advance(job_id, sequence, json.loads(event["update"]))
+
+    def _roll_forward_all(self, job_id: str, last_sequence: int) -> bool:
+        """Roll forward every event after `last_sequence`; whether there was any."""
+        events = self._events.find({"job_id": job_id, "sequence": {"$gt": last_sequence}}).sort("sequence", 1)
+        rolled = False
+        for event in events:
+            self._advance(event["job_id"], event["sequence"], json.loads(event["update"]))
+            rolled = True
+        return rolled
 
     def _append(
         self,
@@ -173,18 +203,7 @@ class MongoStore(JobStore):
             source, patch, job_state, update = planned
             sequence = row["last_sequence"] + 1
             try:
-                self._events.insert_one(
-                    {
-                        "_id": f"{job_id}/{sequence}",
-                        "job_id": job_id,
-                        "sequence": sequence,
-                        "time_us": to_micros(time),
-                        "source": json.dumps(asdict(source)),
-                        "patch": json.dumps(patch),
-                        "job_state": int(job_state),
-                        "update": json.dumps(update),
-                    }
-                )
+                self._events.insert_one(event_doc(job_id, sequence, time, source, json.dumps(patch), job_state, update))
             except DuplicateKeyError:
                 self._roll_forward(job_id, sequence)
                 continue
@@ -216,13 +235,13 @@ class MongoStore(JobStore):
         return self._guard(lambda: self._append(job_id, time, plan))
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
-        # No multi-document transaction on a standalone server: each change is its own write-ahead append.
-        return [self._append_one(c.job_id, c.source, c.previous, c.report, c.time) for c in changes]
+        if self._batch_ingest:  # one insert_many and one bulk_write for the batch (store/mongo_batch.py)
+            return self._guard(lambda: self._batch.append(changes))
+        return [self._append_one(c) for c in changes]
 
-    def _append_one(
-        self, job_id: str, source: Source, previous: JsonObject, report: JsonObject, time: datetime
-    ) -> MetricsEvent | SetAside | None:
-        patch = merge_patch.diff(previous, report)
+    def _append_one(self, change: ReportChange) -> MetricsEvent | SetAside | None:
+        """One change as its own write-ahead append."""
+        patch = merge_patch.diff(change.previous, change.report)
         if not patch:
             return None
         if isinstance(refused := rules.patch_text(patch), SetAside):
@@ -231,18 +250,10 @@ class MongoStore(JobStore):
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
             if not rules.accepts_reports(JobState(row["state"])):
                 return None
-            prefix = f"reports.{escape_key(source.key)}"
-            # The first report of a source may replace a missing field whole.
-            sets, unsets = (
-                patch_update(prefix, previous, patch) if previous else ({prefix: map_keys(report, escape_key)}, {})
-            )
-            update: JsonObject = {"$set": sets}
-            if unsets:
-                update["$unset"] = unsets
-            return source, patch, JobState.IN_PROGRESS, update
+            return change.source, patch, JobState.IN_PROGRESS, report_update(change, patch)
 
         try:
-            return self._guard(lambda: self._append(job_id, time, plan))
+            return self._guard(lambda: self._append(change.job_id, change.time, plan))
         except InvalidDocument as exc:  # e.g. over 16 MiB: no event was inserted
             return SetAside(f"MongoDB refused it: {exc}")
 

@@ -1,4 +1,4 @@
-"""How MongoStore stores reports: metric names may hold '.', '$' and '%', which MongoDB field names may not.
+"""How MongoStore stores reports: metric names may hold '.', '$', '%' and NUL, which MongoDB field names may not.
 
 Keys are escaped in stored reports, so that an update can `$set` / `$unset` only the paths a patch changes.
 """
@@ -14,13 +14,14 @@ from florist_grpc.domain.model import JsonObject
 def escape_key(key: str) -> str:
     if key == "":
         return "%"
-    return key.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+    # NUL too: BSON field names cannot hold it, and an update MongoDB cannot encode would stall the event log.
+    return key.replace("%", "%25").replace(".", "%2E").replace("$", "%24").replace("\x00", "%00")
 
 
 def unescape_key(key: str) -> str:
     if key == "%":
         return ""
-    return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
+    return key.replace("%00", "\x00").replace("%24", "$").replace("%2E", ".").replace("%25", "%")
 
 
 def map_keys(value: Any, fn: Callable[[str], str]) -> Any:

@@ -1,23 +1,30 @@
-"""mongomock (4.3) as a stand-in for MongoDB where none runs: two gaps closed, nothing more.
+"""mongomock (4.3) as a stand-in for MongoDB where none runs: three gaps closed, nothing more.
 
 - pymongo >= 4.11 hands bulk updates a `sort` argument mongomock's bulk builder does not take (and an update by
   `_id` never needs): dropped.
 - MongoDB inserts atomically against unique indexes; mongomock checks `_id` and then writes, so two threads can
   both "insert" one _id: inserts are serialised (reentrant: insert_many inserts through the same method).
+- MongoDB refuses a document over 16 MiB (pymongo raises DocumentTooLarge before sending it); mongomock stores
+  anything: an insert of a larger document raises DocumentTooLarge, as an ordered insert_many does at that one.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import bson
+from pymongo.errors import DocumentTooLarge
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # MongoDB's maxBsonObjectSize
 
 _lock = threading.RLock()
 _patched = False
 
 
 def patch_mongomock() -> None:
-    """Apply both fixes to mongomock, once per process."""
+    """Apply the fixes to mongomock, once per process."""
     global _patched
     from mongomock.collection import BulkOperationBuilder, Collection
 
@@ -30,9 +37,11 @@ def patch_mongomock() -> None:
         def add_update_without_sort(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
             return add_update(self, *args, **kwargs)
 
-        def atomic_insert(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def atomic_insert(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(data, Mapping) and len(bson.encode(data)) > MAX_DOCUMENT_BYTES:
+                raise DocumentTooLarge(f"BSON document too large: over {MAX_DOCUMENT_BYTES} bytes")
             with _lock:
-                return insert(self, *args, **kwargs)
+                return insert(self, data, *args, **kwargs)
 
         setattr(BulkOperationBuilder, "add_update", add_update_without_sort)  # noqa: B010 (patching a class)
         setattr(Collection, "_insert", atomic_insert)  # noqa: B010
