@@ -55,6 +55,11 @@ def _wait_done(done: Callable[[], bool], timeout: float, every: float) -> float:
     return time.time()
 
 
+def persisted(store: JobStore, simulated: list[simulation.SimulatedJob]) -> int:
+    """Events persisted so far across the simulated jobs."""
+    return sum(job.last_sequence for s in simulated if (job := store.get_job(s.job_id)) is not None)
+
+
 def ingest(jobs: int, backend: str) -> None:
     """`backend`: sqlite, mongomock (batch ingest) or mongomock-per-change."""
     patch_mongomock()
@@ -68,7 +73,7 @@ def ingest(jobs: int, backend: str) -> None:
         uuids_file = Path(scratch) / "uuids.json"
         uuids_file.write_text(json.dumps(uuids))
         threads_idle = florist_threads()
-        before = sum(plane.store.get_job(j.job_id).last_sequence for j in simulated)  # type: ignore[union-attr]
+        before = persisted(plane.store, simulated)
         sampler_threads: list[int] = []
         sampling = threading.Event()
 
@@ -102,7 +107,7 @@ def ingest(jobs: int, backend: str) -> None:
         finished = _wait_done(done, 300, 0.005 if backend == "sqlite" else 1.0)
         sampling.set()
         sampler.join()
-        after = sum(plane.store.get_job(j.job_id).last_sequence for j in simulated)  # type: ignore[union-attr]
+        after = persisted(plane.store, simulated)
         elapsed = finished - load["first_report"]
         reports = len(uuids) * WAVES
         record(

@@ -29,7 +29,9 @@ from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
 
 GOAL_RATIO = 1.15
-CONFIG = {"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1}
+# client_wait_seconds: how long an FL server waits for its clients before failing the run (60 s by default). Many
+# FL processes spawned at once on 2 cores need longer than that to connect; it bounds failure, not speed.
+CONFIG = {"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1, "client_wait_seconds": 600}
 
 
 def plain_job(data: list[Path], scratch: Path, config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
