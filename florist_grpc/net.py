@@ -1,14 +1,17 @@
 """Addresses, the loopback rule and free ports: the one place each is defined.
 
 Every `host:port` in the project is parsed here (IPv6 hosts in brackets), every "is this loopback?" question is
-answered by `is_loopback`, and every free port is picked by `free_port`.
+answered by `is_loopback`, and every free port is picked by `free_port` (bound at once) or `free_service_port`
+(bound later, by a server still starting).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import random
 import re
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
 LOOPBACK = "127.0.0.1"
@@ -89,6 +92,36 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Below the usual ephemeral range and above most well-known services.
+SERVICE_PORTS_FROM = 10_000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (and to bind(0))."""
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def free_service_port(host: str = LOOPBACK, attempts: int = 50) -> int:
+    """A free port for a server that will bind it later (an FL server that is still starting, Redis restarting).
+
+    `free_port`'s port comes from the ephemeral range, so any outgoing connection made meanwhile may take it:
+    with twenty FL servers importing torch at once (seconds before they bind), one was seen to lose its port
+    that way. Ports below the ephemeral range are only ever taken by an explicit bind.
+    """
+    low, _ = ephemeral_range()
+    if low - SERVICE_PORTS_FROM >= attempts:
+        for _ in range(attempts):
+            port = random.randrange(SERVICE_PORTS_FROM, low)
+            if port_is_free(port, host):
+                return port
+    return free_port(host)
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:

@@ -15,7 +15,7 @@ from florist_grpc.domain.model import Job, JobState
 from florist_grpc.domain.validation import validate_job
 from florist_grpc.jobs.job_filter import JobFilter
 from florist_grpc.jobs.listing import filtered_page
-from florist_grpc.net import LOOPBACK, address_problem, free_port
+from florist_grpc.net import LOOPBACK, address_problem, free_service_port
 from florist_grpc.store.base import JobStore, PageCursor
 
 DEFAULT_PAGE_SIZE = 50
@@ -59,7 +59,8 @@ class JobRegistry:
             # Agent-run clients cannot reach a loopback address on another machine: advertise this host to them.
             remote = any(c.agent for c in job.clients)
             host = self._host if remote else LOOPBACK
-            job = replace(job, server_address=f"{host}:{free_port()}", server_address_auto=True)
+            port = free_service_port(LOOPBACK if host == LOOPBACK else "0.0.0.0")
+            job = replace(job, server_address=f"{host}:{port}", server_address_auto=True)
         job = replace(job, id=job.id or uuid.uuid4().hex, create_time=datetime.now(UTC), state=JobState.NOT_STARTED)
         if validate_only:
             return replace(job, id="")

@@ -33,7 +33,7 @@ from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import (
     bind_address,
-    free_port,
+    free_service_port,
     is_loopback,
     port_is_free,
     redis_address_of,
@@ -139,8 +139,9 @@ class Trainer:
     def _server_address(self, job: Job) -> str:
         if job.server_address_auto:
             host, port = split_host_port(job.server_address)
-            if not port_is_free(port, host if is_loopback(host) else "0.0.0.0"):
-                return job.server_address.removesuffix(f":{port}") + f":{free_port()}"
+            bind_host = host if is_loopback(host) else "0.0.0.0"
+            if not port_is_free(port, bind_host):
+                return job.server_address.removesuffix(f":{port}") + f":{free_service_port(bind_host)}"
         return job.server_address
 
     async def _launch(self, job: Job, shape: DataShape, start: Start) -> tuple[str, list[str]]:

@@ -30,7 +30,7 @@ import redis
 
 from florist_grpc.config import Timeouts
 from florist_grpc.metrics.redis_users import CONTROL_RULES, CONTROL_USER
-from florist_grpc.net import LOOPBACK, free_port
+from florist_grpc.net import LOOPBACK, free_service_port
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class EmbeddedRedis:
         if same_port and previous and not can_listen_on(previous):
             raise RuntimeError(f"cannot restart the embedded Redis: port {previous} is taken")
         # Reuse the previous port when possible: running FL processes were given that address.
-        self.port = previous if previous and can_listen_on(previous) else free_port()
+        self.port = previous if previous and can_listen_on(previous) else free_service_port()
         args = [
             redis_server_binary(),
             "--port",

@@ -11,6 +11,7 @@ from grpc_status import rpc_status
 
 from florist_grpc.domain.catalog import MODELS, OPTIMIZERS, STRATEGIES
 from florist_grpc.domain.model import JobState
+from florist_grpc.net import ephemeral_range
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, catalog_service_pb2_grpc, job_pb2
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from tests.helpers import PlaneThread, job_message
@@ -33,6 +34,8 @@ def test_create_job_stores_a_not_started_job_with_a_picked_server_address(plane:
     created = plane.create(job_message(["/d/c0.pt", "/d/c1.pt"]))
     assert created.id and created.state == job_pb2.JOB_STATE_NOT_STARTED
     assert created.server_address.startswith("127.0.0.1:")
+    # Below the ephemeral range: no outgoing connection can take it while the FL server is still starting.
+    assert int(created.server_address.rsplit(":", 1)[1]) < ephemeral_range()[0]
     assert dict(created.server_config) == {"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1}
     assert plane.get(created.id) == created
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from florist_grpc import net
 from florist_grpc.net import (
+    SERVICE_PORTS_FROM,
     address_problem,
     bind_address,
+    ephemeral_range,
     free_port,
+    free_service_port,
     is_loopback,
     local_connect_host,
     port_is_free,
@@ -80,3 +86,22 @@ def test_a_free_port_is_free_until_someone_binds_it() -> None:
         s.bind(("127.0.0.1", port))
         s.listen()
         assert not port_is_free(port)
+
+
+def test_a_service_port_is_free_and_below_the_range_outgoing_connections_take_theirs_from() -> None:
+    low, high = ephemeral_range()
+    assert 1024 <= low < high
+    ports = {free_service_port() for _ in range(20)}
+    assert all(SERVICE_PORTS_FROM <= p < low and port_is_free(p) for p in ports)
+    assert len(ports) > 1  # picked at random: two servers starting at once are unlikely to pick the same
+
+
+def test_without_room_below_the_ephemeral_range_a_service_port_is_any_free_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    squeezed = tmp_path / "ip_local_port_range"
+    squeezed.write_text("10010\t60999\n")
+    monkeypatch.setattr(net, "EPHEMERAL_RANGE_FILE", squeezed)
+    assert ephemeral_range() == (10010, 60999)
+    port = free_service_port()
+    assert port >= 10010 and port_is_free(port)
