@@ -1,8 +1,8 @@
 """A stand-in FL process for launcher-pool tests: `main()` does what its run (JSON in FLORIST_RUN) says.
 
 {"print": TEXT, "ready": true, "exit": CODE, "wait": true} -- print TEXT, say ready, then wait for a signal (wait:
-SIGUSR1 goes on to exit) and exit with CODE. {"train": true} first does what an FL client's first round does (data, model, optimizer, one step,
-a checkpoint) and prints the modules that imported, as `imported=a,b,...`.
+SIGUSR1 goes on to exit) and exit with CODE. {"train": true} first does what an FL client's first round does
+(data, model, optimizer, one step, a checkpoint) and prints the modules that imported, as `imported=a,b,...`.
 """
 
 from __future__ import annotations
