@@ -39,7 +39,7 @@ from florist_grpc.domain.model import (
 from florist_grpc.store import rules
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
-from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, report_update
+from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, storable_update
 from florist_grpc.store.mongo_keys import map_keys, unescape_key
 
 T = TypeVar("T")
@@ -246,11 +246,13 @@ class MongoStore(JobStore):
             return None
         if isinstance(refused := rules.patch_text(patch), SetAside):
             return refused
+        if isinstance(update := storable_update(change, patch), SetAside):
+            return update
 
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
             if not rules.accepts_reports(JobState(row["state"])):
                 return None
-            return change.source, patch, JobState.IN_PROGRESS, report_update(change, patch)
+            return change.source, patch, JobState.IN_PROGRESS, update
 
         try:
             return self._guard(lambda: self._append(change.job_id, change.time, plan))
