@@ -41,6 +41,7 @@ from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, storable_update
 from florist_grpc.store.mongo_keys import map_keys, unescape_key
+from florist_grpc.store.mongo_unsettled import UnsettledJobs
 
 T = TypeVar("T")
 _MAX_APPEND_ATTEMPTS = 1000
@@ -59,6 +60,7 @@ class MongoStore(JobStore):
         sessions = self._client.start_session if self._has_transactions() else None
         self._batch = BatchIngest(self._jobs, self._events, self._roll_forward, self._append_one, sessions)
         self._batch_ingest = batch_ingest
+        self._unsettled = UnsettledJobs(self._jobs, self._roll_forward_all)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -235,9 +237,18 @@ class MongoStore(JobStore):
         return self._guard(lambda: self._append(job_id, time, plan))
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
-        if self._batch_ingest:  # one insert_many and one bulk_write for the batch (store/mongo_batch.py)
-            return self._guard(lambda: self._batch.append(changes))
-        return [self._append_one(c) for c in changes]
+        def run() -> list[MetricsEvent | SetAside | None]:
+            # Rebased after a failed append (store/mongo_unsettled.py); a batch is one insert_many + one bulk_write.
+            rebased, unsettled = self._unsettled.rebase(changes)
+            results = self._batch.append(rebased) if self._batch_ingest else [self._append_one(c) for c in rebased]
+            self._unsettled.settled(unsettled)
+            return results
+
+        try:
+            return self._guard(run)
+        except Exception:
+            self._unsettled.failed(c.job_id for c in changes)
+            raise
 
     def _append_one(self, change: ReportChange) -> MetricsEvent | SetAside | None:
         """One change as its own write-ahead append."""
