@@ -1,4 +1,9 @@
-"""Jobs whose last append failed part-way: after an outage in the middle of an append (no transaction, or a
+"""Writes MongoStore has not settled: events past a job's last_sequence, and jobs whose last append failed.
+
+The first are a writer's that died between inserting its events and advancing the job (or one about to
+advance): the log is the truth, and readers roll the job document forward from it (`rolled_forward`).
+
+Jobs whose last append failed part-way: after an outage in the middle of an append (no transaction, or a
 commit whose outcome is unknown), what reached MongoDB is unknown. The caller keeps its baselines and sends the
 same sources again, with the `previous` reports it had; appended as they are, the events already written would
 be appended again, and a patch taken against an out-of-date `previous` may not rebuild the report.
@@ -10,23 +15,44 @@ costs a read of the job's reports once after a failure, and nothing otherwise.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from pymongo.collection import Collection
 
 from florist_grpc.domain.model import JsonObject
 from florist_grpc.store.base import ReportChange
+from florist_grpc.store.mongo_batch import advance_update
 from florist_grpc.store.mongo_keys import escape_key, map_keys, unescape_key
+
+
+def roll_forward(jobs: Collection[JsonObject], events: Collection[JsonObject], job_id: str, after: int) -> bool:
+    """Apply to the job document every event past `after`, each gated on its predecessor, so that none is
+    applied twice even beside a live writer; whether there was any."""
+    rolled = False
+    for event in events.find({"job_id": job_id, "sequence": {"$gt": after}}).sort("sequence", 1):
+        sequence = event["sequence"]
+        update = advance_update(sequence, json.loads(event["update"]))
+        jobs.update_one({"_id": job_id, "last_sequence": sequence - 1}, update)
+        rolled = True
+    return rolled
+
+
+def rolled_forward(jobs: Collection[JsonObject], events: Collection[JsonObject], row: JsonObject) -> JsonObject | None:
+    """The job document `row` with every written event applied (None if the job is gone meanwhile)."""
+    if roll_forward(jobs, events, row["_id"], row["last_sequence"]):
+        return jobs.find_one({"_id": row["_id"]})
+    return row
 
 
 class UnsettledJobs:
     """The jobs of a MongoStore whose last append failed, and how to rebase their next changes."""
 
-    def __init__(self, jobs: Collection[JsonObject], roll_forward_all: Callable[[str, int], bool]) -> None:
+    def __init__(self, jobs: Collection[JsonObject], events: Collection[JsonObject]) -> None:
         self._jobs = jobs
-        self._roll_forward_all = roll_forward_all
+        self._events = events
         self._lock = threading.Lock()
         self._failures: dict[str, int] = {}  # job id -> failures so far (a count, to settle only what was rebased)
 
@@ -46,7 +72,7 @@ class UnsettledJobs:
         for job_id in seen:
             row = self._jobs.find_one({"_id": job_id}, {"last_sequence": 1})
             if row is not None:
-                self._roll_forward_all(job_id, row["last_sequence"])
+                roll_forward(self._jobs, self._events, job_id, row["last_sequence"])
         stored = {row["_id"]: row.get("reports", {}) for row in self._jobs.find({"_id": {"$in": list(seen)}})}
         out = list(changes)
         rebased: set[tuple[str, str]] = set()

@@ -13,9 +13,10 @@ from pymongo.errors import AutoReconnect
 
 from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.merge_patch import apply
-from florist_grpc.domain.model import SERVER_SOURCE, JsonObject, Source
+from florist_grpc.domain.model import JOB_SOURCE, SERVER_SOURCE, JobState, JsonObject, Source
 from florist_grpc.store.base import ReportChange
 from florist_grpc.store.mongo import MongoStore
+from florist_grpc.store.mongo_batch import event_doc
 from tests.store.test_mongo_batch import CLIENTS, mongo_store, started
 from tests.store.test_store_contract import T0, report_of
 
@@ -82,3 +83,36 @@ def test_a_retry_carrying_a_newer_report_rebuilds_that_report(
     store.append_report_changes([ReportChange("a", SERVER_SOURCE, first, newest, T0)])
     assert report_of(store, "a", SERVER_SOURCE) == newest
     assert rebuilt(store, "a", SERVER_SOURCE) == newest
+
+
+def test_after_a_restart_the_jobs_to_recover_hold_every_written_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = mongo_store()
+    started(store, "a")
+    fail_advancing_once(store, monkeypatch, batch_ingest=True, applied=False)
+    with pytest.raises(Unavailable):  # the control plane dies here, its events written, the job not advanced
+        store.append_report_changes([ReportChange("a", SERVER_SOURCE, {}, {"x": 1, "tmp": 1}, T0)])
+    restarted = MongoStore(store._client, "florist_test")
+    # Recovery (jobs/recovery.py) takes its baselines from jobs_in_state: they must include the written event.
+    (job,) = restarted.jobs_in_state(JobState.IN_PROGRESS)
+    assert job.last_sequence == 2 and job.server_metrics == {"x": 1, "tmp": 1}
+    restarted.append_report_changes([ReportChange("a", SERVER_SOURCE, job.server_metrics, {"x": 2}, T0)])
+    assert [e.sequence for e in restarted.read_events("a", 0)] == [1, 2, 3]
+    assert rebuilt(restarted, "a", SERVER_SOURCE) == {"x": 2} == report_of(restarted, "a", SERVER_SOURCE)
+
+
+def test_a_job_whose_written_terminal_event_was_not_applied_is_not_recovered_as_running() -> None:
+    store = mongo_store()
+    started(store, "a")
+    # A transition that died after inserting its event: the log says the job ended.
+    store._events.insert_one(
+        event_doc(
+            "a",
+            2,
+            T0,
+            JOB_SOURCE,
+            '{"state": "JOB_STATE_CANCELLED"}',
+            JobState.CANCELLED,
+            {"$set": {"state": int(JobState.CANCELLED)}},
+        )
+    )
+    assert store.jobs_in_state(JobState.IN_PROGRESS) == []
