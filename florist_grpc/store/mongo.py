@@ -41,7 +41,7 @@ from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, storable_update
 from florist_grpc.store.mongo_keys import map_keys, unescape_key
-from florist_grpc.store.mongo_unsettled import UnsettledJobs, rolled_forward
+from florist_grpc.store.mongo_unsettled import UnsettledSources, rolled_forward
 
 T = TypeVar("T")
 _MAX_APPEND_ATTEMPTS = 1000
@@ -60,7 +60,7 @@ class MongoStore(JobStore):
         sessions = self._client.start_session if self._has_transactions() else None
         self._batch = BatchIngest(self._jobs, self._events, self._roll_forward, self._append_one, sessions)
         self._batch_ingest = batch_ingest
-        self._unsettled = UnsettledJobs(self._jobs, self._events)
+        self._unsettled = UnsettledSources(self._jobs, self._events)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -235,7 +235,7 @@ class MongoStore(JobStore):
         try:
             return self._guard(run)
         except Exception:
-            self._unsettled.failed(c.job_id for c in changes)
+            self._unsettled.failed(changes)
             raise
 
     def _append_one(self, change: ReportChange) -> MetricsEvent | SetAside | None:

@@ -116,3 +116,26 @@ def test_a_job_whose_written_terminal_event_was_not_applied_is_not_recovered_as_
         )
     )
     assert store.jobs_in_state(JobState.IN_PROGRESS) == []
+
+
+def test_sources_of_a_failed_batch_retried_in_separate_batches_append_nothing_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = mongo_store()
+    started(store, "a")
+    changes = [
+        ReportChange("a", SERVER_SOURCE, {}, {"x": 1}, T0),
+        ReportChange("a", CLIENTS[0], {}, {"y": 2}, T0),
+    ]
+    fail_advancing_once(store, monkeypatch, batch_ingest=True, applied=False)
+    with pytest.raises(Unavailable):
+        store.append_report_changes(changes)
+    # The server's new report came in on its own before the client's retry was due.
+    store.append_report_changes([ReportChange("a", SERVER_SOURCE, {}, {"x": 2}, T0)])
+    store.append_report_changes([changes[1]])
+    assert [(e.sequence, e.source) for e in store.read_events("a", 0)][1:] == [
+        (2, SERVER_SOURCE),
+        (3, CLIENTS[0]),
+        (4, SERVER_SOURCE),
+    ]
+    assert report_of(store, "a", CLIENTS[0]) == {"y": 2} == rebuilt(store, "a", CLIENTS[0])
