@@ -39,8 +39,9 @@ from florist_grpc.domain.model import (
 from florist_grpc.store import rules
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
-from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, report_update
+from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, storable_update
 from florist_grpc.store.mongo_keys import map_keys, unescape_key
+from florist_grpc.store.mongo_unsettled import UnsettledSources, rolled_forward
 
 T = TypeVar("T")
 _MAX_APPEND_ATTEMPTS = 1000
@@ -59,6 +60,7 @@ class MongoStore(JobStore):
         sessions = self._client.start_session if self._has_transactions() else None
         self._batch = BatchIngest(self._jobs, self._events, self._roll_forward, self._append_one, sessions)
         self._batch_ingest = batch_ingest
+        self._unsettled = UnsettledSources(self._jobs, self._events)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -132,10 +134,7 @@ class MongoStore(JobStore):
     def get_job(self, job_id: str) -> Job | None:
         def run() -> JsonObject | None:
             row = self._jobs.find_one({"_id": job_id})
-            # Events past last_sequence are a writer's that died (or is about to advance): the log is the truth.
-            if row is not None and self._roll_forward_all(job_id, row["last_sequence"]):
-                row = self._jobs.find_one({"_id": job_id})
-            return row
+            return None if row is None else rolled_forward(self._jobs, self._events, row)
 
         row = self._guard(run)
         return self._job(row) if row is not None else None
@@ -177,15 +176,6 @@ class MongoStore(JobStore):
         event = self._events.find_one({"job_id": job_id, "sequence": sequence})
         if event is not None:
             self._advance(job_id, sequence, json.loads(event["update"]))
-
-    def _roll_forward_all(self, job_id: str, last_sequence: int) -> bool:
-        """Roll forward every event after `last_sequence`; whether there was any."""
-        events = self._events.find({"job_id": job_id, "sequence": {"$gt": last_sequence}}).sort("sequence", 1)
-        rolled = False
-        for event in events:
-            self._advance(event["job_id"], event["sequence"], json.loads(event["update"]))
-            rolled = True
-        return rolled
 
     def _append(
         self,
@@ -235,9 +225,18 @@ class MongoStore(JobStore):
         return self._guard(lambda: self._append(job_id, time, plan))
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
-        if self._batch_ingest:  # one insert_many and one bulk_write for the batch (store/mongo_batch.py)
-            return self._guard(lambda: self._batch.append(changes))
-        return [self._append_one(c) for c in changes]
+        def run() -> list[MetricsEvent | SetAside | None]:
+            # Rebased after a failed append (store/mongo_unsettled.py); a batch is one insert_many + one bulk_write.
+            rebased, unsettled = self._unsettled.rebase(changes)
+            results = self._batch.append(rebased) if self._batch_ingest else [self._append_one(c) for c in rebased]
+            self._unsettled.settled(unsettled)
+            return results
+
+        try:
+            return self._guard(run)
+        except Exception:
+            self._unsettled.failed(changes)
+            raise
 
     def _append_one(self, change: ReportChange) -> MetricsEvent | SetAside | None:
         """One change as its own write-ahead append."""
@@ -246,11 +245,13 @@ class MongoStore(JobStore):
             return None
         if isinstance(refused := rules.patch_text(patch), SetAside):
             return refused
+        if isinstance(update := storable_update(change, patch), SetAside):
+            return update
 
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
             if not rules.accepts_reports(JobState(row["state"])):
                 return None
-            return change.source, patch, JobState.IN_PROGRESS, report_update(change, patch)
+            return change.source, patch, JobState.IN_PROGRESS, update
 
         try:
             return self._guard(lambda: self._append(change.job_id, change.time, plan))
@@ -294,7 +295,14 @@ class MongoStore(JobStore):
         self._update_doc(job_id, rules.client_state_sets(index, state, error_message))
 
     def jobs_in_state(self, state: JobState) -> list[Job]:
-        return self._guard(lambda: [self._job(row) for row in self._jobs.find({"state": int(state)})])
+        def run() -> list[Job]:
+            # Rolled forward: recovery's baselines must hold every written event (else it appends them again).
+            rows = [
+                rolled_forward(self._jobs, self._events, row) for row in list(self._jobs.find({"state": int(state)}))
+            ]
+            return [self._job(row) for row in rows if row is not None and row["state"] == int(state)]
+
+        return self._guard(run)
 
     def count_jobs_by_state(self) -> dict[JobState, int]:
         def run() -> dict[JobState, int]:

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from bson.errors import InvalidDocument
+import bson
+from bson.errors import BSONError, InvalidDocument
 from pymongo import UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
@@ -38,6 +39,7 @@ from florist_grpc.store.codec import to_micros
 from florist_grpc.store.mongo_keys import escape_key, map_keys, patch_update
 
 Outcome = MetricsEvent | SetAside | None
+_Patches = dict[int, tuple[JsonObject, str, JsonObject]]  # by index in the batch: patch, its text, its update
 DUPLICATE_KEY = 11000
 _MAX_ATTEMPTS = 1000
 
@@ -54,6 +56,18 @@ def report_update(change: ReportChange, patch: JsonObject) -> JsonObject:
     update: JsonObject = {"$set": sets}
     if unsets:
         update["$unset"] = unsets
+    return update
+
+
+def storable_update(change: ReportChange, patch: JsonObject) -> JsonObject | SetAside:
+    """report_update, or SetAside if BSON cannot hold it (an integer beyond 64 bits). Checked before the event
+    is written: the event keeps its update as text and would insert fine, and the job document could then never
+    be advanced past it (every later append and read would roll it forward and fail again)."""
+    update = report_update(change, patch)
+    try:
+        bson.encode(update)
+    except (BSONError, OverflowError) as exc:
+        return SetAside(f"MongoDB cannot store it: {exc}")
     return update
 
 
@@ -123,7 +137,7 @@ class BatchIngest:
     def append(self, changes: Sequence[ReportChange]) -> list[Outcome]:
         """The contract of JobStore.append_report_changes, for the whole batch at once."""
         results: list[Outcome] = [None] * len(changes)
-        patches: dict[int, tuple[JsonObject, str]] = {}
+        patches: _Patches = {}
         for i, change in enumerate(changes):
             patch = merge_patch.diff(change.previous, change.report)
             if not patch:
@@ -131,8 +145,10 @@ class BatchIngest:
             text = rules.patch_text(patch)
             if isinstance(text, SetAside):
                 results[i] = text
+            elif isinstance(update := storable_update(change, patch), SetAside):
+                results[i] = update
             else:
-                patches[i] = (patch, text)
+                patches[i] = (patch, text, update)
         todo = sorted(patches)
         for _ in range(_MAX_ATTEMPTS):
             if not todo:
@@ -148,7 +164,7 @@ class BatchIngest:
         self,
         todo: list[int],
         changes: Sequence[ReportChange],
-        patches: dict[int, tuple[JsonObject, str]],
+        patches: _Patches,
         results: list[Outcome],
     ) -> tuple[list[int], bool]:
         """Append what it can of `todo`; returns the changes still to do, and whether to do them one by one."""
@@ -166,8 +182,7 @@ class BatchIngest:
                 continue  # not running: its results stay None, as on the per-change path
             for offset, i in enumerate(indices, start=1):
                 sequence = row["last_sequence"] + offset
-                update = report_update(changes[i], patches[i][0])
-                placed.append(_Placed(i, job_id, sequence, changes[i].source.key, update))
+                placed.append(_Placed(i, job_id, sequence, changes[i].source.key, patches[i][2]))
         if not placed:
             return [], False
         written = self._write(placed, changes, patches)
@@ -185,9 +200,7 @@ class BatchIngest:
             rest = [p for p in rest if p is not refused]
         return sorted(p.index for p in rest), written.unencodable
 
-    def _write(
-        self, placed: list[_Placed], changes: Sequence[ReportChange], patches: dict[int, tuple[JsonObject, str]]
-    ) -> _Written:
+    def _write(self, placed: list[_Placed], changes: Sequence[ReportChange], patches: _Patches) -> _Written:
         batch = uuid.uuid4().hex  # marks this attempt's events, to tell which are in after a refusal
         docs = [
             {

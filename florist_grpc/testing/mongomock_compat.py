@@ -1,4 +1,4 @@
-"""mongomock (4.3) as a stand-in for MongoDB where none runs: three gaps closed, nothing more.
+"""mongomock (4.3) as a stand-in for MongoDB where none runs: four gaps closed, nothing more.
 
 - pymongo >= 4.11 hands bulk updates a `sort` argument mongomock's bulk builder does not take (and an update by
   `_id` never needs): dropped.
@@ -6,6 +6,8 @@
   both "insert" one _id: inserts are serialised (reentrant: insert_many inserts through the same method).
 - MongoDB refuses a document over 16 MiB (pymongo raises DocumentTooLarge before sending it); mongomock stores
   anything: an insert of a larger document raises DocumentTooLarge, as an ordered insert_many does at that one.
+- pymongo encodes every update to BSON before sending it, refusing what BSON cannot hold (an integer beyond 64
+  bits: OverflowError); mongomock never encodes: an update is encoded first here, raising what pymongo raises.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def patch_mongomock() -> None:
             return
         add_update: Callable[..., Any] = BulkOperationBuilder.add_update
         insert: Callable[..., Any] = Collection._insert
+        update: Callable[..., Any] = Collection._update
 
         def add_update_without_sort(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
             return add_update(self, *args, **kwargs)
@@ -43,6 +46,11 @@ def patch_mongomock() -> None:
             with _lock:
                 return insert(self, data, *args, **kwargs)
 
+        def encoded_update(self: Any, spec: Any, document: Any, *args: Any, **kwargs: Any) -> Any:
+            bson.encode({"q": spec, "u": document})
+            return update(self, spec, document, *args, **kwargs)
+
         setattr(BulkOperationBuilder, "add_update", add_update_without_sort)  # noqa: B010 (patching a class)
         setattr(Collection, "_insert", atomic_insert)  # noqa: B010
+        setattr(Collection, "_update", encoded_update)  # noqa: B010
         _patched = True
