@@ -58,7 +58,7 @@ async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:
         final = job_pb2.JobState.Name(job_pb2.JobState.ValueType(progress.state))
         print(f"final state: {final} in {time.monotonic() - began:.1f}s")
         # The demo's server stops on return: point at the file, and at how to serve it again for a download.
-        models = data_dir.resolve() / "jobs" / created.id / "models"
+        models = plane.trainer.model_dir(created.id)
         if rounds_saved := saved_rounds(models):
             print(f"the trained model: {models / f'round-{rounds_saved[-1]}.safetensors'}")
             print(

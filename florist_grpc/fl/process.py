@@ -51,6 +51,14 @@ def prepare_process() -> None:
     signal.signal(signal.SIGTERM, on_term)
 
 
+def exit_code(exc: SystemExit) -> int:
+    """The exit code the interpreter would give for `exc` (a message instead of a code is printed, and means 1)."""
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 def run_then_exit(body: Callable[[], None], role: str) -> NoReturn:
     """Run an FL process's `body`, then end the process with its exit code whatever threads are still running.
 
@@ -63,9 +71,7 @@ def run_then_exit(body: Callable[[], None], role: str) -> NoReturn:
     try:
         body()
     except SystemExit as exc:  # sys.exit(...) or SIGTERM (prepare_process)
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if exc.code is not None and not isinstance(exc.code, int):
-            print(exc.code, file=sys.stderr)
+        code = exit_code(exc)
     except Exception as exc:
         logging.getLogger(f"florist.fl.{role}").error("FL %s failed: %s", role, exc, exc_info=True)
         code = 1

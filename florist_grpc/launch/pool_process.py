@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from florist_grpc.fl.process import exit_code
 from florist_grpc.fl.readiness import READY_FD_ENV
 from florist_grpc.launch.exit_file import write_exit_code
 
@@ -231,9 +232,7 @@ def run_child(module: str, args: list[str], log_path: str, ready_fd: int) -> int
     try:
         importlib.import_module(module).main()
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if exc.code is not None and not isinstance(exc.code, int):
-            print(exc.code, file=sys.stderr)
+        code = exit_code(exc)
     except BaseException:
         traceback.print_exc()
         code = 1
