@@ -11,17 +11,19 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/florist
 ENV PATH=/opt/florist/bin:$PATH
 
-# torch 2.13.0, the CPU build, from the PyTorch CPU index: the default index would pull the CUDA build (GBs of
-# libraries no FL client here uses). That index is reachable where images are built, not on the dev machines,
-# which install the same pinned version from a local file (see Makefile). Installed first so `pip install .`
-# below finds torch==2.13.0 satisfied (2.13.0+cpu matches the pin in pyproject.toml).
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
-
+# Every package from requirements.lock (exact versions with hashes, the same pins `make test` runs on), so an
+# image built next month holds what CI tested. torch is the lock's 2.13.0+cpu, found on the PyTorch CPU index: the
+# default index has only the CUDA build (GBs of libraries no FL client here uses). That index is reachable where
+# images are built, not on the dev machines, whose pip finds the same wheel in a local directory.
 WORKDIR /src
-# pyproject.toml names README.md as the package's readme, so setuptools needs it to build.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.lock
+
+# pyproject.toml names README.md as the package's readme, so setuptools needs it to build. No dependency is
+# resolved here (--no-deps) and the build uses the locked setuptools (--no-build-isolation).
 COPY pyproject.toml README.md ./
 COPY florist_grpc ./florist_grpc
-RUN pip install .
+RUN pip install --no-deps --no-build-isolation .
 
 # --- runtime: the virtualenv only, run by an unprivileged user.
 FROM python:3.11-slim
@@ -49,8 +51,7 @@ EXPOSE 50051
 
 # Asks grpc.health.v1.Health (no token needed) on FLORIST_ADDRESS (set above to 127.0.0.1, not localhost, which
 # may resolve to ::1 where `serve --host 0.0.0.0` does not listen); `florist-grpc health` exits 0 only when
-# SERVING, which `serve` reports only while its store and Redis answer. NOTE: `health` is the client command of
-# the DESIGN contract, added with the typer CLI (helper 12's branch); this image needs that branch merged.
+# SERVING, which `serve` reports only while its store and Redis answer.
 # Over TLS the probe needs the CA and a name the certificate carries: compose.yaml overrides this check with
 # `--address controlplane:50051 --tls-ca ...`. Agents have no gRPC server to probe: compose.yaml turns it off.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["florist-grpc", "health"]

@@ -1,5 +1,7 @@
 # `make demo` and `make test` are the two entry points (see README). Both create .venv on first use and install
-# everything they need from the project's own files; the stamp re-installs when pyproject.toml changes.
+# everything they need from the project's own files: Python packages from requirements-dev.lock only (exact
+# versions with hashes, so a release published after a landing cannot change what CI installs); the stamp
+# re-installs when the lock or pyproject.toml changes. `make lock` refreshes both lock files.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,13 +11,21 @@ NODE_STAMP := $(TS)/node_modules/.installed-stamp
 TS_MAIN    := $(TS)/dist/main.js
 TS_SOURCES := $(TS)/tsconfig.json $(shell find $(TS)/src -name '*.ts')
 
-.PHONY: demo test lint proto bench clean
+.PHONY: demo test lint lock proto bench clean
 
-$(STAMP): pyproject.toml
+LOCK_DEV := requirements-dev.lock
+LOCK_RUN := requirements.lock
+# pip-compile (pip-tools), not uv: it resolves through pip's own configuration, so torch==2.13.0 resolves to the
+# CPU wheel on this machine's disk (uv ignores pip's find-links and would pull a CUDA build). The index URLs stay
+# out of the lock: each machine's pip configuration (or the Dockerfile's --extra-index-url) supplies them.
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
+$(STAMP): $(LOCK_DEV) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch==2.13.0 (pinned in pyproject.toml) is the CPU build this machine's pip finds locally.
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Every package, pip and setuptools included, from the lock: --require-hashes refuses anything unpinned.
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK_DEV)
+	# The project itself, editable, built with the locked setuptools (no isolated build env fetching its own).
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 $(NODE_STAMP): $(TS)/package.json $(TS)/package-lock.json
@@ -31,6 +41,7 @@ demo: $(STAMP)
 	$(BIN)/florist-grpc demo
 
 lint: $(STAMP) $(TS_MAIN)
+	$(BIN)/python tools/check_lock.py
 	$(BIN)/python tools/genproto.py --check
 	$(BIN)/python tools/genproto_ts.py --check
 	cd protos && ../$(BIN)/buf lint
@@ -42,6 +53,16 @@ lint: $(STAMP) $(TS_MAIN)
 
 test: $(STAMP) $(TS_MAIN) lint
 	$(BIN)/pytest -q
+
+# Keeps every existing pin that still satisfies pyproject.toml and resolves only what changed; `make lock
+# UPGRADE=1` moves every package to its newest allowed release. The runtime lock (the Dockerfile's) starts from
+# the dev lock's pins, so the two never disagree on a version.
+lock: $(STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) --extra dev \
+		-o $(LOCK_DEV) pyproject.toml
+	cp $(LOCK_DEV) $(LOCK_RUN)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) -o $(LOCK_RUN) pyproject.toml
+	$(BIN)/python tools/check_lock.py
 
 proto: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python tools/genproto.py

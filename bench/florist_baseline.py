@@ -74,7 +74,7 @@ class FloristStyleListeners:
     def _listen(self, job_id: str, source: str, uuid: str, subscribed: threading.Event) -> None:
         client = redis.Redis.from_url(self._redis_url)
         try:
-            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub()
             pubsub.subscribe(uuid)
             subscribed.set()
             while not self._stopped.is_set():

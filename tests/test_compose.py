@@ -275,6 +275,13 @@ def test_the_image_runs_florist_grpc_as_a_non_root_user_with_a_health_check() ->
     # The check finds the server through the client commands' variables (FLORIST_ADDRESS).
     image_env = set(re.findall(r"\b(FLORIST_[A-Z_]+)=", DOCKERFILE))
     assert "FLORIST_ADDRESS" in image_env <= CONTRACT_ENV["health"]
-    # The image's torch is the version pyproject pins (the CPU build, from the CPU index).
-    torch = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch=="))
-    assert re.search(rf"download\.pytorch\.org/whl/cpu {re.escape(torch)}\s*$", DOCKERFILE, re.M)
+    # Every package comes from the runtime lock, hashes required, torch's CPU build from the CPU index; the
+    # project itself adds no dependency of its own.
+    assert re.search(
+        r"pip install --require-hashes --no-deps --extra-index-url https://download\.pytorch\.org/whl/cpu "
+        r"-r requirements\.lock\s*$",
+        DOCKERFILE,
+        re.M,
+    )
+    assert re.search(r"pip install --no-deps --no-build-isolation \.\s*$", DOCKERFILE, re.M)
+    assert "+cpu" in next(line for line in (ROOT / "requirements.lock").read_text().splitlines() if "torch==" in line)

@@ -70,7 +70,7 @@ class ReportListener:
         backoff = 0.05
         while not self._stopped.is_set():
             client = redis.Redis.from_url(self._redis_url, socket_connect_timeout=5.0, health_check_interval=10)
-            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub()
             try:
                 client.ping()  # subscribing to nothing would not touch the network: prove the link first
                 self._apply_commands(None)
