@@ -16,6 +16,7 @@ from florist_grpc.domain.portable_json import portable
 # {"round": 1, "loss": "NaN"} (the loss as reported: "NaN", "Infinity" or "-Infinity").
 DIVERGED = "diverged"
 
+
 def diverged(aggregated_loss: float | None, losses_reported: int) -> bool:
     """A round diverges when its aggregated loss is non-finite while at least one client reported a loss for it
     (a round nobody evaluated has no loss to judge: it is not a divergence)."""

@@ -31,7 +31,7 @@ from flwr.server.strategy import (
     Strategy,
 )
 
-from florist_grpc.domain.divergence import DIVERGED, divergence_report, diverged
+from florist_grpc.domain.divergence import DIVERGED, diverged, divergence_report
 from florist_grpc.fl.flower_api import StopRun
 from florist_grpc.fl.reporter import RedisReporter
 

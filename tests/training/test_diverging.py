@@ -66,7 +66,9 @@ def test_a_run_whose_aggregated_loss_is_nan_at_round_1_stops_there_and_fails_say
     assert server["diverged"] == {"round": 1, "loss": "NaN"}
     assert server["num_rounds"] == 1 and {"fit_end", "shutdown"} <= set(server)
     # The clients were told to disconnect, as after a last round: they finished, they did not fail.
-    assert [c.state for c in done.clients] == [job_pb2.CLIENT_STATE_FINISHED] * 2, [c.error_message for c in done.clients]
+    assert [c.state for c in done.clients] == [job_pb2.CLIENT_STATE_FINISHED] * 2, [
+        c.error_message for c in done.clients
+    ]
     assert all(list(c["rounds"]) == ["1"] and "shutdown" in c for c in clients)
     no_fl_process_left()
 

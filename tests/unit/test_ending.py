@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from typing import Any
+
+import pytest
 
 from florist_grpc.domain.model import Exit, JobState
 from florist_grpc.jobs.ending import ProcessFacts, Verdict, Waiting, judge
