@@ -68,7 +68,7 @@ class _ReadyServer(flwr.server.Server):
         try:
             return super().fit(num_rounds, timeout)
         except StopRun as stop:
-            log.warning("stopping the run before its %d rounds: %s", num_rounds, stop)
+            log.warning("ending the run early: %s (Flower's summary below still says %d rounds)", stop, num_rounds)
             return History(), timeit.default_timer() - started
 
 

@@ -251,11 +251,12 @@ class ReportingStrategy(Strategy):
 
     def _on_divergence(self, server_round: int, loss: float) -> None:
         if not self._stop_on_divergence:
-            log.warning("round %d: aggregated val loss %s; going on (stop_on_divergence is false)", server_round, loss)
+            log.warning("round %d diverged: aggregated val loss %s; going on (stop_on_divergence)", server_round, loss)
             return
         self.divergence = divergence_report(server_round, loss)
         self._reporter.report_values(**{DIVERGED: self.divergence})
-        raise StopRun(f"round {server_round} diverged (aggregated val loss {loss})")
+        loss_text = self.divergence["loss"]
+        raise StopRun(f"round {server_round} diverged: aggregated val loss {loss_text} (stop_on_divergence is true)")
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         return None  # no centralised evaluation: the data lives on the clients
