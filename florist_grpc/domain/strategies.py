@@ -63,6 +63,13 @@ _COMMON_PROPERTIES: dict[str, Any] = {
         "maximum": 3_600,
         "description": "Longest the server waits for all clients to connect (default 60).",
     },
+    "stop_on_divergence": {
+        "type": "boolean",
+        "default": True,
+        "description": "Stop at the first round whose aggregated validation loss is NaN or infinite (while at "
+        "least one client reported a loss for it); the job then ends FINISHED_WITH_ERROR, saying so (default "
+        "true). false lets a diverged run go on through every round.",
+    },
 }
 _COMMON_REQUIRED = ["n_server_rounds", "batch_size", "local_epochs"]
 

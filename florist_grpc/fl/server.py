@@ -1,6 +1,7 @@
 """The FL server process: `python -m florist_grpc.fl.server` (the run in FLORIST_RUN).
 
-Exit code 0 only when every round ran; the control plane then also requires fit_end in the report.
+Exit codes: 0 when every round ran (the control plane then also requires fit_end in the report); 3 when the run
+diverged and was stopped (the report's `diverged` key says where; fit_end is reported as well); 1 anything else.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from florist_grpc.fl.process import prepare_process, run_then_exit
 from florist_grpc.fl.run_config import ServerRun, take_run_json
 
 log = logging.getLogger("florist.fl.server")
+EXIT_DIVERGED = 3
 
 
 def run(cfg: ServerRun) -> None:
@@ -59,6 +61,7 @@ def run(cfg: ServerRun) -> None:
         proximal,
         local_epochs=int(config["local_epochs"]),
         on_round_model=on_round_model,
+        stop_on_divergence=bool(config.get("stop_on_divergence", True)),
     )
     history = flower_api.start_server(
         cfg.bind_address,
@@ -69,8 +72,9 @@ def run(cfg: ServerRun) -> None:
         certificates=certificates_of(cfg),
         on_ready=signal_ready,
     )
-    rounds_done = len(history.losses_distributed)
-    if rounds_done != int(config["n_server_rounds"]):
+    divergence = strategy.divergence
+    rounds_done = int(divergence["round"]) if divergence else len(history.losses_distributed)
+    if divergence is None and rounds_done != int(config["n_server_rounds"]):
         raise RuntimeError(f"only {rounds_done} of {config['n_server_rounds']} rounds completed")
     fit_end = datetime.now()
     reporter.report_values(
@@ -80,6 +84,8 @@ def run(cfg: ServerRun) -> None:
         host_type="server",
     )
     reporter.report_values(shutdown=now())
+    if divergence is not None:
+        raise SystemExit(EXIT_DIVERGED)
 
 
 def certificates_of(cfg: ServerRun) -> tuple[bytes, bytes, bytes] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -30,7 +31,11 @@ from flwr.server.strategy import (
     Strategy,
 )
 
+from florist_grpc.domain.divergence import DIVERGED, diverged, divergence_report
+from florist_grpc.fl.flower_api import StopRun
 from florist_grpc.fl.reporter import RedisReporter
+
+log = logging.getLogger("florist.fl.server")
 
 TRAIN_LOSS = "train - loss"
 TRAIN_ACCURACY = "train - prediction - accuracy"
@@ -148,6 +153,9 @@ class ReportingStrategy(Strategy):
     and so a seeded job's losses -- are the same on every run. A failed client fails the round (and the run):
     silently aggregating fewer clients would hide a broken job. After each completed round the global model is
     handed to `on_round_model` (the checkpoint writer).
+
+    A round whose aggregated loss is non-finite diverged: with `stop_on_divergence` the run ends after it (the
+    report's `diverged` key says where, `divergence` holds it for the server process), otherwise it goes on.
     """
 
     def __init__(
@@ -157,8 +165,11 @@ class ReportingStrategy(Strategy):
         proximal: ProximalWeight | None = None,
         local_epochs: int = 1,
         on_round_model: Callable[[int, Parameters], None] | None = None,
+        stop_on_divergence: bool = True,
     ) -> None:
         self._inner = inner
+        self._stop_on_divergence = stop_on_divergence
+        self.divergence: dict[str, Any] | None = None
         self._reporter = reporter
         self._proximal = proximal
         self._local_epochs = local_epochs
@@ -234,7 +245,18 @@ class ReportingStrategy(Strategy):
         # One report: the round's evaluation arrives whole. Metric names exactly as the clients report them
         # (FL4Health adds no suffix here).
         self._reporter.report_round(server_round, **report, eval_round_metrics_aggregated=dict(metrics))
+        if loss is not None and diverged(loss, len(results)):
+            self._on_divergence(server_round, float(loss))
         return loss, metrics
+
+    def _on_divergence(self, server_round: int, loss: float) -> None:
+        if not self._stop_on_divergence:
+            log.warning("round %d diverged: aggregated val loss %s; going on (stop_on_divergence)", server_round, loss)
+            return
+        self.divergence = divergence_report(server_round, loss)
+        self._reporter.report_values(**{DIVERGED: self.divergence})
+        loss_text = self.divergence["loss"]
+        raise StopRun(f"round {server_round} diverged: aggregated val loss {loss_text} (stop_on_divergence is true)")
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         return None  # no centralised evaluation: the data lives on the clients
