@@ -26,7 +26,8 @@ def test_json_logs_with_an_audit_line_and_a_metrics_endpoint(tmp_path: Path) -> 
         job = stub.CreateJob(job_service_pb2.CreateJobRequest(job=job_message(["/d"])), timeout=10).job
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    assert 'florist_rpcs_total{code="OK",method="florist.v1.JobService/CreateJob"} 1.0' in text
+    handled = 'grpc_server_handled_total{grpc_code="OK",grpc_method="CreateJob",grpc_service="florist.v1.JobService",'
+    assert handled + 'grpc_type="unary"} 1.0' in text
     assert 'florist_jobs{state="NOT_STARTED"} 1.0' in text
     assert stop(served) == 0
     lines = (tmp_path / "florist-serve.log").read_text().splitlines()
