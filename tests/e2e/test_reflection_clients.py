@@ -62,7 +62,8 @@ def buf_curl(address: str, *args: str, token: str = TOKEN) -> subprocess.Complet
 
 def json_values(text: str) -> list[Any]:
     """The JSON documents buf curl prints one after another (one per response message)."""
-    decoder, values, at = json.JSONDecoder(), [], 0
+    decoder, at = json.JSONDecoder(), 0
+    values: list[Any] = []
     while True:
         at += len(text[at:]) - len(text[at:].lstrip())  # skip the whitespace between documents
         if at == len(text):
