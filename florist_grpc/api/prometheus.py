@@ -52,7 +52,7 @@ class JobsByState(Collector):
         family = GaugeMetricFamily("florist_jobs", "Jobs in each state.", labels=["state"])
         try:
             counts = self._count()
-        except FloristError as exc:  # the store is down: florist_store_up says so; report no job counts
+        except FloristError as exc:  # the store is down: florist_dependency_up says so; report no job counts
             log.warning("cannot count jobs for /metrics: %s", exc)
             return
         for state in JobState:
