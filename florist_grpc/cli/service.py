@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from florist_grpc.cli.log_setup import configure
+from florist_grpc.cli.log_setup import announce, configure
 from florist_grpc.cli.options import Output, OutputFormat
 from florist_grpc.cli.output import fail, guarded, print_json
 from florist_grpc.config import add_serve_arguments, agent_settings_from_args, settings_from_args
@@ -38,7 +38,7 @@ async def serve_until_signal(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     await start()
-    print(ready_line(), flush=True)
+    announce(ready_line())
     await stopping.wait()
     log.info("shutting down")
     await stop()

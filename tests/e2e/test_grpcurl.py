@@ -41,8 +41,17 @@ def test_list_shows_the_florist_services_health_and_reflection(served: Served) -
         "florist.v1.JobService",
         "florist.v1.TrainingService",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
+
+
+def test_both_reflection_versions_describe_themselves(served: Served) -> None:
+    """v1 is served beside v1alpha (api/reflection.py) and its schema is there to describe, like every other."""
+    for version in ("v1", "v1alpha"):
+        result = grpcurl(served, "describe", f"grpc.reflection.{version}.ServerReflection")
+        assert result.returncode == 0, result.stderr
+        assert f"stream .grpc.reflection.{version}.ServerReflectionResponse" in result.stdout
 
 
 def test_describe_shows_rpcs_and_messages(served: Served) -> None:

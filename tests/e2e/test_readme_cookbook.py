@@ -90,18 +90,18 @@ def test_the_cookbook_runs_verbatim_with_a_token(tmp_path: Path) -> None:
     assert all(float(r["val_loss"]) > 0 and 0 <= float(r["val_accuracy"]) <= 1 for r in rows)
 
 
-def test_without_a_token_list_is_refused(tmp_path: Path) -> None:
+def test_without_a_token_list_answers_and_a_call_is_refused(tmp_path: Path) -> None:
+    """Reflection is public (the schema is the .proto files); every florist method still wants the token."""
     auth = tmp_path / "tokens.txt"
     auth.write_text(f"admin {hashlib.sha256(b'x').hexdigest()} me\n")
     served = serve(tmp_path / "florist", "--auth-file", str(auth))
+    grpcurl = [str(ROOT / ".venv/bin/grpcurl"), "-plaintext", served.address]
     try:
-        result = subprocess.run(
-            [str(ROOT / ".venv/bin/grpcurl"), "-plaintext", served.address, "list"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        listed = subprocess.run([*grpcurl, "list"], capture_output=True, text=True, timeout=60, check=False)
+        called = subprocess.run(
+            [*grpcurl, "florist.v1.JobService/ListJobs"], capture_output=True, text=True, timeout=60, check=False
         )
     finally:
         stop(served)
-    assert result.returncode != 0 and "Unauthenticated" in result.stderr
+    assert listed.returncode == 0 and "florist.v1.JobService" in listed.stdout.split(), listed.stderr
+    assert called.returncode != 0 and "Unauthenticated" in called.stderr
