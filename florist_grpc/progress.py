@@ -307,9 +307,11 @@ class JobProgress:
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
-    """A metric for a table cell: `-` when missing, NaN/inf spelled out."""
+    """A metric for a table cell: `-` when missing; a non-finite one (a diverged run) as `NaN`, `inf`, `-inf`."""
     if value is None:
         return "-"
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return f"{value:.{digits}f}"

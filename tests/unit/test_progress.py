@@ -129,7 +129,11 @@ def test_rounds_table_reads_both_report_layouts_and_non_finite_numbers() -> None
     assert (first.number, first.loss, first.accuracy, first.train_loss) == (1, 0.5, 0.8, 1.0)
     assert first.client_loss == {0: 0.4} and first.client_train_loss == {0: 1.5} and first.client_accuracy == {0: None}
     assert second.loss is not None and math.isnan(second.loss) and second.accuracy == 0.9
-    assert fmt(second.loss) == "nan" and fmt(None) == "-" and fmt(0.12345) == "0.1235"
+    assert fmt(second.loss) == "NaN" and fmt(None) == "-" and fmt(0.12345) == "0.1235"
+
+
+def test_non_finite_numbers_are_spelled_out_not_shown_as_missing() -> None:
+    assert [fmt(number(v)) for v in ("NaN", "Infinity", "-Infinity", None)] == ["NaN", "inf", "-inf", "-"]
 
 
 def test_reports_of_a_job_give_the_same_table_as_its_events() -> None:
