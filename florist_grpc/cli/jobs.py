@@ -121,6 +121,7 @@ def list_jobs(
     page_size: Annotated[int, typer.Option(help="Jobs per page (0 = the server's default, 50).")] = 0,
     page_token: Annotated[str, typer.Option(help="The next_page_token of the previous page.")] = "",
     metrics: Annotated[bool, typer.Option(help="Include the accumulated metrics (JSON output).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the jobs' ids, one per line.")] = False,
     address: Address = DEFAULT_ADDRESS,
     token: Token = "",
     tls_ca: TlsCa = None,
@@ -135,6 +136,7 @@ def list_jobs(
       florist-grpc job list --state in_progress
       florist-grpc job list --filter 'model = "MLP" AND state = FINISHED_SUCCESSFULLY' -o json
       florist-grpc job list --page-size 20 --page-token NEXT_PAGE_TOKEN
+      florist-grpc job list --state finished_successfully --page-size 1 -q
     """
     conn = Connection(address, token, tls_ca)
     name = "JOB_STATE_" + state.upper().removeprefix("JOB_STATE_") if state else "JOB_STATE_UNSPECIFIED"
@@ -150,6 +152,10 @@ def list_jobs(
         view=pb.JOB_VIEW_FULL if metrics else pb.JOB_VIEW_BASIC,
     )
     response = jobs_stub(conn).ListJobs(request, metadata=conn.metadata, timeout=CALL_SECONDS)
+    if quiet:  # for scripts, as `docker ps -q`: ids only, whatever the output format
+        for job in response.jobs:
+            print(job.id)
+        return
     if output == Output.json:
         print_json(response)
         return
