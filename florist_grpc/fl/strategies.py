@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flwr.common import (
     EvaluateIns,
@@ -32,6 +32,7 @@ from flwr.server.strategy import (
 )
 
 from florist_grpc.domain.divergence import DIVERGED, diverged, divergence_report
+from florist_grpc.domain.training import FedProxSettings, TrainingConfig
 from florist_grpc.fl.flower_api import StopRun
 from florist_grpc.fl.reporter import RedisReporter
 
@@ -53,11 +54,11 @@ def weighted_average(results: list[tuple[int, Metrics]]) -> Metrics:
 class ProximalWeight:
     """FL4Health's adaptive FedProx weight: lower it while the loss improves, raise it after `patience` misses."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.value = float(config.get("initial_proximal_weight", 0.0))
-        self._adapt = bool(config.get("adapt_proximal_weight", False))
-        self._delta = float(config.get("proximal_weight_delta", 0.0))
-        self._patience = int(config.get("proximal_weight_patience", 0))
+    def __init__(self, settings: FedProxSettings) -> None:
+        self.value = settings.initial_proximal_weight
+        self._adapt = settings.adapt_proximal_weight
+        self._delta = settings.proximal_weight_delta
+        self._patience = settings.proximal_weight_patience
         self._previous_loss = float("inf")
         self._misses = 0
 
@@ -75,8 +76,18 @@ class ProximalWeight:
         self._previous_loss = loss
 
 
+Section = TypeVar("Section")
+
+
+def _section(settings: Section | None, strategy: str) -> Section:
+    """The strategy's own settings (a TrainingConfig built for this strategy always has them)."""
+    if settings is None:
+        raise ValueError(f"the training settings of this {strategy} run lack the strategy's own section")
+    return settings
+
+
 def build_base_strategy(
-    name: str, config: dict[str, Any], n_clients: int, initial: Parameters, proximal: ProximalWeight | None
+    name: str, training: TrainingConfig, n_clients: int, initial: Parameters, proximal: ProximalWeight | None
 ) -> Strategy:
     def fit_config(server_round: int) -> dict[str, Scalar]:
         out: dict[str, Scalar] = {"current_server_round": server_round}
@@ -100,38 +111,34 @@ def build_base_strategy(
         "fit_metrics_aggregation_fn": weighted_average,
         "evaluate_metrics_aggregation_fn": weighted_average,
     }
-    fedopt: dict[str, Any] = {
-        "eta": float(config.get("server_learning_rate", 0.1)),
-        "eta_l": float(config.get("learning_rate", 0.1)),
-        "tau": float(config.get("tau", 1e-9)),
-    }
-    betas: dict[str, Any] = {
-        "beta_1": float(config.get("server_beta_1", 0.9)),
-        "beta_2": float(config.get("server_beta_2", 0.99)),
-    }
     if name in ("FEDAVG", "FEDPROX"):
         return FedAvg(**common)
-    if name == "FEDADAM":
-        return FedAdam(**common, **fedopt, **betas)
-    if name == "FEDYOGI":
-        return FedYogi(**common, **fedopt, **betas)
-    if name == "FEDADAGRAD":
-        return FedAdagrad(**common, **fedopt)
-    if name == "FEDAVGM":
-        return FedAvgM(
-            **common,
-            server_learning_rate=float(config.get("server_learning_rate", 1.0)),
-            server_momentum=float(config.get("server_momentum", 0.9)),
-        )
     if name == "FEDMEDIAN":
         return FedMedian(**common)
+    if name in ("FEDADAM", "FEDYOGI", "FEDADAGRAD"):
+        fedopt = _section(training.fedopt, name)
+        step: dict[str, Any] = {"eta": fedopt.server_learning_rate, "tau": fedopt.tau}
+        if training.learning_rate is not None:
+            step["eta_l"] = training.learning_rate  # recorded by Flower, never used: left out, its own default
+        if name == "FEDADAGRAD":
+            return FedAdagrad(**common, **step)
+        betas: dict[str, Any] = {"beta_1": fedopt.server_beta_1, "beta_2": fedopt.server_beta_2}
+        if name == "FEDADAM":
+            return FedAdam(**common, **step, **betas)
+        return FedYogi(**common, **step, **betas)
+    if name == "FEDAVGM":
+        fedavgm = _section(training.fedavgm, name)
+        return FedAvgM(
+            **common, server_learning_rate=fedavgm.server_learning_rate, server_momentum=fedavgm.server_momentum
+        )
     if name == "FEDTRIMMEDAVG":
-        return FedTrimmedAvg(**common, beta=float(config.get("beta", 0.2)))
+        return FedTrimmedAvg(**common, beta=_section(training.trimmed_mean, name).beta)
     if name == "KRUM":
+        krum = _section(training.krum, name)
         return Krum(
             **common,
-            num_malicious_clients=int(config.get("num_malicious_clients", 0)),
-            num_clients_to_keep=int(config.get("num_clients_to_keep", 0)),
+            num_malicious_clients=krum.num_malicious_clients,
+            num_clients_to_keep=krum.num_clients_to_keep,
         )
     raise KeyError(name)
 

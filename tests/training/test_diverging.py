@@ -15,6 +15,7 @@ import redis
 from google.protobuf import json_format
 
 from florist_grpc.config import Timeouts
+from florist_grpc.domain.training import training_config
 from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.fl.probe import probe
 from florist_grpc.fl.run_config import ClientRun, ServerRun, run_environment
@@ -100,7 +101,7 @@ def test_the_fl_server_that_stops_a_diverged_run_exits_with_its_own_code_and_its
     (data,) = write_synthetic(tmp_path / "data", 1)
     summary = probe(str(data))
     shape = {"input_shape": summary["input_shape"], "num_classes": summary["label_max"] + 1}
-    config = {"n_server_rounds": 3, "batch_size": 32, **NAN_AT_ROUND_1}
+    config = training_config("FEDAVG", {"n_server_rounds": 3, "batch_size": 32, **NAN_AT_ROUND_1})
     server_uuid, client_uuid = uuid.uuid4().hex, uuid.uuid4().hex
     users = RunUsers(redis_url, 3600, per_run_users=True)
     credentials = users.create([server_uuid, client_uuid])

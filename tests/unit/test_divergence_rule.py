@@ -12,6 +12,7 @@ import redis
 from flwr.common import Code, EvaluateRes, Status, ndarrays_to_parameters
 
 from florist_grpc.domain.divergence import diverged, divergence_message
+from florist_grpc.domain.training import training_config
 from florist_grpc.fl.flower_api import StopRun
 from florist_grpc.fl.reporter import RedisReporter
 from florist_grpc.fl.strategies import ReportingStrategy, build_base_strategy
@@ -59,7 +60,8 @@ def evaluated(*losses: float) -> list[tuple[Any, EvaluateRes]]:
 
 def strategy_for(redis_url: str, uuid: str, stop_on_divergence: bool) -> ReportingStrategy:
     initial = ndarrays_to_parameters([])
-    inner = build_base_strategy("FEDAVG", {}, 2, initial, None)
+    training = training_config("FEDAVG", {"n_server_rounds": 1, "batch_size": 8, "local_epochs": 1})
+    inner = build_base_strategy("FEDAVG", training, 2, initial, None)
     host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
     reporter = RedisReporter(f"{host}:{port}", uuid)
     strategy = ReportingStrategy(inner, reporter, stop_on_divergence=stop_on_divergence)
