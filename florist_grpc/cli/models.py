@@ -26,14 +26,18 @@ def download_model(
     request = pb.DownloadModelRequest(job_id=job_id, round=round_number)
     artifact, digest, size = None, hashlib.sha256(), 0
     partial = out.with_name(out.name + ".part")
-    with open(partial, "wb") as f:
-        for response in stub.DownloadModel(request, metadata=metadata, timeout=600):
-            if response.HasField("artifact"):
-                artifact = response.artifact
-            else:
-                f.write(response.chunk)
-                digest.update(response.chunk)
-                size += len(response.chunk)
+    try:
+        with open(partial, "wb") as f:
+            for response in stub.DownloadModel(request, metadata=metadata, timeout=600):
+                if response.HasField("artifact"):
+                    artifact = response.artifact
+                else:
+                    f.write(response.chunk)
+                    digest.update(response.chunk)
+                    size += len(response.chunk)
+    except BaseException:  # a stream that ends in an error (DATA_LOSS, a cut connection, Ctrl-C) leaves nothing
+        partial.unlink(missing_ok=True)
+        raise
     if artifact is None or size != artifact.size_bytes or digest.hexdigest() != artifact.sha256:
         partial.unlink(missing_ok=True)
         raise CliError("the download was incomplete or corrupted (size or SHA-256 mismatch); nothing written")
