@@ -239,7 +239,7 @@ def test_a_verified_download_survives_a_control_plane_restart(tmp_path: Path) ->
     assert parts[0].artifact.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_the_cli_says_data_loss_in_one_line_and_keeps_no_partial_file(
+def test_the_cli_says_data_loss_with_its_reason_and_keeps_no_partial_file(
     plane: PlaneThread, saved: tuple[str, Path], tmp_path: Path
 ) -> None:
     job_id, path = saved
@@ -250,7 +250,11 @@ def test_the_cli_says_data_loss_in_one_line_and_keeps_no_partial_file(
     out.parent.mkdir()
     done = cli("model", "download", job_id, "--address", plane.address, "--out", str(out))
     assert done.returncode == 1
-    assert done.stderr.startswith("error: DATA_LOSS: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    # One error line, then the reason the server sent (the CLI prints every detail once).
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("error: DATA_LOSS: ") and lines[1:] == [
+        f"  reason: MODEL_CORRUPT (job_id={job_id}, round=2)"
+    ], done.stderr
     assert list(out.parent.iterdir()) == []
 
 
