@@ -23,7 +23,7 @@ AGGREGATED = "aggregated"
 MARKS_LISTED = 5  # rounds named in a panel's note before `...`
 
 
-def _aggregated(rows: list[RoundRow]) -> str:
+def _aggregated_legend(rows: list[RoundRow]) -> str:
     return AGGREGATED
 
 
@@ -41,7 +41,7 @@ class Panel:
     label: str
     aggregated: Callable[[RoundRow], float | None]
     client: Callable[[RoundRow, int], float | None]
-    aggregated_legend: Callable[[list[RoundRow]], str] = _aggregated
+    aggregated_legend: Callable[[list[RoundRow]], str] = _aggregated_legend
 
 
 PANELS = (
