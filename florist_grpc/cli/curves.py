@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from florist_grpc.progress import RoundRow, fmt
+from florist_grpc.progress import RoundRow, fmt, train_loss_note
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -23,25 +23,38 @@ AGGREGATED = "aggregated"
 MARKS_LISTED = 5  # rounds named in a panel's note before `...`
 
 
+def _aggregated_legend(rows: list[RoundRow]) -> str:
+    return AGGREGATED
+
+
+def _train_loss_legend(rows: list[RoundRow]) -> str:
+    """`aggregated (the clients' mean, unweighted)`: which training loss the thick line is."""
+    note = train_loss_note(rows).removeprefix("train loss: ")
+    return f"{AGGREGATED} ({note})" if note else AGGREGATED
+
+
 @dataclass(frozen=True)
 class Panel:
-    """One panel: what it shows, and how to read the aggregated and one client's value from a round."""
+    """One panel: what it shows, how to read the aggregated and one client's value from a round, and the legend
+    of the aggregated line."""
 
     label: str
     aggregated: Callable[[RoundRow], float | None]
     client: Callable[[RoundRow, int], float | None]
+    aggregated_legend: Callable[[list[RoundRow]], str] = _aggregated_legend
 
 
 PANELS = (
     Panel("validation loss", lambda r: r.loss, lambda r, i: r.client_loss.get(i)),
-    Panel("training loss", lambda r: r.train_loss, lambda r, i: r.client_train_loss.get(i)),
+    Panel("training loss", lambda r: r.train_loss, lambda r, i: r.client_train_loss.get(i), _train_loss_legend),
     Panel("validation accuracy", lambda r: r.accuracy, lambda r, i: r.client_accuracy.get(i)),
 )
 
 
-def _draw_series(ax: Axes, rounds: list[int], values: list[float | None], label: str) -> dict[str, list[int]]:
+def _draw_series(
+    ax: Axes, rounds: list[int], values: list[float | None], label: str, aggregated: bool = False
+) -> dict[str, list[int]]:
     """Plot the finite values (gaps where there is none) and mark the non-finite ones: their rounds by spelling."""
-    aggregated = label == AGGREGATED
     finite = [v if v is not None and math.isfinite(v) else math.nan for v in values]
     [drawn] = ax.plot(rounds, finite, "o-" if aggregated else ".--", lw=2.5 if aggregated else 1, label=label)
     marker = {"color": NON_FINITE_COLOR, "ms": 11, "zorder": 5} if aggregated else {"color": drawn.get_color()}
@@ -67,7 +80,7 @@ def _draw_panel(ax: Axes, panel: Panel, rows: list[RoundRow], n_clients: int) ->
     rounds = [r.number for r in rows]
     aggregated = [panel.aggregated(r) for r in rows]
     clients = [[panel.client(r, i) for r in rows] for i in range(n_clients)]
-    marked = _draw_series(ax, rounds, aggregated, AGGREGATED)
+    marked = _draw_series(ax, rounds, aggregated, panel.aggregated_legend(rows), aggregated=True)
     for i, values in enumerate(clients):
         _draw_series(ax, rounds, values, f"client {i}")
     if marked:  # the aggregated value is what the job is judged by: said in words, not only with markers

@@ -107,6 +107,8 @@ def plot(
 
     A running job plots the rounds so far. Non-finite values (a diverged run) are marked at the edge of their panel.
 
+    The aggregated training loss is the FL server's, else the clients' mean (FL4Health): its legend says which.
+
     Examples:
       florist-grpc plot 3f2a9c0d --out curves.png
       florist-grpc plot 3f2a9c0d --out curves.png --csv curves.csv

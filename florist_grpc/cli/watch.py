@@ -20,7 +20,7 @@ from rich.text import Text
 from florist_grpc.cli.events import stream_events
 from florist_grpc.cli.options import CALL_SECONDS, Connection, Output
 from florist_grpc.cli.output import console, print_json
-from florist_grpc.progress import JobProgress, fmt, state_name
+from florist_grpc.progress import JobProgress, fmt, state_name, train_loss_note
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 
@@ -59,8 +59,10 @@ def status_view(progress: JobProgress, job_id: str, now: float) -> RenderableTyp
 
 
 def rounds_view(progress: JobProgress) -> Table:
-    """The final per-round table: aggregated numbers, then each client's validation accuracy."""
+    """The final per-round table: aggregated numbers, then each client's validation accuracy; under it, which
+    training loss the table shows (the server's aggregate, or the clients' mean when only they report one)."""
     clients = range(progress.n_clients)
+    rows = progress.rounds_table()
     table = Table(
         "ROUND",
         "VAL LOSS",
@@ -69,8 +71,10 @@ def rounds_view(progress: JobProgress) -> Table:
         *(f"CLIENT {i} ACC" for i in clients),
         box=None,
         pad_edge=False,
+        caption=train_loss_note(rows) or None,
+        caption_justify="left",
     )
-    for row in progress.rounds_table():
+    for row in rows:
         cells = [fmt(row.client_accuracy.get(i)) for i in clients]
         table.add_row(str(row.number), fmt(row.loss), fmt(row.accuracy), fmt(row.train_loss), *cells)
     return table

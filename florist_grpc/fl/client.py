@@ -28,6 +28,7 @@ def build_client(cfg: ClientRun) -> Any:
     from torch.utils.data import DataLoader
 
     from florist_grpc.fl.data import load_split
+    from florist_grpc.fl.last_epoch import LastEpoch
     from florist_grpc.fl.models import build_model
     from florist_grpc.fl.optimizers import build_optimizer
     from florist_grpc.fl.reporter import RedisReporter, now
@@ -72,7 +73,7 @@ def build_client(cfg: ClientRun) -> Any:
             optimizer = build_optimizer(cfg.optimizer, model.parameters(), training)
             model.train()
             fit_start = datetime.now()
-            total_loss, correct, seen = 0.0, 0, 0
+            last_epoch = LastEpoch()  # what the round reports: its last local epoch's loss and accuracy (FL4Health)
             for _ in range(training.local_epochs):
                 for x_cpu, y_cpu in train_loader:
                     x, y = x_cpu.to(device), y_cpu.to(device)
@@ -85,13 +86,11 @@ def build_client(cfg: ClientRun) -> Any:
                         )
                     loss.backward()
                     optimizer.step()
-                    total_loss += float(loss) * len(y)
-                    correct += int((logits.argmax(1) == y).sum())
-                    seen += len(y)
+                    last_epoch.add(totals["epochs"], loss.item(), int((logits.argmax(1) == y).sum()), len(y))
                     totals["steps"] += 1
                 totals["epochs"] += 1
             fit_end = datetime.now()
-            train_loss, train_accuracy = total_loss / max(seen, 1), correct / max(seen, 1)
+            train_loss, train_accuracy = last_epoch.loss, last_epoch.accuracy
             reporter.report_round(
                 server_round,
                 fit_round_metrics={TRAIN_ACCURACY: train_accuracy},

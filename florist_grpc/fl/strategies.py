@@ -243,15 +243,17 @@ class ReportingStrategy(Strategy):
         loss, metrics = self._inner.aggregate_evaluate(server_round, sorted(results, key=_evaluate_order), failures)
         if self._on_round_model is not None and self._parameters is not None:
             self._on_round_model(server_round, self._parameters)
-        report: dict[str, Any] = {
-            "val - loss - aggregated": float(loss) if loss is not None else float("nan"),
-            "round": server_round,
-            **self._timing("eval"),
-            "fit_epoch": server_round * self._local_epochs,
-        }
-        # One report: the round's evaluation arrives whole. Metric names exactly as the clients report them
-        # (FL4Health adds no suffix here).
-        self._reporter.report_round(server_round, **report, eval_round_metrics_aggregated=dict(metrics))
+        # One report: the round's evaluation arrives whole (FL4Health writes the metrics in a second one). Like
+        # FL4Health, no aggregated loss or metrics when there are none (no client evaluated: loss None; no client
+        # metrics: {}); unlike it, the round's timing and eval_round_end still say the round is done (see
+        # docs/models.md). A non-finite loss from clients is written ("NaN"): that is a diverged round.
+        report: dict[str, Any] = {}
+        if loss is not None:
+            report["val - loss - aggregated"] = float(loss)
+        report.update(round=server_round, **self._timing("eval"), fit_epoch=server_round * self._local_epochs)
+        if metrics:
+            report["eval_round_metrics_aggregated"] = dict(metrics)  # names as the clients report them, no suffix
+        self._reporter.report_round(server_round, **report)
         if loss is not None and diverged(loss, len(results)):
             self._on_divergence(server_round, float(loss))
         return loss, metrics
