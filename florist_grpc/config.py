@@ -231,6 +231,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for flag, value in (("--port", args.port), ("--metrics-port", args.metrics_port)):
         if not 0 <= int(value) <= 65535:
             raise ValueError(f"{flag} must be 0..65535, not {value}")
+    if int(args.metrics_port) and int(args.metrics_port) == int(args.port):
+        raise ValueError(
+            f"--metrics-port {args.metrics_port} is also --port: give the metrics endpoint a port of its own"
+        )
     settings = Settings(
         host=args.host,
         port=int(args.port),

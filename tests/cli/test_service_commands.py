@@ -14,6 +14,7 @@ from tests.cli.conftest import Invoke
     ("args", "says"),
     [
         (["serve", "--metrics-port", "70000"], "--metrics-port must be 0..65535, not 70000"),
+        (["serve", "--port", "50999", "--metrics-port", "50999"], "--metrics-port 50999 is also --port"),
         (["serve", "--log-format", "xml"], "--log-format must be text or json, not 'xml'"),
         (["serve", "--tls-cert", "c.pem"], "--tls-cert and --tls-key must be given together"),
         (["serve", "--host", "0.0.0.0"], "refusing to serve without authentication on 0.0.0.0"),
