@@ -28,12 +28,16 @@ from tests.helpers import wait_for
 EOF_BOUND_SECONDS = 30
 
 
-def _marked(mark: str) -> list[psutil.Process]:
-    """Live processes started (directly or not) by the serve that ran with FLORIST_TEST_MARK=mark."""
+def _started_by(mark: str, data_dir: Path) -> list[psutil.Process]:
+    """Live processes a serve run with FLORIST_TEST_MARK=mark started, directly or not: those with the mark in
+    their environment, and those working in its data dir (redis-server overwrites its environment with its
+    process title, and works in the directory of its data)."""
     found = []
     for process in psutil.process_iter():
         try:
-            if process.status() != psutil.STATUS_ZOMBIE and process.environ().get("FLORIST_TEST_MARK") == mark:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if process.environ().get("FLORIST_TEST_MARK") == mark or Path(process.cwd()).is_relative_to(data_dir):
                 found.append(process)
         except psutil.Error:
             continue
@@ -55,7 +59,7 @@ def _failed_serve(data_dir: Path, *args: str) -> tuple[int, str]:
         output, _ = process.communicate(timeout=EOF_BOUND_SECONDS)  # returns at EOF of the pipe, not at exit
     finally:
         process.kill()
-        leftovers = _marked(mark)
+        leftovers = _started_by(mark, data_dir.resolve())
         for leftover in leftovers:
             leftover.kill()
     assert not leftovers, [p.cmdline() for p in leftovers]
