@@ -149,6 +149,16 @@ def agent_settings_from_args(args: argparse.Namespace, env: Mapping[str, str] = 
             f"refusing to send the agent token in plaintext to {host}: give --tls-ca, "
             "or --insecure if this network is trusted"
         )
+    token = agent_token(env)
+    if not token and not args.insecure and not is_loopback(host):
+        # A control plane on another machine has an auth file (serve refuses a non-loopback address without one
+        # unless --insecure-no-auth): without a token every session would be refused. On loopback it may be a
+        # development control plane without one; there a missing token is refused at the first session.
+        raise ValueError(
+            f"FLORIST_AGENT_TOKEN is not set: the control plane at {args.control_plane} accepts this agent only "
+            f"with the token of an 'agent SHA256_HEX {args.name}' line of its auth file (or give --insecure if it "
+            "runs without one, with --insecure-no-auth)"
+        )
     root = Path(args.data_root)
     if not root.is_dir():
         raise ValueError(f"--data-root {root} is not a directory")
@@ -156,7 +166,7 @@ def agent_settings_from_args(args: argparse.Namespace, env: Mapping[str, str] = 
         control_plane=args.control_plane,
         name=args.name,
         data_root=root.resolve(),
-        token=agent_token(env),
+        token=token,
         tls_ca=Path(args.tls_ca) if args.tls_ca else None,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
@@ -179,7 +189,7 @@ def add_agent_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
         "--insecure",
         action="store_true",
         default=env_flag(env, "--insecure"),
-        help="allow plaintext to a non-loopback control plane",
+        help="allow plaintext (and no token) to a non-loopback control plane: a trusted network",
     )
 
 

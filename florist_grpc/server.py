@@ -125,7 +125,6 @@ class ControlPlane:
             with step(f"--metrics-port {settings.metrics_port}"):
                 self.metrics.serve(settings.host, settings.metrics_port)
             started.callback(self.metrics.close)
-
         if settings.launcher_pool:
             # Started first: it imports torch and Flower in the background while the rest starts up.
             self._pool = LauncherPool(data_dir / "launcher-pool.log", settings.timeouts)
@@ -145,8 +144,7 @@ class ControlPlane:
             started.push_async_callback(stop_embedded_redis, embedded, store)
             with step(f"starting the embedded Redis in {embedded.dir}"):
                 self.redis_url = await asyncio.to_thread(embedded.start)
-        loop = asyncio.get_running_loop()
-        hub = EventHub(loop)
+        hub = EventHub(asyncio.get_running_loop())
         timeouts = settings.timeouts
 
         def publish(events: list[MetricsEvent]) -> None:
@@ -195,7 +193,9 @@ class ControlPlane:
             TrainingServicer(trainer, registry, store, hub, agents), server
         )
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
-        agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(agents, tokens), server)
+        agent_grpc.add_AgentServiceServicer_to_server(
+            AgentServicer(agents, tokens, timeouts.agent_call_seconds), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
