@@ -95,7 +95,8 @@ class ReportRelay:
         body = await asyncio.to_thread(self._client.get, uuid)
         return body.decode() if isinstance(body, bytes) else ""
 
-    def stop(self) -> None:
+    def stop(self, keep_redis: bool = False) -> None:
+        """Stop listening; stop the site's Redis too unless `keep_redis` (clients still running report to it)."""
         if self._listener is not None:
             self._listener.stop()
         for client in (self._client, self._probe):
@@ -103,4 +104,5 @@ class ReportRelay:
                 client.close()
         if self._users is not None:
             self._users.close()
-        self._redis.stop()
+        if not keep_redis:
+            self._redis.stop()

@@ -85,6 +85,7 @@ class Agent:
         self._relay = ReportRelay(state_dir, settings.timeouts)
         self._devices: list[str] = []
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
+        self._leave_clients = True  # a failed start leaves the clients it adopted (and their Redis) running
         self.problem = ""  # why this agent cannot run clients now ('' = healthy), as hello and heartbeats say
         self._failures = 0  # consecutive failed sessions
         self._last_failure = ""
@@ -100,13 +101,12 @@ class Agent:
                     self._pool.start()  # returns at once: it imports torch and Flower while the session comes up
                 started.push_async_callback(asyncio.to_thread, self._pool.stop)
             adopted = self._clients.adopt_recorded()
-            started.push_async_callback(asyncio.to_thread, self._relay.stop)
+            started.push_async_callback(self._stop_relay)
             with step(f"starting the agent's Redis in {self._relay.redis_dir}"):
                 await asyncio.to_thread(self._relay.start, adopted)
             self.problem = await asyncio.to_thread(self._relay.health)
             self._devices = await asyncio.to_thread(probe_devices)
-            # Stopped only by a stop(): after a failed start they keep running for the next agent to adopt.
-            started.push_async_callback(asyncio.to_thread, self._clients.stop_all)
+            started.push_async_callback(self._stop_clients)  # not after a failed start: the next agent adopts them
             self._started = started.pop_all()
 
     async def run(self) -> None:
@@ -158,10 +158,22 @@ class Agent:
                     log.info("healthy again")
                 self.problem = problem
 
-    async def stop(self) -> None:
+    async def stop(self, leave_clients: bool = False) -> None:
+        """Stop the clients, the site's Redis and the launcher pool, and release the data root. `leave_clients`
+        (an agent ending unasked, e.g. refused): clients still running keep running, and so does the Redis they
+        report to, for the next agent on this data root to adopt."""
+        self._leave_clients = leave_clients
         started, self._started = self._started, None
         if started is not None:
             await started.aclose()
+
+    async def _stop_clients(self) -> None:
+        if not self._leave_clients:
+            await asyncio.to_thread(self._clients.stop_all)
+
+    async def _stop_relay(self) -> None:
+        keep = self._leave_clients and self._clients.any_running()
+        await asyncio.to_thread(self._relay.stop, keep)
 
     def _channel(self) -> grpc.aio.Channel:
         s = self._settings

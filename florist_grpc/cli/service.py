@@ -185,7 +185,7 @@ def agent(
             # Leave the clients and the site's Redis running: the agent that replaced us may adopt them.
             raise fail(f"another agent connected as {settings.name}: {exc}") from None
         except Refused as exc:
-            await running.stop()
+            await running.stop(leave_clients=True)  # a wrong token must not end training: fixed, it adopts them
             raise fail(
                 f"the control plane at {settings.control_plane} refused agent {settings.name}: {exc} "
                 f"(FLORIST_AGENT_TOKEN must be the token of an 'agent SHA256_HEX {settings.name}' line of its "

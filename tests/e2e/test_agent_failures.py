@@ -71,6 +71,26 @@ def test_a_refused_agent_exits_2_saying_why_in_one_line_and_the_control_plane_lo
     assert refusals[0].reason == says.split(": ", 1)[1]
 
 
+def test_a_refused_agent_leaves_the_clients_it_adopted_running_with_their_redis(
+    auth_plane: PlaneThread, site_root: Path
+) -> None:
+    # A client a previous agent on this data root launched (a stand-in: the agent only looks at its process).
+    client = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        state_dir = site_root / ".florist-agent"
+        state_dir.mkdir()
+        ref = {"pid": client.pid, "create_time": psutil.Process(client.pid).create_time(), "log_path": "/dev/null"}
+        (state_dir / "clients.json").write_text(json.dumps({"abc123": ref}))
+        agent = start_agent(auth_plane.address, "site-a", site_root, "--no-launcher-pool", token="typo", wait=False)
+        assert agent.process.wait(90) == 2
+        assert client.poll() is None  # a mistyped token does not end training: fixed, the agent adopts it again
+        state = redis_state(site_root)
+        assert state is not None and psutil.Process(state["pid"]).status() != psutil.STATUS_ZOMBIE
+        psutil.Process(state["pid"]).kill()
+    finally:
+        client.kill()
+
+
 def test_an_agent_that_cannot_reach_the_control_plane_logs_a_failure_when_it_is_new_with_the_cli_hint(
     tmp_path: Path, site_root: Path
 ) -> None:
