@@ -29,6 +29,17 @@ def test_bad_flags_are_one_line_and_exit_2(cli: Invoke, tmp_path: Path, args: li
     assert "Traceback" not in result.output
 
 
+def test_serve_refuses_tls_files_it_cannot_use_naming_the_flags(cli: Invoke, tmp_path: Path) -> None:
+    # gRPC itself would only have said that the port could not be bound.
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    bad = tmp_path / "bad.pem"
+    result = cli("serve", "--tls-cert", bad, "--tls-key", bad, "--port", "0", "--data-dir", tmp_path / "florist")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: --tls-cert {bad} and --tls-key {bad}: not a certificate and its key")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "florist").exists()  # refused before anything started
+
+
 def test_an_agent_refuses_plaintext_to_a_remote_control_plane(cli: Invoke, tmp_path: Path) -> None:
     result = cli("agent", "--control-plane", "cp.example.org:50051", "--name", "site-a", "--data-root", tmp_path)
     assert result.exit_code == 2 and "--tls-ca" in result.stderr and "--insecure" in result.stderr
