@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,23 @@ class TLSConfig:
     key_file: Path
     # When set, clients must present a certificate signed by this CA (mutual TLS).
     client_ca_file: Path | None = None
+
+
+def certificate_problem(tls: TLSConfig) -> str | None:
+    """Why a server could not use these files (unreadable, not PEM, a key that is not the certificate's), or None.
+    gRPC would only say that it could not listen on its port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # An empty password: an encrypted key is refused (as gRPC refuses it) instead of prompted for.
+        context.load_cert_chain(tls.cert_file, tls.key_file, password=lambda: "")
+    except (OSError, ssl.SSLError) as exc:
+        return f"--tls-cert {tls.cert_file} and --tls-key {tls.key_file}: not a certificate and its key in PEM ({exc})"
+    if tls.client_ca_file is not None:
+        try:
+            context.load_verify_locations(tls.client_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            return f"--tls-client-ca {tls.client_ca_file}: not a CA certificate in PEM ({exc})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,16 @@ def agent_settings_from_args(args: argparse.Namespace, env: Mapping[str, str] = 
             f"refusing to send the agent token in plaintext to {host}: give --tls-ca, "
             "or --insecure if this network is trusted"
         )
+    token = agent_token(env)
+    if not token and not args.insecure and not is_loopback(host):
+        # A control plane on another machine has an auth file (serve refuses a non-loopback address without one
+        # unless --insecure-no-auth): without a token every session would be refused. On loopback it may be a
+        # development control plane without one; there a missing token is refused at the first session.
+        raise ValueError(
+            f"FLORIST_AGENT_TOKEN is not set: the control plane at {args.control_plane} accepts this agent only "
+            f"with the token of an 'agent SHA256_HEX {args.name}' line of its auth file (or give --insecure if it "
+            "runs without one, with --insecure-no-auth)"
+        )
     root = Path(args.data_root)
     if not root.is_dir():
         raise ValueError(f"--data-root {root} is not a directory")
@@ -156,7 +184,7 @@ def agent_settings_from_args(args: argparse.Namespace, env: Mapping[str, str] = 
         control_plane=args.control_plane,
         name=args.name,
         data_root=root.resolve(),
-        token=agent_token(env),
+        token=token,
         tls_ca=Path(args.tls_ca) if args.tls_ca else None,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
@@ -179,7 +207,7 @@ def add_agent_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
         "--insecure",
         action="store_true",
         default=env_flag(env, "--insecure"),
-        help="allow plaintext to a non-loopback control plane",
+        help="allow plaintext (and no token) to a non-loopback control plane: a trusted network",
     )
 
 
@@ -226,11 +254,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tls = TLSConfig(
             Path(args.tls_cert), Path(args.tls_key), Path(args.tls_client_ca) if args.tls_client_ca else None
         )
+        if problem := certificate_problem(tls):
+            raise ValueError(problem)
     elif args.tls_client_ca:
         raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
     for flag, value in (("--port", args.port), ("--metrics-port", args.metrics_port)):
         if not 0 <= int(value) <= 65535:
             raise ValueError(f"{flag} must be 0..65535, not {value}")
+    if int(args.metrics_port) and int(args.metrics_port) == int(args.port):
+        raise ValueError(
+            f"--metrics-port {args.metrics_port} is also --port: give the metrics endpoint a port of its own"
+        )
     settings = Settings(
         host=args.host,
         port=int(args.port),

@@ -210,6 +210,10 @@ class SiteClients:
             raise NotFound(f"no client {client_uuid} on this agent")
         return Path(client.handle.ref.log_path)
 
+    def any_running(self) -> bool:
+        with self._lock:
+            return any(c.exit is None for c in self._clients.values())
+
     def stop_all(self) -> None:
         live = [c for c in self._clients.values() if c.exit is None]
         for client in live:

@@ -8,13 +8,14 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import grpc
 import typer
 
 from florist_grpc.cli.log_setup import announce, configure
 from florist_grpc.cli.options import Output, OutputFormat
-from florist_grpc.cli.output import fail, guarded, print_json
+from florist_grpc.cli.output import describe_rpc_error, fail, guarded, print_json
 from florist_grpc.config import add_serve_arguments, agent_settings_from_args, settings_from_args
 
 log = logging.getLogger("florist_grpc")
@@ -127,7 +128,9 @@ def agent(
     tls_ca: Annotated[Path | None, opt("--tls-ca", "CA of the control plane's certificate (PEM); enables TLS.")] = None,
     tls_cert: Annotated[Path | None, opt("--tls-cert", "Client certificate for mutual TLS (PEM).")] = None,
     tls_key: Annotated[Path | None, opt("--tls-key", "Client private key for mutual TLS (PEM).")] = None,
-    insecure: Annotated[bool, opt("--insecure", "Allow plaintext to a non-loopback control plane.")] = False,
+    insecure: Annotated[
+        bool, opt("--insecure", "Allow plaintext (and no token) to a non-loopback control plane: a trusted network.")
+    ] = False,
     log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
     no_launcher_pool: Annotated[
         bool, opt("--no-launcher-pool", "Spawn each FL client instead of forking it from a preloaded launcher pool.")
@@ -143,7 +146,7 @@ def agent(
       florist-grpc agent --control-plane localhost:50051 --name site-a --data-root ./data
     """
     from florist_grpc.agent import Agent
-    from florist_grpc.agent.session import Replaced
+    from florist_grpc.agent.session import Refused, Replaced
 
     args = argparse.Namespace(
         control_plane=control_plane,
@@ -161,8 +164,14 @@ def agent(
         raise fail(str(exc), 2) from None
     configure(log_format)
 
+    def describe(exc: grpc.RpcError) -> str:
+        # The CLI's own description of a failed call, hints included (an agent without --tls-ca against a TLS
+        # control plane gets the same hint as any command).
+        call = EndedCall(exc) if isinstance(exc, grpc.aio.AioRpcError) else exc
+        return describe_rpc_error(call, tls=settings.tls)
+
     async def run() -> None:
-        running = Agent(settings)
+        running = Agent(settings, describe_failure=describe)
         await running.start()
         session = asyncio.create_task(running.run())
         loop = asyncio.get_running_loop()
@@ -175,12 +184,54 @@ def agent(
         except Replaced as exc:
             # Leave the clients and the site's Redis running: the agent that replaced us may adopt them.
             raise fail(f"another agent connected as {settings.name}: {exc}") from None
+        except Refused as exc:
+            await running.stop(leave_clients=True)  # a wrong token must not end training: fixed, it adopts them
+            raise fail(
+                f"the control plane at {settings.control_plane} refused agent {settings.name}: {exc} "
+                f"(FLORIST_AGENT_TOKEN must be the token of an 'agent SHA256_HEX {settings.name}' line of its "
+                "auth file)",
+                2,
+            ) from None
         await running.stop()
 
     try:
         asyncio.run(run())
+    except typer.Exit:
+        raise  # already said (click's Exit is a RuntimeError: it must not be reported a second time)
     except (OSError, RuntimeError) as exc:
         raise fail(str(exc)) from None
+
+
+class EndedCall(grpc.RpcError, grpc.Call):
+    """An ended grpc.aio call as the synchronous grpc.Call that describe_rpc_error (and rpc_errors) read."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(str(error))
+        self._error = error
+
+    def code(self) -> grpc.StatusCode:
+        return self._error.code()
+
+    def details(self) -> str:
+        return self._error.details() or ""
+
+    def initial_metadata(self) -> Any:
+        return tuple(self._error.initial_metadata() or ())
+
+    def trailing_metadata(self) -> Any:
+        return tuple(self._error.trailing_metadata() or ())
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float:
+        return 0.0
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_callback(self, callback: Any) -> bool:
+        return False
 
 
 @guarded

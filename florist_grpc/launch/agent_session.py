@@ -7,6 +7,7 @@ replies carry it back, so any number of launches, data checks and log reads shar
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,8 @@ from datetime import UTC, datetime
 
 from florist_grpc.domain.errors import FailedPrecondition, FloristError, Unavailable
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 # Reply kinds: which oneof case of a ConnectRequest answers a request.
 REPLIES = ("process_started", "data_check_result", "request_failed")
@@ -27,6 +30,7 @@ class AgentSession:
         self.last_seen = self.connect_time
         self.last_seen_monotonic = time.monotonic()
         self.closed: FloristError | None = None
+        self.problem = ""  # why the agent cannot run clients now, as it last said ('' = healthy)
         self._outbox: asyncio.Queue[pb.ConnectResponse | None] = asyncio.Queue()
         self._replies: dict[str, asyncio.Future[pb.ConnectRequest]] = {}
         self._logs: dict[str, asyncio.Queue[pb.LogChunk | FloristError]] = {}
@@ -34,6 +38,15 @@ class AgentSession:
     def seen(self) -> None:
         self.last_seen = datetime.now(UTC)
         self.last_seen_monotonic = time.monotonic()
+
+    def report_health(self, problem: str) -> None:
+        """The agent's health as its hello or a heartbeat says it; a change is logged."""
+        if problem != self.problem:
+            if problem:
+                log.warning("agent %s is unhealthy: %s", self.name, problem)
+            else:
+                log.info("agent %s is healthy again", self.name)
+        self.problem = problem
 
     def send(self, message: pb.ConnectResponse) -> None:
         if self.closed is None:

@@ -24,7 +24,6 @@ from florist_grpc.domain.errors import (
     FieldViolation,
     FloristError,
     InvalidArgument,
-    PermissionDenied,
     Unavailable,
 )
 from florist_grpc.domain.model import Client, Exit, ProcessRef
@@ -50,6 +49,7 @@ class AgentView:
     devices: tuple[str, ...]
     version: str
     data_root: str
+    problem: str  # '' = healthy
 
 
 class Agents:
@@ -68,19 +68,17 @@ class Agents:
 
     async def serve(
         self,
-        bound_name: str | None,
+        first: pb.ConnectRequest | None,
         requests: AsyncIterator[pb.ConnectRequest],
         write: Callable[[pb.ConnectResponse], Awaitable[None]],
     ) -> None:
-        """Run one Connect stream to its end. `bound_name`: the name the caller's token allows (None = any)."""
-        first = await anext(aiter(requests), None)
+        """Run one Connect stream to its end: `first` is its first message (None: none came), already admitted by
+        the caller (api/agent_service.py checks the token), `requests` the rest."""
         if first is None or not first.HasField("hello"):
             raise InvalidArgument([FieldViolation("hello", "the first message of a session must be hello")])
         name = first.hello.name
         if problem := agent_name_problem(name):
             raise InvalidArgument([FieldViolation("hello.name", problem)])
-        if bound_name is not None and name != bound_name:
-            raise PermissionDenied(f"this token belongs to agent {bound_name!r}, not {name!r}")
         session = self._open(first.hello)
         reader = asyncio.create_task(self._read(session, requests))
         writer = asyncio.create_task(self._write(session, write))
@@ -123,6 +121,7 @@ class Agents:
                     session.send(pb.ConnectResponse(stop_client=pb.StopClient(client_uuid=client_uuid)))
             # Exits of clients the agent knows arrive as process_exited after their last reports.
         log.info("agent %s connected (version %s, devices %s)", hello.name, hello.version, list(hello.devices))
+        session.report_health(hello.problem)
         return session
 
     def _close(self, session: AgentSession, error: FloristError) -> None:
@@ -147,6 +146,8 @@ class Agents:
                 self._exited(session.name, message.process_exited)
             elif kind == "hello":
                 log.warning("agent %s sent hello twice; ignored", session.name)
+            elif kind == "heartbeat":
+                session.report_health(message.heartbeat.problem)
             else:
                 session.deliver(message)
 
@@ -265,6 +266,7 @@ class Agents:
                 devices=tuple(s.hello.devices),
                 version=s.hello.version,
                 data_root=s.hello.data_root,
+                problem=s.problem,
             )
             for s in sorted(self._last.values(), key=lambda s: s.name)
         ]

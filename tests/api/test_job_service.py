@@ -61,6 +61,16 @@ def test_create_job_reports_every_bad_field_in_one_invalid_argument(plane: Plane
     }
 
 
+def test_a_relative_data_path_sent_over_grpc_for_a_local_client_is_invalid_argument(plane: PlaneThread) -> None:
+    job = job_message(["/d/c0.pt", "c1.pt"])
+    job.clients[0].agent = "site-a"  # an agent's client: relative to that agent's data root, unchanged
+    job.clients[0].data_path = "c0.pt"
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.create(job)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(raised.value)) == {"job.clients[1].data_path"}
+
+
 def test_create_job_without_a_job_is_invalid(plane: PlaneThread) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         plane.jobs.CreateJob(pb.CreateJobRequest(), timeout=10)

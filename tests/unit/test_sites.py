@@ -90,6 +90,19 @@ def test_plaintext_to_a_non_loopback_control_plane_needs_insecure(tmp_path: Path
     assert not agent_settings_from_args(agent_args(tmp_path, "--control-plane", "127.0.0.1:50051"), {}).tls
 
 
+def test_a_missing_token_is_refused_at_start_unless_the_control_plane_may_run_without_auth(tmp_path: Path) -> None:
+    remote = ("--control-plane", "cp.example.org:443", "--tls-ca", str(tmp_path / "ca.crt"))
+    # Another machine's control plane has an auth file (serve refuses such an address without one).
+    with pytest.raises(ValueError, match="FLORIST_AGENT_TOKEN is not set") as raised:
+        agent_settings_from_args(agent_args(tmp_path, *remote), {})
+    assert "agent SHA256_HEX site-a" in str(raised.value)
+    # Unless the user says that one runs without (serve --insecure-no-auth on a trusted network)...
+    assert agent_settings_from_args(agent_args(tmp_path, *remote, "--insecure"), {}).token == ""
+    # ... or it is on this machine: a development control plane; one with an auth file refuses the first session.
+    for tls in ((), ("--tls-ca", str(tmp_path / "ca.crt"))):
+        assert agent_settings_from_args(agent_args(tmp_path, "--control-plane", "127.0.0.1:50051", *tls), {})
+
+
 @pytest.mark.parametrize(
     "flags",
     [
