@@ -12,11 +12,14 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psutil
 import pytest
 import redis
@@ -25,8 +28,9 @@ from florist_grpc.agent.session import Agent, Refused
 from florist_grpc.config import AgentSettings, TLSConfig
 from florist_grpc.metrics.redis_users import CONTROL_USER
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
+from florist_grpc.proto.florist.v1 import job_pb2
 from tests.e2e.sites import AgentProcess, agent_command, issue_pki, list_agents, sha, start_agent
-from tests.helpers import PlaneThread, wait_for
+from tests.helpers import PlaneThread, job_message, wait_for
 
 # What the agent's log showed while it retried a refused token, from asyncio and grpc.aio's insides.
 INTERNALS = ("Task was destroyed", "asynchronous generator", "Task exception was never retrieved", "Traceback")
@@ -156,9 +160,27 @@ def test_an_agent_reports_a_redis_that_does_not_answer_and_restarts_one_that_die
     server.suspend()  # alive, but answering nothing: it cannot be restarted, only reported
     try:
         unhealthy = wait_for(lambda: (info := site_a(plane)).problem and info, 30, "the agent to report its Redis")
+        # A job with a client there is refused before anything launches, naming the agent and its problem.
+        job = job_message(["mine.pt"], rounds=1)
+        job.clients[0].agent = "site-a"
+        job_id = plane.create(job).id
+        with pytest.raises(grpc.RpcError) as refused:
+            plane.start(job_id)
+        table = subprocess.run(
+            [sys.executable, "-m", "florist_grpc", "agents", "--address", plane.address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": "400"},
+        ).stdout
     finally:
         server.resume()
     assert unhealthy.connected and f"its Redis (port {first['port']}) does not answer" in unhealthy.problem
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"job.clients[0]: agent site-a cannot run clients now: {unhealthy.problem}" in refused.value.details()
+    assert plane.get(job_id).state == job_pb2.JOB_STATE_NOT_STARTED
+    assert "PROBLEM" in table and unhealthy.problem in table  # `agents` shows it too
     wait_for(lambda: site_a(plane).problem == "", 30, "the agent to report itself healthy again")
 
     server.kill()
