@@ -329,3 +329,18 @@ def test_the_stream_resumes_after_a_crash_of_the_control_plane_without_gap_or_du
             stop(again)
         elif first.process.poll() is None:
             stop(first)
+
+
+def test_the_clients_own_unit_tests_pass() -> None:
+    """clients/typescript/test: the report reading the client shares with the Python CLI, on FL4Health's layout."""
+    assert NODE is not None
+    done = subprocess.run(
+        [NODE, "--test", "test/"],
+        cwd=CLIENT_MAIN.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout and "# pass 0" not in done.stdout
