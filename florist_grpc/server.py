@@ -26,7 +26,7 @@ from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
-from florist_grpc.domain.model import JobState, MetricsEvent
+from florist_grpc.domain.model import JobState
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
@@ -34,9 +34,14 @@ from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.plugins import load_catalog
 from florist_grpc.launch.pool import LauncherPool
+from florist_grpc.launch.watcher import ProcessWatcher
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.ingest import ReportIngest
+from florist_grpc.metrics.listener import ReportListener
+from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
+from florist_grpc.metrics.report_reader import ReportReader
 from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import listen_problem, redis_address_of
@@ -146,23 +151,18 @@ class ControlPlane:
                 self.redis_url = await asyncio.to_thread(embedded.start)
         hub = EventHub(asyncio.get_running_loop())
         timeouts = settings.timeouts
-
-        def publish(events: list[MetricsEvent]) -> None:
-            hub.publish_threadsafe(events)
-            self.metrics.events_published(events)
-
+        publisher = EventPublisher(hub, self.metrics)
         # Per-run Redis users only in a Redis we own; an external one is its operator's (its URL's credentials).
         users = RunUsers(self.redis_url, timeouts.report_key_ttl_seconds, per_run_users=embedded is not None)
         started.callback(users.close)
-        follower = JobFollower(
-            store,
-            self.redis_url,
-            publish,
-            timeouts,
+        # A report: listener -> reader (on the follower's thread: throttle, ingest -> store) -> publisher -> hub.
+        reader = ReportReader(
+            ReportIngest(self.redis_url, store, publisher.publish),
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
-            users.retire,
         )
+        listener = ReportListener(self.redis_url, reader.notify)
+        follower = JobFollower(store, reader, listener, ProcessWatcher(), publisher, timeouts, users.retire)
         agents = Agents(self.redis_url, timeouts)
         started.push_async_callback(agents.close)
         supervisor = RedisSupervisor(embedded) if embedded is not None else None
