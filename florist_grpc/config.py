@@ -5,7 +5,7 @@ the rules between flags."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +99,9 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     # Fork FL processes from a process that has imported torch and Flower already (launch/pool.py).
     launcher_pool: bool = True
+    # `--data-root`: local clients' data files must lie under one of these (resolved) directories, symlinks
+    # resolved; none = any absolute regular file.
+    data_roots: tuple[Path, ...] = ()
 
     @property
     def is_loopback(self) -> bool:
@@ -129,6 +132,7 @@ class Settings:
         advertise_host: str,
         metrics_port: int,
         launcher_pool: bool,
+        data_roots: Sequence[Path],
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
@@ -148,6 +152,9 @@ class Settings:
             raise ValueError(
                 f"--metrics-port {metrics_port} is also --port: give the metrics endpoint a port of its own"
             )
+        for root in data_roots:
+            if not root.is_dir():
+                raise ValueError(f"--data-root {root} is not a directory")
         if auth_file is None and not is_loopback(host) and not insecure_no_auth:
             raise ValueError(
                 f"refusing to serve without authentication on {host}: give --auth-file, "
@@ -165,6 +172,7 @@ class Settings:
             advertise_host=advertise_host.strip(),
             metrics_port=metrics_port,
             launcher_pool=launcher_pool,
+            data_roots=tuple(root.resolve() for root in data_roots),
         )
 
 

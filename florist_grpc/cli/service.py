@@ -72,6 +72,14 @@ def serve(
     no_launcher_pool: Annotated[
         bool, opt("--no-launcher-pool", "Spawn each FL process instead of forking it from a preloaded launcher pool.")
     ] = not Settings.launcher_pool,
+    data_roots: Annotated[
+        list[Path] | None,
+        opt(
+            "--data-root",
+            "Local clients' data files must lie under one of these directories, symlinks resolved (repeatable; "
+            "FLORIST_DATA_ROOT takes several separated by ':'). Default: any absolute path.",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision).
 
@@ -102,6 +110,7 @@ def serve(
             advertise_host=advertise_host,
             metrics_port=metrics_port,
             launcher_pool=not no_launcher_pool,
+            data_roots=data_roots or (),
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

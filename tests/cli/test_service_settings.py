@@ -72,6 +72,7 @@ def serve_flags(tmp_path: Path, pki: dict[str, Path]) -> dict[str, str | None]: 
         "--advertise-host": "cp.example.org",
         "--metrics-port": "9100",
         "--no-launcher-pool": None,
+        "--data-root": str(pki["ca.crt"].parent),
     }
 
 
@@ -185,3 +186,15 @@ def test_a_missing_token_is_refused_at_start_unless_the_control_plane_may_run_wi
 def test_agent_flags_that_do_not_fit_are_refused(capture: Capture, tmp_path: Path, flags: list[str], says: str) -> None:
     result = capture.run("agent", "--name", "site-a", "--data-root", tmp_path, *flags)
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {says}"), result.output
+
+
+def test_data_roots_repeat_as_flags_or_share_one_variable_separated_by_colons(capture: Capture, tmp_path: Path) -> None:
+    roots = [tmp_path / "a", tmp_path / "b"]
+    for root in roots:
+        root.mkdir()
+    expected = tuple(r.resolve() for r in roots)
+    assert capture.settings("serve", "--data-root", roots[0], "--data-root", roots[1]).data_roots == expected
+    assert capture.settings("serve", env={"FLORIST_DATA_ROOT": f"{roots[0]}:{roots[1]}"}).data_roots == expected
+    refused = capture.run("serve", "--data-root", roots[0], "--data-root", tmp_path / "missing")
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith(f"error: --data-root {tmp_path / 'missing'} is not a directory")
