@@ -185,6 +185,7 @@ class ControlPlane:
             catalog,
             agents.probe_data,
             self._pool,
+            settings.data_roots,
         )
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
