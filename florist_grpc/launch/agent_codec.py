@@ -6,7 +6,7 @@ agent's session (agent/session.py) call it at the stream, so what lies behind th
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any, cast
 
 from google.protobuf import json_format, struct_pb2
@@ -55,6 +55,18 @@ _PLAIN_MESSAGES: dict[type[Any], tuple[str, type[Message]]] = {
     RequestFailed: ("request_failed", pb.RequestFailed),
     Heartbeat: ("heartbeat", pb.Heartbeat),
 }
+
+# The ClientRun fields a LaunchClient carries under the same name, as they are.
+_SHARED_RUN_FIELDS = (
+    "server_address",
+    "data_path",
+    "model",
+    "optimizer",
+    "client_type",
+    "device",
+    "num_classes",
+    "label_column",
+)
 
 
 def command_to_proto(command: Command) -> pb.ConnectResponse:
@@ -128,18 +140,11 @@ def _launch_to_proto(launch: LaunchClient) -> pb.LaunchClient:
     return pb.LaunchClient(
         request_id=launch.request_id,
         client_uuid=run.uuid,
-        server_address=run.server_address,
-        data_path=run.data_path,
-        model=run.model,
-        optimizer=run.optimizer,
-        client_type=run.client_type,
         server_config=to_struct(run.training.to_server_config()),
-        device=run.device,
         tls=launch.tls,
         input_shape=run.input_shape,
-        num_classes=run.num_classes,
         model_config=to_struct(run.model_config),
-        label_column=run.label_column,
+        **{name: getattr(run, name) for name in _SHARED_RUN_FIELDS},
     )
 
 
@@ -149,21 +154,15 @@ def _launch_from_proto(launch: pb.LaunchClient) -> LaunchClient | Unreadable:
     except FloristError as exc:
         return Unreadable(launch.request_id, exc)
     run = ClientRun(
-        server_address=launch.server_address,
         redis_address="",  # the site's own
         uuid=launch.client_uuid,
-        model=launch.model,
-        optimizer=launch.optimizer,
-        client_type=launch.client_type,
-        data_path=launch.data_path,
         training=training,
-        device=launch.device or "auto",
         input_shape=list(launch.input_shape),
-        num_classes=launch.num_classes,
         model_config=from_struct(launch.model_config),
-        label_column=launch.label_column,
+        **{name: getattr(launch, name) for name in _SHARED_RUN_FIELDS},
     )
-    return LaunchClient(launch.request_id, run, launch.tls)
+    # A control plane that predates devices sends none: the agent picks one.
+    return LaunchClient(launch.request_id, run if run.device else replace(run, device="auto"), launch.tls)
 
 
 def _hello_to_proto(hello: AgentHello) -> pb.AgentHello:
