@@ -170,14 +170,7 @@ def _hello_to_proto(hello: AgentHello) -> pb.AgentHello:
         pb.KnownClient(client_uuid=c.client_uuid, running=c.running, **_exit_code_fields(c.exit_code))
         for c in hello.clients
     ]
-    return pb.AgentHello(
-        name=hello.name,
-        version=hello.version,
-        devices=hello.devices,
-        data_root=hello.data_root,
-        clients=clients,
-        problem=hello.problem,
-    )
+    return pb.AgentHello(**{**asdict(hello), "clients": clients})  # the rest as named
 
 
 def _hello_from_proto(hello: pb.AgentHello) -> AgentHello:
