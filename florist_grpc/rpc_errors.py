@@ -82,9 +82,13 @@ def error_info(reason: str, metadata: dict[str, str] | None = None) -> error_det
     )
 
 
+def code_of(exc: errors.FloristError) -> int:
+    """The gRPC status code (google.rpc.Code) of a domain error."""
+    return next((c for cls, c in CODES.items() if isinstance(exc, cls)), code_pb2.INTERNAL)
+
+
 def to_status(exc: errors.FloristError) -> grpc.Status:
-    code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), code_pb2.INTERNAL)
-    status = status_pb2.Status(code=code, message=_cut(str(exc), MESSAGE_BYTES))
+    status = status_pb2.Status(code=code_of(exc), message=_cut(str(exc), MESSAGE_BYTES))
     # BadRequest first, where clients written before ErrorInfo look for it. FAILED_PRECONDITION may carry field
     # violations too: which client's data file blocks a start.
     if isinstance(exc, errors.InvalidArgument) or (isinstance(exc, errors.FailedPrecondition) and exc.violations):

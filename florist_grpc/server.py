@@ -28,6 +28,7 @@ from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState
 from florist_grpc.jobs.follower import JobFollower
+from florist_grpc.jobs.logs import JobLogs
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
@@ -191,7 +192,7 @@ class ControlPlane:
 
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
         training_grpc.add_TrainingServiceServicer_to_server(
-            TrainingServicer(trainer, registry, store, hub, agents), server
+            TrainingServicer(trainer, registry, store, hub, JobLogs(registry, agents, trainer.log_path)), server
         )
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from florist_grpc.api import auth
 from florist_grpc.config import AgentSettings, Settings, TLSConfig
-from tests.helpers import PlaneThread
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.test_compose import ROOT
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -60,7 +60,9 @@ def health(address: str, ca: bytes, name: str) -> int:
 def test_the_certificate_recipe_serves_tls_for_the_advertised_host_and_nothing_else(tmp_path: Path) -> None:
     run_shell(shell_blocks("Certificates for a test setup")[0], tmp_path)
     secrets = tmp_path / "secrets"
-    plane = PlaneThread(tmp_path / "florist", tls=TLSConfig(secrets / "server.pem", secrets / "server-key.pem"))
+    plane = ControlPlaneThread.in_dir(
+        tmp_path / "florist", tls=TLSConfig(secrets / "server.pem", secrets / "server-key.pem")
+    )
     try:
         ca = (secrets / "ca.pem").read_bytes()
         for name in ("controlplane", "localhost"):  # compose's --advertise-host, and the host's own probes

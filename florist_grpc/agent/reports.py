@@ -24,7 +24,7 @@ from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.net import redis_address_of
 
 
-class ReportRelay:
+class SiteReports:
     def __init__(self, state_dir: Path, timeouts: Timeouts) -> None:
         self._loop = asyncio.get_running_loop()
         self._redis = EmbeddedRedis(state_dir, timeouts)

@@ -25,9 +25,11 @@ import florist_grpc
 from florist_grpc.agent.clients import SiteClients
 from florist_grpc.agent.devices import probe_devices
 from florist_grpc.agent.exchange import Exchange
-from florist_grpc.agent.reports import ReportRelay
+from florist_grpc.agent.reports import SiteReports
 from florist_grpc.config import AgentSettings
 from florist_grpc.domain.errors import FloristError
+from florist_grpc.launch.agent_codec import command_from_proto, message_to_proto
+from florist_grpc.launch.agent_protocol import AgentHello, AgentMessage, Welcome
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
@@ -82,7 +84,7 @@ class Agent:
         self._clients = SiteClients(
             settings.data_root, state_dir, timeouts.process_stop_grace_seconds, timeouts.data_check_seconds, self._pool
         )
-        self._relay = ReportRelay(state_dir, settings.timeouts)
+        self._reports = SiteReports(state_dir, settings.timeouts)
         self._devices: list[str] = []
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
         self._leave_clients = True  # a failed start leaves the clients it adopted (and their Redis) running
@@ -101,10 +103,10 @@ class Agent:
                     self._pool.start()  # returns at once: it imports torch and Flower while the session comes up
                 started.push_async_callback(asyncio.to_thread, self._pool.stop)
             adopted = self._clients.adopt_recorded()
-            started.push_async_callback(self._stop_relay)
-            with step(f"starting the agent's Redis in {self._relay.redis_dir}"):
-                await asyncio.to_thread(self._relay.start, adopted)
-            self.problem = await asyncio.to_thread(self._relay.health)
+            started.push_async_callback(self._stop_reports)
+            with step(f"starting the agent's Redis in {self._reports.redis_dir}"):
+                await asyncio.to_thread(self._reports.start, adopted)
+            self.problem = await asyncio.to_thread(self._reports.health)
             self._devices = await asyncio.to_thread(probe_devices)
             started.push_async_callback(self._stop_clients)  # not after a failed start: the next agent adopts them
             self._started = started.pop_all()
@@ -150,7 +152,7 @@ class Agent:
         """Supervise the site's Redis (restarted when it dies) and keep `problem` current."""
         while True:
             await asyncio.sleep(self._settings.timeouts.health_check_seconds)
-            problem = await asyncio.to_thread(self._relay.health)
+            problem = await asyncio.to_thread(self._reports.health)
             if problem != self.problem:
                 if problem:
                     log.warning("unhealthy: %s", problem)
@@ -171,9 +173,9 @@ class Agent:
         if not self._leave_clients:
             await asyncio.to_thread(self._clients.stop_all)
 
-    async def _stop_relay(self) -> None:
+    async def _stop_reports(self) -> None:
         keep = self._leave_clients and self._clients.any_running()
-        await asyncio.to_thread(self._relay.stop, keep)
+        await asyncio.to_thread(self._reports.stop, keep)
 
     def _channel(self) -> grpc.aio.Channel:
         s = self._settings
@@ -188,20 +190,20 @@ class Agent:
 
     async def _session(self) -> AsyncIterator[None]:
         """One session; yields once it is accepted."""
-        outbox: asyncio.Queue[pb.ConnectRequest | None] = asyncio.Queue()
-        hello = pb.AgentHello(
+        outbox: asyncio.Queue[AgentMessage | None] = asyncio.Queue()
+        hello = AgentHello(
             name=self._settings.name,
             version=florist_grpc.__version__,
-            devices=self._devices,
+            devices=tuple(self._devices),
             data_root=str(self._clients.root),
-            clients=self._clients.known(),
+            clients=tuple(self._clients.known()),
             problem=self.problem,
         )
-        outbox.put_nowait(pb.ConnectRequest(hello=hello))
+        outbox.put_nowait(hello)
 
         async def requests() -> AsyncIterator[pb.ConnectRequest]:
             while (message := await outbox.get()) is not None:
-                yield message
+                yield message_to_proto(message)
 
         metadata = (("authorization", f"Bearer {self._settings.token}"),) if self._settings.token else ()
         tasks: dict[str, asyncio.Task[Any]] = {}
@@ -209,7 +211,7 @@ class Agent:
             call = pb_grpc.AgentServiceStub(channel).Connect(requests(), metadata=metadata)
             try:
                 first = await call.read()
-                if not isinstance(first, pb.ConnectResponse) or not first.HasField("welcome"):
+                if not isinstance(first, pb.ConnectResponse) or not isinstance(command_from_proto(first), Welcome):
                     return  # the control plane ended the session before accepting it
                 name, address = self._settings.name, self._settings.control_plane
                 ready.info("florist-grpc agent %s connected to %s", name, address, extra={"agent": name})
@@ -217,7 +219,7 @@ class Agent:
                 yield
                 exchange = Exchange(
                     self._clients,
-                    self._relay,
+                    self._reports,
                     self._settings,
                     outbox.put_nowait,
                     tasks,
@@ -226,7 +228,8 @@ class Agent:
                 )
                 tasks["~pump"] = asyncio.create_task(exchange.pump())
                 while isinstance(message := await call.read(), pb.ConnectResponse):
-                    exchange.handle(message)
+                    if (command := command_from_proto(message)) is not None:
+                        exchange.handle(command)
             finally:
                 for task in tasks.values():
                     task.cancel()

@@ -1,4 +1,5 @@
-"""florist.v1.AgentService: agents' sessions (Connect) and ListAgents. The work lives in launch/agents.py."""
+"""florist.v1.AgentService: agents' sessions (Connect) and ListAgents. The work lives in launch/agents.py; a
+session's messages are converted at the stream (launch/agent_codec.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import grpc
 
 from florist_grpc.api.auth import AGENT_CONNECT, Principal, authorize
 from florist_grpc.api.convert import timestamp
-from florist_grpc.api.errors import abort, unary
-from florist_grpc.domain.errors import FloristError, PermissionDenied, Unauthenticated, quote
+from florist_grpc.api.errors import bidi, unary
+from florist_grpc.domain.errors import PermissionDenied, Unauthenticated, quote
+from florist_grpc.launch.agent_codec import command_to_proto, message_from_proto
+from florist_grpc.launch.agent_protocol import AgentHello, AgentMessage, Command
 from florist_grpc.launch.agents import Agents
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
-from florist_grpc.rpc_errors import internal_status, to_status
 
 log = logging.getLogger(__name__)
 
@@ -31,33 +33,31 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     # grpc.aio also serves a bidirectional method written as a coroutine that writes with context.write; the stubs
     # only know the generator form.
+    @bidi
     async def Connect(  # type: ignore[override]
         self, request_iterator: AsyncIterator[pb.ConnectRequest], context: Context
     ) -> None:
-        requests = aiter(request_iterator)
-        try:
-            first = await self._first(requests)
-            self._admit(context, first)
-            await self._agents.serve(first, requests, context.write)
-            return
-        except FloristError as exc:
-            status = to_status(exc)
-        except Exception as exc:
-            status = internal_status(exc)
-        await abort(context, status)
+        requests = (message_from_proto(message) async for message in request_iterator)
 
-    async def _first(self, requests: AsyncIterator[pb.ConnectRequest]) -> pb.ConnectRequest | None:
+        async def write(command: Command) -> None:
+            await context.write(command_to_proto(command))
+
+        first = await self._first(requests)
+        self._admit(context, first)
+        await self._agents.serve(first, requests, write)
+
+    async def _first(self, requests: AsyncIterator[AgentMessage | None]) -> AgentMessage | None:
         try:
             return await asyncio.wait_for(anext(requests, None), self._hello_seconds)
         except TimeoutError:
             return None  # refused as a session without hello, once its token has been looked at
 
-    def _admit(self, context: Context, first: pb.ConnectRequest | None) -> None:
+    def _admit(self, context: Context, first: AgentMessage | None) -> None:
         """Raise Unauthenticated / PermissionDenied unless the caller's token may open this agent's session;
         each refusal is logged once, with the name the agent gave, its address and why."""
         if self._tokens is None:
             return
-        name = first.hello.name if first is not None and first.HasField("hello") else ""
+        name = first.name if isinstance(first, AgentHello) else ""
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         try:
             principal = authorize(self._tokens, AGENT_CONNECT, metadata)

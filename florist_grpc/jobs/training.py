@@ -218,7 +218,7 @@ class Trainer:
             handle: ProcessHandle
             if client.agent:
                 # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                handle = await self._agents.launch(client.agent, run, client.device, tls=fl_tls is not None)
+                handle = await self._agents.launch(client.agent, run, tls=fl_tls is not None)
             else:
                 handle = await asyncio.to_thread(
                     start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool

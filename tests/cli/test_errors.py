@@ -20,8 +20,8 @@ from grpc_status import rpc_status
 from florist_grpc.cli.options import Output
 from florist_grpc.cli.output import describe_rpc_error
 from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.cli.conftest import Invoke
-from tests.helpers import PlaneThread
 
 
 def job_file(tmp_path: Path, **fields: object) -> Path:
@@ -40,7 +40,7 @@ def job_file(tmp_path: Path, **fields: object) -> Path:
 
 
 def test_run_with_missing_data_names_the_job_it_created_and_each_missing_file_once(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     result = cli("run", "--file", job_file(tmp_path), "--address", plane.address)
     assert result.exit_code == 1
@@ -58,7 +58,7 @@ def test_run_with_missing_data_names_the_job_it_created_and_each_missing_file_on
 
 
 def test_run_with_missing_data_in_json_gives_the_job_then_the_whole_status(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     result = cli("run", "--file", job_file(tmp_path), "--address", plane.address, "-o", "json")
     assert result.exit_code == 1
@@ -76,7 +76,7 @@ def test_run_with_missing_data_in_json_gives_the_job_then_the_whole_status(
     assert job_id in report["notes"][0]
 
 
-def test_invalid_argument_shows_each_violation_once(cli: Invoke, plane: PlaneThread, tmp_path: Path) -> None:
+def test_invalid_argument_shows_each_violation_once(cli: Invoke, plane: ControlPlaneThread, tmp_path: Path) -> None:
     path = job_file(tmp_path, model="NOPE", optimizer="")
     result = cli("job", "create", "--file", path, "--address", plane.address)
     assert result.exit_code == 1
@@ -86,7 +86,7 @@ def test_invalid_argument_shows_each_violation_once(cli: Invoke, plane: PlaneThr
     assert "\n  job.model: unknown model 'NOPE'" in err and "\n  reason: INVALID_JOB\n" in err
 
 
-def test_not_found_shows_the_reason_and_its_metadata(cli: Invoke, plane: PlaneThread) -> None:
+def test_not_found_shows_the_reason_and_its_metadata(cli: Invoke, plane: ControlPlaneThread) -> None:
     result = cli("job", "get", "no-such-job", "--address", plane.address)
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [

@@ -29,18 +29,20 @@ from florist_grpc.config import AgentSettings, TLSConfig
 from florist_grpc.metrics.redis_users import CONTROL_USER
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import job_pb2
-from tests.e2e.sites import AgentProcess, agent_command, issue_pki, list_agents, sha, start_agent
-from tests.helpers import PlaneThread, job_message, wait_for
+from florist_grpc.testing.certificates import issue_pki
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.e2e.sites import AgentProcess, agent_command, list_agents, sha, start_agent
+from tests.helpers import job_message, wait_for
 
 # What the agent's log showed while it retried a refused token, from asyncio and grpc.aio's insides.
 INTERNALS = ("Task was destroyed", "asynchronous generator", "Task exception was never retrieved", "Traceback")
 
 
 @pytest.fixture
-def auth_plane(tmp_path: Path) -> Iterator[PlaneThread]:
+def auth_plane(tmp_path: Path) -> Iterator[ControlPlaneThread]:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"agent {sha('a-secret')} site-a\nagent {sha('b-secret')} site-b\n")
-    plane = PlaneThread(tmp_path / "florist", auth_file=tokens, launcher_pool=False)
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=tokens, launcher_pool=False)
     yield plane
     plane.stop()
 
@@ -58,7 +60,7 @@ def agent_log(root: Path, name: str = "site-a") -> str:
     ],
 )
 def test_a_refused_agent_exits_2_saying_why_in_one_line_and_the_control_plane_logs_it_once(
-    auth_plane: PlaneThread, site_root: Path, caplog: pytest.LogCaptureFixture, token: str, says: str
+    auth_plane: ControlPlaneThread, site_root: Path, caplog: pytest.LogCaptureFixture, token: str, says: str
 ) -> None:
     caplog.set_level(logging.WARNING, logger="florist_grpc.api.agent_service")
     agent = start_agent(auth_plane.address, "site-a", site_root, "--no-launcher-pool", token=token, wait=False)
@@ -76,7 +78,7 @@ def test_a_refused_agent_exits_2_saying_why_in_one_line_and_the_control_plane_lo
 
 
 def test_a_refused_agent_leaves_the_clients_it_adopted_running_with_their_redis(
-    auth_plane: PlaneThread, site_root: Path
+    auth_plane: ControlPlaneThread, site_root: Path
 ) -> None:
     # A client a previous agent on this data root launched (a stand-in: the agent only looks at its process).
     client = subprocess.Popen(["sleep", "300"], start_new_session=True)
@@ -99,7 +101,7 @@ def test_an_agent_that_cannot_reach_the_control_plane_logs_a_failure_when_it_is_
     tmp_path: Path, site_root: Path
 ) -> None:
     pki = issue_pki(tmp_path, ["127.0.0.1"])
-    plane = PlaneThread(tmp_path / "florist", tls=TLSConfig(pki["chain"], pki["key"]), launcher_pool=False)
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", tls=TLSConfig(pki.chain, pki.key), launcher_pool=False)
     try:
         # No --tls-ca: plaintext against TLS fails like a control plane that is not there (UNAVAILABLE).
         agent = start_agent(plane.address, "site-a", site_root, "--no-launcher-pool", wait=False)
@@ -125,7 +127,7 @@ def redis_state(root: Path) -> dict[str, Any] | None:
 
 
 def test_a_second_agent_on_a_data_root_in_use_exits_naming_the_first_and_leaves_its_redis_alone(
-    plane: PlaneThread, site: AgentProcess, site_root: Path
+    plane: ControlPlaneThread, site: AgentProcess, site_root: Path
 ) -> None:
     state = redis_state(site_root)
     assert state is not None
@@ -146,13 +148,13 @@ def test_a_second_agent_on_a_data_root_in_use_exits_naming_the_first_and_leaves_
     assert info.name == "site-a" and info.connected and info.problem == ""
 
 
-def site_a(plane: PlaneThread) -> agent_pb.AgentInfo:
+def site_a(plane: ControlPlaneThread) -> agent_pb.AgentInfo:
     (info,) = list_agents(plane)
     return info
 
 
 def test_an_agent_reports_a_redis_that_does_not_answer_and_restarts_one_that_died(
-    plane: PlaneThread, site: AgentProcess, site_root: Path
+    plane: ControlPlaneThread, site: AgentProcess, site_root: Path
 ) -> None:
     first = redis_state(site_root)
     assert first is not None and site_a(plane).problem == ""
@@ -197,7 +199,7 @@ def test_an_agent_reports_a_redis_that_does_not_answer_and_restarts_one_that_die
 
 
 def test_a_session_that_ended_leaves_no_grpc_task_waiting_on_its_requests(
-    auth_plane: PlaneThread, site_root: Path, caplog: pytest.LogCaptureFixture
+    auth_plane: ControlPlaneThread, site_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # gRPC's task that writes the request stream waited on the outbox for good once the call had failed: a task
     # per refused session, destroyed pending (and its generator closed while running) whenever GC came by.

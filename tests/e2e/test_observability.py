@@ -19,9 +19,10 @@ import grpc
 from florist_grpc.cli.log_setup import JsonFormatter
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_service_pb2, job_service_pb2_grpc
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.e2e.conftest import BIN, serve, stop
 from tests.e2e.sites import start_agent
-from tests.helpers import PlaneThread, job_message
+from tests.helpers import job_message
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -82,7 +83,7 @@ def test_a_failed_start_is_json_too_grpc_core_lines_included(tmp_path: Path) -> 
 
 
 def test_the_agents_connected_line_is_json(tmp_path: Path) -> None:
-    plane = PlaneThread(tmp_path / "florist")
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist")
     root = tmp_path / "site"
     root.mkdir()
     try:
