@@ -25,23 +25,24 @@ from florist_grpc.domain.errors import FailedPrecondition
 from florist_grpc.domain.model import Client, Job
 from florist_grpc.jobs import data_check
 from florist_grpc.jobs.data_check import DataChecker, DataShape
-from tests.helpers import PlaneThread, job_message
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message
 from tests.training.test_data_check import refused
 
 MARKER = "TOPSECRET" + uuid.uuid4().hex
 
 
 @pytest.fixture
-def secret_plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PlaneThread]:
+def secret_plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlPlaneThread]:
     """A control plane whose environment (so its probes' /proc/self/environ) holds the marker."""
     monkeypatch.setenv("FLORIST_TEST_SECRET", MARKER)
-    running = PlaneThread(tmp_path / "florist")
+    running = ControlPlaneThread.in_dir(tmp_path / "florist")
     yield running
     running.stop()
 
 
 def test_a_refused_file_is_never_quoted_in_the_status_its_details_or_the_log(
-    secret_plane: PlaneThread, demo_data: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    secret_plane: ControlPlaneThread, demo_data: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     (tmp_path / "secret.txt").write_text(f"a,label\n1,0\n{MARKER},1\n")
@@ -86,7 +87,7 @@ def specials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[st
 
 
 def test_files_that_are_not_regular_are_refused_at_once_naming_the_field_and_the_kind(
-    plane: PlaneThread, specials: list[tuple[str, Path]]
+    plane: ControlPlaneThread, specials: list[tuple[str, Path]]
 ) -> None:
     began = time.monotonic()
     _, violations = refused(plane, job_message([str(p) for _, p in specials], rounds=1))
@@ -98,19 +99,19 @@ def test_files_that_are_not_regular_are_refused_at_once_naming_the_field_and_the
 
 
 @pytest.fixture
-def rooted(tmp_path: Path, demo_data: list[str]) -> Iterator[tuple[PlaneThread, Path, Path]]:
+def rooted(tmp_path: Path, demo_data: list[str]) -> Iterator[tuple[ControlPlaneThread, Path, Path]]:
     """A control plane with two --data-root directories, each holding one client's file."""
     roots = (tmp_path / "root-a", tmp_path / "root-b")
     for root, data in zip(roots, demo_data, strict=True):
         root.mkdir()
         (root / "c.pt").write_bytes(Path(data).read_bytes())
-    running = PlaneThread(tmp_path / "florist", data_roots=tuple(r.resolve() for r in roots))
+    running = ControlPlaneThread.in_dir(tmp_path / "florist", data_roots=tuple(r.resolve() for r in roots))
     yield running, *roots
     running.stop()
 
 
 def test_with_data_roots_only_files_under_one_of_them_are_read_symlinks_resolved(
-    rooted: tuple[PlaneThread, Path, Path], demo_data: list[str], tmp_path: Path
+    rooted: tuple[ControlPlaneThread, Path, Path], demo_data: list[str], tmp_path: Path
 ) -> None:
     plane, root_a, root_b = rooted
     (root_a / "escape.pt").symlink_to(demo_data[0])  # inside a root, pointing outside
