@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from florist_grpc.cli import app
 from florist_grpc.config import AgentSettings, Settings, TLSConfig
+from florist_grpc.testing.certificates import Pki
 from tests.api.test_tls import pki  # noqa: F401 - the throwaway CA fixture
 
 
@@ -55,7 +56,7 @@ def capture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
     yield Capture()
 
 
-def serve_flags(tmp_path: Path, pki: dict[str, Path]) -> dict[str, str | None]:  # noqa: F811
+def serve_flags(tmp_path: Path, pki: Pki) -> dict[str, str | None]:  # noqa: F811
     """A value for every serve flag other than its default (None: a switch)."""
     (tmp_path / "auth.txt").write_text("")
     return {
@@ -65,21 +66,21 @@ def serve_flags(tmp_path: Path, pki: dict[str, Path]) -> dict[str, str | None]: 
         "--mongodb-uri": "mongodb://127.0.0.1:1",
         "--redis-url": "redis://127.0.0.1:2",
         "--auth-file": str(tmp_path / "auth.txt"),
-        "--tls-cert": str(pki["server.crt"]),
-        "--tls-key": str(pki["server.key"]),
-        "--tls-client-ca": str(pki["ca.crt"]),
+        "--tls-cert": str(pki.cert),
+        "--tls-key": str(pki.key),
+        "--tls-client-ca": str(pki.ca),
         "--insecure-no-auth": None,
         "--advertise-host": "cp.example.org",
         "--metrics-port": "9100",
         "--no-launcher-pool": None,
-        "--data-root": str(pki["ca.crt"].parent),
+        "--data-root": str(pki.ca.parent),
     }
 
 
 def test_every_serve_flag_and_its_variable_reach_the_settings(
     capture: Capture,
     tmp_path: Path,
-    pki: dict[str, Path],  # noqa: F811
+    pki: Pki,  # noqa: F811
 ) -> None:
     flags = serve_flags(tmp_path, pki)
     args = [part for flag, value in flags.items() for part in ([flag] if value is None else [flag, value])]
@@ -90,7 +91,7 @@ def test_every_serve_flag_and_its_variable_reach_the_settings(
     differ = {f.name for f in dataclasses.fields(Settings) if getattr(from_flags, f.name) != getattr(defaults, f.name)}
     # Every setting is some flag's (timeouts are the code's own).
     assert differ == {f.name for f in dataclasses.fields(Settings)} - {"timeouts"}
-    assert from_flags.tls == TLSConfig(pki["server.crt"], pki["server.key"], pki["ca.crt"])
+    assert from_flags.tls == TLSConfig(pki.cert, pki.key, pki.ca)
     assert (from_flags.port, from_flags.launcher_pool, from_flags.data_dir) == (50999, False, tmp_path / "florist")
 
 
@@ -117,15 +118,15 @@ def agent(capture: Capture, tmp_path: Path, *flags: str, token: str | None = Non
 def test_every_agent_flag_and_its_variable_reach_the_settings(
     capture: Capture,
     tmp_path: Path,
-    pki: dict[str, Path],  # noqa: F811
+    pki: Pki,  # noqa: F811
 ) -> None:
     flags: dict[str, str | None] = {
         "--control-plane": "cp.example.org:443",
         "--name": "site-b",
         "--data-root": str(tmp_path),
-        "--tls-ca": str(pki["ca.crt"]),
-        "--tls-cert": str(pki["client.crt"]),
-        "--tls-key": str(pki["client.key"]),
+        "--tls-ca": str(pki.ca),
+        "--tls-cert": str(pki.client_cert),
+        "--tls-key": str(pki.client_key),
         "--insecure": None,
         "--no-launcher-pool": None,
     }
@@ -138,9 +139,9 @@ def test_every_agent_flag_and_its_variable_reach_the_settings(
         name="site-b",
         data_root=tmp_path.resolve(),
         token="t",
-        tls_ca=pki["ca.crt"],
-        tls_cert=pki["client.crt"],
-        tls_key=pki["client.key"],
+        tls_ca=pki.ca,
+        tls_cert=pki.client_cert,
+        tls_key=pki.client_key,
         insecure=True,
         launcher_pool=False,
     )
