@@ -154,8 +154,10 @@ def test_a_probe_stuck_on_its_data_is_a_child_of_the_pool_and_is_killed_at_the_t
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    stuck = tmp_path / "stuck.pt"
-    os.mkfifo(stuck)  # opening a FIFO nobody writes to blocks: a data file on a hung network mount
+    # A data file the probe hangs on (a hung network mount): a FIFO would be refused by its kind before it is
+    # opened, so the probe is stopped (SIGSTOP) once it runs, on a CSV long enough to be seen running.
+    stuck = tmp_path / "stuck.csv"
+    stuck.write_text("a,b,label\n" + "0.5,0.25,1\n" * 1_000_000)
 
     def probes() -> list[psutil.Process]:
         found = []
@@ -166,8 +168,9 @@ def test_a_probe_stuck_on_its_data_is_a_child_of_the_pool_and_is_killed_at_the_t
         return found
 
     with ThreadPoolExecutor(1) as executor:
-        outcome = executor.submit(probe_files, [(str(stuck), "")], 5, pool)
-        assert wait_for(lambda: len(probes()) == 1, 5), "the probe runs as a child of the launcher pool"
+        outcome = executor.submit(probe_files, [(str(stuck), "label")], 5, pool)
+        (probe,) = wait_for(probes, 5, "the probe to run as a child of the launcher pool")
+        probe.suspend()
         with pytest.raises(ProbeFailed, match="took longer than 5s"):
             outcome.result(30)
     assert wait_for(lambda: not probes(), 10)
