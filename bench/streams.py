@@ -7,20 +7,29 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import load_process, read_json_line
 from bench.stats import record
 from florist_grpc.api.convert import dict_to_struct
+from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
+from florist_grpc.store.sqlite import SqliteStore
+from florist_grpc.testing.history import create_finished
 
 GOAL_STREAMS = 2000
 GOAL_RSS_MIB = 1024
+# A finished 400-round job (issue 18): its whole history is replayed to every stream at once.
+LONG_JOB_EVENTS = 1376
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -37,16 +46,21 @@ def holder_process(holder: str, address: str, job_id: str, count: int) -> subpro
     )
 
 
+def serve_process(directory: str, *flags: str) -> tuple[subprocess.Popen[str], str]:
+    """`florist-grpc serve` on a free port of its own, and the address it listens on."""
+    serve = subprocess.Popen(
+        [str(Path(sys.executable).parent / "florist-grpc"), "serve", "--port", "0", "--data-dir", directory, *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert serve.stdout is not None
+    return serve, serve.stdout.readline().strip().rsplit(" ", 1)[-1]
+
+
 def streams(count: int, processes: int = 4, holder: str = "python") -> None:
     with tempfile.TemporaryDirectory(prefix="florist-bench-") as directory:
-        serve = subprocess.Popen(
-            [str(Path(sys.executable).parent / "florist-grpc"), "serve", "--port", "0", "--data-dir", directory],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert serve.stdout is not None
-        address = serve.stdout.readline().strip().rsplit(" ", 1)[-1]
+        serve, address = serve_process(directory)
         server = psutil.Process(serve.pid)
         idle_mib = server.memory_info().rss / 2**20
         with grpc.insecure_channel(address) as channel:
@@ -90,6 +104,82 @@ def streams(count: int, processes: int = 4, holder: str = "python") -> None:
     )
 
 
+class PeakRss:
+    """The highest RSS of a process, sampled every 50 ms on a thread while the block runs."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self._process = process
+        self.peak_mib = process.memory_info().rss / 2**20
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak_mib = max(self.peak_mib, self._process.memory_info().rss / 2**20)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def stream_calls(metrics_port: int) -> dict[str, int]:
+    """StreamMetrics calls by status code, as the control plane's Prometheus endpoint counts them."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "florist_rpcs_total" and sample.labels["method"].endswith("/StreamMetrics"):
+                counts[sample.labels["code"]] = int(sample.value)
+    return counts
+
+
+def replay(count: int, events: int = LONG_JOB_EVENTS, processes: int = 4) -> None:
+    """`count` streams opened at once on a finished job of `events` events: each replays the whole history."""
+    with tempfile.TemporaryDirectory(prefix="florist-bench-") as directory:
+        store = SqliteStore(Path(directory) / "florist.sqlite3")
+        job_id = create_finished(store, events)
+        store.close()
+        metrics_port = free_port()
+        serve, address = serve_process(directory, "--metrics-port", str(metrics_port))
+        server = psutil.Process(serve.pid)
+        idle_mib = server.memory_info().rss / 2**20
+        began = time.monotonic()
+        with PeakRss(server) as peak:
+            holders = [load_process("hold", address, job_id, str(count // processes)) for _ in range(processes)]
+            for process in holders:
+                assert process.stdout is not None and process.stdout.readline().strip() == "open"
+            results = [read_json_line(holder) for holder in holders]
+            for process in holders:
+                process.wait(60)
+        seconds = time.monotonic() - began
+        time.sleep(2)  # let the server's allocator settle before reading what it kept, not synchronisation
+        after_mib = server.memory_info().rss / 2**20
+        calls = stream_calls(metrics_port)
+        os.kill(serve.pid, signal.SIGTERM)
+        serve.wait(30)
+    record(
+        "streams",
+        case="replay",
+        streams=count,
+        events=events,
+        seconds=seconds,
+        every_stream_complete=min(r["min_events"] for r in results) == events,
+        cut=sum(r["resumed"] for r in results),
+        cut_after=_merged([r["cut_after"] for r in results]),
+        why=_merged([r.get("why", {}) for r in results]),
+        calls_counted=calls,
+        rss_idle_mib=idle_mib,
+        rss_peak_mib=peak.peak_mib,
+        rss_after_mib=after_mib,
+        loadavg_1m=os.getloadavg()[0],
+    )
+
+
 def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for count in counts:
@@ -99,6 +189,7 @@ def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
 
 
 def run(quick: bool = False) -> None:
+    replay(500 if quick else GOAL_STREAMS)
     streams(1000 if quick else GOAL_STREAMS)
     # The same streams held by grpc-js: tells whether cut streams come from grpc-python's client.
     streams(1000 if quick else GOAL_STREAMS, holder="node")
