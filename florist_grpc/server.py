@@ -25,6 +25,7 @@ from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.training_service import TrainingServicer
+from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState, MetricsEvent
 from florist_grpc.jobs.follower import JobFollower
@@ -37,6 +38,7 @@ from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.redis_users import RunUsers
+from florist_grpc.metrics.stream import MetricsFeed
 from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import redis_address_of
@@ -44,7 +46,6 @@ from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
-from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
 from florist_grpc.store.factory import open_store
@@ -170,9 +171,7 @@ class ControlPlane:
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
-        training_grpc.add_TrainingServiceServicer_to_server(
-            TrainingServicer(trainer, registry, store, hub, agents), server
-        )
+        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), agents), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(agents, tokens), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
