@@ -59,7 +59,8 @@ async def subscribe(address: str, job_id: str, streams: int) -> None:
     await first_event.wait()
     print("ready", flush=True)
     await asyncio.gather(*tasks)
-    print(json.dumps({"arrivals": arrivals, "events_per_stream": min(counts), "gaps": gaps}), flush=True)
+    summary = {"events_per_stream": min(counts), "events_per_stream_max": max(counts), "gaps": gaps}
+    print(json.dumps({"arrivals": arrivals, **summary}), flush=True)
     for channel in channels:
         await channel.close(None)
 
