@@ -46,8 +46,9 @@ COPY --from=builder /opt/florist /opt/florist
 USER 10001:10001
 WORKDIR /var/lib/florist
 
-# The gRPC port of `serve` (its default --port). Agents listen on nothing: they dial out to the control plane.
-EXPOSE 50051
+# The gRPC port of `serve` (its default --port), and the Prometheus port compose.yaml gives `--metrics-port`.
+# Agents listen on nothing: they dial out to the control plane.
+EXPOSE 50051 9464
 
 # Asks grpc.health.v1.Health (no token needed) on FLORIST_ADDRESS (set above to 127.0.0.1, not localhost, which
 # may resolve to ::1 where `serve --host 0.0.0.0` does not listen); `florist-grpc health` exits 0 only when

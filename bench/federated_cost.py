@@ -22,6 +22,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Settings, Timeouts
+from florist_grpc.domain.training import training_config
 from florist_grpc.fl.data import load_split
 from florist_grpc.fl.make_data import write_digits
 from florist_grpc.fl.models import build_model
@@ -80,7 +81,8 @@ def centralized(paths: list[Path], rounds: int) -> list[float]:
         ConcatDataset([s.validation for s in splits]), batch_size=256
     )
     model = build_model("MLP", (64,), 10, MODEL_CONFIG, seed=int(CONFIG["seed"]))
-    optimizer = build_optimizer("SGD", model.parameters(), CONFIG)
+    training = training_config("FEDAVG", {**CONFIG, "n_server_rounds": rounds})
+    optimizer = build_optimizer("SGD", model.parameters(), training)
     loss_fn = torch.nn.CrossEntropyLoss()
     accuracies = []
     for _ in range(rounds):

@@ -17,6 +17,7 @@ from bench.harness import embedded_plane
 from bench.stats import record
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Timeouts
+from florist_grpc.domain.training import training_config
 from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.fl.probe import probe
 from florist_grpc.fl.run_config import ClientRun, ServerRun, run_environment
@@ -51,6 +52,7 @@ def plain_job(data: list[Path], scratch: Path, config: dict[str, Any]) -> tuple[
     server_uuid, client_uuids = uuid.uuid4().hex, [uuid.uuid4().hex for _ in data]
     users = RunUsers(redis_url, Timeouts().report_key_ttl_seconds, per_run_users=True)
     credentials = users.create([server_uuid, *client_uuids])
+    training = training_config("FEDAVG", config)
     server_run = ServerRun(
         address,
         redis_address,
@@ -58,7 +60,7 @@ def plain_job(data: list[Path], scratch: Path, config: dict[str, Any]) -> tuple[
         "MLP",
         "FEDAVG",
         len(data),
-        config,
+        training,
         **shape,
         model_dir=str(directory / "models"),
         redis_username=credentials[server_uuid].username,
@@ -73,7 +75,7 @@ def plain_job(data: list[Path], scratch: Path, config: dict[str, Any]) -> tuple[
             "SGD",
             "FEDAVG",
             str(path),
-            config,
+            training,
             **shape,
             redis_username=credentials[client_uuid].username,
             redis_password=credentials[client_uuid].password,

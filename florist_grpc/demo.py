@@ -18,15 +18,21 @@ from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_
 from florist_grpc.server import ControlPlane
 
 
+def say(line: str = "") -> None:
+    # Flushed at once: the control plane logs on stderr meanwhile, and a buffered line would land after (or
+    # inside) later log lines when both go to one pipe.
+    print(line, flush=True)
+
+
 async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:
     began = time.monotonic()
     plane = ControlPlane(Settings(port=0, data_dir=data_dir))
     await plane.start()
     address = f"127.0.0.1:{plane.port}"
-    print(f"florist-grpc listening on {address}", flush=True)
+    say(f"florist-grpc listening on {address}")
     try:
         paths = write_digits(data_dir.resolve() / "demo-data", n_clients)
-        print(f"wrote the 8x8 digits (scikit-learn) for {n_clients} clients: {', '.join(str(p) for p in paths)}")
+        say(f"wrote the 8x8 digits (scikit-learn) for {n_clients} clients: {', '.join(str(p) for p in paths)}")
         async with grpc.aio.insecure_channel(address) as channel:
             jobs = job_service_pb2_grpc.JobServiceStub(channel)
             training = training_grpc.TrainingServiceStub(channel)
@@ -43,28 +49,29 @@ async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:
             )
             created = (await jobs.CreateJob(job_service_pb2.CreateJobRequest(job=job), timeout=30)).job
             what = f"FEDAVG, MLP sized by the data, {rounds} rounds"
-            print(f"created job {created.id} ({what}, FL server on {created.server_address})")
+            say(f"created job {created.id} ({what}, FL server on {created.server_address})")
             started = await training.StartTraining(training_pb.StartTrainingRequest(job_id=created.id), timeout=60)
-            print(f"started: server {started.server_uuid[:8]}, clients {[u[:8] for u in started.client_uuids]}")
+            say(f"started: server {started.server_uuid[:8]}, clients {[u[:8] for u in started.client_uuids]}")
             progress = JobProgress.for_job(created)
             stream = training.StreamMetrics(training_pb.StreamMetricsRequest(job_id=created.id), timeout=600)
             async for response in stream:
                 for line in progress.apply(response.event):
-                    print(f"[{response.event.sequence}] {line}", flush=True)
-        print()
-        print("round  val loss  val accuracy  train loss")
-        for row in progress.rounds_table():
-            print(f"{row.number:>5}  {fmt(row.loss):>8}  {fmt(row.accuracy):>12}  {fmt(row.train_loss):>10}")
-        final = job_pb2.JobState.Name(job_pb2.JobState.ValueType(progress.state))
-        print(f"final state: {final} in {time.monotonic() - began:.1f}s")
-        # The demo's server stops on return: point at the file, and at how to serve it again for a download.
+                    say(f"[{response.event.sequence}] {line}")
         models = plane.trainer.model_dir(created.id)
-        if rounds_saved := saved_rounds(models):
-            print(f"the trained model: {models / f'round-{rounds_saved[-1]}.safetensors'}")
-            print(
-                f"  or, with `florist-grpc serve --data-dir {data_dir}` running: "
-                f"florist-grpc model download {created.id} --out model.safetensors"
-            )
-        return 0 if progress.succeeded else 1
     finally:
         await plane.stop()
+    # The summary comes once the control plane has stopped, so that no log line of its shutdown follows it.
+    say()
+    say("round  val loss  val accuracy  train loss")
+    for row in progress.rounds_table():
+        say(f"{row.number:>5}  {fmt(row.loss):>8}  {fmt(row.accuracy):>12}  {fmt(row.train_loss):>10}")
+    final = job_pb2.JobState.Name(job_pb2.JobState.ValueType(progress.state))
+    say(f"final state: {final} in {time.monotonic() - began:.1f} s")
+    # The demo's server has stopped: point at the file, and at how to serve it again for a download.
+    if rounds_saved := saved_rounds(models):
+        say(f"the trained model: {models / f'round-{rounds_saved[-1]}.safetensors'}")
+        say(
+            f"  or, with `florist-grpc serve --data-dir {data_dir}` running: "
+            f"florist-grpc model download {created.id} --out model.safetensors"
+        )
+    return 0 if progress.succeeded else 1

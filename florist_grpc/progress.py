@@ -15,32 +15,27 @@ from typing import Any
 from google.protobuf import json_format
 
 from florist_grpc.domain import merge_patch
+from florist_grpc.domain.report_layout import (
+    EVAL_ROUND_END,
+    EVAL_ROUND_LOSS,
+    EVAL_ROUND_METRICS,
+    INITIALIZED,
+    NUM_ROUNDS,
+    ROUND_END,
+    ROUNDS,
+    SHUTDOWN,
+    TrainLossSource,
+    client_round_accuracy,
+    client_round_loss,
+    client_round_train_loss,
+    number,
+    round_train_loss,
+    server_round_accuracy,
+    server_round_finished,
+    server_round_loss,
+)
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
-
-# --- FLorist's report layout: the key names read here, all in one place ----------------------------------------
-ROUNDS = "rounds"
-NUM_ROUNDS = "num_rounds"  # server, top level
-FIT_END = "fit_end"  # server, top level: every round ran
-SHUTDOWN = "shutdown"  # both, top level
-INITIALIZED = "initialized"  # client, top level
-# Server, per round.
-ROUND_LOSS = "val - loss - aggregated"  # at round level (FLorist) or inside the aggregated evaluation metrics
-EVAL_METRICS_AGGREGATED = "eval_round_metrics_aggregated"
-FIT_ROUND_METRICS = "fit_round_metrics"
-FIT_ROUND_START = "fit_round_start"
-# Metric names as clients report them; the server's aggregate carries the same name (older layout: + suffix).
-ACCURACY = "val - prediction - accuracy"
-VAL_LOSS = "val - loss"
-TRAIN_LOSS = "train - loss"
-AGGREGATED_SUFFIX = " - aggregated"
-# Client, per round.
-ROUND_START = "round_start"
-ROUND_END = "round_end"
-EVAL_ROUND_LOSS = "eval_round_loss"  # a number (FLorist) or {"checkpoint": number}
-EVAL_ROUND_METRICS = "eval_round_metrics"
-FIT_ROUND_LOSSES = "fit_round_losses"
-BACKWARD = "backward"
 
 TERMINAL = frozenset(
     {
@@ -54,48 +49,6 @@ TERMINAL = frozenset(
 def state_name(state: int) -> str:
     """`IN_PROGRESS` for JOB_STATE_IN_PROGRESS: the short name people type."""
     return job_pb2.JobState.Name(job_pb2.JobState.ValueType(state)).removeprefix("JOB_STATE_")
-
-
-def number(value: Any) -> float | None:
-    """A reported metric as a float: numbers, and the strings "NaN"/"Infinity" that stand for non-finite ones."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
-        return float(value.replace("Infinity", "inf"))
-    return None
-
-
-def _first(*values: Any) -> float | None:
-    return next((n for v in values if (n := number(v)) is not None), None)
-
-
-def server_round_loss(data: dict[str, Any]) -> float | None:
-    return _first(data.get(ROUND_LOSS), data.get(EVAL_METRICS_AGGREGATED, {}).get(ROUND_LOSS))
-
-
-def server_round_accuracy(data: dict[str, Any]) -> float | None:
-    aggregated = data.get(EVAL_METRICS_AGGREGATED, {})
-    return _first(aggregated.get(ACCURACY), aggregated.get(ACCURACY + AGGREGATED_SUFFIX))
-
-
-def server_round_train_loss(data: dict[str, Any]) -> float | None:
-    return number(data.get(FIT_ROUND_METRICS, {}).get(TRAIN_LOSS))
-
-
-def client_round_loss(data: dict[str, Any]) -> float | None:
-    loss = data.get(EVAL_ROUND_LOSS)
-    nested = loss.get("checkpoint") if isinstance(loss, dict) else None
-    return _first(loss, nested, data.get(EVAL_ROUND_METRICS, {}).get(VAL_LOSS))
-
-
-def client_round_accuracy(data: dict[str, Any]) -> float | None:
-    return number(data.get(EVAL_ROUND_METRICS, {}).get(ACCURACY))
-
-
-def client_round_train_loss(data: dict[str, Any]) -> float | None:
-    return number(data.get(FIT_ROUND_LOSSES, {}).get(BACKWARD))
 
 
 def _rounds(report: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -127,6 +80,7 @@ class RoundRow:
     client_loss: dict[int, float | None] = field(default_factory=dict)
     client_accuracy: dict[int, float | None] = field(default_factory=dict)
     client_train_loss: dict[int, float | None] = field(default_factory=dict)
+    train_loss_source: TrainLossSource | None = None  # where `train_loss` was read (None: not reported)
 
 
 class JobProgress:
@@ -144,6 +98,7 @@ class JobProgress:
         self._total_rounds = total_rounds
         self._round_done_at: dict[int, float] = {}
         self._told_rounds: set[int] = set()
+        self._told_accuracy: set[int] = set()
 
     @classmethod
     def for_job(cls, job: job_pb2.Job) -> JobProgress:
@@ -192,22 +147,26 @@ class JobProgress:
         return "server" if event.source.kind == pb.SOURCE_KIND_SERVER else "job"
 
     def _finished_rounds(self, at: float | None) -> list[str]:
+        """A line for each round the server has newly finished (FLorist's `eval_round_end`), with what it has.
+        FL4Health writes a round's aggregated metrics in a report of their own after its loss: when they come in a
+        later event, the accuracy gets a line of its own then, rather than being shown as missing."""
         lines = []
         for n, data in _rounds(self.reports.get("server", {})):
-            if n in self._told_rounds or not self._round_finished(data):
-                continue
-            self._told_rounds.add(n)
-            if at is not None:
-                self._round_done_at[n] = at
-            loss, accuracy = fmt(server_round_loss(data)), fmt(server_round_accuracy(data))
-            lines.append(f"round {n}{self._of_total()}: val loss {loss}, val accuracy {accuracy}")
+            accuracy = server_round_accuracy(data)
+            if n not in self._told_rounds and server_round_finished(data):
+                self._told_rounds.add(n)
+                if at is not None:
+                    self._round_done_at[n] = at
+                loss = server_round_loss(data)
+                parts = [] if loss is None else [f"val loss {fmt(loss)}"]
+                if accuracy is not None:
+                    self._told_accuracy.add(n)
+                    parts.append(f"val accuracy {fmt(accuracy)}")
+                lines.append(f"round {n}{self._of_total()}: " + (", ".join(parts) or "evaluated, nothing aggregated"))
+            elif n in self._told_rounds and n not in self._told_accuracy and accuracy is not None:
+                self._told_accuracy.add(n)
+                lines.append(f"round {n}{self._of_total()}: val accuracy {fmt(accuracy)}")
         return lines
-
-    @staticmethod
-    def _round_finished(data: dict[str, Any]) -> bool:
-        # The aggregated evaluation closes a round (FL4Health writes it after the round-level loss, possibly in a
-        # later report): announcing the round on the loss alone would show its accuracy as missing.
-        return EVAL_METRICS_AGGREGATED in data
 
     def _of_total(self) -> str:
         return f"/{self.total_rounds}" if self.total_rounds else ""
@@ -277,8 +236,10 @@ class JobProgress:
             state = "done"
         elif self.finished:
             state = state_name(self.state).lower()
-        elif ROUND_END in data or EVAL_ROUND_METRICS in data:
+        elif EVAL_ROUND_END in data or EVAL_ROUND_LOSS in data or EVAL_ROUND_METRICS in data:
             state = f"evaluated round {n}"
+        elif ROUND_END in data:  # the end of the client's fit: FLorist's UI counts its round as done from here
+            state = f"trained round {n}"
         elif n:
             state = f"training round {n}"
         elif INITIALIZED in report:
@@ -292,24 +253,41 @@ class JobProgress:
         clients = {i: dict(_rounds(self.reports.get(f"client{i}", {}))) for i in range(self.n_clients)}
         rows = []
         for n, data in _rounds(self.reports.get("server", {})):
+            train = round_train_loss(data, [r.get(n, {}) for r in clients.values()])
             rows.append(
                 RoundRow(
                     n,
                     server_round_loss(data),
                     server_round_accuracy(data),
-                    server_round_train_loss(data),
+                    train.value,
                     {i: client_round_loss(r.get(n, {})) for i, r in clients.items()},
                     {i: client_round_accuracy(r.get(n, {})) for i, r in clients.items()},
                     {i: client_round_train_loss(r.get(n, {})) for i, r in clients.items()},
+                    train.source,
                 )
             )
         return rows
 
 
+def train_loss_note(rows: list[RoundRow]) -> str:
+    """Which training loss the rounds show, for a note under a table: `train loss: the FL server's aggregate`;
+    the rounds of each source when they differ. Empty when no round has one."""
+    sources: dict[TrainLossSource, list[int]] = {}
+    for row in rows:
+        if row.train_loss_source is not None:
+            sources.setdefault(row.train_loss_source, []).append(row.number)
+    if len(sources) <= 1:
+        return "".join(f"train loss: {source.value}" for source in sources)
+    parts = [f"{s.value} (round{'s' * (len(ns) > 1)} {', '.join(map(str, ns))})" for s, ns in sources.items()]
+    return "train loss: " + "; ".join(parts)
+
+
 def fmt(value: float | None, digits: int = 4) -> str:
-    """A metric for a table cell: `-` when missing, NaN/inf spelled out."""
+    """A metric for a table cell: `-` when missing; a non-finite one (a diverged run) as `NaN`, `inf`, `-inf`."""
     if value is None:
         return "-"
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return f"{value:.{digits}f}"

@@ -35,6 +35,7 @@ CODES: dict[type[errors.FloristError], int] = {
     errors.NotFound: code_pb2.NOT_FOUND,
     errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
     errors.OutOfRange: code_pb2.OUT_OF_RANGE,
+    errors.DataLoss: code_pb2.DATA_LOSS,
     errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
     errors.Unavailable: code_pb2.UNAVAILABLE,
     errors.DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,

@@ -14,7 +14,6 @@ import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.audit import AuditInterceptor
@@ -24,6 +23,7 @@ from florist_grpc.api.grpc_server import add_port, build_server, server_credenti
 from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
+from florist_grpc.api.reflection import enable_reflection
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
@@ -175,10 +175,7 @@ class ControlPlane:
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(agents, tokens), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
+        enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
         if settings.metrics_port:
             self.metrics.serve(settings.host, settings.metrics_port)

@@ -227,6 +227,16 @@ def test_agents_dial_the_host_the_control_plane_advertises_and_trust_its_ca() ->
     assert len({a.flags["--name"] for a in agents}) == len(agents), "agent names are unique"
 
 
+def test_the_control_plane_logs_json_and_serves_metrics_inside_the_compose_networks_only() -> None:
+    serve = command_of("controlplane")
+    assert serve.flags.get("--log-format") == "json"
+    metrics = int(serve.flags.get("--metrics-port") or 0)
+    assert metrics and metrics != grpc_port("controlplane")
+    assert re.search(rf"^EXPOSE .*\b{metrics}\b", DOCKERFILE, re.M), f"the image does not expose {metrics}"
+    published = [str(p) for p in SERVICES["controlplane"].get("ports", [])]
+    assert not [p for p in published if p.rsplit(":", 1)[-1] == str(metrics)], "metrics are not for the outside"
+
+
 def test_files_named_in_flags_are_secrets_mounted_in_that_service() -> None:
     declared = COMPOSE.get("secrets", {})
     for invocation in invocations():

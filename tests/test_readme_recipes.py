@@ -42,9 +42,9 @@ def test_the_site_token_command_writes_the_token_for_the_site_and_its_hash_for_t
     run_shell(command, tmp_path)
     token = (tmp_path / "site-a.token").read_text().strip()
     assert (tmp_path / "site-a.token").stat().st_mode & 0o077 == 0, "the token is readable by its owner alone"
-    assert (tmp_path / "auth.txt").read_text() == f"agent {sha256(token)} site-a\n"
+    assert (tmp_path / "tokens.txt").read_text() == f"agent {sha256(token)} site-a\n"
     if "agent" in auth.ROLES:  # the `agent` role arrives with issue 10's agent session
-        principal = next(iter(auth.load_auth_file(tmp_path / "auth.txt").values()))
+        principal = next(iter(auth.load_auth_file(tmp_path / "tokens.txt").values()))
         assert (principal.role, principal.name) == ("agent", "site-a")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from florist_grpc.domain.catalog import OPTIMIZERS
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from florist_grpc.domain.model import Exit, ProcessRef
+from florist_grpc.domain.training import TrainingConfig
 from florist_grpc.domain.validation import DEVICE
 from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch import process
@@ -139,7 +140,7 @@ class SiteClients:
                 optimizer=request.optimizer,
                 client_type=request.client_type,
                 data_path=str(data),
-                server_config=from_struct(request.server_config),
+                training=TrainingConfig.from_server_config(from_struct(request.server_config)),
                 device=request.device or "auto",
                 root_certificates_file=str(tls_ca) if request.tls and tls_ca else "",
                 input_shape=list(request.input_shape),

@@ -31,6 +31,7 @@ from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
 from florist_grpc.rpc_errors import CODES
 
 log = logging.getLogger(__name__)
+ready = logging.getLogger("florist_grpc.ready")  # printed on stdout by the CLI (cli/log_setup.py), as text or JSON
 
 # How often the agent looks at its client processes for exits.
 EXIT_POLL_SECONDS = 0.2
@@ -123,9 +124,8 @@ class Agent:
                 first = await call.read()
                 if not isinstance(first, pb.ConnectResponse) or not first.HasField("welcome"):
                     return  # the control plane ended the session before accepting it
-                print(
-                    f"florist-grpc agent {self._settings.name} connected to {self._settings.control_plane}", flush=True
-                )
+                name, address = self._settings.name, self._settings.control_plane
+                ready.info("florist-grpc agent %s connected to %s", name, address, extra={"agent": name})
                 self._on_connected()
                 yield
                 session = _Session(self._clients, self._relay, self._settings, outbox.put_nowait, tasks)

@@ -1,6 +1,7 @@
 """The audit trail as one interceptor: one log line per mutating RPC, saying who did what to which job, and how
-it ended. Logger `florist_grpc.audit`; with `--log-format json` the fields are JSON keys (who, method, job_id,
-code, peer).
+it ended. Logger `florist_grpc.audit`; with `--log-format json` the fields are JSON keys (who, role, method,
+job_id, code, peer): `who` is the token's NAME and `role` its role, or `anonymous` and `none` when the server runs
+without an auth file or the token is unknown.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from florist_grpc.api.auth import Principal, identify
-from florist_grpc.api.call_observer import CallEnd, Handler, observe
+from florist_grpc.api.call_observer import CallEnd, CallHooks, Handler, observe
 
 log = logging.getLogger("florist_grpc.audit")
 
@@ -48,16 +49,18 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         principal = identify(self._tokens, metadata) if self._tokens is not None else None
-        who = f"{principal.name} ({principal.role})" if principal else "anonymous"
+        who, role = (principal.name, principal.role) if principal else ("anonymous", "none")
+        caller = f"{who} ({role})" if principal else who
 
         def ended(call: CallEnd) -> None:
             fields = {
                 "who": who,
+                "role": role,
                 "method": method,
                 "job_id": job_of(call),
                 "code": call.code.name,
                 "peer": call.context.peer() if call.context is not None else "",
             }
-            log.info("audit %s %s job=%s -> %s", who, method, fields["job_id"] or "-", call.code.name, extra=fields)
+            log.info("audit %s %s job=%s -> %s", caller, method, fields["job_id"] or "-", call.code.name, extra=fields)
 
-        return observe(handler, method, ended)
+        return observe(handler, method, CallHooks(ended))

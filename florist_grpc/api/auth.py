@@ -3,8 +3,9 @@
 The auth file holds `ROLE SHA256_HEX_OF_TOKEN [NAME]` lines (`#` comments): the server never stores tokens,
 only their hashes. `viewer` may read and stream; `admin` may do everything except open agent sessions; `agent`
 (`agent SHA256_HEX NAME`, a token bound to one agent name) may only open its own agent session
-(AgentService/Connect, with that NAME in its hello: checked by the servicer). Health checks need no token, so
-load balancers and orchestrators can probe the service.
+(AgentService/Connect, with that NAME in its hello: checked by the servicer). Health checks and server reflection
+need no token: load balancers and orchestrators probe the service, and the schema is public (it is in the .proto
+files), so grpcurl, buf curl and reflection clients find methods without one; every call of a method needs it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from florist_grpc.rpc_errors import to_status
 
 ROLES = ("viewer", "admin", "agent")
 AGENT_CONNECT = "/florist.v1.AgentService/Connect"
-PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
+PUBLIC_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+)
 VIEWER_METHODS = frozenset(
     {
         "/florist.v1.JobService/GetJob",
@@ -34,8 +39,6 @@ VIEWER_METHODS = frozenset(
         "/florist.v1.TrainingService/StreamMetrics",
         "/florist.v1.TrainingService/StreamLogs",
         "/florist.v1.AgentService/ListAgents",
-        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     }
 )
 

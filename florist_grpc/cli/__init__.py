@@ -22,10 +22,20 @@ from florist_grpc.cli import jobs, logs, models, plot, service, status, training
 
 app = typer.Typer(
     name="florist-grpc",
-    help="Federated-learning control plane over gRPC: serve it, and drive jobs from the command line.",
+    help="""Federated-learning control plane over gRPC: serve it, and drive jobs from the command line.
+
+Client commands call the control plane at --address (FLORIST_ADDRESS); every command's --help has examples.
+Shell completion: florist-grpc --install-completion (bash, zsh, fish, PowerShell).
+
+Examples:
+  florist-grpc demo
+  florist-grpc serve --data-dir .florist
+  florist-grpc run --file examples/fedavg-mlp.yaml""",
     no_args_is_help=True,
-    add_completion=False,
-    # Errors are reported as one line by output.guarded; anything else is a bug, shown as Python shows it.
+    add_completion=True,  # typer's --install-completion / --show-completion
+    # click itself says "Did you mean ...?" for an unknown command; typer's own suggestion would say it twice.
+    suggest_commands=False,
+    # Errors are reported by output.guarded; anything else is a bug, shown as Python shows it.
     pretty_exceptions_enable=False,
 )
 

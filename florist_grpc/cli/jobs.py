@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from google.protobuf import json_format
 from rich.table import Table
+from rich.text import Text
 
 from florist_grpc.cli.jobfile import load_request
 from florist_grpc.cli.options import (
@@ -22,13 +23,23 @@ from florist_grpc.cli.options import (
     TlsCa,
     Token,
 )
-from florist_grpc.cli.output import CliError, console, guarded, print_json
+from florist_grpc.cli.output import CliError, console, guarded, plain_numbers, print_json
 from florist_grpc.progress import state_name
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, catalog_service_pb2_grpc, job_pb2
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as pb_grpc
 
-app = typer.Typer(help="Create, list, show and delete jobs.", no_args_is_help=True)
+app = typer.Typer(
+    help="""Create, list, show and delete jobs.
+
+A job names a model, a strategy, an optimizer and its clients' data: `florist-grpc catalog` lists the names.
+
+Examples:
+  florist-grpc job create --file examples/fedavg-mlp.yaml
+  florist-grpc job list --state in_progress""",
+    no_args_is_help=True,
+    suggest_commands=False,  # click suggests already (see cli/__init__.py)
+)
 
 JobFile = Annotated[
     Path,
@@ -51,12 +62,14 @@ def job_table(jobs: list[job_pb2.Job]) -> Table:
 def show_job(job: job_pb2.Job) -> None:
     out = console()
     out.print(job_table([job]))
-    config = json_format.MessageToDict(job.server_config)
-    out.print(f"server {job.server_address}  config {json.dumps(config)}")
+    config = json.dumps(plain_numbers(json_format.MessageToDict(job.server_config)))
+    out.print(f"server {job.server_address}  config {config}")
+    if job.model_config.fields:
+        out.print(f"model config {json.dumps(plain_numbers(json_format.MessageToDict(job.model_config)))}")
     for i, client in enumerate(job.clients):
         out.print(f"client {i}: {client.data_path}  {job_pb2.ClientState.Name(client.state)}")
     if job.error_message:
-        out.print(f"[red]error: {job.error_message}[/red]")
+        out.print(Text(f"error: {job.error_message}", style="red"))
 
 
 def create_job(conn: Connection, file: Path, request_id: str = "", validate_only: bool = False) -> job_pb2.Job:
@@ -79,7 +92,15 @@ def create(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """Create a job from a file; prints its id."""
+    """Create a job from a file; prints its id.
+
+    The id is printed alone on its line, for scripts: JOB=$(florist-grpc job create -f job.json).
+
+    Examples:
+      florist-grpc job create --file examples/fedavg-mlp.yaml
+      florist-grpc job create -f job.json --validate-only
+      florist-grpc job create -f job.json --request-id nightly-2026-01-31 -o json
+    """
     job = create_job(Connection(address, token, tls_ca), file, request_id, validate_only)
     if output == Output.json:
         print_json(job)
@@ -100,12 +121,23 @@ def list_jobs(
     page_size: Annotated[int, typer.Option(help="Jobs per page (0 = the server's default, 50).")] = 0,
     page_token: Annotated[str, typer.Option(help="The next_page_token of the previous page.")] = "",
     metrics: Annotated[bool, typer.Option(help="Include the accumulated metrics (JSON output).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the jobs' ids, one per line.")] = False,
     address: Address = DEFAULT_ADDRESS,
     token: Token = "",
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first.
+
+    --state and --filter narrow the list; a page that is not the last ends with the next page's --page-token.
+
+    Examples:
+      florist-grpc job list
+      florist-grpc job list --state in_progress
+      florist-grpc job list --filter 'model = "MLP" AND state = FINISHED_SUCCESSFULLY' -o json
+      florist-grpc job list --page-size 20 --page-token NEXT_PAGE_TOKEN
+      florist-grpc job list --state finished_successfully --page-size 1 -q
+    """
     conn = Connection(address, token, tls_ca)
     name = "JOB_STATE_" + state.upper().removeprefix("JOB_STATE_") if state else "JOB_STATE_UNSPECIFIED"
     if name not in job_pb2.JobState.keys():  # noqa: SIM118 - an enum wrapper, not a dict
@@ -120,6 +152,10 @@ def list_jobs(
         view=pb.JOB_VIEW_FULL if metrics else pb.JOB_VIEW_BASIC,
     )
     response = jobs_stub(conn).ListJobs(request, metadata=conn.metadata, timeout=CALL_SECONDS)
+    if quiet:  # for scripts, as `docker ps -q`: ids only, whatever the output format
+        for job in response.jobs:
+            print(job.id)
+        return
     if output == Output.json:
         print_json(response)
         return
@@ -137,7 +173,14 @@ def get(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """Show one job."""
+    """Show one job: its state, configuration, clients and error.
+
+    With -o json: the whole Job message, its accumulated metrics included.
+
+    Examples:
+      florist-grpc job get 3f2a9c0d
+      florist-grpc job get 3f2a9c0d -o json
+    """
     conn = Connection(address, token, tls_ca)
     job = jobs_stub(conn).GetJob(pb.GetJobRequest(job_id=job_id), metadata=conn.metadata, timeout=CALL_SECONDS).job
     print_json(job) if output == Output.json else show_job(job)
@@ -152,7 +195,13 @@ def delete(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """Delete a job with its events and logs (refused while it is IN_PROGRESS)."""
+    """Delete a job with its events and logs (refused while it is IN_PROGRESS).
+
+    Stop a running job first: florist-grpc train stop ID.
+
+    Examples:
+      florist-grpc job delete 3f2a9c0d
+    """
     conn = Connection(address, token, tls_ca)
     jobs_stub(conn).DeleteJob(pb.DeleteJobRequest(job_id=job_id), metadata=conn.metadata, timeout=CALL_SECONDS)
     print_json({"job_id": job_id, "deleted": True}) if output == Output.json else print(f"deleted {job_id}")
@@ -165,7 +214,14 @@ def catalog(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """Show the models, strategies and optimizers a job may name."""
+    """Show the models, strategies and optimizers a job may name.
+
+    Job files name these in model, strategy, optimizer and client_type; -o json adds each one's config schema.
+
+    Examples:
+      florist-grpc catalog
+      florist-grpc catalog -o json
+    """
     conn = Connection(address, token, tls_ca)
     stub = catalog_service_pb2_grpc.CatalogServiceStub(conn.channel())
     response = stub.GetCatalog(catalog_service_pb2.GetCatalogRequest(), metadata=conn.metadata, timeout=CALL_SECONDS)

@@ -28,7 +28,14 @@ def logs(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """Print the FL server's or one client's log."""
+    """Print the FL server's or one client's log.
+
+    Without --follow it prints what the log holds now and exits.
+
+    Examples:
+      florist-grpc logs 3f2a9c0d
+      florist-grpc logs 3f2a9c0d --client 1 --follow
+    """
     conn = Connection(address, token, tls_ca)
     source = pb.LogSource(client_index=client) if client is not None else pb.LogSource(server=True)
     request = pb.StreamLogsRequest(job_id=job_id, source=source, offset=offset, follow=follow)

@@ -51,7 +51,8 @@ OutputFormat = Annotated[
         "-o",
         envvar="FLORIST_OUTPUT",
         show_envvar=True,
-        help="text for people; json for programs (one JSON object per line for streams).",
+        help="text for people; json for programs: one JSON object per line for streams and for agents, an error as"
+        " one JSON object on stderr.",
     ),
 ]
 JobId = Annotated[str, typer.Argument(help="The job's id (from `job create` or `job list`).", show_default=False)]

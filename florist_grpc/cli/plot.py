@@ -1,4 +1,4 @@
-"""`plot ID --out F.png [--csv F.csv]`: learning curves of a job, aggregated and per client (matplotlib, Agg)."""
+"""`plot ID --out F.png [--csv F.csv]`: learning curves of a job, aggregated and per client (matplotlib)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from google.protobuf import json_format
 
+from florist_grpc.cli.curves import figure
 from florist_grpc.cli.options import (
     CALL_SECONDS,
     DEFAULT_ADDRESS,
@@ -47,34 +48,15 @@ def csv_rows(rows: list[RoundRow], n_clients: int) -> list[dict[str, object]]:
     return [{k: "" if v is None else v for k, v in r.items()} for r in out]
 
 
-def draw(rows: list[RoundRow], n_clients: int, title: str, out: Path) -> None:
-    import matplotlib
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
-    matplotlib.use("Agg")  # headless: no display needed
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
-    rounds = [r.number for r in rows]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    try:
-        for ax, label, aggregated, per_client in (
-            (loss_ax, "validation loss", [r.loss for r in rows], [r.client_loss for r in rows]),
-            (acc_ax, "validation accuracy", [r.accuracy for r in rows], [r.client_accuracy for r in rows]),
-        ):
-            ax.plot(rounds, [float("nan") if v is None else v for v in aggregated], "o-", lw=2.5, label="aggregated")
-            for i in range(n_clients):
-                values = [float("nan") if (v := c.get(i)) is None else v for c in per_client]
-                ax.plot(rounds, values, ".--", lw=1, label=f"client {i}")
-            ax.set_xlabel("round")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize="small")
-        fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(out, dpi=100)
-    finally:
-        plt.close(fig)
+def title(job: job_pb2.Job, rounds: int, n_clients: int) -> str:
+    """What was trained and how: `MLP with FEDAVG (SGD), 3 rounds, 2 clients - job 3f2a...`."""
+    trained = " with ".join(name for name in (job.model, job.strategy) if name) or "job"  # a saved job may lack them
+    optimizer = f" ({job.optimizer})" if job.optimizer else ""
+    return f"{trained}{optimizer}, {count(rounds, 'round')}, {count(n_clients, 'client')} - job {job.id}"
 
 
 def saved_job(source: Path) -> job_pb2.Job:
@@ -121,7 +103,17 @@ def plot(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """Plot loss and accuracy per round, aggregated and per client (a running job: the rounds so far)."""
+    """Plot validation loss, training loss and accuracy per round, aggregated and per client.
+
+    A running job plots the rounds so far. Non-finite values (a diverged run) are marked at the edge of their panel.
+
+    The aggregated training loss is the FL server's, else the clients' mean (FL4Health): its legend says which.
+
+    Examples:
+      florist-grpc plot 3f2a9c0d --out curves.png
+      florist-grpc plot 3f2a9c0d --out curves.png --csv curves.csv
+      florist-grpc plot --from job-done.json --out curves.png
+    """
     if from_file is None and job_id is None:
         raise CliError("give the job's id, or --from FILE with a saved GetJob response")
     job = saved_job(from_file) if from_file is not None else fetch_job(str(job_id), Connection(address, token, tls_ca))
@@ -131,7 +123,8 @@ def plot(
     rows = progress.rounds_table()
     if not rows:
         raise CliError(f"job {job.id} has no rounds to plot yet")
-    draw(rows, progress.n_clients, f"job {job.id}", out)
+    fig = figure(rows, progress.n_clients, title(job, len(rows), progress.n_clients))
+    fig.savefig(out, dpi=100)
     if csv_file is not None:
         with csv_file.open("w", newline="") as f:
             writer = csv.DictWriter(f, CSV_COLUMNS)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from florist_grpc.cli.log_setup import configure
+from florist_grpc.cli.log_setup import announce, configure
 from florist_grpc.cli.options import Output, OutputFormat
 from florist_grpc.cli.output import fail, guarded, print_json
 from florist_grpc.config import add_serve_arguments, agent_settings_from_args, settings_from_args
@@ -38,7 +38,7 @@ async def serve_until_signal(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     await start()
-    print(ready_line(), flush=True)
+    announce(ready_line())
     await stopping.wait()
     log.info("shutting down")
     await stop()
@@ -68,7 +68,15 @@ def serve(
         bool, opt("--no-launcher-pool", "Spawn each FL process instead of forking it from a preloaded launcher pool.")
     ] = False,
 ) -> None:
-    """Run the control plane (gRPC API, job store, Redis, FL process supervision)."""
+    """Run the control plane (gRPC API, job store, Redis, FL process supervision).
+
+    Every flag is also a FLORIST_<FLAG> environment variable; Ctrl-C or SIGTERM stops it.
+
+    Examples:
+      florist-grpc serve
+      florist-grpc serve --port 0 --data-dir /tmp/florist
+      florist-grpc serve --host 0.0.0.0 --auth-file auth.txt --tls-cert server.pem --tls-key server.key
+    """
     from florist_grpc.api.auth import AuthFileError
     from florist_grpc.server import ControlPlane
 
@@ -125,9 +133,15 @@ def agent(
         bool, opt("--no-launcher-pool", "Spawn each FL client instead of forking it from a preloaded launcher pool.")
     ] = False,
 ) -> None:
-    """Run an agent on a data-holding machine: it dials out to the control plane (opening no port) and runs the
-    FL clients of the jobs that name it. Its token is FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of
-    the control plane's auth file)."""
+    """Run an agent on a data-holding machine: it dials out to the control plane and runs its jobs' FL clients.
+
+    It opens no port. Its token is FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of the control plane's
+    auth file).
+
+    Examples:
+      florist-grpc agent --control-plane cp.example.org:50051 --name site-a --data-root /data --tls-ca ca.pem
+      florist-grpc agent --control-plane localhost:50051 --name site-a --data-root ./data
+    """
     from florist_grpc.agent import Agent
     from florist_grpc.agent.session import Replaced
 
@@ -177,7 +191,14 @@ def demo(
     rounds: Annotated[int, typer.Option(help="FL rounds.")] = 3,
     clients: Annotated[int, typer.Option(help="FL clients.")] = 2,
 ) -> None:
-    """Serve, train a FedAvg job on synthetic data through the gRPC API, and show its progress."""
+    """Serve, train a FedAvg job on synthetic data through the gRPC API, and show its progress.
+
+    It serves on a free port, writes the 8x8 digits under --data-dir for each client and stops when the job ends.
+
+    Examples:
+      florist-grpc demo
+      florist-grpc demo --rounds 5 --clients 3 --data-dir /tmp/florist-demo
+    """
     from florist_grpc.demo import run_demo
 
     configure()
@@ -199,7 +220,15 @@ def make_data(
     model: Annotated[str, typer.Option(help="synthetic: shape the data for this model (MLP or MNIST_CNN).")] = "MLP",
     output: OutputFormat = Output.text,
 ) -> None:
-    """Write a dataset partitioned over clients (one file each); prints one path per client."""
+    """Write a dataset partitioned over clients (one file each); prints one path per client.
+
+    Each file is what one client's data_path in a job names.
+
+    Examples:
+      florist-grpc make-data --out data
+      florist-grpc make-data --out data --clients 4 --partition dirichlet --alpha 0.3
+      florist-grpc make-data --out data --dataset synthetic --model MNIST_CNN --format npz
+    """
     from florist_grpc.fl.make_data import FORMATS, SYNTHETIC_SHAPES, write_digits, write_synthetic
 
     choices = {

@@ -121,24 +121,19 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
 }
 MODELS = BUILTIN_MODELS
 
+
+def _optimizer(name: str, summary: str, defaults: dict[str, float]) -> OptimizerSpec:
+    # The description lists the keys with their defaults, from the one dict that holds them.
+    keys = ", ".join(f"{key} ({value:g})" for key, value in defaults.items())
+    return OptimizerSpec(name, f"{summary}; keys {keys}.", defaults)
+
+
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     o.name: o
     for o in (
-        OptimizerSpec(
-            "SGD",
-            "Stochastic gradient descent; keys learning_rate (0.01), momentum (0.9), weight_decay (0).",
-            {"learning_rate": 0.01, "momentum": 0.9, "weight_decay": 0.0},
-        ),
-        OptimizerSpec(
-            "ADAM",
-            "Adam; keys learning_rate (0.001), beta_1 (0.9), beta_2 (0.999), weight_decay (0).",
-            {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "weight_decay": 0.0},
-        ),
-        OptimizerSpec(
-            "ADAMW",
-            "AdamW; keys learning_rate (0.001), beta_1 (0.9), beta_2 (0.999), weight_decay (0.01).",
-            {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "weight_decay": 0.01},
-        ),
+        _optimizer("SGD", "Stochastic gradient descent", {"learning_rate": 0.01, "momentum": 0.9, "weight_decay": 0.0}),
+        _optimizer("ADAM", "Adam", {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "weight_decay": 0.0}),
+        _optimizer("ADAMW", "AdamW", {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "weight_decay": 0.01}),
     )
 }
 

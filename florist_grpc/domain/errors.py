@@ -80,6 +80,12 @@ class OutOfRange(FloristError):
     reason = "OUT_OF_RANGE"
 
 
+class DataLoss(FloristError):
+    """Stored data is not what was written (a saved model whose bytes no longer match their record)."""
+
+    reason = "DATA_LOSS"
+
+
 class AlreadyExists(FloristError):
     reason = "ALREADY_EXISTS"
 

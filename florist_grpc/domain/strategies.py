@@ -1,7 +1,8 @@
 """The aggregation strategies a job may name, each with the JSON Schema of its `server_config`.
 
 Every number has bounds: a schema is what CreateJob enforces and what GetCatalog publishes, so a diverging job
-can only come from settings a user chose inside documented limits.
+can only come from settings a user chose inside documented limits. An optional key's default is written once, as
+its schema's `default`: the catalog publishes it and domain/training.py applies it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _COMMON_PROPERTIES: dict[str, Any] = {
     "n_server_rounds": {**_POSITIVE_INT, "maximum": 10_000, "description": "Number of FL rounds."},
     "batch_size": {**_POSITIVE_INT, "maximum": 65_536, "description": "Local mini-batch size."},
     "local_epochs": {**_POSITIVE_INT, "maximum": 1_000, "description": "Local epochs per round."},
+    # The optimizer's keys have no default here: theirs differ per optimizer (catalog.OPTIMIZERS says them).
     "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 10, "description": "Client optimizer lr."},
     "momentum": {"type": "number", "minimum": 0, "maximum": 1, "description": "SGD momentum."},
     "weight_decay": {"type": "number", "minimum": 0, "maximum": 1, "description": "L2 penalty of the optimizer."},
@@ -35,33 +37,45 @@ _COMMON_PROPERTIES: dict[str, Any] = {
         "type": "number",
         "minimum": 0,
         "maximum": 0.9,
-        "description": "Share of each client's data held out for evaluation (default 0.2).",
+        "default": 0.2,
+        "description": "Share of each client's data held out for evaluation.",
     },
     "seed": {
         "type": "integer",
         "minimum": 0,
         "maximum": 2**32 - 1,  # numpy's seed range
-        "description": "Seed of the model's initial weights, the train/validation split and the batch order "
-        "(default 0): the same seed gives the same per-round losses on a rerun.",
+        "default": 0,
+        "description": "Seed of the model's initial weights, the train/validation split and the batch order: "
+        "the same seed gives the same per-round losses on a rerun.",
     },
     "checkpoint_rounds": {
         "type": "integer",
         "minimum": 0,
         "maximum": 10_000,
+        "default": 0,
         "description": "The FL server saves the global model after every round and always keeps the latest "
-        "(the final one); with N > 0 it also keeps the model of every N-th round (default 0: the final only).",
+        "(the final one); with N > 0 it also keeps the model of every N-th round (0: the final only).",
     },
     "round_timeout_seconds": {
         "type": "number",
         "exclusiveMinimum": 0,
         "maximum": 86_400,
-        "description": "Longest a round may take before the server gives up (default 300).",
+        "default": 300.0,
+        "description": "Longest a round may take before the server gives up.",
     },
     "client_wait_seconds": {
         "type": "number",
         "exclusiveMinimum": 0,
         "maximum": 3_600,
-        "description": "Longest the server waits for all clients to connect (default 60).",
+        "default": 60.0,
+        "description": "Longest the server waits for all clients to connect.",
+    },
+    "stop_on_divergence": {
+        "type": "boolean",
+        "default": True,
+        "description": "Stop at the first round whose aggregated validation loss is NaN or infinite (while at "
+        "least one client reported a loss for it); the job then ends FINISHED_WITH_ERROR, saying so. false lets "
+        "a diverged run go on through every round.",
     },
 }
 _COMMON_REQUIRED = ["n_server_rounds", "batch_size", "local_epochs"]
@@ -90,11 +104,12 @@ _FEDOPT = {
         **_NUMBER,
         "exclusiveMinimum": 0,
         "maximum": _MAX_SERVER_LEARNING_RATE,
-        "description": "Server-side step size eta (0.1).",
+        "default": 0.1,
+        "description": "Server-side step size eta.",
     },
-    "server_beta_1": {**_NUMBER, "minimum": 0, "exclusiveMaximum": 1, "description": "Server beta 1 (0.9)."},
-    "server_beta_2": {**_NUMBER, "minimum": 0, "exclusiveMaximum": 1, "description": "Server beta 2 (0.99)."},
-    "tau": {**_NUMBER, "exclusiveMinimum": 0, "maximum": 1, "description": "Adaptivity degree (1e-9)."},
+    "server_beta_1": {**_NUMBER, "minimum": 0, "exclusiveMaximum": 1, "default": 0.9, "description": "Server beta 1."},
+    "server_beta_2": {**_NUMBER, "minimum": 0, "exclusiveMaximum": 1, "default": 0.99, "description": "Server beta 2."},
+    "tau": {**_NUMBER, "exclusiveMinimum": 0, "maximum": 1, "default": 1e-9, "description": "Adaptivity degree."},
 }
 _FEDPROX = {
     "adapt_proximal_weight": {"type": "boolean", "description": "Adapt the proximal weight to the training loss."},
@@ -137,9 +152,16 @@ STRATEGIES: dict[str, StrategySpec] = {
                         **_NUMBER,
                         "exclusiveMinimum": 0,
                         "maximum": _MAX_SERVER_LEARNING_RATE,
-                        "description": "Server lr (1.0).",
+                        "default": 1.0,
+                        "description": "Server lr.",
                     },
-                    "server_momentum": {**_NUMBER, "minimum": 0, "maximum": 1, "description": "Momentum (0.9)."},
+                    "server_momentum": {
+                        **_NUMBER,
+                        "minimum": 0,
+                        "maximum": 1,
+                        "default": 0.9,
+                        "description": "Momentum.",
+                    },
                 },
             ),
         ),
@@ -150,7 +172,15 @@ STRATEGIES: dict[str, StrategySpec] = {
             ("FEDAVG",),
             _schema(
                 "FEDTRIMMEDAVG",
-                {"beta": {**_NUMBER, "minimum": 0, "exclusiveMaximum": 0.5, "description": "Share cut each end."}},
+                {
+                    "beta": {
+                        **_NUMBER,
+                        "minimum": 0,
+                        "exclusiveMaximum": 0.5,
+                        "default": 0.2,
+                        "description": "Share cut each end.",
+                    }
+                },
             ),
         ),
         StrategySpec(
@@ -164,12 +194,14 @@ STRATEGIES: dict[str, StrategySpec] = {
                         "type": "integer",
                         "minimum": 0,
                         "maximum": MAX_CLIENTS,
+                        "default": 0,
                         "description": "Assumed attackers.",
                     },
                     "num_clients_to_keep": {
                         "type": "integer",
                         "minimum": 0,
                         "maximum": MAX_CLIENTS,
+                        "default": 0,
                         "description": "0 = Krum, >0 = MKrum.",
                     },
                 },

@@ -28,27 +28,23 @@ def build_client(cfg: ClientRun) -> Any:
     from torch.utils.data import DataLoader
 
     from florist_grpc.fl.data import load_split
+    from florist_grpc.fl.last_epoch import LastEpoch
     from florist_grpc.fl.models import build_model
     from florist_grpc.fl.optimizers import build_optimizer
     from florist_grpc.fl.reporter import RedisReporter, now
     from florist_grpc.fl.strategies import TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY
 
-    config = cfg.server_config
-    seed = int(config.get("seed", 0))
+    training = cfg.training
+    seed = training.seed
     split = load_split(
-        Path(cfg.data_path),
-        cfg.input_shape,
-        cfg.num_classes,
-        cfg.label_column,
-        float(config.get("validation_fraction", 0.2)),
-        seed,
+        Path(cfg.data_path), cfg.input_shape, cfg.num_classes, cfg.label_column, training.validation_fraction, seed
     )
     reporter = RedisReporter(cfg.redis_address, cfg.uuid, cfg.redis_username, cfg.redis_password)
     reporter.report_values(host_type="client", initialized=now())
     device = torch.device(resolve_device(cfg.device, torch.cuda.device_count()))
     model = build_model(cfg.model, cfg.input_shape, cfg.num_classes, cfg.model_config, seed).to(device)
     loss_fn = torch.nn.CrossEntropyLoss()
-    batch_size = int(config["batch_size"])
+    batch_size = training.batch_size
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(split.train, batch_size=batch_size, shuffle=True, generator=generator)
     val_loader = DataLoader(split.validation, batch_size=batch_size)
@@ -74,11 +70,11 @@ def build_client(cfg: ClientRun) -> Any:
             set_weights(parameters)
             mu = float(ins.get("proximal_weight", 0.0)) if cfg.client_type == "FEDPROX" else 0.0
             global_weights = [p.detach().clone() for p in model.parameters()]
-            optimizer = build_optimizer(cfg.optimizer, model.parameters(), config)
+            optimizer = build_optimizer(cfg.optimizer, model.parameters(), training)
             model.train()
             fit_start = datetime.now()
-            total_loss, correct, seen = 0.0, 0, 0
-            for _ in range(int(config["local_epochs"])):
+            last_epoch = LastEpoch()  # what the round reports: its last local epoch's loss and accuracy (FL4Health)
+            for _ in range(training.local_epochs):
                 for x_cpu, y_cpu in train_loader:
                     x, y = x_cpu.to(device), y_cpu.to(device)
                     optimizer.zero_grad()
@@ -90,13 +86,11 @@ def build_client(cfg: ClientRun) -> Any:
                         )
                     loss.backward()
                     optimizer.step()
-                    total_loss += float(loss) * len(y)
-                    correct += int((logits.argmax(1) == y).sum())
-                    seen += len(y)
+                    last_epoch.add(totals["epochs"], loss.item(), int((logits.argmax(1) == y).sum()), len(y))
                     totals["steps"] += 1
                 totals["epochs"] += 1
             fit_end = datetime.now()
-            train_loss, train_accuracy = total_loss / max(seen, 1), correct / max(seen, 1)
+            train_loss, train_accuracy = last_epoch.loss, last_epoch.accuracy
             reporter.report_round(
                 server_round,
                 fit_round_metrics={TRAIN_ACCURACY: train_accuracy},

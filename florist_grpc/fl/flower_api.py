@@ -5,6 +5,8 @@ Moving to SuperLink/SuperNode is a change to this file only.
 
 from __future__ import annotations
 
+import logging
+import timeit
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +16,8 @@ from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
 from flwr.server.history import History
+
+log = logging.getLogger("florist.fl.server")
 
 # The client gives up instead of retrying forever when the server is gone (FLorist's clients could hang).
 CLIENT_MAX_RETRIES = 5
@@ -39,8 +43,20 @@ class BoundedClientManager(SimpleClientManager):
         return clients
 
 
+class StopRun(Exception):
+    """Raised by a strategy (from `aggregate_evaluate`) to end the run after the current round.
+
+    Flower's round loop has no way to stop early; ending it with this exception keeps Flower's own shutdown:
+    the clients are told to disconnect, as after the last round, so they end cleanly instead of failing when
+    the server goes away.
+    """
+
+
 class _ReadyServer(flwr.server.Server):
-    """Flower calls `fit` right after its gRPC server has bound and started: the moment to say "ready"."""
+    """Flower calls `fit` right after its gRPC server has bound and started: the moment to say "ready".
+
+    A `StopRun` from the strategy ends the round loop early; the History returned then is empty (the strategy
+    knows why and where it stopped)."""
 
     def __init__(self, client_manager: SimpleClientManager, strategy: Any, on_ready: Callable[[], None]) -> None:
         super().__init__(client_manager=client_manager, strategy=strategy)
@@ -48,7 +64,12 @@ class _ReadyServer(flwr.server.Server):
 
     def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         self._on_ready()
-        return super().fit(num_rounds, timeout)
+        started = timeit.default_timer()
+        try:
+            return super().fit(num_rounds, timeout)
+        except StopRun as stop:
+            log.warning("ending the run early: %s (Flower's summary below still says %d rounds)", stop, num_rounds)
+            return History(), timeit.default_timer() - started
 
 
 def start_server(

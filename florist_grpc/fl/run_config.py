@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from florist_grpc.domain.training import TrainingConfig
+
 RUN_ENV = "FLORIST_RUN"
 
 
@@ -36,7 +38,7 @@ class ServerRun:
     model: str
     strategy: str
     n_clients: int
-    server_config: dict[str, Any]
+    training: TrainingConfig
     # TLS for FL traffic (jobs with agent-run clients on a control plane with a certificate): PEM file paths.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -51,11 +53,11 @@ class ServerRun:
     redis_password: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return _to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> ServerRun:
-        return cls(**json.loads(text))
+        return cls(**_fields_of(text))
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class ClientRun:
     optimizer: str
     client_type: str
     data_path: str
-    server_config: dict[str, Any]
+    training: TrainingConfig
     # "auto" (first CUDA device if any, else cpu), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
     # PEM file of the CA to verify a TLS FL server with; empty = plaintext.
@@ -80,8 +82,19 @@ class ClientRun:
     redis_password: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return _to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> ClientRun:
-        return cls(**json.loads(text))
+        return cls(**_fields_of(text))
+
+
+def _to_json(run: ServerRun | ClientRun) -> str:
+    # The training settings travel as a complete server_config, the form an agent's LaunchClient carries too.
+    return json.dumps({**asdict(run), "training": run.training.to_server_config()})
+
+
+def _fields_of(text: str) -> dict[str, Any]:
+    fields: dict[str, Any] = json.loads(text)
+    fields["training"] = TrainingConfig.from_server_config(fields["training"])
+    return fields

@@ -1,6 +1,7 @@
 """The FL server process: `python -m florist_grpc.fl.server` (the run in FLORIST_RUN).
 
-Exit code 0 only when every round ran; the control plane then also requires fit_end in the report.
+Exit codes: 0 when every round ran (the control plane then also requires fit_end in the report); 3 when the run
+diverged and was stopped (the report's `diverged` key says where; fit_end is reported as well); 1 anything else.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from florist_grpc.fl.process import prepare_process, run_then_exit
 from florist_grpc.fl.run_config import ServerRun, take_run_json
 
 log = logging.getLogger("florist.fl.server")
+EXIT_DIVERGED = 3
 
 
 def run(cfg: ServerRun) -> None:
@@ -28,14 +30,14 @@ def run(cfg: ServerRun) -> None:
     from florist_grpc.fl.reporter import RedisReporter, now
     from florist_grpc.fl.strategies import ProximalWeight, ReportingStrategy, build_base_strategy
 
-    config = cfg.server_config
+    training = cfg.training
     reporter = RedisReporter(cfg.redis_address, cfg.uuid, cfg.redis_username, cfg.redis_password)
     fit_start = datetime.now()
     reporter.report_values(host_type="server", fit_start=str(fit_start))
-    model = build_model(cfg.model, cfg.input_shape, cfg.num_classes, cfg.model_config, int(config.get("seed", 0)))
+    model = build_model(cfg.model, cfg.input_shape, cfg.num_classes, cfg.model_config, training.seed)
     state = model.state_dict()
     initial = ndarrays_to_parameters([v.detach().cpu().numpy() for v in state.values()])
-    proximal = ProximalWeight(config) if cfg.strategy == "FEDPROX" else None
+    proximal = ProximalWeight(training.fedprox) if training.fedprox is not None else None
     on_round_model: Callable[[int, Parameters], None] | None = None
     if cfg.model_dir:
         saver = ModelSaver(
@@ -45,7 +47,7 @@ def run(cfg: ServerRun) -> None:
             cfg.input_shape,
             cfg.num_classes,
             cfg.model_config,
-            int(config.get("checkpoint_rounds", 0)),
+            training.checkpoint_rounds,
         )
 
         def save_round(server_round: int, parameters: Parameters) -> None:
@@ -54,24 +56,26 @@ def run(cfg: ServerRun) -> None:
         on_round_model = save_round
 
     strategy = ReportingStrategy(
-        build_base_strategy(cfg.strategy, config, cfg.n_clients, initial, proximal),
+        build_base_strategy(cfg.strategy, training, cfg.n_clients, initial, proximal),
         reporter,
         proximal,
-        local_epochs=int(config["local_epochs"]),
+        local_epochs=training.local_epochs,
         on_round_model=on_round_model,
+        stop_on_divergence=training.stop_on_divergence,
     )
     history = flower_api.start_server(
         cfg.bind_address,
         strategy,
-        num_rounds=int(config["n_server_rounds"]),
-        round_timeout=float(config.get("round_timeout_seconds", 300.0)),
-        client_wait=float(config.get("client_wait_seconds", 60.0)),
+        num_rounds=training.n_server_rounds,
+        round_timeout=training.round_timeout_seconds,
+        client_wait=training.client_wait_seconds,
         certificates=certificates_of(cfg),
         on_ready=signal_ready,
     )
-    rounds_done = len(history.losses_distributed)
-    if rounds_done != int(config["n_server_rounds"]):
-        raise RuntimeError(f"only {rounds_done} of {config['n_server_rounds']} rounds completed")
+    divergence = strategy.divergence
+    rounds_done = int(divergence["round"]) if divergence else len(history.losses_distributed)
+    if divergence is None and rounds_done != training.n_server_rounds:
+        raise RuntimeError(f"only {rounds_done} of {training.n_server_rounds} rounds completed")
     fit_end = datetime.now()
     reporter.report_values(
         fit_elapsed_time=round((fit_end - fit_start).total_seconds()),
@@ -80,6 +84,8 @@ def run(cfg: ServerRun) -> None:
         host_type="server",
     )
     reporter.report_values(shutdown=now())
+    if divergence is not None:
+        raise SystemExit(EXIT_DIVERGED)
 
 
 def certificates_of(cfg: ServerRun) -> tuple[bytes, bytes, bytes] | None:

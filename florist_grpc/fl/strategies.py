@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flwr.common import (
     EvaluateIns,
@@ -30,7 +31,12 @@ from flwr.server.strategy import (
     Strategy,
 )
 
+from florist_grpc.domain.divergence import DIVERGED, diverged, divergence_report
+from florist_grpc.domain.training import FedProxSettings, TrainingConfig
+from florist_grpc.fl.flower_api import StopRun
 from florist_grpc.fl.reporter import RedisReporter
+
+log = logging.getLogger("florist.fl.server")
 
 TRAIN_LOSS = "train - loss"
 TRAIN_ACCURACY = "train - prediction - accuracy"
@@ -48,11 +54,11 @@ def weighted_average(results: list[tuple[int, Metrics]]) -> Metrics:
 class ProximalWeight:
     """FL4Health's adaptive FedProx weight: lower it while the loss improves, raise it after `patience` misses."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.value = float(config.get("initial_proximal_weight", 0.0))
-        self._adapt = bool(config.get("adapt_proximal_weight", False))
-        self._delta = float(config.get("proximal_weight_delta", 0.0))
-        self._patience = int(config.get("proximal_weight_patience", 0))
+    def __init__(self, settings: FedProxSettings) -> None:
+        self.value = settings.initial_proximal_weight
+        self._adapt = settings.adapt_proximal_weight
+        self._delta = settings.proximal_weight_delta
+        self._patience = settings.proximal_weight_patience
         self._previous_loss = float("inf")
         self._misses = 0
 
@@ -70,8 +76,18 @@ class ProximalWeight:
         self._previous_loss = loss
 
 
+Section = TypeVar("Section")
+
+
+def _section(settings: Section | None, strategy: str) -> Section:
+    """The strategy's own settings (a TrainingConfig built for this strategy always has them)."""
+    if settings is None:
+        raise ValueError(f"the training settings of this {strategy} run lack the strategy's own section")
+    return settings
+
+
 def build_base_strategy(
-    name: str, config: dict[str, Any], n_clients: int, initial: Parameters, proximal: ProximalWeight | None
+    name: str, training: TrainingConfig, n_clients: int, initial: Parameters, proximal: ProximalWeight | None
 ) -> Strategy:
     def fit_config(server_round: int) -> dict[str, Scalar]:
         out: dict[str, Scalar] = {"current_server_round": server_round}
@@ -95,38 +111,34 @@ def build_base_strategy(
         "fit_metrics_aggregation_fn": weighted_average,
         "evaluate_metrics_aggregation_fn": weighted_average,
     }
-    fedopt: dict[str, Any] = {
-        "eta": float(config.get("server_learning_rate", 0.1)),
-        "eta_l": float(config.get("learning_rate", 0.1)),
-        "tau": float(config.get("tau", 1e-9)),
-    }
-    betas: dict[str, Any] = {
-        "beta_1": float(config.get("server_beta_1", 0.9)),
-        "beta_2": float(config.get("server_beta_2", 0.99)),
-    }
     if name in ("FEDAVG", "FEDPROX"):
         return FedAvg(**common)
-    if name == "FEDADAM":
-        return FedAdam(**common, **fedopt, **betas)
-    if name == "FEDYOGI":
-        return FedYogi(**common, **fedopt, **betas)
-    if name == "FEDADAGRAD":
-        return FedAdagrad(**common, **fedopt)
-    if name == "FEDAVGM":
-        return FedAvgM(
-            **common,
-            server_learning_rate=float(config.get("server_learning_rate", 1.0)),
-            server_momentum=float(config.get("server_momentum", 0.9)),
-        )
     if name == "FEDMEDIAN":
         return FedMedian(**common)
+    if name in ("FEDADAM", "FEDYOGI", "FEDADAGRAD"):
+        fedopt = _section(training.fedopt, name)
+        step: dict[str, Any] = {"eta": fedopt.server_learning_rate, "tau": fedopt.tau}
+        if training.learning_rate is not None:
+            step["eta_l"] = training.learning_rate  # recorded by Flower, never used: left out, its own default
+        if name == "FEDADAGRAD":
+            return FedAdagrad(**common, **step)
+        betas: dict[str, Any] = {"beta_1": fedopt.server_beta_1, "beta_2": fedopt.server_beta_2}
+        if name == "FEDADAM":
+            return FedAdam(**common, **step, **betas)
+        return FedYogi(**common, **step, **betas)
+    if name == "FEDAVGM":
+        fedavgm = _section(training.fedavgm, name)
+        return FedAvgM(
+            **common, server_learning_rate=fedavgm.server_learning_rate, server_momentum=fedavgm.server_momentum
+        )
     if name == "FEDTRIMMEDAVG":
-        return FedTrimmedAvg(**common, beta=float(config.get("beta", 0.2)))
+        return FedTrimmedAvg(**common, beta=_section(training.trimmed_mean, name).beta)
     if name == "KRUM":
+        krum = _section(training.krum, name)
         return Krum(
             **common,
-            num_malicious_clients=int(config.get("num_malicious_clients", 0)),
-            num_clients_to_keep=int(config.get("num_clients_to_keep", 0)),
+            num_malicious_clients=krum.num_malicious_clients,
+            num_clients_to_keep=krum.num_clients_to_keep,
         )
     raise KeyError(name)
 
@@ -148,6 +160,9 @@ class ReportingStrategy(Strategy):
     and so a seeded job's losses -- are the same on every run. A failed client fails the round (and the run):
     silently aggregating fewer clients would hide a broken job. After each completed round the global model is
     handed to `on_round_model` (the checkpoint writer).
+
+    A round whose aggregated loss is non-finite diverged: with `stop_on_divergence` the run ends after it (the
+    report's `diverged` key says where, `divergence` holds it for the server process), otherwise it goes on.
     """
 
     def __init__(
@@ -157,8 +172,11 @@ class ReportingStrategy(Strategy):
         proximal: ProximalWeight | None = None,
         local_epochs: int = 1,
         on_round_model: Callable[[int, Parameters], None] | None = None,
+        stop_on_divergence: bool = True,
     ) -> None:
         self._inner = inner
+        self._stop_on_divergence = stop_on_divergence
+        self.divergence: dict[str, Any] | None = None
         self._reporter = reporter
         self._proximal = proximal
         self._local_epochs = local_epochs
@@ -225,16 +243,29 @@ class ReportingStrategy(Strategy):
         loss, metrics = self._inner.aggregate_evaluate(server_round, sorted(results, key=_evaluate_order), failures)
         if self._on_round_model is not None and self._parameters is not None:
             self._on_round_model(server_round, self._parameters)
-        report: dict[str, Any] = {
-            "val - loss - aggregated": float(loss) if loss is not None else float("nan"),
-            "round": server_round,
-            **self._timing("eval"),
-            "fit_epoch": server_round * self._local_epochs,
-        }
-        # One report: the round's evaluation arrives whole. Metric names exactly as the clients report them
-        # (FL4Health adds no suffix here).
-        self._reporter.report_round(server_round, **report, eval_round_metrics_aggregated=dict(metrics))
+        # One report: the round's evaluation arrives whole (FL4Health writes the metrics in a second one). Like
+        # FL4Health, no aggregated loss or metrics when there are none (no client evaluated: loss None; no client
+        # metrics: {}); unlike it, the round's timing and eval_round_end still say the round is done (see
+        # docs/models.md). A non-finite loss from clients is written ("NaN"): that is a diverged round.
+        report: dict[str, Any] = {}
+        if loss is not None:
+            report["val - loss - aggregated"] = float(loss)
+        report.update(round=server_round, **self._timing("eval"), fit_epoch=server_round * self._local_epochs)
+        if metrics:
+            report["eval_round_metrics_aggregated"] = dict(metrics)  # names as the clients report them, no suffix
+        self._reporter.report_round(server_round, **report)
+        if loss is not None and diverged(loss, len(results)):
+            self._on_divergence(server_round, float(loss))
         return loss, metrics
+
+    def _on_divergence(self, server_round: int, loss: float) -> None:
+        if not self._stop_on_divergence:
+            log.warning("round %d diverged: aggregated val loss %s; going on (stop_on_divergence)", server_round, loss)
+            return
+        self.divergence = divergence_report(server_round, loss)
+        self._reporter.report_values(**{DIVERGED: self.divergence})
+        loss_text = self.divergence["loss"]
+        raise StopRun(f"round {server_round} diverged: aggregated val loss {loss_text} (stop_on_divergence is true)")
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         return None  # no centralised evaluation: the data lives on the clients

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from florist_grpc.domain.divergence import divergence_message
 from florist_grpc.domain.model import Exit, JobState, JsonObject
 
 
@@ -43,6 +44,33 @@ def judge(
 ) -> Verdict | Waiting:
     """The job's ending, or Waiting. `seconds_since_server_done` is None until a previous call said server_done."""
     training_complete = "fit_end" in server.report
+    divergence = divergence_message(server.report)
+    failed = _first_failed(clients, training_complete)
+    # Once the server says the run diverged, that is why the job fails: a client that fails while the run is being
+    # stopped is marked FAILED itself but does not hide the reason.
+    if failed is not None and divergence is None:
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{failed.name} {failed.failure}")
+    if server.exit is None:
+        return Waiting()
+    if divergence is not None:
+        # The server stopped a diverged run (and exits non-zero on purpose): the divergence is the reason, whatever
+        # the exit code; its clients were told to disconnect as after a last round, so they end as they would then.
+        ending = Verdict(JobState.FINISHED_WITH_ERROR, divergence)
+    elif not training_complete:
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure} before reporting fit_end")
+    elif server.exit.code not in (0, None):
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure}")
+    else:
+        ending = Verdict(JobState.FINISHED_SUCCESSFULLY)
+    if all(c.exit is not None for c in clients):
+        return ending
+    if seconds_since_server_done is not None and seconds_since_server_done > client_exit_grace:
+        # Training is over; clients that linger after the server left are stopped, not failed.
+        return ending
+    return Waiting(server_done=True)
+
+
+def _first_failed(clients: Sequence[ProcessFacts], training_complete: bool) -> ProcessFacts | None:
     for client in clients:
         if client.exit is None or client.exit.clean:
             continue
@@ -50,16 +78,5 @@ def judge(
         # whose server completed training, ended normally.
         if client.exit.code is None and ("shutdown" in client.report or training_complete):
             continue
-        return Verdict(JobState.FINISHED_WITH_ERROR, f"{client.name} {client.failure}")
-    if server.exit is None:
-        return Waiting()
-    if not training_complete:
-        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure} before reporting fit_end")
-    if server.exit.code not in (0, None):
-        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure}")
-    if all(c.exit is not None for c in clients):
-        return Verdict(JobState.FINISHED_SUCCESSFULLY)
-    if seconds_since_server_done is not None and seconds_since_server_done > client_exit_grace:
-        # Training is complete; clients that linger after the server left are stopped, not failed.
-        return Verdict(JobState.FINISHED_SUCCESSFULLY)
-    return Waiting(server_done=True)
+        return client
+    return None

@@ -20,6 +20,7 @@ from florist_grpc.domain.errors import (
     quote,
 )
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
+from florist_grpc.domain.training import training_config
 from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
 from florist_grpc.jobs.follower import JobFollower
@@ -145,6 +146,7 @@ class Trainer:
         return job.server_address
 
     async def _launch(self, job: Job, shape: DataShape, start: Start) -> tuple[str, list[str]]:
+        training = training_config(job.strategy, job.server_config)  # once, for the server and every client
         server_address = self._server_address(job)
         server_uuid = uuid.uuid4().hex
         client_uuids = [uuid.uuid4().hex for _ in job.clients]
@@ -165,7 +167,7 @@ class Trainer:
             model=job.model,
             strategy=job.strategy,
             n_clients=len(job.clients),
-            server_config=job.server_config,
+            training=training,
             tls_cert_file=str(fl_tls.cert_file) if fl_tls else "",
             tls_key_file=str(fl_tls.key_file) if fl_tls else "",
             input_shape=list(shape.input_shape),
@@ -200,7 +202,7 @@ class Trainer:
                 optimizer=job.optimizer,
                 client_type=job.client_type,
                 data_path=client.data_path,
-                server_config=job.server_config,
+                training=training,
                 device=client.device,
                 # Local clients verify a TLS FL server with its own certificate file (the chain up to its CA).
                 root_certificates_file=str(fl_tls.cert_file) if fl_tls else "",

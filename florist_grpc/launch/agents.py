@@ -220,7 +220,7 @@ class Agents:
                     model=run.model,
                     optimizer=run.optimizer,
                     client_type=run.client_type,
-                    server_config=to_struct(run.server_config),
+                    server_config=to_struct(run.training.to_server_config()),
                     device=device,
                     tls=tls,
                     input_shape=run.input_shape,

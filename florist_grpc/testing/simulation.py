@@ -131,3 +131,71 @@ def play_rounds(job: SimulatedJob, rounds: int) -> None:
     job.server.report_values(fit_elapsed_time=rounds, fit_end="end", num_rounds=rounds, host_type="server")
     for c in job.clients:
         c.report_values(shutdown="bye")
+
+
+def _now(n: int, step: int) -> str:
+    """A timestamp as FL4Health writes them (`str(datetime.now())`), increasing with round and step."""
+    return f"2026-01-01 00:{n:02d}:{step:02d}.000001"
+
+
+def play_fl4health_rounds(job: SimulatedJob, rounds: int, client_metrics: bool = True) -> None:
+    """The documents FL4Health's BasicClient and FlServer write through FLorist's RedisMetricsReporter, in their
+    call order: only the keys they write, one report per call (a report within an epoch or step is dropped by
+    that reporter). The server has no training loss (its clients report theirs in `fit_round_losses`); with
+    `client_metrics` False the clients compute no metrics, and the server writes no aggregated metrics at all.
+
+    Client i's round n: training loss 1 / (n + i), validation loss 1 / n, accuracy n / 20 (with metrics)."""
+    accuracy = "val - prediction - accuracy"
+    job.server.report_values(fit_start=_now(0, 0), host_type="server")  # FlServer.fit
+    for n in range(1, rounds + 1):
+        for i, c in enumerate(job.clients):  # BasicClient.fit: set up on the first call, one report at its end
+            if n == 1:
+                c.report_values(host_type="client", initialized=_now(n, 1))
+            c.report_round(
+                n,
+                fit_round_metrics={"train - prediction - accuracy": n / 10} if client_metrics else {},
+                fit_round_losses={"backward": 1 / (n + i)},
+                round=n,
+                round_start=_now(n, 1),
+                round_end=_now(n, 3),
+                fit_round_start=_now(n, 2),
+                fit_round_time_elapsed=1,
+                fit_round_end=_now(n, 3),
+                fit_step=10 * n,
+                fit_epoch=n,
+            )
+        # FlServer.fit_round: its timing, then the aggregated fit metrics in a report of their own.
+        job.server.report_round(n, fit_round_start=_now(n, 0), fit_round_end=_now(n, 4), fit_round_time_elapsed=4)
+        job.server.report_round(
+            n, fit_round_metrics={"train - prediction - accuracy": n / 10} if client_metrics else {}
+        )
+        for c in job.clients:  # BasicClient.evaluate
+            c.report_round(
+                n,
+                eval_round_metrics={accuracy: n / 20} if client_metrics else {},
+                eval_round_loss=1 / n,
+                eval_round_start=_now(n, 5),
+                eval_round_time_elapsed=0,
+                eval_round_end=_now(n, 5),
+                fit_step=10 * n,
+                fit_epoch=n,
+                round=n,
+            )
+        # FlServer.evaluate_round: the loss with the timing, then the metrics only if there are any.
+        job.server.report_round(
+            n,
+            **{"val - loss - aggregated": 1 / n},
+            round=n,
+            eval_round_start=_now(n, 5),
+            eval_round_end=_now(n, 6),
+            eval_round_time_elapsed=1,
+            fit_epoch=n,
+        )
+        if client_metrics:
+            job.server.report_round(n, eval_round_metrics_aggregated={accuracy: n / 20})
+    job.server.report_values(
+        fit_elapsed_time=rounds * 6, fit_end=_now(rounds, 7), num_rounds=rounds, host_type="server"
+    )
+    job.server.report_values(shutdown=_now(rounds, 8))  # FlServer.shutdown, after Flower's server returns
+    for c in job.clients:  # BasicClient.shutdown, after Flower's client returns
+        c.report_values(shutdown=_now(rounds, 8))

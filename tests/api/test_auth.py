@@ -1,4 +1,5 @@
-"""Bearer tokens from the auth file: viewer reads and streams, admin does everything, health is public."""
+"""Bearer tokens from the auth file: viewer reads and streams, admin does everything, health and reflection are
+public."""
 
 from __future__ import annotations
 
@@ -55,6 +56,15 @@ def test_roles_decide_what_a_token_may_call(auth_file: Path) -> None:
     with pytest.raises(Unauthenticated):
         authorize(tokens, "/florist.v1.JobService/GetJob", {"authorization": "Bearer wrong"})
     assert authorize(tokens, "/grpc.health.v1.Health/Check", {}) is None
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_reflection_is_public_like_health_and_every_method_is_not(auth_file: Path, version: str) -> None:
+    """The schema is public (it is the .proto files): grpcurl and buf curl find methods without a token."""
+    tokens = load_auth_file(auth_file)
+    assert authorize(tokens, f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo", {}) is None
+    with pytest.raises(Unauthenticated):
+        authorize(tokens, "/florist.v1.CatalogService/GetCatalog", {})
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ def info_of(status: status_pb2.Status) -> error_details_pb2.ErrorInfo:
         (errors.job_not_found("j1"), "JOB_NOT_FOUND"),
         (errors.FailedPrecondition("busy", reason="JOB_NOT_STARTABLE"), "JOB_NOT_STARTABLE"),
         (errors.OutOfRange("past"), "OUT_OF_RANGE"),
+        (errors.DataLoss("flipped", reason="MODEL_CORRUPT"), "MODEL_CORRUPT"),
         (errors.Unavailable("down", reason="STORE_UNAVAILABLE"), "STORE_UNAVAILABLE"),
         (errors.InvalidArgument([errors.FieldViolation("job.model", "unknown")], reason="INVALID_JOB"), "INVALID_JOB"),
         (errors.PermissionDenied("no"), "PERMISSION_DENIED"),
@@ -45,6 +46,11 @@ def test_every_domain_error_becomes_a_status_with_its_reason(error: errors.Flori
 
 def test_out_of_range_has_its_own_code() -> None:
     assert to_status(errors.OutOfRange("past")).code == grpc.StatusCode.OUT_OF_RANGE
+
+
+def test_data_loss_has_its_own_code() -> None:
+    status = to_status(errors.DataLoss("flipped", reason="MODEL_CORRUPT"))
+    assert status.code == grpc.StatusCode.DATA_LOSS
 
 
 def test_an_internal_error_carries_its_log_reference() -> None:

@@ -71,7 +71,8 @@ def test_plot_writes_a_png_and_the_numbers_as_csv(cli: Invoke, plane: PlaneThrea
     assert 10_000 < png.stat().st_size < 2_000_000
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 3 * 3  # 3 rounds x (aggregated + 2 clients)
-    first = {"round": "1", "source": "aggregated", "val_loss": "1.0", "val_accuracy": "0.05", "train_loss": ""}
+    # The simulated server reports no training loss (as FL4Health's): the clients' mean, (1/1 + 1/2) / 2.
+    first = {"round": "1", "source": "aggregated", "val_loss": "1.0", "val_accuracy": "0.05", "train_loss": "0.75"}
     assert rows[0] == first
     assert rows[4]["source"] == "client0" and float(rows[4]["val_accuracy"]) == pytest.approx(0.1)
     assert float(rows[5]["train_loss"]) == pytest.approx(1 / 3)  # client1, round 2: 1 / (n + i)

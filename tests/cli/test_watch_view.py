@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -9,13 +11,13 @@ from datetime import UTC, datetime
 from click.testing import Result
 from rich.console import Console
 
-from florist_grpc.cli.watch import rounds_view, status_view
+from florist_grpc.cli.watch import duration, rounds_view, show_progress, status_view
 from florist_grpc.domain.model import JobState
 from florist_grpc.progress import JobProgress
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
-from florist_grpc.testing.simulation import create_running, play_rounds
-from tests.cli.conftest import Invoke
+from florist_grpc.testing.simulation import create_running, finish, play_rounds
+from tests.cli.conftest import Invoke, play_diverged_rounds
 from tests.helpers import PlaneThread, job_message, wait_for
 
 
@@ -74,3 +76,64 @@ def test_the_live_view_shows_rounds_with_a_bar_elapsed_eta_and_each_client(plane
     assert "elapsed" in text and "ETA" in text
     assert "done" in text  # the simulated clients reported shutdown
     assert "CLIENT 0 ACC" in text and job.state == job_pb2.JOB_STATE_IN_PROGRESS
+
+
+def finished_events(
+    plane: PlaneThread, rounds: int, diverged: bool = False
+) -> tuple[job_pb2.Job, list[pb.MetricsEvent]]:
+    simulated = create_running(plane.plane, 2)
+    play_diverged_rounds(simulated, rounds) if diverged else play_rounds(simulated, rounds)
+    finish(plane.plane, simulated)
+    job = plane.get(simulated.job_id)
+    return job, plane.events(job.id)
+
+
+def test_each_round_line_is_printed_with_a_bar_that_already_counts_it(plane: PlaneThread) -> None:
+    job, events = finished_events(plane, 3)
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, color_system=None, width=150)
+    show_progress(terminal, JobProgress.for_job(job), job.id, events, live_view=True)
+    lines = screen.getvalue().splitlines()
+    told = [i for i, line in enumerate(lines) if re.search(r"round \d/3: val loss", line)]
+    assert len(told) == 3
+    for i in told:
+        announced = int(re.search(r"round (\d)/3: val loss", lines[i]).group(1))  # type: ignore[union-attr]
+        # The live status drawn with that line, right under it, counts it (one event may finish several rounds).
+        bar = next(line for line in lines[i + 1 :] if "elapsed" in line)
+        shown = int(re.search(r"round (\d)/3", bar).group(1))  # type: ignore[union-attr]
+        assert shown >= announced, "\n".join(lines)
+
+
+def test_a_diverged_job_shows_nan_and_inf_in_the_live_view_and_the_final_table(cli: Invoke, plane: PlaneThread) -> None:
+    job, events = finished_events(plane, 2, diverged=True)
+    progress = JobProgress.for_job(job)
+    for event in events:
+        progress.apply(event)
+    console = Console(record=True, width=160)
+    console.print(status_view(progress, job.id, time.time()))
+    live = console.export_text()
+    client_rows = [line.split() for line in live.splitlines() if line.split()[:1] in (["0"], ["1"])]
+    assert [row[-2:] for row in client_rows] == [["NaN", "0.1000"], ["NaN", "0.1000"]], live
+
+    result = cli("train", "watch", job.id, "--address", plane.address)
+    assert "round 1/2: val loss NaN, val accuracy 0.1000" in result.stdout
+    table = result.stdout.split("ROUND", 1)[1].splitlines()[1:3]
+    # ROUND, VAL LOSS, VAL ACCURACY, TRAIN LOSS, CLIENT 0 ACC, CLIENT 1 ACC
+    assert [row.split() for row in table] == [[str(n), "NaN", "0.1000", "inf", "0.1000", "0.1000"] for n in (1, 2)]
+
+
+def test_durations_under_a_minute_show_tenths_of_a_second() -> None:
+    assert [duration(s) for s in (None, 0.04, 0.4, 59.94, 60, 3725)] == [
+        "-",
+        "0.0 s",
+        "0.4 s",
+        "59.9 s",
+        "0:01:00",
+        "1:02:05",
+    ]
+
+
+def test_a_short_job_is_not_said_to_take_no_time(cli: Invoke, plane: PlaneThread) -> None:
+    job, _ = finished_events(plane, 1)
+    result = cli("train", "watch", job.id, "--address", plane.address)
+    assert re.search(r"final state: JOB_STATE_FINISHED_SUCCESSFULLY in \d+\.\d s\n", result.stdout), result.stdout

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ class Served:
     process: subprocess.Popen[str]
     address: str
     data_dir: Path
+    ready_line: str = ""  # as printed: text, or a JSON object under --log-format json
 
 
 def serve(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
@@ -38,7 +40,9 @@ def serve(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Ser
     if "listening on" not in line:
         process.kill()
         raise AssertionError(f"serve did not start: {line!r}; see {data_dir.parent}")
-    return Served(process, line.strip().rsplit(" ", 1)[-1], data_dir)
+    # `--log-format json` prints the same line as the `message` of a JSON object.
+    text = json.loads(line)["message"] if line.startswith("{") else line
+    return Served(process, text.strip().rsplit(" ", 1)[-1], data_dir, line)
 
 
 def stop(served: Served) -> int:

@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from florist_grpc.domain.training import training_config
 from florist_grpc.fl.readiness import signal_ready
 from florist_grpc.fl.run_config import take_run_json
 
@@ -33,7 +34,10 @@ def first_round_imports() -> set[str]:
         np.savez(f"{directory}/d.npz", x=np.zeros((8, 4), dtype=np.float32), y=np.arange(8) % 2)
         x, y = read_arrays(Path(f"{directory}/d.npz"), "")
         model = build_model("MLP", (4,), 2, {})
-        optimizer = build_optimizer("SGD", model.parameters(), {"learning_rate": 0.1})
+        training = training_config(
+            "FEDAVG", {"n_server_rounds": 1, "batch_size": 8, "local_epochs": 1, "learning_rate": 0.1}
+        )
+        optimizer = build_optimizer("SGD", model.parameters(), training)
         loss = torch.nn.functional.cross_entropy(model(torch.as_tensor(x)), torch.as_tensor(y))
         loss.backward()
         optimizer.step()

@@ -5,8 +5,10 @@ After a job ends, its runs' keys expire and their users are dropped.
 
 from __future__ import annotations
 
+import json
 import socket
 import stat
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -94,3 +96,29 @@ def test_an_ended_jobs_keys_expire_and_its_run_users_are_dropped(plane: PlaneThr
     assert stored.server_metrics["fit_end"] == "end"
     control.close()
     users.close()
+
+
+def test_with_a_redis_url_without_a_password_a_florist_tool_reads_and_follows_reports_until_they_expire(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # What FLorist's get_from_redis and get_subscriber do: connect by host and port alone, GET the run uuid,
+    # SUBSCRIBE to the channel of the same name.
+    plane = PlaneThread(tmp_path / "florist", redis_url=redis_url)
+    try:
+        job = simulation.create_running(plane.plane, n_clients=1)
+        florist = redis.Redis(port=urlparse(redis_url).port or 0)
+        subscriber = florist.pubsub()
+        subscriber.subscribe(job.server.uuid)
+        simulation.play_fl4health_rounds(job, 1)
+        assert json.loads(florist.get(job.server.uuid) or b"{}") == job.server.report
+        assert json.loads(florist.get(job.clients[0].uuid) or b"{}") == job.clients[0].report
+        confirmed, update = subscriber.get_message(timeout=5), subscriber.get_message(timeout=5)
+        assert confirmed is not None and confirmed["type"] == "subscribe"
+        assert update is not None and (update["type"], update["channel"]) == ("message", job.server.uuid.encode())
+        simulation.finish(plane.plane, job)
+        ttl = plane.settings.timeouts.report_key_ttl_seconds
+        wait_for(lambda: 0 < florist.ttl(job.server.uuid) <= ttl, 10, "the key to expire after the job")
+        subscriber.close()
+        florist.close()
+    finally:
+        plane.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from florist_grpc.config import Timeouts
+from florist_grpc.domain.training import training_config
 from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.fl.probe import probe
 from florist_grpc.fl.run_config import ClientRun, ServerRun, run_environment
@@ -30,7 +31,9 @@ def test_a_spawned_fl_server_that_fails_with_a_client_connected_exits_with_1(tmp
     shape = {"input_shape": summary["input_shape"], "num_classes": summary["label_max"] + 1}
     # Two clients expected, one started: once that one has long connected (a spawned client needs a few seconds),
     # the server gives up waiting for the second and fails its run.
-    config = {"n_server_rounds": 1, "batch_size": 32, "local_epochs": 1, "client_wait_seconds": 30}
+    config = training_config(
+        "FEDAVG", {"n_server_rounds": 1, "batch_size": 32, "local_epochs": 1, "client_wait_seconds": 30}
+    )
     server_uuid, client_uuid = uuid.uuid4().hex, uuid.uuid4().hex
     users = RunUsers(redis_url, 3600, per_run_users=True)
     credentials = users.create([server_uuid, client_uuid])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from florist_grpc.domain.model import Exit, JobState
@@ -13,9 +15,19 @@ CLEAN = Exit(0)
 CRASHED = Exit(1)
 KILLED = Exit(-9)
 UNKNOWN = Exit(None)  # the process ended while the control plane was restarting
+STOPPED_DIVERGED = Exit(3)  # the FL server's exit code after it stopped a diverged run
 
 
-def server(exit: Exit | None, report: dict[str, str] | None = None) -> ProcessFacts:
+def diverged(loss: str, at: float = 1, fit_end: bool = True) -> dict[str, Any]:
+    """A server report that says it stopped the run at round `at` (a Struct's round is a double: 1.0)."""
+    return {"fit_start": "t", **({"fit_end": "t"} if fit_end else {}), "diverged": {"round": at, "loss": loss}}
+
+
+# Losses as the report stores them (strings), after every round of a run that was let go on.
+WENT_ON = {**DONE, "rounds": {"1": {"val - loss - aggregated": "NaN"}, "2": {"val - loss - aggregated": "Infinity"}}}
+
+
+def server(exit: Exit | None, report: dict[str, Any] | None = None) -> ProcessFacts:
     failure = "" if exit is None or exit.clean else exit.describe()
     return ProcessFacts("FL server", exit, report if report is not None else {}, failure)
 
@@ -121,6 +133,70 @@ CASES = [
     ),
     ("lingering within the grace", server(CLEAN, DONE), [client(RUNNING)], 5.0, Waiting(server_done=True)),
     ("lingering past the grace: success", server(CLEAN, DONE), [client(RUNNING)], 10.5, Verdict(OK)),
+    (
+        "a server that stopped a diverged run fails the job saying where",
+        server(STOPPED_DIVERGED, diverged("NaN")),
+        [client(CLEAN), client(CLEAN, index=1)],
+        None,
+        Verdict(ERROR, "diverged: aggregated val loss NaN at round 1"),
+    ),
+    (
+        "an infinite loss is named as reported",
+        server(STOPPED_DIVERGED, diverged("Infinity", at=4.0)),
+        [client(CLEAN)],
+        None,
+        Verdict(ERROR, "diverged: aggregated val loss Infinity at round 4"),
+    ),
+    (
+        "a negative infinite loss is named as reported",
+        server(STOPPED_DIVERGED, diverged("-Infinity", at=2)),
+        [client(CLEAN)],
+        None,
+        Verdict(ERROR, "diverged: aggregated val loss -Infinity at round 2"),
+    ),
+    ("a diverged server still stopping: wait", server(RUNNING, diverged("NaN")), [client(CLEAN)], None, Waiting()),
+    (
+        "a diverged run's clients get the same time to leave as a finished run's",
+        server(STOPPED_DIVERGED, diverged("NaN")),
+        [client(RUNNING)],
+        5.0,
+        Waiting(server_done=True),
+    ),
+    (
+        "a diverged run's clients lingering past the grace: still the divergence",
+        server(STOPPED_DIVERGED, diverged("NaN")),
+        [client(RUNNING)],
+        10.5,
+        Verdict(ERROR, "diverged: aggregated val loss NaN at round 1"),
+    ),
+    (
+        "a client failing while a diverged run stops does not hide the divergence",
+        server(STOPPED_DIVERGED, diverged("NaN")),
+        [client(CRASHED)],
+        None,
+        Verdict(ERROR, "diverged: aggregated val loss NaN at round 1"),
+    ),
+    (
+        "a diverged server that then crashed before fit_end: the divergence is the reason",
+        server(CRASHED, diverged("NaN", fit_end=False)),
+        [client(CLEAN)],
+        None,
+        Verdict(ERROR, "diverged: aggregated val loss NaN at round 1"),
+    ),
+    (
+        "an adopted diverged server (unknown exit) fails the job the same way",
+        server(UNKNOWN, diverged("NaN")),
+        [client(UNKNOWN)],
+        None,
+        Verdict(ERROR, "diverged: aggregated val loss NaN at round 1"),
+    ),
+    (
+        "non-finite losses without the server's verdict (stop_on_divergence false) finish successfully",
+        server(CLEAN, WENT_ON),
+        [client(CLEAN)],
+        None,
+        Verdict(OK),
+    ),
 ]
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from florist_grpc.api.convert import dict_to_struct
-from florist_grpc.progress import JobProgress, fmt, number
+from florist_grpc.domain.report_layout import TrainLossSource, number
+from florist_grpc.progress import JobProgress, fmt, train_loss_note
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 
@@ -129,7 +130,11 @@ def test_rounds_table_reads_both_report_layouts_and_non_finite_numbers() -> None
     assert (first.number, first.loss, first.accuracy, first.train_loss) == (1, 0.5, 0.8, 1.0)
     assert first.client_loss == {0: 0.4} and first.client_train_loss == {0: 1.5} and first.client_accuracy == {0: None}
     assert second.loss is not None and math.isnan(second.loss) and second.accuracy == 0.9
-    assert fmt(second.loss) == "nan" and fmt(None) == "-" and fmt(0.12345) == "0.1235"
+    assert fmt(second.loss) == "NaN" and fmt(None) == "-" and fmt(0.12345) == "0.1235"
+
+
+def test_non_finite_numbers_are_spelled_out_not_shown_as_missing() -> None:
+    assert [fmt(number(v)) for v in ("NaN", "Infinity", "-Infinity", None)] == ["NaN", "inf", "-inf", "-"]
 
 
 def test_reports_of_a_job_give_the_same_table_as_its_events() -> None:
@@ -153,3 +158,71 @@ def test_a_started_job_is_rebuilt_from_its_events_not_from_its_current_state() -
     progress = JobProgress.for_job(finished)
     assert not progress.finished and progress.waiting_for() == ""
     assert [c.state for c in progress.clients()] == ["waiting", "waiting"]
+
+
+def test_a_round_is_told_at_eval_round_end_and_an_accuracy_reported_later_gets_its_own_line() -> None:
+    # FL4Health's FlServer.evaluate_round: the loss and eval_round_end in one report, the aggregated metrics in the
+    # next; the control plane may read them as two events.
+    event, progress = Events(), JobProgress.for_job(job())
+    loss_first = {"rounds": {"1": {"val - loss - aggregated": 0.5, "round": 1, "eval_round_end": "t"}}}
+    assert progress.apply(event(pb.SOURCE_KIND_SERVER, loss_first, T0)) == ["round 1/3: val loss 0.5000"]
+    assert progress.completed_rounds == 1
+    metrics = {"rounds": {"1": {"eval_round_metrics_aggregated": {"val - prediction - accuracy": 0.8}}}}
+    assert progress.apply(event(pb.SOURCE_KIND_SERVER, metrics, T0 + 1)) == ["round 1/3: val accuracy 0.8000"]
+    assert progress.apply(event(pb.SOURCE_KIND_SERVER, {"rounds": {"1": {"extra": 1}}}, T0 + 2)) == []
+    assert progress.completed_rounds == 1
+
+
+def test_rounds_whose_clients_report_only_losses_still_show_progress() -> None:
+    # No client metrics: FL4Health writes no eval_round_metrics_aggregated at all.
+    event, progress = Events(), JobProgress.for_job(job(rounds=2))
+    told = []
+    for n in (1, 2):
+        done = {"rounds": {str(n): {"val - loss - aggregated": 1 / n, "eval_round_end": "t"}}}
+        told += progress.apply(event(pb.SOURCE_KIND_SERVER, done, T0 + n))
+    assert told == ["round 1/2: val loss 1.0000", "round 2/2: val loss 0.5000"]
+    assert progress.completed_rounds == 2
+
+
+def test_a_client_whose_fit_ended_has_trained_its_round_and_evaluated_it_after_eval_round_end() -> None:
+    event, progress = Events(), JobProgress.for_job(job(clients=1))
+    fitted = {"rounds": {"1": {"round_start": "t", "round_end": "t"}}}
+    progress.apply(event(pb.SOURCE_KIND_CLIENT, fitted, T0, client=0))
+    assert progress.clients()[0].state == "trained round 1"
+    progress.apply(event(pb.SOURCE_KIND_CLIENT, {"rounds": {"1": {"eval_round_end": "t"}}}, T0, client=0))
+    assert progress.clients()[0].state == "evaluated round 1"
+
+
+def fl4health_round(n: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Round n as FL4Health reports it: no training loss on the server, each client's in fit_round_losses."""
+    server = {"rounds": {str(n): {"fit_round_end": "t", "fit_round_metrics": {"train - prediction - accuracy": 0.5}}}}
+    clients = [{"rounds": {str(n): {"fit_round_losses": {"backward": loss}}}} for loss in (1.0, 2.0)]
+    return server, clients
+
+
+def test_the_train_loss_is_the_servers_when_it_has_one_else_the_clients_mean_and_the_note_says_which() -> None:
+    event, progress = Events(), JobProgress.for_job(job(rounds=2))
+    progress.apply(event(pb.SOURCE_KIND_SERVER, server_round(1, 0.5, 0.8), T0))
+    server, clients = fl4health_round(2)
+    progress.apply(event(pb.SOURCE_KIND_SERVER, server, T0))
+    for i, report in enumerate(clients):
+        progress.apply(event(pb.SOURCE_KIND_CLIENT, report, T0, client=i))
+    first, second = progress.rounds_table()
+    assert (first.train_loss, first.train_loss_source) == (1.0, TrainLossSource.SERVER)
+    assert (second.train_loss, second.train_loss_source) == (1.5, TrainLossSource.CLIENTS)
+    assert second.client_train_loss == {0: 1.0, 1: 2.0}
+    assert train_loss_note([second]) == "train loss: the clients' mean, unweighted"
+    assert train_loss_note([first]) == "train loss: the FL server's aggregate"
+    assert train_loss_note([first, second]) == (
+        "train loss: the FL server's aggregate (round 1); the clients' mean, unweighted (round 2)"
+    )
+    assert train_loss_note([]) == ""
+
+
+def test_the_clients_mean_waits_for_the_server_to_end_the_rounds_fit() -> None:
+    event, progress = Events(), JobProgress.for_job(job(rounds=1))
+    progress.apply(event(pb.SOURCE_KIND_SERVER, {"rounds": {"1": {"fit_round_start": "t"}}}, T0))
+    _, clients = fl4health_round(1)
+    progress.apply(event(pb.SOURCE_KIND_CLIENT, clients[0], T0, client=0))
+    [row] = progress.rounds_table()
+    assert (row.train_loss, row.train_loss_source, row.client_train_loss[0]) == (None, None, 1.0)

@@ -142,3 +142,21 @@ def test_a_plugin_model_is_validated_against_its_own_schema() -> None:
         validate_job(make_job(model="Tiny", model_config={"width": 0}), catalog=catalog)
     assert [v.field for v in raised.value.violations] == ["job.model_config.width"]
     assert "job.model" in violations(make_job(model="Tiny"))  # not in the builtin catalog
+
+
+def test_every_strategy_takes_an_optional_boolean_stop_on_divergence_defaulting_to_true() -> None:
+    for name, spec in STRATEGIES.items():
+        prop = spec.config_schema["properties"]["stop_on_divergence"]
+        assert (prop["type"], prop["default"]) == ("boolean", True), name
+        assert "NaN" in prop["description"], name
+        assert "stop_on_divergence" not in spec.config_schema["required"], name
+    for value in (True, False):
+        config = {"n_server_rounds": 2, "batch_size": 8, "local_epochs": 1, "stop_on_divergence": value}
+        validate_job(make_job(server_config=config))
+
+
+def test_stop_on_divergence_must_be_a_boolean() -> None:
+    for value in ("no", 0, 1.0):
+        config = {"n_server_rounds": 2, "batch_size": 8, "local_epochs": 1, "stop_on_divergence": value}
+        found = violations(make_job(server_config=config))
+        assert found == {"job.server_config.stop_on_divergence": "must be of type boolean"}, value

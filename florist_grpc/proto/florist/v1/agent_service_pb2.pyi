@@ -281,7 +281,7 @@ class LaunchClient(_message.Message):
     """Label column of a CSV data file; empty = "label"."""
     @_builtins.property
     def server_config(self) -> _struct_pb2.Struct:
-        """The job's validated server_config."""
+        """The job's validated server_config, every default of its strategy's schema filled in (the client's TrainingConfig)."""
 
     @_builtins.property
     def input_shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:

@@ -54,6 +54,9 @@ class TrainingServiceStub:
     """Streams the global model the FL server saved after a round: first the artifact's description, then the
     file's bytes in chunks. NOT_FOUND if the job or that round's model does not exist;
     FAILED_PRECONDITION if the job has not completed a round yet (or the round's model was not kept).
+    DATA_LOSS (ErrorInfo reason MODEL_CORRUPT, MODEL_NOT_A_FILE or MODEL_UNRECORDED) if the file on disk is not
+    what the FL server saved (its size and SHA-256 are recorded then): before the first chunk when it can tell,
+    else in place of the last chunk, so a stream that ends OK always carried the model as it was saved.
     """
 
 @_typing.type_check_only
@@ -82,6 +85,9 @@ class TrainingServiceAsyncStub(TrainingServiceStub):
     """Streams the global model the FL server saved after a round: first the artifact's description, then the
     file's bytes in chunks. NOT_FOUND if the job or that round's model does not exist;
     FAILED_PRECONDITION if the job has not completed a round yet (or the round's model was not kept).
+    DATA_LOSS (ErrorInfo reason MODEL_CORRUPT, MODEL_NOT_A_FILE or MODEL_UNRECORDED) if the file on disk is not
+    what the FL server saved (its size and SHA-256 are recorded then): before the first chunk when it can tell,
+    else in place of the last chunk, so a stream that ends OK always carried the model as it was saved.
     """
 
 class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -137,6 +143,9 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams the global model the FL server saved after a round: first the artifact's description, then the
         file's bytes in chunks. NOT_FOUND if the job or that round's model does not exist;
         FAILED_PRECONDITION if the job has not completed a round yet (or the round's model was not kept).
+        DATA_LOSS (ErrorInfo reason MODEL_CORRUPT, MODEL_NOT_A_FILE or MODEL_UNRECORDED) if the file on disk is not
+        what the FL server saved (its size and SHA-256 are recorded then): before the first chunk when it can tell,
+        else in place of the last chunk, so a stream that ends OK always carried the model as it was saved.
         """
 
 def add_TrainingServiceServicer_to_server(servicer: TrainingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -330,7 +330,7 @@ export type LaunchClient = Message<"florist.v1.LaunchClient"> & {
   clientType: string;
 
   /**
-   * The job's validated server_config.
+   * The job's validated server_config, every default of its strategy's schema filled in (the client's TrainingConfig).
    *
    * @generated from field: google.protobuf.Struct server_config = 8;
    */
