@@ -134,8 +134,11 @@ def stream_calls(metrics_port: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "florist_rpcs_total" and sample.labels["method"].endswith("/StreamMetrics"):
-                counts[sample.labels["code"]] = int(sample.value)
+            labels = sample.labels
+            if sample.name == "grpc_server_started_total" and labels.get("grpc_method") == "StreamMetrics":
+                counts["started"] = int(sample.value)
+            if sample.name == "grpc_server_handled_total" and labels.get("grpc_method") == "StreamMetrics":
+                counts[labels["grpc_code"]] = int(sample.value)
     return counts
 
 

@@ -11,13 +11,13 @@ from typing import Any
 import grpc
 import pytest
 
-from florist_grpc.api.call_observer import CallEnd, observe
+from florist_grpc.api.call_observer import CallEnd, CallHooks, CallKind, observe
 from florist_grpc.domain.model import SERVER_SOURCE
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.store.base import ReportChange
 from florist_grpc.testing import simulation
-from tests.api.test_interceptors import scrape
+from tests.api.test_interceptors import grpc_labels, scrape
 from tests.helpers import PlaneThread, wait_for
 
 STREAM = "florist.v1.TrainingService/StreamMetrics"
@@ -40,7 +40,7 @@ def test_a_call_cut_before_its_handler_ran_is_counted_cancelled() -> None:
         handler = grpc.unary_stream_rpc_method_handler(never_called)
 
         async def call() -> None:  # what grpc.aio runs per call: interceptors, then the request, then the handler
-            observe(handler, f"/{STREAM}", ends.append)
+            observe(handler, f"/{STREAM}", CallHooks(ends.append))
             await asyncio.Event().wait()  # the request never arrives: the client went away first
 
         task = asyncio.create_task(call())
@@ -51,7 +51,9 @@ def test_a_call_cut_before_its_handler_ran_is_counted_cancelled() -> None:
         return ends
 
     ends = asyncio.run(scenario())
-    assert [(e.method, e.code, e.streaming) for e in ends] == [(f"/{STREAM}", grpc.StatusCode.CANCELLED, True)]
+    assert [(e.method, e.kind, e.code) for e in ends] == [
+        (f"/{STREAM}", CallKind.SERVER_STREAM, grpc.StatusCode.CANCELLED)
+    ]
 
 
 def test_a_stream_cut_while_its_first_message_is_on_its_way_is_counted_cancelled(
@@ -66,14 +68,9 @@ def test_a_stream_cut_while_its_first_message_is_on_its_way_is_counted_cancelled
     assert call.initial_metadata() is not None  # the server confirmed the stream and is sending the event
     call.cancel()
 
-    def counted() -> dict[str, float]:
-        samples = scrape(port)
-        return {
-            name: value
-            for (name, labels), value in samples.items()
-            if dict(labels).get("method") == STREAM and name in ("florist_rpcs_total", "florist_active_streams")
-            for name in [f"{name}{'/' + dict(labels)['code'] if 'code' in dict(labels) else ''}"]
-        }
-
-    wait_for(lambda: counted().get("florist_active_streams") == 0, 10, "the stream to end")
-    assert counted() == {"florist_rpcs_total/CANCELLED": 1, "florist_active_streams": 0}
+    started = ("grpc_server_started_total", grpc_labels("server_stream", STREAM))
+    cancelled = ("grpc_server_handled_total", grpc_labels("server_stream", STREAM, grpc_code="CANCELLED"))
+    active = ("florist_active_streams", (("method", STREAM),))
+    wait_for(lambda: scrape(port).get(active) == 0, 10, "the stream to end")
+    samples = scrape(port)
+    assert (samples[started], samples[cancelled], samples[active]) == (1, 1, 0)
