@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.harness import load_process, read_json_line
 from bench.stats import record
 from florist_grpc.api.convert import dict_to_struct
+from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
@@ -65,14 +66,17 @@ def streams(count: int, processes: int = 4, holder: str = "python") -> None:
         server = psutil.Process(serve.pid)
         idle_mib = server.memory_info().rss / 2**20
         with grpc.insecure_channel(address) as channel:
-            # A job that fails at once (its data is missing): starting it sends every stream two events and ends it.
+            # A one-round job on a small synthetic set: starting it sends every stream its few events and ends it.
+            # (It used to be a job whose data was missing, which failed at once; StartTraining now checks the data
+            # first and launches nothing, so no stream would ever get an event.)
+            data = write_synthetic(Path(directory) / "data", 1, samples_per_client=64)[0]
             job = job_pb2.Job(
                 model="MLP",
                 strategy="FEDAVG",
                 optimizer="SGD",
                 client_type="FEDAVG",
                 server_config=dict_to_struct({"n_server_rounds": 1, "batch_size": 8, "local_epochs": 1}),
-                clients=[job_pb2.ClientInfo(data_path=f"{directory}/missing.pt")],
+                clients=[job_pb2.ClientInfo(data_path=str(data))],
             )
             created = (
                 job_service_pb2_grpc.JobServiceStub(channel)
@@ -99,6 +103,7 @@ def streams(count: int, processes: int = 4, holder: str = "python") -> None:
         rss_holding_mib=holding_mib,
         kib_per_stream=(holding_mib - idle_mib) * 1024 / count,
         all_received=min(r["min_events"] for r in results) >= 2,
+        events=max(r["min_events"] for r in results),
         resumed=sum(r["resumed"] for r in results),
         cut_after=_merged([r["cut_after"] for r in results]),
         why=_merged([r.get("why", {}) for r in results]),
@@ -174,6 +179,7 @@ def replay(count: int, events: int = LONG_JOB_EVENTS, processes: int = 4, waves:
                 streams=count,
                 events=events,
                 seconds_to_confirm_all=confirmed,
+                holder_seconds_to_open=max(r.get("seconds_to_open", 0.0) for r in results),
                 seconds=seconds,
                 every_stream_complete=min(r["min_events"] for r in results) == events,
                 cut=sum(r["resumed"] for r in results),

@@ -67,7 +67,7 @@ def _retrieved(task: asyncio.Task[T]) -> None:
 
 
 class SharedHistory:
-    """Lives on the event loop. `store_reads` counts page reads that reached the store."""
+    """Lives on the event loop."""
 
     def __init__(
         self,
@@ -86,7 +86,6 @@ class SharedHistory:
         self._reads: dict[tuple[str, int], _Read] = {}
         self._jobs: dict[str, asyncio.Task[Progress | None]] = {}
         self._tickets = itertools.count(1)
-        self.store_reads = 0
 
     @property
     def pages_cached(self) -> int:
@@ -145,7 +144,6 @@ class SharedHistory:
         async with self._store_readers:
             start = index * self._page_events
             events = await asyncio.to_thread(self._store.read_events, job_id, start, self._page_events)
-        self.store_reads += 1
         complete = len(events) == self._page_events or bool(events and events[-1].job_state.terminal)
         return Page(tuple(self._frames.of(e) for e in events), [e.sequence for e in events], complete)
 
