@@ -74,7 +74,8 @@ def main() -> None:
                     load = os.getloadavg()[0]
                     record("compare", side=side, case=case, repetition=repetition, loadavg_1m=load)
                     for line in run_case(tree, case):
-                        results.append({"side": side, "case": case, "repetition": repetition, "load": load, **line})
+                        tags = {"side": side, "compared": case, "repetition": repetition, "loadavg_1m_before": load}
+                        results.append({**tags, **line})
                     Path(args.out).write_text(json.dumps(results, indent=1))  # kept as it grows
 
 
