@@ -32,7 +32,9 @@ class CountingStore(SqliteStore):
 def test_300_concurrent_replays_of_a_long_job_all_complete_in_order(plane: PlaneThread) -> None:
     job_id = create_finished(plane.plane.store, LONG_JOB_EVENTS)
     reader = [sys.executable, "-m", "tests.metrics.replay_reader", plane.address, job_id, "300"]
-    received = json.loads(subprocess.run(reader, capture_output=True, text=True, timeout=180, check=True).stdout)
+    root = Path(__file__).resolve().parents[2]  # where `tests` is a package, whatever directory pytest runs from
+    finished = subprocess.run(reader, capture_output=True, text=True, timeout=180, check=True, cwd=root)
+    received = json.loads(finished.stdout)
     every_event = list(range(1, LONG_JOB_EVENTS + 1))
     assert [i for i, sequences in enumerate(received) if sequences != every_event] == []
 
