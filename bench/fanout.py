@@ -9,11 +9,12 @@ import uuid
 from pathlib import Path
 
 from bench.florist_baseline import POLL_SECONDS, FloristStyleListeners, FloristStyleStore
-from bench.harness import embedded_plane, load_process, load_run, read_json_line
+from bench.harness import load_process, load_run, read_json_line
 from bench.stats import record, summary
 from florist_grpc.config import Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.testing import simulation
+from florist_grpc.testing.plane import embedded_plane
 
 GOAL_P99_MS = 20.0
 

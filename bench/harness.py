@@ -1,34 +1,12 @@
-"""Running the pieces of a benchmark: an embedded control plane, load processes, a scratch directory."""
+"""Running the pieces of a benchmark: load processes and their JSON results (the embedded control plane is
+florist_grpc/testing/plane.py's `embedded_plane`)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-
-from florist_grpc.config import Settings, Timeouts
-from florist_grpc.store.base import JobStore
-from florist_grpc.testing.plane import ControlPlaneThread
-
-
-@contextmanager
-def embedded_plane(
-    store: JobStore | None = None, launcher_pool: bool = True, timeouts: Timeouts | None = None
-) -> Iterator[ControlPlaneThread]:
-    with tempfile.TemporaryDirectory(prefix="florist-bench-") as directory:
-        settings = Settings(
-            port=0, data_dir=Path(directory) / "florist", launcher_pool=launcher_pool, timeouts=timeouts or Timeouts()
-        )
-        plane = ControlPlaneThread(settings, store)
-        try:
-            yield plane
-        finally:
-            plane.stop()
 
 
 def load_process(*args: str) -> subprocess.Popen[str]:

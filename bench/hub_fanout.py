@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from bench.harness import embedded_plane, load_process, read_json_line
+from bench.harness import load_process, read_json_line
 from bench.stats import record, summary
 from florist_grpc.domain.model import SERVER_SOURCE, JobState, JsonObject, MetricsEvent
 from florist_grpc.store.base import ReportChange
 from florist_grpc.testing import simulation
+from florist_grpc.testing.plane import embedded_plane
 
 
 async def _loop_cpu_seconds() -> float:

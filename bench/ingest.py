@@ -26,7 +26,7 @@ import mongomock
 import redis
 
 from bench.florist_baseline import FloristStyleListeners, FloristStyleStore
-from bench.harness import embedded_plane, load_run
+from bench.harness import load_run
 from bench.stats import record
 from florist_grpc.config import Timeouts
 from florist_grpc.domain.model import SERVER_SOURCE, Client, Job, JobState, JsonObject, MetricsEvent, Source, SourceKind
@@ -35,6 +35,7 @@ from florist_grpc.store.base import JobStore, ReportChange
 from florist_grpc.store.mongo import MongoStore
 from florist_grpc.testing import simulation
 from florist_grpc.testing.mongomock_compat import patch_mongomock
+from florist_grpc.testing.plane import embedded_plane
 
 GOAL_REPORTS_PER_S = 5000
 SOURCES_PER_JOB = 4

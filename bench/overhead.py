@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 import redis
 
-from bench.harness import embedded_plane
 from bench.stats import record
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Timeouts
@@ -28,6 +27,7 @@ from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
+from florist_grpc.testing.plane import embedded_plane
 
 GOAL_RATIO = 1.15
 # client_wait_seconds: how long an FL server waits for its clients before failing the run (60 s by default). Many

@@ -29,7 +29,6 @@ import grpc
 import psutil
 from google.protobuf import json_format
 
-from bench.harness import embedded_plane
 from bench.overhead import CONFIG, plain_job, plain_script
 from bench.stats import percentile, record
 from florist_grpc.api.convert import dict_to_struct
@@ -38,7 +37,7 @@ from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
-from florist_grpc.testing.plane import ControlPlaneThread
+from florist_grpc.testing.plane import ControlPlaneThread, embedded_plane
 
 FL_MODULES = ("florist_grpc.fl.server", "florist_grpc.fl.client")
 # Spawned, many processes (and each job's data probe) import torch at once: on 2 cores a spawned FL server needs

@@ -1,10 +1,11 @@
-"""One frozen settings object built from command-line flags and FLORIST_<FLAG> environment variables."""
+"""The frozen settings of `serve` and `agent`, built from the typed values of their flags (cli/service.py
+defines the flags and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold
+the rules between flags."""
 
 from __future__ import annotations
 
-import argparse
-import os
-from collections.abc import Mapping
+import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,23 @@ class TLSConfig:
     key_file: Path
     # When set, clients must present a certificate signed by this CA (mutual TLS).
     client_ca_file: Path | None = None
+
+
+def certificate_problem(tls: TLSConfig) -> str | None:
+    """Why a server could not use these files (unreadable, not PEM, a key that is not the certificate's), or None.
+    gRPC would only say that it could not listen on its port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # An empty password: an encrypted key is refused (as gRPC refuses it) instead of prompted for.
+        context.load_cert_chain(tls.cert_file, tls.key_file, password=lambda: "")
+    except (OSError, ssl.SSLError) as exc:
+        return f"--tls-cert {tls.cert_file} and --tls-key {tls.key_file}: not a certificate and its key in PEM ({exc})"
+    if tls.client_ca_file is not None:
+        try:
+            context.load_verify_locations(tls.client_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            return f"--tls-client-ca {tls.client_ca_file}: not a CA certificate in PEM ({exc})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,8 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Settings:
+    """`florist-grpc serve`. Each field's default is the default of its flag."""
+
     host: str = "127.0.0.1"
     port: int = 50051
     data_dir: Path = Path(".florist")
@@ -79,6 +99,9 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     # Fork FL processes from a process that has imported torch and Flower already (launch/pool.py).
     launcher_pool: bool = True
+    # `--data-root`: local clients' data files must lie under one of these (resolved) directories, symlinks
+    # resolved; none = any absolute regular file.
+    data_roots: tuple[Path, ...] = ()
 
     @property
     def is_loopback(self) -> bool:
@@ -92,14 +115,70 @@ class Settings:
             return self.advertise_host
         return self.host if not is_wildcard(self.host) else LOOPBACK
 
-
-def env_default(env: Mapping[str, str], flag: str, default: str | None = None) -> str | None:
-    """The FLORIST_<FLAG> environment variable for `--flag-name`, else `default`."""
-    return env.get("FLORIST_" + flag.lstrip("-").replace("-", "_").upper(), default)
+    @classmethod
+    def build(
+        cls,
+        *,
+        host: str,
+        port: int,
+        data_dir: Path,
+        mongodb_uri: str,
+        redis_url: str,
+        auth_file: Path | None,
+        tls_cert: Path | None,
+        tls_key: Path | None,
+        tls_client_ca: Path | None,
+        insecure_no_auth: bool,
+        advertise_host: str,
+        metrics_port: int,
+        launcher_pool: bool,
+        data_roots: Sequence[Path],
+    ) -> Settings:
+        """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
+        together (named as the flags are)."""
+        tls = None
+        if tls_cert or tls_key:
+            if not (tls_cert and tls_key):
+                raise ValueError("--tls-cert and --tls-key must be given together")
+            tls = TLSConfig(tls_cert, tls_key, tls_client_ca)
+            if problem := certificate_problem(tls):
+                raise ValueError(problem)
+        elif tls_client_ca:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        for flag, value in (("--port", port), ("--metrics-port", metrics_port)):
+            if not 0 <= value <= 65535:
+                raise ValueError(f"{flag} must be 0..65535, not {value}")
+        if metrics_port and metrics_port == port:
+            raise ValueError(
+                f"--metrics-port {metrics_port} is also --port: give the metrics endpoint a port of its own"
+            )
+        for root in data_roots:
+            if not root.is_dir():
+                raise ValueError(f"--data-root {root} is not a directory")
+        if auth_file is None and not is_loopback(host) and not insecure_no_auth:
+            raise ValueError(
+                f"refusing to serve without authentication on {host}: give --auth-file, "
+                "or --insecure-no-auth if this network is trusted"
+            )
+        return cls(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            mongodb_uri=mongodb_uri,
+            redis_url=redis_url,
+            auth_file=auth_file,
+            tls=tls,
+            insecure_no_auth=insecure_no_auth,
+            advertise_host=advertise_host.strip(),
+            metrics_port=metrics_port,
+            launcher_pool=launcher_pool,
+            data_roots=tuple(root.resolve() for root in data_roots),
+        )
 
 
 def agent_token(env: Mapping[str, str]) -> str:
-    """The agent's own token: the one place FLORIST_AGENT_TOKEN is read."""
+    """The agent's own token: the one place FLORIST_AGENT_TOKEN is read (a variable, never a flag: argv is
+    visible to every user of the machine)."""
     return env.get("FLORIST_AGENT_TOKEN", "")
 
 
@@ -132,121 +211,55 @@ class AgentSettings:
     def tls(self) -> bool:
         return self.tls_ca is not None
 
-
-def agent_settings_from_args(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> AgentSettings:
-    """Build AgentSettings; raise ValueError with a message for the user when flags do not fit together."""
-    if problem := address_problem(args.control_plane or ""):
-        raise ValueError(f"--control-plane {args.control_plane!r}: {problem}")
-    if problem := agent_name_problem(args.name or ""):
-        raise ValueError(f"--name {args.name!r}: {problem}")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise ValueError("--tls-cert and --tls-key must be given together")
-    if args.tls_cert and not args.tls_ca:
-        raise ValueError("--tls-cert needs --tls-ca")
-    host, _ = split_host_port(args.control_plane)
-    if not args.tls_ca and not args.insecure and not is_loopback(host):
-        raise ValueError(
-            f"refusing to send the agent token in plaintext to {host}: give --tls-ca, "
-            "or --insecure if this network is trusted"
-        )
-    root = Path(args.data_root)
-    if not root.is_dir():
-        raise ValueError(f"--data-root {root} is not a directory")
-    return AgentSettings(
-        control_plane=args.control_plane,
-        name=args.name,
-        data_root=root.resolve(),
-        token=agent_token(env),
-        tls_ca=Path(args.tls_ca) if args.tls_ca else None,
-        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
-        tls_key=Path(args.tls_key) if args.tls_key else None,
-        insecure=bool(args.insecure),
-        launcher_pool=not getattr(args, "no_launcher_pool", False),
-    )
-
-
-def add_agent_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] = os.environ) -> None:
-    def opt(flag: str, default: str | None = None, **kwargs: object) -> None:
-        parser.add_argument(flag, default=env_default(env, flag, default), **kwargs)  # type: ignore[arg-type]
-
-    opt("--control-plane", None, help="host:port of the control plane to dial")
-    opt("--name", None, help="this agent's name (jobs name it in ClientInfo.agent)")
-    opt("--data-root", None, help="datasets FL clients may read; job data paths are relative to it")
-    opt("--tls-ca", None, help="CA of the control plane's certificate (PEM); enables TLS")
-    opt("--tls-cert", None, help="client certificate for mutual TLS (PEM)")
-    opt("--tls-key", None, help="client private key for mutual TLS (PEM)")
-    parser.add_argument(
-        "--insecure",
-        action="store_true",
-        default=env_flag(env, "--insecure"),
-        help="allow plaintext to a non-loopback control plane",
-    )
-
-
-def env_flag(env: Mapping[str, str], flag: str) -> bool:
-    return (env_default(env, flag, "") or "").lower() in {"1", "true", "yes", "on"}
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] = os.environ) -> None:
-    def opt(flag: str, default: str | None = None, **kwargs: object) -> None:
-        parser.add_argument(flag, default=env_default(env, flag, default), **kwargs)  # type: ignore[arg-type]
-
-    opt("--host", "127.0.0.1", help="address to bind (default 127.0.0.1)")
-    opt("--port", "50051", type=int, help="port to bind; 0 picks a free one (default 50051)")
-    opt("--data-dir", ".florist", help="SQLite store, embedded Redis and FL logs (default ./.florist)")
-    opt("--mongodb-uri", "", help="use this MongoDB instead of the embedded SQLite store")
-    opt("--redis-url", "", help="use this Redis instead of starting one")
-    opt("--auth-file", None, help="tokens: lines of 'ROLE SHA256_HEX [NAME]'")
-    opt("--tls-cert", None, help="server certificate (PEM)")
-    opt("--tls-key", None, help="server private key (PEM)")
-    opt("--tls-client-ca", None, help="require client certificates signed by this CA (PEM)")
-    opt("--advertise-host", "", help="host agents' FL clients reach FL servers at (default: --host unless wildcard)")
-    opt("--metrics-port", "0", type=int, help="serve Prometheus metrics on this port (default 0: off)")
-    opt("--log-format", "text", choices=["text", "json"], help="log lines as text or as JSON objects (default text)")
-    parser.add_argument(
-        "--insecure-no-auth",
-        action="store_true",
-        default=env_flag(env, "--insecure-no-auth"),
-        help="allow serving without --auth-file on a non-loopback address",
-    )
-    parser.add_argument(
-        "--no-launcher-pool",
-        action="store_true",
-        default=env_flag(env, "--no-launcher-pool"),
-        help="spawn each FL process instead of forking it from a preloaded launcher pool",
-    )
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Build Settings; raise ValueError with a message for the user when flags do not fit together."""
-    tls = None
-    if args.tls_cert or args.tls_key:
-        if not (args.tls_cert and args.tls_key):
+    @classmethod
+    def build(
+        cls,
+        *,
+        control_plane: str,
+        name: str,
+        data_root: Path,
+        token: str,
+        tls_ca: Path | None,
+        tls_cert: Path | None,
+        tls_key: Path | None,
+        insecure: bool,
+        launcher_pool: bool,
+    ) -> AgentSettings:
+        """AgentSettings from the agent's flags and its token; raise ValueError with a message for the user when
+        they do not fit together."""
+        if problem := address_problem(control_plane):
+            raise ValueError(f"--control-plane {control_plane!r}: {problem}")
+        if problem := agent_name_problem(name):
+            raise ValueError(f"--name {name!r}: {problem}")
+        if bool(tls_cert) != bool(tls_key):
             raise ValueError("--tls-cert and --tls-key must be given together")
-        tls = TLSConfig(
-            Path(args.tls_cert), Path(args.tls_key), Path(args.tls_client_ca) if args.tls_client_ca else None
+        if tls_cert and not tls_ca:
+            raise ValueError("--tls-cert needs --tls-ca")
+        host, _ = split_host_port(control_plane)
+        if not tls_ca and not insecure and not is_loopback(host):
+            raise ValueError(
+                f"refusing to send the agent token in plaintext to {host}: give --tls-ca, "
+                "or --insecure if this network is trusted"
+            )
+        if not token and not insecure and not is_loopback(host):
+            # A control plane on another machine has an auth file (serve refuses a non-loopback address without
+            # one unless --insecure-no-auth): without a token every session would be refused. On loopback it may
+            # be a development control plane without one; there a missing token is refused at the first session.
+            raise ValueError(
+                f"FLORIST_AGENT_TOKEN is not set: the control plane at {control_plane} accepts this agent only "
+                f"with the token of an 'agent SHA256_HEX {name}' line of its auth file (or give --insecure if it "
+                "runs without one, with --insecure-no-auth)"
+            )
+        if not data_root.is_dir():
+            raise ValueError(f"--data-root {data_root} is not a directory")
+        return cls(
+            control_plane=control_plane,
+            name=name,
+            data_root=data_root.resolve(),
+            token=token,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            insecure=insecure,
+            launcher_pool=launcher_pool,
         )
-    elif args.tls_client_ca:
-        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-    for flag, value in (("--port", args.port), ("--metrics-port", args.metrics_port)):
-        if not 0 <= int(value) <= 65535:
-            raise ValueError(f"{flag} must be 0..65535, not {value}")
-    settings = Settings(
-        host=args.host,
-        port=int(args.port),
-        data_dir=Path(args.data_dir),
-        mongodb_uri=args.mongodb_uri or "",
-        redis_url=args.redis_url or "",
-        auth_file=Path(args.auth_file) if args.auth_file else None,
-        tls=tls,
-        insecure_no_auth=bool(args.insecure_no_auth),
-        advertise_host=(args.advertise_host or "").strip(),
-        metrics_port=int(args.metrics_port),
-        launcher_pool=not getattr(args, "no_launcher_pool", False),
-    )
-    if settings.auth_file is None and not settings.is_loopback and not settings.insecure_no_auth:
-        raise ValueError(
-            f"refusing to serve without authentication on {settings.host}: give --auth-file, "
-            "or --insecure-no-auth if this network is trusted"
-        )
-    return settings

@@ -131,3 +131,24 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         except OSError:
             return False
         return True
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port now (another listener, no such address), or None. Binds with
+    SO_REUSEADDR, as servers do, so a port left in TIME_WAIT by a process that just ended counts as free."""
+    if port == 0:
+        return None
+    address = join_host_port(host, port)
+    try:
+        candidates = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"cannot listen on {address}: {exc}"
+    for family, kind, protocol, _, where in candidates:
+        with socket.socket(family, kind, protocol) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(where)
+                s.listen(1)
+            except OSError as exc:
+                return f"cannot listen on {address}: {exc.strerror or exc}"
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import cast
 
 import grpc
 from google.protobuf import any_pb2, message
@@ -81,9 +82,13 @@ def error_info(reason: str, metadata: dict[str, str] | None = None) -> error_det
     )
 
 
+def code_of(exc: errors.FloristError) -> int:
+    """The gRPC status code (google.rpc.Code) of a domain error."""
+    return next((c for cls, c in CODES.items() if isinstance(exc, cls)), code_pb2.INTERNAL)
+
+
 def to_status(exc: errors.FloristError) -> grpc.Status:
-    code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), code_pb2.INTERNAL)
-    status = status_pb2.Status(code=code, message=_cut(str(exc), MESSAGE_BYTES))
+    status = status_pb2.Status(code=code_of(exc), message=_cut(str(exc), MESSAGE_BYTES))
     # BadRequest first, where clients written before ErrorInfo look for it. FAILED_PRECONDITION may carry field
     # violations too: which client's data file blocks a start.
     if isinstance(exc, errors.InvalidArgument) or (isinstance(exc, errors.FailedPrecondition) and exc.violations):
@@ -115,11 +120,20 @@ class RemoteError(errors.FloristError):
         super().__init__(f"{code.name}: {message}", reason=reason or code.name, metadata=metadata)
 
 
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The code and message of a failed call, whether a synchronous stub's (a grpc.Call) or a grpc.aio one's
+    (an AioRpcError, with the same code()/details() as plain methods); UNKNOWN and its text for anything else."""
+    if isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
+        return exc.code(), exc.details() or str(exc)
+    return grpc.StatusCode.UNKNOWN, str(exc)
+
+
 def _details(exc: object) -> list[any_pb2.Any]:
-    if not isinstance(exc, grpc.Call):
+    if not isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
         return []
     try:
-        status = rpc_status.from_call(exc)
+        # from_call reads code(), details() and trailing_metadata() only, which an AioRpcError has too.
+        status = rpc_status.from_call(cast(grpc.Call, exc))
     except ValueError:  # a details trailer that contradicts the call's code or message
         return []
     return list(status.details) if status is not None else []
@@ -146,8 +160,7 @@ def reason_of(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
 
 def from_rpc_error(exc: grpc.RpcError) -> errors.FloristError:
     """The domain error a failed call stands for: the inverse of `to_status` (code, message, reason, metadata)."""
-    code: grpc.StatusCode = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    message = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+    code, message = status_of(exc)
     info = reason_of(exc)
     reason = info.reason if info is not None and info.domain == DOMAIN and info.reason else None
     metadata = dict(info.metadata) if info is not None and reason is not None else None

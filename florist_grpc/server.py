@@ -5,9 +5,9 @@ TLS, and the background machinery (store, Redis, follower) with an orderly shutd
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,25 +27,32 @@ from florist_grpc.api.reflection import enable_reflection
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
-from florist_grpc.domain.model import JobState, MetricsEvent
+from florist_grpc.domain.model import JobState
 from florist_grpc.jobs.follower import JobFollower
+from florist_grpc.jobs.logs import JobLogs
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.plugins import load_catalog
 from florist_grpc.launch.pool import LauncherPool
+from florist_grpc.launch.watcher import ProcessWatcher
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.ingest import ReportIngest
+from florist_grpc.metrics.listener import ReportListener
+from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
+from florist_grpc.metrics.report_reader import ReportReader
 from florist_grpc.metrics.stream import MetricsFeed
 from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
-from florist_grpc.net import redis_address_of
+from florist_grpc.net import listen_problem, redis_address_of
 from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
+from florist_grpc.startup import step
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
 from florist_grpc.store.factory import open_store
@@ -86,25 +93,28 @@ class ControlPlane:
         self._health_task: asyncio.Task[None] | None = None
         self._redis_probe: redis.Redis | None = None
         self.metrics = PlaneMetrics()
-        self._lock: DataDirLock | None = None
         self._pool: LauncherPool | None = None
+        self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
 
     async def start(self) -> None:
-        data_dir = self.settings.data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = DataDirLock(data_dir)
-        self._lock.acquire()  # before anything in the data dir (store, Redis, jobs) is touched
-        try:
-            await self._start(data_dir)
-        except BaseException:
-            self._lock.release()
-            raise
+        """Start serving. A start that fails stops whatever it had started, in reverse order (server, metrics
+        endpoint, launcher pool, store, embedded Redis, data-dir lock), and raises StartFailed naming the step."""
+        async with contextlib.AsyncExitStack() as started:
+            await self._start(started)
+            self._started = started.pop_all()  # stop() unwinds it
 
-    async def _start(self, data_dir: Path) -> None:
+    async def _start(self, started: contextlib.AsyncExitStack) -> None:
         settings = self.settings
+        data_dir = settings.data_dir.resolve()
+        with step(f"creating the data dir {data_dir}"):
+            data_dir.mkdir(parents=True, exist_ok=True)
+        lock = DataDirLock(data_dir)
+        lock.acquire()  # before anything in the data dir (store, Redis, jobs) is touched; names the holder
+        started.callback(lock.release)  # last: once the store and Redis are closed, another serve may take it
         # Interceptor order, outermost first: metrics counts and times every call (denied ones too); audit logs
         # each mutating call with its outcome (denials too); auth runs last, right before the servicer.
-        tokens = load_auth_file(settings.auth_file) if settings.auth_file is not None else None
+        with step(f"reading --auth-file {settings.auth_file}"):
+            tokens = load_auth_file(settings.auth_file) if settings.auth_file is not None else None
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
             MetricsInterceptor(self.metrics),
             AuditInterceptor(tokens),
@@ -112,45 +122,55 @@ class ControlPlane:
         if tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
         server = build_server(interceptors)
-        # Bound first: a port in use fails the start before the store or Redis are touched.
-        self.port = add_port(server, f"{settings.host}:{settings.port}", server_credentials(settings))
-
+        # Ports first: one in use fails the start before the store, Redis or the launcher pool are touched.
+        with step(f"--port {settings.port}"):
+            if problem := listen_problem(settings.host, settings.port):
+                raise OSError(problem)  # said before gRPC tries, which would also log its own lines about it
+            self.port = add_port(server, f"{settings.host}:{settings.port}", server_credentials(settings))
+        started.push_async_callback(self._release_port, server)
+        if settings.metrics_port:
+            with step(f"--metrics-port {settings.metrics_port}"):
+                self.metrics.serve(settings.host, settings.metrics_port)
+            started.callback(self.metrics.close)
         if settings.launcher_pool:
             # Started first: it imports torch and Flower in the background while the rest starts up.
             self._pool = LauncherPool(data_dir / "launcher-pool.log", settings.timeouts)
-            self._pool.start()
+            with step("starting the launcher pool"):
+                self._pool.start()
+            started.push_async_callback(asyncio.to_thread, self._pool.stop)  # FL processes it forked keep running
         store = self._given_store
         if store is None:
-            store = await asyncio.to_thread(open_store, settings.mongodb_uri, data_dir)
+            with step("opening the job store"):
+                store = await asyncio.to_thread(open_store, settings.mongodb_uri, data_dir)
+        started.callback(store.close)
         embedded: EmbeddedRedis | None = None
         if settings.redis_url:
             self.redis_url = settings.redis_url
         else:
             embedded = EmbeddedRedis(data_dir, settings.timeouts)
-            self.redis_url = await asyncio.to_thread(embedded.start)
-        loop = asyncio.get_running_loop()
-        hub = EventHub(loop)
+            started.push_async_callback(stop_embedded_redis, embedded, store)
+            with step(f"starting the embedded Redis in {embedded.dir}"):
+                self.redis_url = await asyncio.to_thread(embedded.start)
+        hub = EventHub(asyncio.get_running_loop())
         timeouts = settings.timeouts
-
-        def publish(events: list[MetricsEvent]) -> None:
-            hub.publish_threadsafe(events)
-            self.metrics.events_published(events)
-
+        publisher = EventPublisher(hub, self.metrics)
         # Per-run Redis users only in a Redis we own; an external one is its operator's (its URL's credentials).
         users = RunUsers(self.redis_url, timeouts.report_key_ttl_seconds, per_run_users=embedded is not None)
-        follower = JobFollower(
-            store,
-            self.redis_url,
-            publish,
-            timeouts,
+        started.callback(users.close)
+        # A report: listener -> reader (on the follower's thread: throttle, ingest -> store) -> publisher -> hub.
+        reader = ReportReader(
+            ReportIngest(self.redis_url, store, publisher.publish),
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
-            users.retire,
         )
+        listener = ReportListener(self.redis_url, reader.notify)
+        follower = JobFollower(store, reader, listener, ProcessWatcher(), publisher, timeouts, users.retire)
         agents = Agents(self.redis_url, timeouts)
+        started.push_async_callback(agents.close)
         supervisor = RedisSupervisor(embedded) if embedded is not None else None
         # Builtin models plus installed plugins, described in a subprocess (plugins import torch; we do not).
-        catalog = await asyncio.to_thread(load_catalog, timeouts.plugin_discovery_seconds)
+        with step("describing the installed model plugins"):
+            catalog = await asyncio.to_thread(load_catalog, timeouts.plugin_discovery_seconds)
         registry = JobRegistry(
             store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host, catalog
         )
@@ -167,23 +187,28 @@ class ControlPlane:
             catalog,
             agents.probe_data,
             self._pool,
+            settings.data_roots,
         )
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
-        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), agents), server)
+        logs = JobLogs(registry, agents, trainer.log_path)
+        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
-        agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(agents, tokens), server)
+        agent_grpc.add_AgentServiceServicer_to_server(
+            AgentServicer(agents, tokens, timeouts.agent_call_seconds), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
-        if settings.metrics_port:
-            self.metrics.serve(settings.host, settings.metrics_port)
         follower.start()
-        recovered = await asyncio.to_thread(recover, store, follower, agents)
+        started.push_async_callback(asyncio.to_thread, follower.stop)
+        with step("re-attaching the jobs in progress"):
+            recovered = await asyncio.to_thread(recover, store, follower, agents)
         if recovered:
             log.info("re-attached %d IN_PROGRESS job(s)", recovered)
-        await server.start()
+        with step("starting the gRPC server"):
+            await server.start()
         self._server = server
         await self._check_health()
         self._health_task = asyncio.create_task(self._watch_health())
@@ -253,8 +278,16 @@ class ControlPlane:
         assert self._server is not None
         await self._server.wait_for_termination()
 
+    async def _release_port(self, server: grpc.aio.Server) -> None:
+        # grpc.aio frees a bound port only when a started server stops: one that never started (the start failed
+        # after binding) is started, with whatever is registered by then, and stopped at once.
+        if self._server is None:
+            await server.start()
+        await server.stop(0)
+
     async def stop(self, grace: float | None = None) -> None:
-        """Stop serving: NOT_SERVING first, in-flight unary calls get `grace` seconds, streams are cancelled."""
+        """Stop serving: NOT_SERVING first, in-flight unary calls get `grace` seconds, streams are cancelled; then
+        everything start() started stops, in reverse order."""
         grace = self.settings.timeouts.shutdown_grace_seconds if grace is None else grace
         if self._health_task is not None:
             self._health_task.cancel()
@@ -266,23 +299,21 @@ class ControlPlane:
         if self._redis_probe is not None:
             self._redis_probe.close()
         self.metrics.close()
-        if self._pool is not None:
-            await asyncio.to_thread(self._pool.stop)  # FL processes it forked keep running
-        running, self._running = self._running, None
-        if running is not None:
-            await self._stop_machinery(running)
-        if self._lock is not None:
-            self._lock.release()  # last: the store and Redis are closed, another serve may take the data dir
+        self._running = None
+        started, self._started = self._started, None
+        if started is not None:
+            await started.aclose()
 
-    async def _stop_machinery(self, running: Running) -> None:
-        await asyncio.to_thread(running.follower.stop)
-        await running.agents.close()
-        running.users.close()
-        if running.redis is not None:
-            in_progress = await asyncio.to_thread(running.store.jobs_in_state, JobState.IN_PROGRESS)
-            if in_progress:
-                # FL processes keep reporting into it; a restarted control plane adopts it and resumes.
-                log.info("leaving the embedded Redis running for %d IN_PROGRESS job(s)", len(in_progress))
-            else:
-                await asyncio.to_thread(running.redis.stop)
-        running.store.close()
+
+async def stop_embedded_redis(embedded: EmbeddedRedis, store: JobStore) -> None:
+    """Stop the embedded Redis unless jobs are in progress: their FL processes keep reporting into it, and a
+    restarted control plane adopts it and resumes."""
+    try:
+        in_progress = await asyncio.to_thread(store.jobs_in_state, JobState.IN_PROGRESS)
+    except Exception as exc:  # the store is unreadable: keep the Redis, as if jobs were running
+        log.warning("leaving the embedded Redis running: cannot tell whether jobs are in progress (%s)", exc)
+        return
+    if in_progress:
+        log.info("leaving the embedded Redis running for %d IN_PROGRESS job(s)", len(in_progress))
+    else:
+        await asyncio.to_thread(embedded.stop)

@@ -11,7 +11,8 @@ import pytest
 from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.metrics.embedded_redis import redis_server_binary
 from florist_grpc.net import free_port
-from tests.helpers import PlaneThread, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import wait_for
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
@@ -23,8 +24,8 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 @pytest.fixture
-def plane(tmp_path: Path) -> Iterator[PlaneThread]:
-    running = PlaneThread(tmp_path / "florist")
+def plane(tmp_path: Path) -> Iterator[ControlPlaneThread]:
+    running = ControlPlaneThread.in_dir(tmp_path / "florist")
     yield running
     running.stop()
 

@@ -3,7 +3,6 @@ secrets, the image; then Docker Compose's own loader on the file. Fast: no Docke
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import re
@@ -16,10 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 import pytest
+import typer.main
 import yaml
-
-from florist_grpc.config import add_serve_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -129,6 +128,15 @@ def accepted_flags(command: str) -> set[str]:
     return real if marker in real else real | pending
 
 
+def command_params(command: str) -> list[click.Parameter]:
+    """The parameters of `florist-grpc COMMAND` as its typer app defines them (flags, switches, variables)."""
+    from florist_grpc.cli import app
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, click.Group)
+    return list(group.commands[command].params)
+
+
 def networks_of(service: dict[str, Any]) -> set[str]:
     return set(service.get("networks", ["default"]))
 
@@ -168,13 +176,11 @@ def test_every_flag_is_in_the_contract_and_in_the_code(invocation: Invocation) -
         assert flag in accepted_flags(invocation.command), f"{invocation}: `--help` does not list {flag}"
 
 
-def test_the_serve_flags_compose_uses_are_ones_config_parses() -> None:
-    parser = argparse.ArgumentParser()
-    add_serve_arguments(parser, env={})
-    known = {option for action in parser._actions for option in action.option_strings}
+def test_the_serve_flags_compose_uses_are_ones_the_command_parses() -> None:
+    known = {option for param in command_params("serve") for option in [*param.opts, *param.secondary_opts]}
     _, pending = PENDING["serve"]
     used = {flag for i in invocations() if i.command == "serve" for flag in i.flags}
-    assert used - pending <= known, "flags settings_from_args never sees"
+    assert used - pending <= known, "flags the serve command does not parse"
 
 
 def test_every_florist_variable_is_one_the_code_reads() -> None:
@@ -187,10 +193,8 @@ def test_every_florist_variable_is_one_the_code_reads() -> None:
         for variable in (v for v in names if v.startswith("FLORIST_")):
             checked += 1
             assert any(variable in CONTRACT_ENV[c] for c in reads), f"{name}: {variable} is in no contract it runs"
-            # Read by name (FLORIST_AGENT_TOKEN), or a serve flag's FLORIST_<FLAG> through config.env_default.
-            parser = argparse.ArgumentParser()
-            add_serve_arguments(parser, env={variable: "from-env"})
-            by_flag = "serve" in reads and any(a.default == "from-env" for a in parser._actions)
+            # Read by name (FLORIST_AGENT_TOKEN), or the environment variable of a serve flag (click reads it).
+            by_flag = "serve" in reads and any(p.envvar == variable for p in command_params("serve"))
             assert f'"{variable}"' in sources or by_flag, f"{name}: the code never reads {variable}"
     assert checked >= 2, "each agent takes its token from FLORIST_AGENT_TOKEN"
 

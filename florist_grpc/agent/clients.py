@@ -11,23 +11,20 @@ import json
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from florist_grpc.domain.catalog import OPTIMIZERS
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from florist_grpc.domain.model import Exit, ProcessRef
-from florist_grpc.domain.training import TrainingConfig
 from florist_grpc.domain.validation import DEVICE
-from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch import process
+from florist_grpc.launch.agent_protocol import KnownClient, LaunchClient, ProcessExited
 from florist_grpc.launch.handles import LocalProcess, start_local
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import probe_files
-from florist_grpc.launch.wire import from_struct
 from florist_grpc.metrics.redis_users import RedisCredentials
-from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -109,53 +106,43 @@ class SiteClients:
         return probe_files([(str(path), label_column)], self._probe_seconds, self._pool)[0]
 
     def launch(
-        self, request: pb.LaunchClient, redis_address: str, credentials: RedisCredentials, tls_ca: Path | None
+        self, request: LaunchClient, redis_address: str, credentials: RedisCredentials, tls_ca: Path | None
     ) -> ProcessRef:
         """Start the client (once per uuid: a retried launch returns the running one)."""
+        asked = request.run
         problems = []
-        if not request.client_uuid.isalnum():
+        if not asked.uuid.isalnum():
             problems.append(FieldViolation("client_uuid", "must be alphanumeric"))
         # The model may come from a plugin installed here: the client process builds it (and fails, logged, if
         # the plugin is missing on this machine).
-        if not request.model:
+        if not asked.model:
             problems.append(FieldViolation("model", "is required"))
-        if request.optimizer not in OPTIMIZERS:
-            problems.append(FieldViolation("optimizer", f"unknown optimizer {request.optimizer!r}"))
-        if request.device and not DEVICE.match(request.device):
-            problems.append(FieldViolation("device", f"unknown device {request.device!r}"))
+        if asked.optimizer not in OPTIMIZERS:
+            problems.append(FieldViolation("optimizer", f"unknown optimizer {asked.optimizer!r}"))
+        if not DEVICE.match(asked.device):
+            problems.append(FieldViolation("device", f"unknown device {asked.device!r}"))
         if problems:
             raise InvalidArgument(problems)
         if request.tls and tls_ca is None:
             raise PermissionDenied("the FL server uses TLS, but this agent has no --tls-ca to verify it with")
-        data = resolve_data_path(self.root, self.state_dir, request.data_path)
+        data = resolve_data_path(self.root, self.state_dir, asked.data_path)
         with self._lock:
-            existing = self._clients.get(request.client_uuid)
+            existing = self._clients.get(asked.uuid)
             if existing is not None:
                 return existing.handle.ref
-            run = ClientRun(
-                server_address=request.server_address,
-                redis_address=redis_address,
-                uuid=request.client_uuid,
-                model=request.model,
-                optimizer=request.optimizer,
-                client_type=request.client_type,
+            # What is the site's own: its file, its Redis and the client's user there, its CA.
+            run = replace(
+                asked,
                 data_path=str(data),
-                training=TrainingConfig.from_server_config(from_struct(request.server_config)),
-                device=request.device or "auto",
-                root_certificates_file=str(tls_ca) if request.tls and tls_ca else "",
-                input_shape=list(request.input_shape),
-                num_classes=request.num_classes,
-                model_config=from_struct(request.model_config),
-                label_column=request.label_column,
+                redis_address=redis_address,
                 redis_username=credentials.username,
                 redis_password=credentials.password,
+                root_certificates_file=str(tls_ca) if request.tls and tls_ca else "",
             )
-            handle = start_local(
-                "client", run.to_json(), self.state_dir / "logs" / f"{request.client_uuid}.log", self._pool
-            )
-            self._clients[request.client_uuid] = SiteClient(handle)
+            handle = start_local("client", run.to_json(), self.state_dir / "logs" / f"{run.uuid}.log", self._pool)
+            self._clients[run.uuid] = SiteClient(handle)
             self._save()
-        log.info("launched client %s (pid %d)", request.client_uuid, handle.ref.pid)
+        log.info("launched client %s (pid %d)", run.uuid, handle.ref.pid)
         return handle.ref
 
     def stop(self, client_uuid: str) -> None:
@@ -177,24 +164,17 @@ class SiteClients:
                 self._save()
         return ended
 
-    def exited(self, client_uuid: str) -> ProcessExitedFields:
+    def exited(self, client_uuid: str) -> ProcessExited:
+        """How an ended client ended, as the control plane hears it (with its log's tail if it failed)."""
         client = self._clients[client_uuid]
         assert client.exit is not None
         tail = client.handle.log_tail() if not client.exit.clean else ""
-        return ProcessExitedFields(client.exit.code, tail)
+        return ProcessExited(client_uuid, client.exit.code, tail)
 
-    def known(self) -> list[pb.KnownClient]:
+    def known(self) -> list[KnownClient]:
         with self._lock:
             clients = list(self._clients.items())
-        return [
-            pb.KnownClient(
-                client_uuid=u,
-                running=c.exit is None,
-                exit_code=c.exit.code or 0 if c.exit else 0,
-                exit_code_known=c.exit is not None and c.exit.code is not None,
-            )
-            for u, c in clients
-        ]
+        return [KnownClient(u, c.exit is None, c.exit.code if c.exit else None) for u, c in clients]
 
     def ended(self) -> list[str]:
         with self._lock:
@@ -210,14 +190,12 @@ class SiteClients:
             raise NotFound(f"no client {client_uuid} on this agent")
         return Path(client.handle.ref.log_path)
 
+    def any_running(self) -> bool:
+        with self._lock:
+            return any(c.exit is None for c in self._clients.values())
+
     def stop_all(self) -> None:
         live = [c for c in self._clients.values() if c.exit is None]
         for client in live:
             client.handle.terminate()
         process.terminate([c.handle.ref for c in live], self._stop_grace)
-
-
-@dataclass(frozen=True)
-class ProcessExitedFields:
-    code: int | None
-    log_tail: str

@@ -3,6 +3,9 @@ with the control plane's own ReportListener, and relayed to the control plane as
 
 Snapshots make the relay simple and lossless: whatever was missed while disconnected is contained in the next
 snapshot, so after every reconnect the latest report of every client is sent again.
+
+The site's Redis is supervised as the control plane's is (metrics/supervisor.py): `health()`, called
+periodically, restarts it on its port when its process is gone and says what is wrong while it does not answer.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ from florist_grpc.config import Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.listener import ReportListener
 from florist_grpc.metrics.redis_users import RedisCredentials, RunUsers
+from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.net import redis_address_of
 
 
-class ReportRelay:
+class SiteReports:
     def __init__(self, state_dir: Path, timeouts: Timeouts) -> None:
         self._loop = asyncio.get_running_loop()
         self._redis = EmbeddedRedis(state_dir, timeouts)
+        self._supervisor = RedisSupervisor(self._redis)
+        self._probe: redis.Redis | None = None
         self._changed: set[str] = set()
         self._wake = asyncio.Event()
         self._listener: ReportListener | None = None
@@ -37,11 +43,28 @@ class ReportRelay:
         url = self._redis.start()
         self.address = redis_address_of(url)
         self._client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        # Its own client with short timeouts: a health probe of a hung Redis must not take as long as a read.
+        self._probe = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         # The site's clients report as users that may only write their own run's key, as on the control plane.
         self._users = RunUsers(url, self._key_ttl, per_run_users=True)
         self._listener = ReportListener(url, self._notify)
         self._listener.start()
         self.follow(uuids)
+
+    @property
+    def redis_dir(self) -> str:
+        return str(self._redis.dir)
+
+    def health(self) -> str:
+        """'' while the site's Redis answers, else what is wrong; restarts it first if its process is gone.
+        Blocking: run it in a thread."""
+        self._supervisor.check()
+        assert self._probe is not None, "not started"
+        try:
+            self._probe.ping()
+        except redis.RedisError as exc:
+            return f"its Redis (port {self._redis.port}) does not answer: {exc}"
+        return ""
 
     def credentials(self, uuid: str) -> RedisCredentials:
         """A new Redis user for the client of run `uuid` (blocking)."""
@@ -72,11 +95,14 @@ class ReportRelay:
         body = await asyncio.to_thread(self._client.get, uuid)
         return body.decode() if isinstance(body, bytes) else ""
 
-    def stop(self) -> None:
+    def stop(self, keep_redis: bool = False) -> None:
+        """Stop listening; stop the site's Redis too unless `keep_redis` (clients still running report to it)."""
         if self._listener is not None:
             self._listener.stop()
-        if self._client is not None:
-            self._client.close()
+        for client in (self._client, self._probe):
+            if client is not None:
+                client.close()
         if self._users is not None:
             self._users.close()
-        self._redis.stop()
+        if not keep_redis:
+            self._redis.stop()

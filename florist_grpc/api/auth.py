@@ -143,6 +143,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        if handler_call_details.method == AGENT_CONNECT:
+            # Authorized by its servicer with the same `authorize`: it reads the hello first, so that a refusal
+            # is logged with the agent's name, and checks that name against the token's.
+            return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         try:
             authorize(self._tokens, handler_call_details.method, metadata)

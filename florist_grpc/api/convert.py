@@ -11,7 +11,17 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from florist_grpc.domain import catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
-from florist_grpc.domain.model import Client, Job, JobState, JsonObject, MetricsEvent
+from florist_grpc.domain.model import (
+    Client,
+    ClientLogByIndex,
+    ClientLogByUuid,
+    Job,
+    JobState,
+    JsonObject,
+    LogSource,
+    MetricsEvent,
+    ServerLog,
+)
 from florist_grpc.domain.portable_json import whole_numbers
 from florist_grpc.jobs.artifacts import ModelFile
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
@@ -124,6 +134,17 @@ def event_to_proto(event: MetricsEvent) -> training_pb.MetricsEvent:
         patch=dict_to_struct(event.patch),
         job_state=job_pb2.JobState.ValueType(int(event.job_state)),
     )
+
+
+def log_source_from_proto(request: training_pb.StreamLogsRequest) -> LogSource:
+    """Whose log a StreamLogs request names (no source: the server's)."""
+    source = request.source
+    which = source.WhichOneof("source") if request.HasField("source") else None
+    if which == "client_index":
+        return ClientLogByIndex(source.client_index)
+    if which == "client_uuid":
+        return ClientLogByUuid(source.client_uuid)
+    return ServerLog()
 
 
 def download_part(part: ModelFile | bytes) -> training_pb.DownloadModelResponse:

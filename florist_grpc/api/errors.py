@@ -25,21 +25,24 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _status_of(exc: Exception) -> grpc.Status:
+    return to_status(exc) if isinstance(exc, errors.FloristError) else internal_status(exc)
 
 
 def unary(
-    fn: Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
-) -> Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
+    fn: Callable[[Any, Req, Context], Awaitable[Resp]],
+) -> Callable[[Any, Req, Context], Awaitable[Resp]]:
     """Map the errors of a unary RPC method."""
 
     @functools.wraps(fn)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+    async def wrapper(self: Any, request: Req, context: Context) -> Resp:
         try:
             return await fn(self, request, context)
-        except errors.FloristError as exc:
-            status = to_status(exc)
         except Exception as exc:
-            status = internal_status(exc)
+            status = _status_of(exc)
         await abort(context, status)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
@@ -47,20 +50,36 @@ def unary(
 
 
 def streaming(
-    fn: Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
-) -> Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
+    fn: Callable[[Any, Req, Context], AsyncIterator[Resp]],
+) -> Callable[[Any, Req, Context], AsyncIterator[Resp]]:
     """Map the errors of a server-streaming RPC method."""
 
     @functools.wraps(fn)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Resp]:
+    async def wrapper(self: Any, request: Req, context: Context) -> AsyncIterator[Resp]:
         try:
             async for item in fn(self, request, context):
                 yield item
             return
-        except errors.FloristError as exc:
-            status = to_status(exc)
         except Exception as exc:
-            status = internal_status(exc)
+            status = _status_of(exc)
+        await abort(context, status)
+
+    return wrapper
+
+
+def bidi(
+    fn: Callable[[Any, AsyncIterator[Req], Context], Awaitable[None]],
+) -> Callable[[Any, AsyncIterator[Req], Context], Awaitable[None]]:
+    """Map the errors of a bidirectional-streaming RPC method written as a coroutine that writes its responses
+    with `context.write` (grpc.aio serves that form too; it lets the method read and write concurrently)."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, requests: AsyncIterator[Req], context: Context) -> None:
+        try:
+            await fn(self, requests, context)
+            return
+        except Exception as exc:
+            status = _status_of(exc)
         await abort(context, status)
 
     return wrapper

@@ -151,8 +151,11 @@ class PlaneMetrics:
         self.up.labels(name).set(1 if healthy else 0)
 
     def serve(self, host: str, port: int) -> None:
-        """Serve `/metrics` on host:port (and nothing else: any other path is 404)."""
-        self._endpoint = MetricsEndpoint(self.registry, host, port)
+        """Serve `/metrics` on host:port (and nothing else: any other path is 404); OSError naming the address."""
+        try:
+            self._endpoint = MetricsEndpoint(self.registry, host, port)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         if self._endpoint is not None:

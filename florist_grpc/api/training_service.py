@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -11,13 +10,12 @@ import grpc
 from florist_grpc.api import convert
 from florist_grpc.api.encoded_responses import sending_encoded
 from florist_grpc.api.errors import streaming, unary
-from florist_grpc.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import MetricsEvent
 from florist_grpc.jobs.artifacts import download
+from florist_grpc.jobs.logs import JobLogs
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
-from florist_grpc.launch.agents import Agents
-from florist_grpc.launch.logs import follow_log
 from florist_grpc.metrics.stream import MetricsFeed, job_frames
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
@@ -43,8 +41,8 @@ def _stream_response(event: MetricsEvent) -> bytes:
 class TrainingServicer(pb_grpc.TrainingServiceServicer):
     """Register with `add_to_server`: StreamMetrics yields each event's response already encoded."""
 
-    def __init__(self, trainer: Trainer, registry: JobRegistry, feed: MetricsFeed, agents: Agents) -> None:
-        self._agents = agents
+    def __init__(self, trainer: Trainer, registry: JobRegistry, feed: MetricsFeed, logs: JobLogs) -> None:
+        self._logs = logs
         self._trainer = trainer
         self._registry = registry
         self._feed = feed
@@ -78,34 +76,8 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     @streaming
     async def StreamLogs(self, request: pb.StreamLogsRequest, context: Context) -> AsyncIterator[pb.StreamLogsResponse]:
         _require_job_id(request.job_id)
-        if request.offset < 0:
-            raise InvalidArgument([FieldViolation("offset", "must not be negative")])
-        job = await self._registry.get(request.job_id)
-        which = request.source.WhichOneof("source") if request.HasField("source") else None
-        key = "server"
-        if which == "client_index":
-            if not 0 <= request.source.client_index < len(job.clients):
-                raise InvalidArgument([FieldViolation("source.client_index", f"must be in 0..{len(job.clients) - 1}")])
-            key = f"client{request.source.client_index}"
-        elif which == "client_uuid":
-            matches = [i for i, c in enumerate(job.clients) if c.uuid and c.uuid == request.source.client_uuid]
-            if not matches:
-                raise InvalidArgument([FieldViolation("source.client_uuid", "is not a client of this job")])
-            key = f"client{matches[0]}"
-
-        async def finished() -> bool:
-            current = await self._registry.get(request.job_id)
-            return current.state.terminal
-
-        chunks: AsyncIterator[tuple[str, int]]
-        client = job.clients[int(key[6:])] if key != "server" else None
-        if client is not None and client.agent:
-            if not client.uuid:
-                raise FailedPrecondition(f"{key} has not been started")
-            chunks = self._agents.stream_log(client.agent, client.uuid, request.offset, request.follow)
-        else:
-            chunks = follow_log(Path(self._trainer.log_path(job.id, key)), request.offset, request.follow, finished)
-        async for text, next_offset in chunks:
+        source = convert.log_source_from_proto(request)
+        async for text, next_offset in self._logs.read(request.job_id, source, request.offset, request.follow):
             yield pb.StreamLogsResponse(text=text, next_offset=next_offset)
 
     @streaming

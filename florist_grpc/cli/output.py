@@ -19,7 +19,7 @@ from rich.console import Console
 from florist_grpc.cli.options import Output
 
 # The one reading of a failed call's google.rpc.Status details, shared with every internal client.
-from florist_grpc.rpc_errors import DOMAIN, _details
+from florist_grpc.rpc_errors import DOMAIN, _details, status_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -125,15 +125,15 @@ def _message_beyond(message: str, texts: list[str]) -> str:
 
 
 def describe_rpc_error(exc: grpc.RpcError, output: Output = Output.text, tls: bool = False) -> str:
-    """What a user sees of a failed call, every detail the server sent once.
+    """What a user sees of a failed call (a synchronous stub's or a grpc.aio one's), every detail the server sent
+    once.
 
     Text: `CODE: message`, then one indented line per field violation, precondition violation, ErrorInfo and
     ResourceInfo (and any other detail as JSON), then the notes code on the way added (`exc.add_note`). JSON: one
     object in the shape of Google's JSON errors (AIP-193), `{"error": {"code", "status", "message", "details"}}`,
     each detail as its google.rpc message, plus `"notes"`.
     """
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    message = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+    code, message = status_of(exc)
     details = _details(exc)
     notes = list(getattr(exc, "__notes__", []))
     if output == Output.json:

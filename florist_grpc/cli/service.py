@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
+import grpc
 import typer
 
 from florist_grpc.cli.log_setup import announce, configure
 from florist_grpc.cli.options import Output, OutputFormat
-from florist_grpc.cli.output import fail, guarded, print_json
-from florist_grpc.config import add_serve_arguments, agent_settings_from_args, settings_from_args
+from florist_grpc.cli.output import describe_rpc_error, fail, guarded, print_json
+from florist_grpc.config import AgentSettings, Settings, agent_token
 
 log = logging.getLogger("florist_grpc")
 
@@ -45,11 +46,13 @@ async def serve_until_signal(
 
 
 def serve(
-    host: Annotated[str, opt("--host", "Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, opt("--port", "Port to bind; 0 picks a free one.")] = 50051,
-    data_dir: Annotated[Path, opt("--data-dir", "SQLite store, embedded Redis and FL logs.")] = Path(".florist"),
-    mongodb_uri: Annotated[str, opt("--mongodb-uri", "Use this MongoDB instead of the embedded SQLite store.")] = "",
-    redis_url: Annotated[str, opt("--redis-url", "Use this Redis instead of starting one.")] = "",
+    host: Annotated[str, opt("--host", "Address to bind.")] = Settings.host,
+    port: Annotated[int, opt("--port", "Port to bind; 0 picks a free one.")] = Settings.port,
+    data_dir: Annotated[Path, opt("--data-dir", "SQLite store, embedded Redis and FL logs.")] = Settings.data_dir,
+    mongodb_uri: Annotated[
+        str, opt("--mongodb-uri", "Use this MongoDB instead of the embedded SQLite store.")
+    ] = Settings.mongodb_uri,
+    redis_url: Annotated[str, opt("--redis-url", "Use this Redis instead of starting one.")] = Settings.redis_url,
     auth_file: Annotated[Path | None, opt("--auth-file", "Tokens, lines of 'ROLE SHA256_HEX [NAME]'.")] = None,
     tls_cert: Annotated[Path | None, opt("--tls-cert", "Server certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, opt("--tls-key", "Server private key (PEM).")] = None,
@@ -58,15 +61,25 @@ def serve(
     ] = None,
     insecure_no_auth: Annotated[
         bool, opt("--insecure-no-auth", "Allow serving without --auth-file on a non-loopback address.")
-    ] = False,
-    metrics_port: Annotated[int, opt("--metrics-port", "Serve Prometheus metrics on this port; 0 = off.")] = 0,
+    ] = Settings.insecure_no_auth,
+    metrics_port: Annotated[
+        int, opt("--metrics-port", "Serve Prometheus metrics on this port; 0 = off.")
+    ] = Settings.metrics_port,
     log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
     advertise_host: Annotated[
         str, opt("--advertise-host", "Host agents' FL clients reach FL servers at (default: --host unless wildcard).")
-    ] = "",
+    ] = Settings.advertise_host,
     no_launcher_pool: Annotated[
         bool, opt("--no-launcher-pool", "Spawn each FL process instead of forking it from a preloaded launcher pool.")
-    ] = False,
+    ] = not Settings.launcher_pool,
+    data_roots: Annotated[
+        list[Path] | None,
+        opt(
+            "--data-root",
+            "Local clients' data files must lie under one of these directories, symlinks resolved (repeatable; "
+            "FLORIST_DATA_ROOT takes several separated by ':'). Default: any absolute path.",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision).
 
@@ -82,30 +95,23 @@ def serve(
 
     if log_format not in ("text", "json"):
         raise fail(f"--log-format must be text or json, not {log_format!r}", 2)
-    # Start from the argparse defaults so flags added to config.add_serve_arguments keep their env/default value.
-    parser = argparse.ArgumentParser(add_help=False)
-    add_serve_arguments(parser)
-    args = parser.parse_args([])
-    given = {
-        "host": host,
-        "port": port,
-        "data_dir": data_dir,
-        "mongodb_uri": mongodb_uri,
-        "redis_url": redis_url,
-        "auth_file": auth_file,
-        "tls_cert": tls_cert,
-        "tls_key": tls_key,
-        "tls_client_ca": tls_client_ca,
-        "insecure_no_auth": insecure_no_auth,
-        "metrics_port": metrics_port,
-        "log_format": log_format,
-        "advertise_host": advertise_host,
-        "no_launcher_pool": no_launcher_pool,
-    }
-    for name, value in given.items():
-        setattr(args, name, str(value) if isinstance(value, Path) else value)
     try:
-        settings = settings_from_args(args)
+        settings = Settings.build(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            mongodb_uri=mongodb_uri,
+            redis_url=redis_url,
+            auth_file=auth_file,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+            insecure_no_auth=insecure_no_auth,
+            advertise_host=advertise_host,
+            metrics_port=metrics_port,
+            launcher_pool=not no_launcher_pool,
+            data_roots=data_roots or (),
+        )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     configure(log_format)
@@ -127,11 +133,13 @@ def agent(
     tls_ca: Annotated[Path | None, opt("--tls-ca", "CA of the control plane's certificate (PEM); enables TLS.")] = None,
     tls_cert: Annotated[Path | None, opt("--tls-cert", "Client certificate for mutual TLS (PEM).")] = None,
     tls_key: Annotated[Path | None, opt("--tls-key", "Client private key for mutual TLS (PEM).")] = None,
-    insecure: Annotated[bool, opt("--insecure", "Allow plaintext to a non-loopback control plane.")] = False,
+    insecure: Annotated[
+        bool, opt("--insecure", "Allow plaintext (and no token) to a non-loopback control plane: a trusted network.")
+    ] = AgentSettings.insecure,
     log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
     no_launcher_pool: Annotated[
         bool, opt("--no-launcher-pool", "Spawn each FL client instead of forking it from a preloaded launcher pool.")
-    ] = False,
+    ] = not AgentSettings.launcher_pool,
 ) -> None:
     """Run an agent on a data-holding machine: it dials out to the control plane and runs its jobs' FL clients.
 
@@ -143,26 +151,31 @@ def agent(
       florist-grpc agent --control-plane localhost:50051 --name site-a --data-root ./data
     """
     from florist_grpc.agent import Agent
-    from florist_grpc.agent.session import Replaced
+    from florist_grpc.agent.session import Refused, Replaced
 
-    args = argparse.Namespace(
-        control_plane=control_plane,
-        name=name,
-        data_root=str(data_root),
-        tls_ca=str(tls_ca) if tls_ca else None,
-        tls_cert=str(tls_cert) if tls_cert else None,
-        tls_key=str(tls_key) if tls_key else None,
-        insecure=insecure,
-        no_launcher_pool=no_launcher_pool,
-    )
     try:
-        settings = agent_settings_from_args(args)
+        settings = AgentSettings.build(
+            control_plane=control_plane,
+            name=name,
+            data_root=data_root,
+            token=agent_token(os.environ),
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            insecure=insecure,
+            launcher_pool=not no_launcher_pool,
+        )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     configure(log_format)
 
+    def describe(exc: grpc.RpcError) -> str:
+        # The CLI's own description of a failed call, hints included (an agent without --tls-ca against a TLS
+        # control plane gets the same hint as any command).
+        return describe_rpc_error(exc, tls=settings.tls)
+
     async def run() -> None:
-        running = Agent(settings)
+        running = Agent(settings, describe_failure=describe)
         await running.start()
         session = asyncio.create_task(running.run())
         loop = asyncio.get_running_loop()
@@ -175,10 +188,20 @@ def agent(
         except Replaced as exc:
             # Leave the clients and the site's Redis running: the agent that replaced us may adopt them.
             raise fail(f"another agent connected as {settings.name}: {exc}") from None
+        except Refused as exc:
+            await running.stop(leave_clients=True)  # a wrong token must not end training: fixed, it adopts them
+            raise fail(
+                f"the control plane at {settings.control_plane} refused agent {settings.name}: {exc} "
+                f"(FLORIST_AGENT_TOKEN must be the token of an 'agent SHA256_HEX {settings.name}' line of its "
+                "auth file)",
+                2,
+            ) from None
         await running.stop()
 
     try:
         asyncio.run(run())
+    except typer.Exit:
+        raise  # already said (click's Exit is a RuntimeError: it must not be reported a second time)
     except (OSError, RuntimeError) as exc:
         raise fail(str(exc)) from None
 

@@ -134,8 +134,9 @@ def agents(
         for info in response.agents:  # NDJSON, as streams: one agent per line, nothing when there are none
             print_json(info)
         return
-    table = Table("NAME", "CONNECTED", "DEVICES", "VERSION", "LAST SEEN", box=None, pad_edge=False)
+    table = Table("NAME", "CONNECTED", "DEVICES", "VERSION", "LAST SEEN", "PROBLEM", box=None, pad_edge=False)
     for info in response.agents:
         seen = info.last_seen_time.ToDatetime().isoformat(timespec="seconds") if info.last_seen_time.seconds else "-"
-        table.add_row(info.name, "yes" if info.connected else "no", ", ".join(info.devices), info.version, seen)
+        connected = "yes" if info.connected else "no"
+        table.add_row(info.name, connected, ", ".join(info.devices), info.version, seen, info.problem or "-")
     console().print(table)

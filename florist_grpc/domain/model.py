@@ -68,6 +68,29 @@ JOB_SOURCE = Source(SourceKind.JOB)
 
 
 @dataclass(frozen=True)
+class ServerLog:
+    """The FL server's log."""
+
+
+@dataclass(frozen=True)
+class ClientLogByIndex:
+    """A client's log, by its index in the job's clients."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class ClientLogByUuid:
+    """A client's log, by its run uuid."""
+
+    uuid: str
+
+
+# Whose log StreamLogs reads (jobs/logs.py finds it).
+LogSource = ServerLog | ClientLogByIndex | ClientLogByUuid
+
+
+@dataclass(frozen=True)
 class ProcessRef:
     """A launched FL process. `create_time` (from the OS) guards against signalling a recycled pid."""
 

@@ -7,6 +7,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -18,6 +19,10 @@ from florist_grpc.domain.model import Job
 
 # Longest data path a client may name (Linux's PATH_MAX).
 MAX_DATA_PATH = 4096
+RELATIVE_LOCAL_PATH = (
+    "must be an absolute path on the control plane's machine for a client without an agent "
+    "(the CLI resolves a job file's relative paths against the file's directory)"
+)
 
 # What a schema keyword's violation says, without repeating the (possibly huge) value the caller sent.
 _DESCRIPTIONS = {
@@ -141,6 +146,10 @@ def validate_job(job: Job, more: list[FieldViolation] | None = None, catalog: Ca
             problems.append(FieldViolation(f"job.clients[{i}].data_path", "must not be empty"))
         elif len(client.data_path) > MAX_DATA_PATH or "\0" in client.data_path:
             problems.append(FieldViolation(f"job.clients[{i}].data_path", f"at most {MAX_DATA_PATH} chars, no NUL"))
+        elif not client.agent and not PurePosixPath(client.data_path).is_absolute():
+            # Resolving it against serve's working directory would be a guess; an agent's client keeps its path
+            # relative to that agent's --data-root, where the agent resolves it.
+            problems.append(FieldViolation(f"job.clients[{i}].data_path", RELATIVE_LOCAL_PATH))
         if client.agent and (problem := agent_name_problem(client.agent)):
             problems.append(FieldViolation(f"job.clients[{i}].agent", problem))
         if not DEVICE.match(client.device):

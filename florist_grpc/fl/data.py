@@ -8,12 +8,16 @@ every other column a numeric feature, so x is [N, columns - 1]).
 from __future__ import annotations
 
 import csv
+import io
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+
+from florist_grpc.fl.data_file import kind_problem, os_problem
 
 if TYPE_CHECKING:
     from torch.utils.data import TensorDataset
@@ -32,14 +36,65 @@ class Split:
     validation: TensorDataset
 
 
-def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+# What an array holds when it is not what a dataset needs, named by the dtype's kind: the dtype itself can carry
+# names from the file (a structured dtype's field names), and a message never quotes a file.
+_KINDS = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "f": "floating-point numbers",
+    "i": "integers",
+    "u": "unsigned integers",
+    "m": "time deltas",
+    "M": "dates",
+    "O": "Python objects",
+    "S": "bytes",
+    "U": "strings",
+    "V": "raw or structured records",
+}
+
+
+def _open(path: Path) -> BinaryIO:
+    """`path` opened for reading, or DataError: anything but a regular file is refused without blocking (opened
+    O_NONBLOCK, so a named pipe put there after the control plane's check answers at once, by its kind)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        try:  # a socket cannot be opened at all: name it by its kind, as the control plane's check does
+            problem = kind_problem(str(path), os.stat(path).st_mode)
+        except OSError:
+            problem = None
+        raise DataError(problem or os_problem(str(path), exc)) from None
+    try:
+        if problem := kind_problem(str(path), os.fstat(fd).st_mode):
+            raise DataError(problem)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(file: BinaryIO, path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        rows = list(csv.reader(io.TextIOWrapper(file, encoding="utf-8", newline="")))
+    except UnicodeDecodeError:
+        raise DataError(f"data file {path} is not UTF-8 text, so not a CSV file") from None
+    except csv.Error:
+        raise DataError(f"data file {path} is not a CSV file Python's csv module can read") from None
     if not rows:
         raise DataError(f"data file {path} is empty")
+    # The header is the file's content: messages count its columns, never quote them.
     header = [h.strip() for h in rows[0]]
     if label_column not in header:
-        raise DataError(f"data file {path} has no label column {label_column!r}; its columns are {header}")
+        raise DataError(f"data file {path} has no label column {label_column!r} (its header has {len(header)} columns)")
     if len(header) < 2:
         raise DataError(f"data file {path} needs at least one feature column beside {label_column!r}")
     label_at = header.index(label_column)
@@ -49,8 +104,11 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"data file {path}: line {n + 2} has {len(row)} fields, the header has {len(header)}")
         try:
             values[n] = [float(cell) for cell in row]
-        except ValueError as exc:
-            raise DataError(f"data file {path}: line {n + 2} has a value that is not a number ({exc})") from exc
+        except ValueError:
+            column = next(j for j, cell in enumerate(row) if not _is_number(cell))
+            raise DataError(
+                f"data file {path}: line {n + 2} has a value that is not a number (column {column + 1})"
+            ) from None
     labels = values[:, label_at]
     if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
         raise DataError(f"data file {path}: column {label_column!r} must hold integer class labels")
@@ -58,28 +116,33 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
     return features, labels.astype(np.int64)
 
 
-def read_arrays(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """The file's x and y as numpy arrays, or DataError naming the file and what is wrong with it."""
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist")
-    if path.suffix not in FORMATS:
-        raise DataError(f"data file {path}: unknown format {path.suffix!r}; use one of {list(FORMATS)}")
+def _read_npz(file: BinaryIO, path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        if path.suffix == ".csv":
-            return _read_csv(path, label_column or DEFAULT_LABEL_COLUMN)
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as arrays:
-                if "x" not in arrays or "y" not in arrays:
-                    raise DataError(f"data file {path} must hold arrays 'x' and 'y', has {sorted(arrays.files)}")
-                return np.asarray(arrays["x"]), np.asarray(arrays["y"])
-        import torch  # only here: probing .npz and .csv files stays fast
+        loaded = np.load(file, allow_pickle=False)
+    except Exception:  # numpy's errors quote the header they could not parse
+        raise DataError(f"data file {path} is unreadable: not an .npz archive") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(f"data file {path} is unreadable: one .npy array, not an .npz archive of 'x' and 'y'")
+    with loaded as arrays:
+        missing = [name for name in ("x", "y") if name not in arrays.files]
+        if missing:  # the names it has are the file's content: not quoted
+            raise DataError(
+                f"data file {path} must hold arrays 'x' and 'y'; it has no {' and no '.join(map(repr, missing))}"
+            )
+        try:
+            return np.asarray(arrays["x"]), np.asarray(arrays["y"])
+        except Exception:
+            raise DataError(f"data file {path} is unreadable: its arrays 'x' and 'y' are not .npy arrays") from None
 
+
+def _read_torch(file: BinaryIO, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import torch  # only here: probing .npz and .csv files stays fast
+
+    try:
         # weights_only: a data file must never be able to run code.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"data file {path} is unreadable: {exc}") from exc
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception:  # the unpickler's errors quote the bytes and names it refused
+        raise DataError(f"data file {path} is unreadable: not a torch.save file of tensors") from None
     if not isinstance(obj, dict) or "x" not in obj or "y" not in obj:
         raise DataError(f"data file {path} must hold a dict with tensors 'x' and 'y'")
     x, y = obj["x"], obj["y"]
@@ -87,19 +150,36 @@ def read_arrays(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndar
         raise DataError(f"data file {path}: 'x' and 'y' must be tensors")
     try:
         return x.numpy(), y.numpy()
-    except (TypeError, RuntimeError) as exc:  # e.g. bfloat16, sparse or quantized tensors
-        raise DataError(f"data file {path}: 'x' and 'y' must be plain dense tensors ({exc})") from exc
+    except (TypeError, RuntimeError):  # e.g. bfloat16, sparse or quantized tensors
+        raise DataError(f"data file {path}: 'x' and 'y' must be plain dense tensors") from None
+
+
+def read_arrays(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The file's x and y as numpy arrays, or DataError naming the file and the kind of problem.
+
+    A message says what is wrong (not a regular file, not a torch file, not an .npz, no 'x', a wrong dtype or
+    shape) and never quotes the file: no reader's own error text reaches it, since those quote bytes, names
+    and headers of the file, and a caller may name a file it could not read itself.
+    """
+    if path.suffix not in FORMATS:
+        raise DataError(f"data file {path}: unknown format {path.suffix!r}; use one of {list(FORMATS)}")
+    with _open(path) as file:
+        if path.suffix == ".csv":
+            return _read_csv(file, path, label_column or DEFAULT_LABEL_COLUMN)
+        if path.suffix == ".npz":
+            return _read_npz(file, path)
+        return _read_torch(file, path)
 
 
 def check_arrays(path: Path, x: np.ndarray, y: np.ndarray) -> list[str]:
     """Every problem of a dataset that no model could train on (empty when it is usable)."""
     problems = []
     if x.dtype.kind not in "fiu":
-        problems.append(f"x must hold real numbers, not {x.dtype}")
+        problems.append(f"x must hold real numbers, not {_KINDS.get(x.dtype.kind, 'values of another kind')}")
     elif x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         problems.append("x holds NaN or infinite values")
     if y.dtype.kind not in "iu":
-        problems.append(f"y must hold integer class labels, not {y.dtype}")
+        problems.append(f"y must hold integer class labels, not {_KINDS.get(y.dtype.kind, 'values of another kind')}")
     if x.ndim < 2:
         problems.append(f"x has shape {list(x.shape)}; needs [N, *sample_shape]")
     if y.ndim != 1 or (x.ndim >= 1 and y.shape[0] != x.shape[0]):

@@ -5,7 +5,8 @@ summaries, in order. The control plane runs it in a subprocess for its local cli
 itself); an agent can run the same module for its own clients and hand back the same summaries.
 
 A summary: {"path", "n", "input_shape", "label_min", "label_max", "problems"}; `problems` lists why the file
-cannot be trained on (empty when usable); the other fields are null when they could not be read.
+cannot be trained on (empty when usable), by the kind of problem and never quoting the file (fl/data.py); the
+other fields are null when they could not be read.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def probe(path: str, label_column: str = "") -> dict[str, Any]:
         summary["problems"] = [str(exc)]
         return summary
     except Exception as exc:  # a reader we did not foresee failing: still a bad file, not a crash
-        summary["problems"] = [f"data file {path} is unreadable: {type(exc).__name__}: {exc}"]
+        # Its kind only: a reader's own text can quote the file, and the caller may not be allowed to read it.
+        summary["problems"] = [f"data file {path} is unreadable ({type(exc).__name__})"]
         return summary
     summary["problems"] = check_arrays(Path(path), x, y)
     summary["n"] = int(x.shape[0]) if x.ndim else 0

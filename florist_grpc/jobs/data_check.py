@@ -1,20 +1,23 @@
 """The clients' data, checked before anything is launched: usable files, one sample shape, labels in range.
 
-`check_data` probes every client it can reach (local clients through `python -m florist_grpc.fl.probe`;
-agent-run clients through `remote_probe` once the agent protocol carries it) and `decide_shape` -- a pure
-function -- turns the summaries into the model's sizes or a FAILED_PRECONDITION naming each bad client and file.
+`check_data` judges each local client's path by its metadata first (`fl.data_file.file_problem`: a regular file,
+under one of serve's --data-root directories when it has any), probes the files that pass through `python -m
+florist_grpc.fl.probe` and agent-run clients through `remote_probe`; `decide_shape` -- a pure function -- turns
+the summaries into the model's sizes or a FAILED_PRECONDITION naming each bad client and file.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from florist_grpc.domain.catalog import ModelSpec
 from florist_grpc.domain.errors import FailedPrecondition, FieldViolation
 from florist_grpc.domain.model import Client, Job
+from florist_grpc.fl.data_file import file_problem
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import ProbeFailed, probe_files
 
@@ -101,21 +104,37 @@ def decide_shape(spec: ModelSpec, summaries: dict[int, Summary | None]) -> DataS
     return DataShape(input_shape, num_classes)
 
 
+def refused(path: str, problem: str) -> Summary:
+    """The summary of a file refused by its metadata alone (never opened)."""
+    return {"path": path, "n": None, "input_shape": None, "label_min": None, "label_max": None, "problems": [problem]}
+
+
 async def check_data(
     job: Job,
     spec: ModelSpec,
     timeout: float,
     remote_probe: RemoteProbe | None = None,
     pool: LauncherPool | None = None,
+    roots: Sequence[Path] = (),
 ) -> DataShape:
-    """Probe every client's data and decide the model's sizes (FAILED_PRECONDITION naming each bad file)."""
+    """Probe every client's data and decide the model's sizes (FAILED_PRECONDITION naming each bad file).
+
+    A local client's path is first judged by its metadata (fl/data_file.py): under one of `roots` (`serve
+    --data-root`; none = anywhere) with symlinks resolved, and a regular file. Only files that pass are probed,
+    so a named pipe or a device is refused at once and nothing outside the roots is ever opened.
+    """
     local = [(i, c) for i, c in enumerate(job.clients) if not c.agent]
-    files = [(c.data_path, c.label_column) for _, c in local]
+    problems = await asyncio.to_thread(lambda: [file_problem(c.data_path, roots) for _, c in local])
+    summaries: dict[int, Summary | None] = {
+        i: refused(c.data_path, problem) for (i, c), problem in zip(local, problems, strict=True) if problem
+    }
+    readable = [(i, c) for (i, c), problem in zip(local, problems, strict=True) if not problem]
+    files = [(c.data_path, c.label_column) for _, c in readable]
     try:
         found = await asyncio.to_thread(probe_files, files, timeout, pool)
     except ProbeFailed as exc:
         raise FailedPrecondition(f"the clients' data could not be checked: {exc}") from exc
-    summaries: dict[int, Summary | None] = {i: s for (i, _), s in zip(local, found, strict=True)}
+    summaries |= {i: s for (i, _), s in zip(readable, found, strict=True)}
     for i, client in enumerate(job.clients):
         if client.agent:
             summaries[i] = await remote_probe(i, client) if remote_probe is not None else None
@@ -126,17 +145,30 @@ class DataChecker:
     """`check_data` shared by concurrent starts of one job: one probe, every caller gets its outcome."""
 
     def __init__(
-        self, timeout: float, remote_probe: RemoteProbe | None = None, pool: LauncherPool | None = None
+        self,
+        timeout: float,
+        remote_probe: RemoteProbe | None = None,
+        pool: LauncherPool | None = None,
+        roots: Sequence[Path] = (),
     ) -> None:
         self._timeout = timeout
         self._remote_probe = remote_probe
         self._pool = pool  # local probes are forked from it when it is up
+        self._roots = tuple(roots)  # serve --data-root: local data files must lie under one of them
         self._running: dict[str, asyncio.Future[DataShape]] = {}
 
     async def check(self, job: Job, spec: ModelSpec) -> DataShape:
         running = self._running.get(job.id)
         if running is None:
-            running = asyncio.ensure_future(check_data(job, spec, self._timeout, self._remote_probe, self._pool))
+            checking = check_data(job, spec, self._timeout, self._remote_probe, self._pool, self._roots)
+            running = asyncio.ensure_future(checking)
             self._running[job.id] = running
-            running.add_done_callback(lambda _: self._running.pop(job.id, None))
+            running.add_done_callback(lambda done: self._ended(job.id, done))
         return await asyncio.shield(running)
+
+    def _ended(self, job_id: str, done: asyncio.Future[DataShape]) -> None:
+        self._running.pop(job_id, None)
+        # Every caller may have gone (a deadline): the outcome is then nobody's, and asyncio would log it as a
+        # "Task exception was never retrieved" error. Callers still waiting get it from the shield as before.
+        if not done.cancelled():
+            done.exception()

@@ -1,10 +1,11 @@
 """The follower: one thread that owns the runtime state of every IN_PROGRESS job.
 
-Reports (from the listener), process exits (from the watcher), stops and failures (from the API) all arrive as
-work items on one queue and are handled in order by one thread. That serialisation is what makes the event log
-of a job consistent: the last report of every source is read and persisted *before* the terminal state event,
-so a terminal event is always a job's last one. Nothing here blocks on a process: stopping sends SIGTERM, and
-later ticks escalate to SIGKILL and finish the job once every process is gone.
+Report reads (metrics/report_reader.py, notified by the listener), process exits (from the watcher), stops and
+failures (from the API) all arrive as work items on one queue and are handled in order by one thread. That
+serialisation is what makes the event log of a job consistent: the last report of every source is read and
+persisted *before* the terminal state event, so a terminal event is always a job's last one. Nothing here blocks
+on a process: stopping sends SIGTERM, and later ticks escalate to SIGKILL and finish the job once every process
+is gone. The listener, the reader and the watcher are built by the composition root (server.py) and handed in.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import redis
-
 from florist_grpc.config import Timeouts
-from florist_grpc.domain.errors import FailedPrecondition, Unavailable, job_not_found, quote
+from florist_grpc.domain.errors import FailedPrecondition, job_not_found, quote
 from florist_grpc.domain.model import (
     SERVER_SOURCE,
     ClientState,
@@ -33,53 +32,47 @@ from florist_grpc.jobs.ending import ProcessFacts, Verdict, judge
 from florist_grpc.jobs.run import Ending, JobRun, RunningProcess
 from florist_grpc.launch.handles import ProcessHandle
 from florist_grpc.launch.watcher import ProcessWatcher
-from florist_grpc.metrics.ingest import ReportIngest
 from florist_grpc.metrics.listener import ReportListener
-from florist_grpc.metrics.throttle import ReadThrottle
+from florist_grpc.metrics.publisher import EventPublisher
+from florist_grpc.metrics.report_reader import ReportReader
 from florist_grpc.store.base import JobStore
 
 log = logging.getLogger(__name__)
 
 # How often the follower looks at endings in progress (SIGKILL after the grace) and at lingering clients.
 TICK_SECONDS = 0.2
-# A read of Redis or the store that failed is tried again after this long.
-RETRY_SECONDS = 0.5
 
 
 class JobFollower:
     def __init__(
         self,
         store: JobStore,
-        redis_url: str,
-        publish: Callable[[list[MetricsEvent]], None],
+        reader: ReportReader,
+        listener: ReportListener,
+        watcher: ProcessWatcher,
+        publisher: EventPublisher,
         timeouts: Timeouts,
-        throttle: ReadThrottle,
         retire: Callable[[list[str]], None] = lambda uuids: None,
     ) -> None:
-        self._throttle = throttle
-        self._retire = retire  # a job's terminal event is persisted: expire its runs' keys, drop their users
         self._store = store
-        self._publish = publish
-        self._ingest = ReportIngest(redis_url, store, publish)
-        self._listener = ReportListener(redis_url, self._notify)
-        self._watcher = ProcessWatcher(self._process_exited)
+        self._reader = reader
+        self._listener = listener  # notifies the reader (wired so in server.py); subscribed to from here
+        self._watcher = watcher
+        self._publisher = publisher
+        self._retire = retire  # a job's terminal event is persisted: expire its runs' keys, drop their users
         self._stop_grace = timeouts.process_stop_grace_seconds
         self._client_exit_grace = timeouts.client_exit_grace_seconds
         self._work: queue.Queue[Callable[[], None]] = queue.Queue()
         self._runs: dict[str, JobRun] = {}
-        self._by_uuid: dict[str, tuple[str, str]] = {}  # uuid -> (job_id, source key); follower thread only
-        # Notified uuids not read yet: one queued work item reads them all (coalesces bursts of notifications).
-        self._pending: set[str] = set()
-        self._pending_lock = threading.Lock()
-        self._retry: dict[str, float] = {}  # uuid -> when to read it again after a failure
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="florist-job-follower", daemon=True)
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._reader.start(self._work.put)  # reads are work items: ordered with exits and endings
         self._listener.start()
-        self._watcher.start()
+        self._watcher.start(self._process_exited)
         self._thread.start()
 
     def stop(self) -> None:
@@ -88,18 +81,19 @@ class JobFollower:
         self._thread.join(timeout=10)
         self._watcher.stop()
         self._listener.stop()
-        self._ingest.close()
+        self._reader.close()
 
     # --- called from other threads ------------------------------------------------------------------------------
 
     def attach(self, job_id: str, processes: dict[str, RunningProcess], reports: dict[str, JsonObject]) -> None:
-        """Start following a job: subscribe to its sources and watch its processes (handles may come later)."""
+        """Start following a job: subscribe to its sources and watch its processes (handles may come later).
+        `reports` holds what each source (by key) last had persisted, when re-attached after a restart."""
 
         def work() -> None:
-            run = JobRun(job_id, processes, reports)
+            run = JobRun(job_id, processes)
             self._runs[job_id] = run
             for key, process in processes.items():
-                self._by_uuid[process.uuid] = (job_id, key)
+                self._reader.follow(job_id, process.source, process.uuid, reports.get(key, {}))
                 if process.handle is not None:
                     self._watcher.watch(job_id, key, process.handle)
             self._listener.follow(p.uuid for p in processes.values())
@@ -147,13 +141,6 @@ class JobFollower:
         run = self._runs.get(job_id)
         return run is not None and run.server.stopped_by_us
 
-    def _notify(self, uuid: str) -> None:
-        with self._pending_lock:
-            schedule = not self._pending
-            self._pending.add(uuid)
-        if schedule:
-            self._work.put(self._read_pending)
-
     def _process_exited(self, job_id: str, source_key: str, status: Exit) -> None:
         self._work.put(lambda: self._on_exit(job_id, source_key, status))
 
@@ -162,7 +149,7 @@ class JobFollower:
     def _run(self) -> None:
         next_tick = time.monotonic() + TICK_SECONDS
         while not self._stopped.is_set():
-            deferred = self._throttle.next_due()
+            deferred = self._reader.next_due()
             wake = next_tick if deferred is None else min(next_tick, deferred)
             try:
                 item = self._work.get(timeout=max(0.0, wake - time.monotonic()))
@@ -171,56 +158,12 @@ class JobFollower:
             try:
                 if item is not None:
                     item()
-                self._release_deferred()
+                self._reader.release_due(time.monotonic())
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK_SECONDS
                     self._tick()
             except Exception:
                 log.exception("follower work item failed")
-
-    def _release_deferred(self) -> None:
-        for uuid in self._throttle.release_due(time.monotonic()):
-            self._notify(uuid)
-
-    def _read_pending(self) -> None:
-        with self._pending_lock:
-            uuids, self._pending = self._pending, set()
-        now = time.monotonic()
-        targets = []
-        for uuid in uuids:
-            located = self._by_uuid.get(uuid)
-            run = self._runs.get(located[0]) if located else None
-            if run is None or located is None:
-                continue  # a late notification of a job no longer followed: nothing to read or remember
-            if self._throttle.admit(uuid, run.job_id, now):
-                targets.append((run, located[1]))
-        self._reconcile_many(targets)
-
-    def _reconcile(self, run: JobRun, key: str) -> bool:
-        return self._reconcile_many([(run, key)])
-
-    def _reconcile_many(self, targets: list[tuple[JobRun, str]]) -> bool:
-        """Persist what these sources reported since their last events; False if it must be retried."""
-        if not targets:
-            return True
-        sources = [
-            (run.job_id, run.processes[k].source, run.processes[k].uuid, run.reports.get(k, {})) for run, k in targets
-        ]
-        uuids = [uuid for _, _, uuid, _ in sources]
-        try:
-            baselines = self._ingest.sync(sources)
-            # Only what was persisted becomes a baseline: the job's end is judged from persisted reports alone.
-            for (run, key), baseline in zip(targets, baselines, strict=True):
-                if baseline is not None:
-                    run.reports[key] = baseline
-        except (redis.RedisError, OSError, Unavailable) as exc:
-            log.warning("reading %d report(s) failed (%s); retrying", len(uuids), exc)
-            for uuid in uuids:
-                self._retry[uuid] = time.monotonic() + RETRY_SECONDS
-            return False
-        for uuid in uuids:
-            self._retry.pop(uuid, None)
-        return True
 
     def _on_exit(self, job_id: str, key: str, status: Exit) -> None:
         run = self._runs.get(job_id)
@@ -231,7 +174,7 @@ class JobFollower:
         if not status.clean:
             tail = process.handle.log_tail() if process.handle is not None else ""
             process.failure = status.describe() + (f"; last log lines:\n{tail}" if tail else "")
-        self._reconcile(run, key)  # late keys written just before exiting
+        self._reader.read([process.uuid])  # late keys written just before exiting
         if key != SERVER_SOURCE.key:
             if status.clean:
                 state = ClientState.FINISHED
@@ -242,7 +185,7 @@ class JobFollower:
         self._evaluate(run)
 
     def _facts(self, run: JobRun, process: RunningProcess) -> ProcessFacts:
-        return ProcessFacts(process.name, process.exit, run.reports.get(process.source.key, {}), process.failure)
+        return ProcessFacts(process.name, process.exit, self._reader.persisted(process.uuid), process.failure)
 
     def _evaluate(self, run: JobRun) -> None:
         """Apply the ending policy (jobs/ending.py) to what the job's processes did and reported."""
@@ -278,10 +221,6 @@ class JobFollower:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        for uuid, when in list(self._retry.items()):
-            if when <= now:
-                del self._retry[uuid]
-                self._notify(uuid)
         for run in list(self._runs.values()):
             if run.ending is not None and now >= run.ending.kill_at:
                 for process in run.processes.values():
@@ -293,7 +232,7 @@ class JobFollower:
 
     def _finish(self, run: JobRun) -> None:
         assert run.ending is not None
-        self._reconcile_many([(run, key) for key in run.processes])
+        self._reader.read(p.uuid for p in run.processes.values())  # what each source reported last
         event = self._finish_unfollowed(run.job_id, run.ending.state, run.ending.message)
         self._detach(run)
         for future in run.ending.done:
@@ -305,10 +244,7 @@ class JobFollower:
         self._runs.pop(run.job_id, None)
         self._watcher.unwatch_job(run.job_id)
         uuids = [p.uuid for p in run.processes.values()]
-        for uuid in uuids:
-            self._by_uuid.pop(uuid, None)
-            self._retry.pop(uuid, None)
-        self._throttle.forget(uuids)
+        self._reader.forget(uuids)
         self._listener.unfollow(uuids)
         self._retire(uuids)
 
@@ -316,5 +252,5 @@ class JobFollower:
         """Move an IN_PROGRESS job to `state` and publish the event (the last step of every ending)."""
         event = self._store.transition(job_id, {JobState.IN_PROGRESS}, state, datetime.now(UTC), message)
         if event is not None:
-            self._publish([event])
+            self._publisher.publish([event])
         return event

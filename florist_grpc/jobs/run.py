@@ -1,6 +1,7 @@
-"""The runtime state of a followed job: its processes, their last persisted reports, its ending in progress.
+"""The runtime state of a followed job: its processes and its ending in progress.
 
-Owned by the follower thread (florist_grpc/jobs/follower.py); nothing else reads or writes it.
+Owned by the follower thread (florist_grpc/jobs/follower.py); nothing else reads or writes it. What each process
+last reported and had persisted is the report reader's (florist_grpc/metrics/report_reader.py).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 from dataclasses import dataclass, field
 
-from florist_grpc.domain.model import SERVER_SOURCE, Exit, JobState, JsonObject, MetricsEvent, Source
+from florist_grpc.domain.model import SERVER_SOURCE, Exit, JobState, MetricsEvent, Source
 from florist_grpc.launch.handles import ProcessHandle
 
 
@@ -40,7 +41,6 @@ class Ending:
 class JobRun:
     job_id: str
     processes: dict[str, RunningProcess]  # by source key
-    reports: dict[str, JsonObject]  # last persisted report per source key
     ending: Ending | None = None
     server_done_at: float | None = None
 

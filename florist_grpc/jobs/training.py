@@ -60,6 +60,7 @@ class Trainer:
         catalog: Catalog = DEFAULT_CATALOG,
         remote_probe: RemoteProbe | None = None,
         pool: LauncherPool | None = None,
+        data_roots: tuple[Path, ...] = (),
     ) -> None:
         self._users = users
         self.starts = Starts()
@@ -67,7 +68,8 @@ class Trainer:
         self._tls = tls
         self._catalog = catalog
         # remote_probe reads an agent-run client's data summary through its agent's session.
-        self._data = DataChecker(timeouts.data_check_seconds, remote_probe, pool)
+        # data_roots (serve --data-root) confine local clients' data files; none = any absolute regular file.
+        self._data = DataChecker(timeouts.data_check_seconds, remote_probe, pool, data_roots)
         self._store = store
         self._follower = follower
         self._hub = hub
@@ -216,7 +218,7 @@ class Trainer:
             handle: ProcessHandle
             if client.agent:
                 # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                handle = await self._agents.launch(client.agent, run, client.device, tls=fl_tls is not None)
+                handle = await self._agents.launch(client.agent, run, tls=fl_tls is not None)
             else:
                 handle = await asyncio.to_thread(
                     start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool

@@ -2,6 +2,7 @@
 
 Sessions live on the event loop. The follower's threads see agent-run processes only through `AgentProcess`
 (florist_grpc/launch/agent_process.py), which reads the state kept here under a lock and posts stops to the loop.
+Messages are plain values (launch/agent_protocol.py): the servicer converts them at the stream.
 A client's reports, relayed by its agent, are written to the control plane's own Redis exactly as a local client
 writes them (SET key=uuid, PUBLISH channel=uuid): the listener -> follower -> store path is the same for both.
 """
@@ -24,17 +25,29 @@ from florist_grpc.domain.errors import (
     FieldViolation,
     FloristError,
     InvalidArgument,
-    PermissionDenied,
     Unavailable,
 )
 from florist_grpc.domain.model import Client, Exit, ProcessRef
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.fl.run_config import ClientRun
-from florist_grpc.launch.agent_process import AgentProcess, RemoteClient
+from florist_grpc.launch.agent_process import AgentProcess
+from florist_grpc.launch.agent_protocol import (
+    AgentHello,
+    AgentMessage,
+    CheckData,
+    Command,
+    DataCheckResult,
+    Heartbeat,
+    LaunchClient,
+    ProcessExited,
+    ProcessStarted,
+    ReportChange,
+    RequestFailed,
+    StopClient,
+    Welcome,
+)
 from florist_grpc.launch.agent_session import AgentSession
 from florist_grpc.launch.report_relay import ReportRelay
-from florist_grpc.launch.wire import from_struct, to_struct
-from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +63,17 @@ class AgentView:
     devices: tuple[str, ...]
     version: str
     data_root: str
+    problem: str  # '' = healthy
+
+
+@dataclass
+class RemoteClient:
+    """What the control plane knows of one client process an agent runs."""
+
+    agent: str
+    exit: Exit | None = None
+    log_tail: str = ""
+    stop_requested: bool = False
 
 
 class Agents:
@@ -68,20 +92,19 @@ class Agents:
 
     async def serve(
         self,
-        bound_name: str | None,
-        requests: AsyncIterator[pb.ConnectRequest],
-        write: Callable[[pb.ConnectResponse], Awaitable[None]],
+        first: AgentMessage | None,
+        requests: AsyncIterator[AgentMessage | None],
+        write: Callable[[Command], Awaitable[None]],
     ) -> None:
-        """Run one Connect stream to its end. `bound_name`: the name the caller's token allows (None = any)."""
-        first = await anext(aiter(requests), None)
-        if first is None or not first.HasField("hello"):
+        """Run one Connect stream to its end: `first` is its first message (None: none came, or one of a kind
+        this version does not know), already admitted by the caller (api/agent_service.py checks the token),
+        `requests` the rest."""
+        if not isinstance(first, AgentHello):
             raise InvalidArgument([FieldViolation("hello", "the first message of a session must be hello")])
-        name = first.hello.name
+        name = first.name
         if problem := agent_name_problem(name):
             raise InvalidArgument([FieldViolation("hello.name", problem)])
-        if bound_name is not None and name != bound_name:
-            raise PermissionDenied(f"this token belongs to agent {bound_name!r}, not {name!r}")
-        session = self._open(first.hello)
+        session = self._open(first)
         reader = asyncio.create_task(self._read(session, requests))
         writer = asyncio.create_task(self._write(session, write))
         try:
@@ -98,7 +121,7 @@ class Agents:
         if isinstance(session.closed, Aborted):
             raise session.closed
 
-    def _open(self, hello: pb.AgentHello) -> AgentSession:
+    def _open(self, hello: AgentHello) -> AgentSession:
         # A second session under the same name replaces the first: after a network failure the old stream may
         # look open here long after the agent has redialled, and refusing would lock the site out until then.
         old = self._sessions.get(hello.name)
@@ -107,7 +130,7 @@ class Agents:
             self._close(old, Aborted(f"agent {hello.name} connected again; this session was replaced"))
         session = AgentSession(hello)
         self._sessions[hello.name] = self._last[hello.name] = session
-        session.send(pb.ConnectResponse(welcome=pb.Welcome()))
+        session.send(Welcome())
         known = {c.client_uuid: c for c in hello.clients}
         with self._lock:
             self._away_since.pop(hello.name, None)
@@ -120,9 +143,10 @@ class Agents:
                         client.exit = Exit(None, f"was lost: agent {hello.name} reconnected without it")
                 elif status.running and client.stop_requested:
                     # Stopped while the agent was away (the job ended meanwhile): nothing may outlive its job.
-                    session.send(pb.ConnectResponse(stop_client=pb.StopClient(client_uuid=client_uuid)))
+                    session.send(StopClient(client_uuid))
             # Exits of clients the agent knows arrive as process_exited after their last reports.
         log.info("agent %s connected (version %s, devices %s)", hello.name, hello.version, list(hello.devices))
+        session.report_health(hello.problem)
         return session
 
     def _close(self, session: AgentSession, error: FloristError) -> None:
@@ -133,24 +157,25 @@ class Agents:
                 self._away_since[session.name] = time.monotonic()
             log.warning("agent %s: session ended (%s)", session.name, error)
 
-    async def _write(self, session: AgentSession, write: Callable[[pb.ConnectResponse], Awaitable[None]]) -> None:
+    async def _write(self, session: AgentSession, write: Callable[[Command], Awaitable[None]]) -> None:
         async for message in session.outgoing():
             await write(message)
 
-    async def _read(self, session: AgentSession, requests: AsyncIterator[pb.ConnectRequest]) -> None:
+    async def _read(self, session: AgentSession, requests: AsyncIterator[AgentMessage | None]) -> None:
         async for message in requests:
             session.seen()
-            kind = message.WhichOneof("message")
-            if kind == "report_change":
-                await self._relay_report(session.name, message.report_change)
-            elif kind == "process_exited":
-                self._exited(session.name, message.process_exited)
-            elif kind == "hello":
+            if isinstance(message, ReportChange):
+                await self._relay_report(session.name, message)
+            elif isinstance(message, ProcessExited):
+                self._exited(session.name, message)
+            elif isinstance(message, AgentHello):
                 log.warning("agent %s sent hello twice; ignored", session.name)
-            else:
+            elif isinstance(message, Heartbeat):
+                session.report_health(message.problem)
+            elif message is not None:
                 session.deliver(message)
 
-    async def _relay_report(self, agent: str, change: pb.ReportChange) -> None:
+    async def _relay_report(self, agent: str, change: ReportChange) -> None:
         with self._lock:
             client = self._clients.get(change.client_uuid)
         if client is None or client.agent != agent:
@@ -158,13 +183,13 @@ class Agents:
             return
         await self._reports.relay(agent, change.client_uuid, change.report_json)
 
-    def _exited(self, agent: str, exited: pb.ProcessExited) -> None:
+    def _exited(self, agent: str, exited: ProcessExited) -> None:
         with self._lock:
             client = self._clients.get(exited.client_uuid)
             if client is None or client.agent != agent or client.exit is not None:
                 return
             client.log_tail = exited.log_tail
-            client.exit = Exit(exited.exit_code if exited.exit_code_known else None)
+            client.exit = Exit(exited.exit_code)
 
     # --- what jobs ask of agents -------------------------------------------------------------------------------
 
@@ -177,64 +202,41 @@ class Agents:
     async def check_data(self, name: str, data_path: str) -> str:
         """'' if `data_path` is inside agent `name`'s data root and readable there, else why not."""
         reply = await self.session(name).request(
-            lambda rid: pb.ConnectResponse(check_data=pb.CheckData(request_id=rid, data_path=data_path)),
-            self._timeouts.agent_call_seconds,
+            lambda rid: CheckData(rid, data_path), DataCheckResult, self._timeouts.agent_call_seconds
         )
-        if reply.HasField("request_failed"):
-            return reply.request_failed.message
-        return "" if reply.data_check_result.ok else reply.data_check_result.problem
+        if isinstance(reply, RequestFailed):
+            return reply.message
+        return "" if reply.ok else reply.problem
 
     async def probe_data(self, index: int, client: Client) -> dict[str, Any] | None:
         """The summary of an agent-run client's data file, read on its agent's machine (None if unreachable)."""
         try:
             reply = await self.session(client.agent).request(
-                lambda rid: pb.ConnectResponse(
-                    check_data=pb.CheckData(
-                        request_id=rid, data_path=client.data_path, probe=True, label_column=client.label_column
-                    )
-                ),
+                lambda rid: CheckData(rid, client.data_path, probe=True, label_column=client.label_column),
+                DataCheckResult,
                 self._timeouts.data_check_seconds + self._timeouts.agent_call_seconds,
             )
         except FloristError as exc:
             log.warning("agent %s could not probe client %d's data: %s", client.agent, index, exc)
             return None
-        if reply.HasField("request_failed"):
-            return {"problems": [reply.request_failed.message]}
-        result = reply.data_check_result
-        if not result.ok:
-            return {"problems": [result.problem]}
-        return from_struct(result.summary)
+        if isinstance(reply, RequestFailed):
+            return {"problems": [reply.message]}
+        if not reply.ok:
+            return {"problems": [reply.problem]}
+        return reply.summary
 
-    async def launch(self, name: str, run: ClientRun, device: str, tls: bool) -> AgentProcess:
-        """Have agent `name` start the FL client `run` (its data path is relative to the agent's data root)."""
+    async def launch(self, name: str, run: ClientRun, tls: bool) -> AgentProcess:
+        """Have agent `name` start the FL client `run` (its data path is relative to the agent's data root; its
+        Redis and CA file are the agent's own: see LaunchClient)."""
         session = self.session(name)
         with self._lock:
             self._clients[run.uuid] = RemoteClient(name)
         reply = await session.request(
-            lambda rid: pb.ConnectResponse(
-                launch_client=pb.LaunchClient(
-                    request_id=rid,
-                    client_uuid=run.uuid,
-                    server_address=run.server_address,
-                    data_path=run.data_path,
-                    model=run.model,
-                    optimizer=run.optimizer,
-                    client_type=run.client_type,
-                    server_config=to_struct(run.training.to_server_config()),
-                    device=device,
-                    tls=tls,
-                    input_shape=run.input_shape,
-                    num_classes=run.num_classes,
-                    model_config=to_struct(run.model_config),
-                    label_column=run.label_column,
-                )
-            ),
-            self._timeouts.agent_call_seconds,
+            lambda rid: LaunchClient(rid, run, tls), ProcessStarted, self._timeouts.agent_call_seconds
         )
-        if reply.HasField("request_failed"):
-            raise FailedPrecondition(f"agent {name} could not start the client: {reply.request_failed.message}")
-        started = reply.process_started
-        ref = ProcessRef(pid=started.pid, log_path=started.log_path, agent_address=name)
+        if isinstance(reply, RequestFailed):
+            raise FailedPrecondition(f"agent {name} could not start the client: {reply.message}")
+        ref = ProcessRef(pid=reply.pid, log_path=reply.log_path, agent_address=name)
         return AgentProcess(self, run.uuid, ref)
 
     def adopt(self, name: str, client_uuid: str, ref: ProcessRef) -> AgentProcess:
@@ -265,6 +267,7 @@ class Agents:
                 devices=tuple(s.hello.devices),
                 version=s.hello.version,
                 data_root=s.hello.data_root,
+                problem=s.problem,
             )
             for s in sorted(self._last.values(), key=lambda s: s.name)
         ]
@@ -300,7 +303,7 @@ class Agents:
             client.stop_requested = True  # sent again when the agent reconnects, should it be away now
         session = self._sessions.get(client.agent)
         if session is not None:
-            session.send(pb.ConnectResponse(stop_client=pb.StopClient(client_uuid=client_uuid)))
+            session.send(StopClient(client_uuid))
 
     def close_sessions(self) -> None:
         """End every session (agents redial with backoff): shutdown need not wait for these endless streams."""

@@ -16,8 +16,8 @@ POLL_SECONDS = 0.2
 
 
 class ProcessWatcher:
-    def __init__(self, on_exit: Callable[[str, str, Exit], None], poll_seconds: float = POLL_SECONDS) -> None:
-        self._on_exit = on_exit
+    def __init__(self, poll_seconds: float = POLL_SECONDS) -> None:
+        self._on_exit: Callable[[str, str, Exit], None] = lambda job_id, source_key, status: None
         self._poll = poll_seconds
         self._lock = threading.Lock()
         self._watched: dict[tuple[str, str], ProcessHandle] = {}
@@ -27,7 +27,9 @@ class ProcessWatcher:
         self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name="florist-process-watcher", daemon=True)
 
-    def start(self) -> None:
+    def start(self, on_exit: Callable[[str, str, Exit], None]) -> None:
+        """Watch from now on; `on_exit(job_id, source_key, status)` is called on the watcher's thread."""
+        self._on_exit = on_exit
         self._thread.start()
 
     def stop(self) -> None:

@@ -181,7 +181,13 @@ class EmbeddedRedis:
             "--aclfile",
             str(self._acl_file),
         ]
-        popen = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        # Never the caller's stdout or stderr: a Redis left running for jobs in progress (or one orphaned by a
+        # crash) would hold them open, and `serve ... | tail` would never end. What it says before its log file
+        # is open goes to that log file too.
+        with open(self.dir / "redis.log", "ab") as early_log:
+            popen = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=early_log, start_new_session=True
+            )
         process = psutil.Process(popen.pid)
         deadline = time.monotonic() + self._start_timeout
         while not self._answers(self.port):

@@ -1,8 +1,10 @@
-"""One `serve` per data directory: an exclusive lock on data_dir/serve.lock, with the holder's pid written in it.
+"""One process per data directory: an exclusive lock file in it, with the holder's pid written in it.
 
-Two control planes on one data dir would adopt the same embedded Redis (and the second would stop it under the
-first), and both would re-attach the same jobs and append duplicate events. flock is released by the kernel when
-the holder dies, however it dies, so a crashed `serve` never leaves a stale lock behind.
+`serve` locks its --data-dir (serve.lock): two control planes on one data dir would adopt the same embedded Redis
+(and the second would stop it under the first), and both would re-attach the same jobs and append duplicate
+events. `agent` locks its --data-root (agent.lock in its state directory) for the same reason: a second agent
+would adopt the first one's Redis and clients, and stop that Redis when it exits. flock is released by the kernel
+when the holder dies, however it dies, so a crashed process never leaves a stale lock behind.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ import fcntl
 import os
 from pathlib import Path
 
-LOCK_FILE = "serve.lock"
-
 
 class DataDirInUse(RuntimeError):
     """Another process holds the data directory."""
 
 
 class DataDirLock:
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / LOCK_FILE
+    def __init__(self, data_dir: Path, command: str = "serve", described_as: str = "") -> None:
+        """Lock `data_dir` for the florist-grpc `command` (the lock file is `<command>.lock` in it); errors name
+        the directory as `described_as` (default `data dir <data_dir>`)."""
+        self.path = data_dir / f"{command}.lock"
+        self._command = command
+        self._described_as = described_as or f"data dir {data_dir}"
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -33,7 +37,7 @@ class DataDirLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise DataDirInUse(
-                f"data dir {self.path.parent} is in use by another florist-grpc serve (pid {holder})"
+                f"{self._described_as} is in use by another florist-grpc {self._command} (pid {holder})"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

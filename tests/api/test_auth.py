@@ -14,7 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from florist_grpc.api.auth import AuthFileError, authorize, load_auth_file
 from florist_grpc.domain.errors import PermissionDenied, Unauthenticated
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
-from tests.helpers import PlaneThread, job_message
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message
 
 
 def sha(token: str) -> str:
@@ -68,13 +69,13 @@ def test_reflection_is_public_like_health_and_every_method_is_not(auth_file: Pat
 
 
 @pytest.fixture
-def secured(tmp_path: Path, auth_file: Path) -> Iterator[PlaneThread]:
-    running = PlaneThread(tmp_path / "florist", auth_file=auth_file)
+def secured(tmp_path: Path, auth_file: Path) -> Iterator[ControlPlaneThread]:
+    running = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=auth_file)
     yield running
     running.stop()
 
 
-def test_the_serving_plane_enforces_tokens_and_roles(secured: PlaneThread) -> None:
+def test_the_serving_plane_enforces_tokens_and_roles(secured: ControlPlaneThread) -> None:
     request = pb.CreateJobRequest(job=job_message(["/d"]))
     with pytest.raises(grpc.RpcError) as raised:
         secured.jobs.CreateJob(request, timeout=10)
@@ -89,7 +90,7 @@ def test_the_serving_plane_enforces_tokens_and_roles(secured: PlaneThread) -> No
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_an_undecodable_request_without_a_token_is_unauthenticated_not_invalid(secured: PlaneThread) -> None:
+def test_an_undecodable_request_without_a_token_is_unauthenticated_not_invalid(secured: ControlPlaneThread) -> None:
     """Authentication decides before the request is looked at (api/decoding.py is the innermost interceptor)."""
     create = secured.channel.unary_unary("/florist.v1.JobService/CreateJob", request_serializer=None)
     with pytest.raises(grpc.RpcError) as raised:

@@ -9,7 +9,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from florist_grpc.domain import errors
 from florist_grpc.proto.florist.v1 import job_service_pb2
 from florist_grpc.rpc_errors import DOMAIN, from_rpc_error, internal_status, to_status
-from tests.helpers import PlaneThread, job_message
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message
 
 
 def details(status: grpc.Status) -> status_pb2.Status:
@@ -76,7 +77,7 @@ def test_a_status_fits_the_default_client_metadata_limit_however_many_violations
     assert "more violations" in details(status).details[0].value.decode("utf-8", "replace")
 
 
-def test_a_client_reads_reason_and_metadata_back_from_a_real_call(plane: PlaneThread) -> None:
+def test_a_client_reads_reason_and_metadata_back_from_a_real_call(plane: ControlPlaneThread) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         plane.jobs.GetJob(job_service_pb2.GetJobRequest(job_id="missing"), timeout=10)
     error = from_rpc_error(raised.value)
@@ -84,7 +85,7 @@ def test_a_client_reads_reason_and_metadata_back_from_a_real_call(plane: PlaneTh
     assert (error.reason, error.metadata) == ("JOB_NOT_FOUND", {"job_id": "missing"})
 
 
-def test_a_client_reads_violations_and_reason_back_from_a_real_call(plane: PlaneThread) -> None:
+def test_a_client_reads_violations_and_reason_back_from_a_real_call(plane: ControlPlaneThread) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         plane.create(job_message(["/d"], rounds=0))
     error = from_rpc_error(raised.value)
@@ -92,7 +93,7 @@ def test_a_client_reads_violations_and_reason_back_from_a_real_call(plane: Plane
     assert [v.field for v in error.violations] == ["job.server_config.n_server_rounds"]
 
 
-def test_deleting_a_deleted_job_is_job_not_found_with_its_id(plane: PlaneThread) -> None:
+def test_deleting_a_deleted_job_is_job_not_found_with_its_id(plane: ControlPlaneThread) -> None:
     job = plane.create(job_message(["/d"]))
     plane.jobs.DeleteJob(job_service_pb2.DeleteJobRequest(job_id=job.id), timeout=10)
     with pytest.raises(grpc.RpcError) as raised:

@@ -21,8 +21,9 @@ import florist_grpc
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
-from tests.helpers import PlaneThread, job_message, wait_for
+from tests.helpers import job_message, wait_for
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -36,9 +37,9 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture
-def measured(tmp_path: Path) -> Iterator[tuple[PlaneThread, int]]:
+def measured(tmp_path: Path) -> Iterator[tuple[ControlPlaneThread, int]]:
     port = free_port()
-    running = PlaneThread(tmp_path / "florist", metrics_port=port)
+    running = ControlPlaneThread.in_dir(tmp_path / "florist", metrics_port=port)
     yield running, port
     running.stop()
 
@@ -48,7 +49,9 @@ def grpc_labels(kind: str, method: str, **extra: str) -> tuple[tuple[str, str], 
     return tuple(sorted({"grpc_type": kind, "grpc_service": service, "grpc_method": name, **extra}.items()))
 
 
-def test_unary_calls_are_counted_and_timed_under_go_grpc_prometheus_names(measured: tuple[PlaneThread, int]) -> None:
+def test_unary_calls_are_counted_and_timed_under_go_grpc_prometheus_names(
+    measured: tuple[ControlPlaneThread, int],
+) -> None:
     plane, port = measured
     created = plane.create(job_message(["/d/c0.pt"]))
     with pytest.raises(grpc.RpcError):
@@ -72,7 +75,9 @@ def test_unary_calls_are_counted_and_timed_under_go_grpc_prometheus_names(measur
     assert not {name for name, _ in samples if name.startswith("florist_rpc")}
 
 
-def test_a_server_stream_counts_every_message_it_sends_and_is_not_timed(measured: tuple[PlaneThread, int]) -> None:
+def test_a_server_stream_counts_every_message_it_sends_and_is_not_timed(
+    measured: tuple[ControlPlaneThread, int],
+) -> None:
     plane, port = measured
     job = create_running(plane.plane, 2)
     play_rounds(job, 1)
@@ -91,7 +96,7 @@ def test_a_server_stream_counts_every_message_it_sends_and_is_not_timed(measured
     assert samples[("florist_report_to_event_lag_seconds_count", ())] == samples[("florist_events_persisted_total", ())]
 
 
-def test_standard_services_and_bidirectional_streams_are_counted_too(measured: tuple[PlaneThread, int]) -> None:
+def test_standard_services_and_bidirectional_streams_are_counted_too(measured: tuple[ControlPlaneThread, int]) -> None:
     """Reflection is a bidirectional stream whose servicer yields; health's Watch writes with context.write()."""
     plane, port = measured
     reflect = reflection_pb2_grpc.ServerReflectionStub(plane.channel)
@@ -113,7 +118,7 @@ def test_standard_services_and_bidirectional_streams_are_counted_too(measured: t
     assert samples[("grpc_server_msg_sent_total", grpc_labels("server_stream", watched))] == 1
 
 
-def test_build_info_and_process_collectors_are_exported(measured: tuple[PlaneThread, int]) -> None:
+def test_build_info_and_process_collectors_are_exported(measured: tuple[ControlPlaneThread, int]) -> None:
     _, port = measured
     samples = scrape(port)
     [build] = [labels for name, labels in samples if name == "florist_build_info"]
@@ -124,7 +129,7 @@ def test_build_info_and_process_collectors_are_exported(measured: tuple[PlaneThr
 
 
 @pytest.mark.parametrize("path", ["/", "/healthz", "/metrics/extra", "/favicon.ico"])
-def test_the_metrics_endpoint_answers_on_metrics_only(measured: tuple[PlaneThread, int], path: str) -> None:
+def test_the_metrics_endpoint_answers_on_metrics_only(measured: tuple[ControlPlaneThread, int], path: str) -> None:
     _, port = measured
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10)
@@ -136,7 +141,7 @@ def test_denied_calls_are_counted_with_their_code(tmp_path: Path) -> None:
     auth = tmp_path / "tokens"
     auth.write_text(f"viewer {hashlib.sha256(b'look').hexdigest()} alice\n")
     port = free_port()
-    plane = PlaneThread(tmp_path / "florist", auth_file=auth, metrics_port=port)
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=auth, metrics_port=port)
     try:
         with pytest.raises(grpc.RpcError):
             plane.jobs.ListJobs(pb.ListJobsRequest(), timeout=10)
@@ -158,7 +163,7 @@ def test_every_mutating_call_is_audited_with_who_what_which_job_and_outcome(
     auth.write_text(
         f"admin {hashlib.sha256(b'root').hexdigest()} ops\nviewer {hashlib.sha256(b'look').hexdigest()} alice\n"
     )
-    plane = PlaneThread(tmp_path / "florist", auth_file=auth)
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=auth)
     caplog.set_level(logging.INFO, logger="florist_grpc.audit")
     try:
         as_ops, as_alice = (("authorization", "Bearer root"),), (("authorization", "Bearer look"),)
@@ -182,7 +187,7 @@ def test_every_mutating_call_is_audited_with_who_what_which_job_and_outcome(
     assert all(r.peer for r in audit_lines(caplog))  # type: ignore[attr-defined]
 
 
-def test_without_auth_the_caller_is_anonymous(plane: PlaneThread, caplog: pytest.LogCaptureFixture) -> None:
+def test_without_auth_the_caller_is_anonymous(plane: ControlPlaneThread, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="florist_grpc.audit")
     created = plane.create(job_message(["/d"]))
     [record] = audit_lines(caplog)

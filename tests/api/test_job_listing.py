@@ -9,16 +9,17 @@ from florist_grpc.domain.model import JobState
 from florist_grpc.jobs import listing
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
 from tests.api.test_job_service import violations
-from tests.helpers import PlaneThread, job_message
+from tests.helpers import job_message
 
 
-def listed(plane: PlaneThread, **request: object) -> pb.ListJobsResponse:
+def listed(plane: ControlPlaneThread, **request: object) -> pb.ListJobsResponse:
     return plane.jobs.ListJobs(pb.ListJobsRequest(**request), timeout=30)  # type: ignore[arg-type]
 
 
-def test_validate_only_returns_the_job_as_it_would_be_and_stores_nothing(plane: PlaneThread) -> None:
+def test_validate_only_returns_the_job_as_it_would_be_and_stores_nothing(plane: ControlPlaneThread) -> None:
     request = pb.CreateJobRequest(job=job_message(["/d/c0.pt"]), validate_only=True, request_id="r1")
     dry = plane.jobs.CreateJob(request, timeout=30).job
     assert dry.id == "" and dry.state == job_pb2.JOB_STATE_NOT_STARTED and dry.model == "MLP"
@@ -29,7 +30,7 @@ def test_validate_only_returns_the_job_as_it_would_be_and_stores_nothing(plane: 
     assert real.id and [j.id for j in listed(plane).jobs] == [real.id]
 
 
-def test_validate_only_reports_the_same_violations(plane: PlaneThread) -> None:
+def test_validate_only_reports_the_same_violations(plane: ControlPlaneThread) -> None:
     request = pb.CreateJobRequest(job=job_message([""], rounds=0), validate_only=True)
     with pytest.raises(grpc.RpcError) as raised:
         plane.jobs.CreateJob(request, timeout=30)
@@ -37,7 +38,7 @@ def test_validate_only_reports_the_same_violations(plane: PlaneThread) -> None:
     assert "job.clients[0].data_path" in violations(raised.value)
 
 
-def test_filter_on_states_and_model(plane: PlaneThread) -> None:
+def test_filter_on_states_and_model(plane: ControlPlaneThread) -> None:
     waiting = plane.create(job_message(["/d/c0.pt"]))
     running = create_running(plane.plane, 1)
     cancelled = create_running(plane.plane, 1)
@@ -54,7 +55,7 @@ def test_filter_on_states_and_model(plane: PlaneThread) -> None:
 
 
 def test_a_filter_pages_through_a_scan_with_tokens_bound_to_it(
-    plane: PlaneThread, monkeypatch: pytest.MonkeyPatch
+    plane: ControlPlaneThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(listing, "SCAN_BATCH", 3)  # several store round trips per page
     made = [
@@ -71,14 +72,14 @@ def test_a_filter_pages_through_a_scan_with_tokens_bound_to_it(
 
 
 @pytest.mark.parametrize("text", ["owner = me", "state = RUNNING", "state =", "model ~ MLP"])
-def test_an_unsupported_filter_is_invalid_argument_on_filter(plane: PlaneThread, text: str) -> None:
+def test_an_unsupported_filter_is_invalid_argument_on_filter(plane: ControlPlaneThread, text: str) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         listed(plane, filter=text)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(violations(raised.value)) == {"filter"}
 
 
-def test_basic_view_leaves_out_metrics_full_and_unspecified_keep_them(plane: PlaneThread) -> None:
+def test_basic_view_leaves_out_metrics_full_and_unspecified_keep_them(plane: ControlPlaneThread) -> None:
     job = create_running(plane.plane, 2)
     play_rounds(job, 1)
     finish(plane.plane, job)

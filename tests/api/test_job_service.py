@@ -14,7 +14,8 @@ from florist_grpc.domain.model import JobState
 from florist_grpc.net import ephemeral_range
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, catalog_service_pb2_grpc, job_pb2
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
-from tests.helpers import PlaneThread, job_message
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message
 
 
 def violations(error: grpc.RpcError) -> dict[str, str]:
@@ -30,7 +31,7 @@ def violations(error: grpc.RpcError) -> dict[str, str]:
     return found
 
 
-def test_create_job_stores_a_not_started_job_with_a_picked_server_address(plane: PlaneThread) -> None:
+def test_create_job_stores_a_not_started_job_with_a_picked_server_address(plane: ControlPlaneThread) -> None:
     created = plane.create(job_message(["/d/c0.pt", "/d/c1.pt"]))
     assert created.id and created.state == job_pb2.JOB_STATE_NOT_STARTED
     assert created.server_address.startswith("127.0.0.1:")
@@ -40,7 +41,7 @@ def test_create_job_stores_a_not_started_job_with_a_picked_server_address(plane:
     assert plane.get(created.id) == created
 
 
-def test_create_job_reports_every_bad_field_in_one_invalid_argument(plane: PlaneThread) -> None:
+def test_create_job_reports_every_bad_field_in_one_invalid_argument(plane: ControlPlaneThread) -> None:
     job = job_message(["", "/d"], rounds=0)
     job.model, job.client_type, job.server_address = "NOPE", "FEDPROX", "nohost"
     job.clients[1].agent, job.clients[1].device = "no such/agent", "tpu"
@@ -61,14 +62,24 @@ def test_create_job_reports_every_bad_field_in_one_invalid_argument(plane: Plane
     }
 
 
-def test_create_job_without_a_job_is_invalid(plane: PlaneThread) -> None:
+def test_a_relative_data_path_sent_over_grpc_for_a_local_client_is_invalid_argument(plane: ControlPlaneThread) -> None:
+    job = job_message(["/d/c0.pt", "c1.pt"])
+    job.clients[0].agent = "site-a"  # an agent's client: relative to that agent's data root, unchanged
+    job.clients[0].data_path = "c0.pt"
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.create(job)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(raised.value)) == {"job.clients[1].data_path"}
+
+
+def test_create_job_without_a_job_is_invalid(plane: ControlPlaneThread) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         plane.jobs.CreateJob(pb.CreateJobRequest(), timeout=10)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "job" in violations(raised.value)
 
 
-def test_a_retried_request_id_returns_the_same_job(plane: PlaneThread) -> None:
+def test_a_retried_request_id_returns_the_same_job(plane: ControlPlaneThread) -> None:
     first = plane.create(job_message(["/d"]), request_id="retry-1")
     second = plane.create(job_message(["/other"]), request_id="retry-1")
     assert second.id == first.id
@@ -76,13 +87,13 @@ def test_a_retried_request_id_returns_the_same_job(plane: PlaneThread) -> None:
     assert [j.id for j in listed] == [first.id]
 
 
-def test_get_job_of_an_unknown_id_is_not_found(plane: PlaneThread) -> None:
+def test_get_job_of_an_unknown_id_is_not_found(plane: ControlPlaneThread) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         plane.get("does-not-exist")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_list_jobs_pages_newest_first_stably_while_jobs_are_added(plane: PlaneThread) -> None:
+def test_list_jobs_pages_newest_first_stably_while_jobs_are_added(plane: ControlPlaneThread) -> None:
     ids = [plane.create(job_message(["/d"])).id for _ in range(5)]
     first = plane.jobs.ListJobs(pb.ListJobsRequest(page_size=2), timeout=10)
     assert [j.id for j in first.jobs] == ids[::-1][:2] and first.next_page_token
@@ -93,7 +104,7 @@ def test_list_jobs_pages_newest_first_stably_while_jobs_are_added(plane: PlaneTh
     assert third.next_page_token == ""
 
 
-def test_list_jobs_filters_by_state(plane: PlaneThread) -> None:
+def test_list_jobs_filters_by_state(plane: ControlPlaneThread) -> None:
     idle = plane.create(job_message(["/d"]))
     busy = plane.create(job_message(["/d"]))
     plane.plane.store.transition(busy.id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC))
@@ -107,14 +118,14 @@ def test_list_jobs_filters_by_state(plane: PlaneThread) -> None:
     ("request_kwargs", "field"),
     [({"page_size": -1}, "page_size"), ({"page_token": "garbage!"}, "page_token"), ({"state": 42}, "state")],
 )
-def test_list_jobs_rejects_bad_paging(plane: PlaneThread, request_kwargs: dict[str, object], field: str) -> None:
+def test_list_jobs_rejects_bad_paging(plane: ControlPlaneThread, request_kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         plane.jobs.ListJobs(pb.ListJobsRequest(**request_kwargs), timeout=10)  # type: ignore[arg-type]
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in violations(raised.value)
 
 
-def test_a_page_token_is_bound_to_its_state_filter(plane: PlaneThread) -> None:
+def test_a_page_token_is_bound_to_its_state_filter(plane: ControlPlaneThread) -> None:
     for _ in range(3):
         plane.create(job_message(["/d"]))
     token = plane.jobs.ListJobs(pb.ListJobsRequest(page_size=1), timeout=10).next_page_token
@@ -125,7 +136,7 @@ def test_a_page_token_is_bound_to_its_state_filter(plane: PlaneThread) -> None:
     assert "page_token" in violations(raised.value)
 
 
-def test_delete_job_is_refused_while_in_progress_and_removes_the_job_otherwise(plane: PlaneThread) -> None:
+def test_delete_job_is_refused_while_in_progress_and_removes_the_job_otherwise(plane: ControlPlaneThread) -> None:
     job = plane.create(job_message(["/d"]))
     store = plane.plane.store
     store.transition(job.id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC))
@@ -140,7 +151,7 @@ def test_delete_job_is_refused_while_in_progress_and_removes_the_job_otherwise(p
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_catalog_lists_models_strategies_with_schemas_and_optimizers(plane: PlaneThread) -> None:
+def test_catalog_lists_models_strategies_with_schemas_and_optimizers(plane: ControlPlaneThread) -> None:
     stub = catalog_service_pb2_grpc.CatalogServiceStub(plane.channel)
     catalog = stub.GetCatalog(catalog_service_pb2.GetCatalogRequest(), timeout=10)
     assert {m.name for m in catalog.models} == set(MODELS) >= {"MLP", "MNIST_CNN"}

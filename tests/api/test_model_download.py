@@ -22,7 +22,8 @@ from florist_grpc.fl.model_record import record_path, write_record
 from florist_grpc.fl.probe import probe
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.rpc_errors import reason_of
-from tests.helpers import PlaneThread, job_message
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,7 +33,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_model_download_streams_the_saved_file_in_chunks_and_refuses_what_does_not_exist(
-    plane: PlaneThread, tmp_path: Path
+    plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     job = plane.create(job_message(["/d/c0.pt"]))
     out = tmp_path / "model.safetensors"
@@ -77,7 +78,7 @@ def test_make_data_writes_the_digits_partitioned_over_clients(tmp_path: Path) ->
 SAVED_BYTES = 3 << 20  # several chunks
 
 
-def save_rounds(plane: PlaneThread, job_id: str) -> Path:
+def save_rounds(plane: ControlPlaneThread, job_id: str) -> Path:
     """What the FL server writes after rounds 1 and 2 (3 MiB each), keeping only the latest; round 2's path."""
     saver = ModelSaver(plane.plane.trainer.model_dir(job_id), ["w", "b"], "MLP", [64], 10, {})
     weights = np.random.default_rng(0).normal(size=(768, 1024)).astype(np.float32)
@@ -86,14 +87,14 @@ def save_rounds(plane: PlaneThread, job_id: str) -> Path:
 
 
 @pytest.fixture
-def saved(plane: PlaneThread) -> tuple[str, Path]:
+def saved(plane: ControlPlaneThread) -> tuple[str, Path]:
     """A job with its round-2 model saved."""
     job = plane.create(job_message(["/d/c0.pt"]))
     return job.id, save_rounds(plane, job.id)
 
 
 def download_parts(
-    plane: PlaneThread, job_id: str, server_round: int = 0
+    plane: ControlPlaneThread, job_id: str, server_round: int = 0
 ) -> tuple[list[training_pb.DownloadModelResponse], grpc.RpcError | None]:
     """The messages DownloadModel sent, and the error it ended with (None: it completed)."""
     parts: list[training_pb.DownloadModelResponse] = []
@@ -118,7 +119,7 @@ def sent_bytes(parts: list[training_pb.DownloadModelResponse]) -> int:
 
 
 def test_a_flipped_byte_ends_the_download_with_data_loss_before_its_last_chunk(
-    plane: PlaneThread, saved: tuple[str, Path]
+    plane: ControlPlaneThread, saved: tuple[str, Path]
 ) -> None:
     job_id, path = saved
     original = path.read_bytes()
@@ -132,7 +133,7 @@ def test_a_flipped_byte_ends_the_download_with_data_loss_before_its_last_chunk(
     assert sent_bytes(parts) < len(content), "a client never receives the whole corrupt file"
 
 
-def test_a_flipped_byte_in_the_header_is_data_loss(plane: PlaneThread, saved: tuple[str, Path]) -> None:
+def test_a_flipped_byte_in_the_header_is_data_loss(plane: ControlPlaneThread, saved: tuple[str, Path]) -> None:
     job_id, path = saved
     content = bytearray(path.read_bytes())
     content[8] ^= 0x01  # the header's first character: its JSON no longer parses
@@ -142,7 +143,9 @@ def test_a_flipped_byte_in_the_header_is_data_loss(plane: PlaneThread, saved: tu
     assert sent_bytes(parts) == 0
 
 
-def test_a_truncated_model_is_data_loss_before_anything_is_sent(plane: PlaneThread, saved: tuple[str, Path]) -> None:
+def test_a_truncated_model_is_data_loss_before_anything_is_sent(
+    plane: ControlPlaneThread, saved: tuple[str, Path]
+) -> None:
     job_id, path = saved
     os.truncate(path, path.stat().st_size // 2)
     parts, error = download_parts(plane, job_id)
@@ -150,7 +153,9 @@ def test_a_truncated_model_is_data_loss_before_anything_is_sent(plane: PlaneThre
     assert parts == []
 
 
-def test_a_symlink_to_another_file_is_refused_without_reading_it(plane: PlaneThread, saved: tuple[str, Path]) -> None:
+def test_a_symlink_to_another_file_is_refused_without_reading_it(
+    plane: ControlPlaneThread, saved: tuple[str, Path]
+) -> None:
     job_id, path = saved
     path.unlink()
     path.symlink_to("/etc/passwd")
@@ -159,7 +164,7 @@ def test_a_symlink_to_another_file_is_refused_without_reading_it(plane: PlaneThr
     assert parts == []
 
 
-def test_a_fifo_in_place_of_the_model_is_refused_at_once(plane: PlaneThread, saved: tuple[str, Path]) -> None:
+def test_a_fifo_in_place_of_the_model_is_refused_at_once(plane: ControlPlaneThread, saved: tuple[str, Path]) -> None:
     job_id, path = saved
     path.unlink()
     os.mkfifo(path)  # opening it to read would block until a writer came
@@ -169,14 +174,14 @@ def test_a_fifo_in_place_of_the_model_is_refused_at_once(plane: PlaneThread, sav
     assert parts == [] and time.monotonic() - started < 10
 
 
-def test_a_directory_in_place_of_the_model_is_refused(plane: PlaneThread, saved: tuple[str, Path]) -> None:
+def test_a_directory_in_place_of_the_model_is_refused(plane: ControlPlaneThread, saved: tuple[str, Path]) -> None:
     job_id, path = saved
     path.unlink()
     path.mkdir()
     assert_data_loss(download_parts(plane, job_id)[1], "MODEL_NOT_A_FILE")
 
 
-def test_a_model_directory_that_is_a_symlink_is_refused(plane: PlaneThread, saved: tuple[str, Path]) -> None:
+def test_a_model_directory_that_is_a_symlink_is_refused(plane: ControlPlaneThread, saved: tuple[str, Path]) -> None:
     job_id, path = saved
     elsewhere = path.parent.parent / "moved"
     path.parent.rename(elsewhere)
@@ -186,7 +191,7 @@ def test_a_model_directory_that_is_a_symlink_is_refused(plane: PlaneThread, save
 
 @pytest.mark.parametrize("header_length", [2**64 - 1, 2**40, 10 * SAVED_BYTES])
 def test_an_absurd_header_length_is_data_loss_and_never_allocated(
-    plane: PlaneThread, saved: tuple[str, Path], header_length: int
+    plane: ControlPlaneThread, saved: tuple[str, Path], header_length: int
 ) -> None:
     """Even when the file is exactly what was recorded (so only the header's bound can refuse it)."""
     job_id, path = saved
@@ -198,14 +203,14 @@ def test_an_absurd_header_length_is_data_loss_and_never_allocated(
     assert parts == []
 
 
-def test_a_model_saved_without_a_record_is_refused(plane: PlaneThread, saved: tuple[str, Path]) -> None:
+def test_a_model_saved_without_a_record_is_refused(plane: ControlPlaneThread, saved: tuple[str, Path]) -> None:
     job_id, path = saved
     record_path(path.parent, 2).unlink()
     assert_data_loss(download_parts(plane, job_id)[1], "MODEL_UNRECORDED")
 
 
 @pytest.mark.parametrize("record", [b"", b"{", b'{"size_bytes": -1, "sha256": "00"}', b"[" * 100_000, b" " * 10_000])
-def test_a_damaged_record_is_data_loss(plane: PlaneThread, saved: tuple[str, Path], record: bytes) -> None:
+def test_a_damaged_record_is_data_loss(plane: ControlPlaneThread, saved: tuple[str, Path], record: bytes) -> None:
     job_id, path = saved
     record_path(path.parent, 2).write_bytes(record)
     parts, error = download_parts(plane, job_id)
@@ -223,13 +228,13 @@ def test_the_record_is_what_the_saver_wrote_and_goes_with_a_pruned_round(saved: 
 
 
 def test_a_verified_download_survives_a_control_plane_restart(tmp_path: Path) -> None:
-    first = PlaneThread(tmp_path / "florist")
+    first = ControlPlaneThread.in_dir(tmp_path / "florist")
     try:
         job_id = first.create(job_message(["/d/c0.pt"])).id
         path = save_rounds(first, job_id)
     finally:
         first.stop()
-    second = PlaneThread(tmp_path / "florist")
+    second = ControlPlaneThread.in_dir(tmp_path / "florist")
     try:
         parts, error = download_parts(second, job_id)
     finally:
@@ -240,7 +245,7 @@ def test_a_verified_download_survives_a_control_plane_restart(tmp_path: Path) ->
 
 
 def test_the_cli_says_data_loss_with_its_reason_and_keeps_no_partial_file(
-    plane: PlaneThread, saved: tuple[str, Path], tmp_path: Path
+    plane: ControlPlaneThread, saved: tuple[str, Path], tmp_path: Path
 ) -> None:
     job_id, path = saved
     content = bytearray(path.read_bytes())
@@ -279,7 +284,7 @@ try {
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed: the TypeScript client cannot run")
 def test_the_typescript_client_reports_data_loss_and_keeps_no_partial_file(
-    plane: PlaneThread, saved: tuple[str, Path], tmp_path: Path
+    plane: ControlPlaneThread, saved: tuple[str, Path], tmp_path: Path
 ) -> None:
     assert NODE is not None
     if not (TS_DIST / "model-download.js").exists():

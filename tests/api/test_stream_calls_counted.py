@@ -17,16 +17,17 @@ from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.store.base import ReportChange
 from florist_grpc.testing import simulation
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.api.test_interceptors import grpc_labels, scrape
-from tests.helpers import PlaneThread, wait_for
+from tests.helpers import wait_for
 
 STREAM = "florist.v1.TrainingService/StreamMetrics"
 
 
 @pytest.fixture
-def measured(tmp_path: Path) -> Iterator[tuple[PlaneThread, int]]:
+def measured(tmp_path: Path) -> Iterator[tuple[ControlPlaneThread, int]]:
     port = free_port()
-    running = PlaneThread(tmp_path / "florist", metrics_port=port)
+    running = ControlPlaneThread.in_dir(tmp_path / "florist", metrics_port=port)
     yield running, port
     running.stop()
 
@@ -57,7 +58,7 @@ def test_a_call_cut_before_its_handler_ran_is_counted_cancelled() -> None:
 
 
 def test_a_stream_cut_while_its_first_message_is_on_its_way_is_counted_cancelled(
-    measured: tuple[PlaneThread, int],
+    measured: tuple[ControlPlaneThread, int],
 ) -> None:
     plane, port = measured
     job = simulation.create_running(plane.plane, n_clients=1, attach=False)

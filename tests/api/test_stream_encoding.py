@@ -15,14 +15,17 @@ from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
 from florist_grpc.store.base import ReportChange
 from florist_grpc.testing import simulation
-from tests.helpers import PlaneThread, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import wait_for
 from tests.metrics.test_pipeline import subscribers
 
 STREAMS = 20
 LIVE_EVENTS = 10
 
 
-def test_each_event_is_encoded_once_for_every_stream(plane: PlaneThread, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_event_is_encoded_once_for_every_stream(
+    plane: ControlPlaneThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     encoded: list[int] = []
     lock = threading.Lock()
     to_proto = convert.event_to_proto

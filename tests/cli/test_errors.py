@@ -3,6 +3,7 @@ names the job it created before it failed to start it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -13,12 +14,14 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from florist_grpc.cli.options import Output
+from florist_grpc.cli.output import describe_rpc_error
 from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.cli.conftest import Invoke
-from tests.helpers import PlaneThread
 
 
 def job_file(tmp_path: Path, **fields: object) -> Path:
@@ -37,7 +40,7 @@ def job_file(tmp_path: Path, **fields: object) -> Path:
 
 
 def test_run_with_missing_data_names_the_job_it_created_and_each_missing_file_once(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     result = cli("run", "--file", job_file(tmp_path), "--address", plane.address)
     assert result.exit_code == 1
@@ -55,7 +58,7 @@ def test_run_with_missing_data_names_the_job_it_created_and_each_missing_file_on
 
 
 def test_run_with_missing_data_in_json_gives_the_job_then_the_whole_status(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     result = cli("run", "--file", job_file(tmp_path), "--address", plane.address, "-o", "json")
     assert result.exit_code == 1
@@ -73,7 +76,7 @@ def test_run_with_missing_data_in_json_gives_the_job_then_the_whole_status(
     assert job_id in report["notes"][0]
 
 
-def test_invalid_argument_shows_each_violation_once(cli: Invoke, plane: PlaneThread, tmp_path: Path) -> None:
+def test_invalid_argument_shows_each_violation_once(cli: Invoke, plane: ControlPlaneThread, tmp_path: Path) -> None:
     path = job_file(tmp_path, model="NOPE", optimizer="")
     result = cli("job", "create", "--file", path, "--address", plane.address)
     assert result.exit_code == 1
@@ -83,7 +86,7 @@ def test_invalid_argument_shows_each_violation_once(cli: Invoke, plane: PlaneThr
     assert "\n  job.model: unknown model 'NOPE'" in err and "\n  reason: INVALID_JOB\n" in err
 
 
-def test_not_found_shows_the_reason_and_its_metadata(cli: Invoke, plane: PlaneThread) -> None:
+def test_not_found_shows_the_reason_and_its_metadata(cli: Invoke, plane: ControlPlaneThread) -> None:
     result = cli("job", "get", "no-such-job", "--address", plane.address)
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -189,6 +192,29 @@ def test_every_google_rpc_detail_is_in_the_json_error(cli: Invoke, refusing_serv
         "description": "model CNN is not allowed",
     }
     assert error["details"][3]["owner"] == "alice" and error["details"][2]["metadata"] == {"agent": "site-a"}
+
+
+def test_a_failed_grpc_aio_call_is_described_as_the_same_synchronous_call_is(refusing_server: str) -> None:
+    # The agent's calls are grpc.aio ones: it reports their failures with the CLI's description.
+    request = health_pb2.HealthCheckRequest()
+    with grpc.insecure_channel(refusing_server) as channel, pytest.raises(grpc.RpcError) as raised:
+        health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
+
+    async def failed_aio_call() -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(refusing_server) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
+            return failed.value
+
+    aio = asyncio.run(failed_aio_call())
+    for output in Output:
+        assert describe_rpc_error(aio, output) == describe_rpc_error(raised.value, output)
+    assert describe_rpc_error(aio).splitlines()[:4] == [
+        "FAILED_PRECONDITION: the site refuses the job",
+        "  job.clients[0].data_path: data file /d/c0.pt does not exist",
+        "  agent site-a: model CNN is not allowed (SITE_POLICY)",
+        "  reason: SITE_REFUSED (agent=site-a)",
+    ]
 
 
 def test_a_user_error_with_json_output_is_a_json_object(cli: Invoke, tmp_path: Path) -> None:

@@ -14,14 +14,15 @@ from google.protobuf import json_format
 
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, play_rounds
-from tests.helpers import PlaneThread, job_message, no_fl_process_left, wait_for
+from tests.helpers import job_message, no_fl_process_left, wait_for
 
 CLI = [sys.executable, "-m", "florist_grpc"]
 
 
 def interrupt_once_watching(
-    plane: PlaneThread, args: list[str], job_id: Callable[[], str]
+    plane: ControlPlaneThread, args: list[str], job_id: Callable[[], str]
 ) -> subprocess.CompletedProcess[str]:
     """Run the command, press Ctrl-C once it follows the job's events, and let it finish."""
     command = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -43,7 +44,7 @@ def said_on_interrupt(job_id: str, address: str) -> str:
     )
 
 
-def test_ctrl_c_in_watch_says_the_job_goes_on_and_how_to_watch_it_again(plane: PlaneThread) -> None:
+def test_ctrl_c_in_watch_says_the_job_goes_on_and_how_to_watch_it_again(plane: ControlPlaneThread) -> None:
     simulated = create_running(plane.plane, 2)
     play_rounds(simulated, 1)
     job_id = simulated.job_id
@@ -55,7 +56,7 @@ def test_ctrl_c_in_watch_says_the_job_goes_on_and_how_to_watch_it_again(plane: P
 
 @pytest.mark.slow
 def test_ctrl_c_in_run_leaves_the_started_job_training_and_says_so(
-    plane: PlaneThread, demo_data: list[str], tmp_path: Path
+    plane: ControlPlaneThread, demo_data: list[str], tmp_path: Path
 ) -> None:
     job_file = tmp_path / "job.json"
     body = json_format.MessageToDict(job_message(demo_data, rounds=500), preserving_proto_field_name=True)

@@ -10,8 +10,8 @@ import pytest
 import typer
 
 from florist_grpc.cli import app
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.cli.conftest import Invoke
-from tests.helpers import PlaneThread
 
 JOB_YAML = """\
 # a two-client FedAvg job; data paths are relative to this file
@@ -60,7 +60,7 @@ def test_version(cli: Invoke) -> None:
 
 
 def test_create_from_yaml_resolves_relative_data_paths_against_the_file(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     (tmp_path / "job.yaml").write_text(JOB_YAML)
     created = cli("job", "create", "--file", tmp_path / "job.yaml", "--address", plane.address)
@@ -72,7 +72,7 @@ def test_create_from_yaml_resolves_relative_data_paths_against_the_file(
     assert job["state"] == "JOB_STATE_NOT_STARTED"
 
 
-def test_validate_only_stores_nothing(cli: Invoke, plane: PlaneThread, tmp_path: Path) -> None:
+def test_validate_only_stores_nothing(cli: Invoke, plane: ControlPlaneThread, tmp_path: Path) -> None:
     (tmp_path / "job.yaml").write_text(JOB_YAML)
     result = cli("job", "create", "-f", tmp_path / "job.yaml", "--validate-only", "--address", plane.address)
     assert result.exit_code == 0, result.stderr
@@ -121,7 +121,7 @@ def test_missing_file_is_one_line(cli: Invoke, tmp_path: Path) -> None:
 
 
 def test_server_validation_errors_print_code_and_field_violations(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     path = tmp_path / "job.json"
     path.write_text(json.dumps({"model": "NOPE", "strategy": "FEDAVG", "clients": [{"data_path": "/d"}]}))
@@ -132,7 +132,7 @@ def test_server_validation_errors_print_code_and_field_violations(
     assert "Traceback" not in result.output
 
 
-def test_list_filter_get_delete_with_json_output(cli: Invoke, plane: PlaneThread, tmp_path: Path) -> None:
+def test_list_filter_get_delete_with_json_output(cli: Invoke, plane: ControlPlaneThread, tmp_path: Path) -> None:
     (tmp_path / "job.yaml").write_text(JOB_YAML)
     ids = [
         cli("job", "create", "-f", tmp_path / "job.yaml", "--address", plane.address).stdout.strip() for _ in range(3)
@@ -162,13 +162,13 @@ def test_list_filter_get_delete_with_json_output(cli: Invoke, plane: PlaneThread
     assert gone.exit_code == 1 and gone.stderr.startswith("error: NOT_FOUND: ")
 
 
-def test_a_bad_filter_names_the_filter_field(cli: Invoke, plane: PlaneThread) -> None:
+def test_a_bad_filter_names_the_filter_field(cli: Invoke, plane: ControlPlaneThread) -> None:
     result = cli("job", "list", "--filter", "owner = me", "--address", plane.address)
     assert result.exit_code == 1
     assert "INVALID_ARGUMENT" in result.stderr and "  filter: cannot filter on 'owner'" in result.stderr
 
 
-def test_catalog_and_health(cli: Invoke, plane: PlaneThread) -> None:
+def test_catalog_and_health(cli: Invoke, plane: ControlPlaneThread) -> None:
     catalog = cli("catalog", "--address", plane.address)
     assert catalog.exit_code == 0 and "FEDAVG" in catalog.stdout and "MLP" in catalog.stdout
     strategies = json.loads(cli("catalog", "--address", plane.address, "-o", "json").stdout)["strategies"]
@@ -177,7 +177,7 @@ def test_catalog_and_health(cli: Invoke, plane: PlaneThread) -> None:
     assert health.exit_code == 0 and json.loads(health.stdout) == {"status": "SERVING"}
 
 
-def test_address_from_the_environment(cli: Invoke, plane: PlaneThread) -> None:
+def test_address_from_the_environment(cli: Invoke, plane: ControlPlaneThread) -> None:
     result = cli("health", env={"FLORIST_ADDRESS": plane.address})
     assert result.exit_code == 0 and result.stdout.strip() == "SERVING"
 

@@ -15,13 +15,14 @@ import pytest
 
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.cli.conftest import Invoke
-from tests.helpers import PlaneThread, job_message, wait_for
+from tests.helpers import job_message, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_struct_numbers_that_are_integers_print_as_integers(cli: Invoke, plane: PlaneThread) -> None:
+def test_struct_numbers_that_are_integers_print_as_integers(cli: Invoke, plane: ControlPlaneThread) -> None:
     message = job_message(["/d/c0.pt"], local_epochs=40)
     message.model_config.update({"hidden_sizes": [64], "dropout": 0.25})
     job_id = plane.create(message).id
@@ -36,7 +37,7 @@ def test_struct_numbers_that_are_integers_print_as_integers(cli: Invoke, plane: 
     assert default == [64] and type(default[0]) is int
 
 
-def test_catalog_text_is_shown_as_written_not_read_as_markup(cli: Invoke, plane: PlaneThread) -> None:
+def test_catalog_text_is_shown_as_written_not_read_as_markup(cli: Invoke, plane: ControlPlaneThread) -> None:
     shown = cli("catalog", "--address", plane.address).stdout
     assert "samples [channels, height, width]" in shown
 
@@ -44,7 +45,7 @@ def test_catalog_text_is_shown_as_written_not_read_as_markup(cli: Invoke, plane:
 class Agent:
     """An agent session as the control plane sees one: a Connect stream that said hello."""
 
-    def __init__(self, plane: PlaneThread, name: str) -> None:
+    def __init__(self, plane: ControlPlaneThread, name: str) -> None:
         self.outbox: queue.Queue[agent_pb.ConnectRequest | None] = queue.Queue()
         hello = agent_pb.AgentHello(name=name, version="test", devices=["cpu"], data_root="/data")
         self.outbox.put(agent_pb.ConnectRequest(hello=hello))
@@ -56,7 +57,7 @@ class Agent:
 
 
 @pytest.fixture
-def two_agents(plane: PlaneThread) -> Iterator[None]:
+def two_agents(plane: ControlPlaneThread) -> Iterator[None]:
     agents = [Agent(plane, "site-a"), Agent(plane, "site-b")]
     stub = agent_grpc.AgentServiceStub(plane.channel)
     listed = lambda: [a.name for a in stub.ListAgents(agent_pb.ListAgentsRequest(), timeout=10).agents]  # noqa: E731
@@ -66,19 +67,21 @@ def two_agents(plane: PlaneThread) -> Iterator[None]:
         agent.close()
 
 
-def test_agents_in_json_prints_nothing_without_agents(cli: Invoke, plane: PlaneThread) -> None:
+def test_agents_in_json_prints_nothing_without_agents(cli: Invoke, plane: ControlPlaneThread) -> None:
     none = cli("agents", "--address", plane.address, "-o", "json")
     assert none.exit_code == 0 and none.stdout == ""
 
 
-def test_agents_in_json_lists_each_agent_on_its_own_line(cli: Invoke, plane: PlaneThread, two_agents: None) -> None:
+def test_agents_in_json_lists_each_agent_on_its_own_line(
+    cli: Invoke, plane: ControlPlaneThread, two_agents: None
+) -> None:
     result = cli("agents", "--address", plane.address, "-o", "json")
     agents = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(a["name"] for a in agents) == ["site-a", "site-b"]
     assert all(a["connected"] and a["devices"] == ["cpu"] for a in agents)
 
 
-def test_a_failed_download_leaves_no_partial_file(cli: Invoke, plane: PlaneThread, tmp_path: Path) -> None:
+def test_a_failed_download_leaves_no_partial_file(cli: Invoke, plane: ControlPlaneThread, tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
     result = cli("model", "download", "no-such-job", "--out", models / "x.safetensors", "--address", plane.address)
@@ -87,7 +90,7 @@ def test_a_failed_download_leaves_no_partial_file(cli: Invoke, plane: PlaneThrea
 
 
 @pytest.mark.parametrize("args", [["job", "list", "-o", "json"], ["health"]])
-def test_a_reader_that_goes_away_ends_the_command_quietly(plane: PlaneThread, args: list[str]) -> None:
+def test_a_reader_that_goes_away_ends_the_command_quietly(plane: ControlPlaneThread, args: list[str]) -> None:
     """`florist-grpc job list | head -1`: once the reader has gone, no `[Errno 32] Broken pipe` and no traceback."""
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the command writes

@@ -12,12 +12,12 @@ from matplotlib.figure import Figure
 from florist_grpc.cli.curves import figure
 from florist_grpc.cli.plot import title
 from florist_grpc.progress import JobProgress
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
 from tests.cli.conftest import Invoke, play_diverged_rounds
-from tests.helpers import PlaneThread
 
 
-def plotted(plane: PlaneThread, job_id: str) -> Figure:
+def plotted(plane: ControlPlaneThread, job_id: str) -> Figure:
     """The figure `plot` draws for the job, as it draws it."""
     job = plane.get(job_id)
     progress = JobProgress.from_reports(job)
@@ -35,7 +35,7 @@ def edge_marks(ax: Axes) -> list[tuple[float, float]]:
 
 
 def test_a_diverged_job_marks_its_non_finite_rounds_on_a_sane_axis(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     simulated = create_running(plane.plane, 2)
     play_diverged_rounds(simulated, 3)
@@ -60,7 +60,7 @@ def test_a_diverged_job_marks_its_non_finite_rounds_on_a_sane_axis(
     assert not edge_marks(accuracy) and accuracy.get_ylim() != (0.0, 1.0)  # finite: scaled as usual
 
 
-def test_the_title_says_what_was_trained_and_training_loss_has_its_own_panel(plane: PlaneThread) -> None:
+def test_the_title_says_what_was_trained_and_training_loss_has_its_own_panel(plane: ControlPlaneThread) -> None:
     simulated = create_running(plane.plane, 2)
     play_rounds(simulated, 3)
     finish(plane.plane, simulated)

@@ -11,29 +11,30 @@ from pathlib import Path
 
 import pytest
 
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.cli.conftest import Invoke
-from tests.helpers import PlaneThread, no_fl_process_left, short_timeouts
+from tests.helpers import no_fl_process_left, short_timeouts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.mark.parametrize("name", ["fedavg-mlp.yaml", "fedprox-mlp.json"])
-def test_every_example_is_a_valid_job(cli: Invoke, plane: PlaneThread, name: str) -> None:
+def test_every_example_is_a_valid_job(cli: Invoke, plane: ControlPlaneThread, name: str) -> None:
     result = cli("job", "create", "--file", EXAMPLES / name, "--validate-only", "--address", plane.address)
     assert result.exit_code == 0, result.stderr
 
 
 @pytest.fixture
-def patient_plane(tmp_path: Path) -> Iterator[PlaneThread]:
+def patient_plane(tmp_path: Path) -> Iterator[ControlPlaneThread]:
     """A plane that gives the FL server longer to come up: this test runs while the machine may be busy."""
-    running = PlaneThread(tmp_path / "florist", timeouts=short_timeouts(server_ready_seconds=120))
+    running = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(server_ready_seconds=120))
     yield running
     running.stop()
 
 
 @pytest.mark.slow
 def test_run_trains_the_example_to_success_then_logs_and_plot_work(
-    cli: Invoke, patient_plane: PlaneThread, tmp_path: Path
+    cli: Invoke, patient_plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     plane = patient_plane
     result = cli("run", "--file", EXAMPLES / "fedavg-mlp.yaml", "--address", plane.address)

@@ -14,6 +14,7 @@ from tests.cli.conftest import Invoke
     ("args", "says"),
     [
         (["serve", "--metrics-port", "70000"], "--metrics-port must be 0..65535, not 70000"),
+        (["serve", "--port", "50999", "--metrics-port", "50999"], "--metrics-port 50999 is also --port"),
         (["serve", "--log-format", "xml"], "--log-format must be text or json, not 'xml'"),
         (["serve", "--tls-cert", "c.pem"], "--tls-cert and --tls-key must be given together"),
         (["serve", "--host", "0.0.0.0"], "refusing to serve without authentication on 0.0.0.0"),
@@ -26,6 +27,17 @@ def test_bad_flags_are_one_line_and_exit_2(cli: Invoke, tmp_path: Path, args: li
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {says}")
     assert "Traceback" not in result.output
+
+
+def test_serve_refuses_tls_files_it_cannot_use_naming_the_flags(cli: Invoke, tmp_path: Path) -> None:
+    # gRPC itself would only have said that the port could not be bound.
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    bad = tmp_path / "bad.pem"
+    result = cli("serve", "--tls-cert", bad, "--tls-key", bad, "--port", "0", "--data-dir", tmp_path / "florist")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: --tls-cert {bad} and --tls-key {bad}: not a certificate and its key")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "florist").exists()  # refused before anything started
 
 
 def test_an_agent_refuses_plaintext_to_a_remote_control_plane(cli: Invoke, tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from florist_grpc.net import free_port
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.cli.conftest import Invoke
 from tests.cli.test_job_commands import JOB_YAML
-from tests.helpers import PlaneThread
 
 
 def florist(*args: str) -> subprocess.Popen[str]:
@@ -22,7 +22,7 @@ def florist(*args: str) -> subprocess.Popen[str]:
 def test_health_wait_waits_for_a_server_that_is_still_starting(tmp_path: Path) -> None:
     port = free_port()
     waiting = florist("health", "--wait", "60", "--address", f"127.0.0.1:{port}")
-    plane = PlaneThread(tmp_path / "florist", port=port)  # starts once the command is already waiting
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", port=port)  # starts once the command is already waiting
     try:
         out, err = waiting.communicate(timeout=90)
     finally:
@@ -40,13 +40,13 @@ def test_health_wait_gives_up_after_its_bound_naming_it(cli: Invoke) -> None:
     assert f"error: {address} is not SERVING within 1.5 s (no answer)" in result.stderr
 
 
-def test_agents_wait_names_the_agents_that_did_not_connect_in_time(cli: Invoke, plane: PlaneThread) -> None:
+def test_agents_wait_names_the_agents_that_did_not_connect_in_time(cli: Invoke, plane: ControlPlaneThread) -> None:
     result = cli("agents", "--wait", "site-b", "--wait", "site-a", "--timeout", "0.5", "--address", plane.address)
     assert result.exit_code == 1
     assert "error: not connected within 0.5 s: site-a, site-b" in result.stderr
 
 
-def test_job_list_quiet_prints_only_ids_newest_first(cli: Invoke, plane: PlaneThread, tmp_path: Path) -> None:
+def test_job_list_quiet_prints_only_ids_newest_first(cli: Invoke, plane: ControlPlaneThread, tmp_path: Path) -> None:
     (tmp_path / "job.yaml").write_text(JOB_YAML)
     ids = []
     for _ in range(2):

@@ -16,20 +16,21 @@ from florist_grpc.cli.options import Connection
 from florist_grpc.config import TLSConfig
 from florist_grpc.domain.model import JobState
 from florist_grpc.net import free_port
+from florist_grpc.testing.certificates import issue_pki
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
-from tests.api.test_tls import pki  # noqa: F401 - the throwaway CA fixture
 from tests.cli.conftest import Invoke
-from tests.helpers import TERMINAL, PlaneThread, wait_for
+from tests.helpers import TERMINAL, wait_for
 
 
-def finished_job(plane: PlaneThread, rounds: int = 3, state: JobState = JobState.FINISHED_SUCCESSFULLY) -> str:
+def finished_job(plane: ControlPlaneThread, rounds: int = 3, state: JobState = JobState.FINISHED_SUCCESSFULLY) -> str:
     job = create_running(plane.plane, 2)
     play_rounds(job, rounds)
     finish(plane.plane, job, state)
     return job.job_id
 
 
-def test_watch_prints_rounds_a_final_table_and_exits_0_on_success(cli: Invoke, plane: PlaneThread) -> None:
+def test_watch_prints_rounds_a_final_table_and_exits_0_on_success(cli: Invoke, plane: ControlPlaneThread) -> None:
     job_id = finished_job(plane)
     result = cli("train", "watch", job_id, "--address", plane.address)
     assert result.exit_code == 0, result.stderr
@@ -40,7 +41,7 @@ def test_watch_prints_rounds_a_final_table_and_exits_0_on_success(cli: Invoke, p
     assert "final state: JOB_STATE_FINISHED_SUCCESSFULLY" in out
 
 
-def test_watch_exits_1_and_shows_the_error_of_a_failed_job(cli: Invoke, plane: PlaneThread) -> None:
+def test_watch_exits_1_and_shows_the_error_of_a_failed_job(cli: Invoke, plane: ControlPlaneThread) -> None:
     job = create_running(plane.plane, 2)
     play_rounds(job, 1)
     plane.plane.follower.end(job.job_id, JobState.FINISHED_WITH_ERROR, "client 1 ran out of memory").result(30)
@@ -50,7 +51,7 @@ def test_watch_exits_1_and_shows_the_error_of_a_failed_job(cli: Invoke, plane: P
     assert "final state: JOB_STATE_FINISHED_WITH_ERROR" in result.stdout
 
 
-def test_watch_json_is_one_event_per_line(cli: Invoke, plane: PlaneThread) -> None:
+def test_watch_json_is_one_event_per_line(cli: Invoke, plane: ControlPlaneThread) -> None:
     job_id = finished_job(plane, rounds=2)
     result = cli("train", "watch", job_id, "--address", plane.address, "--output", "json")
     assert result.exit_code == 0
@@ -59,7 +60,7 @@ def test_watch_json_is_one_event_per_line(cli: Invoke, plane: PlaneThread) -> No
     assert events[-1]["job_state"] == "JOB_STATE_FINISHED_SUCCESSFULLY"
 
 
-def test_plot_writes_a_png_and_the_numbers_as_csv(cli: Invoke, plane: PlaneThread, tmp_path: Path) -> None:
+def test_plot_writes_a_png_and_the_numbers_as_csv(cli: Invoke, plane: ControlPlaneThread, tmp_path: Path) -> None:
     job_id = finished_job(plane)
     png, table = tmp_path / "curves.png", tmp_path / "curves.csv"
     result = cli("plot", job_id, "--out", png, "--csv", table, "--address", plane.address)
@@ -78,14 +79,14 @@ def test_plot_writes_a_png_and_the_numbers_as_csv(cli: Invoke, plane: PlaneThrea
     assert float(rows[5]["train_loss"]) == pytest.approx(1 / 3)  # client1, round 2: 1 / (n + i)
 
 
-def test_plot_of_a_job_without_rounds_is_an_error(cli: Invoke, plane: PlaneThread, tmp_path: Path) -> None:
+def test_plot_of_a_job_without_rounds_is_an_error(cli: Invoke, plane: ControlPlaneThread, tmp_path: Path) -> None:
     job = create_running(plane.plane, 2)
     result = cli("plot", job.job_id, "--out", tmp_path / "x.png", "--address", plane.address)
     assert result.exit_code == 1 and "has no rounds to plot yet" in result.stderr
     assert not (tmp_path / "x.png").exists()
 
 
-def saved_get_job(plane: PlaneThread, job_id: str, path: Path) -> Path:
+def saved_get_job(plane: ControlPlaneThread, job_id: str, path: Path) -> Path:
     """What `grpcurl ... JobService/GetJob > path` saves: the response as JSON with the proto's field names."""
     from google.protobuf import json_format
 
@@ -98,7 +99,7 @@ def saved_get_job(plane: PlaneThread, job_id: str, path: Path) -> Path:
 
 
 def test_plot_from_a_saved_get_job_response_draws_the_same_numbers_without_a_server(
-    cli: Invoke, plane: PlaneThread, tmp_path: Path
+    cli: Invoke, plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     job_id = finished_job(plane)
     saved = saved_get_job(plane, job_id, tmp_path / "job.json")
@@ -146,18 +147,19 @@ def test_plot_from_a_file_that_is_not_a_job_with_rounds_is_a_one_line_error(
     assert not (tmp_path / "x.png").exists()
 
 
-def test_logs_of_an_unknown_job_is_not_found(cli: Invoke, plane: PlaneThread) -> None:
+def test_logs_of_an_unknown_job_is_not_found(cli: Invoke, plane: ControlPlaneThread) -> None:
     result = cli("logs", "nope", "--address", plane.address)
     assert result.exit_code == 1 and result.stderr.startswith("error: NOT_FOUND: ")
 
 
-def test_client_commands_speak_tls_with_the_ca_given(cli: Invoke, tmp_path: Path, pki: dict[str, Path]) -> None:  # noqa: F811
-    tls_plane = PlaneThread(tmp_path / "florist", tls=TLSConfig(pki["server.crt"], pki["server.key"]))
+def test_client_commands_speak_tls_with_the_ca_given(cli: Invoke, tmp_path: Path) -> None:
+    pki = issue_pki(tmp_path)
+    tls_plane = ControlPlaneThread.in_dir(tmp_path / "florist", tls=TLSConfig(pki.cert, pki.key))
     try:
         address = f"localhost:{tls_plane.plane.port}"
         job_id = finished_job(tls_plane, rounds=1)
-        assert cli("catalog", "--address", address, "--tls-ca", pki["ca.crt"]).exit_code == 0
-        watched = cli("train", "watch", job_id, "--address", address, env={"FLORIST_TLS_CA": str(pki["ca.crt"])})
+        assert cli("catalog", "--address", address, "--tls-ca", pki.ca).exit_code == 0
+        watched = cli("train", "watch", job_id, "--address", address, env={"FLORIST_TLS_CA": str(pki.ca)})
         assert watched.exit_code == 0 and "final state: JOB_STATE_FINISHED_SUCCESSFULLY" in watched.stdout
         plaintext = cli("catalog", "--address", address)
         assert plaintext.exit_code == 1 and "UNAVAILABLE" in plaintext.stderr and "--tls-ca" in plaintext.stderr
@@ -168,7 +170,7 @@ def test_client_commands_speak_tls_with_the_ca_given(cli: Invoke, tmp_path: Path
 def test_client_commands_send_the_token(cli: Invoke, tmp_path: Path) -> None:
     auth = tmp_path / "tokens"
     auth.write_text(f"admin {hashlib.sha256(b'sesame').hexdigest()} ops\n")
-    secured = PlaneThread(tmp_path / "florist", auth_file=auth)
+    secured = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=auth)
     try:
         denied = cli("job", "list", "--address", secured.address)
         assert denied.exit_code == 1 and denied.stderr.startswith("error: UNAUTHENTICATED: ")
@@ -180,7 +182,7 @@ def test_client_commands_send_the_token(cli: Invoke, tmp_path: Path) -> None:
 
 def test_a_watch_resumes_after_the_control_plane_restarts_without_gap_or_duplicate(tmp_path: Path) -> None:
     port = free_port()
-    first = PlaneThread(tmp_path / "florist", port=port)
+    first = ControlPlaneThread.in_dir(tmp_path / "florist", port=port)
     job = create_running(first.plane, 2)
     play_rounds(job, 1)
 
@@ -201,7 +203,7 @@ def test_a_watch_resumes_after_the_control_plane_restarts_without_gap_or_duplica
     finally:
         first.stop()  # also when the above failed: a plane left running would skew later tests (threads, ports)
     # The restarted plane adopts the job and ends it: its processes (simulated reporters) are not there to find.
-    second = PlaneThread(tmp_path / "florist", port=port)
+    second = ControlPlaneThread.in_dir(tmp_path / "florist", port=port)
     try:
         seen += list(events)
     finally:

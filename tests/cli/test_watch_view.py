@@ -16,12 +16,13 @@ from florist_grpc.domain.model import JobState
 from florist_grpc.progress import JobProgress
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
 from tests.cli.conftest import Invoke, play_diverged_rounds
-from tests.helpers import PlaneThread, job_message, wait_for
+from tests.helpers import job_message, wait_for
 
 
-def test_a_job_never_started_is_said_to_be_waiting_and_its_end_is_shown(cli: Invoke, plane: PlaneThread) -> None:
+def test_a_job_never_started_is_said_to_be_waiting_and_its_end_is_shown(cli: Invoke, plane: ControlPlaneThread) -> None:
     job = plane.create(job_message(["/d/c0.pt", "/d/c1.pt"]))
     outcome: list[Result] = []
     watcher = threading.Thread(target=lambda: outcome.append(cli("train", "watch", job.id, "--address", plane.address)))
@@ -39,13 +40,13 @@ def test_a_job_never_started_is_said_to_be_waiting_and_its_end_is_shown(cli: Inv
     assert "job is CANCELLED" in result.stdout and "final state: JOB_STATE_CANCELLED" in result.stdout
 
 
-def job_last_sequence(plane: PlaneThread, job_id: str) -> int:
+def job_last_sequence(plane: ControlPlaneThread, job_id: str) -> int:
     job = plane.plane.store.get_job(job_id)
     assert job is not None
     return job.last_sequence
 
 
-def test_the_live_view_shows_rounds_with_a_bar_elapsed_eta_and_each_client(plane: PlaneThread) -> None:
+def test_the_live_view_shows_rounds_with_a_bar_elapsed_eta_and_each_client(plane: ControlPlaneThread) -> None:
     simulated = create_running(plane.plane, 2)
     play_rounds(simulated, 2)
 
@@ -79,7 +80,7 @@ def test_the_live_view_shows_rounds_with_a_bar_elapsed_eta_and_each_client(plane
 
 
 def finished_events(
-    plane: PlaneThread, rounds: int, diverged: bool = False
+    plane: ControlPlaneThread, rounds: int, diverged: bool = False
 ) -> tuple[job_pb2.Job, list[pb.MetricsEvent]]:
     simulated = create_running(plane.plane, 2)
     play_diverged_rounds(simulated, rounds) if diverged else play_rounds(simulated, rounds)
@@ -88,7 +89,7 @@ def finished_events(
     return job, plane.events(job.id)
 
 
-def test_each_round_line_is_printed_with_a_bar_that_already_counts_it(plane: PlaneThread) -> None:
+def test_each_round_line_is_printed_with_a_bar_that_already_counts_it(plane: ControlPlaneThread) -> None:
     job, events = finished_events(plane, 3)
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, color_system=None, width=150)
@@ -104,7 +105,9 @@ def test_each_round_line_is_printed_with_a_bar_that_already_counts_it(plane: Pla
         assert shown >= announced, "\n".join(lines)
 
 
-def test_a_diverged_job_shows_nan_and_inf_in_the_live_view_and_the_final_table(cli: Invoke, plane: PlaneThread) -> None:
+def test_a_diverged_job_shows_nan_and_inf_in_the_live_view_and_the_final_table(
+    cli: Invoke, plane: ControlPlaneThread
+) -> None:
     job, events = finished_events(plane, 2, diverged=True)
     progress = JobProgress.for_job(job)
     for event in events:
@@ -133,7 +136,7 @@ def test_durations_under_a_minute_show_tenths_of_a_second() -> None:
     ]
 
 
-def test_a_short_job_is_not_said_to_take_no_time(cli: Invoke, plane: PlaneThread) -> None:
+def test_a_short_job_is_not_said_to_take_no_time(cli: Invoke, plane: ControlPlaneThread) -> None:
     job, _ = finished_events(plane, 1)
     result = cli("train", "watch", job.id, "--address", plane.address)
     assert re.search(r"final state: JOB_STATE_FINISHED_SUCCESSFULLY in \d+\.\d s\n", result.stdout), result.stdout

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.e2e.sites import AgentProcess, start_agent
-from tests.helpers import PlaneThread
 
 BIN = Path(sys.executable).parent
 
@@ -67,7 +67,7 @@ def site_root(tmp_path: Path, demo_data: list[str]) -> Path:
 
 
 @pytest.fixture
-def site(plane: PlaneThread, site_root: Path) -> Iterator[AgentProcess]:
+def site(plane: ControlPlaneThread, site_root: Path) -> Iterator[AgentProcess]:
     agent = start_agent(plane.address, "site-a", site_root)
     yield agent
     assert agent.stop() == 0

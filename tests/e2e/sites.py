@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import os
 import queue
 import signal
@@ -16,16 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import job_pb2
-from tests.helpers import PlaneThread, job_message
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message
 
 BIN = Path(sys.executable).parent
 
@@ -135,7 +130,7 @@ def sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def list_agents(plane: PlaneThread) -> list[agent_pb.AgentInfo]:
+def list_agents(plane: ControlPlaneThread) -> list[agent_pb.AgentInfo]:
     stub = agent_grpc.AgentServiceStub(plane.channel)
     return list(stub.ListAgents(agent_pb.ListAgentsRequest(), timeout=10).agents)
 
@@ -147,43 +142,6 @@ def agent_job(data_paths: list[str], agents: list[str], rounds: int = 2) -> job_
     return message
 
 
-def site_rounds(plane: PlaneThread, job_id: str) -> dict[str, object]:
+def site_rounds(plane: ControlPlaneThread, job_id: str) -> dict[str, object]:
     rounds: dict[str, object] = json_format.MessageToDict(plane.get(job_id).clients[0].metrics).get("rounds", {})
     return rounds
-
-
-def issue_pki(directory: Path, ips: list[str]) -> dict[str, Path]:
-    """A throwaway CA and a server certificate for `ips`: files ca, cert, key, and chain (cert then CA)."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "florist test CA")])
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-
-    def certificate(subject: x509.Name, public: ec.EllipticCurvePublicKey, ca: bool) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            names = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        return builder.sign(ca_key, hashes.SHA256())
-
-    ca_pem = certificate(ca_name, ca_key.public_key(), True).public_bytes(serialization.Encoding.PEM)
-    server = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "control plane")])
-    cert_pem = certificate(server, key.public_key(), False).public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    files = {name: directory / f"{name}.pem" for name in ("ca", "cert", "key", "chain")}
-    files["ca"].write_bytes(ca_pem)
-    files["cert"].write_bytes(cert_pem)
-    files["key"].write_bytes(key_pem)
-    files["chain"].write_bytes(cert_pem + ca_pem)
-    return files

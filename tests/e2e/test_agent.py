@@ -15,14 +15,19 @@ import grpc
 import psutil
 import pytest
 
+from florist_grpc.config import TLSConfig
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from florist_grpc.testing.certificates import issue_pki
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.e2e.sites import AgentProcess, RawSession, agent_job, list_agents, sha, start_agent
-from tests.helpers import PlaneThread, fl_processes, wait_for
+from tests.helpers import fl_processes, wait_for
 
 
-def test_a_connected_agent_is_listed_with_its_devices_and_version(plane: PlaneThread, site: AgentProcess) -> None:
+def test_a_connected_agent_is_listed_with_its_devices_and_version(
+    plane: ControlPlaneThread, site: AgentProcess
+) -> None:
     (info,) = list_agents(plane)
     assert info.name == "site-a" and info.connected
     assert "cpu" in info.devices and info.version
@@ -30,7 +35,7 @@ def test_a_connected_agent_is_listed_with_its_devices_and_version(plane: PlaneTh
 
 
 def test_a_job_naming_an_agent_that_is_not_connected_is_refused_and_nothing_runs(
-    plane: PlaneThread, demo_data: list[str]
+    plane: ControlPlaneThread, demo_data: list[str]
 ) -> None:
     job = plane.create(agent_job([demo_data[0]], ["nowhere"]))
     error = start_refused(plane, job.id)
@@ -41,7 +46,7 @@ def test_a_job_naming_an_agent_that_is_not_connected_is_refused_and_nothing_runs
 
 @pytest.mark.parametrize("escape", ["../outside.pt", "ABSOLUTE_OUTSIDE", "link.pt", "PREFIX_TRICK", "missing.pt"])
 def test_a_data_path_outside_the_agent_data_root_is_refused_before_anything_runs(
-    plane: PlaneThread, site: AgentProcess, demo_data: list[str], escape: str
+    plane: ControlPlaneThread, site: AgentProcess, demo_data: list[str], escape: str
 ) -> None:
     outside = site.root.parent / "outside.pt"
     shutil.copy(demo_data[0], outside)
@@ -59,7 +64,7 @@ def test_a_data_path_outside_the_agent_data_root_is_refused_before_anything_runs
     assert not fl_processes()
 
 
-def test_an_invalid_device_or_agent_name_is_invalid_argument(plane: PlaneThread, demo_data: list[str]) -> None:
+def test_an_invalid_device_or_agent_name_is_invalid_argument(plane: ControlPlaneThread, demo_data: list[str]) -> None:
     message = agent_job([demo_data[0], demo_data[1]], ["bad name!", ""])
     message.clients[1].device = "gpu please"
     with pytest.raises(grpc.RpcError) as raised:
@@ -70,15 +75,15 @@ def test_an_invalid_device_or_agent_name_is_invalid_argument(plane: PlaneThread,
 
 
 @pytest.fixture
-def auth_plane(tmp_path: Path) -> Iterator[PlaneThread]:
+def auth_plane(tmp_path: Path) -> Iterator[ControlPlaneThread]:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"admin {sha('root')} ops\nviewer {sha('look')} dash\nagent {sha('a-secret')} site-a\n")
-    plane = PlaneThread(tmp_path / "florist", auth_file=tokens)
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=tokens)
     yield plane
     plane.stop()
 
 
-def test_an_agent_token_opens_only_its_own_session(auth_plane: PlaneThread) -> None:
+def test_an_agent_token_opens_only_its_own_session(auth_plane: ControlPlaneThread) -> None:
     own = RawSession(auth_plane.channel, "site-a", token="a-secret")
     assert own.first().HasField("welcome")
     own.close()
@@ -91,7 +96,7 @@ def test_an_agent_token_opens_only_its_own_session(auth_plane: PlaneThread) -> N
         other.close()
 
 
-def test_an_agent_token_may_not_call_anything_else_and_viewers_list_agents(auth_plane: PlaneThread) -> None:
+def test_an_agent_token_may_not_call_anything_else_and_viewers_list_agents(auth_plane: ControlPlaneThread) -> None:
     jobs = job_service_pb2_grpc.JobServiceStub(auth_plane.channel)
     with pytest.raises(grpc.RpcError) as raised:
         jobs.ListJobs(job_service_pb2.ListJobsRequest(), metadata=(("authorization", "Bearer a-secret"),), timeout=10)
@@ -104,7 +109,7 @@ def test_an_agent_token_may_not_call_anything_else_and_viewers_list_agents(auth_
     assert list(listed.agents) == []
 
 
-def test_a_second_session_under_the_same_name_replaces_the_first(plane: PlaneThread) -> None:
+def test_a_second_session_under_the_same_name_replaces_the_first(plane: ControlPlaneThread) -> None:
     first = RawSession(plane.channel, "site-a")
     assert first.first().HasField("welcome")
     second = RawSession(plane.channel, "site-a")
@@ -116,7 +121,9 @@ def test_a_second_session_under_the_same_name_replaces_the_first(plane: PlaneThr
     wait_for(lambda: not list_agents(plane)[0].connected, 10, "the closed session to be seen")
 
 
-def test_an_agent_replaced_by_another_with_its_name_exits_with_an_error(plane: PlaneThread, site_root: Path) -> None:
+def test_an_agent_replaced_by_another_with_its_name_exits_with_an_error(
+    plane: ControlPlaneThread, site_root: Path
+) -> None:
     agent = start_agent(plane.address, "site-a", site_root)
     intruder = RawSession(plane.channel, "site-a")
     assert intruder.first().HasField("welcome")
@@ -127,7 +134,7 @@ def test_an_agent_replaced_by_another_with_its_name_exits_with_an_error(plane: P
     psutil.Process(redis_state["pid"]).kill()
 
 
-def start_refused(plane: PlaneThread, job_id: str) -> grpc.RpcError:
+def start_refused(plane: ControlPlaneThread, job_id: str) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as raised:
         plane.start(job_id)
     return raised.value
@@ -136,20 +143,13 @@ def start_refused(plane: PlaneThread, job_id: str) -> grpc.RpcError:
 def test_an_agent_with_a_client_certificate_connects_where_mutual_tls_is_required_and_one_without_does_not(
     tmp_path: Path, site_root: Path
 ) -> None:
-    from florist_grpc.config import Settings, TLSConfig
-    from florist_grpc.testing.plane import ControlPlaneThread
-    from tests.e2e.sites import issue_pki
-    from tests.helpers import short_timeouts
-
     pki = issue_pki(tmp_path, ["127.0.0.1"])
-    tls = TLSConfig(pki["chain"], pki["key"], client_ca_file=pki["ca"])  # clients must show a certificate of this CA
-    plane = ControlPlaneThread(Settings(port=0, data_dir=tmp_path / "florist", tls=tls, timeouts=short_timeouts()))
-    trust = ("--tls-ca", str(pki["ca"]), "--no-launcher-pool")  # no FL process runs here: no pool needed
+    tls = TLSConfig(pki.chain, pki.key, client_ca_file=pki.ca)  # clients must show a certificate of this CA
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", tls=tls)
+    trust = ("--tls-ca", str(pki.ca), "--no-launcher-pool")  # no FL process runs here: no pool needed
     try:
-        # The test's certificate doubles as the agent's client certificate (same CA).
-        agent = start_agent(
-            plane.address, "site-a", site_root, *trust, "--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"])
-        )
+        identity = ("--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key))
+        agent = start_agent(plane.address, "site-a", site_root, *trust, *identity)
         assert agent.stop() == 0
         other_root = tmp_path / "site-b"
         other_root.mkdir()

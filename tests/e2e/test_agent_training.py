@@ -13,23 +13,24 @@ import psutil
 import pytest
 from google.protobuf import json_format
 
-from florist_grpc.config import Settings, TLSConfig
+from florist_grpc.config import TLSConfig
 from florist_grpc.domain import merge_patch
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
+from florist_grpc.testing.certificates import issue_pki
 from florist_grpc.testing.plane import ControlPlaneThread
 from tests.e2e.conftest import Served, serve, stop
-from tests.e2e.sites import AgentProcess, agent_job, issue_pki, list_agents, site_rounds, start_agent
-from tests.helpers import PlaneThread, no_fl_process_left, short_timeouts, wait_for
+from tests.e2e.sites import AgentProcess, agent_job, list_agents, site_rounds, start_agent
+from tests.helpers import no_fl_process_left, short_timeouts, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.slow
 def test_a_job_with_a_local_and_an_agent_run_client_trains_to_success(
-    plane: PlaneThread, site: AgentProcess, demo_data: list[str]
+    plane: ControlPlaneThread, site: AgentProcess, demo_data: list[str]
 ) -> None:
     job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""]))
     plane.start(job.id)
@@ -52,7 +53,7 @@ def test_a_job_with_a_local_and_an_agent_run_client_trains_to_success(
 def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_clients(
     tmp_path: Path, site_root: Path, demo_data: list[str]
 ) -> None:
-    plane = PlaneThread(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=60.0))
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=60.0))
     agent = start_agent(plane.address, "site-a", site_root)
     try:
         job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=4))
@@ -94,7 +95,7 @@ def site_client_pid(root: Path) -> int:
 def test_a_job_whose_agent_stays_away_past_the_grace_fails_naming_it_and_its_client_is_stopped_on_return(
     tmp_path: Path, site_root: Path, demo_data: list[str]
 ) -> None:
-    plane = PlaneThread(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=3.0))
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=3.0))
     agent = start_agent(plane.address, "site-a", site_root)
     try:
         job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=1000))
@@ -159,7 +160,7 @@ def test_a_restarted_control_plane_re_adopts_agent_run_clients_when_the_agent_re
 
 
 def test_stop_training_stops_the_agent_run_client_too(
-    plane: PlaneThread, site: AgentProcess, demo_data: list[str]
+    plane: ControlPlaneThread, site: AgentProcess, demo_data: list[str]
 ) -> None:
     job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=1000))
     plane.start(job.id)
@@ -179,14 +180,10 @@ def test_fl_traffic_uses_tls_when_the_control_plane_has_a_certificate(
 ) -> None:
     pki = issue_pki(tmp_path, ["127.0.0.1"])
     # The chain (certificate, then its CA) lets the control plane's own local clients verify the FL server too.
-    plane = ControlPlaneThread(
-        Settings(
-            port=0, data_dir=tmp_path / "florist", tls=TLSConfig(pki["chain"], pki["key"]), timeouts=short_timeouts()
-        )
-    )
-    agent = start_agent(plane.address, "site-a", site_root, "--tls-ca", str(pki["ca"]))
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", tls=TLSConfig(pki.chain, pki.key))
+    agent = start_agent(plane.address, "site-a", site_root, "--tls-ca", str(pki.ca))
     try:
-        with grpc.secure_channel(plane.address, grpc.ssl_channel_credentials(pki["ca"].read_bytes())) as channel:
+        with grpc.secure_channel(plane.address, grpc.ssl_channel_credentials(pki.ca.read_bytes())) as channel:
             jobs = job_service_pb2_grpc.JobServiceStub(channel)
             message = agent_job(["mine.pt", demo_data[1]], ["site-a", ""])
             job = jobs.CreateJob(job_service_pb2.CreateJobRequest(job=message), timeout=10).job

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from florist_grpc.testing.certificates import Pki, issue_pki
 from tests.e2e.conftest import BIN
-from tests.e2e.sites import AgentProcess, agent_command, issue_pki, sha, start_agent
+from tests.e2e.sites import AgentProcess, agent_command, sha, start_agent
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "10.200.0"  # inside the test's own namespaces only
@@ -76,7 +77,7 @@ def network() -> Iterator[Network]:
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> dict[str, Path]:
+def pki(tmp_path: Path) -> Pki:
     """A throwaway CA and a control-plane certificate for its namespace address."""
     return issue_pki(tmp_path, [CONTROL_PLANE_IP, "127.0.0.1"])
 
@@ -88,7 +89,7 @@ def listening(net: Network, namespace: str) -> list[str]:
 
 
 def test_two_sites_in_their_own_namespaces_train_over_tls_with_agent_tokens(
-    network: Network, pki: dict[str, Path], tmp_path: Path, demo_data: list[str]
+    network: Network, pki: Pki, tmp_path: Path, demo_data: list[str]
 ) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text(
@@ -105,7 +106,7 @@ def test_two_sites_in_their_own_namespaces_train_over_tls_with_agent_tokens(
             *network.exec(network.control_plane),
             str(BIN / "florist-grpc"), "serve", "--host", CONTROL_PLANE_IP, "--port", "0",
             "--data-dir", str(tmp_path / "florist"), "--auth-file", str(tokens),
-            "--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"]),
+            "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
         ],
         stdout=subprocess.PIPE,
         stderr=open(tmp_path / "serve.log", "a"),  # noqa: SIM115 - closed with the process
@@ -130,14 +131,14 @@ def test_two_sites_in_their_own_namespaces_train_over_tls_with_agent_tokens(
         for i, (namespace, root) in enumerate(zip(network.sites, roots, strict=True), start=1):
             agents.append(
                 start_agent(
-                    address, f"site-{i}", root, "--tls-ca", str(pki["ca"]),
+                    address, f"site-{i}", root, "--tls-ca", str(pki.ca),
                     token=f"s{i}-secret", prefix=network.exec(namespace),
                 )
             )  # fmt: skip
 
         spec = {
             "address": address,
-            "ca": str(pki["ca"]),
+            "ca": str(pki.ca),
             "token": "ops-secret",
             "refused": {"unknown": [["nowhere", "c.pt"]], "escape": [["site-1", "../site-2/c.pt"]]},
             "clients": [["site-1", "c.pt"], ["site-2", "c.pt"]],

@@ -16,9 +16,9 @@ import pytest
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_requests import ReflectionClient
 
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
 from tests.e2e.conftest import BIN
-from tests.helpers import PlaneThread
 
 TOKEN = "look"
 EVERY_SERVICE = {
@@ -34,7 +34,7 @@ EVERY_SERVICE = {
 
 @dataclass
 class Secured:
-    plane: PlaneThread
+    plane: ControlPlaneThread
     job_id: str  # a finished job with events to replay
 
 
@@ -43,7 +43,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     root = tmp_path_factory.mktemp("reflection")
     auth = root / "tokens.txt"
     auth.write_text(f"viewer {hashlib.sha256(TOKEN.encode()).hexdigest()} dashboards\n")
-    plane = PlaneThread(root / "florist", auth_file=auth)
+    plane = ControlPlaneThread.in_dir(root / "florist", auth_file=auth)
     try:
         job = create_running(plane.plane, 2)
         play_rounds(job, 2)

@@ -30,7 +30,7 @@ from florist_grpc.progress import JobProgress
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
-from tests.api.test_tls import issue, pem
+from florist_grpc.testing.certificates import issue_pki
 from tests.e2e.conftest import Served, serve, stop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,19 +82,15 @@ def write_job(path: Path, body: dict[str, Any]) -> Path:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Path]]:
     """`serve` with TLS (a throwaway CA) and an auth file holding one admin token; yields it and the CA file."""
     directory = tmp_path_factory.mktemp("ts-secured")
-    ca = issue("florist test CA", None)
-    files = {"ca": pem(*ca), "server": pem(*issue("localhost", ca))}
-    for name, (cert, key) in files.items():
-        (directory / f"{name}.crt").write_bytes(cert)
-        (directory / f"{name}.key").write_bytes(key)
+    pki = issue_pki(directory)
     auth_file = directory / "tokens"
     auth_file.write_text(f"admin {hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()} ts-client\n")
     served = serve(
         directory / "florist",
-        *("--tls-cert", str(directory / "server.crt"), "--tls-key", str(directory / "server.key")),
+        *("--tls-cert", str(pki.cert), "--tls-key", str(pki.key)),
         *("--auth-file", str(auth_file)),
     )
-    yield served, directory / "ca.crt"
+    yield served, pki.ca
     stop(served)
 
 
@@ -329,3 +325,18 @@ def test_the_stream_resumes_after_a_crash_of_the_control_plane_without_gap_or_du
             stop(again)
         elif first.process.poll() is None:
             stop(first)
+
+
+def test_the_clients_own_unit_tests_pass() -> None:
+    """clients/typescript/test: the report reading the client shares with the Python CLI, on FL4Health's layout."""
+    assert NODE is not None
+    done = subprocess.run(
+        [NODE, "--test", "test/"],
+        cwd=CLIENT_MAIN.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout and "# pass 0" not in done.stdout

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, catalog_service_pb2_grpc
-from tests.helpers import PlaneThread
+from florist_grpc.testing.plane import ControlPlaneThread
 
 # The documented answers to a bad request (DESIGN.md "Errors"); never UNKNOWN, INTERNAL or RESOURCE_EXHAUSTED.
 DOCUMENTED = {
@@ -56,7 +56,7 @@ def assert_documented(error: grpc.RpcError | None, allowed: set[grpc.StatusCode]
     assert error_info(error).domain == "florist.v1"
 
 
-def still_serving(plane: PlaneThread) -> None:
+def still_serving(plane: ControlPlaneThread) -> None:
     health = health_pb2_grpc.HealthStub(plane.channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     stub = catalog_service_pb2_grpc.CatalogServiceStub(plane.channel)

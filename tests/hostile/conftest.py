@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import PlaneThread
+from florist_grpc.testing.plane import ControlPlaneThread
 
 
 @pytest.fixture(scope="module")
-def hostile_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlaneThread]:
-    running = PlaneThread(tmp_path_factory.mktemp("hostile") / "florist")
+def hostile_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneThread]:
+    running = ControlPlaneThread.in_dir(tmp_path_factory.mktemp("hostile") / "florist")
     yield running
     running.stop()

@@ -18,7 +18,8 @@ from florist_grpc.domain.errors import InvalidArgument
 from florist_grpc.launch.logs import follow_log
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
-from tests.helpers import PlaneThread, job_message
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message
 from tests.hostile.codes import error_info, error_of, still_serving
 
 
@@ -51,7 +52,7 @@ def code_and_info(error: grpc.RpcError | None) -> tuple[grpc.StatusCode, str]:
     return error.code(), error_info(error).reason
 
 
-def test_a_struct_nested_too_deep_to_decode_is_invalid_argument(hostile_plane: PlaneThread) -> None:
+def test_a_struct_nested_too_deep_to_decode_is_invalid_argument(hostile_plane: ControlPlaneThread) -> None:
     create = hostile_plane.channel.unary_unary(
         "/florist.v1.JobService/CreateJob", request_serializer=None, response_deserializer=None
     )
@@ -67,7 +68,7 @@ def test_a_struct_nested_too_deep_to_decode_is_invalid_argument(hostile_plane: P
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_numbers_in_server_config_are_invalid_argument_naming_the_field(
-    hostile_plane: PlaneThread, value: float
+    hostile_plane: ControlPlaneThread, value: float
 ) -> None:
     job = job_message(["/d"], learning_rate=value)
     error = error_of(lambda: hostile_plane.create(job))
@@ -92,21 +93,21 @@ def token(body: str) -> str:
         "%%%",
     ],
 )
-def test_a_forged_page_token_is_invalid_argument(hostile_plane: PlaneThread, page_token: str) -> None:
+def test_a_forged_page_token_is_invalid_argument(hostile_plane: ControlPlaneThread, page_token: str) -> None:
     request = job_service_pb2.ListJobsRequest(page_token=page_token)
     error = error_of(lambda: hostile_plane.jobs.ListJobs(request, timeout=10))
     assert code_and_info(error) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
 
 
 @pytest.mark.parametrize("after", [2**63, 2**64 - 1])
-def test_an_after_sequence_no_store_can_hold_is_invalid_argument(hostile_plane: PlaneThread, after: int) -> None:
+def test_an_after_sequence_no_store_can_hold_is_invalid_argument(hostile_plane: ControlPlaneThread, after: int) -> None:
     job = hostile_plane.create(job_message(["/d"]))
     request = training_pb.StreamMetricsRequest(job_id=job.id, after_sequence=after)
     error = error_of(lambda: hostile_plane.training.StreamMetrics(request, timeout=10))
     assert code_and_info(error)[0] == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_a_negative_log_offset_is_invalid_argument(hostile_plane: PlaneThread) -> None:
+def test_a_negative_log_offset_is_invalid_argument(hostile_plane: ControlPlaneThread) -> None:
     job = hostile_plane.create(job_message(["/d"]))
     request = training_pb.StreamLogsRequest(job_id=job.id, offset=-1)
     error = error_of(lambda: hostile_plane.training.StreamLogs(request, timeout=10))
@@ -128,7 +129,7 @@ def test_every_log_stream_refuses_a_negative_offset(tmp_path: Path) -> None:
         asyncio.run(read())
 
 
-def test_an_18000_character_job_id_gets_a_short_not_found_everywhere(hostile_plane: PlaneThread) -> None:
+def test_an_18000_character_job_id_gets_a_short_not_found_everywhere(hostile_plane: ControlPlaneThread) -> None:
     job_id = "j" * 18_000
     calls = [
         lambda: hostile_plane.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=10),
@@ -144,7 +145,9 @@ def test_an_18000_character_job_id_gets_a_short_not_found_everywhere(hostile_pla
         assert isinstance(error, grpc.Call) and len(error.details() or "") < 250
 
 
-def test_thousands_of_long_unicode_keys_still_give_a_readable_invalid_argument(hostile_plane: PlaneThread) -> None:
+def test_thousands_of_long_unicode_keys_still_give_a_readable_invalid_argument(
+    hostile_plane: ControlPlaneThread,
+) -> None:
     config = struct_pb2.Struct()
     config.update({f"{i}-" + "\U0001f600" * 500: i for i in range(2_000)})
     job = job_pb2.Job(model="\u00e9" * 10_000, strategy="FEDAVG", server_config=config)
@@ -153,14 +156,14 @@ def test_thousands_of_long_unicode_keys_still_give_a_readable_invalid_argument(h
     still_serving(hostile_plane)
 
 
-def test_error_metadata_is_bounded_too(hostile_plane: PlaneThread) -> None:
+def test_error_metadata_is_bounded_too(hostile_plane: ControlPlaneThread) -> None:
     error = error_of(lambda: hostile_plane.get("k" * 5_000))
     assert isinstance(error, grpc.Call)
     assert len(error_info(error).metadata["job_id"]) <= 110
     assert json.dumps(dict(error_info(error).metadata))  # plain strings
 
 
-def test_request_decoding_leaves_coroutine_style_streams_working(hostile_plane: PlaneThread) -> None:
+def test_request_decoding_leaves_coroutine_style_streams_working(hostile_plane: ControlPlaneThread) -> None:
     """grpc's health Watch writes with context.write() from a coroutine; the decoding wrapper must pass it on."""
     call = health_pb2_grpc.HealthStub(hostile_plane.channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
     assert next(call).status == health_pb2.HealthCheckResponse.SERVING

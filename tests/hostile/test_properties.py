@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from florist_grpc.domain.model import JobState
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
-from tests.helpers import PlaneThread, job_message
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message
 from tests.hostile.codes import assert_documented, error_of, still_serving
 
 HOSTILE = settings(
@@ -119,7 +120,7 @@ page_tokens = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def known(hostile_plane: PlaneThread) -> Iterator[dict[str, str]]:
+def known(hostile_plane: ControlPlaneThread) -> Iterator[dict[str, str]]:
     """Ids of an ended job (safe to stream and to start: it never runs) and of a job never started."""
     ended = hostile_plane.create(job_message(["/hostile/never-read"]))
     store = hostile_plane.plane.store
@@ -133,7 +134,7 @@ def bogus_ids() -> st.SearchStrategy[str]:
     return st.one_of(strings, st.builds(lambda: uuid.uuid4().hex))
 
 
-def check(plane: PlaneThread, call: Any) -> None:
+def check(plane: ControlPlaneThread, call: Any) -> None:
     assert_documented(error_of(call))
 
 
@@ -142,27 +143,27 @@ def check(plane: PlaneThread, call: Any) -> None:
 
 @HOSTILE
 @given(job=jobs, request_id=strings)
-def test_create_job(hostile_plane: PlaneThread, job: job_pb2.Job, request_id: str) -> None:
+def test_create_job(hostile_plane: ControlPlaneThread, job: job_pb2.Job, request_id: str) -> None:
     request = job_service_pb2.CreateJobRequest(job=job, request_id=request_id)
     check(hostile_plane, lambda: hostile_plane.jobs.CreateJob(request, timeout=TIMEOUT))
 
 
 @HOSTILE
 @given(job_id=bogus_ids())
-def test_get_job(hostile_plane: PlaneThread, job_id: str) -> None:
+def test_get_job(hostile_plane: ControlPlaneThread, job_id: str) -> None:
     check(hostile_plane, lambda: hostile_plane.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=10))
 
 
 @HOSTILE
 @given(page_size=int32s, page_token=page_tokens, state=int32s)
-def test_list_jobs(hostile_plane: PlaneThread, page_size: int, page_token: str, state: int) -> None:
+def test_list_jobs(hostile_plane: ControlPlaneThread, page_size: int, page_token: str, state: int) -> None:
     request = job_service_pb2.ListJobsRequest(page_size=page_size, page_token=page_token, state=state)
     check(hostile_plane, lambda: hostile_plane.jobs.ListJobs(request, timeout=TIMEOUT))
 
 
 @HOSTILE
 @given(job_id=bogus_ids())
-def test_delete_job(hostile_plane: PlaneThread, job_id: str) -> None:
+def test_delete_job(hostile_plane: ControlPlaneThread, job_id: str) -> None:
     request = job_service_pb2.DeleteJobRequest(job_id=job_id)
     check(hostile_plane, lambda: hostile_plane.jobs.DeleteJob(request, timeout=TIMEOUT))
 
@@ -172,21 +173,21 @@ def test_delete_job(hostile_plane: PlaneThread, job_id: str) -> None:
 
 @HOSTILE
 @given(job_id=bogus_ids(), ended=st.booleans())
-def test_start_training(hostile_plane: PlaneThread, known: dict[str, str], job_id: str, ended: bool) -> None:
+def test_start_training(hostile_plane: ControlPlaneThread, known: dict[str, str], job_id: str, ended: bool) -> None:
     request = training_pb.StartTrainingRequest(job_id=known["ended"] if ended else job_id)
     check(hostile_plane, lambda: hostile_plane.training.StartTraining(request, timeout=TIMEOUT))
 
 
 @HOSTILE
 @given(job_id=st.one_of(bogus_ids(), st.sampled_from(["ended", "idle"])))
-def test_stop_training(hostile_plane: PlaneThread, known: dict[str, str], job_id: str) -> None:
+def test_stop_training(hostile_plane: ControlPlaneThread, known: dict[str, str], job_id: str) -> None:
     request = training_pb.StopTrainingRequest(job_id=known.get(job_id, job_id))
     check(hostile_plane, lambda: hostile_plane.training.StopTraining(request, timeout=TIMEOUT))
 
 
 @HOSTILE
 @given(job_id=st.one_of(bogus_ids(), st.just("ended")), after=uint64s)
-def test_stream_metrics(hostile_plane: PlaneThread, known: dict[str, str], job_id: str, after: int) -> None:
+def test_stream_metrics(hostile_plane: ControlPlaneThread, known: dict[str, str], job_id: str, after: int) -> None:
     # Only ended or missing jobs: a stream of a job that never ends would (rightly) stay open.
     request = training_pb.StreamMetricsRequest(job_id=known.get(job_id, job_id), after_sequence=after)
     check(hostile_plane, lambda: hostile_plane.training.StreamMetrics(request, timeout=TIMEOUT))
@@ -208,7 +209,7 @@ log_sources = st.one_of(
     follow=st.booleans(),
 )
 def test_stream_logs(
-    hostile_plane: PlaneThread,
+    hostile_plane: ControlPlaneThread,
     known: dict[str, str],
     job_id: str,
     source: training_pb.LogSource | None,
@@ -228,7 +229,7 @@ def test_stream_logs(
 
 @HOSTILE
 @given(junk=st.binary(max_size=64))
-def test_get_catalog_ignores_unknown_fields_and_refuses_garbage(hostile_plane: PlaneThread, junk: bytes) -> None:
+def test_get_catalog_ignores_unknown_fields_and_refuses_garbage(hostile_plane: ControlPlaneThread, junk: bytes) -> None:
     call = hostile_plane.channel.unary_unary(
         "/florist.v1.CatalogService/GetCatalog",
         request_serializer=None,
@@ -243,10 +244,10 @@ UNARY += ["TrainingService/StopTraining"]
 
 @HOSTILE
 @given(method=st.sampled_from(UNARY), junk=st.binary(max_size=256))
-def test_raw_bytes_to_every_unary_method(hostile_plane: PlaneThread, method: str, junk: bytes) -> None:
+def test_raw_bytes_to_every_unary_method(hostile_plane: ControlPlaneThread, method: str, junk: bytes) -> None:
     call = hostile_plane.channel.unary_unary(f"/florist.v1.{method}", request_serializer=None)
     check(hostile_plane, lambda: call(junk, timeout=TIMEOUT))
 
 
-def test_the_server_still_serves_after_all_of_it(hostile_plane: PlaneThread) -> None:
+def test_the_server_still_serves_after_all_of_it(hostile_plane: ControlPlaneThread) -> None:
     still_serving(hostile_plane)

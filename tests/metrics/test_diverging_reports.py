@@ -17,15 +17,16 @@ from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.store.base import ReportChange
 from florist_grpc.store.sqlite import SqliteStore
 from florist_grpc.testing import simulation
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import reporter_for
-from tests.helpers import PlaneThread, wait_for
+from tests.helpers import wait_for
 from tests.metrics.test_pipeline import rebuild
 from tests.store.test_store_contract import new_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def write_raw(plane: PlaneThread, uuid: str, report: dict[str, object]) -> None:
+def write_raw(plane: ControlPlaneThread, uuid: str, report: dict[str, object]) -> None:
     """What a reporter using Python's json.dumps defaults writes (FL4Health's does): bare NaN/Infinity tokens."""
     client = redis.Redis.from_url(plane.plane.redis_url)
     client.set(uuid, json.dumps(report))
@@ -33,7 +34,7 @@ def write_raw(plane: PlaneThread, uuid: str, report: dict[str, object]) -> None:
     client.close()
 
 
-def test_nan_and_infinity_tokens_are_stored_and_streamed_as_strings(plane: PlaneThread) -> None:
+def test_nan_and_infinity_tokens_are_stored_and_streamed_as_strings(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1)
     losses = {"backward": float("nan"), "up": float("inf"), "down": float("-inf"), "huge": 10**400}
     write_raw(plane, job.server.uuid, {"host_type": "server", "rounds": {"1": {"fit_round_losses": losses}}})
@@ -52,7 +53,7 @@ def test_nan_and_infinity_tokens_are_stored_and_streamed_as_strings(plane: Plane
     assert rebuilt["server"] == server and rebuilt["client0"] == {"host_type": "client", "initialized": "t0"}
 
 
-def test_our_reporter_writes_non_finite_numbers_as_strings(plane: PlaneThread) -> None:
+def test_our_reporter_writes_non_finite_numbers_as_strings(plane: ControlPlaneThread) -> None:
     reporter = reporter_for(plane.plane, "diverging")
     reporter.report_round(1, fit_round_losses={"backward": float("nan"), "up": float("inf")})
     raw = redis.Redis.from_url(plane.plane.redis_url).get("diverging")
@@ -74,7 +75,7 @@ def nested(depth: int) -> dict[str, object]:
     return value
 
 
-def test_a_report_too_deep_to_stream_is_set_aside_and_the_next_one_is_stored(plane: PlaneThread) -> None:
+def test_a_report_too_deep_to_stream_is_set_aside_and_the_next_one_is_stored(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1)
     write_raw(plane, job.server.uuid, {"host_type": "server", "deep": nested(MAX_REPORT_DEPTH)})
     write_raw(plane, job.clients[0].uuid, nested(MAX_REPORT_DEPTH))  # the deepest accepted: clients decode it

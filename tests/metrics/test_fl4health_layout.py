@@ -17,10 +17,10 @@ from florist_grpc.domain import merge_patch
 from florist_grpc.progress import JobProgress
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.testing import simulation
-from tests.helpers import PlaneThread
+from florist_grpc.testing.plane import ControlPlaneThread
 
 
-def rebuilt_reports(plane: PlaneThread, job: simulation.SimulatedJob) -> dict[str, dict[str, Any]]:
+def rebuilt_reports(plane: ControlPlaneThread, job: simulation.SimulatedJob) -> dict[str, dict[str, Any]]:
     """Every source's report, rebuilt from the job's StreamMetrics events."""
     rebuilt: dict[str, dict[str, Any]] = {}
     for event in plane.events(job.job_id):
@@ -37,7 +37,7 @@ def florist_grpc(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_fl4health_shaped_reports_round_trip_and_train_watch_reads_them(plane: PlaneThread) -> None:
+def test_fl4health_shaped_reports_round_trip_and_train_watch_reads_them(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=2)
     simulation.play_rounds(job, 3)
     simulation.finish(plane.plane, job)
@@ -77,7 +77,7 @@ def train_loss(n: int) -> float:
 
 
 def test_fl4health_call_order_shows_every_rounds_train_loss_val_loss_and_accuracy_in_watch_and_plot(
-    plane: PlaneThread, tmp_path: Path
+    plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     job = simulation.create_running(plane.plane, n_clients=2)
     simulation.play_fl4health_rounds(job, len(ROUNDS))
@@ -112,7 +112,7 @@ def test_fl4health_call_order_shows_every_rounds_train_loss_val_loss_and_accurac
     assert labels == ["aggregated (the clients' mean, unweighted)", "client 0", "client 1"]
 
 
-def test_an_fl4health_job_whose_clients_report_only_losses_shows_every_round(plane: PlaneThread) -> None:
+def test_an_fl4health_job_whose_clients_report_only_losses_shows_every_round(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=2)
     simulation.play_fl4health_rounds(job, len(ROUNDS), client_metrics=False)
     simulation.finish(plane.plane, job)

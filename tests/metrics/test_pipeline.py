@@ -15,8 +15,9 @@ from florist_grpc.domain.model import JobState
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.testing import simulation
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import play_rounds
-from tests.helpers import PlaneThread, job_message, wait_for
+from tests.helpers import job_message, wait_for
 
 
 def source_key(event: pb.MetricsEvent) -> str:
@@ -33,7 +34,7 @@ def rebuild(events: list[pb.MetricsEvent]) -> dict[str, dict[str, object]]:
     return reports
 
 
-def test_patches_rebuild_each_sources_final_report_exactly(plane: PlaneThread) -> None:
+def test_patches_rebuild_each_sources_final_report_exactly(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane)
     play_rounds(job, 4)
     simulation.finish(plane.plane, job)
@@ -49,7 +50,7 @@ def test_patches_rebuild_each_sources_final_report_exactly(plane: PlaneThread) -
     assert rebuilt["job"] == {"state": "FINISHED_SUCCESSFULLY"}
 
 
-def test_resuming_from_every_after_sequence_yields_exactly_the_suffix(plane: PlaneThread) -> None:
+def test_resuming_from_every_after_sequence_yields_exactly_the_suffix(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=2)
     play_rounds(job, 2)
     simulation.finish(plane.plane, job)
@@ -61,7 +62,7 @@ def test_resuming_from_every_after_sequence_yields_exactly_the_suffix(plane: Pla
     assert past_the_end.value.code() == grpc.StatusCode.OUT_OF_RANGE
 
 
-def test_a_report_written_before_the_subscription_is_not_lost(plane: PlaneThread) -> None:
+def test_a_report_written_before_the_subscription_is_not_lost(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1, attach=False)
     client = redis.Redis.from_url(plane.plane.redis_url)
     client.set(job.server.uuid, '{"host_type": "server", "fit_start": "early"}')  # written, never published
@@ -71,7 +72,7 @@ def test_a_report_written_before_the_subscription_is_not_lost(plane: PlaneThread
     client.close()
 
 
-def test_a_stream_replays_then_follows_live_and_ends_after_the_terminal_event(plane: PlaneThread) -> None:
+def test_a_stream_replays_then_follows_live_and_ends_after_the_terminal_event(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1)
     job.server.report_values(host_type="server")
     wait_for(lambda: plane.plane.store.get_job(job.job_id).last_sequence >= 2, 10, "first report")  # type: ignore[union-attr]
@@ -93,7 +94,7 @@ def test_a_stream_replays_then_follows_live_and_ends_after_the_terminal_event(pl
     assert received[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
 
 
-def test_100_concurrent_subscribers_all_receive_the_identical_sequence(plane: PlaneThread) -> None:
+def test_100_concurrent_subscribers_all_receive_the_identical_sequence(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=2)
     results: list[list[int]] = []
     lock = threading.Lock()
@@ -118,14 +119,14 @@ def test_100_concurrent_subscribers_all_receive_the_identical_sequence(plane: Pl
     assert subscribers(plane) == 0  # every finished stream released its subscription
 
 
-def subscribers(plane: PlaneThread) -> int:
+def subscribers(plane: ControlPlaneThread) -> int:
     async def count() -> int:
         return plane.plane.hub.subscriber_count()
 
     return plane.run(count())
 
 
-def test_a_cancelled_stream_releases_its_subscription(plane: PlaneThread) -> None:
+def test_a_cancelled_stream_releases_its_subscription(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1)
     call = plane.training.StreamMetrics(pb.StreamMetricsRequest(job_id=job.job_id), timeout=60)
     next(call)  # the IN_PROGRESS event
@@ -135,13 +136,13 @@ def test_a_cancelled_stream_releases_its_subscription(plane: PlaneThread) -> Non
     simulation.finish(plane.plane, job)
 
 
-def test_streaming_an_unknown_job_is_not_found(plane: PlaneThread) -> None:
+def test_streaming_an_unknown_job_is_not_found(plane: ControlPlaneThread) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         plane.events("nope")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_reports_after_the_terminal_event_are_not_appended(plane: PlaneThread) -> None:
+def test_reports_after_the_terminal_event_are_not_appended(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1)
     play_rounds(job, 1)
     simulation.finish(plane.plane, job, JobState.CANCELLED)
@@ -151,7 +152,7 @@ def test_reports_after_the_terminal_event_are_not_appended(plane: PlaneThread) -
     assert plane.events(job.job_id)[-1].job_state == job_pb2.JOB_STATE_CANCELLED
 
 
-def test_a_stream_is_confirmed_before_its_job_has_any_event(plane: PlaneThread) -> None:
+def test_a_stream_is_confirmed_before_its_job_has_any_event(plane: ControlPlaneThread) -> None:
     job = plane.create(job_message(["/d"]))  # NOT_STARTED: no event yet
     call = plane.training.StreamMetrics(pb.StreamMetricsRequest(job_id=job.id), timeout=30)
     assert call.initial_metadata() is not None  # returns once the server confirmed the stream

@@ -16,14 +16,15 @@ import redis
 
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.testing import simulation
-from tests.helpers import PlaneThread, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import wait_for
 
 
-def port_of(plane: PlaneThread) -> int:
+def port_of(plane: ControlPlaneThread) -> int:
     return urlparse(plane.plane.redis_url).port or 0
 
 
-def test_without_a_password_redis_answers_noauth(plane: PlaneThread) -> None:
+def test_without_a_password_redis_answers_noauth(plane: ControlPlaneThread) -> None:
     with socket.create_connection(("127.0.0.1", port_of(plane)), timeout=5) as raw:
         raw.sendall(b"PING\r\n")
         assert raw.recv(200).startswith(b"-NOAUTH")
@@ -33,7 +34,7 @@ def test_without_a_password_redis_answers_noauth(plane: PlaneThread) -> None:
     anonymous.close()
 
 
-def test_the_password_is_kept_in_the_data_dir_readable_by_the_owner_only(plane: PlaneThread) -> None:
+def test_the_password_is_kept_in_the_data_dir_readable_by_the_owner_only(plane: ControlPlaneThread) -> None:
     redis_dir = plane.settings.data_dir / "redis"
     for name in ("secret", "users.acl"):
         assert stat.S_IMODE((redis_dir / name).stat().st_mode) == 0o600
@@ -42,7 +43,7 @@ def test_the_password_is_kept_in_the_data_dir_readable_by_the_owner_only(plane: 
     assert (redis_dir / "secret").read_text().strip() not in (redis_dir / "users.acl").read_text()  # hashed
 
 
-def test_a_run_may_only_set_get_and_publish_its_own_key_and_channel(plane: PlaneThread) -> None:
+def test_a_run_may_only_set_get_and_publish_its_own_key_and_channel(plane: ControlPlaneThread) -> None:
     users = RunUsers(plane.plane.redis_url, 3600, per_run_users=True)
     mine, other = "a" * 32, "b" * 32
     credentials = users.create([mine, other])
@@ -71,7 +72,7 @@ def test_a_run_may_only_set_get_and_publish_its_own_key_and_channel(plane: Plane
     users.close()
 
 
-def test_the_control_plane_itself_cannot_write_files(plane: PlaneThread) -> None:
+def test_the_control_plane_itself_cannot_write_files(plane: ControlPlaneThread) -> None:
     control = redis.Redis.from_url(plane.plane.redis_url)
     for command in (lambda: control.config_set("dir", "/tmp"), control.save):
         with pytest.raises(redis.exceptions.NoPermissionError):
@@ -79,7 +80,7 @@ def test_the_control_plane_itself_cannot_write_files(plane: PlaneThread) -> None
     control.close()
 
 
-def test_an_ended_jobs_keys_expire_and_its_run_users_are_dropped(plane: PlaneThread) -> None:
+def test_an_ended_jobs_keys_expire_and_its_run_users_are_dropped(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=2)
     users = RunUsers(plane.plane.redis_url, 3600, per_run_users=True)
     uuids = [r.uuid for r in job.reporters.values()]
@@ -103,7 +104,7 @@ def test_with_a_redis_url_without_a_password_a_florist_tool_reads_and_follows_re
 ) -> None:
     # What FLorist's get_from_redis and get_subscriber do: connect by host and port alone, GET the run uuid,
     # SUBSCRIBE to the channel of the same name.
-    plane = PlaneThread(tmp_path / "florist", redis_url=redis_url)
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", redis_url=redis_url)
     try:
         job = simulation.create_running(plane.plane, n_clients=1)
         florist = redis.Redis(port=urlparse(redis_url).port or 0)

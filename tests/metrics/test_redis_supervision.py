@@ -22,14 +22,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from florist_grpc.domain.model import JobState
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.testing import simulation
-from tests.helpers import PlaneThread, job_message, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message, wait_for
 from tests.metrics.test_pipeline import rebuild
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def health(plane: PlaneThread, service: str = "") -> int:
+def health(plane: ControlPlaneThread, service: str = "") -> int:
     return (
         health_pb2_grpc.HealthStub(plane.channel)
         .Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
@@ -37,13 +38,13 @@ def health(plane: PlaneThread, service: str = "") -> int:
     )
 
 
-def redis_state(plane: PlaneThread) -> dict[str, int]:
+def redis_state(plane: ControlPlaneThread) -> dict[str, int]:
     state: dict[str, int] = json.loads((plane.settings.data_dir / "redis" / "redis.json").read_text())
     return state
 
 
 @contextmanager
-def redis_down(plane: PlaneThread) -> Iterator[None]:
+def redis_down(plane: ControlPlaneThread) -> Iterator[None]:
     """kill -9 the embedded Redis and keep it down (its port held) until the block ends."""
     for _ in range(20):  # the supervisor may restart it before we hold the port: kill it again
         state = redis_state(plane)
@@ -68,7 +69,7 @@ def redis_down(plane: PlaneThread) -> Iterator[None]:
 
 
 def test_a_killed_redis_comes_back_with_every_report_and_start_is_unavailable_meanwhile(
-    plane: PlaneThread, demo_data: list[str]
+    plane: ControlPlaneThread, demo_data: list[str]
 ) -> None:
     job = simulation.create_running(plane.plane, n_clients=2)
     simulation.play_rounds(job, 1)

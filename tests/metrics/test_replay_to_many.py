@@ -14,7 +14,7 @@ from florist_grpc.metrics.hub import EventHub
 from florist_grpc.metrics.stream import MetricsFeed, job_frames
 from florist_grpc.store.sqlite import SqliteStore
 from florist_grpc.testing.history import create_finished
-from tests.helpers import PlaneThread
+from florist_grpc.testing.plane import ControlPlaneThread
 
 LONG_JOB_EVENTS = 1400
 
@@ -29,7 +29,7 @@ class CountingStore(SqliteStore):
         return super().read_events(job_id, after_sequence, limit)
 
 
-def test_300_concurrent_replays_of_a_long_job_all_complete_in_order(plane: PlaneThread) -> None:
+def test_300_concurrent_replays_of_a_long_job_all_complete_in_order(plane: ControlPlaneThread) -> None:
     job_id = create_finished(plane.plane.store, LONG_JOB_EVENTS)
     reader = [sys.executable, "-m", "tests.metrics.replay_reader", plane.address, job_id, "300"]
     root = Path(__file__).resolve().parents[2]  # where `tests` is a package, whatever directory pytest runs from

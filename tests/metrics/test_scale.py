@@ -8,15 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 
 from florist_grpc.fl.reporter import RedisReporter
+from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import SimulatedJob, create_running
-from tests.helpers import PlaneThread, wait_for
+from tests.helpers import wait_for
 
 
 def florist_threads() -> list[str]:
     return sorted(t.name for t in threading.enumerate() if t.name.startswith("florist-"))
 
 
-def pubsub_connections(plane: PlaneThread) -> int:
+def pubsub_connections(plane: ControlPlaneThread) -> int:
     client = redis.Redis.from_url(plane.plane.redis_url)
     try:
         return sum(1 for c in client.client_list() if int(c.get("sub", 0)) > 0 or int(c.get("psub", 0)) > 0)
@@ -35,14 +36,14 @@ def report_everything(jobs: list[SimulatedJob]) -> None:
         list(pool.map(report, reporters))
 
 
-def persisted_rounds(plane: PlaneThread, job: SimulatedJob) -> bool:
+def persisted_rounds(plane: ControlPlaneThread, job: SimulatedJob) -> bool:
     stored = plane.plane.store.get_job(job.job_id)
     assert stored is not None
     reports = [stored.server_metrics, *(c.metrics for c in stored.clients)]
     return all(len(r.get("rounds", {})) == 3 for r in reports)
 
 
-def test_200_jobs_with_3_clients_use_the_threads_and_pubsub_connection_of_one(plane: PlaneThread) -> None:
+def test_200_jobs_with_3_clients_use_the_threads_and_pubsub_connection_of_one(plane: ControlPlaneThread) -> None:
     one = [create_running(plane.plane, n_clients=3)]
     report_everything(one)
     wait_for(lambda: persisted_rounds(plane, one[0]), 20, "one job's reports")

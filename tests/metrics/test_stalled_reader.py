@@ -17,13 +17,14 @@ from florist_grpc.store.base import ReportChange
 from florist_grpc.store.sqlite import SqliteStore
 from florist_grpc.testing import simulation
 from florist_grpc.testing.history import create_finished
-from tests.helpers import PlaneThread, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import wait_for
 from tests.metrics.test_pipeline import subscribers
 
 EVENTS = 300
 
 
-def test_a_stalled_live_subscriber_does_not_delay_the_others(plane: PlaneThread) -> None:
+def test_a_stalled_live_subscriber_does_not_delay_the_others(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1, attach=False)
     request = pb.StreamMetricsRequest(job_id=job.job_id)
     stalled = plane.training.StreamMetrics(request, timeout=60)

@@ -9,11 +9,12 @@ import pytest
 
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.testing import simulation
-from tests.helpers import PlaneThread, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import wait_for
 from tests.metrics.test_pipeline import subscribers
 
 
-def test_a_stream_past_the_last_event_of_a_running_job_closes_when_the_job_ends(plane: PlaneThread) -> None:
+def test_a_stream_past_the_last_event_of_a_running_job_closes_when_the_job_ends(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1)
     job.server.report_values(host_type="server")
     wait_for(lambda: plane.get(job.job_id).server_metrics.fields, 10, "the first report")
@@ -27,7 +28,7 @@ def test_a_stream_past_the_last_event_of_a_running_job_closes_when_the_job_ends(
     assert subscribers(plane) == 0
 
 
-def test_a_stream_past_the_last_event_of_an_ended_job_is_out_of_range(plane: PlaneThread) -> None:
+def test_a_stream_past_the_last_event_of_an_ended_job_is_out_of_range(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=1)
     simulation.finish(plane.plane, job)
     last = plane.get(job.job_id)

@@ -14,10 +14,11 @@ from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.jobs.data_check import DataShape, decide_shape
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.rpc_errors import field_violations
-from tests.helpers import PlaneThread, fl_processes, job_message, no_fl_process_left
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import fl_processes, job_message, no_fl_process_left
 
 
-def refused(plane: PlaneThread, message: job_pb2.Job) -> tuple[str, dict[str, str]]:
+def refused(plane: ControlPlaneThread, message: job_pb2.Job) -> tuple[str, dict[str, str]]:
     """Start the job, expect FAILED_PRECONDITION; the job id and its field violations."""
     job = plane.create(message)
     with pytest.raises(grpc.RpcError) as raised:
@@ -53,7 +54,7 @@ def bad_file(tmp_path: Path, case: str) -> Path:
     ],
 )
 def test_a_bad_data_file_is_refused_naming_the_client_and_the_file(
-    plane: PlaneThread, demo_data: list[str], tmp_path: Path, case: str, expected: str
+    plane: ControlPlaneThread, demo_data: list[str], tmp_path: Path, case: str, expected: str
 ) -> None:
     path = bad_file(tmp_path, case)
     _, violations = refused(plane, job_message([demo_data[0], str(path)], rounds=1))
@@ -63,7 +64,7 @@ def test_a_bad_data_file_is_refused_naming_the_client_and_the_file(
 
 
 def test_labels_out_of_a_fixed_models_range_and_mis_shaped_images_are_refused(
-    plane: PlaneThread, tmp_path: Path, demo_data: list[str]
+    plane: ControlPlaneThread, tmp_path: Path, demo_data: list[str]
 ) -> None:
     images = tmp_path / "images.pt"
     torch.save({"x": torch.zeros(8, 1, 28, 28), "y": torch.tensor([0, 1, 2, 3, 4, 5, 6, 12])}, images)
@@ -74,7 +75,7 @@ def test_labels_out_of_a_fixed_models_range_and_mis_shaped_images_are_refused(
     assert "needs [1, 28, 28]" in violations["job.clients[1].data_path"]
 
 
-def test_a_refused_job_starts_once_its_file_is_fixed(plane: PlaneThread, tmp_path: Path) -> None:
+def test_a_refused_job_starts_once_its_file_is_fixed(plane: ControlPlaneThread, tmp_path: Path) -> None:
     fixed = tmp_path / "later.pt"
     paths = [str(p) for p in write_synthetic(tmp_path / "ok", 1, samples_per_client=120)] + [str(fixed)]
     job_id, violations = refused(plane, job_message(paths, rounds=1))

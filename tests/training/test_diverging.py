@@ -25,7 +25,8 @@ from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2
-from tests.helpers import PlaneThread, job_message, no_fl_process_left
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message, no_fl_process_left
 
 NON_FINITE = {"NaN", "Infinity", "-Infinity"}
 AGGREGATED_LOSS = "val - loss - aggregated"
@@ -51,7 +52,7 @@ def reports(job: job_pb2.Job) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 @pytest.mark.slow
 def test_a_run_whose_aggregated_loss_is_nan_at_round_1_stops_there_and_fails_saying_so(
-    plane: PlaneThread, tmp_path: Path
+    plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     paths = [str(p) for p in write_synthetic(tmp_path, 2)]
     job = plane.create(job_message(paths, rounds=3, **NAN_AT_ROUND_1))
@@ -76,7 +77,7 @@ def test_a_run_whose_aggregated_loss_is_nan_at_round_1_stops_there_and_fails_say
 
 @pytest.mark.slow
 def test_with_stop_on_divergence_false_a_diverged_run_goes_through_every_round_and_succeeds(
-    plane: PlaneThread, tmp_path: Path
+    plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     paths = [str(p) for p in write_synthetic(tmp_path, 2)]
     job = plane.create(job_message(paths, rounds=3, stop_on_divergence=False, **NAN_AT_ROUND_1))
@@ -134,7 +135,7 @@ def test_the_fl_server_that_stops_a_diverged_run_exits_with_its_own_code_and_its
 
 @pytest.mark.slow
 def test_infinite_training_losses_with_a_finite_aggregated_val_loss_are_no_divergence_and_every_round_runs(
-    plane: PlaneThread, tmp_path: Path
+    plane: ControlPlaneThread, tmp_path: Path
 ) -> None:
     paths = [str(p) for p in write_synthetic(tmp_path, 2, samples_per_client=120)]
     rounds = 4

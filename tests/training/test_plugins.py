@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from florist_grpc.cli.models import download_model
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, catalog_service_pb2_grpc, job_pb2
-from tests.helpers import PlaneThread, job_message, no_fl_process_left
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message, no_fl_process_left
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "plugin_pkg"
 
@@ -40,7 +41,7 @@ def test_a_plugin_model_is_listed_validated_trained_and_downloaded(
     tiny_plugin: str, tmp_path: Path, demo_data: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="florist_grpc.launch.plugins")
-    plane = PlaneThread(tmp_path / "florist")
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist")
     try:
         catalog = catalog_service_pb2_grpc.CatalogServiceStub(plane.channel).GetCatalog(
             catalog_service_pb2.GetCatalogRequest(), timeout=30

@@ -8,17 +8,18 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from florist_grpc.proto.florist.v1 import job_pb2
-from tests.helpers import PlaneThread, job_message, no_fl_process_left, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message, no_fl_process_left, wait_for
 
 ROUNDS = 12
 
 
-def server_round(plane: PlaneThread, job_id: str, n: int) -> bool:
+def server_round(plane: ControlPlaneThread, job_id: str, n: int) -> bool:
     metrics = plane.get(job_id).server_metrics
     return "rounds" in metrics and str(n) in metrics["rounds"]
 
 
-def serving(plane: PlaneThread) -> bool:
+def serving(plane: ControlPlaneThread) -> bool:
     stub = health_pb2_grpc.HealthStub(plane.channel)
     return bool(
         stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
@@ -26,7 +27,7 @@ def serving(plane: PlaneThread) -> bool:
 
 
 def test_a_job_finishes_with_every_round_after_redis_was_killed_mid_training(
-    plane: PlaneThread, demo_data: list[str]
+    plane: ControlPlaneThread, demo_data: list[str]
 ) -> None:
     job = plane.create(job_message(demo_data, rounds=ROUNDS))
     plane.start(job.id)

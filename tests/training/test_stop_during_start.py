@@ -16,10 +16,11 @@ import pytest
 from florist_grpc.jobs.starting import Start
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
-from tests.helpers import PlaneThread, job_message, no_fl_process_left
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import job_message, no_fl_process_left
 
 
-def stop_at(plane: PlaneThread, step: str) -> concurrent.futures.Future[pb.StopTrainingResponse]:
+def stop_at(plane: ControlPlaneThread, step: str) -> concurrent.futures.Future[pb.StopTrainingResponse]:
     """Issue StopTraining (from another thread, through gRPC) when the start reaches `step`, and let the start go
     on once the stop has reached it."""
     stopped: concurrent.futures.Future[pb.StopTrainingResponse] = concurrent.futures.Future()
@@ -41,7 +42,7 @@ def stop_at(plane: PlaneThread, step: str) -> concurrent.futures.Future[pb.StopT
 
 @pytest.mark.parametrize("step", ["attached", "server launched"])
 def test_a_stop_during_start_aborts_the_start_and_cancels_the_job(
-    plane: PlaneThread, demo_data: list[str], step: str
+    plane: ControlPlaneThread, demo_data: list[str], step: str
 ) -> None:
     job = plane.create(job_message(demo_data, rounds=2))
     stopped = stop_at(plane, step)

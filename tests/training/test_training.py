@@ -17,7 +17,8 @@ from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.fl.models import build_model
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
-from tests.helpers import TERMINAL, PlaneThread, fl_processes, job_message, no_fl_process_left, short_timeouts, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import TERMINAL, fl_processes, job_message, no_fl_process_left, short_timeouts, wait_for
 
 ACCURACY = "val - prediction - accuracy"
 # FL4Health's reporters write exactly these keys (DESIGN.md "Decisions"); ours must too.
@@ -55,13 +56,13 @@ CLIENT_ROUND_KEYS = {
 }
 
 
-def server_round(plane: PlaneThread, job_id: str, n: int) -> bool:
+def server_round(plane: ControlPlaneThread, job_id: str, n: int) -> bool:
     metrics = plane.get(job_id).server_metrics
     return "rounds" in metrics and str(n) in metrics["rounds"]
 
 
 def test_a_two_client_job_reports_fl4healths_layout_with_rising_accuracy_and_keeps_its_models(
-    plane: PlaneThread, demo_data: list[str], tmp_path: Path
+    plane: ControlPlaneThread, demo_data: list[str], tmp_path: Path
 ) -> None:
     job = plane.create(job_message(demo_data, rounds=3, checkpoint_rounds=2))
     started = plane.start(job.id)
@@ -111,7 +112,9 @@ def test_a_two_client_job_reports_fl4healths_layout_with_rising_accuracy_and_kee
     assert not (plane.settings.data_dir / "jobs" / job.id).exists()
 
 
-def test_a_seeded_job_gives_the_same_per_round_losses_on_a_rerun(plane: PlaneThread, demo_data: list[str]) -> None:
+def test_a_seeded_job_gives_the_same_per_round_losses_on_a_rerun(
+    plane: ControlPlaneThread, demo_data: list[str]
+) -> None:
     def losses() -> list[object]:
         message = job_message(demo_data, rounds=2, seed=7)
         message.model_config.update({"hidden_sizes": [32, 16], "dropout": 0.2})  # dropout draws random numbers
@@ -133,7 +136,7 @@ def test_a_seeded_job_gives_the_same_per_round_losses_on_a_rerun(plane: PlaneThr
 
 
 def test_killing_the_fl_server_mid_training_fails_the_job_within_seconds(
-    plane: PlaneThread, demo_data: list[str]
+    plane: ControlPlaneThread, demo_data: list[str]
 ) -> None:
     job = plane.create(job_message(demo_data, rounds=1000))
     plane.start(job.id)
@@ -145,7 +148,7 @@ def test_killing_the_fl_server_mid_training_fails_the_job_within_seconds(
     no_fl_process_left()
 
 
-def test_a_killed_client_ends_the_job(plane: PlaneThread, demo_data: list[str]) -> None:
+def test_a_killed_client_ends_the_job(plane: ControlPlaneThread, demo_data: list[str]) -> None:
     job = plane.create(job_message(demo_data, rounds=1000))
     plane.start(job.id)
     wait_for(lambda: server_round(plane, job.id, 2), 60, "round 2")
@@ -157,7 +160,7 @@ def test_a_killed_client_ends_the_job(plane: PlaneThread, demo_data: list[str]) 
     no_fl_process_left()
 
 
-def test_of_five_concurrent_starts_exactly_one_succeeds(plane: PlaneThread, demo_data: list[str]) -> None:
+def test_of_five_concurrent_starts_exactly_one_succeeds(plane: ControlPlaneThread, demo_data: list[str]) -> None:
     job = plane.create(job_message(demo_data, rounds=1))
     outcomes: list[object] = []
     barrier = threading.Barrier(5)
@@ -180,7 +183,7 @@ def test_of_five_concurrent_starts_exactly_one_succeeds(plane: PlaneThread, demo
     no_fl_process_left()
 
 
-def test_stop_training_cancels_the_job_and_leaves_no_process(plane: PlaneThread, demo_data: list[str]) -> None:
+def test_stop_training_cancels_the_job_and_leaves_no_process(plane: ControlPlaneThread, demo_data: list[str]) -> None:
     job = plane.create(job_message(demo_data, rounds=1000))
     plane.start(job.id)
     wait_for(lambda: server_round(plane, job.id, 1), 60, "round 1")
@@ -195,7 +198,7 @@ def test_stop_training_cancels_the_job_and_leaves_no_process(plane: PlaneThread,
 
 
 def test_a_server_not_ready_in_time_is_deadline_exceeded_and_cleaned_up(tmp_path: Path, demo_data: list[str]) -> None:
-    slow = PlaneThread(tmp_path / "florist", timeouts=short_timeouts(server_ready_seconds=0.01))
+    slow = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(server_ready_seconds=0.01))
     try:
         job = slow.create(job_message(demo_data))
         with pytest.raises(grpc.RpcError) as raised:
@@ -208,7 +211,7 @@ def test_a_server_not_ready_in_time_is_deadline_exceeded_and_cleaned_up(tmp_path
         slow.stop()
 
 
-def test_starting_an_unknown_or_finished_job_is_refused(plane: PlaneThread, demo_data: list[str]) -> None:
+def test_starting_an_unknown_or_finished_job_is_refused(plane: ControlPlaneThread, demo_data: list[str]) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         plane.start("nope")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
@@ -222,7 +225,7 @@ def test_starting_an_unknown_or_finished_job_is_refused(plane: PlaneThread, demo
 
 
 def test_stream_logs_serves_a_log_from_an_offset_and_follows_until_the_end(
-    plane: PlaneThread, demo_data: list[str]
+    plane: ControlPlaneThread, demo_data: list[str]
 ) -> None:
     job = plane.create(job_message(demo_data, rounds=2))
     plane.start(job.id)
@@ -267,7 +270,7 @@ def test_stream_logs_serves_a_log_from_an_offset_and_follows_until_the_end(
     ],
 )
 def test_other_strategies_and_models_train_to_completion(
-    plane: PlaneThread, tmp_path: Path, strategy: str, model: str, extra: dict[str, object]
+    plane: ControlPlaneThread, tmp_path: Path, strategy: str, model: str, extra: dict[str, object]
 ) -> None:
     paths = [str(p) for p in write_synthetic(tmp_path, 2, samples_per_client=120, model=model)]
     message = job_message(paths, rounds=2, strategy=strategy, **extra)

@@ -1,14 +1,12 @@
-"""Pure rules of sites: the data root confinement, the device choice, the agent's flags."""
+"""Pure rules of sites: the data root confinement and the device choice."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from florist_grpc.agent.clients import resolve_data_path
-from florist_grpc.config import add_agent_arguments, add_serve_arguments, agent_settings_from_args, settings_from_args
 from florist_grpc.domain.errors import PermissionDenied
 from florist_grpc.fl.device import resolve_device
 
@@ -72,46 +70,3 @@ def test_the_device_is_the_first_cuda_device_when_auto_else_as_asked(requested: 
 def test_a_cuda_device_the_machine_lacks_is_an_error() -> None:
     with pytest.raises(ValueError, match="cuda:1"):
         resolve_device("cuda:1", 1)
-
-
-def agent_args(tmp_path: Path, *flags: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_agent_arguments(parser, {})
-    return parser.parse_args(["--name", "site-a", "--data-root", str(tmp_path), *flags])
-
-
-def test_plaintext_to_a_non_loopback_control_plane_needs_insecure(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="plaintext"):
-        agent_settings_from_args(agent_args(tmp_path, "--control-plane", "cp.example.org:443"), {})
-    settings = agent_settings_from_args(agent_args(tmp_path, "--control-plane", "cp.example.org:443", "--insecure"), {})
-    assert settings.insecure and not settings.tls
-    with_ca = agent_args(tmp_path, "--control-plane", "cp.example.org:443", "--tls-ca", str(tmp_path / "ca.crt"))
-    assert agent_settings_from_args(with_ca, {"FLORIST_AGENT_TOKEN": "t"}).token == "t"
-    assert not agent_settings_from_args(agent_args(tmp_path, "--control-plane", "127.0.0.1:50051"), {}).tls
-
-
-@pytest.mark.parametrize(
-    "flags",
-    [
-        ["--control-plane", "nohost"],
-        ["--control-plane", "127.0.0.1:1", "--name", "bad name"],
-        ["--control-plane", "127.0.0.1:1", "--tls-cert", "c.pem"],
-        ["--control-plane", "127.0.0.1:1", "--data-root", "/nonexistent/dir"],
-    ],
-)
-def test_agent_flags_that_do_not_fit_are_refused(tmp_path: Path, flags: list[str]) -> None:
-    with pytest.raises(ValueError):
-        agent_settings_from_args(agent_args(tmp_path, *flags), {})
-
-
-@pytest.mark.parametrize(
-    ("host", "advertise", "expected"),
-    [("10.0.0.5", "", "10.0.0.5"), ("0.0.0.0", "", "127.0.0.1"), ("0.0.0.0", "cp.example.org", "cp.example.org")],
-)
-def test_fl_servers_are_advertised_at_the_advertise_host_else_the_bound_host(
-    host: str, advertise: str, expected: str
-) -> None:
-    parser = argparse.ArgumentParser()
-    add_serve_arguments(parser, {})
-    flags = ["--host", host, "--insecure-no-auth", *(["--advertise-host", advertise] if advertise else [])]
-    assert settings_from_args(parser.parse_args(flags)).fl_server_host == expected

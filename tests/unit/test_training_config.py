@@ -17,7 +17,7 @@ from florist_grpc.domain.training import (
     TrainingConfig,
     training_config,
 )
-from florist_grpc.launch.wire import from_struct, to_struct
+from florist_grpc.launch.agent_codec import from_struct, to_struct
 
 FEDPROX = {
     "adapt_proximal_weight": True,

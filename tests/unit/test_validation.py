@@ -94,6 +94,17 @@ def test_a_job_needs_clients_with_data_paths() -> None:
     assert found.keys() == {"job.clients[0].data_path"}
 
 
+def test_a_relative_data_path_of_a_client_without_an_agent_is_refused_naming_the_field() -> None:
+    # serve would otherwise read it relative to its own working directory: a guess the caller never made.
+    found = violations(make_job(clients=[Client(data_path="/abs/c0.pt"), Client(data_path="data/c1.pt")]))
+    assert found.keys() == {"job.clients[1].data_path"}
+    assert "absolute" in found["job.clients[1].data_path"]
+
+
+def test_an_agent_client_keeps_its_data_path_relative_to_the_agent_data_root() -> None:
+    validate_job(make_job(clients=[Client(data_path="c0.pt", agent="site-a")]))
+
+
 def test_every_number_in_every_strategy_schema_has_a_maximum() -> None:
     for name, spec in STRATEGIES.items():
         for key, prop in spec.config_schema["properties"].items():

@@ -12,6 +12,10 @@ const ROUNDS = "rounds";
 const ROUND_LOSS = "val - loss - aggregated";
 const EVAL_METRICS_AGGREGATED = "eval_round_metrics_aggregated";
 const FIT_ROUND_METRICS = "fit_round_metrics";
+const FIT_ROUND_END = "fit_round_end";
+// FLorist's UI counts a server round as done from it; FL4Health omits the aggregated metrics of a round that has
+// none, so that key alone would never close such a round.
+export const EVAL_ROUND_END = "eval_round_end";
 // Metric names as clients report them; the server's aggregate carries the same name (older layout: + suffix).
 const ACCURACY = "val - prediction - accuracy";
 const VAL_LOSS = "val - loss";
@@ -42,11 +46,27 @@ export interface RoundRow extends RoundValues {
  */
 export function roundsTable(job: Job): RoundRow[] {
   const clientRounds = job.clients.map((client) => roundsOf(client.metrics));
-  return [...roundsOf(job.serverMetrics)].map(([round, data]) => ({
-    round,
-    ...serverValues(data),
-    clients: clientRounds.map((rounds) => clientValues(rounds.get(round) ?? {})),
-  }));
+  return [...roundsOf(job.serverMetrics)].map(([round, data]) => {
+    const clients = clientRounds.map((rounds) => clientValues(rounds.get(round) ?? {}));
+    const server = serverValues(data);
+    return { round, ...server, trainLoss: server.trainLoss ?? clientsTrainLoss(data, clients), clients };
+  });
+}
+
+/**
+ * A round's training loss when the server reports none (FL4Health's layout: each client's
+ * `fit_round_losses.backward`): the clients' mean, unweighted (the reports hold no sample counts), once the server
+ * says the round's fit is over, so never a mean of whichever clients reported so far. As the Python
+ * `round_train_loss` (florist_grpc/domain/report_layout.py).
+ */
+function clientsTrainLoss(server: JsonObject, clients: readonly RoundValues[]): number | undefined {
+  const fitOver =
+    FIT_ROUND_END in server || FIT_ROUND_METRICS in server || EVAL_ROUND_END in server || EVAL_METRICS_AGGREGATED in server;
+  const losses = clients.map((c) => c.trainLoss).filter((loss): loss is number => loss !== undefined);
+  if (!fitOver || losses.length === 0) {
+    return undefined;
+  }
+  return losses.reduce((sum, loss) => sum + loss, 0) / losses.length;
 }
 
 /**

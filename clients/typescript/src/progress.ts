@@ -3,6 +3,7 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { JobState, JobStateSchema } from "./gen/florist/v1/job_pb.js";
 import { type MetricsEvent, SourceKind } from "./gen/florist/v1/training_service_pb.js";
+import { EVAL_ROUND_END } from "./curves.js";
 import { applyMergePatch, isObject } from "./merge-patch.js";
 
 /** The proto name of a job state, e.g. `JOB_STATE_FINISHED_SUCCESSFULLY`. */
@@ -16,6 +17,7 @@ export class JobProgress {
   state: JobState = JobState.UNSPECIFIED;
   private readonly reports = new Map<string, JsonValue>();
   private readonly reportedRounds = new Set<string>();
+  private readonly roundsWithMetrics = new Set<string>();
 
   /** Applies the next event of the job's log and returns what to print about it. */
   apply(event: MetricsEvent): string[] {
@@ -57,11 +59,26 @@ export class JobProgress {
     for (const round of Object.keys(rounds).sort((a, b) => Number(a) - Number(b))) {
       const entry = rounds[round];
       const aggregated = isObject(entry) ? entry["eval_round_metrics_aggregated"] : undefined;
-      if (isObject(entry) && isObject(aggregated) && !this.reportedRounds.has(round)) {
+      // A round is done at `eval_round_end` (FLorist's UI); FL4Health omits the aggregated metrics of a round that
+      // has none, and older layouts lack `eval_round_end`: either closes it.
+      const done = isObject(entry) && (EVAL_ROUND_END in entry || isObject(aggregated));
+      if (isObject(aggregated) && this.reportedRounds.has(round) && !this.roundsWithMetrics.has(round)) {
+        // FL4Health reports a round's aggregated metrics after its loss: they get a line of their own.
+        this.roundsWithMetrics.add(round);
+        lines.push(`round ${round}: ${describeMetrics(aggregated)}`);
+        continue;
+      }
+      if (isObject(entry) && done && !this.reportedRounds.has(round)) {
         this.reportedRounds.add(round);
+        if (isObject(aggregated)) {
+          this.roundsWithMetrics.add(round);
+        }
         // FLorist's layout puts the aggregated loss at round level, beside the aggregated metrics.
         const loss = entry[ROUND_LOSS];
-        const metrics: JsonObject = loss === undefined ? aggregated : { [ROUND_LOSS]: loss, ...aggregated };
+        const metrics: JsonObject = {
+          ...(loss === undefined ? {} : { [ROUND_LOSS]: loss }),
+          ...(isObject(aggregated) ? aggregated : {}),
+        };
         lines.push(`round ${round}: ${describeMetrics(metrics)}`);
       }
     }

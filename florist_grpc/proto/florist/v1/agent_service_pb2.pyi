@@ -155,12 +155,15 @@ class AgentHello(_message.Message):
     DEVICES_FIELD_NUMBER: _builtins.int
     DATA_ROOT_FIELD_NUMBER: _builtins.int
     CLIENTS_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The agent's name (`--name`); must equal the name its token is bound to."""
     version: _builtins.str
     """The agent's florist-grpc version."""
     data_root: _builtins.str
     """The agent's data root (`--data-root`): datasets are named relative to it."""
+    problem: _builtins.str
+    """Why the agent cannot run FL clients now (e.g. its Redis is down and cannot be restarted); empty when healthy."""
     @_builtins.property
     def devices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Devices FL clients can use on this machine: "cpu", then "cuda:0", "cuda:1", ..."""
@@ -177,10 +180,11 @@ class AgentHello(_message.Message):
         devices: _abc.Iterable[_builtins.str] | None = ...,
         data_root: _builtins.str = ...,
         clients: _abc.Iterable[Global___KnownClient] | None = ...,
+        problem: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clients", b"clients", "data_root", b"data_root", "devices", b"devices", "name", b"name", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clients", b"clients", "data_root", b"data_root", "devices", b"devices", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -627,16 +631,21 @@ Global___ReportChange: _TypeAlias = ReportChange  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
-    """The agent is alive."""
+    """The agent is alive. Also sent at once when its health changes."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    problem: _builtins.str
+    """The agent's health now, as in `AgentHello.problem`: empty when healthy."""
     def __init__(
         self,
+        *,
+        problem: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["problem", b"problem"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -696,6 +705,7 @@ class AgentInfo(_message.Message):
     DEVICES_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     DATA_ROOT_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The agent's name."""
     connected: _builtins.bool
@@ -704,6 +714,8 @@ class AgentInfo(_message.Message):
     """Its florist-grpc version."""
     data_root: _builtins.str
     """Its data root."""
+    problem: _builtins.str
+    """Why it cannot run FL clients now, as it last reported (e.g. its Redis is down); empty when healthy."""
     @_builtins.property
     def connect_time(self) -> _timestamp_pb2.Timestamp:
         """When its current (or last) session opened."""
@@ -726,10 +738,11 @@ class AgentInfo(_message.Message):
         devices: _abc.Iterable[_builtins.str] | None = ...,
         version: _builtins.str = ...,
         data_root: _builtins.str = ...,
+        problem: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connected", b"connected", "data_root", b"data_root", "devices", b"devices", "last_seen_time", b"last_seen_time", "name", b"name", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connected", b"connected", "data_root", b"data_root", "devices", b"devices", "last_seen_time", b"last_seen_time", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

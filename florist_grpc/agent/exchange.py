@@ -1,0 +1,150 @@
+"""What one accepted agent session does: answer the control plane's requests (launch, stop, check data, read a
+log) and send, unasked, its clients' reports and exits and a heartbeat carrying the agent's health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from florist_grpc.agent.clients import SiteClients
+from florist_grpc.agent.reports import SiteReports
+from florist_grpc.config import AgentSettings
+from florist_grpc.domain.errors import FloristError
+from florist_grpc.launch.agent_codec import request_failed
+from florist_grpc.launch.agent_protocol import (
+    AgentMessage,
+    CancelRequest,
+    CheckData,
+    Command,
+    DataCheckResult,
+    Heartbeat,
+    LaunchClient,
+    LogChunk,
+    ProcessStarted,
+    ReadLog,
+    ReportChange,
+    StopClient,
+    Unreadable,
+)
+from florist_grpc.launch.logs import follow_log
+from florist_grpc.launch.probe import ProbeFailed
+
+# How often the agent looks at its client processes for exits (and at its own health, to report a change).
+EXIT_POLL_SECONDS = 0.2
+
+
+class Exchange:
+    """What one accepted session does: answer requests, send reports and exits, heartbeat."""
+
+    def __init__(
+        self,
+        clients: SiteClients,
+        reports: SiteReports,
+        settings: AgentSettings,
+        send: Callable[[AgentMessage], None],
+        tasks: dict[str, asyncio.Task[Any]],
+        health: Callable[[], str],
+        said_problem: str,
+    ) -> None:
+        self._health = health  # the agent's problem now ('' = healthy)
+        self._said_problem = said_problem  # the problem the control plane last heard (in hello, then heartbeats)
+        self._clients = clients
+        self._reports = reports
+        self._settings = settings
+        self._send = send
+        self._tasks = tasks
+        self._sent: dict[str, str] = {}  # the last report sent per client in this session
+
+    async def _send_report(self, uuid: str) -> None:
+        body = await self._reports.read(uuid)
+        if body and body != self._sent.get(uuid):
+            self._sent[uuid] = body
+            self._send(ReportChange(uuid, body))
+
+    async def _send_exit(self, uuid: str) -> None:
+        await self._send_report(uuid)  # its last report first: the control plane judges the exit by it
+        self._send(self._clients.exited(uuid))
+
+    async def pump(self) -> None:
+        """Everything known so far, then changes as they come; a heartbeat when idle."""
+        self._reports.mark_changed(u.client_uuid for u in self._clients.known())
+        for uuid in self._clients.ended():
+            await self._send_exit(uuid)
+        heartbeat_due = asyncio.get_running_loop().time() + self._settings.heartbeat_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                for uuid in await asyncio.wait_for(self._reports.changed(), EXIT_POLL_SECONDS):
+                    await self._send_report(uuid)
+            for uuid, _ in await asyncio.to_thread(self._clients.poll):
+                await self._send_exit(uuid)
+            now = asyncio.get_running_loop().time()
+            if now >= heartbeat_due or self._health() != self._said_problem:  # a change is said at once
+                heartbeat_due = now + self._settings.heartbeat_seconds
+                self._said_problem = self._health()
+                self._send(Heartbeat(self._said_problem))
+
+    def _spawn(self, key: str, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+    def handle(self, command: Command | Unreadable) -> None:
+        if isinstance(command, LaunchClient):
+            self._spawn(command.request_id, self._launch(command))
+        elif isinstance(command, StopClient):
+            self._spawn(f"stop {command.client_uuid}", self._stop(command.client_uuid))
+        elif isinstance(command, CheckData):
+            self._spawn(command.request_id, self._check_data(command))
+        elif isinstance(command, ReadLog):
+            self._spawn(command.request_id, self._read_log(command))
+        elif isinstance(command, CancelRequest):
+            task = self._tasks.get(command.request_id)
+            if task is not None:
+                task.cancel()
+        elif isinstance(command, Unreadable):
+            self._send(request_failed(command.request_id, command.error))
+
+    async def _launch(self, request: LaunchClient) -> None:
+        client_uuid = request.run.uuid
+        self._reports.follow([client_uuid])  # before it runs: its first report is not missed
+        try:
+            credentials = await asyncio.to_thread(self._reports.credentials, client_uuid)
+            ref = await asyncio.to_thread(
+                self._clients.launch, request, self._reports.address, credentials, self._settings.tls_ca
+            )
+        except FloristError as exc:
+            self._send(request_failed(request.request_id, exc))
+            return
+        self._send(ProcessStarted(request.request_id, client_uuid, ref.pid, ref.log_path))
+
+    async def _stop(self, client_uuid: str) -> None:
+        await asyncio.to_thread(self._clients.stop, client_uuid)
+
+    async def _check_data(self, check: CheckData) -> None:
+        problem = self._clients.check(check.data_path)
+        result = DataCheckResult(check.request_id, ok=not problem, problem=problem)
+        if check.probe and not problem:
+            try:
+                summary = await asyncio.to_thread(self._clients.probe, check.data_path, check.label_column)
+                result = DataCheckResult(check.request_id, ok=True, summary=summary)
+            except ProbeFailed as exc:
+                result = DataCheckResult(check.request_id, ok=False, problem=str(exc))
+        self._send(result)
+
+    async def _read_log(self, request: ReadLog) -> None:
+        try:
+            path = self._clients.log_path(request.client_uuid)
+        except FloristError as exc:
+            self._send(request_failed(request.request_id, exc))
+            return
+
+        async def finished() -> bool:
+            return not self._clients.running(request.client_uuid)
+
+        offset = request.offset
+        async for text, offset in follow_log(path, request.offset, request.follow, finished):
+            self._send(LogChunk(request.request_id, text, offset))
+        self._send(LogChunk(request.request_id, next_offset=offset, end=True))

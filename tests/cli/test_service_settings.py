@@ -1,0 +1,200 @@
+"""`serve` and `agent` as a user runs them: each flag (and its FLORIST_<FLAG> variable) reaches the settings the
+process is built from, and flags that do not fit together are refused (exit 2) before anything starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from florist_grpc.cli import app
+from florist_grpc.config import AgentSettings, Settings, TLSConfig
+from tests.api.test_tls import pki  # noqa: F401 - the throwaway CA fixture
+
+
+class Built(Exception):
+    """Raised by the stand-ins below once a command has built its settings: nothing is started."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__("built")
+        self.settings = settings
+
+
+class Capture:
+    """Runs the real command in-process; the control plane or agent it would start is replaced by a stand-in
+    that hands back the settings it was given."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def run(self, *args: str | Path, env: dict[str, str | None] | None = None) -> Result:
+        # No FLORIST_* variable of the environment running the tests leaks into the command.
+        environment: dict[str, str | None] = {"FLORIST_AGENT_TOKEN": None, **(env or {})}
+        return self.runner.invoke(app, [str(a) for a in args], env=environment)
+
+    def settings(self, *args: str | Path, env: dict[str, str | None] | None = None) -> Any:
+        result = self.run(*args, env=env)
+        assert isinstance(result.exception, Built), (result.exit_code, result.output)
+        return result.exception.settings
+
+
+@pytest.fixture
+def capture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
+    def stand_in(settings: Any, **_: Any) -> None:
+        raise Built(settings)
+
+    monkeypatch.setattr("florist_grpc.server.ControlPlane", stand_in)
+    monkeypatch.setattr("florist_grpc.agent.Agent", stand_in)
+    # Logging is the test run's own: the commands would replace the root logger's handlers.
+    monkeypatch.setattr("florist_grpc.cli.service.configure", lambda *_: None)
+    yield Capture()
+
+
+def serve_flags(tmp_path: Path, pki: dict[str, Path]) -> dict[str, str | None]:  # noqa: F811
+    """A value for every serve flag other than its default (None: a switch)."""
+    (tmp_path / "auth.txt").write_text("")
+    return {
+        "--host": "0.0.0.0",
+        "--port": "50999",
+        "--data-dir": str(tmp_path / "florist"),
+        "--mongodb-uri": "mongodb://127.0.0.1:1",
+        "--redis-url": "redis://127.0.0.1:2",
+        "--auth-file": str(tmp_path / "auth.txt"),
+        "--tls-cert": str(pki["server.crt"]),
+        "--tls-key": str(pki["server.key"]),
+        "--tls-client-ca": str(pki["ca.crt"]),
+        "--insecure-no-auth": None,
+        "--advertise-host": "cp.example.org",
+        "--metrics-port": "9100",
+        "--no-launcher-pool": None,
+        "--data-root": str(pki["ca.crt"].parent),
+    }
+
+
+def test_every_serve_flag_and_its_variable_reach_the_settings(
+    capture: Capture,
+    tmp_path: Path,
+    pki: dict[str, Path],  # noqa: F811
+) -> None:
+    flags = serve_flags(tmp_path, pki)
+    args = [part for flag, value in flags.items() for part in ([flag] if value is None else [flag, value])]
+    from_flags = capture.settings("serve", *args)
+    variables = {"FLORIST_" + f[2:].replace("-", "_").upper(): v or "1" for f, v in flags.items()}
+    assert capture.settings("serve", env=variables) == from_flags
+    defaults = Settings()
+    differ = {f.name for f in dataclasses.fields(Settings) if getattr(from_flags, f.name) != getattr(defaults, f.name)}
+    # Every setting is some flag's (timeouts are the code's own).
+    assert differ == {f.name for f in dataclasses.fields(Settings)} - {"timeouts"}
+    assert from_flags.tls == TLSConfig(pki["server.crt"], pki["server.key"], pki["ca.crt"])
+    assert (from_flags.port, from_flags.launcher_pool, from_flags.data_dir) == (50999, False, tmp_path / "florist")
+
+
+def test_serve_without_flags_has_the_default_settings(capture: Capture) -> None:
+    assert capture.settings("serve") == Settings()
+
+
+@pytest.mark.parametrize(
+    ("host", "advertise", "expected"),
+    [("10.0.0.5", "", "10.0.0.5"), ("0.0.0.0", "", "127.0.0.1"), ("0.0.0.0", "cp.example.org", "cp.example.org")],
+)
+def test_fl_servers_are_advertised_at_the_advertise_host_else_the_bound_host(
+    capture: Capture, host: str, advertise: str, expected: str
+) -> None:
+    flags = ["--host", host, "--insecure-no-auth", *(["--advertise-host", advertise] if advertise else [])]
+    assert capture.settings("serve", *flags).fl_server_host == expected
+
+
+def agent(capture: Capture, tmp_path: Path, *flags: str, token: str | None = None) -> Any:
+    args = ["agent", "--name", "site-a", "--data-root", str(tmp_path), *flags]
+    return capture.settings(*args, env={"FLORIST_AGENT_TOKEN": token})
+
+
+def test_every_agent_flag_and_its_variable_reach_the_settings(
+    capture: Capture,
+    tmp_path: Path,
+    pki: dict[str, Path],  # noqa: F811
+) -> None:
+    flags: dict[str, str | None] = {
+        "--control-plane": "cp.example.org:443",
+        "--name": "site-b",
+        "--data-root": str(tmp_path),
+        "--tls-ca": str(pki["ca.crt"]),
+        "--tls-cert": str(pki["client.crt"]),
+        "--tls-key": str(pki["client.key"]),
+        "--insecure": None,
+        "--no-launcher-pool": None,
+    }
+    args = [part for flag, value in flags.items() for part in ([flag] if value is None else [flag, value])]
+    from_flags = capture.settings("agent", *args, env={"FLORIST_AGENT_TOKEN": "t"})
+    variables = {"FLORIST_" + f[2:].replace("-", "_").upper(): v or "1" for f, v in flags.items()}
+    assert capture.settings("agent", env={**variables, "FLORIST_AGENT_TOKEN": "t"}) == from_flags
+    assert from_flags == AgentSettings(
+        control_plane="cp.example.org:443",
+        name="site-b",
+        data_root=tmp_path.resolve(),
+        token="t",
+        tls_ca=pki["ca.crt"],
+        tls_cert=pki["client.crt"],
+        tls_key=pki["client.key"],
+        insecure=True,
+        launcher_pool=False,
+    )
+
+
+def test_plaintext_to_a_non_loopback_control_plane_needs_insecure(capture: Capture, tmp_path: Path) -> None:
+    refused = capture.run("agent", "--name", "site-a", "--data-root", tmp_path, "--control-plane", "cp.example.org:443")
+    assert refused.exit_code == 2 and "plaintext" in refused.stderr
+    settings = agent(capture, tmp_path, "--control-plane", "cp.example.org:443", "--insecure")
+    assert settings.insecure and not settings.tls
+    with_ca = ("--control-plane", "cp.example.org:443", "--tls-ca", str(tmp_path / "ca.crt"))
+    assert agent(capture, tmp_path, *with_ca, token="t").token == "t"
+    assert not agent(capture, tmp_path, "--control-plane", "127.0.0.1:50051").tls
+
+
+def test_a_missing_token_is_refused_at_start_unless_the_control_plane_may_run_without_auth(
+    capture: Capture, tmp_path: Path
+) -> None:
+    remote = ("--control-plane", "cp.example.org:443", "--tls-ca", str(tmp_path / "ca.crt"))
+    # Another machine's control plane has an auth file (serve refuses such an address without one).
+    refused = capture.run("agent", "--name", "site-a", "--data-root", tmp_path, *remote)
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: FLORIST_AGENT_TOKEN is not set") and "agent SHA256_HEX site-a" in (
+        refused.stderr
+    )
+    # Unless the user says that one runs without (serve --insecure-no-auth on a trusted network)...
+    assert agent(capture, tmp_path, *remote, "--insecure").token == ""
+    # ... or it is on this machine: a development control plane; one with an auth file refuses the first session.
+    for tls in ((), ("--tls-ca", str(tmp_path / "ca.crt"))):
+        assert agent(capture, tmp_path, "--control-plane", "127.0.0.1:50051", *tls).token == ""
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--control-plane", "nohost"], "--control-plane 'nohost'"),
+        (["--control-plane", "127.0.0.1:1", "--name", "bad name"], "--name 'bad name'"),
+        (["--control-plane", "127.0.0.1:1", "--tls-cert", "c.pem"], "--tls-cert and --tls-key must be given together"),
+        (["--control-plane", "127.0.0.1:1", "--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-cert needs --tls-ca"),
+        (["--control-plane", "127.0.0.1:1", "--data-root", "/nonexistent/dir"], "--data-root /nonexistent/dir is not"),
+    ],
+)
+def test_agent_flags_that_do_not_fit_are_refused(capture: Capture, tmp_path: Path, flags: list[str], says: str) -> None:
+    result = capture.run("agent", "--name", "site-a", "--data-root", tmp_path, *flags)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {says}"), result.output
+
+
+def test_data_roots_repeat_as_flags_or_share_one_variable_separated_by_colons(capture: Capture, tmp_path: Path) -> None:
+    roots = [tmp_path / "a", tmp_path / "b"]
+    for root in roots:
+        root.mkdir()
+    expected = tuple(r.resolve() for r in roots)
+    assert capture.settings("serve", "--data-root", roots[0], "--data-root", roots[1]).data_roots == expected
+    assert capture.settings("serve", env={"FLORIST_DATA_ROOT": f"{roots[0]}:{roots[1]}"}).data_roots == expected
+    refused = capture.run("serve", "--data-root", roots[0], "--data-root", tmp_path / "missing")
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith(f"error: --data-root {tmp_path / 'missing'} is not a directory")
