@@ -10,6 +10,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -48,21 +50,49 @@ def holder_process(holder: str, address: str, job_id: str, count: int) -> subpro
     )
 
 
-def serve_process(directory: str, *flags: str) -> tuple[subprocess.Popen[str], str]:
-    """`florist-grpc serve` on a free port of its own, and the address it listens on."""
+@contextmanager
+def serve_process(directory: str, *flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`florist-grpc serve` on a free port of its own and the address it listens on; stopped (SIGTERM) after the
+    block, whatever happened in it."""
     serve = subprocess.Popen(
         [str(Path(sys.executable).parent / "florist-grpc"), "serve", "--port", "0", "--data-dir", directory, *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert serve.stdout is not None
-    return serve, serve.stdout.readline().strip().rsplit(" ", 1)[-1]
+    try:
+        assert serve.stdout is not None
+        yield serve, serve.stdout.readline().strip().rsplit(" ", 1)[-1]
+    finally:
+        _stop(serve)
+
+
+@contextmanager
+def holding(holders: list[subprocess.Popen[str]]) -> Iterator[list[subprocess.Popen[str]]]:
+    """The holder processes, ended after the block if something went wrong before they finished."""
+    try:
+        yield holders
+    finally:
+        for process in holders:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def streams(count: int, processes: int = 4, holder: str = "python") -> None:
-    with tempfile.TemporaryDirectory(prefix="florist-bench-") as directory:
-        serve, address = serve_process(directory)
+    with (
+        tempfile.TemporaryDirectory(prefix="florist-bench-") as directory,
+        serve_process(directory) as (serve, address),
+    ):
         server = psutil.Process(serve.pid)
         idle_mib = server.memory_info().rss / 2**20
         with grpc.insecure_channel(address) as channel:
@@ -84,16 +114,16 @@ def streams(count: int, processes: int = 4, holder: str = "python") -> None:
                 .job
             )
             # Several client processes: one Python gRPC client process is itself the limit long before the server.
-            holders = [holder_process(holder, address, created.id, count // processes) for _ in range(processes)]
-            for process in holders:
-                assert process.stdout is not None and process.stdout.readline().strip() == "open"
-            holding_mib = server.memory_info().rss / 2**20
-            pb_grpc.TrainingServiceStub(channel).StartTraining(pb.StartTrainingRequest(job_id=created.id), timeout=60)
-            results = [read_json_line(holder) for holder in holders]
-            for process in holders:
-                process.wait(60)
-        os.kill(serve.pid, signal.SIGTERM)
-        serve.wait(30)
+            started = [holder_process(holder, address, created.id, count // processes) for _ in range(processes)]
+            with holding(started) as holders:
+                for process in holders:
+                    assert process.stdout is not None and process.stdout.readline().strip() == "open"
+                holding_mib = server.memory_info().rss / 2**20
+                training = pb_grpc.TrainingServiceStub(channel)
+                training.StartTraining(pb.StartTrainingRequest(job_id=created.id), timeout=60)
+                results = [read_json_line(holder) for holder in holders]
+                for process in holders:
+                    process.wait(60)
     record(
         "streams",
         impl="florist-grpc",
@@ -157,42 +187,52 @@ def replay(count: int, events: int = LONG_JOB_EVENTS, processes: int = 4, waves:
         job_id = create_finished(store, events)
         store.close()
         metrics_port = free_port()
-        serve, address = serve_process(directory, "--metrics-port", str(metrics_port))
-        server = psutil.Process(serve.pid)
-        idle_mib = server.memory_info().rss / 2**20
-        for wave in range(1, waves + 1):
-            began = time.monotonic()
-            with PeakRss(server) as peak:
-                holders = [load_process("hold", address, job_id, str(count // processes)) for _ in range(processes)]
-                for process in holders:
-                    assert process.stdout is not None and process.stdout.readline().strip() == "open"
-                confirmed = time.monotonic() - began  # every call accepted and confirmed (initial metadata)
-                results = [read_json_line(holder) for holder in holders]
-                for process in holders:
-                    process.wait(60)
-            seconds = time.monotonic() - began
-            time.sleep(2)  # let the server's allocator settle before reading what it kept, not synchronisation
-            record(
-                "streams",
-                case="replay",
-                wave=wave,
-                streams=count,
-                events=events,
-                seconds_to_confirm_all=confirmed,
-                holder_seconds_to_open=max(r.get("seconds_to_open", 0.0) for r in results),
-                seconds=seconds,
-                every_stream_complete=min(r["min_events"] for r in results) == events,
-                cut=sum(r["resumed"] for r in results),
-                cut_after=_merged([r["cut_after"] for r in results]),
-                why=_merged([r.get("why", {}) for r in results]),
-                calls_counted=stream_calls(metrics_port),  # cumulative over the waves
-                rss_idle_mib=idle_mib,
-                rss_peak_mib=peak.peak_mib,
-                rss_after_mib=server.memory_info().rss / 2**20,
-                loadavg_1m=os.getloadavg()[0],
-            )
-        os.kill(serve.pid, signal.SIGTERM)
-        serve.wait(30)
+        with serve_process(directory, "--metrics-port", str(metrics_port)) as (serve, address):
+            _replay_waves(psutil.Process(serve.pid), address, metrics_port, job_id, count, events, processes, waves)
+
+
+def _replay_waves(
+    server: psutil.Process,
+    address: str,
+    metrics_port: int,
+    job_id: str,
+    count: int,
+    events: int,
+    processes: int,
+    waves: int,
+) -> None:
+    idle_mib = server.memory_info().rss / 2**20
+    for wave in range(1, waves + 1):
+        began = time.monotonic()
+        started = [load_process("hold", address, job_id, str(count // processes)) for _ in range(processes)]
+        with PeakRss(server) as peak, holding(started) as holders:
+            for process in holders:
+                assert process.stdout is not None and process.stdout.readline().strip() == "open"
+            confirmed = time.monotonic() - began  # every call accepted and confirmed (initial metadata)
+            results = [read_json_line(holder) for holder in holders]
+            for process in holders:
+                process.wait(60)
+        seconds = time.monotonic() - began
+        time.sleep(2)  # let the server's allocator settle before reading what it kept, not synchronisation
+        record(
+            "streams",
+            case="replay",
+            wave=wave,
+            streams=count,
+            events=events,
+            seconds_to_confirm_all=confirmed,
+            holder_seconds_to_open=max(r.get("seconds_to_open", 0.0) for r in results),
+            seconds=seconds,
+            every_stream_complete=min(r["min_events"] for r in results) == events,
+            cut=sum(r["resumed"] for r in results),
+            cut_after=_merged([r["cut_after"] for r in results]),
+            why=_merged([r.get("why", {}) for r in results]),
+            calls_counted=stream_calls(metrics_port),  # cumulative over the waves
+            rss_idle_mib=idle_mib,
+            rss_peak_mib=peak.peak_mib,
+            rss_after_mib=server.memory_info().rss / 2**20,
+            loadavg_1m=os.getloadavg()[0],
+        )
 
 
 def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
