@@ -10,11 +10,12 @@ from pathlib import Path
 
 import psutil
 
-from bench import fanout, ingest, overhead, streams, warm
+from bench import fanout, hub_fanout, ingest, overhead, streams, warm
 from bench.stats import dump, record
 
 BENCHMARKS = {
     "fanout": fanout.run,
+    "hub_fanout": hub_fanout.run,
     "streams": streams.run,
     "ingest": ingest.run,
     "mongo_batch": ingest.mongo_batch,

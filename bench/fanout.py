@@ -68,13 +68,17 @@ def fanout(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float
         simulation.finish(plane, job)
         result = read_json_line(subscriber)
         subscriber.wait(60)
+        stored = plane.store.get_job(job.job_id)
+        assert stored is not None
     return record_latencies(
         "florist-grpc",
         subscribers,
         rate,
         sent["sent"],
         result["arrivals"],
+        events=stored.last_sequence,  # the job's events: a gap-free stream sees every one of them
         events_per_stream=result["events_per_stream"],
+        events_per_stream_max=result.get("events_per_stream_max"),
         gaps=result["gaps"],
     )
 

@@ -59,7 +59,8 @@ async def subscribe(address: str, job_id: str, streams: int) -> None:
     await first_event.wait()
     print("ready", flush=True)
     await asyncio.gather(*tasks)
-    print(json.dumps({"arrivals": arrivals, "events_per_stream": min(counts), "gaps": gaps}), flush=True)
+    summary = {"events_per_stream": min(counts), "events_per_stream_max": max(counts), "gaps": gaps}
+    print(json.dumps({"arrivals": arrivals, **summary}), flush=True)
     for channel in channels:
         await channel.close(None)
 
@@ -73,8 +74,10 @@ def _core_reason(debug: str) -> str:
 async def hold(address: str, job_id: str, streams: int) -> None:
     channels = [grpc.aio.insecure_channel(address) for _ in range(-(-streams // STREAMS_PER_CHANNEL))]
     stubs = [pb_grpc.TrainingServiceStub(channels[i // STREAMS_PER_CHANNEL]) for i in range(streams)]
+    began = time.monotonic()
     calls = [stub.StreamMetrics(pb.StreamMetricsRequest(job_id=job_id)) for stub in stubs]
     await asyncio.gather(*(call.initial_metadata() for call in calls))
+    seconds_to_open = time.monotonic() - began  # from the calls made to the server's last confirmation
     print("open", flush=True)
     resumed = 0
     cut_after: dict[int, int] = {}  # last sequence received when a call was cut -> how many
@@ -103,6 +106,7 @@ async def hold(address: str, job_id: str, streams: int) -> None:
         json.dumps(
             {
                 "streams": streams,
+                "seconds_to_open": seconds_to_open,
                 "min_events": min(last_sequences),
                 "resumed": resumed,
                 "cut_after": cut_after,

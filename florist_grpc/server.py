@@ -25,6 +25,7 @@ from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
 from florist_grpc.api.training_service import TrainingServicer
+from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState
 from florist_grpc.jobs.follower import JobFollower
@@ -43,6 +44,7 @@ from florist_grpc.metrics.listener import ReportListener
 from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.metrics.report_reader import ReportReader
+from florist_grpc.metrics.stream import MetricsFeed
 from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import listen_problem, redis_address_of
@@ -50,7 +52,6 @@ from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
-from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
 from florist_grpc.startup import step
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
@@ -191,9 +192,8 @@ class ControlPlane:
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
         job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
-        training_grpc.add_TrainingServiceServicer_to_server(
-            TrainingServicer(trainer, registry, store, hub, JobLogs(registry, agents, trainer.log_path)), server
-        )
+        logs = JobLogs(registry, agents, trainer.log_path)
+        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(agents, tokens, timeouts.agent_call_seconds), server

@@ -59,7 +59,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 "method": method,
                 "job_id": job_of(call),
                 "code": call.code.name,
-                "peer": call.context.peer(),
+                "peer": call.context.peer() if call.context is not None else "",
             }
             log.info("audit %s %s job=%s -> %s", caller, method, fields["job_id"] or "-", call.code.name, extra=fields)
 

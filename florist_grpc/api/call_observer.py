@@ -2,6 +2,11 @@
 metrics and audit interceptors share. Every kind of method is observed (unary, server, client and bidirectional
 streams; servicers that yield and those that write with `context.write`), florist's own and the standard ones
 (health, reflection), as go-grpc-prometheus does.
+
+Every call that reaches the application is seen to start and to end exactly once, even one whose handler never
+runs (the client went away while its request was awaited) or that is cut while grpc sends one of its messages
+(outside the handler, which then never hears of it): `observe` runs inside the call's own task, whose end is the
+call's end.
 """
 
 from __future__ import annotations
@@ -52,9 +57,9 @@ class CallEnd:
     kind: CallKind
     code: grpc.StatusCode
     seconds: float
-    request: Any  # the request of a unary-request call; None for request streams
+    request: Any  # the request of a unary-request call; None for request streams and calls cut before their handler
     response: Any  # the unary response; None for streams and failed calls
-    context: Context
+    context: Context | None  # None for a call cut before its handler ran
 
 
 def _ignore() -> None:
@@ -73,7 +78,8 @@ class CallHooks:
 
 
 def _code(context: Context, failure: BaseException | None) -> grpc.StatusCode:
-    if isinstance(failure, asyncio.CancelledError):
+    # A stream closed by its consumer (GeneratorExit: grpc dropped it after the call was cancelled) is cancelled.
+    if isinstance(failure, asyncio.CancelledError | GeneratorExit):
         return grpc.StatusCode.CANCELLED
     code: Any = context.code()
     if isinstance(code, grpc.StatusCode):
@@ -120,9 +126,36 @@ class _CountedContext:
         return getattr(self._context, name)
 
 
+class _Call:
+    """One observed call: started once, ended once, by its handler or, failing that, by its task."""
+
+    def __init__(self, method: str, kind: CallKind, hooks: CallHooks) -> None:
+        self.method = method
+        self.kind = kind
+        self.hooks = hooks
+        self.began = time.perf_counter()
+        self.ended = False
+        hooks.started()
+        task = asyncio.current_task()
+        if task is not None:  # grpc.aio runs interceptors inside the call's task
+            task.add_done_callback(self.end_with_task)
+
+    def end(self, code: grpc.StatusCode, request: Any, response: Any, context: Context | None) -> None:
+        if not self.ended:
+            self.ended = True
+            seconds = time.perf_counter() - self.began
+            self.hooks.ended(CallEnd(self.method, self.kind, code, seconds, request, response, context))
+
+    def end_with_task(self, task: asyncio.Task[Any]) -> None:
+        """The call's task is done and its handler never said how the call ended: it never ran, or it was cut while
+        grpc was sending one of its messages."""
+        self.end(grpc.StatusCode.CANCELLED, None, None, None)
+
+
 def observe(handler: Handler, method: str, hooks: CallHooks) -> Handler:
-    """`handler` with `hooks` told about each of its calls. A handler whose behaviour is not a coroutine or an async
-    generator function (a synchronous servicer) is returned as it is."""
+    """`handler` with `hooks` told about each of its calls. Call it from an interceptor (each call's own task): the
+    call counts as started from then on. A handler whose behaviour is not a coroutine or an async generator
+    function (a synchronous servicer) is returned as it is."""
     if handler is None:
         return handler
     kind = CallKind.of(handler)
@@ -136,21 +169,19 @@ def observe(handler: Handler, method: str, hooks: CallHooks) -> Handler:
         return handler
     requests_stream = kind in (CallKind.CLIENT_STREAM, CallKind.BIDI_STREAM)
     kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    call = _Call(method, kind, hooks)
 
     def begin(request: Any, context: Context) -> tuple[Any, Any]:
-        hooks.started()
         if requests_stream:
             return _CountedRequests(request, hooks.received), _CountedContext(context, hooks)
         hooks.received()
         return request, _CountedContext(context, hooks)
 
-    def end(began: float, request: Any, response: Any, context: Context, failure: BaseException | None) -> None:
-        seconds = time.perf_counter() - began
-        unary_request = None if requests_stream else request
-        hooks.ended(CallEnd(method, kind, _code(context, failure), seconds, unary_request, response, context))
+    def end(request: Any, response: Any, context: Context, failure: BaseException | None) -> None:
+        call.end(_code(context, failure), None if requests_stream else request, response, context)
 
     async def generate(request: Any, context: Context) -> AsyncIterator[Any]:
-        began, failure = time.perf_counter(), None
+        failure = None
         observed_request, observed_context = begin(request, context)
         try:
             async for response in behavior(observed_request, observed_context):
@@ -160,10 +191,10 @@ def observe(handler: Handler, method: str, hooks: CallHooks) -> Handler:
             failure = exc
             raise
         finally:
-            end(began, request, None, context, failure)
+            end(request, None, context, failure)
 
     async def run(request: Any, context: Context) -> Any:
-        began, failure, response = time.perf_counter(), None, None
+        failure, response = None, None
         observed_request, observed_context = begin(request, context)
         try:
             response = await behavior(observed_request, observed_context)
@@ -174,7 +205,7 @@ def observe(handler: Handler, method: str, hooks: CallHooks) -> Handler:
             failure = exc
             raise
         finally:
-            end(began, request, response, context, failure)
+            end(request, response, context, failure)
 
     # The wrapper has the servicer's own form (async generator or coroutine): grpc.aio serves each differently.
     wrapped = generate if inspect.isasyncgenfunction(behavior) else run

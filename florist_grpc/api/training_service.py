@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from florist_grpc.api import convert
+from florist_grpc.api.encoded_responses import sending_encoded
 from florist_grpc.api.errors import streaming, unary
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import MetricsEvent
@@ -16,15 +16,12 @@ from florist_grpc.jobs.artifacts import download
 from florist_grpc.jobs.logs import JobLogs
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
-from florist_grpc.metrics.hub import EventHub
-from florist_grpc.metrics.stream import job_events
+from florist_grpc.metrics.stream import MetricsFeed, job_frames
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
-from florist_grpc.store.base import JobStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
-# Recent events' encoded responses: live subscribers all ask for the same few.
-RESPONSE_CACHE_SIZE = 4096
+STREAM_METRICS = "/florist.v1.TrainingService/StreamMetrics"
 
 
 def _require_job_id(job_id: str) -> None:
@@ -32,25 +29,23 @@ def _require_job_id(job_id: str) -> None:
         raise InvalidArgument([FieldViolation("job_id", "is required")])
 
 
+def add_to_server(servicer: TrainingServicer, server: grpc.aio.Server) -> None:
+    """Register the servicer with the generated code, StreamMetrics sending the bytes it yields as they are."""
+    pb_grpc.add_TrainingServiceServicer_to_server(servicer, sending_encoded(server, {STREAM_METRICS}))
+
+
+def _stream_response(event: MetricsEvent) -> bytes:
+    return pb.StreamMetricsResponse(event=convert.event_to_proto(event)).SerializeToString()
+
+
 class TrainingServicer(pb_grpc.TrainingServiceServicer):
-    def __init__(self, trainer: Trainer, registry: JobRegistry, store: JobStore, hub: EventHub, logs: JobLogs) -> None:
+    """Register with `add_to_server`: StreamMetrics yields each event's response already encoded."""
+
+    def __init__(self, trainer: Trainer, registry: JobRegistry, feed: MetricsFeed, logs: JobLogs) -> None:
         self._logs = logs
-        self._responses: OrderedDict[tuple[str, int], pb.StreamMetricsResponse] = OrderedDict()
         self._trainer = trainer
         self._registry = registry
-        self._store = store
-        self._hub = hub
-
-    def _encoded(self, event: MetricsEvent) -> pb.StreamMetricsResponse:
-        """The response for an event, built once and shared by every subscriber (they never modify it)."""
-        key = (event.job_id, event.sequence)
-        response = self._responses.get(key)
-        if response is None:
-            response = pb.StreamMetricsResponse(event=convert.event_to_proto(event))
-            self._responses[key] = response
-            if len(self._responses) > RESPONSE_CACHE_SIZE:
-                self._responses.popitem(last=False)
-        return response
+        self._feed = feed
 
     @unary
     async def StartTraining(self, request: pb.StartTrainingRequest, context: Context) -> pb.StartTrainingResponse:
@@ -65,9 +60,9 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         return pb.StopTrainingResponse(job=convert.job_to_proto(await self._registry.get(request.job_id)))
 
     @streaming
-    async def StreamMetrics(
+    async def StreamMetrics(  # type: ignore[override]
         self, request: pb.StreamMetricsRequest, context: Context
-    ) -> AsyncIterator[pb.StreamMetricsResponse]:
+    ) -> AsyncIterator[bytes]:
         _require_job_id(request.job_id)
 
         async def confirm() -> None:
@@ -75,9 +70,8 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             # wait until they are established (initial metadata), and only then start the job.
             await context.send_initial_metadata(())
 
-        events = job_events(self._store, self._hub, request.job_id, request.after_sequence, confirm)
-        async for event in events:
-            yield self._encoded(event)
+        async for frame in job_frames(self._feed, request.job_id, request.after_sequence, confirm):
+            yield frame.encoded(_stream_response)
 
     @streaming
     async def StreamLogs(self, request: pb.StreamLogsRequest, context: Context) -> AsyncIterator[pb.StreamLogsResponse]:

@@ -1,8 +1,11 @@
 """In-process fan-out of persisted events to StreamMetrics subscribers.
 
-Lives on the event loop: publish() runs there (threads call publish_threadsafe). Each subscriber has a bounded
-queue; a subscriber that falls behind is marked `lagging` and dropped from fan-out until it has caught up from
-the store, so a slow reader never blocks the listeners or other subscribers and never holds unbounded memory.
+Lives on the event loop: publish() runs there (threads call publish_threadsafe). Each event becomes one Frame
+(from `frames`, shared with the replays), and that same Frame goes to every subscriber: fan-out copies a
+reference per subscriber, never the event, and the event is encoded once for all of them. Each subscriber has a
+bounded queue; a subscriber that falls behind is marked `lagging` and dropped from fan-out until it has caught up
+from the store, so a slow reader never blocks the listeners or other subscribers and never holds unbounded
+memory.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 from collections import defaultdict
 
 from florist_grpc.domain.model import MetricsEvent
+from florist_grpc.metrics.frame import Frame, RecentFrames
 
 DEFAULT_QUEUE_CAPACITY = 256
 
@@ -18,16 +22,22 @@ DEFAULT_QUEUE_CAPACITY = 256
 class Subscription:
     def __init__(self, job_id: str, capacity: int) -> None:
         self.job_id = job_id
-        self.queue: asyncio.Queue[MetricsEvent] = asyncio.Queue(capacity)
+        self.queue: asyncio.Queue[Frame] = asyncio.Queue(capacity)
         # Set when an event was dropped because the queue was full. A lagging reader therefore always has queued
         # events left to read, never blocks on an empty queue, and finds the flag once it has drained them.
         self.lagging = False
 
 
 class EventHub:
-    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int = DEFAULT_QUEUE_CAPACITY) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        capacity: int = DEFAULT_QUEUE_CAPACITY,
+        frames: RecentFrames | None = None,
+    ) -> None:
         self._loop = loop
         self._capacity = capacity
+        self.frames = frames if frames is not None else RecentFrames()
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
 
     def subscribe(self, job_id: str) -> Subscription:
@@ -48,11 +58,15 @@ class EventHub:
         return len(self._subscribers.get(job_id, ()))
 
     def publish(self, event: MetricsEvent) -> None:
-        for subscription in self._subscribers.get(event.job_id, ()):
+        subscribers = self._subscribers.get(event.job_id)
+        if not subscribers:
+            return
+        frame = self.frames.of(event)
+        for subscription in subscribers:
             if subscription.lagging:
                 continue
             try:
-                subscription.queue.put_nowait(event)
+                subscription.queue.put_nowait(frame)
             except asyncio.QueueFull:
                 subscription.lagging = True
 

@@ -4,41 +4,72 @@ The subscription is taken *before* the replay, so an event persisted during the 
 replay or queued in the subscription (or both: duplicates are dropped by sequence). A gap -- an event published
 out of order, or dropped because this subscriber lagged -- is filled from the store, which holds every event.
 
+Every stream reads through one MetricsFeed: stored events come from shared pages (metrics/history.py) and are
+sent under the replay gate (metrics/replay_gate.py); live ones are the hub's shared Frames.
+
 A position past the last event is allowed while the job runs (a client resuming from a sequence it was told
 about elsewhere): the stream then ends with the job. Once the job has ended it is OUT_OF_RANGE.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument, OutOfRange, job_not_found, quote
 from florist_grpc.domain.model import MetricsEvent
+from florist_grpc.metrics.frame import Frame
+from florist_grpc.metrics.history import SharedHistory
 from florist_grpc.metrics.hub import EventHub, Subscription
+from florist_grpc.metrics.replay_gate import Lease, ReplayGate
 from florist_grpc.store.base import JobStore
 
-REPLAY_BATCH = 500
 # Sequences are stored as signed 64-bit integers (SQLite, MongoDB): no event can be numbered beyond this.
 MAX_SEQUENCE = 2**63 - 1
 
 
-async def _from_store(store: JobStore, job_id: str, after: int, upto: int | None = None) -> list[MetricsEvent]:
-    events = await asyncio.to_thread(store.read_events, job_id, after, REPLAY_BATCH)
-    return [e for e in events if upto is None or e.sequence <= upto]
+@dataclass(frozen=True)
+class MetricsFeed:
+    """What every StreamMetrics call reads from, one per control plane: the jobs' stored histories, the live
+    hub, and the gate that paces replays."""
+
+    history: SharedHistory
+    hub: EventHub
+    gate: ReplayGate
+
+    @classmethod
+    def over(cls, store: JobStore, hub: EventHub) -> MetricsFeed:
+        return cls(SharedHistory(store, frames=hub.frames), hub, ReplayGate())
 
 
-async def _ended(store: JobStore, job_id: str, last: int) -> bool:
+async def _ended(history: SharedHistory, job_id: str, last: int) -> bool:
     """Whether the job has ended and its terminal event is at or before `last`: nothing more will come."""
-    job = await asyncio.to_thread(store.get_job, job_id)
-    return job is None or (job.state.terminal and job.last_sequence <= last)
+    progress = await history.progress(job_id)
+    return progress is None or progress.ended_by(last)
 
 
-async def _next_live(subscription: Subscription) -> MetricsEvent | None:
+async def _next_live(subscription: Subscription) -> Frame | None:
     """The next queued event, or None when the subscriber lagged and must read the store."""
     if subscription.queue.empty() and subscription.lagging:
         return None
     return await subscription.queue.get()
+
+
+async def _stored(
+    feed: MetricsFeed, job_id: str, after: int, ticket: int, lease: Lease | None, upto: int | None = None
+) -> AsyncIterator[Frame]:
+    """The stored events after `after` (up to `upto`), page by page, each sent under `lease` if given."""
+    while True:
+        frames, complete = await feed.history.frames_after(job_id, after, ticket)
+        for frame in frames:
+            if upto is not None and frame.sequence > upto:
+                return
+            if lease is not None:
+                await lease.hold()
+            yield frame
+            after = frame.sequence
+        if not frames or not complete:
+            return
 
 
 async def job_events(
@@ -48,36 +79,47 @@ async def job_events(
     after_sequence: int,
     on_subscribed: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[MetricsEvent]:
+    """job_frames' events, read through a feed of their own (one stream over a store and a hub)."""
+    async for frame in job_frames(MetricsFeed.over(store, hub), job_id, after_sequence, on_subscribed):
+        yield frame.event
+
+
+async def job_frames(
+    feed: MetricsFeed,
+    job_id: str,
+    after_sequence: int,
+    on_subscribed: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[Frame]:
     """Every event of the job after `after_sequence`, in order, ending after the terminal one.
 
     `on_subscribed` runs once the live subscription exists (before the replay), e.g. to confirm the stream.
     """
     if after_sequence > MAX_SEQUENCE:
         raise InvalidArgument([FieldViolation("after_sequence", f"must be at most {MAX_SEQUENCE} (2^63 - 1)")])
-    job = await asyncio.to_thread(store.get_job, job_id)
-    if job is None:
+    progress = await feed.history.progress(job_id)
+    if progress is None:
         raise job_not_found(job_id)
-    if job.state.terminal and after_sequence > job.last_sequence:
+    if progress.state.terminal and after_sequence > progress.last_sequence:
+        last_sequence = progress.last_sequence
         raise OutOfRange(
-            f"job {quote(job_id)} ended with event {job.last_sequence}; after_sequence {after_sequence} is past it",
+            f"job {quote(job_id)} ended with event {last_sequence}; after_sequence {after_sequence} is past it",
             reason="SEQUENCE_OUT_OF_RANGE",
-            metadata={"job_id": job_id, "last_sequence": str(job.last_sequence)},
+            metadata={"job_id": job_id, "last_sequence": str(last_sequence)},
         )
-    subscription = hub.subscribe(job_id)
+    subscription = feed.hub.subscribe(job_id)
+    ticket = feed.history.ticket()
+    lease = feed.gate.lease()
     last = after_sequence
     try:
         if on_subscribed is not None:
             await on_subscribed()
-        while True:  # replay
-            batch = await _from_store(store, job_id, last)
-            for event in batch:
-                yield event
-                last = event.sequence
-                if event.job_state.terminal:
-                    return
-            if len(batch) < REPLAY_BATCH:
-                break
-        if await _ended(store, job_id, last):
+        async for stored in _stored(feed, job_id, last, ticket, lease):  # replay
+            yield stored
+            last = stored.sequence
+            if stored.event.job_state.terminal:
+                return
+        lease.release()
+        if await _ended(feed.history, job_id, last):
             return  # finished before we caught up: nothing more will come
         while True:  # live
             live = await _next_live(subscription)
@@ -85,39 +127,31 @@ async def job_events(
                 # Lagged: events were dropped for this subscriber. Rejoin the fan-out first, then read the store,
                 # so that nothing published from now on is missed.
                 subscription.lagging = False
-                pending = [e async for e in _drain_store(store, job_id, last)]
-                for stored in pending:
+                async for stored in _stored(feed, job_id, last, feed.history.ticket(), lease):
                     yield stored
                     last = stored.sequence
-                    if stored.job_state.terminal:
+                    if stored.event.job_state.terminal:
                         return
-                if await _ended(store, job_id, last):
+                lease.release()
+                if await _ended(feed.history, job_id, last):
                     return  # the terminal event was among those dropped, at or before `last`
                 continue
-            event = live
-            if event.sequence <= last:
-                if event.job_state.terminal:
+            if live.sequence <= last:
+                if live.event.job_state.terminal:
                     return  # the job ended before the position asked for: nothing more will ever come
                 continue
-            if event.sequence > last + 1:
-                for stored in await _from_store(store, job_id, last, event.sequence - 1):
+            if live.sequence > last + 1:
+                # Everything before `live` was persisted before it was published: a read begun now holds it.
+                gap = _stored(feed, job_id, last, feed.history.ticket(), None, upto=live.sequence - 1)
+                async for stored in gap:
                     yield stored
                     last = stored.sequence
-                    if stored.job_state.terminal:
+                    if stored.event.job_state.terminal:
                         return
-            yield event
-            last = event.sequence
-            if event.job_state.terminal:
+            yield live
+            last = live.sequence
+            if live.event.job_state.terminal:
                 return
     finally:
-        hub.unsubscribe(subscription)
-
-
-async def _drain_store(store: JobStore, job_id: str, after: int) -> AsyncIterator[MetricsEvent]:
-    while True:
-        batch = await _from_store(store, job_id, after)
-        for event in batch:
-            yield event
-            after = event.sequence
-        if len(batch) < REPLAY_BATCH:
-            return
+        lease.release()
+        feed.hub.unsubscribe(subscription)
