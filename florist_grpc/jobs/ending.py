@@ -1,7 +1,11 @@
-"""How a running job ends, decided from its processes' exits and its persisted reports: a pure function.
+"""How a running job and each of its clients end, decided from the processes' exits and persisted reports: pure
+functions.
 
 The follower thread gathers the facts (who exited how, what each source last reported *and was persisted*) and
-applies the verdict; every rule of how a job ends lives here, with a table-driven test beside it.
+applies the verdicts; every rule of how a job ends (`judge`, tests/unit/test_ending.py) and of how a client ends
+(`client_end`, tests/unit/test_client_ending.py) lives here, with a table-driven test beside it. `judge` asks
+`client_end` whether a client failed, so a job and its clients never disagree, and a job in a terminal state has
+every client in a terminal state, each with a true reason.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from florist_grpc.domain.divergence import divergence_message
-from florist_grpc.domain.model import Exit, JobState, JsonObject
+from florist_grpc.domain.model import ClientState, Exit, JobState, JsonObject
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class ProcessFacts:
     exit: Exit | None  # None while it runs (or was never launched)
     report: JsonObject  # its last persisted report
     failure: str = ""  # how it failed, with its log tail (set once it exited uncleanly)
+    launched: bool = True  # False while (or if) no process was started for it
+    stopped: bool = False  # stopped by us: the job was ending
 
 
 @dataclass(frozen=True)
@@ -72,11 +78,35 @@ def judge(
 
 def _first_failed(clients: Sequence[ProcessFacts], training_complete: bool) -> ProcessFacts | None:
     for client in clients:
-        if client.exit is None or client.exit.clean:
-            continue
-        # A client whose exit code we could not learn (we restarted meanwhile) but that reported shutdown, or
-        # whose server completed training, ended normally.
-        if client.exit.code is None and ("shutdown" in client.report or training_complete):
-            continue
-        return client
+        end = client_end(client, training_complete)
+        if end is not None and end.state is ClientState.FAILED:
+            return client
     return None
+
+
+@dataclass(frozen=True)
+class ClientEnd:
+    state: ClientState
+    message: str = ""
+
+
+def client_end(client: ProcessFacts, training_complete: bool, job_end: JobState | None = None) -> ClientEnd | None:
+    """A client's terminal state and why, or None while it has not ended (and the job has not either).
+
+    `training_complete`: the FL server reported fit_end. `job_end`: the state the job is ending in, once it is.
+    """
+    if client.exit is None:
+        if job_end is None:
+            return None
+        if not client.launched:
+            return ClientEnd(ClientState.STOPPED, f"not launched: the job ended {job_end.name} before it was")
+        return ClientEnd(ClientState.STOPPED, f"stopped: the job ended {job_end.name} before its exit was seen")
+    if client.exit.clean:
+        return ClientEnd(ClientState.FINISHED)
+    # Its exit code is unknown (its reaper is gone: a restart, a dead launcher pool), but it reported shutdown or
+    # its server completed training: it ended normally.
+    if client.exit.code is None and ("shutdown" in client.report or training_complete):
+        return ClientEnd(ClientState.FINISHED)
+    if client.stopped:
+        return ClientEnd(ClientState.STOPPED)
+    return ClientEnd(ClientState.FAILED, client.failure or client.exit.describe())
