@@ -297,6 +297,38 @@ class JobStoreContract:
         assert job.clients[0].state is ClientState.RUNNING
         assert job.clients[1].state is ClientState.FAILED and job.clients[1].error_message == "exited with code 2"
 
+    @pytest.mark.parametrize("end", [JobState.FINISHED_SUCCESSFULLY, JobState.FINISHED_WITH_ERROR, JobState.CANCELLED])
+    def test_after_a_terminal_transition_no_client_is_left_unended(self, store: JobStore, end: JobState) -> None:
+        # Three clients: one ended on its own (its state and reason are kept), one still running, one never
+        # launched (a start that failed part-way: only the clients it launched are recorded RUNNING).
+        store.create_job(new_job("a", clients=3))
+        store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        refs = [ProcessRef(11, 1.5, "/l/c0"), ProcessRef(12, 2.5, "/l/c1"), ProcessRef()]
+        store.record_launch("a", Launch("127.0.0.1:9001", "su", ProcessRef(10), ["c0", "c1", "c2"], refs, T0))
+        store.set_client_state("a", 0, ClientState.FAILED, "exited with code 2")
+        assert store.get_job("a").clients[2].state is ClientState.UNSPECIFIED  # type: ignore[union-attr]
+        assert store.transition("a", {JobState.IN_PROGRESS}, end, T0, "why") is not None
+        job = store.get_job("a")
+        assert job is not None and job.error_message == "why"
+        assert [(c.state, c.error_message) for c in job.clients] == [
+            (ClientState.FAILED, "exited with code 2"),
+            (ClientState.STOPPED, f"stopped: the job ended {end.name} before its exit was seen"),
+            (ClientState.STOPPED, f"not launched: the job ended {end.name} before it was"),
+        ]
+
+    def test_a_job_that_never_started_ends_with_no_client_unended(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        assert store.transition("a", {JobState.NOT_STARTED}, JobState.CANCELLED, T0) is not None
+        job = store.get_job("a")
+        assert job is not None
+        assert {c.state for c in job.clients} == {ClientState.STOPPED}
+
+    def test_a_transition_that_is_not_terminal_leaves_clients_alone(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        job = store.get_job("a")
+        assert job is not None and {c.state for c in job.clients} == {ClientState.UNSPECIFIED}
+
     def test_jobs_in_state(self, store: JobStore) -> None:
         store.create_job(new_job("idle"))
         self.started(store, "busy")
