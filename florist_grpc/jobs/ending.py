@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from florist_grpc.domain.divergence import divergence_message
 from florist_grpc.domain.model import ClientState, Exit, JobState, JsonObject
+from florist_grpc.store.rules import unended_client_end
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,10 @@ def client_end(client: ProcessFacts, training_complete: bool, job_end: JobState 
     if client.exit is None:
         if job_end is None:
             return None
-        if not client.launched:
-            return ClientEnd(ClientState.STOPPED, f"not launched: the job ended {job_end.name} before it was")
-        return ClientEnd(ClientState.STOPPED, f"stopped: the job ended {job_end.name} before its exit was seen")
+        # The store's rule for a client that had not ended, so both say the same (store/rules.py).
+        return ClientEnd(
+            *unended_client_end(ClientState.RUNNING if client.launched else ClientState.UNSPECIFIED, job_end)
+        )
     if client.exit.clean:
         return ClientEnd(ClientState.FINISHED)
     # Its exit code is unknown (its reaper is gone: a restart, a dead launcher pool), but it reported shutdown or
