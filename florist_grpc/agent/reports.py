@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from florist_grpc.config import Timeouts
+from florist_grpc.config import Limits, Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.listener import ReportListener
 from florist_grpc.metrics.redis_users import RedisCredentials, RunUsers
@@ -25,9 +25,11 @@ from florist_grpc.net import redis_address_of
 
 
 class SiteReports:
-    def __init__(self, state_dir: Path, timeouts: Timeouts) -> None:
+    def __init__(self, state_dir: Path, timeouts: Timeouts, limits: Limits | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._redis = EmbeddedRedis(state_dir, timeouts)
+        limits = limits or Limits()
+        # The site's Redis has the control plane's bounds (maxmemory, noeviction, one value's size).
+        self._redis = EmbeddedRedis(state_dir, timeouts, limits)
         self._supervisor = RedisSupervisor(self._redis)
         self._probe: redis.Redis | None = None
         self._changed: set[str] = set()
@@ -46,7 +48,7 @@ class SiteReports:
         # Its own client with short timeouts: a health probe of a hung Redis must not take as long as a read.
         self._probe = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         # The site's clients report as users that may only write their own run's key, as on the control plane.
-        self._users = RunUsers(url, self._key_ttl, per_run_users=True)
+        self._users = RunUsers(url, self._key_ttl, self._redis.admin_url)
         self._listener = ReportListener(url, self._notify)
         self._listener.start()
         self.follow(uuids)

@@ -111,7 +111,7 @@ def test_children_outlive_the_pool_and_a_dead_pool_means_spawning_and_a_new_pool
     survivor.terminate()
     # Its reaper died with the old pool: the exit is seen, its code unknown, and the reason says so (no restart of
     # the control plane happened, and none is blamed).
-    ended = wait_for(lambda: survivor.poll(), 10, "the survivor to end")
+    ended = wait_for(survivor.poll, 10, "the survivor to end")
     assert ended.code is None
     assert ended.describe() == "ended (exit code unknown: the launcher pool that forked it died)"
 
