@@ -160,7 +160,7 @@ class ControlPlane:
         started.callback(users.close)
         # A report: listener -> reader (on the follower's thread: throttle, ingest -> store) -> publisher -> hub.
         reader = ReportReader(
-            ReportIngest(self.redis_url, store, publisher.publish),
+            ReportIngest(self.redis_url, store, publisher.publish, settings.limits),
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
         )

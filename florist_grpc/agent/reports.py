@@ -11,6 +11,7 @@ periodically, restarts it on its port when its process is gone and says what is 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from florist_grpc.metrics.redis_users import RedisCredentials, RunUsers
 from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.net import redis_address_of
 
+log = logging.getLogger(__name__)
+
 
 class SiteReports:
     def __init__(self, state_dir: Path, timeouts: Timeouts, limits: Limits | None = None) -> None:
@@ -30,6 +33,7 @@ class SiteReports:
         limits = limits or Limits()
         # The site's Redis has the control plane's bounds (maxmemory, noeviction, one value's size).
         self._redis = EmbeddedRedis(state_dir, timeouts, limits)
+        self._max_report = limits.relayed_report_max_bytes
         self._supervisor = RedisSupervisor(self._redis)
         self._probe: redis.Redis | None = None
         self._changed: set[str] = set()
@@ -92,8 +96,18 @@ class SiteReports:
         return uuids
 
     async def read(self, uuid: str) -> str:
-        """The client's current report ('' if it has reported nothing)."""
+        """The client's current report ('' if it has reported nothing, or one too large to relay: never read)."""
         assert self._client is not None
+        size = await asyncio.to_thread(self._client.strlen, uuid)
+        if size > self._max_report:
+            log.warning(
+                "client %s: its report is %d bytes, over the %d bytes an agent relays "
+                "(Limits.relayed_report_max_bytes); not relayed",
+                uuid,
+                size,
+                self._max_report,
+            )
+            return ""
         body = await asyncio.to_thread(self._client.get, uuid)
         return body.decode() if isinstance(body, bytes) else ""
 

@@ -48,8 +48,10 @@ def judge(
     clients: Sequence[ProcessFacts],
     seconds_since_server_done: float | None,
     client_exit_grace: float,
+    refused: str = "",
 ) -> Verdict | Waiting:
-    """The job's ending, or Waiting. `seconds_since_server_done` is None until a previous call said server_done."""
+    """The job's ending, or Waiting. `seconds_since_server_done` is None until a previous call said server_done.
+    `refused`: why the job's report changes are refused (its stored history is full), or ''."""
     training_complete = "fit_end" in server.report
     divergence = divergence_message(server.report)
     failed = _first_failed(clients, training_complete)
@@ -57,6 +59,9 @@ def judge(
     # stopped is marked FAILED itself but does not hide the reason.
     if failed is not None and divergence is None:
         return Verdict(JobState.FINISHED_WITH_ERROR, f"{failed.name} {failed.failure}")
+    # A run that goes on with its reports refused is one nobody can follow: it ends now, naming the bound.
+    if refused and divergence is None:
+        return Verdict(JobState.FINISHED_WITH_ERROR, refused)
     if server.exit is None:
         return Waiting()
     if divergence is not None:

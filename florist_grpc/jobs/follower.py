@@ -69,7 +69,8 @@ class JobFollower:
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._reader.start(self._work.put)  # reads are work items: ordered with exits and endings
+        # Reads are work items: ordered with exits and endings. A job whose reports are refused is judged again.
+        self._reader.start(self._work.put, refused=self._reports_refused)
         self._listener.start()
         self._watcher.start(self._process_exited)
         self._thread.start()
@@ -143,6 +144,16 @@ class JobFollower:
     def _process_exited(self, job_id: str, source_key: str, status: Exit) -> None:
         self._work.put(lambda: self._on_exit(job_id, source_key, status))
 
+    def _reports_refused(self, job_id: str) -> None:
+        """The job's stored history is full (metrics/report_bounds.py): judge it again, as a work item of its own
+        (this is called in the middle of a read)."""
+
+        def work() -> None:
+            if (run := self._runs.get(job_id)) is not None:
+                self._evaluate(run)
+
+        self._work.put(work)
+
     # --- the follower thread ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -203,7 +214,11 @@ class JobFollower:
             return
         since = None if run.server_done_at is None else time.monotonic() - run.server_done_at
         verdict = judge(
-            self._facts(run, run.server), [self._facts(run, c) for c in run.clients], since, self._client_exit_grace
+            self._facts(run, run.server),
+            [self._facts(run, c) for c in run.clients],
+            since,
+            self._client_exit_grace,
+            refused=self._reader.refusal(run.job_id),
         )
         if isinstance(verdict, Verdict):
             self._begin_ending(run, verdict.state, verdict.message)
