@@ -13,6 +13,7 @@ import pytest
 from florist_grpc.domain.errors import FailedPrecondition
 from florist_grpc.domain.merge_patch import apply, diff
 from florist_grpc.domain.model import (
+    JOB_SOURCE,
     SERVER_SOURCE,
     Client,
     ClientState,
@@ -252,6 +253,16 @@ class JobStoreContract:
         assert [(e.sequence if isinstance(e, MetricsEvent) else e) for e in (results[0], results[2])] == [2, 3]
         assert report_of(store, "a", SERVER_SOURCE) == {"x": 2} and report_of(store, "a", client) == {}
         assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
+
+    def test_a_notice_is_a_job_event_that_changes_no_sources_report(self, store: JobStore) -> None:
+        # What the ingest appends when it sets a report aside (metrics/ingest.py `notice`).
+        self.started(store, "a")
+        notice = append_change(store, "a", JOB_SOURCE, {}, {"notice": "a report was set aside"}, T0)
+        assert notice is not None and notice.sequence == 2 and notice.source == JOB_SOURCE
+        assert notice.patch == {"notice": "a report was set aside"} and notice.job_state is JobState.IN_PROGRESS
+        job = store.get_job("a")
+        assert job is not None and job.state is JobState.IN_PROGRESS
+        assert job.server_metrics == {} and all(c.metrics == {} for c in job.clients)
 
     def test_an_unchanged_report_appends_nothing(self, store: JobStore) -> None:
         self.started(store, "a")
