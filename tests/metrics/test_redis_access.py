@@ -177,6 +177,27 @@ def test_a_report_that_does_not_fit_in_redis_fails_its_writer_and_evicts_nothing
         embedded.stop()
 
 
+def test_a_report_over_the_largest_value_redis_takes_fails_its_writer_at_once_saying_how_large(
+    tmp_path: Path,
+) -> None:
+    embedded = EmbeddedRedis(tmp_path, Timeouts(), Limits(redis_max_value_bytes=2 * 1024 * 1024))
+    url = embedded.start()
+    users = RunUsers(url, 3600, embedded.admin_url)
+    run = uuid.uuid4().hex
+    credentials = users.create([run])[run]
+    reporter = RedisReporter(f"127.0.0.1:{embedded.port}", run, credentials.username, credentials.password, 5.0)
+    try:
+        with pytest.raises(ReportFailed, match="could not report 3000012 bytes"):
+            reporter.report_values(blob="x" * 3_000_000)
+        reporter.report_values(blob="small")  # the next report that fits is stored
+        control = redis.Redis.from_url(url)
+        assert control.get(run) == b'{"blob": "small"}'
+        control.close()
+    finally:
+        users.close()
+        embedded.stop()
+
+
 def test_a_redis_left_by_an_older_version_is_adopted_with_todays_users(tmp_path: Path) -> None:
     first = EmbeddedRedis(tmp_path, Timeouts())
     url = first.start()
