@@ -26,7 +26,8 @@ from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.store.sqlite import SqliteStore
 from florist_grpc.testing import simulation
-from tests.helpers import TERMINAL, PlaneThread, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import TERMINAL, wait_for
 from tests.store.test_store_contract import T0, new_job
 
 KiB = 1024
@@ -165,15 +166,15 @@ def test_after_a_restart_the_history_already_stored_counts(tmp_path: Path, redis
 
 
 @pytest.fixture
-def small_plane(tmp_path: Path) -> Iterator[PlaneThread]:
-    running = PlaneThread(
+def small_plane(tmp_path: Path) -> Iterator[ControlPlaneThread]:
+    running = ControlPlaneThread.in_dir(
         tmp_path / "florist", limits=Limits(report_max_bytes=64 * KiB, job_history_max_bytes=1024 * KiB)
     )
     yield running
     running.stop()
 
 
-def test_a_user_sees_a_set_aside_report_in_the_jobs_stream_and_the_job_goes_on(small_plane: PlaneThread) -> None:
+def test_a_user_sees_a_set_aside_report_in_the_jobs_stream_and_the_job_goes_on(small_plane: ControlPlaneThread) -> None:
     job = simulation.create_running(small_plane.plane, n_clients=1)
     job.clients[0].report_values(host_type="client", blob="x" * 100 * KiB)
     job.server.report_values(host_type="server", fit_start="t0")
@@ -194,7 +195,7 @@ def test_a_user_sees_a_set_aside_report_in_the_jobs_stream_and_the_job_goes_on(s
 
 
 def test_a_site_writing_megabytes_fails_its_job_at_the_history_bound_and_the_store_stays_bounded(
-    small_plane: PlaneThread,
+    small_plane: ControlPlaneThread,
 ) -> None:
     # The audit's case, scaled down: 300 distinct reports just under the report bound (it was 300 of 1 MB).
     job = simulation.create_running(small_plane.plane, n_clients=1)

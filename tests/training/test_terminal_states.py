@@ -16,20 +16,21 @@ import pytest
 from florist_grpc.domain.errors import Unavailable
 from florist_grpc.jobs.starting import Start
 from florist_grpc.proto.florist.v1 import job_pb2
-from tests.helpers import TERMINAL, PlaneThread, job_message, no_fl_process_left, wait_for
+from florist_grpc.testing.plane import ControlPlaneThread
+from tests.helpers import TERMINAL, job_message, no_fl_process_left, wait_for
 
 pytestmark = pytest.mark.slow
 
 CLIENT_TERMINAL = {job_pb2.CLIENT_STATE_FINISHED, job_pb2.CLIENT_STATE_FAILED, job_pb2.CLIENT_STATE_STOPPED}
 
 
-def server_round(plane: PlaneThread, job_id: str, n: int) -> bool:
+def server_round(plane: ControlPlaneThread, job_id: str, n: int) -> bool:
     metrics = plane.get(job_id).server_metrics
     return "rounds" in metrics and str(n) in metrics["rounds"]
 
 
 def test_a_job_whose_launcher_pool_was_killed_finishes_with_its_clients_finished(
-    plane: PlaneThread, demo_data: list[str]
+    plane: ControlPlaneThread, demo_data: list[str]
 ) -> None:
     pool = plane.plane.launcher_pool
     assert pool is not None and pool.wait_ready(120)
@@ -51,7 +52,7 @@ def test_a_job_whose_launcher_pool_was_killed_finishes_with_its_clients_finished
 
 
 def test_a_start_that_fails_after_launching_some_clients_leaves_none_running(
-    plane: PlaneThread, demo_data: list[str]
+    plane: ControlPlaneThread, demo_data: list[str]
 ) -> None:
     async def refuse_the_second_client(start: Start, step: str) -> None:
         if step == "client0 launched":  # what an agent refusing client 1's launch raises
