@@ -147,7 +147,7 @@ class ControlPlane:
         if settings.redis_url:
             self.redis_url = settings.redis_url
         else:
-            embedded = EmbeddedRedis(data_dir, settings.timeouts)
+            embedded = EmbeddedRedis(data_dir, settings.timeouts, settings.limits)
             started.push_async_callback(stop_embedded_redis, embedded, store)
             with step(f"starting the embedded Redis in {embedded.dir}"):
                 self.redis_url = await asyncio.to_thread(embedded.start)
@@ -155,11 +155,12 @@ class ControlPlane:
         timeouts = settings.timeouts
         publisher = EventPublisher(hub, self.metrics)
         # Per-run Redis users only in a Redis we own; an external one is its operator's (its URL's credentials).
-        users = RunUsers(self.redis_url, timeouts.report_key_ttl_seconds, per_run_users=embedded is not None)
+        admin_url = embedded.admin_url if embedded is not None else None
+        users = RunUsers(self.redis_url, timeouts.report_key_ttl_seconds, admin_url)
         started.callback(users.close)
         # A report: listener -> reader (on the follower's thread: throttle, ingest -> store) -> publisher -> hub.
         reader = ReportReader(
-            ReportIngest(self.redis_url, store, publisher.publish),
+            ReportIngest(self.redis_url, store, publisher.publish, settings.limits),
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
         )

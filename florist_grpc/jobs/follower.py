@@ -22,13 +22,12 @@ from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import FailedPrecondition, job_not_found, quote
 from florist_grpc.domain.model import (
     SERVER_SOURCE,
-    ClientState,
     Exit,
     JobState,
     JsonObject,
     MetricsEvent,
 )
-from florist_grpc.jobs.ending import ProcessFacts, Verdict, judge
+from florist_grpc.jobs.ending import ProcessFacts, Verdict, client_end, judge
 from florist_grpc.jobs.run import Ending, JobRun, RunningProcess
 from florist_grpc.launch.handles import ProcessHandle
 from florist_grpc.launch.watcher import ProcessWatcher
@@ -70,7 +69,8 @@ class JobFollower:
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._reader.start(self._work.put)  # reads are work items: ordered with exits and endings
+        # Reads are work items: ordered with exits and endings. A job whose reports are refused is judged again.
+        self._reader.start(self._work.put, refused=self._reports_refused)
         self._listener.start()
         self._watcher.start(self._process_exited)
         self._thread.start()
@@ -144,6 +144,16 @@ class JobFollower:
     def _process_exited(self, job_id: str, source_key: str, status: Exit) -> None:
         self._work.put(lambda: self._on_exit(job_id, source_key, status))
 
+    def _reports_refused(self, job_id: str) -> None:
+        """The job's stored history is full (metrics/report_bounds.py): judge it again, as a work item of its own
+        (this is called in the middle of a read)."""
+
+        def work() -> None:
+            if (run := self._runs.get(job_id)) is not None:
+                self._evaluate(run)
+
+        self._work.put(work)
+
     # --- the follower thread ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -176,16 +186,25 @@ class JobFollower:
             process.failure = status.describe() + (f"; last log lines:\n{tail}" if tail else "")
         self._reader.read([process.uuid])  # late keys written just before exiting
         if key != SERVER_SOURCE.key:
-            if status.clean:
-                state = ClientState.FINISHED
-            else:
-                state = ClientState.STOPPED if process.stopped_by_us else ClientState.FAILED
-            failure = process.failure if state is ClientState.FAILED else ""
-            self._store.set_client_state(job_id, process.source.client_index, state, failure)
+            self._record_client_end(run, process)
         self._evaluate(run)
 
+    def _record_client_end(self, run: JobRun, process: RunningProcess, job_end: JobState | None = None) -> None:
+        """Record the client's terminal state as the ending policy decides it (jobs/ending.py `client_end`)."""
+        training_complete = "fit_end" in self._reader.persisted(run.server.uuid)
+        end = client_end(self._facts(run, process), training_complete, job_end)
+        if end is not None:
+            self._store.set_client_state(run.job_id, process.source.client_index, end.state, end.message)
+
     def _facts(self, run: JobRun, process: RunningProcess) -> ProcessFacts:
-        return ProcessFacts(process.name, process.exit, self._reader.persisted(process.uuid), process.failure)
+        return ProcessFacts(
+            process.name,
+            process.exit,
+            self._reader.persisted(process.uuid),
+            process.failure,
+            launched=process.handle is not None,
+            stopped=process.stopped_by_us,
+        )
 
     def _evaluate(self, run: JobRun) -> None:
         """Apply the ending policy (jobs/ending.py) to what the job's processes did and reported."""
@@ -195,7 +214,11 @@ class JobFollower:
             return
         since = None if run.server_done_at is None else time.monotonic() - run.server_done_at
         verdict = judge(
-            self._facts(run, run.server), [self._facts(run, c) for c in run.clients], since, self._client_exit_grace
+            self._facts(run, run.server),
+            [self._facts(run, c) for c in run.clients],
+            since,
+            self._client_exit_grace,
+            refused=self._reader.refusal(run.job_id),
         )
         if isinstance(verdict, Verdict):
             self._begin_ending(run, verdict.state, verdict.message)
@@ -233,6 +256,9 @@ class JobFollower:
     def _finish(self, run: JobRun) -> None:
         assert run.ending is not None
         self._reader.read(p.uuid for p in run.processes.values())  # what each source reported last
+        for client in run.clients:
+            if client.exit is None:  # never launched (a start that failed or was stopped): not left RUNNING
+                self._record_client_end(run, client, run.ending.state)
         event = self._finish_unfollowed(run.job_id, run.ending.state, run.ending.message)
         self._detach(run)
         for future in run.ending.done:

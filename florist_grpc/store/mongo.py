@@ -220,6 +220,8 @@ class MongoStore(JobStore):
                 sets["end_us"] = change.end_us
             if change.error_message:
                 sets["doc.error_message"] = change.error_message
+            for path, value in rules.settled_client_sets(row["doc"]["clients"], to_state).items():
+                sets[f"doc.{path}"] = value
             return JOB_SOURCE, change.patch, to_state, {"$set": sets}
 
         return self._guard(lambda: self._append(job_id, time, plan))

@@ -164,15 +164,19 @@ class SqliteStore(JobStore):
     ) -> MetricsEvent | None:
         def run() -> MetricsEvent | None:
             with self._write() as conn:
-                row = conn.execute("SELECT state, last_sequence FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                row = conn.execute("SELECT state, last_sequence, doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
                 change = row and rules.state_change(JobState(row[0]), from_states, to_state, time, error_message)
                 if not change:
                     return None
+                doc = json.loads(row[2])
+                sets = rules.settled_client_sets(doc["clients"], to_state)
+                if error_message:
+                    sets["error_message"] = error_message
+                rules.apply_sets(doc, sets)
                 conn.execute(
                     "UPDATE jobs SET state = ?, start_us = coalesce(?, start_us), end_us = coalesce(?, end_us),"
-                    " doc = CASE WHEN ? != '' THEN json_set(doc, '$.error_message', ?) ELSE doc END"
-                    " WHERE id = ?",
-                    (int(change.state), change.start_us, change.end_us, error_message, error_message, job_id),
+                    " doc = ? WHERE id = ?",
+                    (int(change.state), change.start_us, change.end_us, json.dumps(doc), job_id),
                 )
                 return self._append(conn, job_id, row[1] + 1, time, JOB_SOURCE, change.patch, to_state)
 

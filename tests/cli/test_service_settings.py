@@ -89,8 +89,8 @@ def test_every_serve_flag_and_its_variable_reach_the_settings(
     assert capture.settings("serve", env=variables) == from_flags
     defaults = Settings()
     differ = {f.name for f in dataclasses.fields(Settings) if getattr(from_flags, f.name) != getattr(defaults, f.name)}
-    # Every setting is some flag's (timeouts are the code's own).
-    assert differ == {f.name for f in dataclasses.fields(Settings)} - {"timeouts"}
+    # Every setting is some flag's (timeouts and limits are the code's own).
+    assert differ == {f.name for f in dataclasses.fields(Settings)} - {"timeouts", "limits"}
     assert from_flags.tls == TLSConfig(pki.cert, pki.key, pki.ca)
     assert (from_flags.port, from_flags.launcher_pool, from_flags.data_dir) == (50999, False, tmp_path / "florist")
 

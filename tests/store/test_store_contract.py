@@ -13,6 +13,7 @@ import pytest
 from florist_grpc.domain.errors import FailedPrecondition
 from florist_grpc.domain.merge_patch import apply, diff
 from florist_grpc.domain.model import (
+    JOB_SOURCE,
     SERVER_SOURCE,
     Client,
     ClientState,
@@ -253,6 +254,16 @@ class JobStoreContract:
         assert report_of(store, "a", SERVER_SOURCE) == {"x": 2} and report_of(store, "a", client) == {}
         assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
 
+    def test_a_notice_is_a_job_event_that_changes_no_sources_report(self, store: JobStore) -> None:
+        # What the ingest appends when it sets a report aside (metrics/ingest.py `notice`).
+        self.started(store, "a")
+        notice = append_change(store, "a", JOB_SOURCE, {}, {"notice": "a report was set aside"}, T0)
+        assert notice is not None and notice.sequence == 2 and notice.source == JOB_SOURCE
+        assert notice.patch == {"notice": "a report was set aside"} and notice.job_state is JobState.IN_PROGRESS
+        job = store.get_job("a")
+        assert job is not None and job.state is JobState.IN_PROGRESS
+        assert job.server_metrics == {} and all(c.metrics == {} for c in job.clients)
+
     def test_an_unchanged_report_appends_nothing(self, store: JobStore) -> None:
         self.started(store, "a")
         assert append_change(store, "a", SERVER_SOURCE, {"x": 1}, {"x": 1}, T0) is None
@@ -296,6 +307,38 @@ class JobStoreContract:
         assert [c.uuid for c in job.clients] == ["c0", "c1"] and [c.process for c in job.clients] == refs
         assert job.clients[0].state is ClientState.RUNNING
         assert job.clients[1].state is ClientState.FAILED and job.clients[1].error_message == "exited with code 2"
+
+    @pytest.mark.parametrize("end", [JobState.FINISHED_SUCCESSFULLY, JobState.FINISHED_WITH_ERROR, JobState.CANCELLED])
+    def test_after_a_terminal_transition_no_client_is_left_unended(self, store: JobStore, end: JobState) -> None:
+        # Three clients: one ended on its own (its state and reason are kept), one still running, one never
+        # launched (a start that failed part-way: only the clients it launched are recorded RUNNING).
+        store.create_job(new_job("a", clients=3))
+        store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        refs = [ProcessRef(11, 1.5, "/l/c0"), ProcessRef(12, 2.5, "/l/c1"), ProcessRef()]
+        store.record_launch("a", Launch("127.0.0.1:9001", "su", ProcessRef(10), ["c0", "c1", "c2"], refs, T0))
+        store.set_client_state("a", 0, ClientState.FAILED, "exited with code 2")
+        assert store.get_job("a").clients[2].state is ClientState.UNSPECIFIED  # type: ignore[union-attr]
+        assert store.transition("a", {JobState.IN_PROGRESS}, end, T0, "why") is not None
+        job = store.get_job("a")
+        assert job is not None and job.error_message == "why"
+        assert [(c.state, c.error_message) for c in job.clients] == [
+            (ClientState.FAILED, "exited with code 2"),
+            (ClientState.STOPPED, f"stopped: the job ended {end.name} before its exit was seen"),
+            (ClientState.STOPPED, f"not launched: the job ended {end.name} before it was"),
+        ]
+
+    def test_a_job_that_never_started_ends_with_no_client_unended(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        assert store.transition("a", {JobState.NOT_STARTED}, JobState.CANCELLED, T0) is not None
+        job = store.get_job("a")
+        assert job is not None
+        assert {c.state for c in job.clients} == {ClientState.STOPPED}
+
+    def test_a_transition_that_is_not_terminal_leaves_clients_alone(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        job = store.get_job("a")
+        assert job is not None and {c.state for c in job.clients} == {ClientState.UNSPECIFIED}
 
     def test_jobs_in_state(self, store: JobStore) -> None:
         store.create_job(new_job("idle"))

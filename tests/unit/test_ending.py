@@ -200,6 +200,51 @@ CASES = [
 ]
 
 
+FULL = "the job's stored history reached 64 MiB, the bound of one job's history (64 MiB, ...)"
+
+REFUSED_CASES = [
+    # (why, server, clients, why the job's reports are refused, expected)
+    (
+        "a job whose reports are refused fails at once, naming the bound",
+        server(RUNNING),
+        [client(RUNNING)],
+        FULL,
+        Verdict(ERROR, FULL),
+    ),
+    (
+        "refused after training completed: still a failure (its last reports were not stored)",
+        server(RUNNING, DONE),
+        [client(CLEAN)],
+        FULL,
+        Verdict(ERROR, FULL),
+    ),
+    (
+        "a client that crashed first is the reason",
+        server(RUNNING),
+        [client(CRASHED)],
+        FULL,
+        Verdict(ERROR, "FL client 0 (u0) exited with code 1"),
+    ),
+    (
+        "a diverged run being stopped: the divergence stays the reason",
+        server(STOPPED_DIVERGED, diverged("NaN")),
+        [client(CLEAN)],
+        FULL,
+        Verdict(ERROR, "diverged: aggregated val loss NaN at round 1"),
+    ),
+    ("nothing refused: no verdict of its own", server(RUNNING), [client(RUNNING)], "", Waiting()),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "server_facts", "clients", "refused", "expected"), REFUSED_CASES, ids=[c[0] for c in REFUSED_CASES]
+)
+def test_a_job_whose_reports_are_refused(
+    why: str, server_facts: ProcessFacts, clients: list[ProcessFacts], refused: str, expected: Verdict | Waiting
+) -> None:
+    assert judge(server_facts, clients, None, client_exit_grace=10.0, refused=refused) == expected
+
+
 @pytest.mark.parametrize(("why", "server_facts", "clients", "since", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_ending_policy(
     why: str,

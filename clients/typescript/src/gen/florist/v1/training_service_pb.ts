@@ -227,7 +227,9 @@ export type MetricsEvent = Message<"florist.v1.MetricsEvent"> & {
 
   /**
    * RFC 7386 JSON Merge Patch against that source's previous report; applying a source's patches in
-   * order rebuilds its report exactly. For SOURCE_KIND_JOB: {"state": ..., "error_message": ...}.
+   * order rebuilds its report exactly. For SOURCE_KIND_JOB: {"state": ..., "error_message": ...}, or
+   * {"notice": ...} when the control plane tells the job something without changing its state (e.g. a report
+   * it set aside: over the bound of one report, or not JSON).
    *
    * @generated from field: google.protobuf.Struct patch = 5;
    */
