@@ -8,7 +8,9 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from florist_grpc.domain.tracking import experiment_problem
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
 
@@ -136,6 +138,12 @@ class Settings:
     # `--data-root`: local clients' data files must lie under one of these (resolved) directories, symlinks
     # resolved; none = any absolute regular file.
     data_roots: tuple[Path, ...] = ()
+    # `--mlflow-tracking-uri`: every job becomes a run of this MLflow tracking server; empty = none.
+    mlflow_tracking_uri: str = ""
+    # `--mlflow-experiment`: the experiment of jobs that name none (Job.tracking.experiment).
+    mlflow_experiment: str = "florist-grpc"
+    # `--tensorboard-dir`: every job's metrics as TensorBoard event files under DIR/<job id>/; None = none.
+    tensorboard_dir: Path | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -167,6 +175,9 @@ class Settings:
         metrics_port: int,
         launcher_pool: bool,
         data_roots: Sequence[Path],
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "florist-grpc",
+        tensorboard_dir: Path | None = None,
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
@@ -189,6 +200,8 @@ class Settings:
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
+        if problem := tracker_problem(mlflow_tracking_uri, mlflow_experiment, tensorboard_dir):
+            raise ValueError(problem)
         if auth_file is None and not is_loopback(host) and not insecure_no_auth:
             raise ValueError(
                 f"refusing to serve without authentication on {host}: give --auth-file, "
@@ -207,7 +220,26 @@ class Settings:
             metrics_port=metrics_port,
             launcher_pool=launcher_pool,
             data_roots=tuple(root.resolve() for root in data_roots),
+            mlflow_tracking_uri=mlflow_tracking_uri.strip(),
+            mlflow_experiment=mlflow_experiment,
+            tensorboard_dir=tensorboard_dir,
         )
+
+
+def tracker_problem(mlflow_tracking_uri: str, mlflow_experiment: str, tensorboard_dir: Path | None) -> str | None:
+    """Why the experiment trackers' flags cannot be used, named as the flags are; or None."""
+    uri = mlflow_tracking_uri.strip()
+    if uri:
+        parsed = urlsplit(uri)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            return f"--mlflow-tracking-uri must be the http(s):// URL of an MLflow tracking server, not {uri!r}"
+    if not mlflow_experiment.strip():
+        return "--mlflow-experiment must not be empty"
+    if problem := experiment_problem(mlflow_experiment):
+        return f"--mlflow-experiment: {problem}"
+    if tensorboard_dir is not None and tensorboard_dir.exists() and not tensorboard_dir.is_dir():
+        return f"--tensorboard-dir {tensorboard_dir} is not a directory"
+    return None
 
 
 def agent_token(env: Mapping[str, str]) -> str:
