@@ -5,10 +5,13 @@ final model as the artifact `model/round-<n>.safetensors`. Through `mlflow-skinn
 MLflow's client retries a failed request itself for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES, 7 with exponential
 backoff) and waits 120 s for an answer; the follower retries with its own backoff and says once that the tracker
 is unreachable, so unless the operator set them, the client makes one attempt of at most REQUEST_TIMEOUT_SECONDS.
+Nor does it print each finished run's address on standard output (a service's stdout is not a notebook's): the
+address of a run made is logged once instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +33,7 @@ from florist_grpc.export.tracker import JobEnd, Logged, Opened, Tracker, Tracker
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 REQUEST_TIMEOUT_SECONDS = 15
 MAX_PARAMS_TAGS_PER_BATCH = 100  # MLflow's log_batch bound on params and tags
@@ -60,6 +64,7 @@ class MlflowTracker(Tracker):
     def __init__(self, tracking_uri: str, default_experiment: str) -> None:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REQUEST_TIMEOUT_SECONDS))
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         from mlflow.tracking import MlflowClient  # imported only when MLflow is in use (it is not light)
 
         self._client = MlflowClient(tracking_uri=tracking_uri)
@@ -134,6 +139,8 @@ class MlflowTracker(Tracker):
                 tags=run_tags(job),
                 run_name=job.id,
             )
+            address = f"{self.target.rstrip('/')}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
+            log.info("job %s is MLflow run %s", job.id, address)
         else:
             held = self._held(run)
         run_id = run.info.run_id
