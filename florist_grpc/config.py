@@ -8,9 +8,8 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from florist_grpc.domain.tracking import experiment_problem
+from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
 
@@ -200,8 +199,10 @@ class Settings:
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
-        if problem := tracker_problem(mlflow_tracking_uri, mlflow_experiment, tensorboard_dir):
+        if problem := trackers_problem(mlflow_tracking_uri, mlflow_experiment):
             raise ValueError(problem)
+        if tensorboard_dir is not None and tensorboard_dir.exists() and not tensorboard_dir.is_dir():
+            raise ValueError(f"--tensorboard-dir {tensorboard_dir} is not a directory")
         if auth_file is None and not is_loopback(host) and not insecure_no_auth:
             raise ValueError(
                 f"refusing to serve without authentication on {host}: give --auth-file, "
@@ -224,22 +225,6 @@ class Settings:
             mlflow_experiment=mlflow_experiment,
             tensorboard_dir=tensorboard_dir,
         )
-
-
-def tracker_problem(mlflow_tracking_uri: str, mlflow_experiment: str, tensorboard_dir: Path | None) -> str | None:
-    """Why the experiment trackers' flags cannot be used, named as the flags are; or None."""
-    uri = mlflow_tracking_uri.strip()
-    if uri:
-        parsed = urlsplit(uri)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            return f"--mlflow-tracking-uri must be the http(s):// URL of an MLflow tracking server, not {uri!r}"
-    if not mlflow_experiment.strip():
-        return "--mlflow-experiment must not be empty"
-    if problem := experiment_problem(mlflow_experiment):
-        return f"--mlflow-experiment: {problem}"
-    if tensorboard_dir is not None and tensorboard_dir.exists() and not tensorboard_dir.is_dir():
-        return f"--tensorboard-dir {tensorboard_dir} is not a directory"
-    return None
 
 
 def agent_token(env: Mapping[str, str]) -> str:

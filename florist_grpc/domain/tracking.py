@@ -12,6 +12,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from florist_grpc.domain.errors import QUOTE_CHARS, FieldViolation
 
@@ -67,6 +68,19 @@ def experiment_problem(name: str) -> str | None:
     """Why `name` cannot name an MLflow experiment, or None (empty is the caller's to judge)."""
     if len(name) > MAX_EXPERIMENT or _CONTROL.search(name):
         return f"at most {MAX_EXPERIMENT} characters, no control characters"
+    return None
+
+
+def trackers_problem(mlflow_tracking_uri: str, mlflow_experiment: str) -> str | None:
+    """Why `serve --mlflow-tracking-uri` / `--mlflow-experiment` cannot be used, named as the flags are; or None."""
+    uri = mlflow_tracking_uri.strip()
+    parsed = urlsplit(uri)
+    if uri and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+        return f"--mlflow-tracking-uri must be the http(s):// URL of an MLflow tracking server, not {uri!r}"
+    if not mlflow_experiment.strip():
+        return "--mlflow-experiment must not be empty"
+    if problem := experiment_problem(mlflow_experiment):
+        return f"--mlflow-experiment: {problem}"
     return None
 
 
