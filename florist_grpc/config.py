@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
 
@@ -136,6 +137,12 @@ class Settings:
     # `--data-root`: local clients' data files must lie under one of these (resolved) directories, symlinks
     # resolved; none = any absolute regular file.
     data_roots: tuple[Path, ...] = ()
+    # `--mlflow-tracking-uri`: every job becomes a run of this MLflow tracking server; empty = none.
+    mlflow_tracking_uri: str = ""
+    # `--mlflow-experiment`: the experiment of jobs that name none (Job.tracking.experiment).
+    mlflow_experiment: str = "florist-grpc"
+    # `--tensorboard-dir`: every job's metrics as TensorBoard event files under DIR/<job id>/; None = none.
+    tensorboard_dir: Path | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -167,6 +174,9 @@ class Settings:
         metrics_port: int,
         launcher_pool: bool,
         data_roots: Sequence[Path],
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "florist-grpc",
+        tensorboard_dir: Path | None = None,
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
@@ -189,6 +199,10 @@ class Settings:
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
+        if problem := trackers_problem(mlflow_tracking_uri, mlflow_experiment):
+            raise ValueError(problem)
+        if tensorboard_dir is not None and tensorboard_dir.exists() and not tensorboard_dir.is_dir():
+            raise ValueError(f"--tensorboard-dir {tensorboard_dir} is not a directory")
         if auth_file is None and not is_loopback(host) and not insecure_no_auth:
             raise ValueError(
                 f"refusing to serve without authentication on {host}: give --auth-file, "
@@ -207,6 +221,9 @@ class Settings:
             metrics_port=metrics_port,
             launcher_pool=launcher_pool,
             data_roots=tuple(root.resolve() for root in data_roots),
+            mlflow_tracking_uri=mlflow_tracking_uri.strip(),
+            mlflow_experiment=mlflow_experiment,
+            tensorboard_dir=tensorboard_dir,
         )
 
 

@@ -28,6 +28,7 @@ from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState
+from florist_grpc.export import Exports
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.logs import JobLogs
 from florist_grpc.jobs.recovery import recover
@@ -204,6 +205,9 @@ class ControlPlane:
         self.metrics.count_jobs(store.count_jobs_by_state)
         follower.start()
         started.push_async_callback(asyncio.to_thread, follower.stop)
+        if exports := await asyncio.to_thread(Exports.started, settings, store, data_dir / "jobs", trainer.model_dir):
+            hub.observe(exports.published)  # experiment trackers: registered after the follower, they stop first
+            started.push_async_callback(asyncio.to_thread, exports.stop)
         with step("re-attaching the jobs in progress"):
             recovered = await asyncio.to_thread(recover, store, follower, agents)
         if recovered:

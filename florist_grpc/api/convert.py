@@ -23,6 +23,7 @@ from florist_grpc.domain.model import (
     ServerLog,
 )
 from florist_grpc.domain.portable_json import whole_numbers
+from florist_grpc.domain.tracking import TrackingConfig
 from florist_grpc.jobs.artifacts import ModelFile
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
 from florist_grpc.proto.florist.v1 import job_pb2
@@ -82,6 +83,7 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         create_time=now,
         server_address=pb.server_address.strip(),
         redis_address=pb.redis_address.strip(),
+        tracking=TrackingConfig(pb.tracking.experiment.strip(), dict(pb.tracking.tags)),
     )
 
 
@@ -103,6 +105,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         create_time=timestamp(job.create_time),
         start_time=timestamp(job.start_time),
         end_time=timestamp(job.end_time),
+        tracking=job_pb2.TrackingConfig(experiment=job.tracking.experiment, tags=job.tracking.tags),
     )
     for c in job.clients:
         pb.clients.append(

@@ -80,6 +80,16 @@ def serve(
             "FLORIST_DATA_ROOT takes several separated by ':'). Default: any absolute path.",
         ),
     ] = None,
+    mlflow_tracking_uri: Annotated[
+        str, opt("--mlflow-tracking-uri", "Log every job as a run of this MLflow tracking server (http(s)://...).")
+    ] = Settings.mlflow_tracking_uri,
+    mlflow_experiment: Annotated[
+        str, opt("--mlflow-experiment", "MLflow experiment of the jobs that name none (Job.tracking.experiment).")
+    ] = Settings.mlflow_experiment,
+    tensorboard_dir: Annotated[
+        Path | None,
+        opt("--tensorboard-dir", "Write every job's metrics as TensorBoard event files under DIR/<job id>/."),
+    ] = None,
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision).
 
@@ -89,6 +99,7 @@ def serve(
       florist-grpc serve
       florist-grpc serve --port 0 --data-dir /tmp/florist
       florist-grpc serve --host 0.0.0.0 --auth-file auth.txt --tls-cert server.pem --tls-key server.key
+      florist-grpc serve --mlflow-tracking-uri http://127.0.0.1:5000 --tensorboard-dir runs
     """
     from florist_grpc.api.auth import AuthFileError
     from florist_grpc.server import ControlPlane
@@ -111,6 +122,9 @@ def serve(
             metrics_port=metrics_port,
             launcher_pool=not no_launcher_pool,
             data_roots=data_roots or (),
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            tensorboard_dir=tensorboard_dir,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from florist_grpc.domain.tracking import TrackingConfig
+
 JsonObject = dict[str, Any]
 
 
@@ -141,6 +143,8 @@ class Job:
     last_sequence: int = 0
     # The model's own settings, validated against its catalog schema.
     model_config: JsonObject = field(default_factory=dict)
+    # The MLflow experiment of the job's run and its extra tags (empty = the control plane's defaults).
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def client_source(self, index: int) -> Source:
         return Source(SourceKind.CLIENT, index, self.clients[index].uuid)

@@ -16,6 +16,7 @@ from florist_grpc.domain.model import (
     Source,
     SourceKind,
 )
+from florist_grpc.domain.tracking import TrackingConfig
 
 
 def to_micros(t: datetime) -> int:
@@ -41,6 +42,7 @@ def job_to_doc(job: Job) -> JsonObject:
         "server_uuid": job.server_uuid,
         "server_process": asdict(job.server_process),
         "error_message": job.error_message,
+        "tracking": {"experiment": job.tracking.experiment, "tags": job.tracking.tags},
         "clients": [
             {
                 "data_path": c.data_path,
@@ -106,6 +108,8 @@ def job_from_doc(
         end_time=from_micros(end_us) if end_us is not None else None,
         server_process=ProcessRef(**doc["server_process"]),
         last_sequence=last_sequence,
+        # Jobs stored before tracking settings existed take the control plane's defaults.
+        tracking=TrackingConfig(**doc.get("tracking", {})),
     )
 
 

@@ -74,6 +74,9 @@ def serve_flags(tmp_path: Path, pki: Pki) -> dict[str, str | None]:  # noqa: F81
         "--metrics-port": "9100",
         "--no-launcher-pool": None,
         "--data-root": str(pki.ca.parent),
+        "--mlflow-tracking-uri": "http://127.0.0.1:5000",
+        "--mlflow-experiment": "team-a",
+        "--tensorboard-dir": str(tmp_path / "tensorboard"),
     }
 
 
@@ -199,3 +202,24 @@ def test_data_roots_repeat_as_flags_or_share_one_variable_separated_by_colons(ca
     refused = capture.run("serve", "--data-root", roots[0], "--data-root", tmp_path / "missing")
     assert refused.exit_code == 2
     assert refused.stderr.startswith(f"error: --data-root {tmp_path / 'missing'} is not a directory")
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--mlflow-tracking-uri", "mlruns"], "--mlflow-tracking-uri must be the http(s):// URL"),
+        (["--mlflow-tracking-uri", "ftp://host/x"], "--mlflow-tracking-uri must be the http(s):// URL"),
+        (["--mlflow-experiment", ""], "--mlflow-experiment must not be empty"),
+        (["--mlflow-experiment", "a\nb"], "--mlflow-experiment: at most 500 characters, no control characters"),
+        (["--tensorboard-dir", "{file}"], "--tensorboard-dir {file} is not a directory"),
+    ],
+)
+def test_tracker_flags_that_cannot_be_used_are_refused(
+    capture: Capture, tmp_path: Path, flags: list[str], says: str
+) -> None:
+    (tmp_path / "file").write_text("")
+    args = [flag.format(file=tmp_path / "file") for flag in flags]
+    result = capture.run("serve", *args)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {says.format(file=tmp_path / 'file')}"), (
+        result.output
+    )

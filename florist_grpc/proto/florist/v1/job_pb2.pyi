@@ -150,6 +150,61 @@ class ClientInfo(_message.Message):
 Global___ClientInfo: _TypeAlias = ClientInfo  # noqa: Y015
 
 @_typing.final
+class TrackingConfig(_message.Message):
+    """How a job's run appears in the experiment trackers the control plane writes to (`serve
+    --mlflow-tracking-uri`); unset fields take the server's defaults.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    experiment: _builtins.str
+    """MLflow experiment the job's run is logged in; empty = the server's `--mlflow-experiment` (default
+    `florist-grpc`). At most 500 characters, no control characters.
+    """
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Extra tags of the job's run, beside `florist.job_id`, `florist.project` and `florist.owner`. At most 50; a key
+        is 1-250 letters, digits, `_`, `-`, `.`, ` `, `:` or `/` (MLflow's rule for names, no `..` or leading `/`) and
+        does not start with `mlflow.` or `florist.`; a value is at most 5000 characters, no NUL.
+        """
+
+    def __init__(
+        self,
+        *,
+        experiment: _builtins.str = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrackingConfig: _TypeAlias = TrackingConfig  # noqa: Y015
+
+@_typing.final
 class Job(_message.Message):
     """A federated-learning training job."""
 
@@ -172,6 +227,7 @@ class Job(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     MODEL_CONFIG_FIELD_NUMBER: _builtins.int
+    TRACKING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier. Output only."""
     state: Global___JobState.ValueType
@@ -220,6 +276,10 @@ class Job(_message.Message):
     def model_config(self) -> _struct_pb2.Struct:
         """The model's own settings (e.g. MLP hidden sizes); validated against ModelInfo.config_schema of Job.model."""
 
+    @_builtins.property
+    def tracking(self) -> Global___TrackingConfig:
+        """The job's experiment tracking: the MLflow experiment of its run and extra tags (see TrackingConfig)."""
+
     def __init__(
         self,
         *,
@@ -240,10 +300,11 @@ class Job(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         model_config: _struct_pb2.Struct | None = ...,
+        tracking: Global___TrackingConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time", "tracking", b"tracking"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy", "tracking", b"tracking"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
