@@ -130,6 +130,8 @@ class Settings:
     advertise_host: str = ""
     # Prometheus text on http://HOST:metrics_port/metrics; 0 = no metrics endpoint.
     metrics_port: int = 0
+    # The dashboard: the page and the API for browsers (Connect, gRPC-Web) on http://HOST:http_port/; 0 = off.
+    http_port: int = 0
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     # Fork FL processes from a process that has imported torch and Flower already (launch/pool.py).
@@ -172,6 +174,7 @@ class Settings:
         insecure_no_auth: bool,
         advertise_host: str,
         metrics_port: int,
+        http_port: int,
         launcher_pool: bool,
         data_roots: Sequence[Path],
         mlflow_tracking_uri: str = "",
@@ -189,13 +192,13 @@ class Settings:
                 raise ValueError(problem)
         elif tls_client_ca:
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-        for flag, value in (("--port", port), ("--metrics-port", metrics_port)):
+        ports = (("--port", port), ("--metrics-port", metrics_port), ("--http-port", http_port))
+        for flag, value in ports:
             if not 0 <= value <= 65535:
                 raise ValueError(f"{flag} must be 0..65535, not {value}")
-        if metrics_port and metrics_port == port:
-            raise ValueError(
-                f"--metrics-port {metrics_port} is also --port: give the metrics endpoint a port of its own"
-            )
+        for i, (flag, value) in enumerate(ports[1:], 1):
+            if other := next((f for f, v in ports[:i] if value and v == value), None):
+                raise ValueError(f"{flag} {value} is also {other}: give each server a port of its own")
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
@@ -219,6 +222,7 @@ class Settings:
             insecure_no_auth=insecure_no_auth,
             advertise_host=advertise_host.strip(),
             metrics_port=metrics_port,
+            http_port=http_port,
             launcher_pool=launcher_pool,
             data_roots=tuple(root.resolve() for root in data_roots),
             mlflow_tracking_uri=mlflow_tracking_uri.strip(),

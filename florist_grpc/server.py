@@ -19,7 +19,9 @@ from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.audit import AuditInterceptor
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
 from florist_grpc.api.catalog_service import CatalogServicer
+from florist_grpc.api.connect_app import Servicers, dashboard_app
 from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
+from florist_grpc.api.http_server import DashboardServer
 from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
@@ -95,6 +97,7 @@ class ControlPlane:
         self._redis_probe: redis.Redis | None = None
         self.metrics = PlaneMetrics()
         self._pool: LauncherPool | None = None
+        self._dashboard: DashboardServer | None = None
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
 
     async def start(self) -> None:
@@ -133,6 +136,12 @@ class ControlPlane:
             with step(f"--metrics-port {settings.metrics_port}"):
                 self.metrics.serve(settings.host, settings.metrics_port)
             started.callback(self.metrics.close)
+        dashboard = None
+        if settings.http_port:
+            dashboard = DashboardServer(settings.host, settings.http_port, settings.tls)
+            with step(f"--http-port {settings.http_port}"):
+                dashboard.bind()
+            started.push_async_callback(dashboard.stop)
         if settings.launcher_pool:
             # Started first: it imports torch and Flower in the background while the rest starts up.
             self._pool = LauncherPool(data_dir / "launcher-pool.log", settings.timeouts)
@@ -193,13 +202,17 @@ class ControlPlane:
         )
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
-        job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
         logs = JobLogs(registry, agents, trainer.log_path)
-        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs), server)
-        catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
-        agent_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(agents, tokens, timeouts.agent_call_seconds), server
+        servicers = Servicers(
+            jobs=JobServicer(registry),
+            training=TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs),
+            catalog=CatalogServicer(catalog),
+            agents=AgentServicer(agents, tokens, timeouts.agent_call_seconds),
         )
+        job_grpc.add_JobServiceServicer_to_server(servicers.jobs, server)
+        add_training_service(servicers.training, server)
+        catalog_grpc.add_CatalogServiceServicer_to_server(servicers.catalog, server)
+        agent_grpc.add_AgentServiceServicer_to_server(servicers.agents, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
@@ -215,8 +228,23 @@ class ControlPlane:
         with step("starting the gRPC server"):
             await server.start()
         self._server = server
+        if dashboard is not None:
+            # The browser's API runs the same servicers, with the same tokens. Without an auth file only loopback
+            # may use it (unless --insecure-no-auth), as for the gRPC port.
+            loopback_only = tokens is None and not settings.insecure_no_auth
+            with step("starting the dashboard"):
+                dashboard.start(
+                    dashboard_app(servicers, tokens, loopback_only=loopback_only), timeouts.shutdown_grace_seconds
+                )
+            self._dashboard = dashboard
+            log.info("dashboard on %s", dashboard.url)
         await self._check_health()
         self._health_task = asyncio.create_task(self._watch_health())
+
+    @property
+    def dashboard(self) -> DashboardServer | None:
+        """The dashboard's HTTP server (`--http-port`), None when it is off."""
+        return self._dashboard
 
     @property
     def launcher_pool(self) -> LauncherPool | None:
@@ -299,6 +327,8 @@ class ControlPlane:
         await self._health.enter_graceful_shutdown()
         if self._running is not None:
             self._running.agents.close_sessions()
+        if self._dashboard is not None:
+            await self._dashboard.stop()  # the browsers' calls end first, then the gRPC ones
         if self._server is not None:
             await self._server.stop(grace)
         if self._redis_probe is not None:

@@ -1,0 +1,88 @@
+"""The dashboard's HTTP server: uvicorn serving the ASGI application of connect_app.py on the control plane's own
+event loop, beside grpc.aio, with `bind()` / `start(app)` / `stop(grace)`.
+
+The port is bound in `bind()`, when the control plane binds its gRPC port, so a port in use fails the start before
+anything else is touched; requests are served from `start()`, once the use cases behind them are up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+import ssl
+from collections.abc import Iterator
+
+import uvicorn
+
+from florist_grpc.api.connect_app import ASGIApp
+from florist_grpc.config import TLSConfig
+from florist_grpc.net import join_host_port
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The control plane handles SIGINT and SIGTERM itself (cli/service.py) and stops this server in order;
+        # uvicorn would take the signals over while serving and re-raise them when done, skipping that cleanup.
+        yield
+
+
+class DashboardServer:
+    def __init__(self, host: str, port: int, tls: TLSConfig | None) -> None:
+        self._host, self._port, self._tls = host, port, tls
+        self._socket: socket.socket | None = None
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._socket is not None, "not bound"
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{join_host_port(self._host, self.port)}/"
+
+    def bind(self) -> None:
+        """Listen on host:port now (OSError naming the problem when it cannot); requests wait for `start`."""
+        family = socket.getaddrinfo(self._host or None, self._port, type=socket.SOCK_STREAM)[0][0]
+        # create_server sets SO_REUSEADDR (a port in TIME_WAIT is free) and never SO_REUSEPORT (a port in use by
+        # another server is an error, as for the gRPC port).
+        self._socket = socket.create_server((self._host, self._port), family=family)
+
+    def start(self, app: ASGIApp, grace: float) -> None:
+        """Serve `app` on the bound socket from the running event loop."""
+        assert self._socket is not None, "bind() first"
+        tls = self._tls
+        config = uvicorn.Config(
+            app,
+            lifespan="off",  # the control plane starts and stops what the application uses
+            ws="none",
+            http="h11",
+            log_config=None,  # the control plane's logging (text or JSON) applies
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            # Streams the browser keeps open (metrics, logs) are cut after this, as grpc.aio's stop(grace) does.
+            timeout_graceful_shutdown=math.ceil(grace),
+            ssl_certfile=str(tls.cert_file) if tls else None,
+            ssl_keyfile=str(tls.key_file) if tls else None,
+            ssl_ca_certs=str(tls.client_ca_file) if tls and tls.client_ca_file else None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.client_ca_file else ssl.CERT_NONE,
+        )
+        config.load()  # a bad certificate fails here, in the start, not in the serving task
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="dashboard-http")
+
+    async def stop(self) -> None:
+        """Stop serving (idempotent): new connections are refused, open streams get the grace given to start."""
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+            self._server, self._task = None, None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None

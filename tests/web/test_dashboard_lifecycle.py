@@ -1,0 +1,68 @@
+"""The dashboard's server lives and dies with the control plane: a browser that leaves ends its streams' work,
+SIGTERM ends open browser streams and `serve` exits 0, and the page's files are served with their types."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from connectrpc.errors import ConnectError
+
+from florist_grpc.net import free_port
+from florist_grpc.proto.florist.v1 import job_service_connect
+from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
+from florist_grpc.proto.florist.v1 import training_service_connect as training_connect
+from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
+from florist_grpc.testing import simulation
+from tests.e2e.conftest import serve
+from tests.helpers import job_message, wait_for
+from tests.web.conftest import Dashboard, headers
+
+
+def test_a_browser_that_leaves_ends_its_subscription(dashboard: Dashboard) -> None:
+    job = simulation.create_running(dashboard.plane.plane, n_clients=1)
+    hub = dashboard.plane.plane.hub
+    client = training_connect.TrainingServiceClientSync(dashboard.url)
+    stream = client.stream_metrics(training_pb.StreamMetricsRequest(job_id=job.job_id), headers=headers("viewer"))
+    next(stream)  # the job's first event: the stream is subscribed
+    assert hub.subscriber_count(job.job_id) == 1
+    stream.close()  # type: ignore[attr-defined]
+    client.close()
+    wait_for(lambda: hub.subscriber_count(job.job_id) == 0, 10, "the subscription to end")
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_ends_browser_streams_and_serve_exits_zero(tmp_path: Path) -> None:
+    port = free_port()
+    served = serve(tmp_path / "florist", "--http-port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{url}/", timeout=10) as page:
+        assert page.headers["content-type"].startswith("text/html")
+    job = job_service_connect.JobServiceClientSync(url).create_job(job_pb.CreateJobRequest(job=job_message(["/d"]))).job
+    ended = threading.Event()
+
+    def follow() -> None:
+        # The job never starts: this stream would follow it forever.
+        client = training_connect.TrainingServiceClientSync(url)
+        with contextlib.suppress(ConnectError):  # ended by the shutdown, as it must be
+            list(client.stream_metrics(training_pb.StreamMetricsRequest(job_id=job.id)))
+        ended.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    server = psutil.Process(served.process.pid)
+
+    def stream_connected() -> bool:
+        return any(c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in server.net_connections())
+
+    wait_for(stream_connected, 10, "the browser's stream to be connected")
+    began = time.monotonic()
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(30) == 0
+    assert time.monotonic() - began < 15
+    assert ended.wait(10)
