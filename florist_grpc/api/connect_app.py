@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from connectrpc.interceptor import Interceptor
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from florist_grpc.api.agent_service import AgentServicer
@@ -97,7 +98,10 @@ class Dashboard:
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
-        await app(scope, receive, send_with_headers)
+        try:
+            await app(scope, receive, send_with_headers)
+        except HTTPException as exc:  # StaticFiles: no such file (404), or not GET/HEAD (405)
+            await _respond(send, exc.status_code, f"{exc.detail}\n".encode())
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:

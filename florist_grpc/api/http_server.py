@@ -66,6 +66,7 @@ class DashboardServer:
             log_level="warning",
             access_log=False,
             server_header=False,
+            proxy_headers=False,  # the peer is the connection's (audit lines), never a header's X-Forwarded-For
             # Streams the browser keeps open (metrics, logs) are cut after this, as grpc.aio's stop(grace) does.
             timeout_graceful_shutdown=math.ceil(grace),
             ssl_certfile=str(tls.cert_file) if tls else None,

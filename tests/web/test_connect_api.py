@@ -220,3 +220,8 @@ def test_without_an_auth_file_only_loopback_names_reach_the_dashboard(open_dashb
 
 def test_with_an_auth_file_any_host_name_reaches_the_page(dashboard: Dashboard) -> None:
     assert get(dashboard.url + "/", "dashboard.example.org") == 200
+
+
+def test_a_missing_file_is_a_plain_404(dashboard: Dashboard) -> None:
+    assert get(dashboard.url + "/no-such-file.js") == 404
+    assert get(dashboard.url + "/florist.v1.NoSuchService/Method") == 404
