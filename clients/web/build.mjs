@@ -71,7 +71,8 @@ if (process.argv.includes("--check")) {
   stale.push(...committed);
   if (stale.length > 0) {
     const where = relative(process.cwd(), OUT);
-    console.error(`the dashboard's built page is stale, run \`make web\`: ${stale.map((n) => join(where, n)).join(", ")}`);
+    const names = stale.map((n) => join(where, n)).join(", ");
+    console.error(`the dashboard's built page is stale, run \`make web\`: ${names}`);
     process.exit(1);
   }
   console.log("the dashboard's built page matches clients/web");

@@ -42,7 +42,8 @@ export function lineChart(metric: string, title: string, series: readonly Series
   }
   const innerWidth = WIDTH - MARGIN.left - MARGIN.right;
   const innerHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
-  const x = (round: number): number => MARGIN.left + (lastRound === 1 ? innerWidth / 2 : ((round - 1) / (lastRound - 1)) * innerWidth);
+  const x = (round: number): number =>
+    MARGIN.left + (lastRound === 1 ? innerWidth / 2 : ((round - 1) / (lastRound - 1)) * innerWidth);
   const y = (value: number): number => MARGIN.top + (1 - (value - low) / (high - low)) * innerHeight;
 
   const chart = svg("svg", {
@@ -58,7 +59,8 @@ export function lineChart(metric: string, title: string, series: readonly Series
       svg("text", { x: MARGIN.left - 6, y: y(tick) + 4, class: "tick", "text-anchor": "end" }, label(tick)),
     );
   }
-  const roundTicks = lastRound <= 12 ? Array.from({ length: lastRound }, (_, i) => i + 1) : ticks(1, lastRound, 6).map(Math.round);
+  const roundTicks =
+    lastRound <= 12 ? Array.from({ length: lastRound }, (_, i) => i + 1) : ticks(1, lastRound, 6).map(Math.round);
   for (const round of roundTicks) {
     chart.append(svg("text", { x: x(round), y: HEIGHT - 8, class: "tick", "text-anchor": "middle" }, round));
   }

@@ -1,5 +1,7 @@
 // The log tail of a job page: the FL server's or one client's log, followed live (StreamLogs, follow) while the
 // job runs. One log is followed at a time: choosing another source ends the previous stream first.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { LogSourceSchema } from "../../typescript/src/gen/florist/v1/training_service_pb.js";
 import { type Api } from "./api.js";
 import { h } from "./dom.js";
 import { isAborted } from "./errors.js";
@@ -11,6 +13,7 @@ export class LogTail {
   private readonly text: HTMLPreElement;
   private readonly picker: HTMLSelectElement;
   private following: AbortController | undefined;
+  private follow = false;
 
   constructor(
     private readonly api: Api,
@@ -25,12 +28,7 @@ export class LogTail {
       options.push(h("option", { value: String(i) }, `client ${i}`));
     }
     this.picker = h("select", { "aria-label": "log source", onchange: () => this.show() }, ...options);
-    this.element = h(
-      "section",
-      { class: "panel" },
-      h("h2", {}, "Log ", this.picker),
-      this.text,
-    );
+    this.element = h("section", { class: "panel" }, h("h2", {}, "Log ", this.picker), this.text);
     page.addEventListener("abort", () => this.following?.abort());
   }
 
@@ -41,16 +39,18 @@ export class LogTail {
     const following = new AbortController();
     this.following = following;
     this.text.textContent = "";
-    const value = this.picker.value;
-    const source = value === "server" ? { source: { case: "server" as const, value: true } } : { source: { case: "clientIndex" as const, value: Number(value) } };
+    const chosen = this.picker.value;
+    const source: MessageInitShape<typeof LogSourceSchema> =
+      chosen === "server"
+        ? { source: { case: "server", value: true } }
+        : { source: { case: "clientIndex", value: Number(chosen) } };
     void this.read(source, following.signal);
   }
 
-  private follow = false;
-
-  private async read(source: Parameters<Api["training"]["streamLogs"]>[0]["source"], signal: AbortSignal): Promise<void> {
+  private async read(source: MessageInitShape<typeof LogSourceSchema>, signal: AbortSignal): Promise<void> {
     try {
-      for await (const chunk of this.api.training.streamLogs({ jobId: this.jobId, source, follow: this.follow }, { signal })) {
+      const request = { jobId: this.jobId, source, follow: this.follow };
+      for await (const chunk of this.api.training.streamLogs(request, { signal })) {
         this.append(chunk.text);
       }
     } catch (error) {

@@ -36,7 +36,13 @@ signOut.addEventListener("click", () => {
   void route();
 });
 document.body.replaceChildren(
-  h("header", {}, h("a", { class: "brand", href: "#/jobs" }, "florist-grpc"), nav, h("div", { class: "who" }, role, signOut)),
+  h(
+    "header",
+    {},
+    h("a", { class: "brand", href: "#/jobs" }, "florist-grpc"),
+    nav,
+    h("div", { class: "who" }, role, signOut),
+  ),
   problems,
   main,
 );

@@ -40,7 +40,12 @@ export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([
 ]);
 
 /** A button that runs `act` once at a time (disabled meanwhile); `data-action` names what it does. */
-export function actionButton(label: string, action: string, act: () => Promise<void>, danger = false): HTMLButtonElement {
+export function actionButton(
+  label: string,
+  action: string,
+  act: () => Promise<void>,
+  danger = false,
+): HTMLButtonElement {
   const button = h("button", { type: "button", class: danger ? "danger" : "", "data-action": action }, label);
   button.addEventListener("click", () => {
     button.disabled = true;
@@ -52,7 +57,11 @@ export function actionButton(label: string, action: string, act: () => Promise<v
 }
 
 /** A table that becomes one card per row on a phone: each cell carries its column's name. */
-export function table(columns: readonly string[], rows: readonly (readonly (Node | string)[])[], rowAttributes?: (i: number) => Record<string, string>): HTMLTableElement {
+export function table(
+  columns: readonly string[],
+  rows: readonly (readonly (Node | string)[])[],
+  rowAttributes?: (i: number) => Record<string, string>,
+): HTMLTableElement {
   return h(
     "table",
     { class: "cards" },

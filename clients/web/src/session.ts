@@ -26,7 +26,9 @@ export class Session {
       return;
     }
     this.setToken(decodeURIComponent(match[2] ?? ""));
-    const rest = location.hash.replace(FRAGMENT_TOKEN, (_, lead: string) => (lead === "#" ? "#" : "")).replace(/^#$/, "");
+    const rest = location.hash
+      .replace(FRAGMENT_TOKEN, (_, lead: string) => (lead === "#" ? "#" : ""))
+      .replace(/^#$/, "");
     history.replaceState(null, "", `${location.pathname}${location.search}${rest || "#/jobs"}`);
   }
 

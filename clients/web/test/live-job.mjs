@@ -25,9 +25,10 @@ await report(async () => {
     const jobId = await page.getAttribute("article.job", "data-job");
     await page.click('[data-action="start"]');
     await page.waitForSelector(".page-head [data-state=FINISHED_SUCCESSFULLY]", { timeout: TRAINING_MS });
+    const aggregatedPoints = '[data-metric="val-loss"] [data-series="aggregated"] circle';
     await page.waitForFunction(
-      (rounds) => document.querySelectorAll('[data-metric="val-loss"] [data-series="aggregated"] circle').length === rounds,
-      Number(ROUNDS),
+      ([selector, rounds]) => document.querySelectorAll(selector).length === rounds,
+      [aggregatedPoints, Number(ROUNDS)],
     );
     await page.waitForFunction(() => (document.querySelector("[data-log]")?.textContent ?? "").length > 0);
     const clientStates = await page.$$eval("[data-client-state]", (cells) => cells.map((c) => c.dataset.clientState));

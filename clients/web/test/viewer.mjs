@@ -33,7 +33,10 @@ await report(async () => {
     const refused = await page.evaluate(async (jobId) => {
       const response = await fetch("/florist.v1.TrainingService/StartTraining", {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${sessionStorage.getItem("florist-token")}` },
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${sessionStorage.getItem("florist-token")}`,
+        },
         body: JSON.stringify({ jobId }),
       });
       return { status: response.status, body: await response.json() };

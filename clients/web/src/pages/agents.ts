@@ -12,7 +12,9 @@ export async function agentsPage(ctx: PageContext): Promise<void> {
           ["Agent", "Connected", "Devices", "Version", "Data root", "Connected at", "Last seen", "Problem"],
           agents.map((a) => [
             h("strong", {}, a.name),
-            h("span", { class: `badge ${a.connected ? "state-in_progress" : "state-cancelled"}` }, a.connected ? "connected" : "away"),
+            a.connected
+              ? h("span", { class: "badge state-in_progress" }, "connected")
+              : h("span", { class: "badge state-cancelled" }, "away"),
             a.devices.join(", ") || "–",
             a.version || "–",
             a.dataRoot || "–",

@@ -85,7 +85,8 @@ class JobView {
     const key = JSON.stringify(rows, (_, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v));
     if (key !== this.chartsKey) {
       this.chartsKey = key;
-      this.charts.replaceChildren(...CHARTS.map((c) => lineChart(c.metric, c.title, series(rows, c.value, job), planned)));
+      const charts = CHARTS.map((c) => lineChart(c.metric, c.title, series(rows, c.value, job), planned));
+      this.charts.replaceChildren(...charts);
     }
     this.clients.replaceChildren(h("h2", {}, "Clients"), clientsTable(job, rows));
     if (!this.logsShown && job.state !== JobState.NOT_STARTED) {

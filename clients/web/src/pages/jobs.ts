@@ -20,7 +20,8 @@ export function jobsPage(ctx: PageContext): void {
     );
     heading.after(form);
   }
-  feed = followJobs(ctx.api, ctx.signal, (jobs) => list.replaceChildren(jobsTable(ctx, jobs, () => feed?.refresh())), ctx.fail);
+  const show = (jobs: readonly Job[]): void => list.replaceChildren(jobsTable(ctx, jobs, () => feed?.refresh()));
+  feed = followJobs(ctx.api, ctx.signal, show, ctx.fail);
 }
 
 function jobsTable(ctx: PageContext, jobs: readonly Job[], changed: () => void): HTMLElement {

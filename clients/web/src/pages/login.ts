@@ -4,13 +4,13 @@ import { h } from "../dom.js";
 import type { Session } from "../session.js";
 
 export function loginPage(main: HTMLElement, session: Session, why: string, done: () => void): void {
-  const input = h("input", { type: "password", name: "token", autocomplete: "off", "aria-label": "token", required: true });
+  const input = h("input", { type: "password", name: "token", autocomplete: "off", "aria-label": "token" });
   const form = h(
     "form",
     { class: "panel login" },
     h("h1", {}, "Sign in"),
     h("p", {}, why),
-    h("p", { class: "muted" }, "Paste the token you were given. It stays in this tab only and is forgotten when the tab closes."),
+    h("p", { class: "muted" }, "Paste the token you were given. It stays in this tab only, forgotten when it closes."),
     input,
     h("button", { type: "submit", "data-action": "use-token" }, "Use this token"),
   );

@@ -29,7 +29,8 @@ export function newJobForm(ctx: PageContext, created: () => void): HTMLElement {
     let request;
     try {
       const parsed = JSON.parse(body.value) as JsonValue;
-      const wrapped = parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) && "job" in parsed ? parsed : { job: parsed };
+      const isRequest = parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) && "job" in parsed;
+      const wrapped = isRequest ? parsed : { job: parsed };
       request = fromJson(CreateJobRequestSchema, wrapped);
     } catch (error) {
       problems.textContent = `not a CreateJobRequest: ${error instanceof Error ? error.message : String(error)}`;
@@ -57,9 +58,19 @@ export function newJobForm(ctx: PageContext, created: () => void): HTMLElement {
     "section",
     { class: "panel new-job" },
     h("h2", {}, "New job"),
-    h("p", { class: "muted" }, "A CreateJobRequest in JSON, as `florist-grpc job create --file` reads it. Data paths are on the machine that runs each client."),
+    h(
+      "p",
+      { class: "muted" },
+      "A CreateJobRequest in JSON, as `florist-grpc job create --file` reads it (or just the job). Data paths are " +
+        "on the machine that runs each client.",
+    ),
     body,
     problems,
-    h("div", { class: "actions" }, button("Create", "create", false), button("Create and start", "create-and-start", true)),
+    h(
+      "div",
+      { class: "actions" },
+      button("Create", "create", false),
+      button("Create and start", "create-and-start", true),
+    ),
   );
 }
