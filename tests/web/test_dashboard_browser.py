@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from florist_grpc.net import free_port
@@ -140,3 +141,7 @@ def test_a_job_created_in_the_page_is_followed_live_to_its_end(
         for size in ("desktop", "phone"):
             assert (SCREENSHOTS / f"{page}-{size}.png").stat().st_size > 0
     assert result["errors"] == []
+    # The second job went through "Create and start" and was deleted from the list.
+    with pytest.raises(grpc.RpcError) as deleted:
+        plane.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=result["secondJobId"]), metadata=bearer("admin"))
+    assert deleted.value.code() == grpc.StatusCode.NOT_FOUND

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import ssl
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -14,12 +16,15 @@ import psutil
 import pytest
 from connectrpc.errors import ConnectError
 
+from florist_grpc.config import TLSConfig
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_service_connect
 from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
 from florist_grpc.proto.florist.v1 import training_service_connect as training_connect
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.testing import simulation
+from florist_grpc.testing.certificates import issue_pki
+from florist_grpc.testing.plane import ControlPlaneThread
 from tests.e2e.conftest import serve
 from tests.helpers import job_message, wait_for
 from tests.web.conftest import Dashboard, headers
@@ -66,3 +71,19 @@ def test_sigterm_ends_browser_streams_and_serve_exits_zero(tmp_path: Path) -> No
     assert served.process.wait(30) == 0
     assert time.monotonic() - began < 15
     assert ended.wait(10)
+
+
+def test_with_tls_the_dashboard_speaks_https_with_the_same_certificate(tmp_path: Path) -> None:
+    pki = issue_pki(tmp_path)
+    port = free_port()
+    plane = ControlPlaneThread.in_dir(
+        tmp_path / "florist", tls=TLSConfig(pki.cert, pki.key), http_port=port, launcher_pool=False
+    )
+    try:
+        trusted = ssl.create_default_context(cafile=str(pki.ca))
+        with urllib.request.urlopen(f"https://localhost:{port}/", context=trusted, timeout=10) as page:
+            assert page.status == 200
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plaintext HTTP is not served
+            urllib.request.urlopen(f"http://localhost:{port}/", timeout=10)
+    finally:
+        plane.stop()

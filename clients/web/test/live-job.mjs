@@ -1,6 +1,7 @@
 // A job followed live in the page, from its creation to FINISHED_SUCCESSFULLY: an operator opens a `#token=` link,
 // creates the job from the New job form, starts it on its page, watches the curves grow as rounds end and the FL
-// server's log, then downloads the trained model; screenshots of every page at desktop and phone width.
+// server's log, then downloads the trained model; screenshots of every page at desktop and phone width. Then a
+// second job, of one round, goes through "Create and start" and is deleted from the jobs list.
 // Environment: DASHBOARD_URL, TOKEN, JOB_JSON (a CreateJobRequest), ROUNDS, SCREENSHOTS and DOWNLOADS (directories),
 // AGENT (the name of a connected agent, for the agents page).
 import { join } from "node:path";
@@ -31,6 +32,7 @@ await report(async () => {
       [aggregatedPoints, Number(ROUNDS)],
     );
     await page.waitForFunction(() => (document.querySelector("[data-log]")?.textContent ?? "").length > 0);
+    const curvePoints = await page.evaluate(() => window.__curvePoints);
     const clientStates = await page.$$eval("[data-client-state]", (cells) => cells.map((c) => c.dataset.clientState));
     const curves = await page.$$eval("svg[data-metric]", (charts) =>
       Object.fromEntries(charts.map((c) => [c.dataset.metric, Object.fromEntries(
@@ -57,13 +59,26 @@ await report(async () => {
     await page.waitForSelector(AGENT ? `[data-agent="${AGENT}"]` : "main p");
     widths.agents = await screenshots(page, SCREENSHOTS, "agents");
 
+    await page.goto(`${DASHBOARD_URL}/#/jobs`);
+    await page.click('[data-action="new-job"]');
+    const oneRound = JSON.parse(JOB_JSON);
+    oneRound.job.server_config.n_server_rounds = 1;
+    await page.fill('textarea[name="job"]', JSON.stringify(oneRound));
+    await page.click('[data-action="create-and-start"]');
+    await page.waitForSelector(".page-head [data-state=FINISHED_SUCCESSFULLY]", { timeout: TRAINING_MS });
+    const secondJobId = await page.getAttribute("article.job", "data-job");
+    await page.goto(`${DASHBOARD_URL}/#/jobs`);
+    await page.locator(`tr[data-job="${secondJobId}"] [data-action="delete"]`).click(); // confirmed by the dialog
+    await page.locator(`tr[data-job="${secondJobId}"]`).waitFor({ state: "detached" });
+
     return {
       jobId,
+      secondJobId,
       addressAfterLink,
       listedId,
       clientStates,
       curves,
-      curvePoints: await page.evaluate(() => window.__curvePoints),
+      curvePoints,
       maxOpenStreams: await page.evaluate(() => window.__maxOpenStreams),
       modelPath,
       shownSha256,
