@@ -19,21 +19,20 @@ from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.audit import AuditInterceptor
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
 from florist_grpc.api.catalog_service import CatalogServicer
-from florist_grpc.api.connect_app import Servicers, dashboard_app
 from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
 from florist_grpc.api.http_server import DashboardServer
 from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
+from florist_grpc.api.services import Servicers
 from florist_grpc.api.training_service import TrainingServicer
-from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState
 from florist_grpc.export import Exports
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.logs import JobLogs
-from florist_grpc.jobs.recovery import recover
+from florist_grpc.jobs.recovery import recover, stop_embedded_redis
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agents import Agents
@@ -52,9 +51,6 @@ from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import listen_problem, redis_address_of
 from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
-from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
-from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
-from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
 from florist_grpc.startup import step
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
@@ -97,7 +93,6 @@ class ControlPlane:
         self._redis_probe: redis.Redis | None = None
         self.metrics = PlaneMetrics()
         self._pool: LauncherPool | None = None
-        self._dashboard: DashboardServer | None = None
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
 
     async def start(self) -> None:
@@ -138,9 +133,8 @@ class ControlPlane:
             started.callback(self.metrics.close)
         dashboard = None
         if settings.http_port:
-            dashboard = DashboardServer(settings.host, settings.http_port, settings.tls)
             with step(f"--http-port {settings.http_port}"):
-                dashboard.bind()
+                dashboard = DashboardServer.bind(settings, tokens)
             started.push_async_callback(dashboard.stop)
         if settings.launcher_pool:
             # Started first: it imports torch and Flower in the background while the rest starts up.
@@ -209,10 +203,7 @@ class ControlPlane:
             catalog=CatalogServicer(catalog),
             agents=AgentServicer(agents, tokens, timeouts.agent_call_seconds),
         )
-        job_grpc.add_JobServiceServicer_to_server(servicers.jobs, server)
-        add_training_service(servicers.training, server)
-        catalog_grpc.add_CatalogServiceServicer_to_server(servicers.catalog, server)
-        agent_grpc.add_AgentServiceServicer_to_server(servicers.agents, server)
+        servicers.add_to(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
@@ -229,22 +220,11 @@ class ControlPlane:
             await server.start()
         self._server = server
         if dashboard is not None:
-            # The browser's API runs the same servicers, with the same tokens. Without an auth file only loopback
-            # may use it (unless --insecure-no-auth), as for the gRPC port.
-            loopback_only = tokens is None and not settings.insecure_no_auth
             with step("starting the dashboard"):
-                dashboard.start(
-                    dashboard_app(servicers, tokens, loopback_only=loopback_only), timeouts.shutdown_grace_seconds
-                )
-            self._dashboard = dashboard
-            log.info("dashboard on %s", dashboard.url)
+                dashboard.start(servicers)  # the browsers' API: these servicers, these tokens
+            started.push_async_callback(dashboard.stop)  # unwound first: browser calls end before what they use
         await self._check_health()
         self._health_task = asyncio.create_task(self._watch_health())
-
-    @property
-    def dashboard(self) -> DashboardServer | None:
-        """The dashboard's HTTP server (`--http-port`), None when it is off."""
-        return self._dashboard
 
     @property
     def launcher_pool(self) -> LauncherPool | None:
@@ -327,8 +307,6 @@ class ControlPlane:
         await self._health.enter_graceful_shutdown()
         if self._running is not None:
             self._running.agents.close_sessions()
-        if self._dashboard is not None:
-            await self._dashboard.stop()  # the browsers' calls end first, then the gRPC ones
         if self._server is not None:
             await self._server.stop(grace)
         if self._redis_probe is not None:
@@ -338,17 +316,3 @@ class ControlPlane:
         started, self._started = self._started, None
         if started is not None:
             await started.aclose()
-
-
-async def stop_embedded_redis(embedded: EmbeddedRedis, store: JobStore) -> None:
-    """Stop the embedded Redis unless jobs are in progress: their FL processes keep reporting into it, and a
-    restarted control plane adopts it and resumes."""
-    try:
-        in_progress = await asyncio.to_thread(store.jobs_in_state, JobState.IN_PROGRESS)
-    except Exception as exc:  # the store is unreadable: keep the Redis, as if jobs were running
-        log.warning("leaving the embedded Redis running: cannot tell whether jobs are in progress (%s)", exc)
-        return
-    if in_progress:
-        log.info("leaving the embedded Redis running for %d IN_PROGRESS job(s)", len(in_progress))
-    else:
-        await asyncio.to_thread(embedded.stop)

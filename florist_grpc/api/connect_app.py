@@ -9,7 +9,6 @@ anywhere else, which the Content-Security-Policy below also holds the page to.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,7 @@ from connectrpc.interceptor import Interceptor
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.auth import Principal
-from florist_grpc.api.catalog_service import CatalogServicer
 from florist_grpc.api.connect_auth import AuditTrail, CallerCheck
 from florist_grpc.api.connect_services import (
     AgentServiceAdapter,
@@ -27,8 +24,7 @@ from florist_grpc.api.connect_services import (
     JobServiceAdapter,
     TrainingServiceAdapter,
 )
-from florist_grpc.api.job_service import JobServicer
-from florist_grpc.api.training_service import TrainingServicer
+from florist_grpc.api.services import Servicers
 from florist_grpc.net import is_loopback
 from florist_grpc.proto.florist.v1.agent_service_connect import AgentServiceASGIApplication
 from florist_grpc.proto.florist.v1.catalog_service_connect import CatalogServiceASGIApplication
@@ -54,16 +50,6 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
-
-
-@dataclass(frozen=True)
-class Servicers:
-    """The gRPC servicers whose methods the browser API calls (the same instances the gRPC server runs)."""
-
-    jobs: JobServicer
-    training: TrainingServicer
-    catalog: CatalogServicer
-    agents: AgentServicer
 
 
 def _host_of(scope: Scope) -> str:

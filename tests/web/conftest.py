@@ -36,9 +36,7 @@ class Dashboard:
     @property
     def url(self) -> str:
         """The dashboard's origin, `http://127.0.0.1:PORT` (no trailing slash: clients append method paths)."""
-        dashboard = self.plane.plane.dashboard
-        assert dashboard is not None
-        return f"http://127.0.0.1:{dashboard.port}"
+        return f"http://127.0.0.1:{self.plane.settings.http_port}"
 
 
 def write_auth_file(path: Path) -> Path:
