@@ -127,6 +127,8 @@ def test_a_job_created_in_the_page_is_followed_live_to_its_end(
         assert result["curves"][metric] == {"aggregated": rounds, "client0": rounds, "client1": rounds}, metric
     assert result["curves"]["train-loss"]["aggregated"] == rounds
     assert result["clientStates"] == ["FINISHED", "FINISHED"]
+    assert "[SUMMARY]" in result["logs"]["server"]  # Flower's end-of-run summary, in the FL server's log
+    assert "[SUMMARY]" not in result["logs"]["client0"]
     assert 2 <= result["maxOpenStreams"] <= 3
     # The model saved by the page is the one the server announces, byte for byte.
     artifact = next(

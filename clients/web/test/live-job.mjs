@@ -33,6 +33,14 @@ await report(async () => {
     );
     await page.waitForFunction(() => (document.querySelector("[data-log]")?.textContent ?? "").length > 0);
     const curvePoints = await page.evaluate(() => window.__curvePoints);
+    // One log at a time: choosing client 0's replaces the FL server's (and its stream).
+    const serverLog = await page.textContent("[data-log]");
+    await page.selectOption('select[aria-label="log source"]', "0");
+    await page.waitForFunction((before) => {
+      const text = document.querySelector("[data-log]")?.textContent ?? "";
+      return text.length > 0 && text !== before;
+    }, serverLog);
+    const clientLog = await page.textContent("[data-log]");
     const clientStates = await page.$$eval("[data-client-state]", (cells) => cells.map((c) => c.dataset.clientState));
     const curves = await page.$$eval("svg[data-metric]", (charts) =>
       Object.fromEntries(charts.map((c) => [c.dataset.metric, Object.fromEntries(
@@ -79,6 +87,7 @@ await report(async () => {
       clientStates,
       curves,
       curvePoints,
+      logs: { server: serverLog.slice(-2000), client0: clientLog.slice(-2000) },
       maxOpenStreams: await page.evaluate(() => window.__maxOpenStreams),
       modelPath,
       shownSha256,
