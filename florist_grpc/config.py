@@ -11,7 +11,7 @@ from pathlib import Path
 
 from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
-from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
+from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, ports_problem, split_host_port
 
 
 @dataclass(frozen=True)
@@ -192,13 +192,8 @@ class Settings:
                 raise ValueError(problem)
         elif tls_client_ca:
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-        ports = (("--port", port), ("--metrics-port", metrics_port), ("--http-port", http_port))
-        for flag, value in ports:
-            if not 0 <= value <= 65535:
-                raise ValueError(f"{flag} must be 0..65535, not {value}")
-        for i, (flag, value) in enumerate(ports[1:], 1):
-            if other := next((f for f, v in ports[:i] if value and v == value), None):
-                raise ValueError(f"{flag} {value} is also {other}: give each server a port of its own")
+        if problem := ports_problem((("--port", port), ("--metrics-port", metrics_port), ("--http-port", http_port))):
+            raise ValueError(problem)
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")

@@ -28,7 +28,6 @@ from florist_grpc.api.reflection import enable_reflection
 from florist_grpc.api.services import Servicers
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
-from florist_grpc.domain.model import JobState
 from florist_grpc.export import Exports
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.logs import JobLogs

@@ -72,6 +72,7 @@ def serve_flags(tmp_path: Path, pki: Pki) -> dict[str, str | None]:  # noqa: F81
         "--insecure-no-auth": None,
         "--advertise-host": "cp.example.org",
         "--metrics-port": "9100",
+        "--http-port": "8080",
         "--no-launcher-pool": None,
         "--data-root": str(pki.ca.parent),
         "--mlflow-tracking-uri": "http://127.0.0.1:5000",
