@@ -214,6 +214,8 @@ def test_without_an_auth_file_only_loopback_names_reach_the_dashboard(open_dashb
     port = url.rsplit(":", 1)[1].rstrip("/")
     assert get(url) == 200
     assert get(url, f"localhost:{port}") == 200
+    assert get(url, f"[::1]:{port}") == 200
+    assert get(url, "127.0.0.2") == 200
     # A page whose DNS name was rebound to 127.0.0.1 sends that name.
     assert get(url, f"attacker.example:{port}") == 403
 
