@@ -18,6 +18,7 @@ from grpc_health.v1._async import HealthServicer
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.audit import AuditInterceptor
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
+from florist_grpc.api.callers import Callers
 from florist_grpc.api.catalog_service import CatalogServicer
 from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
 from florist_grpc.api.job_service import JobServicer
@@ -171,6 +172,7 @@ class ControlPlane:
         # Builtin models plus installed plugins, described in a subprocess (plugins import torch; we do not).
         with step("describing the installed model plugins"):
             catalog = await asyncio.to_thread(load_catalog, timeouts.plugin_discovery_seconds)
+        callers = Callers(tokens)
         registry = JobRegistry(
             store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host, catalog
         )
@@ -188,12 +190,13 @@ class ControlPlane:
             agents.probe_data,
             self._pool,
             settings.data_roots,
+            callers.site_projects,
         )
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
-        job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
+        job_grpc.add_JobServiceServicer_to_server(JobServicer(registry, callers), server)
         logs = JobLogs(registry, agents, trainer.log_path)
-        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs), server)
+        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs, callers), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(agents, tokens, timeouts.agent_call_seconds), server

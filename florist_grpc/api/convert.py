@@ -82,6 +82,7 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         create_time=now,
         server_address=pb.server_address.strip(),
         redis_address=pb.redis_address.strip(),
+        project=pb.project.strip(),
     )
 
 
@@ -103,6 +104,8 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         create_time=timestamp(job.create_time),
         start_time=timestamp(job.start_time),
         end_time=timestamp(job.end_time),
+        project=job.project,
+        owner=job.owner,
     )
     for c in job.clients:
         pb.clients.append(

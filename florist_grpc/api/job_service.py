@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from florist_grpc.api import convert
+from florist_grpc.api.callers import Callers
 from florist_grpc.api.errors import unary
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import JobState
@@ -28,31 +29,36 @@ def job_state_of(value: int, field: str) -> JobState:
 
 
 class JobServicer(pb_grpc.JobServiceServicer):
-    def __init__(self, registry: JobRegistry) -> None:
+    def __init__(self, registry: JobRegistry, callers: Callers) -> None:
         self._registry = registry
+        self._callers = callers
 
     @unary
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
         if not request.HasField("job"):
             raise InvalidArgument([FieldViolation("job", "is required")])
         job = convert.job_from_proto(request.job, "", datetime.now(UTC))
-        created = await self._registry.create(job, request.request_id, request.validate_only)
+        caller = self._callers.of(context)
+        created = await self._registry.create(job, request.request_id, request.validate_only, caller)
         return pb.CreateJobResponse(job=convert.job_to_proto(created))
 
     @unary
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
-        return pb.GetJobResponse(job=convert.job_to_proto(await self._registry.get(request.job_id)))
+        job = await self._registry.get(request.job_id, self._callers.of(context))
+        return pb.GetJobResponse(job=convert.job_to_proto(job))
 
     @unary
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
         state, basic = job_state_of(request.state, "state"), request.view == pb.JOB_VIEW_BASIC
         after = convert.decode_page_token(request.page_token, state, request.filter)
-        jobs, more = await self._registry.list(request.page_size, after, state, job_filter.parse(request.filter))
+        jobs, more = await self._registry.list(
+            request.page_size, after, state, job_filter.parse(request.filter), self._callers.of(context)
+        )
         token = convert.encode_page_token(jobs[-1], state, request.filter) if more and jobs else ""
         shown = [convert.job_to_proto(without_metrics(j) if basic else j) for j in jobs]
         return pb.ListJobsResponse(jobs=shown, next_page_token=token)
 
     @unary
     async def DeleteJob(self, request: pb.DeleteJobRequest, context: Context) -> pb.DeleteJobResponse:
-        await self._registry.delete(request.job_id)
+        await self._registry.delete(request.job_id, self._callers.of(context))
         return pb.DeleteJobResponse()

@@ -52,10 +52,21 @@ def jobs_stub(conn: Connection) -> pb_grpc.JobServiceStub:
 
 
 def job_table(jobs: list[job_pb2.Job]) -> Table:
-    table = Table("ID", "STATE", "MODEL", "STRATEGY", "CLIENTS", "CREATED", box=None, pad_edge=False)
+    table = Table(
+        "ID", "STATE", "PROJECT", "OWNER", "MODEL", "STRATEGY", "CLIENTS", "CREATED", box=None, pad_edge=False
+    )
     for job in jobs:
         created = job.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if job.HasField("create_time") else ""
-        table.add_row(job.id, state_name(job.state), job.model, job.strategy, str(len(job.clients)), created)
+        table.add_row(
+            job.id,
+            state_name(job.state),
+            job.project,
+            job.owner,
+            job.model,
+            job.strategy,
+            str(len(job.clients)),
+            created,
+        )
     return table
 
 
@@ -116,7 +127,10 @@ def list_jobs(
     state: Annotated[str, typer.Option(help="Only jobs in this state, e.g. in_progress.")] = "",
     filter_text: Annotated[
         str,
-        typer.Option("--filter", help="AIP-160 filter, e.g. 'state = IN_PROGRESS' or 'model = \"MLP\"'."),
+        typer.Option(
+            "--filter",
+            help="AIP-160 filter on state, model, strategy, project, owner, e.g. 'state = IN_PROGRESS'.",
+        ),
     ] = "",
     page_size: Annotated[int, typer.Option(help="Jobs per page (0 = the server's default, 50).")] = 0,
     page_token: Annotated[str, typer.Option(help="The next_page_token of the previous page.")] = "",
@@ -135,6 +149,7 @@ def list_jobs(
       florist-grpc job list
       florist-grpc job list --state in_progress
       florist-grpc job list --filter 'model = "MLP" AND state = FINISHED_SUCCESSFULLY' -o json
+      florist-grpc job list --filter 'project = vision AND owner = ann'
       florist-grpc job list --page-size 20 --page-token NEXT_PAGE_TOKEN
       florist-grpc job list --state finished_successfully --page-size 1 -q
     """

@@ -53,7 +53,9 @@ def serve(
         str, opt("--mongodb-uri", "Use this MongoDB instead of the embedded SQLite store.")
     ] = Settings.mongodb_uri,
     redis_url: Annotated[str, opt("--redis-url", "Use this Redis instead of starting one.")] = Settings.redis_url,
-    auth_file: Annotated[Path | None, opt("--auth-file", "Tokens, lines of 'ROLE SHA256_HEX [NAME]'.")] = None,
+    auth_file: Annotated[
+        Path | None, opt("--auth-file", "Tokens, lines of 'ROLE SHA256_HEX [NAME [PROJECTS]]'.")
+    ] = None,
     tls_cert: Annotated[Path | None, opt("--tls-cert", "Server certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, opt("--tls-key", "Server private key (PEM).")] = None,
     tls_client_ca: Annotated[

@@ -141,6 +141,9 @@ class Job:
     last_sequence: int = 0
     # The model's own settings, validated against its catalog schema.
     model_config: JsonObject = field(default_factory=dict)
+    # The project the job belongs to (callers see the jobs of their projects only) and who created it.
+    project: str = "default"
+    owner: str = ""
 
     def client_source(self, index: int) -> Source:
         return Source(SourceKind.CLIENT, index, self.clients[index].uuid)

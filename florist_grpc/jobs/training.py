@@ -25,7 +25,7 @@ from florist_grpc.fl.run_config import ClientRun, ServerRun
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
-from florist_grpc.jobs.sites import check_site_clients
+from florist_grpc.jobs.sites import SiteProjects, check_site_clients, check_site_projects, every_project
 from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
@@ -61,7 +61,9 @@ class Trainer:
         remote_probe: RemoteProbe | None = None,
         pool: LauncherPool | None = None,
         data_roots: tuple[Path, ...] = (),
+        site_projects: SiteProjects = every_project,
     ) -> None:
+        self._site_projects = site_projects  # an agent token's PROJECTS bound the jobs its site runs
         self._users = users
         self.starts = Starts()
         # With a certificate, FL servers of jobs with agent-run clients serve FL traffic over TLS with it.
@@ -97,7 +99,8 @@ class Trainer:
                 f"job {quote(job_id)} is {job.state.name}; only a NOT_STARTED job can be started",
                 reason="JOB_NOT_STARTABLE",
             )
-        # Every agent-run client's agent is connected and can read its data.
+        # Every agent-run client's site may run this project's jobs, its agent is connected and can read its data.
+        check_site_projects(self._site_projects, job)
         await check_site_clients(self._agents, job)
         spec = self._catalog.models.get(job.model)
         if spec is None:  # a plugin's model, and the plugin is no longer installed

@@ -67,8 +67,11 @@ class JobStore(abc.ABC):
         """The job with its accumulated reports, or None."""
 
     @abc.abstractmethod
-    def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
-        """Up to page_size jobs strictly after `after`, newest first; state UNSPECIFIED = any."""
+    def list_jobs(
+        self, page_size: int, after: PageCursor | None, state: JobState, projects: Collection[str] | None = None
+    ) -> list[Job]:
+        """Up to page_size jobs strictly after `after`, newest first; state UNSPECIFIED = any; only jobs of
+        `projects` unless it is None."""
 
     @abc.abstractmethod
     def delete_job(self, job_id: str) -> bool:

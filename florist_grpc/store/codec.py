@@ -16,6 +16,7 @@ from florist_grpc.domain.model import (
     Source,
     SourceKind,
 )
+from florist_grpc.domain.projects import DEFAULT_PROJECT
 
 
 def to_micros(t: datetime) -> int:
@@ -41,6 +42,8 @@ def job_to_doc(job: Job) -> JsonObject:
         "server_uuid": job.server_uuid,
         "server_process": asdict(job.server_process),
         "error_message": job.error_message,
+        "project": job.project,
+        "owner": job.owner,
         "clients": [
             {
                 "data_path": c.data_path,
@@ -106,6 +109,9 @@ def job_from_doc(
         end_time=from_micros(end_us) if end_us is not None else None,
         server_process=ProcessRef(**doc["server_process"]),
         last_sequence=last_sequence,
+        # Jobs stored before projects belong to the default project, created by nobody we know.
+        project=doc.get("project", DEFAULT_PROJECT),
+        owner=doc.get("owner", ""),
     )
 
 

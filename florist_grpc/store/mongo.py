@@ -36,6 +36,7 @@ from florist_grpc.domain.model import (
     MetricsEvent,
     Source,
 )
+from florist_grpc.domain.projects import DEFAULT_PROJECT
 from florist_grpc.store import rules
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
@@ -74,6 +75,7 @@ class MongoStore(JobStore):
         self._jobs.create_index([("request_id", 1)], unique=True, partialFilterExpression={"request_id": {"$gt": ""}})
         self._jobs.create_index([("create_us", -1), ("_id", -1)])
         self._jobs.create_index([("state", 1), ("create_us", -1), ("_id", -1)])
+        self._jobs.create_index([("project", 1), ("create_us", -1), ("_id", -1)])
         self._events.create_index([("job_id", 1), ("sequence", 1)], unique=True)
 
     def _guard(self, fn: Callable[[], T]) -> T:
@@ -114,6 +116,7 @@ class MongoStore(JobStore):
                 "_id": job.id,
                 "create_us": to_micros(job.create_time),
                 "state": int(job.state),
+                "project": job.project,
                 "last_sequence": 0,
                 "doc": job_to_doc(job),
                 "reports": {},
@@ -139,11 +142,16 @@ class MongoStore(JobStore):
         row = self._guard(run)
         return self._job(row) if row is not None else None
 
-    def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
+    def list_jobs(
+        self, page_size: int, after: PageCursor | None, state: JobState, projects: Collection[str] | None = None
+    ) -> list[Job]:
         def run() -> list[Job]:
             query: JsonObject = {}
             if state is not JobState.UNSPECIFIED:
                 query["state"] = int(state)
+            if projects is not None:
+                # Jobs stored before projects have no field: they are the default project's.
+                query["project"] = {"$in": [*projects, *([None] if DEFAULT_PROJECT in projects else [])]}
             if after is not None:
                 us = to_micros(after.create_time)
                 query["$or"] = [{"create_us": {"$lt": us}}, {"create_us": us, "_id": {"$lt": after.job_id}}]

@@ -29,7 +29,7 @@ from florist_grpc.store import rules
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.sqlite_connections import SqliteConnections
-from florist_grpc.store.sqlite_schema import SCHEMA
+from florist_grpc.store.sqlite_schema import migrate
 
 _JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us"
 # Errors that belong to one statement's data (malformed JSON is a generic SQLITE_ERROR; a value over SQLite's
@@ -43,7 +43,7 @@ class SqliteStore(JobStore):
         self._connection = self._connections.connection
         self._write = self._connections.write
         self._guard = self._connections.guard
-        self._connection().executescript(SCHEMA)
+        migrate(self._connection())
 
     def ping(self) -> None:
         self._guard(lambda: self._connection().execute("SELECT 1").fetchone())
@@ -73,12 +73,13 @@ class SqliteStore(JobStore):
                     if (existing := row.fetchone()) is not None:
                         return self._job(conn, existing)
                 conn.execute(
-                    "INSERT INTO jobs (id, request_id, create_us, state, doc) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO jobs (id, request_id, create_us, state, project, doc) VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         job.id,
                         request_id or None,
                         to_micros(job.create_time),
                         int(job.state),
+                        job.project,
                         json.dumps(job_to_doc(job)),
                     ),
                 )
@@ -94,13 +95,18 @@ class SqliteStore(JobStore):
 
         return self._guard(run)
 
-    def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
+    def list_jobs(
+        self, page_size: int, after: PageCursor | None, state: JobState, projects: Collection[str] | None = None
+    ) -> list[Job]:
         def run() -> list[Job]:
             clauses: list[str] = []
             params: list[object] = []
             if state is not JobState.UNSPECIFIED:
                 clauses.append("state = ?")
                 params.append(int(state))
+            if projects is not None:
+                clauses.append(f"project IN ({', '.join('?' * len(projects))})")
+                params += sorted(projects)
             if after is not None:
                 clauses.append("(create_us < ? OR (create_us = ? AND id < ?))")
                 us = to_micros(after.create_time)

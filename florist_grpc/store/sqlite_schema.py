@@ -1,6 +1,12 @@
-"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (the log)."""
+"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (the log).
+
+A database written by an earlier version is brought up to date in place (`migrate`): columns added since are
+added with the value every older job has.
+"""
 
 from __future__ import annotations
+
+import sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -13,8 +19,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_sequence INTEGER NOT NULL DEFAULT 0,
     doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (create_us DESC, id DESC);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, create_us DESC, id DESC);
 CREATE TABLE IF NOT EXISTS reports (
     job_id TEXT NOT NULL,
     source TEXT NOT NULL,
@@ -33,3 +37,30 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (job_id, sequence)
 ) WITHOUT ROWID;
 """
+
+# Columns of `jobs` added after its first version: name -> definition (older rows take the default).
+ADDED_JOB_COLUMNS = {
+    "project": "TEXT NOT NULL DEFAULT 'default'",
+}
+
+INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (create_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, create_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, create_us DESC, id DESC);
+"""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the tables, add the columns an older database lacks, then the indexes (some are on new columns)."""
+    conn.executescript(SCHEMA)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for name, definition in ADDED_JOB_COLUMNS.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    conn.executescript(INDEXES)

@@ -172,6 +172,8 @@ class Job(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     MODEL_CONFIG_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier. Output only."""
     state: Global___JobState.ValueType
@@ -192,6 +194,13 @@ class Job(_message.Message):
     """Run uuid of the FL server: its Redis key and channel. Output only."""
     error_message: _builtins.str
     """Why the job ended FINISHED_WITH_ERROR. Output only."""
+    project: _builtins.str
+    """The project the job belongs to; callers see and act on the jobs of their projects only (another project's
+    job is NOT_FOUND). Empty in CreateJob = the caller's only project (`default` for a caller of every project);
+    a caller of several projects must name one.
+    """
+    owner: _builtins.str
+    """Name of the caller that created the job (its auth-file NAME; `local` without an auth file). Output only."""
     @_builtins.property
     def server_config(self) -> _struct_pb2.Struct:
         """Strategy and training configuration; validated against the strategy's JSON Schema."""
@@ -240,10 +249,12 @@ class Job(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         model_config: _struct_pb2.Struct | None = ...,
+        project: _builtins.str = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "owner", b"owner", "project", b"project", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
