@@ -78,6 +78,9 @@ class Timeouts:
     pool_call_seconds: float = 10.0
     # Launcher pool: at shutdown, how long it gets to exit when it has no FL process left to reap.
     pool_stop_seconds: float = 5.0
+    # WatchJobs: a watch that has sent nothing for this long gets a BOOKMARK with the latest revision it covers
+    # (proxies and load balancers drop streams that stay silent; a client learns where to resume).
+    watch_bookmark_seconds: float = 30.0
 
 
 @dataclass(frozen=True)

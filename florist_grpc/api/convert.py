@@ -16,6 +16,7 @@ from florist_grpc.domain.model import (
     ClientLogByIndex,
     ClientLogByUuid,
     Job,
+    JobChange,
     JobState,
     JsonObject,
     LogSource,
@@ -25,7 +26,7 @@ from florist_grpc.domain.model import (
 from florist_grpc.domain.portable_json import whole_numbers
 from florist_grpc.jobs.artifacts import ModelFile
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
-from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.store.base import PageCursor
 from florist_grpc.store.codec import from_micros, to_micros
@@ -106,6 +107,8 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         end_time=timestamp(job.end_time),
         project=job.project,
         owner=job.owner,
+        revision=job.revision,
+        current_round=job.current_round,
     )
     for c in job.clients:
         pb.clients.append(
@@ -122,6 +125,14 @@ def job_to_proto(job: Job) -> job_pb2.Job:
             )
         )
     return pb
+
+
+def change_to_proto(change: JobChange) -> job_service_pb2.JobChange:
+    return job_service_pb2.JobChange(
+        revision=change.revision,
+        type=job_service_pb2.JobChangeType.ValueType(int(change.type)),
+        job=job_to_proto(change.job) if change.job is not None else None,
+    )
 
 
 def event_to_proto(event: MetricsEvent) -> training_pb.MetricsEvent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,14 +10,17 @@ import grpc
 
 from florist_grpc.api import convert
 from florist_grpc.api.callers import Callers
-from florist_grpc.api.errors import unary
+from florist_grpc.api.errors import streaming, unary
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import JobState
 from florist_grpc.jobs import job_filter
 from florist_grpc.jobs.listing import without_metrics
 from florist_grpc.jobs.registry import JobRegistry
+from florist_grpc.jobs.watch_hub import WatchHub
+from florist_grpc.jobs.watching import Watch, watch_changes
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as pb_grpc
+from florist_grpc.store.base import JobStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -29,9 +33,14 @@ def job_state_of(value: int, field: str) -> JobState:
 
 
 class JobServicer(pb_grpc.JobServiceServicer):
-    def __init__(self, registry: JobRegistry, callers: Callers) -> None:
+    def __init__(
+        self, registry: JobRegistry, callers: Callers, store: JobStore, hub: WatchHub, bookmark_seconds: float
+    ) -> None:
         self._registry = registry
         self._callers = callers
+        self._store = store
+        self._hub = hub
+        self._bookmark_seconds = bookmark_seconds
 
     @unary
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
@@ -51,12 +60,28 @@ class JobServicer(pb_grpc.JobServiceServicer):
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
         state, basic = job_state_of(request.state, "state"), request.view == pb.JOB_VIEW_BASIC
         after = convert.decode_page_token(request.page_token, state, request.filter)
-        jobs, more = await self._registry.list(
+        jobs, more, revision = await self._registry.list(
             request.page_size, after, state, job_filter.parse(request.filter), self._callers.of(context)
         )
         token = convert.encode_page_token(jobs[-1], state, request.filter) if more and jobs else ""
         shown = [convert.job_to_proto(without_metrics(j) if basic else j) for j in jobs]
-        return pb.ListJobsResponse(jobs=shown, next_page_token=token)
+        return pb.ListJobsResponse(jobs=shown, next_page_token=token, revision=revision)
+
+    @streaming
+    async def WatchJobs(self, request: pb.WatchJobsRequest, context: Context) -> AsyncIterator[pb.WatchJobsResponse]:
+        watch = Watch(
+            self._callers.of(context),
+            job_filter.parse(request.filter),
+            request.after_revision,
+            with_metrics=request.view == pb.JOB_VIEW_FULL,
+        )
+
+        async def confirm() -> None:
+            # Confirmed once subscribed: a client may wait for the stream to be established before changing jobs.
+            await context.send_initial_metadata(())
+
+        async for change in watch_changes(self._store, self._hub, watch, self._bookmark_seconds, confirm):
+            yield pb.WatchJobsResponse(change=convert.change_to_proto(change))
 
     @unary
     async def DeleteJob(self, request: pb.DeleteJobRequest, context: Context) -> pb.DeleteJobResponse:

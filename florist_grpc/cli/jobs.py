@@ -11,6 +11,7 @@ from google.protobuf import json_format
 from rich.table import Table
 from rich.text import Text
 
+from florist_grpc.cli.job_watch import watch_jobs
 from florist_grpc.cli.jobfile import load_request
 from florist_grpc.cli.options import (
     CALL_SECONDS,
@@ -136,6 +137,10 @@ def list_jobs(
     page_token: Annotated[str, typer.Option(help="The next_page_token of the previous page.")] = "",
     metrics: Annotated[bool, typer.Option(help="Include the accumulated metrics (JSON output).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the jobs' ids, one per line.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="After the list, print every change to the jobs as it comes (Ctrl-C ends)."),
+    ] = False,
     address: Address = DEFAULT_ADDRESS,
     token: Token = "",
     tls_ca: TlsCa = None,
@@ -144,6 +149,8 @@ def list_jobs(
     """List jobs, newest first.
 
     --state and --filter narrow the list; a page that is not the last ends with the next page's --page-token.
+    --watch lists every page, then prints each change (ADDED, MODIFIED, DELETED) as it happens, like
+    `kubectl get -w`; it resumes by itself after a lost connection.
 
     Examples:
       florist-grpc job list
@@ -152,6 +159,7 @@ def list_jobs(
       florist-grpc job list --filter 'project = vision AND owner = ann'
       florist-grpc job list --page-size 20 --page-token NEXT_PAGE_TOKEN
       florist-grpc job list --state finished_successfully --page-size 1 -q
+      florist-grpc job list --watch --filter 'project = vision'
     """
     conn = Connection(address, token, tls_ca)
     name = "JOB_STATE_" + state.upper().removeprefix("JOB_STATE_") if state else "JOB_STATE_UNSPECIFIED"
@@ -166,6 +174,11 @@ def list_jobs(
         filter=filter_text,
         view=pb.JOB_VIEW_FULL if metrics else pb.JOB_VIEW_BASIC,
     )
+    if watch:
+        if quiet or page_token:
+            raise CliError("--watch lists every page and shows changes: it takes neither --quiet nor --page-token")
+        watch_jobs(conn, request, output, lambda jobs: console().print(job_table(jobs)))
+        return
     response = jobs_stub(conn).ListJobs(request, metadata=conn.metadata, timeout=CALL_SECONDS)
     if quiet:  # for scripts, as `docker ps -q`: ids only, whatever the output format
         for job in response.jobs:

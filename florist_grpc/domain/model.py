@@ -144,6 +144,10 @@ class Job:
     # The project the job belongs to (callers see the jobs of their projects only) and who created it.
     project: str = "default"
     owner: str = ""
+    # The store-wide revision of the job's last change (state, metadata, client states, current round).
+    revision: int = 0
+    # The last round the FL server finished (eval_round_end in its report).
+    current_round: int = 0
 
     def client_source(self, index: int) -> Source:
         return Source(SourceKind.CLIENT, index, self.clients[index].uuid)
@@ -159,6 +163,28 @@ class MetricsEvent:
     source: Source
     patch: JsonObject
     job_state: JobState
+
+
+class ChangeType(enum.IntEnum):
+    """Mirrors florist.v1.JobChangeType."""
+
+    UNSPECIFIED = 0
+    ADDED = 1
+    MODIFIED = 2
+    DELETED = 3
+    BOOKMARK = 4
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One entry of the store-wide log of job changes (WatchJobs). `job` is the job right after the change, without
+    its accumulated reports (the last job a DELETED change removed); `previous_state` its state before (for
+    watches filtered by state: a job may enter or leave what they watch). A BOOKMARK has no job."""
+
+    revision: int
+    type: ChangeType
+    job: Job | None = None
+    previous_state: JobState = JobState.UNSPECIFIED
 
 
 @dataclass(frozen=True)

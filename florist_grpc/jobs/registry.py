@@ -88,15 +88,18 @@ class JobRegistry:
         state: JobState,
         job_filter: JobFilter | None,
         caller: Caller,
-    ) -> tuple[list[Job], bool]:
-        """A page of the jobs the caller sees, and whether more follow."""
+    ) -> tuple[list[Job], bool, int]:
+        """A page of the jobs the caller sees, whether more follow, and the revision it reflects: read before the
+        page, so every change at or below it is in the page (later ones may be too; their jobs say so)."""
         if page_size < 0:
             raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        revision = await asyncio.to_thread(self._store.current_revision)
         if job_filter is None or not job_filter.clauses:
             jobs = await asyncio.to_thread(self._store.list_jobs, size + 1, after, state, caller.visible)
-            return jobs[:size], len(jobs) > size
-        return await asyncio.to_thread(filtered_page, self._store, size, after, state, job_filter, caller.visible)
+            return jobs[:size], len(jobs) > size, revision
+        page, more = await asyncio.to_thread(filtered_page, self._store, size, after, state, job_filter, caller.visible)
+        return page, more, revision
 
     async def delete(self, job_id: str, caller: Caller) -> None:
         await self.get(job_id, caller)

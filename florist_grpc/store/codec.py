@@ -71,6 +71,8 @@ def job_from_doc(
     start_us: int | None,
     end_us: int | None,
     reports: dict[str, JsonObject],
+    revision: int = 0,
+    current_round: int = 0,
 ) -> Job:
     clients = [
         Client(
@@ -112,6 +114,37 @@ def job_from_doc(
         # Jobs stored before projects belong to the default project, created by nobody we know.
         project=doc.get("project", DEFAULT_PROJECT),
         owner=doc.get("owner", ""),
+        revision=revision,
+        current_round=current_round,
+    )
+
+
+def snapshot_to_doc(job: Job) -> JsonObject:
+    """The job as a change of the changes log holds it: its definition and state, without its reports."""
+    return {
+        **job_to_doc(job),
+        "state": int(job.state),
+        "create_us": to_micros(job.create_time),
+        "start_us": to_micros(job.start_time) if job.start_time else None,
+        "end_us": to_micros(job.end_time) if job.end_time else None,
+        "last_sequence": job.last_sequence,
+        "revision": job.revision,
+        "current_round": job.current_round,
+    }
+
+
+def snapshot_from_doc(job_id: str, doc: JsonObject) -> Job:
+    return job_from_doc(
+        job_id,
+        doc,
+        state=doc["state"],
+        last_sequence=doc["last_sequence"],
+        create_us=doc["create_us"],
+        start_us=doc["start_us"],
+        end_us=doc["end_us"],
+        reports={},
+        revision=doc["revision"],
+        current_round=doc["current_round"],
     )
 
 

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from florist_grpc.domain.errors import FailedPrecondition, quote
-from florist_grpc.domain.model import ClientState, JobState, JsonObject, Launch
+from florist_grpc.domain.errors import FailedPrecondition, OutOfRange, quote
+from florist_grpc.domain.model import ClientState, JobState, JsonObject, Launch, Source, SourceKind
+from florist_grpc.domain.report_layout import current_round
 from florist_grpc.store.base import SetAside
 from florist_grpc.store.codec import to_micros
 
@@ -111,3 +112,29 @@ def apply_sets(doc: JsonObject, sets: dict[str, Any]) -> None:
             node[int(last)] = value
         else:
             node[last] = value
+
+
+def out_of_range(after: int, current: int, first: int | None) -> OutOfRange | None:
+    """Why changes after `after` cannot be read: beyond the current revision, or older than the log keeps."""
+    if after > current:
+        return OutOfRange(
+            f"revision {after} is beyond the current revision {current}: list the jobs again",
+            reason="REVISION_OUT_OF_RANGE",
+            metadata={"current_revision": str(current)},
+        )
+    if after < current and first is not None and after < first - 1:
+        return OutOfRange(
+            f"changes after revision {after} are no longer kept (the oldest kept is {first}): list the jobs again",
+            reason="REVISION_OUT_OF_RANGE",
+            metadata={"current_revision": str(current), "oldest_revision": str(first)},
+        )
+    return None
+
+
+def round_after(change_source: Source, report: JsonObject, stored_round: int) -> int | None:
+    """The job's new current round when this report of `change_source` moves it (only the FL server's report
+    counts rounds), else None: a job-level change, unlike the report change itself."""
+    if change_source.kind is not SourceKind.SERVER:
+        return None
+    finished = current_round(report)
+    return finished if finished != stored_round else None

@@ -1,4 +1,5 @@
-"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (the log).
+"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (a job's
+log), changes (the store-wide log of job changes, by revision).
 
 A database written by an earlier version is brought up to date in place (`migrate`): columns added since are
 added with the value every older job has.
@@ -36,11 +37,20 @@ CREATE TABLE IF NOT EXISTS events (
     job_state INTEGER NOT NULL,
     PRIMARY KEY (job_id, sequence)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    type INTEGER NOT NULL,
+    previous_state INTEGER NOT NULL,
+    job TEXT NOT NULL
+);
 """
 
 # Columns of `jobs` added after its first version: name -> definition (older rows take the default).
 ADDED_JOB_COLUMNS = {
     "project": "TEXT NOT NULL DEFAULT 'default'",
+    "revision": "INTEGER NOT NULL DEFAULT 0",
+    "current_round": "INTEGER NOT NULL DEFAULT 0",
 }
 
 INDEXES = """

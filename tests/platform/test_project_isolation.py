@@ -27,7 +27,7 @@ from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.testing.plane import ControlPlaneThread
 from tests.e2e.sites import RawSession
-from tests.helpers import job_message
+from tests.helpers import job_message, short_timeouts
 
 SERVICES = (job_pb, training_pb, catalog_pb, agent_pb)
 ANN = (("authorization", "Bearer ann-token"),)  # operator of project alpha
@@ -47,7 +47,9 @@ def plane(tmp_path: Path) -> Iterator[ControlPlaneThread]:
         f"agent {sha('site-token')} site-a alpha\n"
         f"operator {sha('cat-token')} cat alpha,beta\n"
     )
-    running = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=tokens)
+    # Bookmarks every 0.2 s of silence: a watch says when it has sent everything up to the current revision.
+    timeouts = short_timeouts(watch_bookmark_seconds=0.2)
+    running = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=tokens, timeouts=timeouts)
     yield running
     running.stop()
 
@@ -105,6 +107,19 @@ def listed(t: Target, metadata: Metadata) -> bool:
     return t.job_id in seen
 
 
+def watched(t: Target, metadata: Metadata) -> bool:
+    """Replays the job's changes (from its creation on), read until a bookmark says the watch is current."""
+    current = t.plane.plane.store.current_revision()
+    request = job_pb.WatchJobsRequest(after_revision=1, view=job_pb.JOB_VIEW_FULL)
+    seen = set()
+    for response in t.plane.jobs.WatchJobs(request, timeout=10, metadata=metadata):
+        change = response.change
+        if change.type == job_pb.JOB_CHANGE_TYPE_BOOKMARK and change.revision >= current:
+            return t.job_id in seen
+        seen.add(change.job.id)
+    raise AssertionError("the watch ended")
+
+
 def streamed(t: Target, metadata: Metadata, method: str) -> bool:
     stub = t.plane.training
     requests: dict[str, Callable[[], object]] = {
@@ -134,6 +149,7 @@ TABLE: dict[str, Call] = {
         t, lambda: t.plane.jobs.GetJob(job_pb.GetJobRequest(job_id=t.job_id), timeout=10, metadata=md)
     ),
     "/florist.v1.JobService/ListJobs": listed,
+    "/florist.v1.JobService/WatchJobs": watched,
     "/florist.v1.TrainingService/StartTraining": lambda t, md: saw(
         t,
         lambda: t.plane.training.StartTraining(

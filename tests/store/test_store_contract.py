@@ -27,6 +27,7 @@ from florist_grpc.domain.model import (
     SourceKind,
 )
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
+from tests.store.contract_changes import ChangesContract, Reopen
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -61,8 +62,8 @@ def new_job(job_id: str, at: datetime = T0, clients: int = 2) -> Job:
     )
 
 
-class JobStoreContract:
-    """Subclasses provide the `store` fixture."""
+class JobStoreContract(ChangesContract):
+    """Subclasses provide the `store` fixture (and those of the mixed-in parts of the contract)."""
 
     @pytest.fixture
     def store(self) -> Iterator[JobStore]:
@@ -326,6 +327,24 @@ class TestSqliteStore(JobStoreContract):
         yield store
         store.close()
 
+    @pytest.fixture
+    def small_store(self, tmp_path: Path) -> Iterator[JobStore]:
+        from florist_grpc.store.sqlite import SqliteStore
+
+        store = SqliteStore(tmp_path / "small.sqlite3", keep_changes=5)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def reopen(self, tmp_path: Path) -> Reopen:
+        from florist_grpc.store.sqlite import SqliteStore
+
+        def again(store: JobStore) -> JobStore:
+            store.close()
+            return SqliteStore(tmp_path / "florist.sqlite3")
+
+        return again
+
     def test_data_survives_reopening(self, tmp_path: Path) -> None:
         from florist_grpc.store.sqlite import SqliteStore
 
@@ -371,6 +390,24 @@ class TestMongoStoreOnMongomock(JobStoreContract):
 
         patch_mongomock()
         yield MongoStore(mongomock.MongoClient(), "florist_test")
+
+    @pytest.fixture
+    def small_store(self) -> JobStore:
+        import mongomock
+
+        from florist_grpc.store.mongo import MongoStore
+
+        return MongoStore(mongomock.MongoClient(), "florist_small", keep_changes=5)
+
+    @pytest.fixture
+    def reopen(self) -> Reopen:
+        from florist_grpc.store.mongo import MongoStore
+
+        def again(store: JobStore) -> JobStore:
+            assert isinstance(store, MongoStore)
+            return MongoStore(store._client, store.database)
+
+        return again
 
     def test_a_job_stored_before_projects_is_the_default_projects(self, store: JobStore) -> None:
         from florist_grpc.store.mongo import MongoStore
@@ -419,3 +456,25 @@ class TestMongoStoreOnRealMongo(JobStoreContract):
         yield MongoStore(client, name)
         client.drop_database(name)
         client.close()
+
+    @pytest.fixture
+    def small_store(self) -> Iterator[JobStore]:
+        import pymongo
+
+        from florist_grpc.store.mongo import MongoStore
+
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(os.environ["FLORIST_TEST_MONGODB_URI"])
+        name = f"florist_small_{os.getpid()}"
+        yield MongoStore(client, name, keep_changes=5)
+        client.drop_database(name)
+        client.close()
+
+    @pytest.fixture
+    def reopen(self) -> Reopen:
+        from florist_grpc.store.mongo import MongoStore
+
+        def again(store: JobStore) -> JobStore:
+            assert isinstance(store, MongoStore)
+            return MongoStore(store._client, store.database)
+
+        return again

@@ -174,6 +174,8 @@ class Job(_message.Message):
     MODEL_CONFIG_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    CURRENT_ROUND_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier. Output only."""
     state: Global___JobState.ValueType
@@ -201,6 +203,14 @@ class Job(_message.Message):
     """
     owner: _builtins.str
     """Name of the caller that created the job (its auth-file NAME; `local` without an auth file). Output only."""
+    revision: _builtins.int
+    """The store-wide revision of the job's last change (state, launch, client states, current round; not every
+    metrics event). A watching client drops changes at or below the revision of the job it holds. Output only.
+    """
+    current_round: _builtins.int
+    """The last round the FL server finished (`eval_round_end` in its report, as FLorist's UI counts); 0 before
+    the first. Output only.
+    """
     @_builtins.property
     def server_config(self) -> _struct_pb2.Struct:
         """Strategy and training configuration; validated against the strategy's JSON Schema."""
@@ -251,10 +261,12 @@ class Job(_message.Message):
         model_config: _struct_pb2.Struct | None = ...,
         project: _builtins.str = ...,
         owner: _builtins.str = ...,
+        revision: _builtins.int = ...,
+        current_round: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "owner", b"owner", "project", b"project", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "current_round", b"current_round", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "owner", b"owner", "project", b"project", "redis_address", b"redis_address", "revision", b"revision", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
