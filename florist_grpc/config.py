@@ -105,6 +105,9 @@ class Settings:
     # `--data-root`: local clients' data files must lie under one of these (resolved) directories, symlinks
     # resolved; none = any absolute regular file.
     data_roots: tuple[Path, ...] = ()
+    # The queue: at most this many jobs run at once, in all and per project (0 = no limit); the rest wait.
+    max_running_jobs: int = 0
+    max_running_jobs_per_project: int = 0
 
     @property
     def is_loopback(self) -> bool:
@@ -136,6 +139,8 @@ class Settings:
         metrics_port: int,
         launcher_pool: bool,
         data_roots: Sequence[Path],
+        max_running_jobs: int = 0,
+        max_running_jobs_per_project: int = 0,
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
@@ -158,6 +163,12 @@ class Settings:
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
+        for flag, limit in (
+            ("--max-running-jobs", max_running_jobs),
+            ("--max-running-jobs-per-project", max_running_jobs_per_project),
+        ):
+            if limit < 0:
+                raise ValueError(f"{flag} must be 0 (no limit) or more, not {limit}")
         if auth_file is None and not is_loopback(host) and not insecure_no_auth:
             raise ValueError(
                 f"refusing to serve without authentication on {host}: give --auth-file, "
@@ -176,6 +187,8 @@ class Settings:
             metrics_port=metrics_port,
             launcher_pool=launcher_pool,
             data_roots=tuple(root.resolve() for root in data_roots),
+            max_running_jobs=max_running_jobs,
+            max_running_jobs_per_project=max_running_jobs_per_project,
         )
 
 
@@ -209,6 +222,8 @@ class AgentSettings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     # Fork FL clients (and data probes) from a preloaded launcher pool, as the control plane does.
     launcher_pool: bool = True
+    # The most FL clients it runs at once (`--max-clients`, told in its hello); 0 = no limit.
+    max_clients: int = 0
 
     @property
     def tls(self) -> bool:
@@ -227,6 +242,7 @@ class AgentSettings:
         tls_key: Path | None,
         insecure: bool,
         launcher_pool: bool,
+        max_clients: int = 0,
     ) -> AgentSettings:
         """AgentSettings from the agent's flags and its token; raise ValueError with a message for the user when
         they do not fit together."""
@@ -255,6 +271,8 @@ class AgentSettings:
             )
         if not data_root.is_dir():
             raise ValueError(f"--data-root {data_root} is not a directory")
+        if max_clients < 0:
+            raise ValueError(f"--max-clients must be 0 (no limit) or more, not {max_clients}")
         return cls(
             control_plane=control_plane,
             name=name,
@@ -265,4 +283,5 @@ class AgentSettings:
             tls_key=tls_key,
             insecure=insecure,
             launcher_pool=launcher_pool,
+            max_clients=max_clients,
         )

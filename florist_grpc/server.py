@@ -28,8 +28,10 @@ from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState
+from florist_grpc.jobs.admission import Limits
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.logs import JobLogs
+from florist_grpc.jobs.queue import Admission, QueueDispatcher, agent_sites
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
@@ -171,6 +173,8 @@ class ControlPlane:
         with step("describing the installed model plugins"):
             catalog = await asyncio.to_thread(load_catalog, timeouts.plugin_discovery_seconds)
         callers = Callers(tokens)
+        limits = Limits(settings.max_running_jobs, settings.max_running_jobs_per_project)
+        admission = Admission(store, limits, agent_sites(agents), callers.site_projects)
         registry = JobRegistry(
             store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host, catalog
         )
@@ -189,7 +193,12 @@ class ControlPlane:
             self._pool,
             settings.data_roots,
             callers.site_projects,
+            admission,
         )
+        # The queue wakes when capacity may have freed: a running job ended (the store's changes), an agent came.
+        dispatcher = QueueDispatcher(admission, trainer.start_queued, trainer.end_queued)
+        store.on_change(dispatcher.on_change)
+        agents.on_connect.append(lambda name: dispatcher.wake())
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
         watch_hub = WatchHub(asyncio.get_running_loop())
@@ -212,6 +221,8 @@ class ControlPlane:
             recovered = await asyncio.to_thread(recover, store, follower, agents)
         if recovered:
             log.info("re-attached %d IN_PROGRESS job(s)", recovered)
+        dispatcher.start()  # the queue is in the store: what waited before a restart starts as it fits
+        started.push_async_callback(dispatcher.stop)
         with step("starting the gRPC server"):
             await server.start()
         self._server = server

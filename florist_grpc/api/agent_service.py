@@ -89,6 +89,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                     version=a.version,
                     data_root=a.data_root,
                     problem=a.problem,
+                    max_clients=a.max_clients,
                 )
                 for a in shown
             ]

@@ -84,6 +84,7 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         server_address=pb.server_address.strip(),
         redis_address=pb.redis_address.strip(),
         project=pb.project.strip(),
+        priority=pb.priority,
     )
 
 
@@ -109,6 +110,8 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         owner=job.owner,
         revision=job.revision,
         current_round=job.current_round,
+        priority=job.priority,
+        queue_time=timestamp(job.queue_time),
     )
     for c in job.clients:
         pb.clients.append(

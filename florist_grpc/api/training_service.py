@@ -55,8 +55,10 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     async def StartTraining(self, request: pb.StartTrainingRequest, context: Context) -> pb.StartTrainingResponse:
         _require_job_id(request.job_id)
         await self._registry.get(request.job_id, self._callers.of(context))
-        server_uuid, client_uuids = await self._trainer.start(request.job_id)
-        return pb.StartTrainingResponse(server_uuid=server_uuid, client_uuids=client_uuids)
+        started = await self._trainer.start(request.job_id)
+        return pb.StartTrainingResponse(
+            server_uuid=started.server_uuid, client_uuids=started.client_uuids, queued=started.queued
+        )
 
     @unary
     async def StopTraining(self, request: pb.StopTrainingRequest, context: Context) -> pb.StopTrainingResponse:

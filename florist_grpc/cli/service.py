@@ -82,6 +82,12 @@ def serve(
             "FLORIST_DATA_ROOT takes several separated by ':'). Default: any absolute path.",
         ),
     ] = None,
+    max_running_jobs: Annotated[
+        int, opt("--max-running-jobs", "Jobs that run at once; StartTraining queues the rest. 0 = no limit.")
+    ] = Settings.max_running_jobs,
+    max_running_jobs_per_project: Annotated[
+        int, opt("--max-running-jobs-per-project", "Jobs of one project that run at once. 0 = no limit.")
+    ] = Settings.max_running_jobs_per_project,
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision).
 
@@ -91,6 +97,7 @@ def serve(
       florist-grpc serve
       florist-grpc serve --port 0 --data-dir /tmp/florist
       florist-grpc serve --host 0.0.0.0 --auth-file auth.txt --tls-cert server.pem --tls-key server.key
+      florist-grpc serve --max-running-jobs 4 --max-running-jobs-per-project 2
     """
     from florist_grpc.api.auth import AuthFileError
     from florist_grpc.server import ControlPlane
@@ -113,6 +120,8 @@ def serve(
             metrics_port=metrics_port,
             launcher_pool=not no_launcher_pool,
             data_roots=data_roots or (),
+            max_running_jobs=max_running_jobs,
+            max_running_jobs_per_project=max_running_jobs_per_project,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
@@ -142,6 +151,9 @@ def agent(
     no_launcher_pool: Annotated[
         bool, opt("--no-launcher-pool", "Spawn each FL client instead of forking it from a preloaded launcher pool.")
     ] = not AgentSettings.launcher_pool,
+    max_clients: Annotated[
+        int, opt("--max-clients", "FL clients this site runs at once; jobs beyond it wait in the queue. 0 = no limit.")
+    ] = AgentSettings.max_clients,
 ) -> None:
     """Run an agent on a data-holding machine: it dials out to the control plane and runs its jobs' FL clients.
 
@@ -151,6 +163,7 @@ def agent(
     Examples:
       florist-grpc agent --control-plane cp.example.org:50051 --name site-a --data-root /data --tls-ca ca.pem
       florist-grpc agent --control-plane localhost:50051 --name site-a --data-root ./data
+      florist-grpc agent --control-plane localhost:50051 --name site-a --data-root ./data --max-clients 2
     """
     from florist_grpc.agent import Agent
     from florist_grpc.agent.session import Refused, Replaced
@@ -166,6 +179,7 @@ def agent(
             tls_key=tls_key,
             insecure=insecure,
             launcher_pool=not no_launcher_pool,
+            max_clients=max_clients,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

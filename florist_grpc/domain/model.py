@@ -20,6 +20,8 @@ class JobState(enum.IntEnum):
     FINISHED_SUCCESSFULLY = 3
     FINISHED_WITH_ERROR = 4
     CANCELLED = 5
+    # Waits in the queue for capacity (serve's --max-running-jobs and friends, agents' --max-clients).
+    QUEUED = 6
 
     @property
     def terminal(self) -> bool:
@@ -144,6 +146,9 @@ class Job:
     # The project the job belongs to (callers see the jobs of their projects only) and who created it.
     project: str = "default"
     owner: str = ""
+    # Higher starts first in the queue (only an admin sets it); when it entered the queue.
+    priority: int = 0
+    queue_time: datetime | None = None
     # The store-wide revision of the job's last change (state, metadata, client states, current round).
     revision: int = 0
     # The last round the FL server finished (eval_round_end in its report).

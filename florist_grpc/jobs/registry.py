@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
-from florist_grpc.domain.errors import FieldViolation, InvalidArgument, job_not_found
+from florist_grpc.domain.errors import FieldViolation, InvalidArgument, PermissionDenied, job_not_found
 from florist_grpc.domain.model import Job, JobState
 from florist_grpc.domain.projects import Caller
 from florist_grpc.domain.validation import validate_job
@@ -56,6 +56,12 @@ class JobRegistry:
         The job belongs to the project it names (or the caller's only one) and is owned by the caller."""
         if len(request_id) > 128:
             raise InvalidArgument([FieldViolation("request_id", "at most 128 characters")])
+        if job.priority and not caller.may("admin"):
+            # PERMISSION_DENIED, not INVALID_ARGUMENT: the value is fine, the caller's role may not set it.
+            raise PermissionDenied(
+                f"{caller.name} ({caller.role}) may not set job.priority: only an admin orders the queue",
+                reason="PRIORITY_NEEDS_ADMIN",
+            )
         job = replace(job, project=caller.project_for(job.project), owner=caller.name)
         validate_job(job, self._address_violations(job), self._catalog)
         if not job.server_address:

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from florist_grpc.config import Timeouts
@@ -46,24 +45,10 @@ from florist_grpc.launch.agent_protocol import (
     StopClient,
     Welcome,
 )
-from florist_grpc.launch.agent_session import AgentSession
+from florist_grpc.launch.agent_session import AgentSession, AgentView
 from florist_grpc.launch.report_relay import ReportRelay
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AgentView:
-    """One agent as ListAgents shows it."""
-
-    name: str
-    connected: bool
-    connect_time: datetime
-    last_seen: datetime
-    devices: tuple[str, ...]
-    version: str
-    data_root: str
-    problem: str  # '' = healthy
 
 
 @dataclass
@@ -87,6 +72,8 @@ class Agents:
         self._lock = threading.Lock()
         self._clients: dict[str, RemoteClient] = {}  # client uuid -> the process an agent runs for us
         self._away_since: dict[str, float] = {}  # agent name -> monotonic time it went (or was expected) away
+        # Told each agent that connects (the queue: a site's capacity is back). Event loop, must not block.
+        self.on_connect: list[Callable[[str], None]] = []
 
     # --- sessions (AgentService.Connect) -----------------------------------------------------------------------
 
@@ -147,6 +134,8 @@ class Agents:
             # Exits of clients the agent knows arrive as process_exited after their last reports.
         log.info("agent %s connected (version %s, devices %s)", hello.name, hello.version, list(hello.devices))
         session.report_health(hello.problem)
+        for listener in self.on_connect:
+            listener(hello.name)
         return session
 
     def _close(self, session: AgentSession, error: FloristError) -> None:
@@ -268,6 +257,7 @@ class Agents:
                 version=s.hello.version,
                 data_root=s.hello.data_root,
                 problem=s.problem,
+                max_clients=s.hello.max_clients,
             )
             for s in sorted(self._last.values(), key=lambda s: s.name)
         ]

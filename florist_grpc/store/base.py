@@ -81,9 +81,9 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_job(self, job_id: str) -> bool:
-        """Delete the job and its events unless it is IN_PROGRESS; False if it does not exist.
+        """Delete the job and its events unless it is IN_PROGRESS or QUEUED; False if it does not exist.
 
-        Raises florist_grpc.domain.errors.FailedPrecondition while the job is IN_PROGRESS.
+        Raises florist_grpc.domain.errors.FailedPrecondition while the job is IN_PROGRESS or QUEUED.
         """
 
     @abc.abstractmethod
@@ -94,11 +94,13 @@ class JobStore(abc.ABC):
         to_state: JobState,
         time: datetime,
         error_message: str = "",
+        reason: str = "",
     ) -> MetricsEvent | None:
         """Atomically move the job from one of `from_states` to `to_state` and append the SOURCE_KIND_JOB event.
 
         Returns the event, or None if the job was not in one of `from_states` (or does not exist).
-        Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time.
+        Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time; entering QUEUED sets
+        queue_time. `reason` goes into the event's patch (why the job waits in the queue, say).
         """
 
     @abc.abstractmethod

@@ -44,6 +44,7 @@ def job_to_doc(job: Job) -> JsonObject:
         "error_message": job.error_message,
         "project": job.project,
         "owner": job.owner,
+        "priority": job.priority,
         "clients": [
             {
                 "data_path": c.data_path,
@@ -73,6 +74,7 @@ def job_from_doc(
     reports: dict[str, JsonObject],
     revision: int = 0,
     current_round: int = 0,
+    queue_us: int | None = None,
 ) -> Job:
     clients = [
         Client(
@@ -116,6 +118,8 @@ def job_from_doc(
         owner=doc.get("owner", ""),
         revision=revision,
         current_round=current_round,
+        priority=doc.get("priority", 0),
+        queue_time=from_micros(queue_us) if queue_us is not None else None,
     )
 
 
@@ -130,6 +134,7 @@ def snapshot_to_doc(job: Job) -> JsonObject:
         "last_sequence": job.last_sequence,
         "revision": job.revision,
         "current_round": job.current_round,
+        "queue_us": to_micros(job.queue_time) if job.queue_time else None,
     }
 
 
@@ -145,6 +150,7 @@ def snapshot_from_doc(job_id: str, doc: JsonObject) -> Job:
         reports={},
         revision=doc["revision"],
         current_round=doc["current_round"],
+        queue_us=doc.get("queue_us"),
     )
 
 

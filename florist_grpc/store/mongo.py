@@ -194,11 +194,12 @@ class MongoStore(JobStore):
         to_state: JobState,
         time: datetime,
         error_message: str = "",
+        reason: str = "",
     ) -> MetricsEvent | None:
         previous: list[JobState] = []
 
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
-            change = rules.state_change(JobState(row["state"]), from_states, to_state, time, error_message)
+            change = rules.state_change(JobState(row["state"]), from_states, to_state, time, error_message, reason)
             if change is None:
                 return None
             previous[:] = [JobState(row["state"])]
@@ -207,6 +208,8 @@ class MongoStore(JobStore):
                 sets["start_us"] = change.start_us
             if change.end_us is not None:
                 sets["end_us"] = change.end_us
+            if change.queue_us is not None:
+                sets["queue_us"] = change.queue_us
             if change.error_message:
                 sets["doc.error_message"] = change.error_message
             return JOB_SOURCE, change.patch, to_state, {"$set": sets}

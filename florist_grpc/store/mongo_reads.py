@@ -26,6 +26,7 @@ def job_of(row: JsonObject) -> Job:
         # Documents written before revisions and rounds have neither.
         revision=row.get("revision", 0),
         current_round=row.get("current_round", 0),
+        queue_us=row.get("queue_us"),
     )
 
 

@@ -26,16 +26,23 @@ class StateChange:
     state: JobState
     start_us: int | None
     end_us: int | None
+    queue_us: int | None
     error_message: str
     patch: JsonObject
 
 
 def state_change(
-    current: JobState, from_states: Collection[JobState], to_state: JobState, time: datetime, error_message: str
+    current: JobState,
+    from_states: Collection[JobState],
+    to_state: JobState,
+    time: datetime,
+    error_message: str,
+    reason: str = "",
 ) -> StateChange | None:
     """The change moving a job from `current` to `to_state`, or None if it is not in one of `from_states`.
 
-    Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time.
+    Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time; entering QUEUED sets
+    queue_time. `reason` (why a job waits, say) goes into the event's patch only.
     """
     if current not in from_states:
         return None
@@ -43,10 +50,13 @@ def state_change(
     patch: JsonObject = {"state": to_state.name}
     if error_message:
         patch["error_message"] = error_message
+    if reason:
+        patch["reason"] = reason
     return StateChange(
         state=to_state,
         start_us=us if to_state is JobState.IN_PROGRESS else None,
         end_us=us if to_state.terminal else None,
+        queue_us=us if to_state is JobState.QUEUED else None,
         error_message=error_message,
         patch=patch,
     )
@@ -69,9 +79,9 @@ def accepts_reports(state: JobState) -> bool:
 
 
 def check_deletable(job_id: str, state: JobState) -> None:
-    if state is JobState.IN_PROGRESS:
+    if state in (JobState.IN_PROGRESS, JobState.QUEUED):
         raise FailedPrecondition(
-            f"job {quote(job_id)} is IN_PROGRESS; stop it before deleting it", reason="JOB_IN_PROGRESS"
+            f"job {quote(job_id)} is {state.name}; stop it before deleting it", reason=f"JOB_{state.name}"
         )
 
 

@@ -36,8 +36,8 @@ from florist_grpc.store.sqlite_events import append_event, read_events
 from florist_grpc.store.sqlite_reports import append_reports
 from florist_grpc.store.sqlite_schema import migrate
 
-_JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us, revision, current_round"
-_Row = tuple[str, str, int, int, int, int | None, int | None, int, int]
+_JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us, revision, current_round, queue_us"
+_Row = tuple[str, str, int, int, int, int | None, int | None, int, int, int | None]
 
 
 class SqliteStore(JobStore):
@@ -59,7 +59,7 @@ class SqliteStore(JobStore):
         return {source: json.loads(body) for source, body in rows}
 
     def _job(self, conn: sqlite3.Connection, row: _Row, reports: bool = True) -> Job:
-        job_id, doc, state, last_sequence, create_us, start_us, end_us, revision, current_round = row
+        job_id, doc, state, last_sequence, create_us, start_us, end_us, revision, current_round, queue_us = row
         return job_from_doc(
             job_id,
             json.loads(doc),
@@ -71,6 +71,7 @@ class SqliteStore(JobStore):
             reports=self._reports(conn, job_id) if reports else {},
             revision=revision,
             current_round=current_round,
+            queue_us=queue_us,
         )
 
     def _changed(
@@ -170,17 +171,27 @@ class SqliteStore(JobStore):
         to_state: JobState,
         time: datetime,
         error_message: str = "",
+        reason: str = "",
     ) -> MetricsEvent | None:
         def write(conn: sqlite3.Connection, made: list[JobChange]) -> MetricsEvent | None:
             row = conn.execute("SELECT state, last_sequence FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            change = row and rules.state_change(JobState(row[0]), from_states, to_state, time, error_message)
+            change = row and rules.state_change(JobState(row[0]), from_states, to_state, time, error_message, reason)
             if not change:
                 return None
             conn.execute(
                 "UPDATE jobs SET state = ?, start_us = coalesce(?, start_us), end_us = coalesce(?, end_us),"
+                " queue_us = coalesce(?, queue_us),"
                 " doc = CASE WHEN ? != '' THEN json_set(doc, '$.error_message', ?) ELSE doc END"
                 " WHERE id = ?",
-                (int(change.state), change.start_us, change.end_us, error_message, error_message, job_id),
+                (
+                    int(change.state),
+                    change.start_us,
+                    change.end_us,
+                    change.queue_us,
+                    error_message,
+                    error_message,
+                    job_id,
+                ),
             )
             event = append_event(conn, job_id, row[1] + 1, time, JOB_SOURCE, change.patch, to_state)
             made.append(self._changed(conn, job_id, ChangeType.MODIFIED, JobState(row[0])))

@@ -51,6 +51,7 @@ ADDED_JOB_COLUMNS = {
     "project": "TEXT NOT NULL DEFAULT 'default'",
     "revision": "INTEGER NOT NULL DEFAULT 0",
     "current_round": "INTEGER NOT NULL DEFAULT 0",
+    "queue_us": "INTEGER",
 }
 
 INDEXES = """

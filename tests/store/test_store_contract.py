@@ -28,6 +28,7 @@ from florist_grpc.domain.model import (
 )
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from tests.store.contract_changes import ChangesContract, Reopen
+from tests.store.contract_queue import QueueContract
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -62,7 +63,7 @@ def new_job(job_id: str, at: datetime = T0, clients: int = 2) -> Job:
     )
 
 
-class JobStoreContract(ChangesContract):
+class JobStoreContract(ChangesContract, QueueContract):
     """Subclasses provide the `store` fixture (and those of the mixed-in parts of the contract)."""
 
     @pytest.fixture

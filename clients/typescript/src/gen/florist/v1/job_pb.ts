@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/job.proto.
  */
 export const file_florist_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChRmbG9yaXN0L3YxL2pvYi5wcm90bxIKZmxvcmlzdC52MSL5AQoKQ2xpZW50SW5mbxIRCglkYXRhX3BhdGgYAiABKAkSFQoNcmVkaXNfYWRkcmVzcxgDIAEoCRIMCgR1dWlkGAQgASgJEiYKBXN0YXRlGAUgASgOMhcuZmxvcmlzdC52MS5DbGllbnRTdGF0ZRIoCgdtZXRyaWNzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEg0KBWFnZW50GAggASgJEg4KBmRldmljZRgJIAEoCRIUCgxsYWJlbF9jb2x1bW4YCiABKAlKBAgBEAJSD3NlcnZpY2VfYWRkcmVzcyLrBAoDSm9iEgoKAmlkGAEgASgJEiMKBXN0YXRlGAIgASgOMhQuZmxvcmlzdC52MS5Kb2JTdGF0ZRINCgVtb2RlbBgDIAEoCRIQCghzdHJhdGVneRgEIAEoCRIRCglvcHRpbWl6ZXIYBSABKAkSEwoLY2xpZW50X3R5cGUYBiABKAkSFgoOc2VydmVyX2FkZHJlc3MYByABKAkSFQoNcmVkaXNfYWRkcmVzcxgIIAEoCRIuCg1zZXJ2ZXJfY29uZmlnGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgdjbGllbnRzGAogAygLMhYuZmxvcmlzdC52MS5DbGllbnRJbmZvEhMKC3NlcnZlcl91dWlkGAsgASgJEi8KDnNlcnZlcl9tZXRyaWNzGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGA0gASgJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoMbW9kZWxfY29uZmlnGBEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdwcm9qZWN0GBIgASgJEg0KBW93bmVyGBMgASgJEhAKCHJldmlzaW9uGBggASgEEhUKDWN1cnJlbnRfcm91bmQYGSABKAUqvAEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUpPQl9TVEFURV9OT1RfU1RBUlRFRBABEhkKFUpPQl9TVEFURV9JTl9QUk9HUkVTUxACEiMKH0pPQl9TVEFURV9GSU5JU0hFRF9TVUNDRVNTRlVMTFkQAxIhCh1KT0JfU1RBVEVfRklOSVNIRURfV0lUSF9FUlJPUhAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBSqTAQoLQ2xpZW50U3RhdGUSHAoYQ0xJRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQ0xJRU5UX1NUQVRFX1JVTk5JTkcQARIZChVDTElFTlRfU1RBVEVfRklOSVNIRUQQAhIXChNDTElFTlRfU1RBVEVfRkFJTEVEEAMSGAoUQ0xJRU5UX1NUQVRFX1NUT1BQRUQQBEKLAQoNYWkuZmxvcmlzdC52MUIISm9iUHJvdG9QAVpAZ2l0aHViLmNvbS9mbG9yaXN0LWdycGMvZmxvcmlzdC1ncnBjL2dlbi9nby9mbG9yaXN0L3YxO2Zsb3Jpc3R2MaICA0ZYWKoCCkZsb3Jpc3QuVjHKAgpGbG9yaXN0XFYx6gILRmxvcmlzdDo6VjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRmbG9yaXN0L3YxL2pvYi5wcm90bxIKZmxvcmlzdC52MSL5AQoKQ2xpZW50SW5mbxIRCglkYXRhX3BhdGgYAiABKAkSFQoNcmVkaXNfYWRkcmVzcxgDIAEoCRIMCgR1dWlkGAQgASgJEiYKBXN0YXRlGAUgASgOMhcuZmxvcmlzdC52MS5DbGllbnRTdGF0ZRIoCgdtZXRyaWNzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEg0KBWFnZW50GAggASgJEg4KBmRldmljZRgJIAEoCRIUCgxsYWJlbF9jb2x1bW4YCiABKAlKBAgBEAJSD3NlcnZpY2VfYWRkcmVzcyKtBQoDSm9iEgoKAmlkGAEgASgJEiMKBXN0YXRlGAIgASgOMhQuZmxvcmlzdC52MS5Kb2JTdGF0ZRINCgVtb2RlbBgDIAEoCRIQCghzdHJhdGVneRgEIAEoCRIRCglvcHRpbWl6ZXIYBSABKAkSEwoLY2xpZW50X3R5cGUYBiABKAkSFgoOc2VydmVyX2FkZHJlc3MYByABKAkSFQoNcmVkaXNfYWRkcmVzcxgIIAEoCRIuCg1zZXJ2ZXJfY29uZmlnGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgdjbGllbnRzGAogAygLMhYuZmxvcmlzdC52MS5DbGllbnRJbmZvEhMKC3NlcnZlcl91dWlkGAsgASgJEi8KDnNlcnZlcl9tZXRyaWNzGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGA0gASgJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoMbW9kZWxfY29uZmlnGBEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdwcm9qZWN0GBIgASgJEg0KBW93bmVyGBMgASgJEhAKCHByaW9yaXR5GBQgASgFEi4KCnF1ZXVlX3RpbWUYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGBggASgEEhUKDWN1cnJlbnRfcm91bmQYGSABKAUq0gEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUpPQl9TVEFURV9OT1RfU1RBUlRFRBABEhkKFUpPQl9TVEFURV9JTl9QUk9HUkVTUxACEiMKH0pPQl9TVEFURV9GSU5JU0hFRF9TVUNDRVNTRlVMTFkQAxIhCh1KT0JfU1RBVEVfRklOSVNIRURfV0lUSF9FUlJPUhAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBRIUChBKT0JfU1RBVEVfUVVFVUVEEAYqkwEKC0NsaWVudFN0YXRlEhwKGENMSUVOVF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFENMSUVOVF9TVEFURV9SVU5OSU5HEAESGQoVQ0xJRU5UX1NUQVRFX0ZJTklTSEVEEAISFwoTQ0xJRU5UX1NUQVRFX0ZBSUxFRBADEhgKFENMSUVOVF9TVEFURV9TVE9QUEVEEARCiwEKDWFpLmZsb3Jpc3QudjFCCEpvYlByb3RvUAFaQGdpdGh1Yi5jb20vZmxvcmlzdC1ncnBjL2Zsb3Jpc3QtZ3JwYy9nZW4vZ28vZmxvcmlzdC92MTtmbG9yaXN0djGiAgNGWFiqAgpGbG9yaXN0LlYxygIKRmxvcmlzdFxWMeoCC0Zsb3Jpc3Q6OlYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One FL client of a job: where it runs, its data, and what it has reported.
@@ -235,6 +235,20 @@ export type Job = Message<"florist.v1.Job"> & {
   owner: string;
 
   /**
+   * Queue order: higher first (default 0). Only an admin may set it (PERMISSION_DENIED for other roles).
+   *
+   * @generated from field: int32 priority = 20;
+   */
+  priority: number;
+
+  /**
+   * When the job entered the queue. Output only.
+   *
+   * @generated from field: google.protobuf.Timestamp queue_time = 21;
+   */
+  queueTime?: Timestamp | undefined;
+
+  /**
    * The store-wide revision of the job's last change (state, launch, client states, current round; not every
    * metrics event). A watching client drops changes at or below the revision of the job it holds. Output only.
    *
@@ -305,6 +319,15 @@ export enum JobState {
    * @generated from enum value: JOB_STATE_CANCELLED = 5;
    */
   CANCELLED = 5,
+
+  /**
+   * StartTraining found no capacity (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's
+   * --max-clients): the job waits in the queue and starts, checked again, as soon as it fits. Queue order:
+   * Job.priority (higher first), then Job.queue_time.
+   *
+   * @generated from enum value: JOB_STATE_QUEUED = 6;
+   */
+  QUEUED = 6,
 }
 
 /**
