@@ -21,6 +21,7 @@ from florist_grpc.api.catalog_service import CatalogServicer
 from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
 from florist_grpc.api.health_watch import HealthWatch
 from florist_grpc.api.job_service import JobServicer
+from florist_grpc.api.job_service import add_to_server as add_job_service
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
@@ -54,7 +55,6 @@ from florist_grpc.net import listen_problem, redis_address_of
 from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
-from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
 from florist_grpc.startup import step
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
@@ -203,9 +203,7 @@ class ControlPlane:
 
         watch_hub = WatchHub(asyncio.get_running_loop())
         store.on_change(watch_hub.publish_threadsafe)
-        job_grpc.add_JobServiceServicer_to_server(
-            JobServicer(registry, callers, store, watch_hub, timeouts.watch_bookmark_seconds), server
-        )
+        add_job_service(JobServicer(registry, callers, store, watch_hub, timeouts.watch_bookmark_seconds), server)
         logs = JobLogs(registry, agents, trainer.log_path)
         add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs, callers), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -10,9 +11,10 @@ import grpc
 
 from florist_grpc.api import convert
 from florist_grpc.api.callers import Callers
+from florist_grpc.api.encoded_responses import sending_encoded
 from florist_grpc.api.errors import streaming, unary
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
-from florist_grpc.domain.model import JobState
+from florist_grpc.domain.model import ChangeType, JobChange, JobState
 from florist_grpc.jobs import job_filter
 from florist_grpc.jobs.listing import without_metrics
 from florist_grpc.jobs.registry import JobRegistry
@@ -23,6 +25,18 @@ from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as pb_grpc
 from florist_grpc.store.base import JobStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
+WATCH_JOBS = "/florist.v1.JobService/WatchJobs"
+# Recent changes' encoded responses (BASIC view): every watch sends the same bytes for a change.
+ENCODED_CHANGES = 4096
+
+
+def add_to_server(servicer: JobServicer, server: grpc.aio.Server) -> None:
+    """Register the servicer with the generated code, WatchJobs sending the bytes it yields as they are."""
+    pb_grpc.add_JobServiceServicer_to_server(servicer, sending_encoded(server, {WATCH_JOBS}))
+
+
+def _encoded(change: JobChange) -> bytes:
+    return pb.WatchJobsResponse(change=convert.change_to_proto(change)).SerializeToString()
 
 
 def job_state_of(value: int, field: str) -> JobState:
@@ -38,6 +52,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
     ) -> None:
         self._registry = registry
         self._callers = callers
+        self._changes: OrderedDict[tuple[int, ChangeType], bytes] = OrderedDict()
         self._store = store
         self._hub = hub
         self._bookmark_seconds = bookmark_seconds
@@ -68,7 +83,9 @@ class JobServicer(pb_grpc.JobServiceServicer):
         return pb.ListJobsResponse(jobs=shown, next_page_token=token, revision=revision)
 
     @streaming
-    async def WatchJobs(self, request: pb.WatchJobsRequest, context: Context) -> AsyncIterator[pb.WatchJobsResponse]:
+    async def WatchJobs(  # type: ignore[override]
+        self, request: pb.WatchJobsRequest, context: Context
+    ) -> AsyncIterator[bytes]:
         watch = Watch(
             self._callers.of(context),
             job_filter.parse(request.filter),
@@ -81,7 +98,18 @@ class JobServicer(pb_grpc.JobServiceServicer):
             await context.send_initial_metadata(())
 
         async for change in watch_changes(self._store, self._hub, watch, self._bookmark_seconds, confirm):
-            yield pb.WatchJobsResponse(change=convert.change_to_proto(change))
+            yield _encoded(change) if watch.with_metrics else self._shared(change)
+
+    def _shared(self, change: JobChange) -> bytes:
+        """A BASIC change's response, encoded once for every watch that sends it (its revision and type say all:
+        the job is the log's snapshot)."""
+        key = (change.revision, change.type)
+        encoded = self._changes.get(key)
+        if encoded is None:
+            encoded = self._changes[key] = _encoded(change)
+            if len(self._changes) > ENCODED_CHANGES:
+                self._changes.popitem(last=False)
+        return encoded
 
     @unary
     async def DeleteJob(self, request: pb.DeleteJobRequest, context: Context) -> pb.DeleteJobResponse:

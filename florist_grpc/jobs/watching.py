@@ -48,12 +48,38 @@ class _Position:
         self.sent_at = time.monotonic()
 
 
-async def _next_live(subscription: ChangeSubscription, timeout: float) -> JobChange | None:
-    """The next queued change; None when the subscriber lagged and must read the store. TimeoutError when the
-    watch has been silent for `timeout`."""
+# Queued by a watch's bookmark timer: the watch may owe its client a bookmark (if it stayed silent that long).
+BOOKMARK_DUE = JobChange(-1, ChangeType.BOOKMARK)
+
+
+class _Bookmarks:
+    """Wakes a silent watch to send a bookmark: one timer per bookmark interval, not one per change (a timeout
+    on every wait for the next change would cost a task per change and subscriber)."""
+
+    def __init__(self, subscription: ChangeSubscription, seconds: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._subscription = subscription
+        self._seconds = seconds
+        self._handle = self._loop.call_later(seconds, self._due)
+
+    def _due(self) -> None:
+        try:
+            self._subscription.queue.put_nowait(BOOKMARK_DUE)
+        except asyncio.QueueFull:  # changes wait to be sent: no silence to fill; look again later
+            self.rearm(self._seconds)
+
+    def rearm(self, delay: float) -> None:
+        self._handle = self._loop.call_later(max(0.0, delay), self._due)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+async def _next_live(subscription: ChangeSubscription) -> JobChange | None:
+    """The next queued change (or BOOKMARK_DUE); None when the subscriber lagged and must read the store."""
     if subscription.queue.empty() and subscription.lagging:
         return None
-    return await asyncio.wait_for(subscription.queue.get(), max(0.0, timeout))
+    return await subscription.queue.get()
 
 
 async def watch_changes(
@@ -67,6 +93,7 @@ async def watch_changes(
     if watch.after_revision > MAX_REVISION:
         raise InvalidArgument([FieldViolation("after_revision", f"must be at most {MAX_REVISION} (2^63 - 1)")])
     subscription = hub.subscribe()
+    bookmarks: _Bookmarks | None = None
     try:
         if on_subscribed is not None:
             await on_subscribed()
@@ -81,13 +108,15 @@ async def watch_changes(
             if (seen := await _seen(store, watch, change)) is not None:
                 yield seen
                 position.sent_at = time.monotonic()
+        bookmarks = _Bookmarks(subscription, bookmark_seconds)
         while True:  # live
-            try:
-                silence = bookmark_seconds - (time.monotonic() - position.sent_at)
-                live = await _next_live(subscription, silence)
-            except TimeoutError:
-                yield JobChange(position.revision, ChangeType.BOOKMARK)
-                position.sent_at = time.monotonic()
+            live = await _next_live(subscription)
+            if live is BOOKMARK_DUE:
+                silence = time.monotonic() - position.sent_at
+                if silence >= bookmark_seconds:
+                    yield JobChange(position.revision, ChangeType.BOOKMARK)
+                    position.sent_at, silence = time.monotonic(), 0.0
+                bookmarks.rearm(bookmark_seconds - silence)
                 continue
             if live is None:
                 # Lagged: changes were dropped for this watch. Rejoin the fan-out first, then read the log, so that
@@ -97,24 +126,24 @@ async def watch_changes(
                 batch = _from_store(store, position, pending)
             elif live.revision <= position.revision:
                 continue
+            elif live.revision == position.revision + 1:  # the usual case, without a generator
+                position.revision = live.revision
+                if (seen := await _seen(store, watch, live)) is not None:
+                    yield seen
+                    position.sent_at = time.monotonic()
+                continue
             elif live.revision > position.revision + 1:
                 # After a gap (a change published before this watch subscribed, or a revision that was taken but
                 # never written): what the log holds before it comes first.
                 batch = _up_to(store, position, live)
-            else:
-                batch = _from_list([live], position)
             async for change in batch:
                 if (seen := await _seen(store, watch, change)) is not None:
                     yield seen
                     position.sent_at = time.monotonic()
     finally:
+        if bookmarks is not None:
+            bookmarks.cancel()
         hub.unsubscribe(subscription)
-
-
-async def _from_list(changes: list[JobChange], position: _Position) -> AsyncIterator[JobChange]:
-    for change in changes:
-        position.revision = change.revision
-        yield change
 
 
 async def _up_to(store: JobStore, position: _Position, live: JobChange) -> AsyncIterator[JobChange]:
