@@ -17,7 +17,7 @@ from florist_grpc.jobs.admission import Hold, Limits, Refuse
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.launch_sequence import LaunchSequence
-from florist_grpc.jobs.queue import Admission, Turn
+from florist_grpc.jobs.queue import Admission, Turn, agent_sites
 from florist_grpc.jobs.sites import SiteProjects, check_site_clients, check_site_projects, every_project
 from florist_grpc.jobs.starting import STOP_MESSAGE, Starts
 from florist_grpc.launch.agents import Agents
@@ -59,7 +59,7 @@ class Trainer:
         admission: Admission | None = None,
     ) -> None:
         # Decides, one start at a time, whether a job starts now or waits in the queue (no limits by default).
-        self._admission = admission or Admission(store, Limits(), dict)
+        self._admission = admission or Admission(store, Limits(), agent_sites(agents), site_projects)
         self._site_projects = site_projects  # an agent token's PROJECTS bound the jobs its site runs
         self._users = users
         self.starts = Starts()
