@@ -13,6 +13,7 @@ from florist_grpc.domain import catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import (
     Client,
+    ClientState,
     ClientLogByIndex,
     ClientLogByUuid,
     Job,
@@ -119,6 +120,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
                 metrics=dict_to_struct(c.metrics),
                 error_message=c.error_message,
                 label_column=c.label_column,
+                stop_confirmed=c.state is ClientState.STOPPED and not c.stop_unconfirmed,
             )
         )
     return pb
