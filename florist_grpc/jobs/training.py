@@ -203,7 +203,9 @@ class Trainer:
                 model=job.model,
                 optimizer=job.optimizer,
                 client_type=job.client_type,
-                data_path=client.data_path,
+                # A local client opens the file its data check judged (symlinks resolved, under --data-root),
+                # not whatever the path names by now.
+                data_path=shape.resolved_paths.get(i, client.data_path),
                 training=training,
                 device=client.device,
                 # Local clients verify a TLS FL server with its own certificate file (the chain up to its CA).
