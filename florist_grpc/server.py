@@ -179,7 +179,7 @@ class ControlPlane:
         trainer = Trainer(
             store,
             follower,
-            hub,
+            publisher,
             agents,
             self.redis_url,
             data_dir,

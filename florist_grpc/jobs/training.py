@@ -30,7 +30,7 @@ from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
 from florist_grpc.launch.pool import LauncherPool
-from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import (
     bind_address,
@@ -50,7 +50,7 @@ class Trainer:
         self,
         store: JobStore,
         follower: JobFollower,
-        hub: EventHub,
+        publisher: EventPublisher,
         agents: Agents,
         redis_url: str,
         data_dir: Path,
@@ -72,7 +72,7 @@ class Trainer:
         self._data = DataChecker(timeouts.data_check_seconds, remote_probe, pool, data_roots)
         self._store = store
         self._follower = follower
-        self._hub = hub
+        self._publisher = publisher  # the IN_PROGRESS event goes where every other event goes, and is counted
         self._agents = agents
         self.redis_address = redis_address_of(redis_url)
         self._jobs_dir = data_dir.resolve() / "jobs"
@@ -114,7 +114,7 @@ class Trainer:
                     f"job {quote(job_id)} is {state}; only a NOT_STARTED job can be started",
                     reason="JOB_NOT_STARTABLE",
                 )
-            self._hub.publish(event)
+            self._publisher.publish([event])
             try:
                 return await self._launch(job, shape, start)
             except FloristError as exc:
