@@ -45,16 +45,26 @@ class Timeouts:
 
     # StartTraining: longest wait for the FL server to accept connections (DEADLINE_EXCEEDED past it).
     server_ready_seconds: float = 30.0
-    # StopTraining / failure cleanup: SIGTERM, then SIGKILL after this.
+    # StopTraining / a job's end: SIGTERM, then SIGKILL after this. Sites get as long to confirm their clients'
+    # stops; a stop still unconfirmed then does not hold the job's end (it is re-sent this often until confirmed).
     process_stop_grace_seconds: float = 5.0
+    # StopTraining answers within this whatever the sites do (they hold a job's end for the stop grace at most);
+    # past it (a control plane in trouble: its store, its own processes), DEADLINE_EXCEEDED while the stop goes on.
+    stop_answer_seconds: float = 30.0
     # After the FL server exits cleanly, how long clients get to exit on their own before being stopped.
     client_exit_grace_seconds: float = 15.0
     # Shutdown of the gRPC server: in-flight unary RPCs get this long to finish.
     shutdown_grace_seconds: float = 5.0
     # A request to a connected agent (launch a client, check a dataset) must be answered within this.
     agent_call_seconds: float = 10.0
-    # A job whose agent stays disconnected longer than this ends FINISHED_WITH_ERROR naming the agent.
+    # A job whose agent stays disconnected longer than this ends FINISHED_WITH_ERROR naming the agent. A stop its
+    # site has not confirmed is retried until it is, or until the agent stays away this long.
     agent_away_grace_seconds: float = 60.0
+    # An agent's session must open with hello within this; a stream that says nothing ends DEADLINE_EXCEEDED.
+    agent_hello_seconds: float = 10.0
+    # An agent says something at least every AgentSettings.heartbeat_seconds (10 s); one silent for 3 of those has
+    # its session closed: it shows as disconnected, and its clients count as away (agent_away_grace_seconds).
+    agent_silence_seconds: float = 30.0
     # A start that failed stops what it launched: SIGTERM, the stop grace, SIGKILL, and the exits being seen.
     start_cleanup_seconds: float = 15.0
     # The embedded Redis must answer within this after it is launched.

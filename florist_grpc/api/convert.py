@@ -13,9 +13,9 @@ from florist_grpc.domain import catalog
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import (
     Client,
-    ClientState,
     ClientLogByIndex,
     ClientLogByUuid,
+    ClientState,
     Job,
     JobState,
     JsonObject,

@@ -220,7 +220,8 @@ class Trainer:
             handle: ProcessHandle
             if client.agent:
                 # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                handle = await self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                launch_at_site = self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                handle = await self.starts.unless_stopped(start, launch_at_site)
             else:
                 handle = await asyncio.to_thread(
                     start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool
@@ -244,7 +245,7 @@ class Trainer:
         await self.starts.step(start, "waiting for the FL server")
         bound = self._timeouts.server_ready_seconds
         try:
-            ready = await asyncio.wait_for(server.wait_ready(), timeout=bound)
+            ready = await self.starts.unless_stopped(start, asyncio.wait_for(server.wait_ready(), timeout=bound))
         except TimeoutError:
             raise DeadlineExceeded(
                 f"FL server not ready on {server_address} within {bound:g}s", reason="FL_SERVER_NOT_READY"
@@ -261,10 +262,23 @@ class Trainer:
         )
 
     async def stop(self, job_id: str) -> MetricsEvent | None:
+        """End the job CANCELLED. Bounded whatever its sites do: the end waits on a site at most the stop grace
+        (then its stop is recorded unconfirmed and retried in the background), and the whole call at most
+        `stop_answer_seconds` (DEADLINE_EXCEEDED: the stop goes on)."""
+        bound = self._timeouts.stop_answer_seconds
+        try:
+            return await asyncio.wait_for(self._stop(job_id), bound)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"job {quote(job_id)} is still being stopped after {bound:g}s; its end will follow",
+                reason="STOP_IN_PROGRESS",
+            ) from None
+
+    async def _stop(self, job_id: str) -> MetricsEvent | None:
         start = self.starts.request_stop(job_id)
         if start is not None:  # the start ends the job CANCELLED at its next step and answers ABORTED
             event = await asyncio.shield(start.stopped)
             if event is not None:
                 return event
         future = self._follower.end(job_id, JobState.CANCELLED, STOP_MESSAGE)
-        return await asyncio.wrap_future(future)
+        return await asyncio.shield(asyncio.wrap_future(future))

@@ -19,9 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import florist_grpc
 from florist_grpc.net import free_port
-from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
-from florist_grpc.proto.florist.v1 import job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
