@@ -17,7 +17,9 @@ from typing import Any
 
 import grpc
 import pytest
+from typer.testing import CliRunner
 
+from florist_grpc.cli import app
 from florist_grpc.launch.probe import probe_files
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
@@ -78,6 +80,8 @@ def test_stop_training_answers_within_its_bound_while_a_site_ignores_its_stop_wh
             (job_pb2.CLIENT_STATE_STOPPED, False),  # the site has not confirmed it
         ]
         assert stubborn_plane.plane.store.stops.pending()[0].client_uuid == stubborn
+        shown = CliRunner().invoke(app, ["job", "get", job.id, "--address", stubborn_plane.address])
+        assert "CLIENT_STATE_STOPPED  (its stop is not confirmed by agent site-x yet" in shown.stdout, shown.stdout
         # Retried in the background: the site keeps getting the stop after the answer.
         while not site.stops.empty():
             site.stops.get()
