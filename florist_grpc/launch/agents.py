@@ -128,12 +128,12 @@ class Agents:
         session.report_health(hello.problem)
         return session
 
-    def _close(self, session: AgentSession, error: FloristError) -> None:
+    def _close(self, session: AgentSession, error: FloristError, away_since: float | None = None) -> None:
+        """End `session`; its agent counts as away from `away_since` (monotonic; default now) if it was current."""
         session.close(error)
         if self._sessions.get(session.name) is session:
             del self._sessions[session.name]
-            # Away since it was last heard from: a session closed for its silence was away before it closed.
-            self._clients.went_away(session.name, session.last_seen_monotonic)
+            self._clients.went_away(session.name, time.monotonic() if away_since is None else away_since)
             log.warning("agent %s: session ended (%s)", session.name, error)
 
     async def _write(self, session: AgentSession, write: Callable[[Command], Awaitable[None]]) -> None:
@@ -171,7 +171,9 @@ class Agents:
             now = time.monotonic()
             for session in list(self._sessions.values()):
                 if now - session.last_seen_monotonic > bound:
-                    self._close(session, Unavailable(f"agent {session.name} was silent for more than {bound:g}s"))
+                    # Away since it was last heard from, not since this check noticed.
+                    silent = Unavailable(f"agent {session.name} was silent for more than {bound:g}s")
+                    self._close(session, silent, away_since=session.last_seen_monotonic)
 
     # --- what jobs ask of agents -------------------------------------------------------------------------------
 
