@@ -1,6 +1,5 @@
-"""The frozen settings of `serve` and `agent`, built from the typed values of their flags (cli/service.py
-defines the flags and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold
-the rules between flags."""
+"""The frozen settings of `serve` and `agent`, built from their flags' typed values (cli/service.py defines the flags
+and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold the rules between flags."""
 
 from __future__ import annotations
 
@@ -45,28 +44,22 @@ class Timeouts:
 
     # StartTraining: longest wait for the FL server to accept connections (DEADLINE_EXCEEDED past it).
     server_ready_seconds: float = 30.0
-    # StopTraining / a job's end: SIGTERM, then SIGKILL after this. Sites get as long to confirm their clients'
-    # stops; a stop still unconfirmed then does not hold the job's end (it is re-sent this often until confirmed).
+    # A job's end: SIGTERM, then SIGKILL after this; a site's unconfirmed stop no longer holds it, and is re-sent.
     process_stop_grace_seconds: float = 5.0
-    # StopTraining answers within this whatever the sites do (they hold a job's end for the stop grace at most);
-    # past it (a control plane in trouble: its store, its own processes), DEADLINE_EXCEEDED while the stop goes on.
-    stop_answer_seconds: float = 30.0
     # After the FL server exits cleanly, how long clients get to exit on their own before being stopped.
     client_exit_grace_seconds: float = 15.0
     # Shutdown of the gRPC server: in-flight unary RPCs get this long to finish.
     shutdown_grace_seconds: float = 5.0
     # A request to a connected agent (launch a client, check a dataset) must be answered within this.
     agent_call_seconds: float = 10.0
-    # A job whose agent stays disconnected longer than this ends FINISHED_WITH_ERROR naming the agent. A stop its
-    # site has not confirmed is retried until it is, or until the agent stays away this long.
+    # A job whose agent stays disconnected longer than this ends FINISHED_WITH_ERROR naming the agent.
     agent_away_grace_seconds: float = 60.0
     # An agent's session must open with hello within this; a stream that says nothing ends DEADLINE_EXCEEDED.
     agent_hello_seconds: float = 10.0
-    # An agent says something at least every AgentSettings.heartbeat_seconds (10 s); one silent for 3 of those has
-    # its session closed: it shows as disconnected, and its clients count as away (agent_away_grace_seconds).
+    # 3 of an agent's heartbeats (AgentSettings.heartbeat_seconds): silent longer, its session is closed (away).
     agent_silence_seconds: float = 30.0
-    # A start that failed stops what it launched: SIGTERM, the stop grace, SIGKILL, and the exits being seen.
-    start_cleanup_seconds: float = 15.0
+    # Stopping a job (StopTraining, a failed start): SIGTERM, the stop grace, SIGKILL and the exits seen, in this.
+    stop_seconds: float = 15.0
     # The embedded Redis must answer within this after it is launched.
     redis_start_seconds: float = 15.0
     # The embedded Redis gets this long to flush its append-only file and exit.

@@ -35,7 +35,6 @@ from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.launch.agents import Agents
-from florist_grpc.launch.handshakes import Handshakes
 from florist_grpc.launch.plugins import load_catalog
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.watcher import ProcessWatcher
@@ -199,7 +198,7 @@ class ControlPlane:
         add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(agents, tokens, Handshakes(timeouts.agent_hello_seconds)), server
+            AgentServicer(agents, tokens, timeouts.agent_hello_seconds), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))

@@ -37,10 +37,10 @@ REFUSED = "(refused token)"
 
 
 class AgentServicer(pb_grpc.AgentServiceServicer):
-    def __init__(self, agents: Agents, tokens: dict[str, Principal] | None, handshakes: Handshakes) -> None:
+    def __init__(self, agents: Agents, tokens: dict[str, Principal] | None, hello_seconds: float) -> None:
         self._agents = agents
         self._tokens = tokens  # None: no auth file (loopback dev mode), any agent name may connect
-        self._handshakes = handshakes  # the hello deadline, and how many streams may wait for theirs
+        self._handshakes = Handshakes(hello_seconds)  # the hello deadline, and how many streams may wait for theirs
 
     # grpc.aio also serves a bidirectional method written as a coroutine that writes with context.write; the stubs
     # only know the generator form.

@@ -134,7 +134,7 @@ class Trainer:
         """End a start that failed or was stopped: stop whatever it launched, move the job to `state`."""
         future = self._follower.end(job_id, state, message)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.start_cleanup_seconds)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.stop_seconds)
         except (TimeoutError, FloristError):
             log.warning("job %s: cleanup after a failed start did not finish in time", job_id)
             return None
@@ -264,8 +264,8 @@ class Trainer:
     async def stop(self, job_id: str) -> MetricsEvent | None:
         """End the job CANCELLED. Bounded whatever its sites do: the end waits on a site at most the stop grace
         (then its stop is recorded unconfirmed and retried in the background), and the whole call at most
-        `stop_answer_seconds` (DEADLINE_EXCEEDED: the stop goes on)."""
-        bound = self._timeouts.stop_answer_seconds
+        `stop_seconds` (DEADLINE_EXCEEDED: the stop goes on)."""
+        bound = self._timeouts.stop_seconds
         try:
             return await asyncio.wait_for(self._stop(job_id), bound)
         except TimeoutError:
