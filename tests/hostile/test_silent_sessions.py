@@ -21,7 +21,7 @@ from florist_grpc.launch.handshakes import PER_AGENT
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from tests.e2e.conftest import Served, serve, stop
-from tests.e2e.sites import sha, start_agent
+from tests.e2e.sites import AgentProcess, sha, start_agent
 from tests.helpers import wait_for
 
 STREAMS = 500
@@ -73,10 +73,10 @@ def test_streams_that_never_say_hello_are_closed_within_the_deadline_and_leave_n
     tokens = tmp_path / "tokens"
     tokens.write_text(f"agent {sha('a-secret')} site-a\nviewer {sha('look')} dash\n")
     served: Served = serve(tmp_path / "florist", "--auth-file", str(tokens), "--no-launcher-pool")
+    agent: AgentProcess | None = None
     try:
         process = psutil.Process(served.process.pid)
         sockets, rss = sockets_of(process), process.memory_info().rss
-        agent = None
 
         async def flood_and_connect() -> list[tuple[float, grpc.StatusCode]]:
             nonlocal agent
@@ -106,6 +106,8 @@ def test_streams_that_never_say_hello_are_closed_within_the_deadline_and_leave_n
         wait_for(lambda: sockets_of(process) <= sockets, 10, f"the control plane's sockets back to {sockets}")
         assert process.memory_info().rss <= rss + RSS_SLACK
     finally:
+        if agent is not None:
+            agent.stop()  # a no-op once stopped; stops it (and its site's Redis) if an assertion failed first
         assert stop(served) == 0
     log = (tmp_path / "florist-serve.log").read_text()
     assert log.count("waited for hello at once; closing the oldest") == 1, log[-3000:]
