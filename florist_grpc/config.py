@@ -1,6 +1,5 @@
-"""The frozen settings of `serve` and `agent`, built from the typed values of their flags (cli/service.py
-defines the flags and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold
-the rules between flags."""
+"""The frozen settings of `serve` and `agent`, built from their flags' typed values (cli/service.py defines the flags
+and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold the rules between flags."""
 
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ class Timeouts:
 
     # StartTraining: longest wait for the FL server to accept connections (DEADLINE_EXCEEDED past it).
     server_ready_seconds: float = 30.0
-    # StopTraining / failure cleanup: SIGTERM, then SIGKILL after this.
+    # A job's end: SIGTERM, then SIGKILL after this; a site's unconfirmed stop no longer holds it, and is re-sent.
     process_stop_grace_seconds: float = 5.0
     # After the FL server exits cleanly, how long clients get to exit on their own before being stopped.
     client_exit_grace_seconds: float = 15.0
@@ -55,8 +54,12 @@ class Timeouts:
     agent_call_seconds: float = 10.0
     # A job whose agent stays disconnected longer than this ends FINISHED_WITH_ERROR naming the agent.
     agent_away_grace_seconds: float = 60.0
-    # A start that failed stops what it launched: SIGTERM, the stop grace, SIGKILL, and the exits being seen.
-    start_cleanup_seconds: float = 15.0
+    # An agent's session must open with hello within this; a stream that says nothing ends DEADLINE_EXCEEDED.
+    agent_hello_seconds: float = 10.0
+    # 3 of an agent's heartbeats (AgentSettings.heartbeat_seconds): silent longer, its session is closed (away).
+    agent_silence_seconds: float = 30.0
+    # Stopping a job (StopTraining, a failed start): SIGTERM, the stop grace, SIGKILL and the exits seen, in this.
+    stop_seconds: float = 15.0
     # The embedded Redis must answer within this after it is launched.
     redis_start_seconds: float = 15.0
     # The embedded Redis gets this long to flush its append-only file and exit.

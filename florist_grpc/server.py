@@ -179,7 +179,7 @@ class ControlPlane:
         trainer = Trainer(
             store,
             follower,
-            hub,
+            publisher,
             agents,
             self.redis_url,
             data_dir,
@@ -198,7 +198,7 @@ class ControlPlane:
         add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(agents, tokens, timeouts.agent_call_seconds), server
+            AgentServicer(agents, tokens, timeouts.agent_hello_seconds), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))

@@ -15,6 +15,7 @@ from florist_grpc.domain.model import (
     Client,
     ClientLogByIndex,
     ClientLogByUuid,
+    ClientState,
     Job,
     JobState,
     JsonObject,
@@ -119,6 +120,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
                 metrics=dict_to_struct(c.metrics),
                 error_message=c.error_message,
                 label_column=c.label_column,
+                stop_confirmed=c.state is ClientState.STOPPED and not c.stop_unconfirmed,
             )
         )
     return pb

@@ -117,6 +117,8 @@ class Client:
     device: str = "auto"
     # The label column of a CSV data file ("" = "label").
     label_column: str = ""
+    # A STOPPED client whose site has not confirmed the stop yet (it is retried in the background).
+    stop_unconfirmed: bool = False
 
 
 @dataclass
@@ -181,6 +183,8 @@ class Exit:
     code: int | None
     # Why the process counts as ended when its exit was not observed (e.g. its agent stayed away too long).
     reason: str = ""
+    # Nobody saw it end, nor that it is gone: it counts as ended because its agent stayed away past the grace.
+    lost: bool = False
 
     @property
     def clean(self) -> bool:

@@ -82,6 +82,21 @@ def judge(
     return Waiting(server_done=True)
 
 
+@dataclass(frozen=True)
+class Stopping:
+    """One process of a job that is ending."""
+
+    gone: bool  # its exit was seen (or it was never launched)
+    on_site: bool  # an agent runs it: only its site can say it stopped
+
+
+def stopped(processes: Sequence[Stopping], past_stop_grace: bool) -> bool:
+    """Whether an ending job may record its end: every process the control plane runs itself is gone (SIGKILL at
+    the stop grace sees to it), and every one a site runs is gone too or had the stop grace to go. A site never
+    holds a job's end: a stop it has not confirmed by then is recorded as such and retried in the background."""
+    return all(p.gone or (p.on_site and past_stop_grace) for p in processes)
+
+
 def _first_failed(clients: Sequence[ProcessFacts], training_complete: bool) -> ProcessFacts | None:
     for client in clients:
         end = client_end(client, training_complete)

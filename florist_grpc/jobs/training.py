@@ -30,7 +30,7 @@ from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
 from florist_grpc.launch.pool import LauncherPool
-from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import (
     bind_address,
@@ -50,7 +50,7 @@ class Trainer:
         self,
         store: JobStore,
         follower: JobFollower,
-        hub: EventHub,
+        publisher: EventPublisher,
         agents: Agents,
         redis_url: str,
         data_dir: Path,
@@ -72,7 +72,7 @@ class Trainer:
         self._data = DataChecker(timeouts.data_check_seconds, remote_probe, pool, data_roots)
         self._store = store
         self._follower = follower
-        self._hub = hub
+        self._publisher = publisher  # the IN_PROGRESS event goes where every other event goes, and is counted
         self._agents = agents
         self.redis_address = redis_address_of(redis_url)
         self._jobs_dir = data_dir.resolve() / "jobs"
@@ -114,7 +114,7 @@ class Trainer:
                     f"job {quote(job_id)} is {state}; only a NOT_STARTED job can be started",
                     reason="JOB_NOT_STARTABLE",
                 )
-            self._hub.publish(event)
+            self._publisher.publish([event])
             try:
                 return await self._launch(job, shape, start)
             except FloristError as exc:
@@ -134,7 +134,7 @@ class Trainer:
         """End a start that failed or was stopped: stop whatever it launched, move the job to `state`."""
         future = self._follower.end(job_id, state, message)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.start_cleanup_seconds)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.stop_seconds)
         except (TimeoutError, FloristError):
             log.warning("job %s: cleanup after a failed start did not finish in time", job_id)
             return None
@@ -203,7 +203,9 @@ class Trainer:
                 model=job.model,
                 optimizer=job.optimizer,
                 client_type=job.client_type,
-                data_path=client.data_path,
+                # A local client opens the file its data check judged (symlinks resolved, under --data-root),
+                # not whatever the path names by now.
+                data_path=shape.resolved_paths.get(i, client.data_path),
                 training=training,
                 device=client.device,
                 # Local clients verify a TLS FL server with its own certificate file (the chain up to its CA).
@@ -218,7 +220,8 @@ class Trainer:
             handle: ProcessHandle
             if client.agent:
                 # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                handle = await self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                launch_at_site = self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                handle = await self.starts.unless_stopped(start, launch_at_site)
             else:
                 handle = await asyncio.to_thread(
                     start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool
@@ -242,7 +245,7 @@ class Trainer:
         await self.starts.step(start, "waiting for the FL server")
         bound = self._timeouts.server_ready_seconds
         try:
-            ready = await asyncio.wait_for(server.wait_ready(), timeout=bound)
+            ready = await self.starts.unless_stopped(start, asyncio.wait_for(server.wait_ready(), timeout=bound))
         except TimeoutError:
             raise DeadlineExceeded(
                 f"FL server not ready on {server_address} within {bound:g}s", reason="FL_SERVER_NOT_READY"
@@ -259,10 +262,23 @@ class Trainer:
         )
 
     async def stop(self, job_id: str) -> MetricsEvent | None:
+        """End the job CANCELLED. Bounded whatever its sites do: the end waits on a site at most the stop grace
+        (then its stop is recorded unconfirmed and retried in the background), and the whole call at most
+        `stop_seconds` (DEADLINE_EXCEEDED: the stop goes on)."""
+        bound = self._timeouts.stop_seconds
+        try:
+            return await asyncio.wait_for(self._stop(job_id), bound)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"job {quote(job_id)} is still being stopped after {bound:g}s; its end will follow",
+                reason="STOP_IN_PROGRESS",
+            ) from None
+
+    async def _stop(self, job_id: str) -> MetricsEvent | None:
         start = self.starts.request_stop(job_id)
         if start is not None:  # the start ends the job CANCELLED at its next step and answers ABORTED
             event = await asyncio.shield(start.stopped)
             if event is not None:
                 return event
         future = self._follower.end(job_id, JobState.CANCELLED, STOP_MESSAGE)
-        return await asyncio.wrap_future(future)
+        return await asyncio.shield(asyncio.wrap_future(future))

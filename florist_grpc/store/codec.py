@@ -54,6 +54,7 @@ def job_to_doc(job: Job) -> JsonObject:
                 "error_message": c.error_message,
                 "process": asdict(c.process),
                 "label_column": c.label_column,
+                "stop_unconfirmed": c.stop_unconfirmed,
             }
             for c in job.clients
         ],
@@ -84,6 +85,7 @@ def job_from_doc(
             metrics=reports.get(f"client{i}", {}),
             process=ProcessRef(**c["process"]),
             label_column=c.get("label_column", ""),
+            stop_unconfirmed=c.get("stop_unconfirmed", False),
         )
         for i, c in enumerate(doc["clients"])
     ]

@@ -41,6 +41,7 @@ from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, storable_update
 from florist_grpc.store.mongo_keys import map_keys, unescape_key
+from florist_grpc.store.mongo_stops import MongoSiteStops
 from florist_grpc.store.mongo_unsettled import UnsettledSources, rolled_forward
 
 T = TypeVar("T")
@@ -61,6 +62,7 @@ class MongoStore(JobStore):
         self._batch = BatchIngest(self._jobs, self._events, self._roll_forward, self._append_one, sessions)
         self._batch_ingest = batch_ingest
         self._unsettled = UnsettledSources(self._jobs, self._events)
+        self.stops = MongoSiteStops(db["site_stops"], self._jobs, self._guard)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:

@@ -126,6 +126,11 @@ def settled_client_sets(clients: list[JsonObject], to_state: JobState) -> dict[s
     return sets
 
 
+def stop_unconfirmed_sets(index: int, unconfirmed: bool) -> dict[str, Any]:
+    """What recording (or confirming) a client's unconfirmed stop changes in the job document."""
+    return {f"clients.{index}.stop_unconfirmed": unconfirmed}
+
+
 def apply_sets(doc: JsonObject, sets: dict[str, Any]) -> None:
     """Apply dotted-path sets to a JSON document in place (numeric parts index lists)."""
     for path, value in sets.items():

@@ -30,6 +30,7 @@ from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.sqlite_connections import SqliteConnections
 from florist_grpc.store.sqlite_schema import SCHEMA
+from florist_grpc.store.sqlite_stops import SqliteSiteStops, update_doc
 
 _JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us"
 # Errors that belong to one statement's data (malformed JSON is a generic SQLITE_ERROR; a value over SQLite's
@@ -44,6 +45,7 @@ class SqliteStore(JobStore):
         self._write = self._connections.write
         self._guard = self._connections.guard
         self._connection().executescript(SCHEMA)
+        self.stops = SqliteSiteStops(self._connections)
 
     def ping(self) -> None:
         self._guard(lambda: self._connection().execute("SELECT 1").fetchone())
@@ -266,12 +268,7 @@ class SqliteStore(JobStore):
     def _update_doc(self, job_id: str, sets: dict[str, Any]) -> None:
         def run() -> None:
             with self._write() as conn:
-                row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if row is None:
-                    return
-                doc = json.loads(row[0])
-                rules.apply_sets(doc, sets)
-                conn.execute("UPDATE jobs SET doc = ? WHERE id = ?", (json.dumps(doc), job_id))
+                update_doc(conn, job_id, sets)
 
         self._guard(run)
 

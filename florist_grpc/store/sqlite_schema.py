@@ -1,4 +1,5 @@
-"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (the log)."""
+"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (the log),
+site_stops (stops sent to sites and not yet confirmed, by client uuid)."""
 
 from __future__ import annotations
 
@@ -32,4 +33,10 @@ CREATE TABLE IF NOT EXISTS events (
     job_state INTEGER NOT NULL,
     PRIMARY KEY (job_id, sequence)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS site_stops (
+    client_uuid TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    client_index INTEGER NOT NULL
+);
 """

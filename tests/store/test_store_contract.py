@@ -26,7 +26,7 @@ from florist_grpc.domain.model import (
     Source,
     SourceKind,
 )
-from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside, UnconfirmedStop
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -344,6 +344,40 @@ class JobStoreContract:
         store.create_job(new_job("idle"))
         self.started(store, "busy")
         assert [j.id for j in store.jobs_in_state(JobState.IN_PROGRESS)] == ["busy"]
+
+    # --- stops sent to sites and not yet confirmed ---
+
+    def test_an_unconfirmed_stop_is_pending_and_marks_its_client_until_its_site_confirms_it(
+        self, store: JobStore
+    ) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])  # again: still one
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-a", "a", 1)]
+        job = store.get_job("a")
+        assert job is not None and [c.stop_unconfirmed for c in job.clients] == [False, True]
+        store.stops.settle("c1", confirmed=True)
+        assert store.stops.pending() == []
+        job = store.get_job("a")
+        assert job is not None and not job.clients[1].stop_unconfirmed
+
+    def test_a_stop_given_up_on_leaves_its_client_unconfirmed(self, store: JobStore) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c0", "site-a", "a", 0), UnconfirmedStop("c1", "site-b", "a", 1)])
+        store.stops.settle("c0", confirmed=False)
+        store.stops.settle("unknown", confirmed=True)  # nothing recorded: nothing happens
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-b", "a", 1)]
+        job = store.get_job("a")
+        assert job is not None and [c.stop_unconfirmed for c in job.clients] == [True, True]
+
+    def test_unconfirmed_stops_outlive_their_deleted_job(self, store: JobStore) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])
+        assert store.transition("a", {JobState.IN_PROGRESS}, JobState.CANCELLED, T0) is not None
+        assert store.delete_job("a")
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-a", "a", 1)]
+        store.stops.settle("c1", confirmed=True)  # its job is gone: only the stop is forgotten
+        assert store.stops.pending() == []
 
 
 class TestSqliteStore(JobStoreContract):

@@ -104,6 +104,7 @@ class ClientInfo(_message.Message):
     AGENT_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     LABEL_COLUMN_FIELD_NUMBER: _builtins.int
+    STOP_CONFIRMED_FIELD_NUMBER: _builtins.int
     data_path: _builtins.str
     """Path of the client's dataset on the machine that runs it: .pt or .npz with x and y, or .csv with a label column."""
     redis_address: _builtins.str
@@ -124,6 +125,12 @@ class ClientInfo(_message.Message):
     """
     label_column: _builtins.str
     """Name of the label column when data_path is a CSV file; empty = "label". Ignored for .pt and .npz."""
+    stop_confirmed: _builtins.bool
+    """Output only, for a CLIENT_STATE_STOPPED client: true once the process is known to have ended; false while
+    its site (agent) has not confirmed the stop. A job's end never waits on a site: such a stop is retried in the
+    background (across control-plane restarts, and after the job is deleted) until the agent confirms it, or
+    until the agent stays away past its grace (then it stays false).
+    """
     @_builtins.property
     def metrics(self) -> _struct_pb2.Struct:
         """The accumulated report of this client (FL4Health reporter keys)."""
@@ -140,10 +147,11 @@ class ClientInfo(_message.Message):
         agent: _builtins.str = ...,
         device: _builtins.str = ...,
         label_column: _builtins.str = ...,
+        stop_confirmed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "data_path", b"data_path", "device", b"device", "error_message", b"error_message", "label_column", b"label_column", "metrics", b"metrics", "redis_address", b"redis_address", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "data_path", b"data_path", "device", b"device", "error_message", b"error_message", "label_column", b"label_column", "metrics", b"metrics", "redis_address", b"redis_address", "state", b"state", "stop_confirmed", b"stop_confirmed", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -42,7 +42,9 @@ class TrainingServiceStub:
     """
     StopTraining: _grpc.UnaryUnaryMultiCallable[_training_service_pb2.StopTrainingRequest, _training_service_pb2.StopTrainingResponse]
     """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-    Also during a StartTraining of the job, which then answers ABORTED.
+    Also during a StartTraining of the job, which then answers ABORTED. Never waits on a site beyond the stop
+    grace: a client whose agent has not confirmed its stop by then is CLIENT_STATE_STOPPED with stop_confirmed
+    false, and its stop is retried in the background.
     """
     StreamMetrics: _grpc.UnaryStreamMultiCallable[_training_service_pb2.StreamMetricsRequest, _training_service_pb2.StreamMetricsResponse]
     """Replays every event of the job with sequence > after_sequence, then follows live; the stream ends
@@ -73,7 +75,9 @@ class TrainingServiceAsyncStub(TrainingServiceStub):
     """
     StopTraining: _aio.UnaryUnaryMultiCallable[_training_service_pb2.StopTrainingRequest, _training_service_pb2.StopTrainingResponse]  # type: ignore[assignment]
     """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-    Also during a StartTraining of the job, which then answers ABORTED.
+    Also during a StartTraining of the job, which then answers ABORTED. Never waits on a site beyond the stop
+    grace: a client whose agent has not confirmed its stop by then is CLIENT_STATE_STOPPED with stop_confirmed
+    false, and its stop is retried in the background.
     """
     StreamMetrics: _aio.UnaryStreamMultiCallable[_training_service_pb2.StreamMetricsRequest, _training_service_pb2.StreamMetricsResponse]  # type: ignore[assignment]
     """Replays every event of the job with sequence > after_sequence, then follows live; the stream ends
@@ -113,7 +117,9 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_training_service_pb2.StopTrainingResponse, _abc.Awaitable[_training_service_pb2.StopTrainingResponse]]:
         """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-        Also during a StartTraining of the job, which then answers ABORTED.
+        Also during a StartTraining of the job, which then answers ABORTED. Never waits on a site beyond the stop
+        grace: a client whose agent has not confirmed its stop by then is CLIENT_STATE_STOPPED with stop_confirmed
+        false, and its stop is retried in the background.
         """
 
     @_abc_1.abstractmethod

@@ -563,7 +563,9 @@ export const TrainingService: GenService<{
   },
   /**
    * Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-   * Also during a StartTraining of the job, which then answers ABORTED.
+   * Also during a StartTraining of the job, which then answers ABORTED. Never waits on a site beyond the stop
+   * grace: a client whose agent has not confirmed its stop by then is CLIENT_STATE_STOPPED with stop_confirmed
+   * false, and its stop is retried in the background.
    *
    * @generated from rpc florist.v1.TrainingService.StopTraining
    */
