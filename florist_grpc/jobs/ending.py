@@ -54,6 +54,10 @@ def judge(
     `refused`: why the job's report changes are refused (its stored history is full), or ''."""
     training_complete = "fit_end" in server.report
     divergence = divergence_message(server.report)
+    if server.exit is not None and not server.exit.clean and not training_complete and divergence is None:
+        # The server died mid-run: its clients lose their connection and fail too, whichever exit was seen first,
+        # but the server is why.
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure} before reporting fit_end")
     failed = _first_failed(clients, training_complete)
     # Once the server says the run diverged, that is why the job fails: a client that fails while the run is being
     # stopped is marked FAILED itself but does not hide the reason.

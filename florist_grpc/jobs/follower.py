@@ -188,14 +188,23 @@ class JobFollower:
         if run is None:
             return
         process = run.processes[key]
+        self._record_exit(process, status)
+        if key != SERVER_SOURCE.key:
+            server = run.server
+            if not status.clean and server.exit is None and server.handle is not None:
+                # A client that fails may have lost its server: if the server is gone too, judge with its exit,
+                # though the watcher has not told it yet (the two exits come in either order).
+                if (server_status := server.handle.poll()) is not None:
+                    self._record_exit(server, server_status)
+            self._record_client_end(run, process)
+        self._evaluate(run)
+
+    def _record_exit(self, process: RunningProcess, status: Exit) -> None:
         process.exit = status
         if not status.clean:
             tail = process.handle.log_tail() if process.handle is not None else ""
             process.failure = status.describe() + (f"; last log lines:\n{tail}" if tail else "")
         self._reader.read([process.uuid])  # late keys written just before exiting
-        if key != SERVER_SOURCE.key:
-            self._record_client_end(run, process)
-        self._evaluate(run)
 
     def _record_client_end(self, run: JobRun, process: RunningProcess, job_end: JobState | None = None) -> None:
         """Record the client's terminal state as the ending policy decides it (jobs/ending.py `client_end`)."""

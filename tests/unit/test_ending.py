@@ -59,6 +59,20 @@ CASES = [
         Verdict(OK),
     ),
     ("everything still runs", server(RUNNING), [client(RUNNING)], None, Waiting()),
+    (
+        "a server killed mid-run is why, though its clients failed too (whichever exit came first)",
+        server(KILLED, {"fit_start": "t"}),
+        [client(CRASHED), client(RUNNING, index=1)],
+        None,
+        Verdict(ERROR, "FL server was killed by SIGKILL before reporting fit_end"),
+    ),
+    (
+        "a server that crashed mid-run is why, whatever its clients did",
+        server(CRASHED, {"fit_start": "t"}),
+        [client(KILLED)],
+        None,
+        Verdict(ERROR, "FL server exited with code 1 before reporting fit_end"),
+    ),
     ("a clean finish", server(CLEAN, DONE), [client(CLEAN)], None, Verdict(OK)),
     ("clients done, server still reporting", server(RUNNING, DONE), [client(CLEAN)], None, Waiting()),
     (
