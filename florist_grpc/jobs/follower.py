@@ -191,11 +191,15 @@ class JobFollower:
         self._record_exit(process, status)
         if key != SERVER_SOURCE.key:
             server = run.server
-            if not status.clean and server.exit is None and server.handle is not None:
-                # A client that fails may have lost its server: if the server is gone too, judge with its exit,
-                # though the watcher has not told it yet (the two exits come in either order).
-                if (server_status := server.handle.poll()) is not None:
-                    self._record_exit(server, server_status)
+            # A client that fails may have lost its server: if the server is gone too, judge with its exit,
+            # though the watcher has not told it yet (the two exits come in either order).
+            if (
+                not status.clean
+                and server.exit is None
+                and server.handle is not None
+                and (server_status := server.handle.poll()) is not None
+            ):
+                self._record_exit(server, server_status)
             self._record_client_end(run, process)
         self._evaluate(run)
 
