@@ -181,7 +181,7 @@ def ingest_baseline(jobs: int) -> None:
             seconds=elapsed,
             reports_per_s=reports / elapsed,
             listener_threads_busy=threading.active_count() - threads_before,
-            redis_connections=len(redis.Redis.from_url(url).client_list()),
+            redis_connections=len(redis.Redis.from_url(embedded.admin_url).client_list()),
             errors=len(listeners.errors),
         )
         listeners.stop()

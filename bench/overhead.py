@@ -50,7 +50,7 @@ def plain_job(data: list[Path], scratch: Path, config: dict[str, Any]) -> tuple[
     shape = {"input_shape": summary["input_shape"], "num_classes": summary["label_max"] + 1}
     address = f"127.0.0.1:{free_port()}"
     server_uuid, client_uuids = uuid.uuid4().hex, [uuid.uuid4().hex for _ in data]
-    users = RunUsers(redis_url, Timeouts().report_key_ttl_seconds, per_run_users=True)
+    users = RunUsers(redis_url, Timeouts().report_key_ttl_seconds, redis_server.admin_url)
     credentials = users.create([server_uuid, *client_uuids])
     training = training_config("FEDAVG", config)
     server_run = ServerRun(

@@ -1,6 +1,5 @@
-"""The frozen settings of `serve` and `agent`, built from the typed values of their flags (cli/service.py
-defines the flags and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold
-the rules between flags."""
+"""The frozen settings of `serve` and `agent`, built from their flags' typed values (cli/service.py defines the flags
+and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold the rules between flags."""
 
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
 
@@ -44,7 +44,7 @@ class Timeouts:
 
     # StartTraining: longest wait for the FL server to accept connections (DEADLINE_EXCEEDED past it).
     server_ready_seconds: float = 30.0
-    # StopTraining / failure cleanup: SIGTERM, then SIGKILL after this.
+    # A job's end: SIGTERM, then SIGKILL after this; a site's unconfirmed stop no longer holds it, and is re-sent.
     process_stop_grace_seconds: float = 5.0
     # After the FL server exits cleanly, how long clients get to exit on their own before being stopped.
     client_exit_grace_seconds: float = 15.0
@@ -54,8 +54,12 @@ class Timeouts:
     agent_call_seconds: float = 10.0
     # A job whose agent stays disconnected longer than this ends FINISHED_WITH_ERROR naming the agent.
     agent_away_grace_seconds: float = 60.0
-    # A start that failed stops what it launched: SIGTERM, the stop grace, SIGKILL, and the exits being seen.
-    start_cleanup_seconds: float = 15.0
+    # An agent's session must open with hello within this; a stream that says nothing ends DEADLINE_EXCEEDED.
+    agent_hello_seconds: float = 10.0
+    # 3 of an agent's heartbeats (AgentSettings.heartbeat_seconds): silent longer, its session is closed (away).
+    agent_silence_seconds: float = 30.0
+    # Stopping a job (StopTraining, a failed start): SIGTERM, the stop grace, SIGKILL and the exits seen, in this.
+    stop_seconds: float = 15.0
     # The embedded Redis must answer within this after it is launched.
     redis_start_seconds: float = 15.0
     # The embedded Redis gets this long to flush its append-only file and exit.
@@ -83,6 +87,39 @@ class Timeouts:
     watch_bookmark_seconds: float = 30.0
 
 
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one report, one job's history and an embedded Redis may hold. Every bound refuses loudly (a notice in
+    the job's events, a failed job, an error to the writer), never by dropping data silently."""
+
+    # One report: a source's whole JSON document, SET again on every change and read whole by the ingest. Ours
+    # grow by 0.53 KiB per round (server) and 0.63 KiB (client) (measured on a 25-round job), so 1 MiB holds over
+    # 1,500 rounds. A larger one is never read into memory: it is set aside (the source's last stored report
+    # stands) with a notice in the job's events.
+    report_max_bytes: int = 1 * MiB
+    # One job's stored history: the bytes of its events' patches. A job stores about 0.65 KiB per source and round
+    # (measured: 1.9 KiB per round for a server and 2 clients), so 64 MiB holds 30,000 rounds of such a job and
+    # 8,000 of a 10-client one. A job past it (a site rewriting megabytes every few seconds: 300 reports of 1 MB
+    # made 159 MB of store) fails FINISHED_WITH_ERROR naming the bound: its further report changes are refused,
+    # and a run going on without a history would be one whose losses nobody can see.
+    job_history_max_bytes: int = 64 * MiB
+    # One report an agent relays for a client (and the control plane accepts from it): above report_max_bytes, so
+    # a report a little over the bound still reaches the control plane, which sets it aside with a notice the
+    # user sees; below the gRPC message bound (16 MiB). An agent does not read a larger one (it logs it).
+    relayed_report_max_bytes: int = 4 * MiB
+    # The embedded Redis (the control plane's and each agent's): `maxmemory`, with `noeviction`, so a report that
+    # does not fit is refused to its writer (which fails, saying so) instead of another run's report vanishing.
+    # It holds one report per running FL process (and per ended one until its key expires): hundreds at the bound.
+    redis_max_memory_bytes: int = 512 * MiB
+    # The largest value one Redis command may carry (`proto-max-bulk-len`, at least 1 MiB): a single SET cannot
+    # jump over `maxmemory` by hundreds of MiB. Above report_max_bytes, so a report somewhat over the bound is
+    # still stored and set aside with a notice rather than refused to its writer.
+    redis_max_value_bytes: int = 16 * MiB
+
+
 @dataclass(frozen=True)
 class Settings:
     """`florist-grpc serve`. Each field's default is the default of its flag."""
@@ -100,6 +137,7 @@ class Settings:
     # Prometheus text on http://HOST:metrics_port/metrics; 0 = no metrics endpoint.
     metrics_port: int = 0
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
     # Fork FL processes from a process that has imported torch and Flower already (launch/pool.py).
     launcher_pool: bool = True
     # `--data-root`: local clients' data files must lie under one of these (resolved) directories, symlinks
@@ -108,6 +146,12 @@ class Settings:
     # The queue: at most this many jobs run at once, in all and per project (0 = no limit); the rest wait.
     max_running_jobs: int = 0
     max_running_jobs_per_project: int = 0
+    # `--mlflow-tracking-uri`: every job becomes a run of this MLflow tracking server; empty = none.
+    mlflow_tracking_uri: str = ""
+    # `--mlflow-experiment`: the experiment of jobs that name none (Job.tracking.experiment).
+    mlflow_experiment: str = "florist-grpc"
+    # `--tensorboard-dir`: every job's metrics as TensorBoard event files under DIR/<job id>/; None = none.
+    tensorboard_dir: Path | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -141,6 +185,9 @@ class Settings:
         data_roots: Sequence[Path],
         max_running_jobs: int = 0,
         max_running_jobs_per_project: int = 0,
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "florist-grpc",
+        tensorboard_dir: Path | None = None,
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
@@ -169,6 +216,10 @@ class Settings:
         ):
             if limit < 0:
                 raise ValueError(f"{flag} must be 0 (no limit) or more, not {limit}")
+        if problem := trackers_problem(mlflow_tracking_uri, mlflow_experiment):
+            raise ValueError(problem)
+        if tensorboard_dir is not None and tensorboard_dir.exists() and not tensorboard_dir.is_dir():
+            raise ValueError(f"--tensorboard-dir {tensorboard_dir} is not a directory")
         if auth_file is None and not is_loopback(host) and not insecure_no_auth:
             raise ValueError(
                 f"refusing to serve without authentication on {host}: give --auth-file, "
@@ -189,6 +240,9 @@ class Settings:
             data_roots=tuple(root.resolve() for root in data_roots),
             max_running_jobs=max_running_jobs,
             max_running_jobs_per_project=max_running_jobs_per_project,
+            mlflow_tracking_uri=mlflow_tracking_uri.strip(),
+            mlflow_experiment=mlflow_experiment,
+            tensorboard_dir=tensorboard_dir,
         )
 
 
@@ -220,6 +274,7 @@ class AgentSettings:
     # How often the agent says it is alive when it has nothing else to send.
     heartbeat_seconds: float = 10.0
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
     # Fork FL clients (and data probes) from a preloaded launcher pool, as the control plane does.
     launcher_pool: bool = True
     # The most FL clients it runs at once (`--max-clients`, told in its hello); 0 = no limit.

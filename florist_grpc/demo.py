@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -19,9 +20,11 @@ from florist_grpc.server import ControlPlane
 
 
 def say(line: str = "") -> None:
-    # Flushed at once: the control plane logs on stderr meanwhile, and a buffered line would land after (or
-    # inside) later log lines when both go to one pipe.
-    print(line, flush=True)
+    # One write of the line with its newline, flushed at once: the control plane logs on stderr meanwhile (one
+    # write per record), and print() writes the text and its end separately, so a log record landing between the
+    # two would be glued to the line when both streams go to one pipe.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:

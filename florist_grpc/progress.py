@@ -136,6 +136,8 @@ class JobProgress:
             return self._finished_rounds(at) if key == "server" else []
         if event.job_state == job_pb2.JOB_STATE_IN_PROGRESS and self.start_time is None:
             self.start_time = at
+        if "notice" in patch:  # the control plane tells the job something (a report set aside): not a state change
+            return [f"notice: {patch['notice']}"]
         message = str(patch.get("error_message", ""))
         self.error_message = message or self.error_message
         return [f"job is {state_name(event.job_state)}" + (f": {message}" if message else "")]

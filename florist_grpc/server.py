@@ -29,6 +29,7 @@ from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState
+from florist_grpc.export import Exports
 from florist_grpc.jobs.admission import Limits
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.logs import JobLogs
@@ -148,7 +149,7 @@ class ControlPlane:
         if settings.redis_url:
             self.redis_url = settings.redis_url
         else:
-            embedded = EmbeddedRedis(data_dir, settings.timeouts)
+            embedded = EmbeddedRedis(data_dir, settings.timeouts, settings.limits)
             started.push_async_callback(stop_embedded_redis, embedded, store)
             with step(f"starting the embedded Redis in {embedded.dir}"):
                 self.redis_url = await asyncio.to_thread(embedded.start)
@@ -156,11 +157,12 @@ class ControlPlane:
         timeouts = settings.timeouts
         publisher = EventPublisher(hub, self.metrics)
         # Per-run Redis users only in a Redis we own; an external one is its operator's (its URL's credentials).
-        users = RunUsers(self.redis_url, timeouts.report_key_ttl_seconds, per_run_users=embedded is not None)
+        admin_url = embedded.admin_url if embedded is not None else None
+        users = RunUsers(self.redis_url, timeouts.report_key_ttl_seconds, admin_url)
         started.callback(users.close)
         # A report: listener -> reader (on the follower's thread: throttle, ingest -> store) -> publisher -> hub.
         reader = ReportReader(
-            ReportIngest(self.redis_url, store, publisher.publish),
+            ReportIngest(self.redis_url, store, publisher.publish, settings.limits),
             # Read from the follower thread without the loop: an approximate count is all it needs.
             ReadThrottle(subscribers=hub.subscriber_count),
         )
@@ -181,7 +183,7 @@ class ControlPlane:
         trainer = Trainer(
             store,
             follower,
-            hub,
+            publisher,
             agents,
             self.redis_url,
             data_dir,
@@ -208,13 +210,16 @@ class ControlPlane:
         add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs, callers), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(agents, tokens, timeouts.agent_call_seconds), server
+            AgentServicer(agents, tokens, timeouts.agent_hello_seconds), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
         follower.start()
         started.push_async_callback(asyncio.to_thread, follower.stop)
+        if exports := await asyncio.to_thread(Exports.started, settings, store, data_dir / "jobs", trainer.model_dir):
+            hub.observe(exports.published)  # experiment trackers: registered after the follower, they stop first
+            started.push_async_callback(asyncio.to_thread, exports.stop)
         with step("re-attaching the jobs in progress"):
             recovered = await asyncio.to_thread(recover, store, follower, agents)
         if recovered:

@@ -11,23 +11,29 @@ periodically, restarts it on its port when its process is gone and says what is 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 import redis
 
-from florist_grpc.config import Timeouts
+from florist_grpc.config import Limits, Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.listener import ReportListener
 from florist_grpc.metrics.redis_users import RedisCredentials, RunUsers
 from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.net import redis_address_of
 
+log = logging.getLogger(__name__)
+
 
 class SiteReports:
-    def __init__(self, state_dir: Path, timeouts: Timeouts) -> None:
+    def __init__(self, state_dir: Path, timeouts: Timeouts, limits: Limits | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._redis = EmbeddedRedis(state_dir, timeouts)
+        limits = limits or Limits()
+        # The site's Redis has the control plane's bounds (maxmemory, noeviction, one value's size).
+        self._redis = EmbeddedRedis(state_dir, timeouts, limits)
+        self._max_report = limits.relayed_report_max_bytes
         self._supervisor = RedisSupervisor(self._redis)
         self._probe: redis.Redis | None = None
         self._changed: set[str] = set()
@@ -46,7 +52,7 @@ class SiteReports:
         # Its own client with short timeouts: a health probe of a hung Redis must not take as long as a read.
         self._probe = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         # The site's clients report as users that may only write their own run's key, as on the control plane.
-        self._users = RunUsers(url, self._key_ttl, per_run_users=True)
+        self._users = RunUsers(url, self._key_ttl, self._redis.admin_url)
         self._listener = ReportListener(url, self._notify)
         self._listener.start()
         self.follow(uuids)
@@ -90,8 +96,18 @@ class SiteReports:
         return uuids
 
     async def read(self, uuid: str) -> str:
-        """The client's current report ('' if it has reported nothing)."""
+        """The client's current report ('' if it has reported nothing, or one too large to relay: never read)."""
         assert self._client is not None
+        size = await asyncio.to_thread(self._client.strlen, uuid)
+        if size > self._max_report:
+            log.warning(
+                "client %s: its report is %d bytes, over the %d bytes an agent relays "
+                "(Limits.relayed_report_max_bytes); not relayed",
+                uuid,
+                size,
+                self._max_report,
+            )
+            return ""
         body = await asyncio.to_thread(self._client.get, uuid)
         return body.decode() if isinstance(body, bytes) else ""
 

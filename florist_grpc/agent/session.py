@@ -84,7 +84,7 @@ class Agent:
         self._clients = SiteClients(
             settings.data_root, state_dir, timeouts.process_stop_grace_seconds, timeouts.data_check_seconds, self._pool
         )
-        self._reports = SiteReports(state_dir, settings.timeouts)
+        self._reports = SiteReports(state_dir, settings.timeouts, settings.limits)
         self._devices: list[str] = []
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
         self._leave_clients = True  # a failed start leaves the clients it adopted (and their Redis) running

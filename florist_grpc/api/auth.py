@@ -170,8 +170,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         if handler_call_details.method == AGENT_CONNECT:
-            # Authorized by its servicer with the same `authorize`: it reads the hello first, so that a refusal
-            # is logged with the agent's name, and checks that name against the token's.
+            # Authorized by its servicer with the same `authorize`: it waits for the hello (bounded: see
+            # launch/handshakes.py), so that a refusal is logged with the agent's name, and checks that name
+            # against the token's.
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         try:

@@ -15,6 +15,7 @@ from florist_grpc.domain.model import (
     Client,
     ClientLogByIndex,
     ClientLogByUuid,
+    ClientState,
     Job,
     JobChange,
     JobState,
@@ -24,6 +25,7 @@ from florist_grpc.domain.model import (
     ServerLog,
 )
 from florist_grpc.domain.portable_json import whole_numbers
+from florist_grpc.domain.tracking import TrackingConfig
 from florist_grpc.jobs.artifacts import ModelFile
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
@@ -85,6 +87,7 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         redis_address=pb.redis_address.strip(),
         project=pb.project.strip(),
         priority=pb.priority,
+        tracking=TrackingConfig(pb.tracking.experiment.strip(), dict(pb.tracking.tags)),
     )
 
 
@@ -112,6 +115,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         current_round=job.current_round,
         priority=job.priority,
         queue_time=timestamp(job.queue_time),
+        tracking=job_pb2.TrackingConfig(experiment=job.tracking.experiment, tags=job.tracking.tags),
     )
     for c in job.clients:
         pb.clients.append(
@@ -125,6 +129,7 @@ def job_to_proto(job: Job) -> job_pb2.Job:
                 metrics=dict_to_struct(c.metrics),
                 error_message=c.error_message,
                 label_column=c.label_column,
+                stop_confirmed=c.state is ClientState.STOPPED and not c.stop_unconfirmed,
             )
         )
     return pb

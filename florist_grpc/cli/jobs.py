@@ -71,6 +71,13 @@ def job_table(jobs: list[job_pb2.Job]) -> Table:
     return table
 
 
+def unconfirmed(client: job_pb2.ClientInfo) -> str:
+    """`  (its stop is not confirmed by agent X yet)` for a stopped client its site has not confirmed, else ''."""
+    if client.state != job_pb2.CLIENT_STATE_STOPPED or client.stop_confirmed:
+        return ""
+    return f"  (its stop is not confirmed by agent {client.agent} yet; retried in the background)"
+
+
 def show_job(job: job_pb2.Job) -> None:
     out = console()
     out.print(job_table([job]))
@@ -79,7 +86,7 @@ def show_job(job: job_pb2.Job) -> None:
     if job.model_config.fields:
         out.print(f"model config {json.dumps(plain_numbers(json_format.MessageToDict(job.model_config)))}")
     for i, client in enumerate(job.clients):
-        out.print(f"client {i}: {client.data_path}  {job_pb2.ClientState.Name(client.state)}")
+        out.print(f"client {i}: {client.data_path}  {job_pb2.ClientState.Name(client.state)}{unconfirmed(client)}")
     if job.error_message:
         out.print(Text(f"error: {job.error_message}", style="red"))
 

@@ -88,6 +88,16 @@ def serve(
     max_running_jobs_per_project: Annotated[
         int, opt("--max-running-jobs-per-project", "Jobs of one project that run at once. 0 = no limit.")
     ] = Settings.max_running_jobs_per_project,
+    mlflow_tracking_uri: Annotated[
+        str, opt("--mlflow-tracking-uri", "Log every job as a run of this MLflow tracking server (http(s)://...).")
+    ] = Settings.mlflow_tracking_uri,
+    mlflow_experiment: Annotated[
+        str, opt("--mlflow-experiment", "MLflow experiment of the jobs that name none (Job.tracking.experiment).")
+    ] = Settings.mlflow_experiment,
+    tensorboard_dir: Annotated[
+        Path | None,
+        opt("--tensorboard-dir", "Write every job's metrics as TensorBoard event files under DIR/<job id>/."),
+    ] = None,
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision).
 
@@ -98,6 +108,7 @@ def serve(
       florist-grpc serve --port 0 --data-dir /tmp/florist
       florist-grpc serve --host 0.0.0.0 --auth-file auth.txt --tls-cert server.pem --tls-key server.key
       florist-grpc serve --max-running-jobs 4 --max-running-jobs-per-project 2
+      florist-grpc serve --mlflow-tracking-uri http://127.0.0.1:5000 --tensorboard-dir runs
     """
     from florist_grpc.api.auth import AuthFileError
     from florist_grpc.server import ControlPlane
@@ -122,6 +133,9 @@ def serve(
             data_roots=data_roots or (),
             max_running_jobs=max_running_jobs,
             max_running_jobs_per_project=max_running_jobs_per_project,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            tensorboard_dir=tensorboard_dir,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

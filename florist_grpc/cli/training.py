@@ -8,7 +8,7 @@ from typing import Annotated
 import grpc
 import typer
 
-from florist_grpc.cli.jobs import JobFile, create_job
+from florist_grpc.cli.jobs import JobFile, create_job, unconfirmed
 from florist_grpc.cli.options import (
     DEFAULT_ADDRESS,
     START_SECONDS,
@@ -91,7 +91,13 @@ def stop(
     conn = Connection(address, token, tls_ca)
     stub = pb_grpc.TrainingServiceStub(conn.channel())
     job = stub.StopTraining(pb.StopTrainingRequest(job_id=job_id), metadata=conn.metadata, timeout=START_SECONDS).job
-    print_json(job) if output == Output.json else console().print(f"{job.id} {state_name(job.state)}")
+    if output == Output.json:
+        print_json(job)
+        return
+    console().print(f"{job.id} {state_name(job.state)}")
+    for i, client in enumerate(job.clients):
+        if note := unconfirmed(client):
+            console().print(f"client {i}:{note}")
 
 
 def command_line(conn: Connection, *words: str) -> str:

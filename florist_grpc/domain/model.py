@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from florist_grpc.domain.tracking import TrackingConfig
+
 JsonObject = dict[str, Any]
 
 
@@ -117,6 +119,8 @@ class Client:
     device: str = "auto"
     # The label column of a CSV data file ("" = "label").
     label_column: str = ""
+    # A STOPPED client whose site has not confirmed the stop yet (it is retried in the background).
+    stop_unconfirmed: bool = False
 
 
 @dataclass
@@ -153,6 +157,8 @@ class Job:
     revision: int = 0
     # The last round the FL server finished (eval_round_end in its report).
     current_round: int = 0
+    # The MLflow experiment of the job's run and its extra tags (empty = the control plane's defaults).
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def client_source(self, index: int) -> Source:
         return Source(SourceKind.CLIENT, index, self.clients[index].uuid)
@@ -211,6 +217,8 @@ class Exit:
     code: int | None
     # Why the process counts as ended when its exit was not observed (e.g. its agent stayed away too long).
     reason: str = ""
+    # Nobody saw it end, nor that it is gone: it counts as ended because its agent stayed away past the grace.
+    lost: bool = False
 
     @property
     def clean(self) -> bool:

@@ -85,7 +85,8 @@ class RedisReporter:
             pipe.publish(self.uuid, self.uuid)
             pipe.execute()
         except redis.RedisError as exc:
-            raise ReportFailed(f"could not report to Redis at {self._address()}: {exc}") from exc
+            # The size says why when Redis refused the report itself (its memory or value bound: config.Limits).
+            raise ReportFailed(f"could not report {len(body)} bytes to Redis at {self._address()}: {exc}") from exc
 
     def _address(self) -> str:
         kwargs = self._redis.connection_pool.connection_kwargs

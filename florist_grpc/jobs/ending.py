@@ -1,7 +1,11 @@
-"""How a running job ends, decided from its processes' exits and its persisted reports: a pure function.
+"""How a running job and each of its clients end, decided from the processes' exits and persisted reports: pure
+functions.
 
 The follower thread gathers the facts (who exited how, what each source last reported *and was persisted*) and
-applies the verdict; every rule of how a job ends lives here, with a table-driven test beside it.
+applies the verdicts; every rule of how a job ends (`judge`, tests/unit/test_ending.py) and of how a client ends
+(`client_end`, tests/unit/test_client_ending.py) lives here, with a table-driven test beside it. `judge` asks
+`client_end` whether a client failed, so a job and its clients never disagree, and a job in a terminal state has
+every client in a terminal state, each with a true reason.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from florist_grpc.domain.divergence import divergence_message
-from florist_grpc.domain.model import Exit, JobState, JsonObject
+from florist_grpc.domain.model import ClientState, Exit, JobState, JsonObject
+from florist_grpc.store.rules import unended_client_end
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,8 @@ class ProcessFacts:
     exit: Exit | None  # None while it runs (or was never launched)
     report: JsonObject  # its last persisted report
     failure: str = ""  # how it failed, with its log tail (set once it exited uncleanly)
+    launched: bool = True  # False while (or if) no process was started for it
+    stopped: bool = False  # stopped by us: the job was ending
 
 
 @dataclass(frozen=True)
@@ -41,15 +48,24 @@ def judge(
     clients: Sequence[ProcessFacts],
     seconds_since_server_done: float | None,
     client_exit_grace: float,
+    refused: str = "",
 ) -> Verdict | Waiting:
-    """The job's ending, or Waiting. `seconds_since_server_done` is None until a previous call said server_done."""
+    """The job's ending, or Waiting. `seconds_since_server_done` is None until a previous call said server_done.
+    `refused`: why the job's report changes are refused (its stored history is full), or ''."""
     training_complete = "fit_end" in server.report
     divergence = divergence_message(server.report)
+    if server.exit is not None and not server.exit.clean and not training_complete and divergence is None:
+        # The server died mid-run: its clients lose their connection and fail too, whichever exit was seen first,
+        # but the server is why.
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure} before reporting fit_end")
     failed = _first_failed(clients, training_complete)
     # Once the server says the run diverged, that is why the job fails: a client that fails while the run is being
     # stopped is marked FAILED itself but does not hide the reason.
     if failed is not None and divergence is None:
         return Verdict(JobState.FINISHED_WITH_ERROR, f"{failed.name} {failed.failure}")
+    # A run that goes on with its reports refused is one nobody can follow: it ends now, naming the bound.
+    if refused and divergence is None:
+        return Verdict(JobState.FINISHED_WITH_ERROR, refused)
     if server.exit is None:
         return Waiting()
     if divergence is not None:
@@ -70,13 +86,53 @@ def judge(
     return Waiting(server_done=True)
 
 
+@dataclass(frozen=True)
+class Stopping:
+    """One process of a job that is ending."""
+
+    gone: bool  # its exit was seen (or it was never launched)
+    on_site: bool  # an agent runs it: only its site can say it stopped
+
+
+def stopped(processes: Sequence[Stopping], past_stop_grace: bool) -> bool:
+    """Whether an ending job may record its end: every process the control plane runs itself is gone (SIGKILL at
+    the stop grace sees to it), and every one a site runs is gone too or had the stop grace to go. A site never
+    holds a job's end: a stop it has not confirmed by then is recorded as such and retried in the background."""
+    return all(p.gone or (p.on_site and past_stop_grace) for p in processes)
+
+
 def _first_failed(clients: Sequence[ProcessFacts], training_complete: bool) -> ProcessFacts | None:
     for client in clients:
-        if client.exit is None or client.exit.clean:
-            continue
-        # A client whose exit code we could not learn (we restarted meanwhile) but that reported shutdown, or
-        # whose server completed training, ended normally.
-        if client.exit.code is None and ("shutdown" in client.report or training_complete):
-            continue
-        return client
+        end = client_end(client, training_complete)
+        if end is not None and end.state is ClientState.FAILED:
+            return client
     return None
+
+
+@dataclass(frozen=True)
+class ClientEnd:
+    state: ClientState
+    message: str = ""
+
+
+def client_end(client: ProcessFacts, training_complete: bool, job_end: JobState | None = None) -> ClientEnd | None:
+    """A client's terminal state and why, or None while it has not ended (and the job has not either).
+
+    `training_complete`: the FL server reported fit_end. `job_end`: the state the job is ending in, once it is.
+    """
+    if client.exit is None:
+        if job_end is None:
+            return None
+        # The store's rule for a client that had not ended, so both say the same (store/rules.py).
+        return ClientEnd(
+            *unended_client_end(ClientState.RUNNING if client.launched else ClientState.UNSPECIFIED, job_end)
+        )
+    if client.exit.clean:
+        return ClientEnd(ClientState.FINISHED)
+    # Its exit code is unknown (its reaper is gone: a restart, a dead launcher pool), but it reported shutdown or
+    # its server completed training: it ended normally.
+    if client.exit.code is None and ("shutdown" in client.report or training_complete):
+        return ClientEnd(ClientState.FINISHED)
+    if client.stopped:
+        return ClientEnd(ClientState.STOPPED)
+    return ClientEnd(ClientState.FAILED, client.failure or client.exit.describe())

@@ -85,7 +85,7 @@ class LaunchSequence:
         """End a start that failed or was stopped: stop whatever it launched, move the job to `state`."""
         future = self._follower.end(job_id, state, message)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.start_cleanup_seconds)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.stop_seconds)
         except (TimeoutError, FloristError):
             log.warning("job %s: cleanup after a failed start did not finish in time", job_id)
             return None
@@ -154,7 +154,9 @@ class LaunchSequence:
                 model=job.model,
                 optimizer=job.optimizer,
                 client_type=job.client_type,
-                data_path=client.data_path,
+                # A local client opens the file its data check judged (symlinks resolved, under --data-root),
+                # not whatever the path names by now.
+                data_path=shape.resolved_paths.get(i, client.data_path),
                 training=training,
                 device=client.device,
                 # Local clients verify a TLS FL server with its own certificate file (the chain up to its CA).
@@ -169,7 +171,8 @@ class LaunchSequence:
             handle: ProcessHandle
             if client.agent:
                 # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                handle = await self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                launch_at_site = self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                handle = await self.starts.unless_stopped(start, launch_at_site)
             else:
                 handle = await asyncio.to_thread(
                     start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool
@@ -193,7 +196,7 @@ class LaunchSequence:
         await self.starts.step(start, "waiting for the FL server")
         bound = self._timeouts.server_ready_seconds
         try:
-            ready = await asyncio.wait_for(server.wait_ready(), timeout=bound)
+            ready = await self.starts.unless_stopped(start, asyncio.wait_for(server.wait_ready(), timeout=bound))
         except TimeoutError:
             raise DeadlineExceeded(
                 f"FL server not ready on {server_address} within {bound:g}s", reason="FL_SERVER_NOT_READY"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from florist_grpc.config import Timeouts, TLSConfig
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
-from florist_grpc.domain.errors import FailedPrecondition, job_not_found, quote
+from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, job_not_found, quote
 from florist_grpc.domain.model import Job, JobState, MetricsEvent
 from florist_grpc.jobs.admission import Hold, Limits, Refuse
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
@@ -22,7 +22,7 @@ from florist_grpc.jobs.sites import SiteProjects, check_site_clients, check_site
 from florist_grpc.jobs.starting import STOP_MESSAGE, Starts
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.pool import LauncherPool
-from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import redis_address_of
 from florist_grpc.store.base import JobStore
@@ -44,7 +44,7 @@ class Trainer:
         self,
         store: JobStore,
         follower: JobFollower,
-        hub: EventHub,
+        publisher: EventPublisher,
         agents: Agents,
         redis_url: str,
         data_dir: Path,
@@ -69,8 +69,9 @@ class Trainer:
         self._data = DataChecker(timeouts.data_check_seconds, remote_probe, pool, data_roots)
         self._store = store
         self._follower = follower
-        self._hub = hub
+        self._publisher = publisher  # the IN_PROGRESS event goes where every other event goes, and is counted
         self._agents = agents
+        self._timeouts = timeouts
         self._sequence = LaunchSequence(
             store,
             follower,
@@ -108,7 +109,7 @@ class Trainer:
             raise FailedPrecondition(
                 f"job {quote(job.id)} is {state}; only a NOT_STARTED job can be started", reason="JOB_NOT_STARTABLE"
             )
-        self._hub.publish(event)
+        self._publisher.publish([event])
         return event
 
     async def start(self, job_id: str) -> Started:
@@ -178,7 +179,7 @@ class Trainer:
             self._store.transition, job_id, {JobState.QUEUED}, JobState.FINISHED_WITH_ERROR, datetime.now(UTC), message
         )
         if event is not None:
-            self._hub.publish(event)
+            self._publisher.publish([event])
             log.warning("job %s left the queue: %s", job_id, message)
 
     async def _cancel_queued(self, job_id: str) -> MetricsEvent | None:
@@ -186,10 +187,23 @@ class Trainer:
             self._store.transition, job_id, {JobState.QUEUED}, JobState.CANCELLED, datetime.now(UTC), STOP_MESSAGE
         )
         if event is not None:
-            self._hub.publish(event)
+            self._publisher.publish([event])
         return event
 
     async def stop(self, job_id: str) -> MetricsEvent | None:
+        """End the job CANCELLED. Bounded whatever its sites do: the end waits on a site at most the stop grace
+        (then its stop is recorded unconfirmed and retried in the background), and the whole call at most
+        `stop_seconds` (DEADLINE_EXCEEDED: the stop goes on)."""
+        bound = self._timeouts.stop_seconds
+        try:
+            return await asyncio.wait_for(self._stop(job_id), bound)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"job {quote(job_id)} is still being stopped after {bound:g}s; its end will follow",
+                reason="STOP_IN_PROGRESS",
+            ) from None
+
+    async def _stop(self, job_id: str) -> MetricsEvent | None:
         if (event := await self._cancel_queued(job_id)) is not None:  # a queued job leaves the queue CANCELLED
             return event
         start = self.starts.request_stop(job_id)
@@ -200,4 +214,4 @@ class Trainer:
             if (event := await self._cancel_queued(job_id)) is not None:  # that start queued it meanwhile
                 return event
         future = self._follower.end(job_id, JobState.CANCELLED, STOP_MESSAGE)
-        return await asyncio.wrap_future(future)
+        return await asyncio.shield(asyncio.wrap_future(future))

@@ -14,7 +14,7 @@ from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.fl.run_config import run_environment
 from florist_grpc.launch import process
 from florist_grpc.launch.exit_file import read_exit_code
-from florist_grpc.launch.pool import LauncherPool, PoolChild, PoolUnavailable
+from florist_grpc.launch.pool import ORPHANED_EXIT, LauncherPool, PoolChild, PoolUnavailable
 from florist_grpc.launch.readiness import PipeReady
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,10 @@ class LocalProcess:
         if self._pool_child is not None and self._pool_child.wait_exit(0.5) is not None:
             # Gone, and its pool reports the exit a moment after reaping it.
             return self._pool_child.exit()
-        return Exit(read_exit_code(self.ref.log_path, self.ref.pid))
+        code = read_exit_code(self.ref.log_path, self.ref.pid)
+        if code is None and self._pool_child is not None and self._pool_child.orphaned:
+            return Exit(None, ORPHANED_EXIT)  # say why it is unknown: no restart of ours is involved
+        return Exit(code)
 
     def notify_exit(self, listener: Callable[[], None]) -> None:
         """Call `listener` when it exits, if its launcher reports that by event (the pool does; a spawn is polled)."""

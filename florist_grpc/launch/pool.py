@@ -33,6 +33,10 @@ class PoolUnavailable(Exception):
     """The pool cannot launch right now; spawn instead."""
 
 
+# Why a forked process's exit code is unknown once its pool died: only its parent (the pool) could learn it.
+ORPHANED_EXIT = "ended (exit code unknown: the launcher pool that forked it died)"
+
+
 class PoolChild:
     """What the pool tells about one child it forked. The exit stays unknown (None) if the pool dies first."""
 
@@ -43,6 +47,8 @@ class PoolChild:
         self._exit: Exit | None = None
         self._listeners: list[Callable[[], None]] = []
         self.exited_at: float | None = None  # time.monotonic() when the pool reported the exit
+        # Set when the pool died before reporting this child's exit: nobody will (it is re-parented to init).
+        self.orphaned = False
         self._lock = threading.Lock()
 
     def exited(self, code: int) -> None:
@@ -115,6 +121,8 @@ class _Connection:
                 self.closed.set()
                 self.hello.set()  # wakes whoever waits for the pool to be ready: it never will be (usable is False)
                 pending, self.pending = self.pending, {}
+                for child in self.children.values():
+                    child.orphaned = True  # still running, or gone unreported: their exit codes died with the pool
             for future in pending.values():
                 future.set_exception(PoolUnavailable("the launcher pool ended during a launch"))
             self.process.wait()

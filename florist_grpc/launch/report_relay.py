@@ -11,10 +11,13 @@ import logging
 
 import redis.asyncio
 
+from florist_grpc.config import Limits
+
 log = logging.getLogger(__name__)
 
-# A relayed report larger than this is dropped (reports are a few KiB; this bounds what an agent can write).
-MAX_REPORT_BYTES = 4 * 1024 * 1024
+# A relayed report larger than this is dropped (this bounds what an agent can write; one a little over the
+# bound of one report is stored, and the ingest sets it aside with a notice: config.Limits).
+MAX_REPORT_BYTES = Limits.relayed_report_max_bytes
 
 
 class ReportRelay:

@@ -5,9 +5,15 @@ written to redis.json: FL processes were told its address, so after a control-pl
 adopts the same Redis (or restarts it on the same port from its AOF) and nothing reported meanwhile is lost.
 
 It is closed to anyone without a password: the default user is off, the control plane logs in as `florist` with a
-generated password kept in redis/secret (mode 0600), and each FL run gets its own restricted user
-(metrics/redis_users.py). Users live in redis/users.acl (mode 0600, passwords hashed), so a restarted Redis
-still knows the runs' users. Passwords never appear on a command line.
+generated password kept in redis/secret (mode 0600), runs' users are managed by `florist-admin` (its password in
+redis/admin-secret), and each FL run gets its own restricted user (metrics/redis_users.py). Users live in
+redis/users.acl (mode 0600, passwords hashed), so a restarted Redis still knows the runs' users; the control and
+admin lines are written afresh at every start, so a data dir of an older version gets today's rules. Passwords
+never appear on a command line.
+
+Its memory is bounded (config.Limits): `maxmemory` with `noeviction`, so a write that does not fit is refused to
+its writer, which fails saying so, instead of Redis silently evicting another run's report; and a cap on one
+value, so that a single SET cannot jump far past the bound.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from pathlib import Path
 import psutil
 import redis
 
-from florist_grpc.config import Timeouts
-from florist_grpc.metrics.redis_users import CONTROL_RULES, CONTROL_USER
+from florist_grpc.config import Limits, Timeouts
+from florist_grpc.metrics.redis_users import ADMIN_RULES, ADMIN_USER, CONTROL_RULES, CONTROL_USER, RUN_USER_PREFIX
 from florist_grpc.net import LOOPBACK, free_service_port
 
 log = logging.getLogger(__name__)
@@ -64,13 +70,28 @@ def redis_server_binary() -> str:
     return found
 
 
+def memory_settings(limits: Limits) -> dict[str, str]:
+    """The Redis settings that bound its memory (CONFIG SET names and values)."""
+    return {
+        "maxmemory": str(limits.redis_max_memory_bytes),
+        # Refuse writes past maxmemory rather than evict: an evicted key is a run's report silently gone (and,
+        # after its job ended, its last report lost before it was read), while a refused SET fails its FL process
+        # with Redis's "OOM command not allowed" in its log, and so fails its job saying why.
+        "maxmemory-policy": "noeviction",
+        "proto-max-bulk-len": str(max(1024 * 1024, limits.redis_max_value_bytes)),  # Redis's own minimum: 1 MiB
+    }
+
+
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, timeouts: Timeouts) -> None:
+    def __init__(self, data_dir: Path, timeouts: Timeouts, limits: Limits | None = None) -> None:
         self.dir = (data_dir / "redis").resolve()
         self._state_file = self.dir / "redis.json"
         self._secret_file = self.dir / "secret"
+        self._admin_secret_file = self.dir / "admin-secret"
         self._acl_file = self.dir / "users.acl"
         self._password = ""
+        self._admin_password = ""
+        self._settings = memory_settings(limits or Limits())
         self._start_timeout = timeouts.redis_start_seconds
         self._stop_timeout = timeouts.redis_stop_seconds
         self.port = 0
@@ -79,8 +100,13 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        """The control plane's own URL, with its credentials."""
+        """The control plane's own URL, with its credentials: reading and relaying reports."""
         return f"redis://{CONTROL_USER}:{self._password}@{LOOPBACK}:{self.port}/0"
+
+    @property
+    def admin_url(self) -> str:
+        """The user manager's URL (metrics/redis_users.py RunUsers): never for reading reports."""
+        return f"redis://{ADMIN_USER}:{self._admin_password}@{LOOPBACK}:{self.port}/0"
 
     def _write_private(self, path: Path, text: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -88,21 +114,34 @@ class EmbeddedRedis:
             f.write(text)
         path.chmod(0o600)  # also when it existed with looser permissions
 
-    def _prepare_users(self) -> None:
-        """The password (generated once) and an ACL file that knows the control user under it."""
+    def _secret(self, path: Path) -> str:
+        """The password kept in `path`, generated the first time."""
         try:
-            self._password = self._secret_file.read_text().strip()
+            password = path.read_text().strip()
         except FileNotFoundError:
-            self._password = ""
-        if self._password and self._acl_file.exists():
-            return  # keep the runs' users a previous Redis saved there
-        if not self._password:
-            self._password = secrets.token_hex(32)
-            self._write_private(self._secret_file, self._password + "\n")
-        digest = hashlib.sha256(self._password.encode()).hexdigest()
-        self._write_private(
-            self._acl_file, f"user default off\nuser {CONTROL_USER} on #{digest} {' '.join(CONTROL_RULES)}\n"
-        )
+            password = ""
+        if not password:
+            password = secrets.token_hex(32)
+            self._write_private(path, password + "\n")
+        return password
+
+    def _prepare_users(self) -> None:
+        """The passwords (generated once) and an ACL file with today's control and admin users, keeping the runs'
+        users a previous Redis saved there."""
+        self._password = self._secret(self._secret_file)
+        self._admin_password = self._secret(self._admin_secret_file)
+        runs: list[str] = []
+        with contextlib.suppress(FileNotFoundError):
+            runs = [
+                line for line in self._acl_file.read_text().splitlines() if line.startswith(f"user {RUN_USER_PREFIX}")
+            ]
+        lines = [
+            "user default off",
+            _acl_line(CONTROL_USER, self._password, CONTROL_RULES),
+            _acl_line(ADMIN_USER, self._admin_password, ADMIN_RULES),
+            *runs,
+        ]
+        self._write_private(self._acl_file, "\n".join(lines) + "\n")
 
     def running(self) -> bool:
         """Whether the Redis process we started or adopted is still alive (a zombie is not)."""
@@ -113,16 +152,20 @@ class EmbeddedRedis:
         except psutil.Error:
             return False
 
+    def _admin_client(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            host=LOOPBACK,
+            port=port,
+            username=ADMIN_USER,
+            password=self._admin_password,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+        )
+
     def _answers(self, port: int) -> bool:
+        """Whether our Redis (its dir is ours) answers the user manager on `port`."""
         try:
-            client = redis.Redis(
-                host=LOOPBACK,
-                port=port,
-                username=CONTROL_USER,
-                password=self._password,
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
-            )
+            client = self._admin_client(port)
             try:
                 return bool(client.ping()) and client.config_get("dir").get("dir") == str(self.dir)
             finally:
@@ -130,12 +173,38 @@ class EmbeddedRedis:
         except redis.RedisError:
             return False
 
+    def _load_users_as_before(self, port: int) -> None:
+        """A Redis started by an older version knows no user manager, and its control user may still run ACL:
+        have it load the ACL file just written, once, so from now on it has today's users and rules."""
+        with contextlib.suppress(redis.RedisError):
+            legacy = redis.Redis(
+                host=LOOPBACK, port=port, username=CONTROL_USER, password=self._password, socket_timeout=1.0
+            )
+            try:
+                legacy.execute_command("ACL", "LOAD")  # type: ignore[no-untyped-call]
+                log.info("the embedded Redis on port %d now has today's users and rules", port)
+            finally:
+                legacy.close()
+
+    def _configure(self) -> None:
+        """Apply the memory bounds (config.Limits), to a Redis just started or adopted alike."""
+        client = self._admin_client(self.port)
+        try:
+            for name, value in self._settings.items():
+                client.config_set(name, value)
+        finally:
+            client.close()
+
     def _adopt(self) -> bool:
         try:
             state = json.loads(self._state_file.read_text())
             process = psutil.Process(state["pid"])
-            if abs(process.create_time() - state["create_time"]) > 0.01 or not self._answers(state["port"]):
+            if abs(process.create_time() - state["create_time"]) > 0.01:
                 return False
+            if not self._answers(state["port"]):
+                self._load_users_as_before(state["port"])
+                if not self._answers(state["port"]):
+                    return False
         except (OSError, ValueError, KeyError, psutil.Error):
             return False
         self.port, self._process = state["port"], process
@@ -152,6 +221,7 @@ class EmbeddedRedis:
         self.dir.chmod(0o700)  # the AOF holds every report; the secret and ACL file are 0600 as well
         self._prepare_users()
         if self._adopt():
+            self._configure()
             return self.url
         previous = 0
         with contextlib.suppress(OSError, ValueError, KeyError):
@@ -198,6 +268,7 @@ class EmbeddedRedis:
                 raise RuntimeError(f"redis-server did not answer within {self._start_timeout}s")
             time.sleep(0.05)
         self._process, self._popen = process, popen
+        self._configure()
         self._state_file.write_text(
             json.dumps({"port": self.port, "pid": process.pid, "create_time": process.create_time()})
         )
@@ -217,3 +288,8 @@ class EmbeddedRedis:
         except psutil.TimeoutExpired:
             process.kill()
         self._state_file.unlink(missing_ok=True)
+
+
+def _acl_line(user: str, password: str, rules: tuple[str, ...]) -> str:
+    """One user of the ACL file: on, its password hashed (the file never holds it in clear), its rules."""
+    return f"user {user} on #{hashlib.sha256(password.encode()).hexdigest()} {' '.join(rules)}"

@@ -5,26 +5,34 @@ every change found, one hand-over of the new events to the event loop. A burst o
 few round trips, not a few per report.
 
 A report is made portable once, here, where it enters the pipeline (NaN/Infinity as strings: see
-domain/portable_json.py). A report that is not usable (not JSON, nested too deep for protobuf clients) and a
-change the store cannot hold are logged and set aside: the source keeps its last persisted report as baseline,
-the rest of the batch and every later report go on, and nothing is retried forever.
+domain/portable_json.py). A report that is not usable (over the size bound, which is checked before it is read;
+not JSON; nested too deep for protobuf clients) and a change the store cannot hold are logged and set aside: the
+source keeps its last persisted report as baseline, the rest of the batch and every later report go on, and
+nothing is retried forever. The reader posts a notice in the job's events (`notice`). A job whose stored history
+reached its bound has its changes refused (metrics/report_bounds.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import redis
 
+from florist_grpc.config import Limits
 from florist_grpc.domain import portable_json
-from florist_grpc.domain.model import JsonObject, MetricsEvent, Source
+from florist_grpc.domain.model import JOB_SOURCE, JsonObject, MetricsEvent, Source
+from florist_grpc.metrics.report_bounds import HistoryFull, JobHistory, oversized, set_aside_notice
 from florist_grpc.store.base import JobStore, ReportChange, SetAside
 
 log = logging.getLogger(__name__)
 
 MGET_CHUNK = 1000
+# One MGET reads at most this many bytes of reports (their sizes are known first): a batch of large reports is
+# read in several round trips instead of one reply of a GiB.
+MGET_CHUNK_BYTES = 64 * 1024 * 1024
 # Deepest report accepted: a JSON level is three protobuf message levels (Struct, map entry, Value), and protobuf
 # decoders refuse more than 100 by default, so a report over ~32 levels could be stored but never decoded by
 # the clients of StreamMetrics or GetJob. FL4Health's are 4 deep.
@@ -44,71 +52,174 @@ def _too_deep(value: dict[str, object] | list[object], levels: int) -> bool:
 class ReportIngest:
     """Reads reports and appends what changed since the last persisted ones. Used by one thread only."""
 
-    def __init__(self, redis_url: str, store: JobStore, publish: Callable[[list[MetricsEvent]], None]) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        store: JobStore,
+        publish: Callable[[list[MetricsEvent]], None],
+        limits: Limits | None = None,
+    ) -> None:
+        limits = limits or Limits()
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
         self._store = store
         self._publish = publish
+        self._max_report = limits.report_max_bytes
+        self._history = JobHistory(limits.job_history_max_bytes, self._stored_bytes)
 
-    def read_many(self, uuids: Sequence[str]) -> list[JsonObject | None]:
-        """The report under each uuid (None if absent or not a JSON object). Raises redis.RedisError."""
-        raws: list[bytes | str | None] = []
+    def read_many(self, uuids: Sequence[str]) -> list[JsonObject | SetAside | None]:
+        """The report under each uuid: None if absent (or not a string), SetAside if it is not usable (a report
+        over the size bound is not read at all). Raises redis.RedisError."""
+        out: list[JsonObject | SetAside | None] = [None] * len(uuids)
+        sizes = self._sizes(uuids)
+        wanted = []
+        for i, size in enumerate(sizes):
+            if (reason := oversized(size, self._max_report)) is not None:
+                log.warning("report %s set aside unread: %s", uuids[i], reason)
+                out[i] = SetAside(reason)
+            elif size:
+                wanted.append(i)
+        for chunk in _chunks(wanted, sizes):
+            raws = self._redis.mget([uuids[i] for i in chunk])
+            for i, raw in zip(chunk, raws, strict=True):
+                out[i] = self._parse(uuids[i], raw)
+        return out
+
+    def _sizes(self, uuids: Sequence[str]) -> list[int]:
+        """STRLEN of each key in one round trip per chunk: 0 if absent, or not a string (as MGET would say)."""
+        sizes: list[int] = []
         for start in range(0, len(uuids), MGET_CHUNK):
-            raws.extend(self._redis.mget(uuids[start : start + MGET_CHUNK]))
-        return [self._parse(uuid, raw) for uuid, raw in zip(uuids, raws, strict=True)]
+            pipe = self._redis.pipeline(transaction=False)
+            for uuid in uuids[start : start + MGET_CHUNK]:
+                pipe.strlen(uuid)
+            for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE"):
+                    sizes.append(0)  # not a string: MGET says None, so no report
+                elif isinstance(reply, Exception):
+                    raise reply  # Redis refused or failed: the whole read is retried
+                else:
+                    sizes.append(int(reply))
+        return sizes
 
-    @staticmethod
-    def _parse(uuid: str, raw: bytes | str | None) -> JsonObject | None:
+    def _parse(self, uuid: str, raw: bytes | str | None) -> JsonObject | SetAside | None:
         if raw is None:
             return None
+        # It may have grown between STRLEN and MGET.
+        if (reason := oversized(len(raw), self._max_report)) is not None:
+            log.warning("report %s set aside: %s", uuid, reason)
+            return SetAside(reason)
         try:
             report = portable_json.loads(raw)
         except (ValueError, RecursionError):
-            log.warning("report %s is not JSON; ignored", uuid)
-            return None
+            return _unusable(uuid, "it is not JSON")
         if not isinstance(report, dict):
-            log.warning("report %s is not a JSON object; ignored", uuid)
-            return None
+            return _unusable(uuid, "it is not a JSON object")
         if _too_deep(report, MAX_REPORT_DEPTH):
-            log.warning("report %s is nested deeper than %d levels; ignored", uuid, MAX_REPORT_DEPTH)
-            return None
+            return _unusable(uuid, f"it is nested deeper than {MAX_REPORT_DEPTH} levels")
         return report
 
-    def sync(self, sources: Sequence[tuple[str, Source, str, JsonObject]]) -> list[JsonObject | None]:
+    def sync(
+        self, sources: Sequence[tuple[str, Source, str, JsonObject]]
+    ) -> list[JsonObject | SetAside | HistoryFull | None]:
         """Read each (job id, source, run uuid, persisted report) source's report and persist what changed.
 
         For each source: its new persisted baseline (the report read: appended, unchanged, or its job no longer
-        running), or None (nothing reported, or the change was set aside). Raises redis.RedisError / Unavailable:
+        running); None (nothing reported); SetAside (the report or its change was set aside: the baseline stays);
+        HistoryFull (its job's history is full: the change was refused). Raises redis.RedisError / Unavailable:
         retry them all.
         """
         reports = self.read_many([uuid for _, _, uuid, _ in sources])
         now = datetime.now(UTC)
-        found = [(i, report) for i, report in enumerate(reports) if report]
+        found = [(i, report) for i, report in enumerate(reports) if isinstance(report, dict) and report]
         changes = [ReportChange(sources[i][0], sources[i][1], sources[i][3], report, now) for i, report in found]
-        out: list[JsonObject | None] = [None] * len(sources)
-        for (i, report), baseline in zip(found, self.persist_many(changes), strict=True):
-            if baseline:
-                out[i] = report
+        out: list[JsonObject | SetAside | HistoryFull | None] = [
+            r if isinstance(r, SetAside) else None for r in reports
+        ]
+        for (i, report), result in zip(found, self._persist(changes), strict=True):
+            out[i] = report if result is None else result
         return out
 
     def persist_many(self, changes: Sequence[ReportChange]) -> list[bool]:
         """Append every change and publish the events. For each change: True when its report is now the
-        source's persisted baseline (appended, no change, or the job no longer running), False when the store
-        set it aside (logged; the caller keeps the previous baseline). Raises Unavailable: retry the batch."""
-        if not changes:
-            return []
-        results = self._store.append_report_changes(changes)
+        source's persisted baseline (appended, no change, or the job no longer running), False when it was set
+        aside or refused (logged; the caller keeps the previous baseline). Raises Unavailable: retry the batch."""
+        return [r is None for r in self._persist(changes)]
+
+    def _persist(self, changes: Sequence[ReportChange]) -> list[SetAside | HistoryFull | None]:
+        """Each change's outcome: None (now the baseline), SetAside, or HistoryFull."""
+        out: list[SetAside | HistoryFull | None] = [None] * len(changes)
+        admitted = []
+        for i, change in enumerate(changes):
+            refusal = self._history.refusal(change.job_id)
+            if refusal is None:
+                admitted.append(i)
+            else:
+                out[i] = refusal
+        if not admitted:
+            return out
+        results = self._store.append_report_changes([changes[i] for i in admitted])
         appended = [r for r in results if isinstance(r, MetricsEvent)]
+        for event in appended:
+            self._history.add(event.job_id, _patch_bytes(event))
         if appended:
             self._publish(appended)
-        for change, result in zip(changes, results, strict=True):
+        for i, result in zip(admitted, results, strict=True):
             if isinstance(result, SetAside):
+                change = changes[i]
                 log.warning(
                     "job %s: a report change of %s could not be stored and was set aside: %s",
                     change.job_id,
                     change.source.key,
                     result.reason,
                 )
-        return [not isinstance(r, SetAside) for r in results]
+                out[i] = result
+        return out
+
+    def notice(self, notices: Sequence[tuple[str, Source, str]]) -> None:
+        """Tell each job, in its events, that a report of `source` was set aside and why: a change of the job's
+        own report (`{"notice": ...}`, SOURCE_KIND_JOB), which every StreamMetrics reader sees."""
+        now = datetime.now(UTC)
+        self._persist(
+            [
+                ReportChange(job_id, JOB_SOURCE, {}, {"notice": set_aside_notice(source, reason)}, now)
+                for job_id, source, reason in notices
+            ]
+        )
+
+    def forget_job(self, job_id: str) -> None:
+        """The job is no longer followed: drop its history count (read again from the store if it comes back)."""
+        self._history.forget(job_id)
+
+    def _stored_bytes(self, job_id: str) -> int:
+        """The bytes of the job's stored events, summed page by page (once per job per follow)."""
+        total, after = 0, 0
+        while events := self._store.read_events(job_id, after, limit=1000):
+            total += sum(_patch_bytes(e) for e in events)
+            after = events[-1].sequence
+        return total
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _patch_bytes(event: MetricsEvent) -> int:
+    """What an event's patch takes in the store (both backends keep it as this JSON text)."""
+    return len(json.dumps(event.patch))
+
+
+def _unusable(uuid: str, reason: str) -> SetAside:
+    log.warning("report %s set aside: %s", uuid, reason)
+    return SetAside(reason)
+
+
+def _chunks(indices: list[int], sizes: list[int]) -> Iterator[list[int]]:
+    """`indices` in runs of at most MGET_CHUNK keys and MGET_CHUNK_BYTES bytes (a run holds one key at least)."""
+    chunk: list[int] = []
+    total = 0
+    for i in indices:
+        if chunk and (len(chunk) == MGET_CHUNK or total + sizes[i] > MGET_CHUNK_BYTES):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(i)
+        total += sizes[i]
+    if chunk:
+        yield chunk

@@ -57,8 +57,38 @@ class PageCursor:
     job_id: str
 
 
+@dataclass(frozen=True)
+class UnconfirmedStop:
+    """A stop sent to a site for one of its clients, not confirmed by the site when the client's job ended."""
+
+    client_uuid: str
+    agent: str
+    job_id: str
+    client_index: int
+
+
+class SiteStops(abc.ABC):
+    """The unconfirmed stops, retried until their sites confirm them: kept across restarts, and after their job is
+    deleted (they are keyed by the client's uuid). Safe to call from any thread."""
+
+    @abc.abstractmethod
+    def record(self, stops: Sequence[UnconfirmedStop]) -> None:
+        """Remember each stop and mark its client's stop unconfirmed in its job (again: no change)."""
+
+    @abc.abstractmethod
+    def pending(self) -> list[UnconfirmedStop]:
+        """Every stop recorded and not settled."""
+
+    @abc.abstractmethod
+    def settle(self, client_uuid: str, confirmed: bool) -> None:
+        """Forget the stop; `confirmed` (its site confirmed it) also marks it confirmed in its job, if the job still
+        exists. Not confirmed: given up on (its agent stayed away past the grace), and it stays unconfirmed."""
+
+
 class JobStore(abc.ABC):
     """Persistence of jobs, their event logs and their accumulated reports. Safe to call from any thread."""
+
+    stops: SiteStops  # the unconfirmed stops of sites' clients
 
     @abc.abstractmethod
     def ping(self) -> None:
@@ -155,4 +185,4 @@ class JobStore(abc.ABC):
         """Release connections."""
 
 
-__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "ReportChange", "SetAside"]
+__all__ = ["JOB_SOURCE", "JobStore", "PageCursor", "ReportChange", "SetAside", "SiteStops", "UnconfirmedStop"]

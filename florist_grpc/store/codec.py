@@ -17,6 +17,7 @@ from florist_grpc.domain.model import (
     SourceKind,
 )
 from florist_grpc.domain.projects import DEFAULT_PROJECT
+from florist_grpc.domain.tracking import TrackingConfig
 
 
 def to_micros(t: datetime) -> int:
@@ -45,6 +46,7 @@ def job_to_doc(job: Job) -> JsonObject:
         "project": job.project,
         "owner": job.owner,
         "priority": job.priority,
+        "tracking": {"experiment": job.tracking.experiment, "tags": job.tracking.tags},
         "clients": [
             {
                 "data_path": c.data_path,
@@ -56,6 +58,7 @@ def job_to_doc(job: Job) -> JsonObject:
                 "error_message": c.error_message,
                 "process": asdict(c.process),
                 "label_column": c.label_column,
+                "stop_unconfirmed": c.stop_unconfirmed,
             }
             for c in job.clients
         ],
@@ -89,6 +92,7 @@ def job_from_doc(
             metrics=reports.get(f"client{i}", {}),
             process=ProcessRef(**c["process"]),
             label_column=c.get("label_column", ""),
+            stop_unconfirmed=c.get("stop_unconfirmed", False),
         )
         for i, c in enumerate(doc["clients"])
     ]
@@ -113,6 +117,8 @@ def job_from_doc(
         end_time=from_micros(end_us) if end_us is not None else None,
         server_process=ProcessRef(**doc["server_process"]),
         last_sequence=last_sequence,
+        # Jobs stored before tracking settings existed take the control plane's defaults.
+        tracking=TrackingConfig(**doc.get("tracking", {})),
         # Jobs stored before projects belong to the default project, created by nobody we know.
         project=doc.get("project", DEFAULT_PROJECT),
         owner=doc.get("owner", ""),

@@ -45,6 +45,7 @@ from florist_grpc.store.codec import job_to_doc, to_micros
 from florist_grpc.store.mongo_batch import BatchIngest, moves_round, storable_update
 from florist_grpc.store.mongo_changes import MongoChanges
 from florist_grpc.store.mongo_reads import job_of, read_events
+from florist_grpc.store.mongo_stops import MongoSiteStops
 from florist_grpc.store.mongo_unsettled import UnsettledSources, rolled_forward
 from florist_grpc.store.mongo_wal import EventLog
 
@@ -74,6 +75,7 @@ class MongoStore(JobStore):
         self._batch = BatchIngest(self._jobs, self._events, self._log.roll_forward, self._append_one, sessions)
         self._batch_ingest = batch_ingest
         self._unsettled = UnsettledSources(self._jobs, self._events)
+        self.stops = MongoSiteStops(db["site_stops"], self._jobs, self._guard)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -212,6 +214,8 @@ class MongoStore(JobStore):
                 sets["queue_us"] = change.queue_us
             if change.error_message:
                 sets["doc.error_message"] = change.error_message
+            for path, value in rules.settled_client_sets(row["doc"]["clients"], to_state).items():
+                sets[f"doc.{path}"] = value
             return JOB_SOURCE, change.patch, to_state, {"$set": sets}
 
         def run() -> MetricsEvent | None:

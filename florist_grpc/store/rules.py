@@ -99,7 +99,8 @@ def launch_sets(launch: Launch) -> dict[str, Any]:
     for i, (uuid, process) in enumerate(zip(launch.client_uuids, launch.client_processes, strict=True)):
         sets[f"clients.{i}.uuid"] = uuid
         sets[f"clients.{i}.process"] = asdict(process)
-        sets[f"clients.{i}.state"] = int(ClientState.RUNNING)
+        if process.pid:  # launched; a client the start has not launched (yet) is not RUNNING
+            sets[f"clients.{i}.state"] = int(ClientState.RUNNING)
     return sets
 
 
@@ -109,6 +110,36 @@ def client_state_sets(index: int, state: ClientState, error_message: str = "") -
     if error_message:
         sets[f"clients.{index}.error_message"] = error_message
     return sets
+
+
+# A client in one of these has not ended: it runs, or it was never launched.
+UNENDED_CLIENT_STATES = frozenset({ClientState.UNSPECIFIED, ClientState.RUNNING})
+
+
+def unended_client_end(state: ClientState, job_end: JobState) -> tuple[ClientState, str]:
+    """How a client that had not ended (`state`) ends with its job: STOPPED, saying why it is not running."""
+    if state is ClientState.UNSPECIFIED:
+        return ClientState.STOPPED, f"not launched: the job ended {job_end.name} before it was"
+    return ClientState.STOPPED, f"stopped: the job ended {job_end.name} before its exit was seen"
+
+
+def settled_client_sets(clients: list[JsonObject], to_state: JobState) -> dict[str, Any]:
+    """What a transition to `to_state` changes in the stored clients (`doc["clients"]`): entering a terminal
+    state leaves no client unended. The follower records each client's own end first (jobs/ending.py
+    `client_end`); this holds the rule where nobody did (a job ended while not followed, or never launched)."""
+    if not to_state.terminal:
+        return {}
+    sets: dict[str, Any] = {}
+    for i, client in enumerate(clients):
+        state = ClientState(client.get("state", 0))
+        if state in UNENDED_CLIENT_STATES:
+            sets.update(client_state_sets(i, *unended_client_end(state, to_state)))
+    return sets
+
+
+def stop_unconfirmed_sets(index: int, unconfirmed: bool) -> dict[str, Any]:
+    """What recording (or confirming) a client's unconfirmed stop changes in the job document."""
+    return {f"clients.{index}.stop_unconfirmed": unconfirmed}
 
 
 def apply_sets(doc: JsonObject, sets: dict[str, Any]) -> None:

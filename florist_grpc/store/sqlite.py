@@ -35,6 +35,7 @@ from florist_grpc.store.sqlite_connections import SqliteConnections
 from florist_grpc.store.sqlite_events import append_event, read_events
 from florist_grpc.store.sqlite_reports import append_reports
 from florist_grpc.store.sqlite_schema import migrate
+from florist_grpc.store.sqlite_stops import SqliteSiteStops, update_doc
 
 _JOB_COLUMNS = "id, doc, state, last_sequence, create_us, start_us, end_us, revision, current_round, queue_us"
 _Row = tuple[str, str, int, int, int, int | None, int | None, int, int, int | None]
@@ -50,6 +51,7 @@ class SqliteStore(JobStore):
         self._keep = keep_changes
         self._feed = ChangeFeed()
         migrate(self._connection())
+        self.stops = SqliteSiteStops(self._connections)
 
     def ping(self) -> None:
         self._guard(lambda: self._connection().execute("SELECT 1").fetchone())
@@ -174,24 +176,19 @@ class SqliteStore(JobStore):
         reason: str = "",
     ) -> MetricsEvent | None:
         def write(conn: sqlite3.Connection, made: list[JobChange]) -> MetricsEvent | None:
-            row = conn.execute("SELECT state, last_sequence FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute("SELECT state, last_sequence, doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
             change = row and rules.state_change(JobState(row[0]), from_states, to_state, time, error_message, reason)
             if not change:
                 return None
+            doc = json.loads(row[2])
+            sets = rules.settled_client_sets(doc["clients"], to_state)
+            if error_message:
+                sets["error_message"] = error_message
+            rules.apply_sets(doc, sets)
             conn.execute(
                 "UPDATE jobs SET state = ?, start_us = coalesce(?, start_us), end_us = coalesce(?, end_us),"
-                " queue_us = coalesce(?, queue_us),"
-                " doc = CASE WHEN ? != '' THEN json_set(doc, '$.error_message', ?) ELSE doc END"
-                " WHERE id = ?",
-                (
-                    int(change.state),
-                    change.start_us,
-                    change.end_us,
-                    change.queue_us,
-                    error_message,
-                    error_message,
-                    job_id,
-                ),
+                " queue_us = coalesce(?, queue_us), doc = ? WHERE id = ?",
+                (int(change.state), change.start_us, change.end_us, change.queue_us, json.dumps(doc), job_id),
             )
             event = append_event(conn, job_id, row[1] + 1, time, JOB_SOURCE, change.patch, to_state)
             made.append(self._changed(conn, job_id, ChangeType.MODIFIED, JobState(row[0])))
@@ -219,12 +216,8 @@ class SqliteStore(JobStore):
 
     def _update_doc(self, job_id: str, sets: dict[str, Any]) -> None:
         def write(conn: sqlite3.Connection, made: list[JobChange]) -> None:
-            row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
+            if not update_doc(conn, job_id, sets):
                 return
-            doc = json.loads(row[0])
-            rules.apply_sets(doc, sets)
-            conn.execute("UPDATE jobs SET doc = ? WHERE id = ?", (json.dumps(doc), job_id))
             made.append(self._changed(conn, job_id, ChangeType.MODIFIED))
 
         self._changing(write)

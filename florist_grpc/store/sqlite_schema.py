@@ -1,5 +1,6 @@
 """SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (a job's
-log), changes (the store-wide log of job changes, by revision).
+log), changes (the store-wide log of job changes, by revision), site_stops (stops sent to sites and not yet
+confirmed, by client uuid).
 
 A database written by an earlier version is brought up to date in place (`migrate`): columns added since are
 added with the value every older job has.
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS changes (
     type INTEGER NOT NULL,
     previous_state INTEGER NOT NULL,
     job TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS site_stops (
+    client_uuid TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    client_index INTEGER NOT NULL
 );
 """
 

@@ -76,6 +76,9 @@ def serve_flags(tmp_path: Path, pki: Pki) -> dict[str, str | None]:  # noqa: F81
         "--data-root": str(pki.ca.parent),
         "--max-running-jobs": "4",
         "--max-running-jobs-per-project": "2",
+        "--mlflow-tracking-uri": "http://127.0.0.1:5000",
+        "--mlflow-experiment": "team-a",
+        "--tensorboard-dir": str(tmp_path / "tensorboard"),
     }
 
 
@@ -91,8 +94,8 @@ def test_every_serve_flag_and_its_variable_reach_the_settings(
     assert capture.settings("serve", env=variables) == from_flags
     defaults = Settings()
     differ = {f.name for f in dataclasses.fields(Settings) if getattr(from_flags, f.name) != getattr(defaults, f.name)}
-    # Every setting is some flag's (timeouts are the code's own).
-    assert differ == {f.name for f in dataclasses.fields(Settings)} - {"timeouts"}
+    # Every setting is some flag's (timeouts and limits are the code's own).
+    assert differ == {f.name for f in dataclasses.fields(Settings)} - {"timeouts", "limits"}
     assert from_flags.tls == TLSConfig(pki.cert, pki.key, pki.ca)
     assert (from_flags.port, from_flags.launcher_pool, from_flags.data_dir) == (50999, False, tmp_path / "florist")
 
@@ -210,3 +213,24 @@ def test_data_roots_repeat_as_flags_or_share_one_variable_separated_by_colons(ca
 def test_a_negative_queue_limit_is_refused_naming_its_flag(capture: Capture, flag: str) -> None:
     refused = capture.run("serve", flag, "-1")
     assert refused.exit_code == 2 and refused.stderr.startswith(f"error: {flag} must be 0 (no limit) or more")
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--mlflow-tracking-uri", "mlruns"], "--mlflow-tracking-uri must be the http(s):// URL"),
+        (["--mlflow-tracking-uri", "ftp://host/x"], "--mlflow-tracking-uri must be the http(s):// URL"),
+        (["--mlflow-experiment", ""], "--mlflow-experiment must not be empty"),
+        (["--mlflow-experiment", "a\nb"], "--mlflow-experiment: at most 500 characters, no control characters"),
+        (["--tensorboard-dir", "{file}"], "--tensorboard-dir {file} is not a directory"),
+    ],
+)
+def test_tracker_flags_that_cannot_be_used_are_refused(
+    capture: Capture, tmp_path: Path, flags: list[str], says: str
+) -> None:
+    (tmp_path / "file").write_text("")
+    args = [flag.format(file=tmp_path / "file") for flag in flags]
+    result = capture.run("serve", *args)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {says.format(file=tmp_path / 'file')}"), (
+        result.output
+    )

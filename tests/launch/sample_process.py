@@ -47,7 +47,9 @@ def first_round_imports() -> set[str]:
 
 def main() -> None:
     plan = json.loads(take_run_json())
-    signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # ends a wait; then it exits with CODE
+    # SIGUSR1 ends a wait, then it exits with CODE. Blocked from the start and taken with sigwait: a signal sent as
+    # soon as the process says ready would otherwise be handled before pause() and the wait would never end.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     extra = os.environ.get("FLORIST_SAMPLE", "")
     print(plan.get("print", ""), f"session={os.getsid(0)} pid={os.getpid()} env={extra}", flush=True)
     if plan.get("train"):
@@ -55,7 +57,7 @@ def main() -> None:
     if plan.get("ready"):
         signal_ready()
     if plan.get("wait"):
-        signal.pause()  # until a signal ends it
+        signal.sigwait({signal.SIGUSR1})
     sys.exit(int(plan.get("exit", 0)))
 
 

@@ -109,9 +109,11 @@ def test_children_outlive_the_pool_and_a_dead_pool_means_spawning_and_a_new_pool
     assert forked.wait_exit(30) == Exit(5)
 
     survivor.terminate()
-    # Its reaper died with the old pool: the exit is seen, its code unknown -- as for a process adopted after a
-    # restart of the control plane.
-    wait_for(lambda: survivor.poll() is not None, 10, "the survivor to end")
+    # Its reaper died with the old pool: the exit is seen, its code unknown, and the reason says so (no restart of
+    # the control plane happened, and none is blamed).
+    ended = wait_for(survivor.poll, 10, "the survivor to end")
+    assert ended.code is None
+    assert ended.describe() == "ended (exit code unknown: the launcher pool that forked it died)"
 
 
 def test_a_pool_that_dies_while_importing_is_not_waited_for(tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ def florist_threads() -> list[str]:
 
 
 def pubsub_connections(plane: ControlPlaneThread) -> int:
-    client = redis.Redis.from_url(plane.plane.redis_url)
+    embedded = plane.plane.embedded_redis
+    assert embedded is not None
+    client = redis.Redis.from_url(embedded.admin_url)  # the user manager may list clients; the control user not
     try:
         return sum(1 for c in client.client_list() if int(c.get("sub", 0)) > 0 or int(c.get("psub", 0)) > 0)
     finally:

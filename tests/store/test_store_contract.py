@@ -14,6 +14,7 @@ import pytest
 from florist_grpc.domain.errors import FailedPrecondition
 from florist_grpc.domain.merge_patch import apply, diff
 from florist_grpc.domain.model import (
+    JOB_SOURCE,
     SERVER_SOURCE,
     Client,
     ClientState,
@@ -26,7 +27,7 @@ from florist_grpc.domain.model import (
     Source,
     SourceKind,
 )
-from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside, UnconfirmedStop
 from tests.store.contract_changes import ChangesContract, Reopen
 from tests.store.contract_queue import QueueContract
 
@@ -269,6 +270,16 @@ class JobStoreContract(ChangesContract, QueueContract):
         assert report_of(store, "a", SERVER_SOURCE) == {"x": 2} and report_of(store, "a", client) == {}
         assert [e.sequence for e in store.read_events("a", 0)] == [1, 2, 3]
 
+    def test_a_notice_is_a_job_event_that_changes_no_sources_report(self, store: JobStore) -> None:
+        # What the ingest appends when it sets a report aside (metrics/ingest.py `notice`).
+        self.started(store, "a")
+        notice = append_change(store, "a", JOB_SOURCE, {}, {"notice": "a report was set aside"}, T0)
+        assert notice is not None and notice.sequence == 2 and notice.source == JOB_SOURCE
+        assert notice.patch == {"notice": "a report was set aside"} and notice.job_state is JobState.IN_PROGRESS
+        job = store.get_job("a")
+        assert job is not None and job.state is JobState.IN_PROGRESS
+        assert job.server_metrics == {} and all(c.metrics == {} for c in job.clients)
+
     def test_an_unchanged_report_appends_nothing(self, store: JobStore) -> None:
         self.started(store, "a")
         assert append_change(store, "a", SERVER_SOURCE, {"x": 1}, {"x": 1}, T0) is None
@@ -313,10 +324,76 @@ class JobStoreContract(ChangesContract, QueueContract):
         assert job.clients[0].state is ClientState.RUNNING
         assert job.clients[1].state is ClientState.FAILED and job.clients[1].error_message == "exited with code 2"
 
+    @pytest.mark.parametrize("end", [JobState.FINISHED_SUCCESSFULLY, JobState.FINISHED_WITH_ERROR, JobState.CANCELLED])
+    def test_after_a_terminal_transition_no_client_is_left_unended(self, store: JobStore, end: JobState) -> None:
+        # Three clients: one ended on its own (its state and reason are kept), one still running, one never
+        # launched (a start that failed part-way: only the clients it launched are recorded RUNNING).
+        store.create_job(new_job("a", clients=3))
+        store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        refs = [ProcessRef(11, 1.5, "/l/c0"), ProcessRef(12, 2.5, "/l/c1"), ProcessRef()]
+        store.record_launch("a", Launch("127.0.0.1:9001", "su", ProcessRef(10), ["c0", "c1", "c2"], refs, T0))
+        store.set_client_state("a", 0, ClientState.FAILED, "exited with code 2")
+        assert store.get_job("a").clients[2].state is ClientState.UNSPECIFIED  # type: ignore[union-attr]
+        assert store.transition("a", {JobState.IN_PROGRESS}, end, T0, "why") is not None
+        job = store.get_job("a")
+        assert job is not None and job.error_message == "why"
+        assert [(c.state, c.error_message) for c in job.clients] == [
+            (ClientState.FAILED, "exited with code 2"),
+            (ClientState.STOPPED, f"stopped: the job ended {end.name} before its exit was seen"),
+            (ClientState.STOPPED, f"not launched: the job ended {end.name} before it was"),
+        ]
+
+    def test_a_job_that_never_started_ends_with_no_client_unended(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        assert store.transition("a", {JobState.NOT_STARTED}, JobState.CANCELLED, T0) is not None
+        job = store.get_job("a")
+        assert job is not None
+        assert {c.state for c in job.clients} == {ClientState.STOPPED}
+
+    def test_a_transition_that_is_not_terminal_leaves_clients_alone(self, store: JobStore) -> None:
+        store.create_job(new_job("a"))
+        store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        job = store.get_job("a")
+        assert job is not None and {c.state for c in job.clients} == {ClientState.UNSPECIFIED}
+
     def test_jobs_in_state(self, store: JobStore) -> None:
         store.create_job(new_job("idle"))
         self.started(store, "busy")
         assert [j.id for j in store.jobs_in_state(JobState.IN_PROGRESS)] == ["busy"]
+
+    # --- stops sent to sites and not yet confirmed ---
+
+    def test_an_unconfirmed_stop_is_pending_and_marks_its_client_until_its_site_confirms_it(
+        self, store: JobStore
+    ) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])  # again: still one
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-a", "a", 1)]
+        job = store.get_job("a")
+        assert job is not None and [c.stop_unconfirmed for c in job.clients] == [False, True]
+        store.stops.settle("c1", confirmed=True)
+        assert store.stops.pending() == []
+        job = store.get_job("a")
+        assert job is not None and not job.clients[1].stop_unconfirmed
+
+    def test_a_stop_given_up_on_leaves_its_client_unconfirmed(self, store: JobStore) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c0", "site-a", "a", 0), UnconfirmedStop("c1", "site-b", "a", 1)])
+        store.stops.settle("c0", confirmed=False)
+        store.stops.settle("unknown", confirmed=True)  # nothing recorded: nothing happens
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-b", "a", 1)]
+        job = store.get_job("a")
+        assert job is not None and [c.stop_unconfirmed for c in job.clients] == [True, True]
+
+    def test_unconfirmed_stops_outlive_their_deleted_job(self, store: JobStore) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])
+        assert store.transition("a", {JobState.IN_PROGRESS}, JobState.CANCELLED, T0) is not None
+        assert store.delete_job("a")
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-a", "a", 1)]
+        store.stops.settle("c1", confirmed=True)  # its job is gone: only the stop is forgotten
+        assert store.stops.pending() == []
 
 
 class TestSqliteStore(JobStoreContract):

@@ -104,7 +104,7 @@ def test_the_fl_server_that_stops_a_diverged_run_exits_with_its_own_code_and_its
     shape = {"input_shape": summary["input_shape"], "num_classes": summary["label_max"] + 1}
     config = training_config("FEDAVG", {"n_server_rounds": 3, "batch_size": 32, **NAN_AT_ROUND_1})
     server_uuid, client_uuid = uuid.uuid4().hex, uuid.uuid4().hex
-    users = RunUsers(redis_url, 3600, per_run_users=True)
+    users = RunUsers(redis_url, 3600, redis_server.admin_url)
     credentials = users.create([server_uuid, client_uuid])
     address = f"127.0.0.1:{free_port()}"
     server_run = ServerRun(

@@ -35,7 +35,7 @@ def test_a_spawned_fl_server_that_fails_with_a_client_connected_exits_with_1(tmp
         "FEDAVG", {"n_server_rounds": 1, "batch_size": 32, "local_epochs": 1, "client_wait_seconds": 30}
     )
     server_uuid, client_uuid = uuid.uuid4().hex, uuid.uuid4().hex
-    users = RunUsers(redis_url, 3600, per_run_users=True)
+    users = RunUsers(redis_url, 3600, redis_server.admin_url)
     credentials = users.create([server_uuid, client_uuid])
     address = f"127.0.0.1:{free_port()}"
     server_run = ServerRun(

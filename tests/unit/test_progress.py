@@ -117,6 +117,14 @@ def test_the_end_of_a_failed_job_is_told_with_its_error_and_freezes_elapsed() ->
     assert [c.state for c in progress.clients()] == ["finished_with_error"] * 2
 
 
+def test_a_notice_of_the_control_plane_is_told_as_one_and_changes_no_state() -> None:
+    event, progress = Events(), JobProgress.for_job(job())
+    progress.apply(event(pb.SOURCE_KIND_JOB, {"state": "IN_PROGRESS"}, T0))
+    told = progress.apply(event(pb.SOURCE_KIND_JOB, {"notice": "a report of the FL server was set aside: x"}, T0 + 1))
+    assert told == ["notice: a report of the FL server was set aside: x"]
+    assert progress.state == job_pb2.JOB_STATE_IN_PROGRESS and progress.error_message == ""
+
+
 def test_rounds_table_reads_both_report_layouts_and_non_finite_numbers() -> None:
     event, progress = Events(), JobProgress.for_job(job(rounds=2, clients=1))
     progress.apply(event(pb.SOURCE_KIND_SERVER, server_round(1, 0.5, 0.8), T0))

@@ -714,7 +714,9 @@ class AgentInfo(_message.Message):
     name: _builtins.str
     """The agent's name."""
     connected: _builtins.bool
-    """True while its session is open."""
+    """True while its session is open. A session the agent stays silent on past its heartbeat bound is closed,
+    so an agent that stopped answering shows false.
+    """
     version: _builtins.str
     """Its florist-grpc version."""
     data_root: _builtins.str

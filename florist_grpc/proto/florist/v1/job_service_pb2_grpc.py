@@ -89,7 +89,8 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteJob(self, request, context):
-        """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS.
+        """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+        stops are not all confirmed may be deleted: those stops go on being retried.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,9 @@ class JobServiceStub:
     ListJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]
     """Lists jobs newest first, one page at a time (AIP-158)."""
     DeleteJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.DeleteJobRequest, _job_service_pb2.DeleteJobResponse]
-    """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS."""
+    """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+    stops are not all confirmed may be deleted: those stops go on being retried.
+    """
     WatchJobs: _grpc.UnaryStreamMultiCallable[_job_service_pb2.WatchJobsRequest, _job_service_pb2.WatchJobsResponse]
     """Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
     current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
@@ -68,7 +70,9 @@ class JobServiceAsyncStub(JobServiceStub):
     ListJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]  # type: ignore[assignment]
     """Lists jobs newest first, one page at a time (AIP-158)."""
     DeleteJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.DeleteJobRequest, _job_service_pb2.DeleteJobResponse]  # type: ignore[assignment]
-    """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS."""
+    """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+    stops are not all confirmed may be deleted: those stops go on being retried.
+    """
     WatchJobs: _aio.UnaryStreamMultiCallable[_job_service_pb2.WatchJobsRequest, _job_service_pb2.WatchJobsResponse]  # type: ignore[assignment]
     """Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
     current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
@@ -115,7 +119,9 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_service_pb2.DeleteJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.DeleteJobResponse, _abc.Awaitable[_job_service_pb2.DeleteJobResponse]]:
-        """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS."""
+        """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+        stops are not all confirmed may be deleted: those stops go on being retried.
+        """
 
     @_abc_1.abstractmethod
     def WatchJobs(

@@ -259,7 +259,9 @@ class MetricsEvent(_message.Message):
     @_builtins.property
     def patch(self) -> _struct_pb2.Struct:
         """RFC 7386 JSON Merge Patch against that source's previous report; applying a source's patches in
-        order rebuilds its report exactly. For SOURCE_KIND_JOB: {"state": ..., "error_message": ...}.
+        order rebuilds its report exactly. For SOURCE_KIND_JOB: {"state": ..., "error_message": ...}, or
+        {"notice": ...} when the control plane tells the job something without changing its state (e.g. a report
+        it set aside: over the bound of one report, or not JSON).
         """
 
     def __init__(

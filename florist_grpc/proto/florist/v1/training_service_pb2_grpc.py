@@ -84,6 +84,8 @@ class TrainingServiceServicer:
     def StopTraining(self, request, context):
         """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
         Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+        Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+        CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

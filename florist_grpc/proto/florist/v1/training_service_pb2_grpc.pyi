@@ -47,6 +47,8 @@ class TrainingServiceStub:
     StopTraining: _grpc.UnaryUnaryMultiCallable[_training_service_pb2.StopTrainingRequest, _training_service_pb2.StopTrainingResponse]
     """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
     Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+    Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+    CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
     """
     StreamMetrics: _grpc.UnaryStreamMultiCallable[_training_service_pb2.StreamMetricsRequest, _training_service_pb2.StreamMetricsResponse]
     """Replays every event of the job with sequence > after_sequence, then follows live; the stream ends
@@ -82,6 +84,8 @@ class TrainingServiceAsyncStub(TrainingServiceStub):
     StopTraining: _aio.UnaryUnaryMultiCallable[_training_service_pb2.StopTrainingRequest, _training_service_pb2.StopTrainingResponse]  # type: ignore[assignment]
     """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
     Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+    Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+    CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
     """
     StreamMetrics: _aio.UnaryStreamMultiCallable[_training_service_pb2.StreamMetricsRequest, _training_service_pb2.StreamMetricsResponse]  # type: ignore[assignment]
     """Replays every event of the job with sequence > after_sequence, then follows live; the stream ends
@@ -126,6 +130,8 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_training_service_pb2.StopTrainingResponse, _abc.Awaitable[_training_service_pb2.StopTrainingResponse]]:
         """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
         Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+        Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+        CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
         """
 
     @_abc_1.abstractmethod

@@ -448,7 +448,8 @@ export const JobService: GenService<{
     output: typeof ListJobsResponseSchema;
   },
   /**
-   * Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS.
+   * Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+   * stops are not all confirmed may be deleted: those stops go on being retried.
    *
    * @generated from rpc florist.v1.JobService.DeleteJob
    */

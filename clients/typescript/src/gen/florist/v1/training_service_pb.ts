@@ -234,7 +234,9 @@ export type MetricsEvent = Message<"florist.v1.MetricsEvent"> & {
 
   /**
    * RFC 7386 JSON Merge Patch against that source's previous report; applying a source's patches in
-   * order rebuilds its report exactly. For SOURCE_KIND_JOB: {"state": ..., "error_message": ...}.
+   * order rebuilds its report exactly. For SOURCE_KIND_JOB: {"state": ..., "error_message": ...}, or
+   * {"notice": ...} when the control plane tells the job something without changing its state (e.g. a report
+   * it set aside: over the bound of one report, or not JSON).
    *
    * @generated from field: google.protobuf.Struct patch = 5;
    */
@@ -573,6 +575,8 @@ export const TrainingService: GenService<{
   /**
    * Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
    * Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+   * Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+   * CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
    *
    * @generated from rpc florist.v1.TrainingService.StopTraining
    */
