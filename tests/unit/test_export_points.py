@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from florist_grpc.domain.model import JobState, MetricsEvent, Source, SourceKind
