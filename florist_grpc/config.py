@@ -82,6 +82,9 @@ class Timeouts:
     pool_call_seconds: float = 10.0
     # Launcher pool: at shutdown, how long it gets to exit when it has no FL process left to reap.
     pool_stop_seconds: float = 5.0
+    # WatchJobs: a watch that has sent nothing for this long gets a BOOKMARK with the latest revision it covers
+    # (proxies and load balancers drop streams that stay silent; a client learns where to resume).
+    watch_bookmark_seconds: float = 30.0
 
 
 MiB = 1024 * 1024
@@ -140,6 +143,9 @@ class Settings:
     # `--data-root`: local clients' data files must lie under one of these (resolved) directories, symlinks
     # resolved; none = any absolute regular file.
     data_roots: tuple[Path, ...] = ()
+    # The queue: at most this many jobs run at once, in all and per project (0 = no limit); the rest wait.
+    max_running_jobs: int = 0
+    max_running_jobs_per_project: int = 0
     # `--mlflow-tracking-uri`: every job becomes a run of this MLflow tracking server; empty = none.
     mlflow_tracking_uri: str = ""
     # `--mlflow-experiment`: the experiment of jobs that name none (Job.tracking.experiment).
@@ -177,6 +183,8 @@ class Settings:
         metrics_port: int,
         launcher_pool: bool,
         data_roots: Sequence[Path],
+        max_running_jobs: int = 0,
+        max_running_jobs_per_project: int = 0,
         mlflow_tracking_uri: str = "",
         mlflow_experiment: str = "florist-grpc",
         tensorboard_dir: Path | None = None,
@@ -202,6 +210,12 @@ class Settings:
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
+        for flag, limit in (
+            ("--max-running-jobs", max_running_jobs),
+            ("--max-running-jobs-per-project", max_running_jobs_per_project),
+        ):
+            if limit < 0:
+                raise ValueError(f"{flag} must be 0 (no limit) or more, not {limit}")
         if problem := trackers_problem(mlflow_tracking_uri, mlflow_experiment):
             raise ValueError(problem)
         if tensorboard_dir is not None and tensorboard_dir.exists() and not tensorboard_dir.is_dir():
@@ -224,6 +238,8 @@ class Settings:
             metrics_port=metrics_port,
             launcher_pool=launcher_pool,
             data_roots=tuple(root.resolve() for root in data_roots),
+            max_running_jobs=max_running_jobs,
+            max_running_jobs_per_project=max_running_jobs_per_project,
             mlflow_tracking_uri=mlflow_tracking_uri.strip(),
             mlflow_experiment=mlflow_experiment,
             tensorboard_dir=tensorboard_dir,
@@ -261,6 +277,8 @@ class AgentSettings:
     limits: Limits = field(default_factory=Limits)
     # Fork FL clients (and data probes) from a preloaded launcher pool, as the control plane does.
     launcher_pool: bool = True
+    # The most FL clients it runs at once (`--max-clients`, told in its hello); 0 = no limit.
+    max_clients: int = 0
 
     @property
     def tls(self) -> bool:
@@ -279,6 +297,7 @@ class AgentSettings:
         tls_key: Path | None,
         insecure: bool,
         launcher_pool: bool,
+        max_clients: int = 0,
     ) -> AgentSettings:
         """AgentSettings from the agent's flags and its token; raise ValueError with a message for the user when
         they do not fit together."""
@@ -307,6 +326,8 @@ class AgentSettings:
             )
         if not data_root.is_dir():
             raise ValueError(f"--data-root {data_root} is not a directory")
+        if max_clients < 0:
+            raise ValueError(f"--max-clients must be 0 (no limit) or more, not {max_clients}")
         return cls(
             control_plane=control_plane,
             name=name,
@@ -317,4 +338,5 @@ class AgentSettings:
             tls_key=tls_key,
             insecure=insecure,
             launcher_pool=launcher_pool,
+            max_clients=max_clients,
         )

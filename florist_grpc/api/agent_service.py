@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from florist_grpc.api.auth import AGENT_CONNECT, Principal, authorize
+from florist_grpc.api.callers import Callers
 from florist_grpc.api.convert import timestamp
 from florist_grpc.api.errors import bidi, unary
 from florist_grpc.domain.errors import (
@@ -38,6 +39,7 @@ REFUSED = "(refused token)"
 
 class AgentServicer(pb_grpc.AgentServiceServicer):
     def __init__(self, agents: Agents, tokens: dict[str, Principal] | None, hello_seconds: float) -> None:
+        self._callers = Callers(tokens)
         self._agents = agents
         self._tokens = tokens  # None: no auth file (loopback dev mode), any agent name may connect
         self._handshakes = Handshakes(hello_seconds)  # the hello deadline, and how many streams may wait for theirs
@@ -92,6 +94,11 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     @unary
     async def ListAgents(self, request: pb.ListAgentsRequest, context: Context) -> pb.ListAgentsResponse:
+        # A caller sees the sites that may run jobs of its projects (a team does not see another team's sites).
+        caller = self._callers.of(context)
+        shown = [
+            a for a in self._agents.list() if (p := self._callers.site_projects(a.name)) and p.overlaps(caller.projects)
+        ]
         return pb.ListAgentsResponse(
             agents=[
                 pb.AgentInfo(
@@ -103,7 +110,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                     version=a.version,
                     data_root=a.data_root,
                     problem=a.problem,
+                    max_clients=a.max_clients,
                 )
-                for a in self._agents.list()
+                for a in shown
             ]
         )

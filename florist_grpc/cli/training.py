@@ -54,7 +54,8 @@ def start(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """Launch the job's FL server and clients; returns once they run.
+    """Launch the job's FL server and clients; returns once they run (or once the job waits in the queue, when the
+    control plane's limits are reached: it then starts as soon as it fits).
 
     Follow it with `florist-grpc train watch ID`, or create, start and watch in one go with `florist-grpc run`.
 
@@ -65,6 +66,8 @@ def start(
     response = start_job(Connection(address, token, tls_ca), job_id)
     if output == Output.json:
         print_json(response)
+    elif response.queued:
+        console().print(f"queued {job_id}: it starts as soon as it fits (`florist-grpc train watch {job_id}`)")
     else:
         console().print(f"started {job_id}: server {response.server_uuid}, clients {' '.join(response.client_uuids)}")
 
@@ -177,6 +180,8 @@ def run(
         raise
     if output == Output.json:
         print_json(started)
+    elif started.queued:
+        console().print("queued: it starts as soon as it fits")
     else:
         console().print(f"started {len(started.client_uuids)} client(s)")
     watch_to_end(conn, job.id, output)

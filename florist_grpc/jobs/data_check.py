@@ -18,6 +18,7 @@ from florist_grpc.domain.catalog import ModelSpec
 from florist_grpc.domain.errors import FailedPrecondition, FieldViolation
 from florist_grpc.domain.model import Client, Job
 from florist_grpc.fl.data_file import checked_file
+from florist_grpc.jobs.probe_cache import ProbeCache
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import ProbeFailed, probe_files
 
@@ -124,12 +125,14 @@ async def check_data(
     remote_probe: RemoteProbe | None = None,
     pool: LauncherPool | None = None,
     roots: Sequence[Path] = (),
+    cache: ProbeCache | None = None,
 ) -> DataShape:
     """Probe every client's data and decide the model's sizes (FAILED_PRECONDITION naming each bad file).
 
     A local client's path is first judged by its metadata (fl/data_file.py): under one of `roots` (`serve
     --data-root`; none = anywhere) with symlinks resolved, and a regular file. Only files that pass are probed,
-    so a named pipe or a device is refused at once and nothing outside the roots is ever opened.
+    so a named pipe or a device is refused at once and nothing outside the roots is ever opened. With a `cache`,
+    a file unchanged since it was last probed keeps its summary (jobs/probe_cache.py).
     """
     local = [(i, c) for i, c in enumerate(job.clients) if not c.agent]
     checked = await asyncio.to_thread(lambda: [checked_file(c.data_path, roots) for _, c in local])
@@ -140,8 +143,12 @@ async def check_data(
     resolved = {i: real for (i, _), (real, problem) in zip(local, checked, strict=True) if not problem}
     readable = [(i, c) for i, c in local if i in resolved]
     files = [(resolved[i], c.label_column) for i, c in readable]
+
+    def probe(some: list[tuple[str, str]]) -> list[Summary]:
+        return probe_files(some, timeout, pool)
+
     try:
-        found = await asyncio.to_thread(probe_files, files, timeout, pool)
+        found = await asyncio.to_thread(cache.probe, files, probe) if cache else await asyncio.to_thread(probe, files)
     except ProbeFailed as exc:
         raise FailedPrecondition(f"the clients' data could not be checked: {exc}") from exc
     summaries |= {i: _as_named(s, resolved[i], c.data_path) for (i, c), s in zip(readable, found, strict=True)}
@@ -166,11 +173,12 @@ class DataChecker:
         self._pool = pool  # local probes are forked from it when it is up
         self._roots = tuple(roots)  # serve --data-root: local data files must lie under one of them
         self._running: dict[str, asyncio.Future[DataShape]] = {}
+        self._probed = ProbeCache()  # a queued job's files, probed when it was queued, are not read twice
 
     async def check(self, job: Job, spec: ModelSpec) -> DataShape:
         running = self._running.get(job.id)
         if running is None:
-            checking = check_data(job, spec, self._timeout, self._remote_probe, self._pool, self._roots)
+            checking = check_data(job, spec, self._timeout, self._remote_probe, self._pool, self._roots, self._probed)
             running = asyncio.ensure_future(checking)
             self._running[job.id] = running
             running.add_done_callback(lambda done: self._ended(job.id, done))

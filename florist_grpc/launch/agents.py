@@ -15,8 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from florist_grpc.config import Timeouts
@@ -47,25 +45,11 @@ from florist_grpc.launch.agent_protocol import (
     StopClient,
     Welcome,
 )
-from florist_grpc.launch.agent_session import AgentSession
+from florist_grpc.launch.agent_session import AgentSession, AgentView
 from florist_grpc.launch.remote_clients import RemoteClients
 from florist_grpc.launch.report_relay import ReportRelay
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AgentView:
-    """One agent as ListAgents shows it."""
-
-    name: str
-    connected: bool
-    connect_time: datetime
-    last_seen: datetime
-    devices: tuple[str, ...]
-    version: str
-    data_root: str
-    problem: str  # '' = healthy
 
 
 class Agents:
@@ -77,6 +61,8 @@ class Agents:
         self._last: dict[str, AgentSession] = {}  # the latest session of every agent seen (ListAgents)
         self._clients = RemoteClients(timeouts.agent_away_grace_seconds)  # read by the follower's threads too
         self._silence = self._loop.create_task(self._close_silent_sessions())
+        # Told each agent that connects (the queue: a site's capacity is back). Event loop, must not block.
+        self.on_connect: list[Callable[[str], None]] = []
 
     # --- sessions (AgentService.Connect) -----------------------------------------------------------------------
 
@@ -126,6 +112,8 @@ class Agents:
             session.send(StopClient(client_uuid))
         log.info("agent %s connected (version %s, devices %s)", hello.name, hello.version, list(hello.devices))
         session.report_health(hello.problem)
+        for listener in self.on_connect:
+            listener(hello.name)
         return session
 
     def _close(self, session: AgentSession, error: FloristError, away_since: float | None = None) -> None:
@@ -253,6 +241,7 @@ class Agents:
                 version=s.hello.version,
                 data_root=s.hello.data_root,
                 problem=s.problem,
+                max_clients=s.hello.max_clients,
             )
             for s in sorted(self._last.values(), key=lambda s: s.name)
         ]

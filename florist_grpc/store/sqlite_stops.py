@@ -53,11 +53,13 @@ class SqliteSiteStops(SiteStops):
         self._connections.guard(run)
 
 
-def update_doc(conn: sqlite3.Connection, job_id: str, sets: dict[str, Any]) -> None:
-    """Apply `sets` to the job's document inside the caller's transaction (a deleted job: nothing to do)."""
+def update_doc(conn: sqlite3.Connection, job_id: str, sets: dict[str, Any]) -> bool:
+    """Apply `sets` to the job's document inside the caller's transaction; whether the job is there to update (a
+    deleted job: nothing to do)."""
     row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
-        return
+        return False
     doc = json.loads(row[0])
     rules.apply_sets(doc, sets)
     conn.execute("UPDATE jobs SET doc = ? WHERE id = ?", (json.dumps(doc), job_id))
+    return True
