@@ -39,6 +39,7 @@ CODES: dict[type[errors.FloristError], int] = {
     errors.DataLoss: code_pb2.DATA_LOSS,
     errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
     errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,
     errors.Aborted: code_pb2.ABORTED,
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,

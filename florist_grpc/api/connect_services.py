@@ -46,6 +46,10 @@ class JobServiceAdapter(job_service_connect.JobService):
     async def delete_job(self, request: job_pb.DeleteJobRequest, ctx: Ctx) -> job_pb.DeleteJobResponse:
         return await unary_call(self._grpc.DeleteJob, request, ctx)
 
+    def watch_jobs(self, request: job_pb.WatchJobsRequest, ctx: Ctx) -> AsyncIterator[job_pb.WatchJobsResponse]:
+        # Like StreamMetrics, the servicer yields each change's response encoded once for every watch.
+        return stream_call(self._grpc.WatchJobs, request, ctx, job_pb.WatchJobsResponse.FromString)
+
 
 class TrainingServiceAdapter(training_connect.TrainingService):
     def __init__(self, servicer: TrainingServicer) -> None:

@@ -10,11 +10,11 @@ import grpc
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.catalog_service import CatalogServicer
 from florist_grpc.api.job_service import JobServicer
+from florist_grpc.api.job_service import add_to_server as add_job_service
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
-from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Servicers:
 
     def add_to(self, server: grpc.aio.Server) -> None:
         """Register every florist.v1 service with the gRPC server."""
-        job_grpc.add_JobServiceServicer_to_server(self.jobs, server)
+        add_job_service(self.jobs, server)
         add_training_service(self.training, server)
         catalog_grpc.add_CatalogServiceServicer_to_server(self.catalog, server)
         agent_grpc.add_AgentServiceServicer_to_server(self.agents, server)

@@ -62,12 +62,9 @@ def run_tags(job: Job) -> dict[str, str]:
     """The job's own tags (Job.tracking.tags, validated at CreateJob), then the ones that find the job again."""
     tags = dict(job.tracking.tags)
     tags[JOB_ID_TAG] = job.id
-    # HOOK(platform): Job.project and Job.owner (fields 18/19) arrive with the projects branch; until they are on
-    # main the tags are left out. Once merged this reads job.project / job.owner directly.
-    for tag, attribute in ((PROJECT_TAG, "project"), (OWNER_TAG, "owner")):
-        value = getattr(job, attribute, "")
-        if value:
-            tags[tag] = str(value)
+    tags[PROJECT_TAG] = job.project
+    if job.owner:  # empty only for jobs stored before owners existed
+        tags[OWNER_TAG] = job.owner
     return {key: _cut(value, MAX_TAG_VALUE) for key, value in tags.items()}
 
 

@@ -73,6 +73,8 @@ def test_a_job_becomes_an_mlflow_run_with_every_round_once(plane: ControlPlaneTh
     }
     assert params["server_config.n_server_rounds"] == "3" and params["server_config.batch_size"] == "32"
     assert run.data.tags["florist.job_id"] == job.job_id
+    # A simulated job is stored without an owner (tests/unit/test_export_points.py has one with it).
+    assert run.data.tags["florist.project"] == "default" and "florist.owner" not in run.data.tags
     assert run.data.tags["florist.state"] == "FINISHED_SUCCESSFULLY"
 
 

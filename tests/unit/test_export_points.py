@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from florist_grpc.domain.model import JobState, MetricsEvent, Source, SourceKind
@@ -81,4 +82,6 @@ def test_params_flatten_the_configs_and_tags_find_the_job_again() -> None:
     assert params["server_config.n_server_rounds"] == "3"
     assert params["model_config.hidden"] == "[64, 32]"
     assert params["clients"] == "1"
-    assert run_tags(job)["florist.job_id"] == job.id
+    tags = run_tags(replace(job, project="vision", owner="ann"))
+    assert (tags["florist.job_id"], tags["florist.project"], tags["florist.owner"]) == (job.id, "vision", "ann")
+    assert "florist.owner" not in run_tags(replace(job, owner=""))  # a job stored before owners existed

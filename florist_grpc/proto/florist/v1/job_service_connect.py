@@ -21,10 +21,10 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .job_service_pb2 import CreateJobRequest, CreateJobResponse, DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse, ListJobsRequest, ListJobsResponse
+from .job_service_pb2 import CreateJobRequest, CreateJobResponse, DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse, ListJobsRequest, ListJobsResponse, WatchJobsRequest, WatchJobsResponse
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Iterable, Mapping
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 
     from connectrpc.codec import Codec
     from connectrpc.compression import Compression
@@ -62,7 +62,21 @@ class JobService(Protocol):
 
     async def delete_job(self, request: DeleteJobRequest, ctx: RequestContext[DeleteJobRequest, DeleteJobResponse], /) -> DeleteJobResponse:
         """
-        Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS.
+        Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+        stops are not all confirmed may be deleted: those stops go on being retried.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_jobs(self, request: WatchJobsRequest, ctx: RequestContext[WatchJobsRequest, WatchJobsResponse], /) -> AsyncIterator[WatchJobsResponse]:
+        """
+        Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+        current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+        then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+        job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+        control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+        (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+        after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+        revision: list again.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -123,6 +137,17 @@ class JobServiceASGIApplication(ConnectASGIApplication[JobService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.delete_job,
+                ),
+                "/florist.v1.JobService/WatchJobs": Endpoint.server_stream(
+                    method=MethodInfo(
+                        name="WatchJobs",
+                        service_name="florist.v1.JobService",
+                        input=WatchJobsRequest,
+                        output=WatchJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=svc.watch_jobs,
                 ),
             },
             interceptors=interceptors,
@@ -243,7 +268,8 @@ class JobServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> DeleteJobResponse:
         """
-        Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS.
+        Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+        stops are not all confirmed may be deleted: those stops go on being retried.
         """
         return await self.execute_unary(
             request=request,
@@ -254,6 +280,36 @@ class JobServiceClient(ConnectClient):
                 output=DeleteJobResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def watch_jobs(
+        self,
+        request: WatchJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[WatchJobsResponse]:
+        """
+        Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+        current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+        then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+        job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+        control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+        (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+        after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+        revision: list again.
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchJobs",
+                service_name="florist.v1.JobService",
+                input=WatchJobsRequest,
+                output=WatchJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
@@ -284,7 +340,21 @@ class JobServiceSync(Protocol):
 
     def delete_job(self, request: DeleteJobRequest, ctx: RequestContext[DeleteJobRequest, DeleteJobResponse], /) -> DeleteJobResponse:
         """
-        Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS.
+        Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+        stops are not all confirmed may be deleted: those stops go on being retried.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_jobs(self, request: WatchJobsRequest, ctx: RequestContext[WatchJobsRequest, WatchJobsResponse], /) -> Iterator[WatchJobsResponse]:
+        """
+        Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+        current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+        then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+        job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+        control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+        (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+        after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+        revision: list again.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -343,6 +413,17 @@ class JobServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.delete_job,
+                ),
+                "/florist.v1.JobService/WatchJobs": EndpointSync.server_stream(
+                    method=MethodInfo(
+                        name="WatchJobs",
+                        service_name="florist.v1.JobService",
+                        input=WatchJobsRequest,
+                        output=WatchJobsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=service.watch_jobs,
                 ),
             },
             interceptors=interceptors,
@@ -463,7 +544,8 @@ class JobServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> DeleteJobResponse:
         """
-        Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS.
+        Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+        stops are not all confirmed may be deleted: those stops go on being retried.
         """
         return self.execute_unary(
             request=request,
@@ -474,6 +556,36 @@ class JobServiceClientSync(ConnectClientSync):
                 output=DeleteJobResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def watch_jobs(
+        self,
+        request: WatchJobsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[WatchJobsResponse]:
+        """
+        Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+        current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+        then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+        job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+        control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+        (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+        after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+        revision: list again.
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchJobs",
+                service_name="florist.v1.JobService",
+                input=WatchJobsRequest,
+                output=WatchJobsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
             ),
             headers=headers,
             timeout_ms=timeout_ms,

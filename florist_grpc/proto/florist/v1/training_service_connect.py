@@ -43,8 +43,12 @@ class TrainingService(Protocol):
     """
     async def start_training(self, request: StartTrainingRequest, ctx: RequestContext[StartTrainingRequest, StartTrainingResponse], /) -> StartTrainingResponse:
         """
-        Launches the FL server, waits until it is ready, launches every client and follows them.
-        FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
+        Launches the FL server, waits until it is ready, launches every client and follows them; or, when that would
+        exceed a limit (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's --max-clients), puts
+        the job in the queue (JOB_STATE_QUEUED) and answers at once with `queued`: it starts, every check run again,
+        as soon as it fits. FAILED_PRECONDITION for a job that can never fit (more clients on an agent than its
+        --max-clients, a site whose agent token's PROJECTS exclude the job's project), and unless the job is
+        NOT_STARTED (of concurrent starts exactly one succeeds; a QUEUED job is not started again);
         DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
         UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
         while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
@@ -54,7 +58,9 @@ class TrainingService(Protocol):
     async def stop_training(self, request: StopTrainingRequest, ctx: RequestContext[StopTrainingRequest, StopTrainingResponse], /) -> StopTrainingResponse:
         """
         Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-        Also during a StartTraining of the job, which then answers ABORTED.
+        Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+        Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+        CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -200,8 +206,12 @@ class TrainingServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> StartTrainingResponse:
         """
-        Launches the FL server, waits until it is ready, launches every client and follows them.
-        FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
+        Launches the FL server, waits until it is ready, launches every client and follows them; or, when that would
+        exceed a limit (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's --max-clients), puts
+        the job in the queue (JOB_STATE_QUEUED) and answers at once with `queued`: it starts, every check run again,
+        as soon as it fits. FAILED_PRECONDITION for a job that can never fit (more clients on an agent than its
+        --max-clients, a site whose agent token's PROJECTS exclude the job's project), and unless the job is
+        NOT_STARTED (of concurrent starts exactly one succeeds; a QUEUED job is not started again);
         DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
         UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
         while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
@@ -228,7 +238,9 @@ class TrainingServiceClient(ConnectClient):
     ) -> StopTrainingResponse:
         """
         Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-        Also during a StartTraining of the job, which then answers ABORTED.
+        Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+        Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+        CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
         """
         return await self.execute_unary(
             request=request,
@@ -325,8 +337,12 @@ class TrainingServiceSync(Protocol):
     """
     def start_training(self, request: StartTrainingRequest, ctx: RequestContext[StartTrainingRequest, StartTrainingResponse], /) -> StartTrainingResponse:
         """
-        Launches the FL server, waits until it is ready, launches every client and follows them.
-        FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
+        Launches the FL server, waits until it is ready, launches every client and follows them; or, when that would
+        exceed a limit (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's --max-clients), puts
+        the job in the queue (JOB_STATE_QUEUED) and answers at once with `queued`: it starts, every check run again,
+        as soon as it fits. FAILED_PRECONDITION for a job that can never fit (more clients on an agent than its
+        --max-clients, a site whose agent token's PROJECTS exclude the job's project), and unless the job is
+        NOT_STARTED (of concurrent starts exactly one succeeds; a QUEUED job is not started again);
         DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
         UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
         while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
@@ -336,7 +352,9 @@ class TrainingServiceSync(Protocol):
     def stop_training(self, request: StopTrainingRequest, ctx: RequestContext[StopTrainingRequest, StopTrainingResponse], /) -> StopTrainingResponse:
         """
         Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-        Also during a StartTraining of the job, which then answers ABORTED.
+        Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+        Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+        CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -480,8 +498,12 @@ class TrainingServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> StartTrainingResponse:
         """
-        Launches the FL server, waits until it is ready, launches every client and follows them.
-        FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
+        Launches the FL server, waits until it is ready, launches every client and follows them; or, when that would
+        exceed a limit (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's --max-clients), puts
+        the job in the queue (JOB_STATE_QUEUED) and answers at once with `queued`: it starts, every check run again,
+        as soon as it fits. FAILED_PRECONDITION for a job that can never fit (more clients on an agent than its
+        --max-clients, a site whose agent token's PROJECTS exclude the job's project), and unless the job is
+        NOT_STARTED (of concurrent starts exactly one succeeds; a QUEUED job is not started again);
         DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
         UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
         while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
@@ -508,7 +530,9 @@ class TrainingServiceClientSync(ConnectClientSync):
     ) -> StopTrainingResponse:
         """
         Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-        Also during a StartTraining of the job, which then answers ABORTED.
+        Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+        Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+        CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
         """
         return self.execute_unary(
             request=request,
