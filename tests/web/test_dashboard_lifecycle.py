@@ -16,7 +16,6 @@ import psutil
 import pytest
 from connectrpc.errors import ConnectError
 
-from florist_grpc.config import TLSConfig
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_service_connect
 from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
@@ -25,6 +24,7 @@ from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.testing import simulation
 from florist_grpc.testing.certificates import issue_pki
 from florist_grpc.testing.plane import ControlPlaneThread
+from florist_grpc.tls_files import TLSConfig
 from tests.e2e.conftest import serve
 from tests.helpers import job_message, wait_for
 from tests.web.conftest import Dashboard, headers
