@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +22,11 @@ from florist_grpc.testing import simulation
 from florist_grpc.testing.plane import ControlPlaneThread
 from tests.e2e.sites import start_agent
 from tests.web.conftest import TOKENS, Dashboard, bearer, write_auth_file
+from tests.web.scenario import WEB, needs_browser
 
-ROOT = Path(__file__).resolve().parents[2]
-WEB = ROOT / "clients" / "web"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() or not (WEB / "node_modules" / "playwright-core").exists() or shutil.which("node") is None,
-    reason="needs /usr/bin/chromium (tools/install-system-deps.sh, as root) and clients/web's npm packages",
-)
+pytestmark = needs_browser
 
 
 def run_scenario(name: str, timeout: float, **env: str) -> dict[str, Any]:

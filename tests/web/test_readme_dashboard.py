@@ -13,7 +13,7 @@ import pytest
 
 from florist_grpc.net import free_port
 from tests.e2e.test_readme_walkthrough import section_blocks, stop_everything_started_in
-from tests.web.test_dashboard_browser import CHROMIUM, WEB
+from tests.web.scenario import CHROMIUM, WEB
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -28,13 +28,15 @@ export class LogTail {
       options.push(h("option", { value: String(i) }, `client ${i}`));
     }
     this.picker = h("select", { "aria-label": "log source", onchange: () => this.show() }, ...options);
-    this.element = h("section", { class: "panel" }, h("h2", {}, "Log ", this.picker), this.text);
+    // Hidden until the job has started: before that there is no log to show (a queued job may never have one).
+    this.element = h("section", { class: "panel", hidden: true }, h("h2", {}, "Log ", this.picker), this.text);
     page.addEventListener("abort", () => this.following?.abort());
   }
 
   /** (Re)starts the stream of the chosen source from its beginning; `follow` while the job may still write. */
   show(follow = this.follow): void {
     this.follow = follow;
+    this.element.hidden = false;
     this.following?.abort();
     const following = new AbortController();
     this.following = following;

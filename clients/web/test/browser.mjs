@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
 export const DESKTOP = { width: 1280, height: 800 };
@@ -93,4 +94,22 @@ export async function report(run) {
     console.error(error instanceof Error ? error.stack : String(error));
     process.exit(1);
   }
+}
+
+/**
+ * The scenario's conversation with its Python test, for steps the test takes outside the page (over gRPC):
+ * `ask(step)` prints `step` on a line of its own and waits for the test's answer, one line on stdin.
+ */
+export function conversation() {
+  const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  return {
+    async ask(step) {
+      console.log(step);
+      const { value, done } = await lines.next();
+      if (done) {
+        throw new Error(`the test went away while the page was at ${step}`);
+      }
+      return value;
+    },
+  };
 }

@@ -89,8 +89,8 @@ class JobView {
       this.charts.replaceChildren(...charts);
     }
     this.clients.replaceChildren(h("h2", {}, "Clients"), clientsTable(job, rows));
-    if (!this.logsShown && job.state !== JobState.NOT_STARTED) {
-      this.logsShown = true; // a job's logs exist from its start; followed while it runs
+    if (!this.logsShown && (job.state === JobState.IN_PROGRESS || job.startTime !== undefined)) {
+      this.logsShown = true; // a job's logs exist from its start (never, for one stopped while QUEUED)
       this.logs.show(!TERMINAL_STATES.has(job.state));
     }
   }
@@ -140,10 +140,13 @@ class JobView {
 function facts(job: Job): HTMLElement[] {
   const entries: [string, string][] = [
     ["Id", job.id],
+    ["Project", job.project],
+    ["Owner", job.owner || "–"],
     ["Model", job.model],
     ["Strategy", `${job.strategy} (clients ${job.clientType})`],
     ["Optimizer", job.optimizer],
     ["Created", when(job.createTime && timestampDate(job.createTime))],
+    ...(job.queueTime ? ([["Queued", when(timestampDate(job.queueTime))]] as [string, string][]) : []),
     ["Started", when(job.startTime && timestampDate(job.startTime))],
     ["Ended", when(job.endTime && timestampDate(job.endTime))],
   ];

@@ -20,7 +20,7 @@ function example(ctx: PageContext): string {
   return JSON.stringify({ job }, null, 2);
 }
 
-export function newJobForm(ctx: PageContext, created: () => void): HTMLElement {
+export function newJobForm(ctx: PageContext): HTMLElement {
   const body = h("textarea", { "aria-label": "CreateJobRequest as JSON", rows: 14, spellcheck: "false", name: "job" });
   body.value = example(ctx);
   const problems = h("pre", { class: "problems", role: "alert", hidden: true });
@@ -45,7 +45,6 @@ export function newJobForm(ctx: PageContext, created: () => void): HTMLElement {
       if (start) {
         await ctx.api.training.startTraining({ jobId: job.id }, { signal: ctx.signal });
       }
-      created();
       ctx.navigate(`#/jobs/${job.id}`);
     } catch (error) {
       problems.textContent = describe(error).join("\n");
