@@ -12,7 +12,14 @@ import pytest
 from florist_grpc.net import free_port
 from florist_grpc.testing.plane import ControlPlaneThread
 
-TOKENS = {"admin": "admin-secret", "viewer": "viewer-secret", "agent": "agent-secret"}
+TOKENS = {
+    "admin": "admin-secret",
+    "viewer": "viewer-secret",
+    "agent": "agent-secret",
+    # Bound to the project alpha: a viewer, and an operator.
+    "alpha-viewer": "alpha-viewer-secret",
+    "alpha-operator": "alpha-operator-secret",
+}
 
 
 def sha(token: str) -> str:
@@ -43,6 +50,8 @@ def write_auth_file(path: Path) -> Path:
     path.write_text(
         f"admin {sha(TOKENS['admin'])} ops\nviewer {sha(TOKENS['viewer'])} collaborator\n"
         f"agent {sha(TOKENS['agent'])} site-a\n"
+        f"viewer {sha(TOKENS['alpha-viewer'])} alice alpha\n"
+        f"operator {sha(TOKENS['alpha-operator'])} bob alpha\n"
     )
     return path
 
