@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from florist_grpc.api.auth import Principal
 from florist_grpc.api.connect_auth import AuditTrail, CallerCheck
+from florist_grpc.api.connect_calls import OpenStreams
 from florist_grpc.api.connect_services import (
     AgentServiceAdapter,
     CatalogServiceAdapter,
@@ -63,8 +64,9 @@ def _host_of(scope: Scope) -> str:
 class Dashboard:
     """Routes a request to its service's Connect application, anything else to the page's files."""
 
-    def __init__(self, services: list[Any], page: ASGIApp, loopback_only: bool) -> None:
+    def __init__(self, services: list[Any], page: ASGIApp, loopback_only: bool, streams: OpenStreams) -> None:
         self._services: dict[str, ASGIApp] = {app.path: app for app in services}
+        self.streams = streams  # ended by the server's stop
         self._page = page
         # Without an auth file anyone who reaches the port may do anything, so only loopback may: a page on another
         # site that rebinds its DNS name to 127.0.0.1 sends its own name as Host, and is refused (as Jupyter does).
@@ -102,11 +104,12 @@ def dashboard_app(
     """The dashboard's ASGI application over the gRPC servicers, with their auth (`tokens`; None = none)."""
     # Outermost first: the token is checked before the request body is read, then mutating calls are audited.
     interceptors: list[Interceptor] = [CallerCheck(tokens), AuditTrail(tokens)]
+    streams = OpenStreams()
     services = [
-        JobServiceASGIApplication(JobServiceAdapter(servicers.jobs), interceptors=interceptors),
-        TrainingServiceASGIApplication(TrainingServiceAdapter(servicers.training), interceptors=interceptors),
+        JobServiceASGIApplication(JobServiceAdapter(servicers.jobs, streams), interceptors=interceptors),
+        TrainingServiceASGIApplication(TrainingServiceAdapter(servicers.training, streams), interceptors=interceptors),
         CatalogServiceASGIApplication(CatalogServiceAdapter(servicers.catalog), interceptors=interceptors),
         AgentServiceASGIApplication(AgentServiceAdapter(servicers.agents), interceptors=interceptors),
     ]
     page = StaticFiles(directory=web_dir, html=True)
-    return Dashboard(services, page, loopback_only)
+    return Dashboard(services, page, loopback_only, streams)

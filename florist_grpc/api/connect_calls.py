@@ -10,7 +10,9 @@ google.rpc details, byte for byte, so a browser reads exactly what a gRPC client
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
@@ -64,6 +66,43 @@ class BrowserContext:
         raise Aborted(status)
 
 
+class OpenStreams:
+    """The browser streams being served, so that a stop ends them at once: a watch or a followed log never ends by
+    itself, and would otherwise hold the stop for the whole grace and then be cut with an error logged. Each ends
+    UNAVAILABLE, which the page resumes from once the control plane is back (as a gRPC client does)."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around the serving of one stream, in the task that serves it."""
+        task = asyncio.current_task()
+        assert task is not None
+        if self._stopping:
+            raise ConnectError(Code.UNAVAILABLE, STOPPING)
+        self._tasks.add(task)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise  # the browser went away
+            task.uncancel()  # ended by end_all(): answer the browser rather than die mid-response
+            raise ConnectError(Code.UNAVAILABLE, STOPPING) from None
+        finally:
+            self._tasks.discard(task)
+
+    def end_all(self) -> None:
+        """End every open stream, and refuse new ones (the server is stopping)."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+
+
+STOPPING = "the control plane is stopping: resume once it is back"
+
+
 def servicer_context(ctx: RequestContext[Any, Any]) -> Context:
     """The context to hand a gRPC servicer method for this browser call."""
     # BrowserContext implements the part of ServicerContext servicers use; tests/web call every method through it.
@@ -105,14 +144,17 @@ async def stream_call(
     method: Callable[[Req, Context], AsyncIterator[Any]],
     request: Req,
     ctx: RequestContext[Any, Any],
+    streams: OpenStreams,
     decode: Callable[[Any], Resp] | None = None,
 ) -> AsyncIterator[Resp]:
-    """Run a servicer's server-streaming method for a browser. `decode` turns what the servicer yields into the
-    response message when it yields something else (StreamMetrics yields each response already encoded)."""
+    """Run a servicer's server-streaming method for a browser, one of `streams`. `decode` turns what the servicer
+    yields into the response message when it yields something else (StreamMetrics and WatchJobs yield each
+    response already encoded)."""
     responses = method(request, servicer_context(ctx))
     try:
-        async for response in responses:
-            yield decode(response) if decode is not None else cast(Resp, response)
+        with streams.serving():
+            async for response in responses:
+                yield decode(response) if decode is not None else cast(Resp, response)
     except Exception as exc:
         raise connect_error_of(exc) from None
     finally:

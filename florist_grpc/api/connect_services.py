@@ -17,7 +17,7 @@ from connectrpc.request import RequestContext
 
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.catalog_service import CatalogServicer
-from florist_grpc.api.connect_calls import stream_call, unary_call
+from florist_grpc.api.connect_calls import OpenStreams, stream_call, unary_call
 from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.proto.florist.v1 import agent_service_connect, catalog_service_connect, job_service_connect
@@ -31,8 +31,9 @@ Ctx = RequestContext[Any, Any]
 
 
 class JobServiceAdapter(job_service_connect.JobService):
-    def __init__(self, servicer: JobServicer) -> None:
+    def __init__(self, servicer: JobServicer, streams: OpenStreams) -> None:
         self._grpc = servicer
+        self._streams = streams
 
     async def create_job(self, request: job_pb.CreateJobRequest, ctx: Ctx) -> job_pb.CreateJobResponse:
         return await unary_call(self._grpc.CreateJob, request, ctx)
@@ -48,12 +49,13 @@ class JobServiceAdapter(job_service_connect.JobService):
 
     def watch_jobs(self, request: job_pb.WatchJobsRequest, ctx: Ctx) -> AsyncIterator[job_pb.WatchJobsResponse]:
         # Like StreamMetrics, the servicer yields each change's response encoded once for every watch.
-        return stream_call(self._grpc.WatchJobs, request, ctx, job_pb.WatchJobsResponse.FromString)
+        return stream_call(self._grpc.WatchJobs, request, ctx, self._streams, job_pb.WatchJobsResponse.FromString)
 
 
 class TrainingServiceAdapter(training_connect.TrainingService):
-    def __init__(self, servicer: TrainingServicer) -> None:
+    def __init__(self, servicer: TrainingServicer, streams: OpenStreams) -> None:
         self._grpc = servicer
+        self._streams = streams
 
     async def start_training(
         self, request: training_pb.StartTrainingRequest, ctx: Ctx
@@ -70,17 +72,18 @@ class TrainingServiceAdapter(training_connect.TrainingService):
     ) -> AsyncIterator[training_pb.StreamMetricsResponse]:
         # The servicer yields each response encoded once for all its gRPC subscribers; a browser's codec (binary
         # or JSON) wants the message.
-        return stream_call(self._grpc.StreamMetrics, request, ctx, training_pb.StreamMetricsResponse.FromString)
+        decode = training_pb.StreamMetricsResponse.FromString
+        return stream_call(self._grpc.StreamMetrics, request, ctx, self._streams, decode)
 
     def stream_logs(
         self, request: training_pb.StreamLogsRequest, ctx: Ctx
     ) -> AsyncIterator[training_pb.StreamLogsResponse]:
-        return stream_call(self._grpc.StreamLogs, request, ctx)
+        return stream_call(self._grpc.StreamLogs, request, ctx, self._streams)
 
     def download_model(
         self, request: training_pb.DownloadModelRequest, ctx: Ctx
     ) -> AsyncIterator[training_pb.DownloadModelResponse]:
-        return stream_call(self._grpc.DownloadModel, request, ctx)
+        return stream_call(self._grpc.DownloadModel, request, ctx, self._streams)
 
 
 class CatalogServiceAdapter(catalog_service_connect.CatalogService):

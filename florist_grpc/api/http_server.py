@@ -19,6 +19,7 @@ import uvicorn
 
 from florist_grpc.api.auth import Principal
 from florist_grpc.api.connect_app import dashboard_app
+from florist_grpc.api.connect_calls import OpenStreams
 from florist_grpc.api.services import Servicers
 from florist_grpc.config import Settings
 from florist_grpc.net import join_host_port
@@ -40,6 +41,7 @@ class DashboardServer:
         self._host, self._tls = settings.host, settings.tls
         self._socket: socket.socket | None = None
         self._server: _Server | None = None
+        self._streams: OpenStreams | None = None
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -70,6 +72,7 @@ class DashboardServer:
         settings, tls = self._settings, self._tls
         loopback_only = self._tokens is None and not settings.insecure_no_auth
         app = dashboard_app(servicers, self._tokens, loopback_only=loopback_only)
+        self._streams = app.streams
         config = uvicorn.Config(
             app,
             lifespan="off",  # the control plane starts and stops what the application uses
@@ -80,7 +83,8 @@ class DashboardServer:
             access_log=False,
             server_header=False,
             proxy_headers=False,  # the peer is the connection's (audit lines), never a header's X-Forwarded-For
-            # Streams the browser keeps open (metrics, logs) are cut after this, as grpc.aio's stop(grace) does.
+            # What still runs after this at a stop is cut, as grpc.aio's stop(grace) does (the streams are ended
+            # first: stop()).
             timeout_graceful_shutdown=math.ceil(settings.timeouts.shutdown_grace_seconds),
             ssl_certfile=str(tls.cert_file) if tls else None,
             ssl_keyfile=str(tls.key_file) if tls else None,
@@ -93,7 +97,10 @@ class DashboardServer:
         log.info("dashboard on %s", self.url)
 
     async def stop(self) -> None:
-        """Stop serving (idempotent): new connections are refused, open streams get the grace given to start."""
+        """Stop serving (idempotent): open streams end at once (UNAVAILABLE: the page resumes once the control
+        plane is back), new connections are refused, unary calls in flight get the grace given to start."""
+        if self._streams is not None:
+            self._streams.end_all()
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task

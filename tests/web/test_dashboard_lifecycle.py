@@ -1,9 +1,11 @@
 """The dashboard's server lives and dies with the control plane: a browser that leaves ends its streams' work,
-SIGTERM ends open browser streams and `serve` exits 0, and the page's files are served with their types."""
+SIGTERM ends open browser streams and `serve` exits 0, a stop ends them at once (UNAVAILABLE, for the page to
+resume from), and the page's files are served with their types."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import ssl
 import threading
@@ -14,8 +16,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
+from florist_grpc.api.connect_calls import STOPPING
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_service_connect
 from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
@@ -27,7 +31,7 @@ from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.tls_files import TLSConfig
 from tests.e2e.conftest import serve
 from tests.helpers import job_message, wait_for
-from tests.web.conftest import Dashboard, headers
+from tests.web.conftest import Dashboard, headers, write_auth_file
 
 
 def test_a_browser_that_leaves_ends_its_subscription(dashboard: Dashboard) -> None:
@@ -87,3 +91,33 @@ def test_with_tls_the_dashboard_speaks_https_with_the_same_certificate(tmp_path:
             urllib.request.urlopen(f"http://localhost:{port}/", timeout=10)
     finally:
         plane.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_ends_open_browser_streams_at_once_as_unavailable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plane = ControlPlaneThread.in_dir(
+        tmp_path / "florist", auth_file=write_auth_file(tmp_path / "tokens"), http_port=free_port()
+    )
+    url = f"http://127.0.0.1:{plane.settings.http_port}"
+    client = job_service_connect.JobServiceClientSync(url)
+    watch = client.watch_jobs(job_pb.WatchJobsRequest(), headers=headers("viewer"))
+    assert next(watch).change.type == job_pb.JOB_CHANGE_TYPE_BOOKMARK  # open, and never ending by itself
+    ended: list[ConnectError] = []
+
+    def follow() -> None:
+        try:
+            list(watch)
+        except ConnectError as exc:
+            ended.append(exc)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    began = time.monotonic()
+    plane.stop()
+    # Not the 5 s grace a unary call in flight would get: a watch would only be cut at its end, with an error.
+    assert time.monotonic() - began < plane.settings.timeouts.shutdown_grace_seconds
+    reader.join(10)
+    assert [(e.code, e.message) for e in ended] == [(Code.UNAVAILABLE, STOPPING)]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a stream cut mid-response"
