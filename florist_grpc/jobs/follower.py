@@ -299,7 +299,8 @@ class JobFollower:
         for future in run.ending.done:
             if not future.done():
                 future.set_result(event)
-        log.info("job %s ended %s %s", run.job_id, run.ending.state.name, run.ending.message[:200])
+        why = f": {run.ending.message[:200]}" if run.ending.message else ""
+        log.info("job %s ended %s%s", run.job_id, run.ending.state.name, why)
 
     def _detach(self, run: JobRun) -> None:
         self._runs.pop(run.job_id, None)

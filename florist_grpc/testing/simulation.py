@@ -82,8 +82,9 @@ def finish(plane: ControlPlane, job: SimulatedJob, state: JobState = JobState.FI
 
 
 def play_rounds(job: SimulatedJob, rounds: int) -> None:
-    """Reports shaped exactly as FL4Health's reporters write them (keys, nesting, value types), with metric names
-    that have spaces, dots and dollars."""
+    """Reports with the round keys and nesting of FLorist's layout (domain/report_layout.py), as our reporter
+    writes them, with metric names that have spaces, dots and dollars. Not byte for byte what FL4Health writes:
+    tests/metrics/test_fl4health_layout.py holds FL4Health's own documents."""
     job.server.report_values(host_type="server", fit_start="2026-01-01 00:00:00.000001")
     for c in job.clients:
         c.report_values(host_type="client", initialized="2026-01-01 00:00:00.000002")
