@@ -59,7 +59,7 @@ async def joined(tmp_path: Path, fl_server: FLServer, token: str = "a-secret") -
         yield Joined(agents, f"127.0.0.1:{port}", fl_address, tunnels, channel)
     finally:
         await tunnels.close_all()
-        await channel.close()
+        await channel.close(None)
         fl.close()
         await server.stop(None)
         await agents.close()
@@ -144,7 +144,8 @@ def test_a_large_payload_is_flow_controlled_not_queued(tmp_path: Path) -> None:
 
 def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     """The ErrorInfo of a failed aio call (its google.rpc.Status rides the trailing metadata)."""
-    details = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    metadata = error.trailing_metadata() or ()
+    details = next((v for k, v in metadata if k == "grpc-status-details-bin"), None)
     assert isinstance(details, bytes), f"{error.code()} without google.rpc.Status details"
     for detail in status_pb2.Status.FromString(details).details:
         info = error_details_pb2.ErrorInfo()
