@@ -99,21 +99,34 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         if principal is not None and principal.name != opened.agent:
             raise PermissionDenied(f"this token belongs to agent {principal.name!r}, not {quote(opened.agent)}")
         host, port = self._agents.tunnel_target(opened.agent, opened.client_uuid)
+        carried = [0, 0]  # bytes from the client, bytes from the server
 
         async def received() -> AsyncIterator[bytes]:
             async for message in request_iterator:
                 if message.WhichOneof("message") != "data":
                     raise InvalidArgument([FieldViolation("open", "a tunnel is opened once, by its first message")])
+                carried[0] += len(message.data)
                 yield message.data
 
         async def send(data: bytes) -> None:
+            carried[1] += len(data)
             await context.write(pb.TunnelResponse(data=data))
 
         async def send_eof() -> None:
             await context.write(pb.TunnelResponse(eof=True))
 
+        log.info("agent %s: client %s's FL connection joined to %s:%d", opened.agent, opened.client_uuid, host, port)
         try:
             await join(host, port, self._hello_seconds, received(), send, send_eof)
+            log.info(
+                "agent %s: client %s's FL connection ended (%d bytes up, %d down)",
+                opened.agent,
+                opened.client_uuid,
+                *carried,
+            )
+        except asyncio.CancelledError:
+            self._agents.tunnel_broke(opened.agent, opened.client_uuid)  # the agent's side went away
+            raise
         except (OSError, TimeoutError) as exc:
             where = f"agent {opened.agent}'s client {opened.client_uuid}"
             unreachable = f"the FL server of {where} is unreachable: {exc!r}"

@@ -52,6 +52,9 @@ from florist_grpc.net import local_connect_host, split_host_port
 
 log = logging.getLogger(__name__)
 
+# How long after a tunnel broke its agent's session is looked at: both end when their connection drops.
+TUNNEL_BREAK_SECONDS = 2.0
+
 
 class Agents:
     def __init__(self, redis_url: str, timeouts: Timeouts) -> None:
@@ -237,6 +240,24 @@ class Agents:
         server_address = self._clients.server_address_for(name, client_uuid)
         _, port = split_host_port(server_address)
         return local_connect_host(server_address), port
+
+    def tunnel_broke(self, name: str, client_uuid: str) -> None:
+        """A tunnel of agent `name` ended abruptly: the client's FL connection is lost with its agent's connection,
+        unless the agent's session is still open a moment later (they share one HTTP/2 connection, so both break
+        together, in either order). Said at once, as its FL server may fail the round at once; a client killed
+        meanwhile is named for that instead (jobs/ending.py)."""
+        session = self._sessions.get(name)
+        reason = f"lost its FL connection: agent {name}'s connection to the control plane dropped"
+        self._clients.lose_connection(client_uuid, reason)
+
+        def unless_still_open() -> None:
+            if session is not None and session.closed is None:
+                self._clients.lose_connection(client_uuid, "", only=reason)
+
+        self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_still_open)
+
+    def connection_lost(self, client_uuid: str) -> str:
+        return self._clients.connection_lost(client_uuid)
 
     def tunnels(self, name: str) -> bool:
         """Agent `name` is connected and carries its clients' FL traffic over Tunnel (not `--fl-direct`)."""

@@ -28,6 +28,7 @@ class RemoteClient:
     exit: Exit | None = None
     log_tail: str = ""
     stop_requested: bool = False
+    connection_lost: str = ""  # why its tunnelled FL connection broke with its agent's connection ('' if not)
 
 
 class RemoteClients:
@@ -92,7 +93,20 @@ class RemoteClients:
                 raise PermissionDenied(other, reason="TUNNEL_OTHER_AGENT", metadata=named)
             if client.exit is not None:
                 raise NotFound(f"client {client_uuid} has ended", reason="TUNNEL_CLIENT_ENDED", metadata=named)
+            client.connection_lost = ""  # connected again
             return client.server_address
+
+    def lose_connection(self, client_uuid: str, reason: str, only: str | None = None) -> None:
+        """Set why the client's FL connection was lost ('' = it was not); `only`: if that is the reason now."""
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            if client is not None and (only is None or client.connection_lost == only):
+                client.connection_lost = reason
+
+    def connection_lost(self, client_uuid: str) -> str:
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            return client.connection_lost if client else ""
 
     def exited(self, agent: str, client_uuid: str, exit_code: int | None, log_tail: str) -> None:
         with self._lock:

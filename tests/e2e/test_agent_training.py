@@ -53,8 +53,9 @@ def test_a_job_with_a_local_and_an_agent_run_client_trains_to_success(
 def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_clients(
     tmp_path: Path, site_root: Path, demo_data: list[str]
 ) -> None:
+    """With --fl-direct the FL connection does not depend on the agent: training goes on while it is replaced."""
     plane = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=60.0))
-    agent = start_agent(plane.address, "site-a", site_root)
+    agent = start_agent(plane.address, "site-a", site_root, "--fl-direct")
     try:
         job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=4))
         plane.start(job.id)
@@ -67,7 +68,7 @@ def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_client
         os.kill(agent.process.pid, signal.SIGKILL)  # the agent only: its clients run in their own sessions
         agent.process.wait(10)
         wait_for(lambda: not list_agents(plane)[0].connected, 30, "the control plane to see the session end")
-        agent = start_agent(plane.address, "site-a", site_root)
+        agent = start_agent(plane.address, "site-a", site_root, "--fl-direct")
         events = plane.events(job.id)
         done = plane.get(job.id)
         assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, done.error_message
@@ -79,6 +80,33 @@ def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_client
                 report = merge_patch.apply(report, json_format.MessageToDict(event.patch))
         assert report == json_format.MessageToDict(done.clients[0].metrics)
         assert set(done.clients[0].metrics["rounds"]) == {"1", "2", "3", "4"} and "shutdown" in report
+    finally:
+        agent.stop()
+        plane.stop()
+        no_fl_process_left()
+
+
+@pytest.mark.slow
+def test_a_killed_agent_takes_its_clients_tunnelled_fl_connection_and_the_job_ends_naming_it(
+    tmp_path: Path, site_root: Path, demo_data: list[str]
+) -> None:
+    """Over the tunnel (the default) the client's FL connection rides the agent's: killed mid-round, the round
+    fails and the job ends naming the agent; the new agent adopts the client, and it is stopped."""
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=60.0))
+    agent = start_agent(plane.address, "site-a", site_root)
+    try:
+        job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=6))
+        plane.start(job.id)
+        wait_for(lambda: "1" in site_rounds(plane, job.id), 120, "round 1 at the site")
+        os.kill(agent.process.pid, signal.SIGKILL)
+        agent.process.wait(10)
+        agent = start_agent(plane.address, "site-a", site_root)
+        events = plane.events(job.id)
+        done = plane.get(job.id)
+        assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
+        assert "agent site-a's connection to the control plane dropped" in done.error_message, done.error_message
+        assert done.clients[0].uuid in done.error_message
+        wait_for(lambda: not psutil.pid_exists(site_client_pid(site_root)), 60, "the site's client to be stopped")
     finally:
         agent.stop()
         plane.stop()
