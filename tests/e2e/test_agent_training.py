@@ -123,8 +123,10 @@ def site_client_pid(root: Path) -> int:
 def test_a_job_whose_agent_stays_away_past_the_grace_fails_naming_it_and_its_client_is_stopped_on_return(
     tmp_path: Path, site_root: Path, demo_data: list[str]
 ) -> None:
+    # --fl-direct: the FL connection outlives the agent, so the away grace is what ends the job (over the tunnel the
+    # connection goes with the agent: test_a_killed_agent_takes_its_clients_tunnelled_fl_connection...).
     plane = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=3.0))
-    agent = start_agent(plane.address, "site-a", site_root)
+    agent = start_agent(plane.address, "site-a", site_root, "--fl-direct")
     try:
         job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=1000))
         plane.start(job.id)
@@ -135,7 +137,7 @@ def test_a_job_whose_agent_stays_away_past_the_grace_fails_naming_it_and_its_cli
         failed = plane.wait_state(job.id, {job_pb2.JOB_STATE_FINISHED_WITH_ERROR}, timeout=60)
         assert "agent site-a" in failed.error_message and "disconnected" in failed.error_message
         # The site's client kept running without its agent; the agent's return stops it.
-        agent = start_agent(plane.address, "site-a", site_root)
+        agent = start_agent(plane.address, "site-a", site_root, "--fl-direct")
         wait_for(lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie", 60, "stop")
     finally:
         agent.stop()
@@ -149,7 +151,8 @@ def test_a_restarted_control_plane_re_adopts_agent_run_clients_when_the_agent_re
     port = str(free_port())
     data_dir = tmp_path / "florist"
     served = serve(data_dir, "--port", port)
-    agent = start_agent(served.address, "site-a", site_root)
+    # --fl-direct: a tunnelled FL connection runs through the control plane and ends with it (README "Run a site").
+    agent = start_agent(served.address, "site-a", site_root, "--fl-direct")
     again: Served | None = None
     try:
         with grpc.insecure_channel(served.address) as channel:
