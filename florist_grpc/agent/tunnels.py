@@ -30,6 +30,16 @@ from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+# The control plane's answers that say this tunnel should not have been opened.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
+)
+
 
 class Tunnels:
     def __init__(self, agent: str, token: str, state_dir: Path) -> None:
@@ -129,8 +139,13 @@ class Tunnels:
             if (code := await call.code()) != grpc.StatusCode.OK:  # both sides done: the control plane ends it
                 raise ConnectionError(f"tunnel ended with {code.name} {await call.details()}")
         except (grpc.RpcError, OSError) as exc:
-            shown = f"{exc.code().name} {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            log.warning("client %s: FL connection through the control plane failed: %s", client_uuid, shown)
+            call.cancel()  # a no-op if the control plane ended it first: then its status says why
+            code = await call.code()
+            shown = str(exc) if code == grpc.StatusCode.CANCELLED else f"{code.name} {await call.details()}"
+            # A refusal is news; a connection reset by either end (an FL server exiting at the end of its run
+            # resets it) is how FL connections often end.
+            level = logging.WARNING if code in REFUSALS else logging.INFO
+            log.log(level, "client %s: FL connection through the control plane ended: %s", client_uuid, shown)
         else:
             await close(writer)
         finally:

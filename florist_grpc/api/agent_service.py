@@ -129,8 +129,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             raise
         except (OSError, TimeoutError) as exc:
             where = f"agent {opened.agent}'s client {opened.client_uuid}"
-            unreachable = f"the FL server of {where} is unreachable: {exc!r}"
-            raise Unavailable(unreachable, reason="FL_SERVER_UNREACHABLE") from None
+            failed = f"the FL connection of {where} to its FL server failed (or could not open): {exc!r}"
+            raise Unavailable(failed, reason="FL_CONNECTION_FAILED") from None
 
     def _identify(self, context: Context) -> tuple[Principal | None, FloristError | None]:
         """The caller's principal (None without an auth file), or why its token is refused: known before any

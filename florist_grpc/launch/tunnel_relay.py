@@ -39,7 +39,8 @@ async def relay(
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():
-            writer.write_eof()
+            with contextlib.suppress(OSError):  # the socket's peer already closed: nobody to tell
+                writer.write_eof()
 
     async def outbound() -> None:
         while data := await reader.read(CHUNK):
