@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -221,3 +222,24 @@ def test_an_unreachable_fl_server_resets_the_connection(tmp_path: Path) -> None:
             writer.close()
 
     asyncio.run(scenario())
+
+
+def test_an_agent_restarted_on_the_same_data_root_listens_again_where_its_adopted_clients_expect_it(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[str, str, bool]:
+        first = Tunnels("site-a", "", tmp_path)
+        address = await first.open("running")
+        await first.open("ended")
+        await first.close_all()  # the agent is gone; its record stays, as after a SIGKILL
+        again = Tunnels("site-a", "", tmp_path)
+        await again.reopen(["running"])  # only the clients still running
+        reopened = await again.open("running")  # already listening: the same address
+        _, writer = await connect(address)
+        writer.close()
+        ended_listens = "ended" in json.loads((tmp_path / "tunnels.json").read_text())
+        await again.close_all()
+        return address, reopened, ended_listens
+
+    address, reopened, ended_listens = asyncio.run(scenario())
+    assert reopened == address and not ended_listens
