@@ -212,9 +212,14 @@ def test_two_sites_in_their_own_namespaces_train_over_tls_with_agent_tokens(
         # Each site's FL client reached the FL server through its agent's tunnel, joined on the control plane.
         served = (tmp_path / "serve.log").read_text()
         for i in (1, 2):
-            assert f"agent site-{i}: client" in served and "FL connection joined to 127.0.0.1:" in served, served[
-                -3000:
-            ]
+            assert f"agent site-{i}: client" in served, served[-3000:]
+        assert "FL connection joined to 127.0.0.1:" in served
+        # Its remote clients all tunnelled, so the job's FL server listened on loopback only: nothing in the control
+        # plane's namespace listened beyond loopback but the gRPC port.
+        port = seen["server_address"].rsplit(":", 1)[1]
+        listened = {a.replace("[::ffff:", "").replace("]:", ":") for a in seen["listening"]}  # IPv4-mapped as v4
+        assert f"127.0.0.1:{port}" in listened, listened
+        assert {a for a in listened if not a.startswith(("127.", "[::1"))} == {f"{CONTROL_PLANE_IP}:{GRPC_PORT}"}
 
         # Sites dial out: nothing at a site listens beyond loopback (the agent's own Redis for its clients).
         for namespace in network.sites:
