@@ -60,7 +60,8 @@ lint: $(STAMP) $(TS_MAIN) $(WEB_STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
-# Debian's chromium for the browser tests (tests/web); a no-op once installed, a stated skip without root or apt.
+# Debian packages some tests need (nftables for the network-namespace test, chromium for the browser tests), when
+# missing and root; a stated skip otherwise.
 system-deps:
 	sh tools/install-system-deps.sh
 

@@ -107,3 +107,10 @@ class AgentServiceAdapter(agent_service_connect.AgentService):
         # An agent's session is a bidirectional stream over HTTP/2: it stays on the gRPC port.
         raise ConnectError(Code.UNIMPLEMENTED, "agents connect to the gRPC port, not the dashboard's")
         yield  # pragma: no cover - makes this an async generator, as the endpoint expects
+
+    async def tunnel(
+        self, request: AsyncIterator[agent_pb.TunnelRequest], ctx: Ctx
+    ) -> AsyncIterator[agent_pb.TunnelResponse]:
+        # Like the session, an agent's tunnel is a bidirectional stream over HTTP/2: the gRPC port only.
+        raise ConnectError(Code.UNIMPLEMENTED, "agents tunnel through the gRPC port, not the dashboard's")
+        yield  # pragma: no cover - makes this an async generator, as the endpoint expects

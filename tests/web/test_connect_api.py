@@ -3,11 +3,12 @@ the same results, the same status codes, messages and google.rpc details byte fo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -17,6 +18,8 @@ from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
 from grpc_status import rpc_status
 
+from florist_grpc.api.agent_service import AgentServicer
+from florist_grpc.api.connect_services import AgentServiceAdapter
 from florist_grpc.proto.florist.v1 import (
     agent_service_connect,
     agent_service_pb2,
@@ -227,3 +230,22 @@ def test_with_an_auth_file_any_host_name_reaches_the_page(dashboard: Dashboard) 
 def test_a_missing_file_is_a_plain_404(dashboard: Dashboard) -> None:
     assert get(dashboard.url + "/no-such-file.js") == 404
     assert get(dashboard.url + "/florist.v1.NoSuchService/Method") == 404
+
+
+@pytest.mark.parametrize("method", ["connect", "tunnel"])
+def test_an_agents_streams_stay_on_the_grpc_port(method: str) -> None:
+    # Bidirectional streams need HTTP/2: the dashboard's port answers them UNIMPLEMENTED, naming where to go.
+    adapter = AgentServiceAdapter(cast(AgentServicer, None))
+
+    async def nothing() -> AsyncIterator[Any]:
+        return
+        yield
+
+    async def call() -> None:
+        async for _ in getattr(adapter, method)(nothing(), None):
+            pass
+
+    with pytest.raises(ConnectError) as raised:
+        asyncio.run(call())
+    assert raised.value.code is Code.UNIMPLEMENTED
+    assert "the gRPC port, not the dashboard's" in raised.value.message

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .agent_service_pb2 import ConnectRequest, ConnectResponse, ListAgentsRequest, ListAgentsResponse
+from .agent_service_pb2 import ConnectRequest, ConnectResponse, ListAgentsRequest, ListAgentsResponse, TunnelRequest, TunnelResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -63,6 +63,19 @@ class AgentService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def tunnel(self, request: AsyncIterator[TunnelRequest], ctx: RequestContext[TunnelRequest, TunnelResponse], /) -> AsyncIterator[TunnelResponse]:
+        """
+        One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+        for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+        The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+        PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+        loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+        Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+        response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+        role `agent` may call it.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
 
 class AgentServiceASGIApplication(ConnectASGIApplication[AgentService]):
     def __init__(
@@ -98,6 +111,17 @@ class AgentServiceASGIApplication(ConnectASGIApplication[AgentService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_agents,
+                ),
+                "/florist.v1.AgentService/Tunnel": Endpoint.bidi_stream(
+                    method=MethodInfo(
+                        name="Tunnel",
+                        service_name="florist.v1.AgentService",
+                        input=TunnelRequest,
+                        output=TunnelResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.BIDI_STREAM,
+                    ),
+                    function=svc.tunnel,
                 ),
             },
             interceptors=interceptors,
@@ -196,6 +220,36 @@ class AgentServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    def tunnel(
+        self,
+        request: AsyncIterator[TunnelRequest],
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[TunnelResponse]:
+        """
+        One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+        for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+        The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+        PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+        loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+        Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+        response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+        role `agent` may call it.
+        """
+        return self.execute_bidi_stream(
+            request=request,
+            method=MethodInfo(
+                name="Tunnel",
+                service_name="florist.v1.AgentService",
+                input=TunnelRequest,
+                output=TunnelResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.BIDI_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class AgentServiceSync(Protocol):
     """
@@ -220,6 +274,19 @@ class AgentServiceSync(Protocol):
     def list_agents(self, request: ListAgentsRequest, ctx: RequestContext[ListAgentsRequest, ListAgentsResponse], /) -> ListAgentsResponse:
         """
         The agents the control plane knows of (connected now or since it started). Viewer and up.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def tunnel(self, request: Iterator[TunnelRequest], ctx: RequestContext[TunnelRequest, TunnelResponse], /) -> Iterator[TunnelResponse]:
+        """
+        One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+        for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+        The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+        PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+        loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+        Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+        response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+        role `agent` may call it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -256,6 +323,17 @@ class AgentServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_agents,
+                ),
+                "/florist.v1.AgentService/Tunnel": EndpointSync.bidi_stream(
+                    method=MethodInfo(
+                        name="Tunnel",
+                        service_name="florist.v1.AgentService",
+                        input=TunnelRequest,
+                        output=TunnelResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.BIDI_STREAM,
+                    ),
+                    function=service.tunnel,
                 ),
             },
             interceptors=interceptors,
@@ -350,6 +428,36 @@ class AgentServiceClientSync(ConnectClientSync):
                 output=ListAgentsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def tunnel(
+        self,
+        request: Iterator[TunnelRequest],
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[TunnelResponse]:
+        """
+        One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+        for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+        The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+        PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+        loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+        Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+        response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+        role `agent` may call it.
+        """
+        return self.execute_bidi_stream(
+            request=request,
+            method=MethodInfo(
+                name="Tunnel",
+                service_name="florist.v1.AgentService",
+                input=TunnelRequest,
+                output=TunnelResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.BIDI_STREAM,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
