@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from florist_grpc.fl.device import resolve_device
-from florist_grpc.fl.process import prepare_process, run_then_exit
+from florist_grpc.fl.process import prepare_process, run_then_exit, use_cpus
 from florist_grpc.fl.run_config import ClientRun, take_run_json
 
 log = logging.getLogger("florist.fl.client")
@@ -142,6 +142,7 @@ def run(cfg: ClientRun) -> None:
     from florist_grpc.fl.data import DataError
     from florist_grpc.fl.reporter import now
 
+    use_cpus(cfg.cpus)
     try:
         client, reporter = build_client(cfg)
     except DataError as exc:

@@ -51,6 +51,8 @@ class ServerRun:
     # The run's own Redis user (metrics/redis_users.py); empty for a Redis without authentication.
     redis_username: str = ""
     redis_password: str = ""
+    # Job.resources.cpus: torch threads (0 = one, as every FL process has by default).
+    cpus: int = 0
 
     def to_json(self) -> str:
         return _to_json(self)
@@ -80,6 +82,7 @@ class ClientRun:
     label_column: str = ""
     redis_username: str = ""
     redis_password: str = ""
+    cpus: int = 0  # as ServerRun.cpus
 
     def to_json(self) -> str:
         return _to_json(self)
