@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,11 @@ from google.protobuf.duration_pb2 import Duration
 
 from florist_grpc.cli.models import download_model
 from florist_grpc.launcher_config import LauncherSettings
-from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.testing.plane import ControlPlaneThread
+from tests.e2e.conftest import serve, stop
+from tests.e2e.test_restart_recovery import Client
 from tests.helpers import TERMINAL, job_message, wait_for
 from tests.slurm.cluster import SlurmCluster
 
@@ -112,3 +115,33 @@ def test_stop_training_scancels_every_slurm_job_of_the_job(
     assert slurm.squeue() == []
     states = {_field(line, "JobState") for line in slurm_jobs(slurm, job.id).values()}
     assert states == {"CANCELLED"}
+
+
+def test_a_sigkill_of_the_control_plane_mid_job_then_a_restart_re_attaches_by_slurm_job_id(
+    slurm: SlurmCluster, demo_data: list[str], tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    data_dir = tmp_path / "florist"
+    data_dir.mkdir()
+    flags = ("--launcher", "slurm", "--shared-dir", str(shared), "--advertise-host", "127.0.0.1", "--no-launcher-pool")
+    served = serve(data_dir, *flags)
+    client = Client(served)
+    job = client.jobs.CreateJob(job_service_pb2.CreateJobRequest(job=job_message(demo_data, rounds=40))).job
+    client.training.StartTraining(pb.StartTrainingRequest(job_id=job.id), timeout=60)
+    wait_for(lambda: client.reached_round(job.id, 2), 120, "round 2")
+    client.channel.close()
+    served.process.send_signal(signal.SIGKILL)
+    served.process.wait(10)
+    assert len(slurm.squeue()) == 3 * 3  # the FL processes run on in Slurm while nobody watches them
+    again = serve(data_dir, *flags)
+    try:
+        client = Client(again)
+        events = client.events(job.id)
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))  # no event lost across the restart
+        assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
+        done = client.get(job.id)
+        assert sorted(int(n) for n in done.server_metrics["rounds"]) == list(range(1, 41))  # type: ignore[union-attr]
+        assert slurm.squeue() == []
+    finally:
+        assert stop(again) == 0
