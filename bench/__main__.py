@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import fanout, hub_fanout, ingest, overhead, platform_scale, streams, warm
+from bench import fanout, hub_fanout, ingest, overhead, platform_scale, slurm_launcher, streams, warm
 from bench.stats import dump, record
 
 BENCHMARKS = {
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "overhead": overhead.run,
     "warm": warm.run,
     "platform": platform_scale.run,
+    "slurm": slurm_launcher.run,
 }
 
 

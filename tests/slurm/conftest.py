@@ -1,5 +1,5 @@
-"""A Slurm cluster of the tests' own (tests/slurm/cluster.py), started once for this directory's tests and torn
-down after them; without root or the packages, every test here skips saying why."""
+"""A Slurm cluster of the tests' own (florist_grpc/testing/slurm_cluster.py), started once for this directory's
+tests and torn down after them; without root or the packages, every test here skips saying why."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.slurm.cluster import SlurmCluster, unavailable
+from florist_grpc.testing.slurm_cluster import SlurmCluster, unavailable
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import pytest
 
 from florist_grpc.launch.slurm.commands import parse_sbatch
 from florist_grpc.launch.slurm.monitor import SlurmMonitor
+from florist_grpc.testing.slurm_cluster import SlurmCluster
 from tests.helpers import wait_for
-from tests.slurm.cluster import SlurmCluster
 
 
 @pytest.fixture

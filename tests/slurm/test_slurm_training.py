@@ -15,10 +15,10 @@ from florist_grpc.launcher_config import LauncherSettings
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.testing.plane import ControlPlaneThread
+from florist_grpc.testing.slurm_cluster import SlurmCluster
 from tests.e2e.conftest import serve, stop
 from tests.e2e.test_restart_recovery import Client
 from tests.helpers import TERMINAL, job_message, wait_for
-from tests.slurm.cluster import SlurmCluster
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
-"""A one-node Slurm cluster of the tests' own: munged (as the munge user), slurmctld and slurmd, with their config,
-state and logs in a temporary directory, on non-default ports; torn down by `stop`.
+"""A one-node Slurm cluster of its own for tests and benchmarks: munged (as the munge user), slurmctld and slurmd,
+with their config, state and logs in a temporary directory, on non-default ports; torn down by `stop`.
 
 Known to work here (DESIGN.md, "Launchers"): Debian's slurm-wlm 22.05 and munge, proctrack/linuxproc, task/none,
 select/cons_tres, no accounting, SlurmUser=root, batch_sched_delay=0 (sbatch -> running in under a second).
