@@ -20,11 +20,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import grpc
 
-from bench.stats import record
+from bench.stats import percentile, record
 from bench.warm import _ends_round_1, job_message, plane, run_job
 from florist_grpc.config import Timeouts
 from florist_grpc.fl.make_data import write_synthetic
@@ -73,6 +74,16 @@ def starts(local: ControlPlaneThread, slurm: ControlPlaneThread, data: list[Path
     }
     for side, values in medians.items():
         record("slurm.start", side=side, pair="median", **values)
+    # Slurm's own share: submission to start of every FL process's Slurm job (whole seconds: Slurm's resolution).
+    waits = [
+        (datetime.fromisoformat(f["StartTime"]) - datetime.fromisoformat(f["SubmitTime"])).total_seconds()
+        for line in subprocess.run(
+            ["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.splitlines()
+        if (f := dict(w.split("=", 1) for w in line.split() if "=" in w)).get("JobName", "").startswith("florist-")
+        and f.get("StartTime", "Unknown") != "Unknown"
+    ]
+    record("slurm.queue", jobs=len(waits), submit_to_start_p50_s=percentile(waits, 50), max_s=max(waits, default=0))
     record(
         "slurm.start",
         ratio="slurm/local",

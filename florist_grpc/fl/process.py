@@ -57,6 +57,7 @@ def use_cpus(cpus: int) -> None:
         import torch
 
         torch.set_num_threads(cpus)
+        logging.getLogger("florist.fl").info("using %d torch threads (Job.resources.cpus)", torch.get_num_threads())
 
 
 def exit_code(exc: SystemExit) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
+from pathlib import Path
 
 READY_FD_ENV = "FLORIST_READY_FD"
 READY_FILE_ENV = "FLORIST_READY_FILE"
@@ -42,3 +44,21 @@ def signal_ready() -> None:
             with open(path + ".tmp", "w") as f:
                 f.write(host + "\n")
             os.replace(path + ".tmp", path)  # whole or absent: the control plane never reads half a line
+
+
+# How often a client started before its server looks for the server's host file (no event crosses nodes).
+HOST_FILE_POLL_SECONDS = 0.05
+
+
+def await_server_address(host_file: str, server_address: str, timeout: float) -> str:
+    """server_address with its host replaced by the one the FL server wrote to `host_file` once ready; waits up to
+    `timeout` for the file (SystemExit saying so past it: the control plane fails the start anyway)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            host = Path(host_file).read_text().strip()
+            if host:
+                return f"{host}:{server_address.rsplit(':', 1)[1]}"
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the FL server did not say where it runs ({host_file}) within {timeout:g}s")
+        time.sleep(HOST_FILE_POLL_SECONDS)

@@ -83,6 +83,10 @@ class ClientRun:
     redis_username: str = ""
     redis_password: str = ""
     cpus: int = 0  # as ServerRun.cpus
+    # Under a scheduler: the FL server writes its host here once bound (fl/readiness.py); wait for it at most
+    # this long, then connect to that host at server_address's port. '' = connect to server_address as it is.
+    server_host_file: str = ""
+    server_host_wait_seconds: float = 0.0
 
     def to_json(self) -> str:
         return _to_json(self)

@@ -154,10 +154,14 @@ class LaunchSequence:
         # A server that never gets ready still fails the start, and the cleanup stops every process launched.
         if server.clients_after_ready:
             await self._wait_ready(job.id, server_address, server, start)
-            if host := server.advertised_host():  # placed by a scheduler: reach it where it runs
-                server_address = f"{host}:{split_host_port(server_address)[1]}"
-                launch = replace(launch, server_address=server_address)
-        for i, client in enumerate(job.clients):
+        # Under a scheduler agent-less clients go first: they start while the server is placed, and read where it
+        # runs from its host file; a site's client is told the address itself, once the server is ready.
+        scheduled = bool(server.host_file())
+        for i in sorted(range(len(job.clients)), key=lambda i: scheduled and bool(job.clients[i].agent)):
+            client = job.clients[i]
+            if client.agent and scheduled and not server.advertised_host():
+                await self._wait_ready(job.id, server_address, server, start)
+                server_address = f"{server.advertised_host()}:{split_host_port(server_address)[1]}"
             run = ClientRun(
                 server_address=server_address,
                 redis_address=client.redis_address or redis_address,
@@ -179,6 +183,9 @@ class LaunchSequence:
                 redis_username=credentials[client_uuids[i]].username,
                 redis_password=credentials[client_uuids[i]].password,
                 cpus=job.resources.cpus,
+                # Placed by a scheduler, the server says where it runs in this file; the client waits for it.
+                server_host_file="" if client.agent else server.host_file(),
+                server_host_wait_seconds=self._timeouts.server_ready_seconds,
             )
             handle: ProcessHandle
             if client.agent:
@@ -192,9 +199,13 @@ class LaunchSequence:
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
             await self.starts.step(start, f"client{i} launched")
-        await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
+        launch = replace(launch, client_processes=client_refs)
+        await asyncio.to_thread(self._store.record_launch, job.id, launch)
         if not server.clients_after_ready:
             await self._wait_ready(job.id, server_address, server, start)
+        if host := server.advertised_host():  # placed by a scheduler: where its clients reached it
+            launch = replace(launch, server_address=f"{host}:{split_host_port(server_address)[1]}")
+            await asyncio.to_thread(self._store.record_launch, job.id, launch)
         await self.starts.step(start, "ready")
         return server_uuid, client_uuids
 

@@ -91,6 +91,9 @@ class LocalProcess:
     def advertised_host(self) -> str:
         return ""  # the address the job planned: it runs here
 
+    def host_file(self) -> str:
+        return ""
+
     async def wait_ready(self) -> bool:
         """True once the process said it is ready (fl/readiness.py); False if it ended first."""
         if self._pool_child is not None:

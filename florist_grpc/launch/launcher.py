@@ -51,6 +51,10 @@ class LaunchedProcess(ProcessHandle, Protocol):
     def advertised_host(self) -> str:
         """The host its clients reach it at, once ready; '' = the address the job planned."""
 
+    def host_file(self) -> str:
+        """A file (in a dir every node sees) its host appears in once it is ready, for clients started before
+        that to wait for (fl/readiness.py); '' = none: clients use the planned address."""
+
 
 class Launcher(Protocol):
     """A backend for the control plane's own FL processes (the server, and clients without an agent)."""

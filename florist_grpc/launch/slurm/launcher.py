@@ -3,7 +3,7 @@
 The job runs `exec python -m florist_grpc.fl.<role>` with the run in its environment (sbatch exports the
 submitter's environment; never on a command line), logs to the shared dir, and is followed by the one monitor
 thread (monitor.py). The FL server says where it runs by writing a ready file in the shared dir (fl/readiness.py):
-the clients are submitted only then, with that address.
+clients submitted with it wait for that file and connect to the host it names.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class SlurmProcess:
 
     @property
     def clients_after_ready(self) -> bool:
-        return True  # its address is known once Slurm placed it and it bound
+        # Its clients are submitted at once: Slurm places them and they import torch while it does the same,
+        # then they wait for its ready file (host_file) and connect to the host it names.
+        return False
 
     def poll(self) -> Exit | None:
         return self._monitor.exit_of(self.ref.slurm_job_id)
@@ -67,6 +69,9 @@ class SlurmProcess:
             if self.poll() is not None:
                 return self._ready_file.exists()
             await asyncio.sleep(READY_POLL_SECONDS)
+
+    def host_file(self) -> str:
+        return str(self._ready_file) if self._ready_file is not None else ""
 
     def advertised_host(self) -> str:
         if self._ready_file is None:
