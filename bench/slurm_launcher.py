@@ -3,7 +3,8 @@ side in one run, alternating, on one machine (a one-node Slurm cluster of the be
 florist_grpc/testing/slurm_cluster.py); and how long a failed FL process takes to end its job.
 
 - start: StartTraining latency, StartTraining -> the first round's server metrics, and the job's wall time
-  (StartTraining -> terminal event) of a 2-client, 3-round job; pairs local pool / Slurm, medians.
+  (StartTraining -> terminal event) of a 2-client, 3-round job; rounds of local pool / local spawn / Slurm (each
+  Slurm job starts a fresh interpreter, as a spawn does), medians; and Slurm's submit -> start wait.
 - failure: a client of a running job (round 1 reported) ended from outside: `scancel` of its Slurm job, and a
   SIGKILL of the pool-forked client locally; time from that call's return to the job's terminal event on its
   StreamMetrics stream.
@@ -36,6 +37,8 @@ from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
 from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.slurm_cluster import SlurmCluster, unavailable
 
+KEYS = ("start_s", "first_round_s", "wall_s")
+
 
 @contextmanager
 def slurm_plane(scratch: Path) -> Iterator[ControlPlaneThread]:
@@ -54,24 +57,16 @@ def slurm_plane(scratch: Path) -> Iterator[ControlPlaneThread]:
         running.stop()
 
 
-def starts(local: ControlPlaneThread, slurm: ControlPlaneThread, data: list[Path], pairs: int) -> None:
-    run_job(local, data, 3)  # warm-up of each side: first-job effects (Redis connections, page cache) out
-    run_job(slurm, data, 3)
-    sides: dict[str, list[dict[str, float]]] = {"local": [], "slurm": []}
+def starts(sides: dict[str, ControlPlaneThread], data: list[Path], pairs: int) -> None:
+    for running in sides.values():
+        run_job(running, data, 3)  # warm-up of each side: first-job effects (Redis connections, page cache) out
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     for pair in range(pairs):
-        for side, running in (("local", local), ("slurm", slurm)):
+        for side, running in sides.items():
             result = run_job(running, data, 3)
-            sides[side].append(result)
-            record(
-                "slurm.start",
-                side=side,
-                pair=pair + 1,
-                **{k: result[k] for k in ("start_s", "first_round_s", "wall_s")},
-            )
-    medians = {
-        side: {k: statistics.median(r[k] for r in runs) for k in ("start_s", "first_round_s", "wall_s")}
-        for side, runs in sides.items()
-    }
+            runs[side].append(result)
+            record("slurm.start", side=side, pair=pair + 1, **{k: result[k] for k in KEYS})
+    medians = {side: {k: statistics.median(r[k] for r in results) for k in KEYS} for side, results in runs.items()}
     for side, values in medians.items():
         record("slurm.start", side=side, pair="median", **values)
     # Slurm's own share: submission to start of every FL process's Slurm job (whole seconds: Slurm's resolution).
@@ -84,11 +79,8 @@ def starts(local: ControlPlaneThread, slurm: ControlPlaneThread, data: list[Path
         and f.get("StartTime", "Unknown") != "Unknown"
     ]
     record("slurm.queue", jobs=len(waits), submit_to_start_p50_s=percentile(waits, 50), max_s=max(waits, default=0))
-    record(
-        "slurm.start",
-        ratio="slurm/local",
-        **{k: medians["slurm"][k] / medians["local"][k] for k in ("start_s", "first_round_s", "wall_s")},
-    )
+    for other in ("local", "spawn"):
+        record("slurm.start", ratio=f"slurm/{other}", **{k: medians["slurm"][k] / medians[other][k] for k in KEYS})
 
 
 def failure(
@@ -138,8 +130,8 @@ def run(quick: bool = False) -> None:
             scratch = Path(directory)
             data = write_synthetic(scratch / "data", 2)
             record("slurm.load", loadavg_1m=os.getloadavg()[0])
-            with plane(True) as local, slurm_plane(scratch) as slurm:
-                starts(local, slurm, data, 2 if quick else 3)
+            with plane(True) as local, plane(False) as spawn, slurm_plane(scratch) as slurm:
+                starts({"local": local, "spawn": spawn, "slurm": slurm}, data, 2 if quick else 3)
                 for i in range(1 if quick else 3):
                     record("slurm.failure", side="slurm", run=i + 1, terminal_s=failure(slurm, data, scancel_client))
                     record("slurm.failure", side="local", run=i + 1, terminal_s=failure(local, data, kill_client))
