@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
@@ -145,3 +146,19 @@ def test_a_sigkill_of_the_control_plane_mid_job_then_a_restart_re_attaches_by_sl
         assert slurm.squeue() == []
     finally:
         assert stop(again) == 0
+
+
+def test_a_client_slurm_refuses_fails_the_start_and_leaves_nothing_in_slurm(
+    plane: ControlPlaneThread, slurm: SlurmCluster, demo_data: list[str]
+) -> None:
+    message = job_message(demo_data, rounds=2)
+    message.resources.CopyFrom(job_pb2.JobResources(gpus=1))  # the node has no GPU: sbatch refuses the clients
+    job = plane.create(message)
+    with pytest.raises(grpc.RpcError) as raised:
+        plane.start(job.id)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (raised.value.details() or "").startswith("sbatch refused the FL client0: ")
+    ended = plane.wait_state(job.id, set(TERMINAL), timeout=30)
+    assert ended.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
+    assert slurm.squeue() == []  # the server, submitted first (it asks for no GPU), was cancelled
+    assert {_field(line, "JobName") for line in slurm_jobs(slurm, job.id).values()} == {f"florist-{job.id}-server"}
