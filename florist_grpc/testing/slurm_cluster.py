@@ -52,20 +52,39 @@ class SlurmCluster:
         self.node = socket.gethostname().split(".")[0]
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self._processes: list[subprocess.Popen[bytes]] = []
+        # Where slurmctld (and the control plane beside it) is reached from the nodes.
+        self.controller_address = "127.0.0.1"
 
     def start(self) -> None:
         try:
             self._start_munge()
+            self._prepare_network()
             self._write_config()
-            for argv in (
-                ["/usr/sbin/slurmctld", "-D", "-i", "-f", str(self.conf)],
-                ["/usr/sbin/slurmd", "-D", "-f", str(self.conf), "-N", self.node],
-            ):
-                self._daemon(argv, argv[0].rsplit("/", 1)[1])
+            self._daemon(["/usr/sbin/slurmctld", "-D", "-i", "-f", str(self.conf)], "slurmctld")
+            for name, argv in self._slurmds():
+                self._daemon(argv, name)
             self._wait_idle()
         except BaseException:
             self.stop()
             raise
+
+    # --- what a cluster of several nodes (slurm_netns.py) does differently -----------------------------------
+
+    def _prepare_network(self) -> None:
+        """Nothing: one node on loopback."""
+
+    def _node_lines(self) -> str:
+        return f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs=16 RealMemory=16000 State=UNKNOWN"
+
+    def _slurmds(self) -> list[tuple[str, list[str]]]:
+        return [("slurmd", ["/usr/sbin/slurmd", "-D", "-f", str(self.conf), "-N", self.node])]
+
+    def _remove_network(self) -> None:
+        """Nothing to remove."""
+
+    @property
+    def nodes(self) -> int:
+        return 1
 
     def _daemon(self, argv: list[str], name: str) -> None:
         log = open(self.dir / f"{name}.out", "ab")  # noqa: SIM115 - the daemon's, closed with the process
@@ -101,7 +120,7 @@ class SlurmCluster:
             (d / sub).mkdir()
         self.conf.write_text(
             f"""ClusterName=florist-test
-SlurmctldHost={self.node}(127.0.0.1)
+SlurmctldHost={self.node}({self.controller_address})
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 SlurmUser=root
@@ -109,11 +128,11 @@ SlurmdUser=root
 AuthType=auth/munge
 AuthInfo=socket={self.munge_socket}
 StateSaveLocation={d / "state"}
-SlurmdSpoolDir={d / "spool"}
+SlurmdSpoolDir={d / "spool"}/%n
 SlurmctldPidFile={d / "slurmctld.pid"}
-SlurmdPidFile={d / "slurmd.pid"}
+SlurmdPidFile={d / "slurmd-%n.pid"}
 SlurmctldLogFile={d / "slurmctld.log"}
-SlurmdLogFile={d / "slurmd.log"}
+SlurmdLogFile={d / "slurmd-%n.log"}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -125,7 +144,7 @@ MpiDefault=none
 ReturnToService=2
 KillWait=5
 MinJobAge=300
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs=16 RealMemory=16000 State=UNKNOWN
+{self._node_lines()}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
         )
@@ -137,10 +156,10 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     def _wait_idle(self) -> None:
         def idle() -> bool:
             with contextlib.suppress(subprocess.SubprocessError):
-                return "idle" in self.run("sinfo", "-h", "-o", "%T")
+                return self.run("sinfo", "-h", "-N", "-o", "%T").split().count("idle") == self.nodes
             return False
 
-        self._wait(idle, "the node to be idle")
+        self._wait(idle, "every node to be idle")
 
     def _wait(self, condition: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + START_SECONDS
@@ -170,4 +189,5 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                     os.killpg(process.pid, 9)
                 process.wait(timeout=5)
         self._processes.clear()
+        self._remove_network()
         shutil.rmtree(self.dir, ignore_errors=True)
