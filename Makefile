@@ -51,7 +51,8 @@ lint: $(STAMP) $(TS_MAIN)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
-# Debian packages some tests need (nftables for the network-namespace test), when missing and root.
+# Debian packages some tests need (nftables for the network-namespace test; slurm-wlm and munge for tests/slurm),
+# installed when missing and root.
 system-deps:
 	sh tools/install-system-deps.sh
 

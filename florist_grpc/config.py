@@ -10,6 +10,7 @@ from pathlib import Path
 
 from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
+from florist_grpc.launcher_config import LauncherSettings
 from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
 
 
@@ -152,6 +153,13 @@ class Settings:
     mlflow_experiment: str = "florist-grpc"
     # `--tensorboard-dir`: every job's metrics as TensorBoard event files under DIR/<job id>/; None = none.
     tensorboard_dir: Path | None = None
+    # `--launcher` and the Slurm flags (launcher_config.py).
+    launcher: LauncherSettings = field(default_factory=LauncherSettings)
+
+    @property
+    def jobs_dir(self) -> Path:
+        """FL logs and models: the shared dir under a cluster launcher (every node writes there), else the data dir."""
+        return (self.launcher.shared_dir or self.data_dir.resolve()) / "jobs"
 
     @property
     def is_loopback(self) -> bool:
@@ -188,6 +196,7 @@ class Settings:
         mlflow_tracking_uri: str = "",
         mlflow_experiment: str = "florist-grpc",
         tensorboard_dir: Path | None = None,
+        launcher: LauncherSettings | None = None,
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
@@ -243,6 +252,7 @@ class Settings:
             mlflow_tracking_uri=mlflow_tracking_uri.strip(),
             mlflow_experiment=mlflow_experiment,
             tensorboard_dir=tensorboard_dir,
+            launcher=launcher or LauncherSettings(),
         )
 
 
