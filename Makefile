@@ -60,8 +60,8 @@ lint: $(STAMP) $(TS_MAIN) $(WEB_STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
-# Debian packages some tests need (nftables for the network-namespace test, chromium for the browser tests), when
-# missing and root; a stated skip otherwise.
+# Debian packages some tests need (nftables for the network-namespace test; slurm-wlm and munge for tests/slurm;
+# chromium for the browser tests), installed when missing and root; a stated skip otherwise.
 system-deps:
 	sh tools/install-system-deps.sh
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
+from florist_grpc.launcher_config import LauncherSettings
 from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, ports_problem, split_host_port
-from florist_grpc.tls_files import TLSConfig, certificate_problem
+from florist_grpc.tls_files import TLSConfig, agent_tls_problem, serve_tls
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,13 @@ class Settings:
     mlflow_experiment: str = "florist-grpc"
     # `--tensorboard-dir`: every job's metrics as TensorBoard event files under DIR/<job id>/; None = none.
     tensorboard_dir: Path | None = None
+    # `--launcher` and the Slurm flags (launcher_config.py).
+    launcher: LauncherSettings = field(default_factory=LauncherSettings)
+
+    @property
+    def jobs_dir(self) -> Path:
+        """FL logs and models: the shared dir under a cluster launcher (every node writes there), else the data dir."""
+        return (self.launcher.shared_dir or self.data_dir.resolve()) / "jobs"
 
     @property
     def is_loopback(self) -> bool:
@@ -166,18 +174,11 @@ class Settings:
         mlflow_tracking_uri: str = "",
         mlflow_experiment: str = "florist-grpc",
         tensorboard_dir: Path | None = None,
+        launcher: LauncherSettings | None = None,
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
-        tls = None
-        if tls_cert or tls_key:
-            if not (tls_cert and tls_key):
-                raise ValueError("--tls-cert and --tls-key must be given together")
-            tls = TLSConfig(tls_cert, tls_key, tls_client_ca)
-            if problem := certificate_problem(tls):
-                raise ValueError(problem)
-        elif tls_client_ca:
-            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        tls = serve_tls(tls_cert, tls_key, tls_client_ca)
         if problem := ports_problem((("--port", port), ("--metrics-port", metrics_port), ("--http-port", http_port))):
             raise ValueError(problem)
         for root in data_roots:
@@ -217,6 +218,7 @@ class Settings:
             mlflow_tracking_uri=mlflow_tracking_uri.strip(),
             mlflow_experiment=mlflow_experiment,
             tensorboard_dir=tensorboard_dir,
+            launcher=launcher or LauncherSettings(),
         )
 
 
@@ -282,10 +284,8 @@ class AgentSettings:
             raise ValueError(f"--control-plane {control_plane!r}: {problem}")
         if problem := agent_name_problem(name):
             raise ValueError(f"--name {name!r}: {problem}")
-        if bool(tls_cert) != bool(tls_key):
-            raise ValueError("--tls-cert and --tls-key must be given together")
-        if tls_cert and not tls_ca:
-            raise ValueError("--tls-cert needs --tls-ca")
+        if problem := agent_tls_problem(tls_ca, tls_cert, tls_key):
+            raise ValueError(problem)
         host, _ = split_host_port(control_plane)
         if not tls_ca and not insecure and not is_loopback(host):
             raise ValueError(

@@ -38,6 +38,7 @@ from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.jobs.watch_hub import WatchHub
 from florist_grpc.launch.agents import Agents
+from florist_grpc.launch.backends import make_launcher
 from florist_grpc.launch.plugins import load_catalog
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.watcher import ProcessWatcher
@@ -151,7 +152,9 @@ class ControlPlane:
         if settings.redis_url:
             self.redis_url = settings.redis_url
         else:
-            embedded = EmbeddedRedis(data_dir, settings.timeouts, settings.limits)
+            # Under Slurm FL processes on other nodes report to it: it also listens on --advertise-host.
+            also_bind = settings.advertise_host if settings.launcher.slurm else ""
+            embedded = EmbeddedRedis(data_dir, settings.timeouts, settings.limits, also_bind)
             started.push_async_callback(stop_embedded_redis, embedded, store)
             with step(f"starting the embedded Redis in {embedded.dir}"):
                 self.redis_url = await asyncio.to_thread(embedded.start)
@@ -170,7 +173,7 @@ class ControlPlane:
         )
         listener = ReportListener(self.redis_url, reader.notify)
         follower = JobFollower(store, reader, listener, ProcessWatcher(), publisher, timeouts, users.retire)
-        agents = Agents(self.redis_url, timeouts)
+        agents = Agents(self.redis_url, timeouts, fl_servers_here=not settings.launcher.slurm)
         started.push_async_callback(agents.close)
         supervisor = RedisSupervisor(embedded) if embedded is not None else None
         # Builtin models plus installed plugins, described in a subprocess (plugins import torch; we do not).
@@ -180,14 +183,20 @@ class ControlPlane:
         limits = Limits(settings.max_running_jobs, settings.max_running_jobs_per_project)
         admission = Admission(store, limits, agent_sites(agents), callers.site_projects)
         registry = JobRegistry(
-            store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host, catalog
+            store, redis_address_of(self.redis_url), settings.jobs_dir, settings.fl_server_host, catalog
         )
+        launcher = make_launcher(settings.launcher, self._pool, settings.fl_server_host)
+        started.callback(launcher.close)
+        # The address FL processes report at: the embedded Redis's --advertise-host address under Slurm.
+        fl_redis_url = self.redis_url
+        if embedded is not None and settings.launcher.slurm:
+            fl_redis_url = f"redis://{settings.advertise_host}:{embedded.port}/0"
         trainer = Trainer(
             store,
             follower,
             publisher,
             agents,
-            self.redis_url,
+            fl_redis_url,
             data_dir,
             timeouts,
             users,
@@ -198,6 +207,8 @@ class ControlPlane:
             settings.data_roots,
             callers.site_projects,
             admission,
+            launcher,
+            settings.jobs_dir,
         )
         # The queue wakes when capacity may have freed: a running job ended (the store's changes), an agent came.
         dispatcher = QueueDispatcher(admission, trainer.start_queued, trainer.end_queued)
@@ -220,11 +231,11 @@ class ControlPlane:
         self.metrics.count_jobs(store.count_jobs_by_state)
         follower.start()
         started.push_async_callback(asyncio.to_thread, follower.stop)
-        if exports := await asyncio.to_thread(Exports.started, settings, store, data_dir / "jobs", trainer.model_dir):
+        if exports := await asyncio.to_thread(Exports.started, settings, store, settings.jobs_dir, trainer.model_dir):
             hub.observe(exports.published)  # experiment trackers: registered after the follower, they stop first
             started.push_async_callback(asyncio.to_thread, exports.stop)
         with step("re-attaching the jobs in progress"):
-            recovered = await asyncio.to_thread(recover, store, follower, agents)
+            recovered = await asyncio.to_thread(recover, store, follower, agents, launcher.adopt)
         if recovered:
             log.info("re-attached %d IN_PROGRESS job(s)", recovered)
         dispatcher.start()  # the queue is in the store: what waited before a restart starts as it fits

@@ -1,5 +1,6 @@
-"""The certificate and key files `serve --tls-cert/--tls-key/--tls-client-ca` name, and why a server could not
-use them: said at start-up, in the flags' own names, rather than left to gRPC."""
+"""The certificate and key files the TLS flags name (`serve --tls-cert/--tls-key/--tls-client-ca`, `agent
+--tls-ca/--tls-cert/--tls-key`), the rules between those flags, and why a server could not use its files: said at
+start-up, in the flags' own names, rather than left to gRPC."""
 
 from __future__ import annotations
 
@@ -30,4 +31,27 @@ def certificate_problem(tls: TLSConfig) -> str | None:
             context.load_verify_locations(tls.client_ca_file)
         except (OSError, ssl.SSLError) as exc:
             return f"--tls-client-ca {tls.client_ca_file}: not a CA certificate in PEM ({exc})"
+    return None
+
+
+def serve_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TLSConfig | None:
+    """serve's TLS flags as its TLSConfig (None without them); ValueError naming the flags when they do not fit."""
+    if not (cert or key):
+        if client_ca:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if not (cert and key):
+        raise ValueError("--tls-cert and --tls-key must be given together")
+    tls = TLSConfig(cert, key, client_ca)
+    if problem := certificate_problem(tls):
+        raise ValueError(problem)
+    return tls
+
+
+def agent_tls_problem(ca: Path | None, cert: Path | None, key: Path | None) -> str | None:
+    """What is wrong with the agent's TLS flags together, or None."""
+    if bool(cert) != bool(key):
+        return "--tls-cert and --tls-key must be given together"
+    if cert and not ca:
+        return "--tls-cert needs --tls-ca"
     return None

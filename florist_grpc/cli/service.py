@@ -1,4 +1,4 @@
-"""Long-running commands: `serve`, `agent`, `demo`, and the data helper `make-data`."""
+"""Long-running commands: `serve`, `agent` and `demo` (the data helper `make-data` is in cli/datasets.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import grpc
 import typer
 
 from florist_grpc.cli.log_setup import announce, configure
-from florist_grpc.cli.options import Output, OutputFormat
-from florist_grpc.cli.output import describe_rpc_error, fail, guarded, print_json
+from florist_grpc.cli.output import describe_rpc_error, fail, guarded
 from florist_grpc.config import AgentSettings, Settings, agent_token
+from florist_grpc.launcher_config import LauncherSettings
 
 log = logging.getLogger("florist_grpc")
 
@@ -102,6 +102,15 @@ def serve(
         Path | None,
         opt("--tensorboard-dir", "Write every job's metrics as TensorBoard event files under DIR/<job id>/."),
     ] = None,
+    launcher: Annotated[str, opt("--launcher", "Where FL servers and local clients run: local or slurm.")] = "local",
+    slurm_partition: Annotated[str, opt("--slurm-partition", "Slurm partition of the FL processes.")] = "",
+    slurm_account: Annotated[str, opt("--slurm-account", "Slurm account of the FL processes.")] = "",
+    slurm_sbatch_args: Annotated[
+        list[str] | None, opt("--slurm-sbatch-arg", "One more sbatch option, e.g. --qos=high (repeatable).")
+    ] = None,
+    shared_dir: Annotated[
+        Path | None, opt("--shared-dir", "Under --launcher slurm: a directory every node sees (logs, models).")
+    ] = None,
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision).
 
@@ -113,6 +122,7 @@ def serve(
       florist-grpc serve --host 0.0.0.0 --auth-file auth.txt --tls-cert server.pem --tls-key server.key
       florist-grpc serve --max-running-jobs 4 --max-running-jobs-per-project 2
       florist-grpc serve --mlflow-tracking-uri http://127.0.0.1:5000 --tensorboard-dir runs
+      florist-grpc serve --launcher slurm --shared-dir /shared/florist --advertise-host 10.0.0.5
     """
     from florist_grpc.api.auth import AuthFileError
     from florist_grpc.server import ControlPlane
@@ -120,6 +130,15 @@ def serve(
     if log_format not in ("text", "json"):
         raise fail(f"--log-format must be text or json, not {log_format!r}", 2)
     try:
+        launch = LauncherSettings.build(
+            launcher=launcher,
+            slurm_partition=slurm_partition,
+            slurm_account=slurm_account,
+            slurm_sbatch_args=slurm_sbatch_args or (),
+            shared_dir=shared_dir,
+            advertise_host=advertise_host,
+            redis_url=redis_url,
+        )
         settings = Settings.build(
             host=host,
             port=port,
@@ -141,6 +160,7 @@ def serve(
             mlflow_tracking_uri=mlflow_tracking_uri,
             mlflow_experiment=mlflow_experiment,
             tensorboard_dir=tensorboard_dir,
+            launcher=launch,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
@@ -270,49 +290,3 @@ def demo(
 
     configure()
     raise typer.Exit(asyncio.run(run_demo(data_dir, rounds, clients)))
-
-
-@guarded
-def make_data(
-    out: Annotated[Path, typer.Option(help="Directory to write client0.pt, client1.pt, ... into.")],
-    dataset: Annotated[str, typer.Option(help="digits (scikit-learn's 8x8 digits) or synthetic.")] = "digits",
-    clients: Annotated[int, typer.Option(help="Number of clients (one file each).")] = 2,
-    partition: Annotated[str, typer.Option(help="iid, or dirichlet (label skew per client).")] = "iid",
-    alpha: Annotated[float, typer.Option(help="Dirichlet concentration: smaller = more skewed.")] = 0.5,
-    file_format: Annotated[str, typer.Option("--format", help="pt, npz or csv.")] = "pt",
-    image: Annotated[bool, typer.Option("--image", help="digits as [1, 8, 8] images (for CNN).")] = False,
-    samples: Annotated[int, typer.Option(help="synthetic: samples per client.")] = 600,
-    non_iid: Annotated[bool, typer.Option("--non-iid", help="Same as --partition dirichlet.")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    model: Annotated[str, typer.Option(help="synthetic: shape the data for this model (MLP or MNIST_CNN).")] = "MLP",
-    output: OutputFormat = Output.text,
-) -> None:
-    """Write a dataset partitioned over clients (one file each); prints one path per client.
-
-    Each file is what one client's data_path in a job names.
-
-    Examples:
-      florist-grpc make-data --out data
-      florist-grpc make-data --out data --clients 4 --partition dirichlet --alpha 0.3
-      florist-grpc make-data --out data --dataset synthetic --model MNIST_CNN --format npz
-    """
-    from florist_grpc.fl.make_data import FORMATS, SYNTHETIC_SHAPES, write_digits, write_synthetic
-
-    choices = {
-        "--dataset": (dataset, ("digits", "synthetic")),
-        "--partition": (partition, ("iid", "dirichlet")),
-        "--format": (file_format, tuple(FORMATS)),
-        "--model": (model, tuple(sorted(SYNTHETIC_SHAPES))),
-    }
-    for flag, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise fail(f"{flag} must be one of {', '.join(allowed)}, not {value!r}", 2)
-    scheme = "dirichlet" if non_iid else partition
-    if dataset == "digits":
-        paths = write_digits(out, clients, scheme, alpha, seed, image, file_format)
-    else:
-        paths = write_synthetic(out, clients, samples, scheme == "iid", seed, model, file_format)
-    if output == Output.json:
-        print_json({"paths": [str(p) for p in paths]})
-    else:
-        print("\n".join(str(p) for p in paths))

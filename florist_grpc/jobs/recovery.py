@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from florist_grpc.domain.model import SERVER_SOURCE, JobState, ProcessRef
 from florist_grpc.jobs.follower import JobFollower
@@ -18,8 +19,12 @@ from florist_grpc.store.base import JobStore
 log = logging.getLogger(__name__)
 
 
-def recover(store: JobStore, follower: JobFollower, agents: Agents) -> int:
-    """Re-attach every IN_PROGRESS job after a restart, resume the unconfirmed stops; returns how many jobs."""
+def recover(
+    store: JobStore, follower: JobFollower, agents: Agents, adopt: Callable[[ProcessRef], ProcessHandle] = LocalProcess
+) -> int:
+    """Re-attach every IN_PROGRESS job after a restart, resume the unconfirmed stops; returns how many jobs.
+    `adopt` finds a process of the control plane's own again by its ref (the launcher's, launch/launcher.py:
+    a pid here, a Slurm job id under Slurm)."""
     stops = store.stops.pending()
     if stops:
         # Each counts as running until its agent reconnects and says otherwise (or stays away past the grace).
@@ -36,9 +41,7 @@ def recover(store: JobStore, follower: JobFollower, agents: Agents) -> int:
                 "the control plane restarted before this job's FL server was launched",
             )
             continue
-        processes = {
-            SERVER_SOURCE.key: RunningProcess(SERVER_SOURCE, job.server_uuid, LocalProcess(job.server_process))
-        }
+        processes = {SERVER_SOURCE.key: RunningProcess(SERVER_SOURCE, job.server_uuid, adopt(job.server_process))}
         reports = {SERVER_SOURCE.key: job.server_metrics}
         for i, client in enumerate(job.clients):
             source = job.client_source(i)
@@ -46,8 +49,8 @@ def recover(store: JobStore, follower: JobFollower, agents: Agents) -> int:
             if client.agent and client.uuid:
                 # Counts as running until its agent reconnects and says otherwise (or stays away too long).
                 handle = agents.adopt(client.agent, client.uuid, client.process, job.server_address)
-            elif client.process.pid:
-                handle = LocalProcess(client.process)
+            elif client.process.pid or client.process.slurm_job_id:
+                handle = adopt(client.process)
             processes[source.key] = RunningProcess(source, client.uuid, handle)
             reports[source.key] = client.metrics
         follower.attach(job.id, processes, reports)

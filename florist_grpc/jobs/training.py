@@ -21,6 +21,7 @@ from florist_grpc.jobs.queue import Admission, Turn, agent_sites
 from florist_grpc.jobs.sites import SiteProjects, check_site_clients, check_site_projects, every_project
 from florist_grpc.jobs.starting import STOP_MESSAGE, Starts
 from florist_grpc.launch.agents import Agents
+from florist_grpc.launch.launcher import Launcher, LocalLauncher
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
@@ -58,7 +59,11 @@ class Trainer:
         data_roots: tuple[Path, ...] = (),
         site_projects: SiteProjects = every_project,
         admission: Admission | None = None,
+        launcher: Launcher | None = None,
+        jobs_dir: Path | None = None,
     ) -> None:
+        """`launcher`: where FL servers and agent-less clients run (default: this machine, through `pool`).
+        `jobs_dir`: their logs and models (default DATA_DIR/jobs; a dir every node sees under a cluster)."""
         # Decides, one start at a time, whether a job starts now or waits in the queue (no limits by default).
         self._admission = admission or Admission(store, Limits(), agent_sites(agents), site_projects)
         self._site_projects = site_projects  # an agent token's PROJECTS bound the jobs its site runs
@@ -80,10 +85,10 @@ class Trainer:
             self.starts,
             users,
             redis_address_of(redis_url),
-            data_dir.resolve() / "jobs",
+            jobs_dir or data_dir.resolve() / "jobs",
             timeouts,
             tls,
-            pool,
+            launcher or LocalLauncher(pool),
         )
         self.log_path = self._sequence.log_path
         self.model_dir = self._sequence.model_dir

@@ -57,8 +57,11 @@ TUNNEL_BREAK_SECONDS = 2.0
 
 
 class Agents:
-    def __init__(self, redis_url: str, timeouts: Timeouts) -> None:
+    def __init__(self, redis_url: str, timeouts: Timeouts, fl_servers_here: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
+        # FL servers run on this machine (the local launcher): a tunnel joins one on loopback. Placed by a
+        # scheduler, one is joined at the address its site's clients were given.
+        self._fl_servers_here = fl_servers_here
         self._reports = ReportRelay(redis_url)
         self._timeouts = timeouts
         self._sessions: dict[str, AgentSession] = {}  # open sessions; event loop only
@@ -238,8 +241,8 @@ class Agents:
         """Where a tunnel of agent `name` for this client is joined: its FL server, reached on this machine
         (NOT_FOUND / PERMISSION_DENIED for a client not launched on that agent)."""
         server_address = self._clients.server_address_for(name, client_uuid)
-        _, port = split_host_port(server_address)
-        return local_connect_host(server_address), port
+        host, port = split_host_port(server_address)
+        return (local_connect_host(server_address) if self._fl_servers_here else host), port
 
     def tunnel_broke(self, name: str, client_uuid: str) -> None:
         """A tunnel of agent `name` ended abruptly: the client's FL connection is lost with its agent's connection,
