@@ -3,7 +3,6 @@ and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`,
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,32 +10,8 @@ from pathlib import Path
 from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.launcher_config import LauncherSettings
-from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    cert_file: Path
-    key_file: Path
-    # When set, clients must present a certificate signed by this CA (mutual TLS).
-    client_ca_file: Path | None = None
-
-
-def certificate_problem(tls: TLSConfig) -> str | None:
-    """Why a server could not use these files (unreadable, not PEM, a key that is not the certificate's), or None.
-    gRPC would only say that it could not listen on its port."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        # An empty password: an encrypted key is refused (as gRPC refuses it) instead of prompted for.
-        context.load_cert_chain(tls.cert_file, tls.key_file, password=lambda: "")
-    except (OSError, ssl.SSLError) as exc:
-        return f"--tls-cert {tls.cert_file} and --tls-key {tls.key_file}: not a certificate and its key in PEM ({exc})"
-    if tls.client_ca_file is not None:
-        try:
-            context.load_verify_locations(tls.client_ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            return f"--tls-client-ca {tls.client_ca_file}: not a CA certificate in PEM ({exc})"
-    return None
+from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, ports_problem, split_host_port
+from florist_grpc.tls_files import TLSConfig, agent_tls_problem, serve_tls
 
 
 @dataclass(frozen=True)
@@ -137,6 +112,8 @@ class Settings:
     advertise_host: str = ""
     # Prometheus text on http://HOST:metrics_port/metrics; 0 = no metrics endpoint.
     metrics_port: int = 0
+    # The dashboard: the page and the API for browsers (Connect, gRPC-Web) on http://HOST:http_port/; 0 = off.
+    http_port: int = 0
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     # Fork FL processes from a process that has imported torch and Flower already (launch/pool.py).
@@ -189,6 +166,7 @@ class Settings:
         insecure_no_auth: bool,
         advertise_host: str,
         metrics_port: int,
+        http_port: int,
         launcher_pool: bool,
         data_roots: Sequence[Path],
         max_running_jobs: int = 0,
@@ -200,22 +178,9 @@ class Settings:
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
-        tls = None
-        if tls_cert or tls_key:
-            if not (tls_cert and tls_key):
-                raise ValueError("--tls-cert and --tls-key must be given together")
-            tls = TLSConfig(tls_cert, tls_key, tls_client_ca)
-            if problem := certificate_problem(tls):
-                raise ValueError(problem)
-        elif tls_client_ca:
-            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-        for flag, value in (("--port", port), ("--metrics-port", metrics_port)):
-            if not 0 <= value <= 65535:
-                raise ValueError(f"{flag} must be 0..65535, not {value}")
-        if metrics_port and metrics_port == port:
-            raise ValueError(
-                f"--metrics-port {metrics_port} is also --port: give the metrics endpoint a port of its own"
-            )
+        tls = serve_tls(tls_cert, tls_key, tls_client_ca)
+        if problem := ports_problem((("--port", port), ("--metrics-port", metrics_port), ("--http-port", http_port))):
+            raise ValueError(problem)
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
@@ -245,6 +210,7 @@ class Settings:
             insecure_no_auth=insecure_no_auth,
             advertise_host=advertise_host.strip(),
             metrics_port=metrics_port,
+            http_port=http_port,
             launcher_pool=launcher_pool,
             data_roots=tuple(root.resolve() for root in data_roots),
             max_running_jobs=max_running_jobs,
@@ -318,10 +284,8 @@ class AgentSettings:
             raise ValueError(f"--control-plane {control_plane!r}: {problem}")
         if problem := agent_name_problem(name):
             raise ValueError(f"--name {name!r}: {problem}")
-        if bool(tls_cert) != bool(tls_key):
-            raise ValueError("--tls-cert and --tls-key must be given together")
-        if tls_cert and not tls_ca:
-            raise ValueError("--tls-cert needs --tls-ca")
+        if problem := agent_tls_problem(tls_ca, tls_cert, tls_key):
+            raise ValueError(problem)
         host, _ = split_host_port(control_plane)
         if not tls_ca and not insecure and not is_loopback(host):
             raise ValueError(

@@ -20,21 +20,20 @@ from florist_grpc.api.callers import Callers
 from florist_grpc.api.catalog_service import CatalogServicer
 from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
 from florist_grpc.api.health_watch import HealthWatch
+from florist_grpc.api.http_server import DashboardServer
 from florist_grpc.api.job_service import JobServicer
-from florist_grpc.api.job_service import add_to_server as add_job_service
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
+from florist_grpc.api.services import Servicers
 from florist_grpc.api.training_service import TrainingServicer
-from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
-from florist_grpc.domain.model import JobState
 from florist_grpc.export import Exports
 from florist_grpc.jobs.admission import Limits
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.logs import JobLogs
 from florist_grpc.jobs.queue import Admission, QueueDispatcher, agent_sites
-from florist_grpc.jobs.recovery import recover
+from florist_grpc.jobs.recovery import recover, stop_embedded_redis
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.jobs.watch_hub import WatchHub
@@ -55,8 +54,6 @@ from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import listen_problem, redis_address_of
 from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
-from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
-from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
 from florist_grpc.startup import step
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
@@ -135,6 +132,11 @@ class ControlPlane:
             with step(f"--metrics-port {settings.metrics_port}"):
                 self.metrics.serve(settings.host, settings.metrics_port)
             started.callback(self.metrics.close)
+        dashboard = None
+        if settings.http_port:
+            with step(f"--http-port {settings.http_port}"):
+                dashboard = DashboardServer.bind(settings, tokens)
+            started.push_async_callback(dashboard.stop)
         if settings.launcher_pool:
             # Started first: it imports torch and Flower in the background while the rest starts up.
             self._pool = LauncherPool(data_dir / "launcher-pool.log", settings.timeouts)
@@ -216,13 +218,14 @@ class ControlPlane:
 
         watch_hub = WatchHub(asyncio.get_running_loop())
         store.on_change(watch_hub.publish_threadsafe)
-        add_job_service(JobServicer(registry, callers, store, watch_hub, timeouts.watch_bookmark_seconds), server)
         logs = JobLogs(registry, agents, trainer.log_path)
-        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs, callers), server)
-        catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
-        agent_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(agents, tokens, timeouts.agent_hello_seconds), server
+        servicers = Servicers(
+            jobs=JobServicer(registry, callers, store, watch_hub, timeouts.watch_bookmark_seconds),
+            training=TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs, callers),
+            catalog=CatalogServicer(catalog),
+            agents=AgentServicer(agents, tokens, timeouts.agent_hello_seconds),
         )
+        servicers.add_to(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
@@ -240,6 +243,10 @@ class ControlPlane:
         with step("starting the gRPC server"):
             await server.start()
         self._server = server
+        if dashboard is not None:
+            with step("starting the dashboard"):
+                dashboard.start(servicers)  # the browsers' API: these servicers, these tokens
+            started.push_async_callback(dashboard.stop)  # unwound first: browser calls end before what they use
 
         def store_ok() -> None:
             if supervisor is not None:
@@ -303,17 +310,3 @@ class ControlPlane:
         started, self._started = self._started, None
         if started is not None:
             await started.aclose()
-
-
-async def stop_embedded_redis(embedded: EmbeddedRedis, store: JobStore) -> None:
-    """Stop the embedded Redis unless jobs are in progress: their FL processes keep reporting into it, and a
-    restarted control plane adopts it and resumes."""
-    try:
-        in_progress = await asyncio.to_thread(store.jobs_in_state, JobState.IN_PROGRESS)
-    except Exception as exc:  # the store is unreadable: keep the Redis, as if jobs were running
-        log.warning("leaving the embedded Redis running: cannot tell whether jobs are in progress (%s)", exc)
-        return
-    if in_progress:
-        log.info("leaving the embedded Redis running for %d IN_PROGRESS job(s)", len(in_progress))
-    else:
-        await asyncio.to_thread(embedded.stop)

@@ -8,9 +8,12 @@ nft:nftables
 slurmctld:slurm-wlm
 slurmd:slurm-wlm
 munged:munge
+chromium:chromium
 "
 # nft: tests/e2e/test_netns.py firewalls the control plane's namespace to its gRPC port (issue 22).
 # slurmctld, slurmd, munged: tests/slurm start a Slurm cluster of their own (issue 21).
+# chromium: tests/web drive the dashboard in Debian's Chromium with playwright-core (its own browser download
+# cannot run here; issue 24).
 missing=""
 for need in $NEEDS; do
     program=${need%%:*}

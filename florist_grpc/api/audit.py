@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -26,12 +27,20 @@ MUTATING = frozenset(
 )
 
 
-def job_of(call: CallEnd) -> str:
+def acted_on(request: Any, response: Any) -> str:
     """The job a call acted on: the request's job_id, else the job it returned (CreateJob)."""
-    job_id = getattr(call.request, "job_id", "")
-    if not job_id and call.response is not None and call.response.HasField("job"):
-        job_id = call.response.job.id
+    job_id = getattr(request, "job_id", "")
+    if not job_id and response is not None and response.HasField("job"):
+        job_id = response.job.id
     return str(job_id)
+
+
+def record(principal: Principal | None, method: str, job_id: str, code: str, peer: str) -> None:
+    """Write the audit line of one mutating call (both transports: gRPC here, the browser's in connect_auth.py)."""
+    who, role = (principal.name, principal.role) if principal else ("anonymous", "none")
+    caller = f"{who} ({role})" if principal else who
+    fields = {"who": who, "role": role, "method": method, "job_id": job_id, "code": code, "peer": peer}
+    log.info("audit %s %s job=%s -> %s", caller, method, job_id or "-", code, extra=fields)
 
 
 class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -49,18 +58,9 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         principal = identify(self._tokens, metadata) if self._tokens is not None else None
-        who, role = (principal.name, principal.role) if principal else ("anonymous", "none")
-        caller = f"{who} ({role})" if principal else who
 
         def ended(call: CallEnd) -> None:
-            fields = {
-                "who": who,
-                "role": role,
-                "method": method,
-                "job_id": job_of(call),
-                "code": call.code.name,
-                "peer": call.context.peer() if call.context is not None else "",
-            }
-            log.info("audit %s %s job=%s -> %s", caller, method, fields["job_id"] or "-", call.code.name, extra=fields)
+            peer = call.context.peer() if call.context is not None else ""
+            record(principal, method, acted_on(call.request, call.response), call.code.name, peer)
 
         return observe(handler, method, CallHooks(ended))

@@ -67,6 +67,10 @@ def serve(
     metrics_port: Annotated[
         int, opt("--metrics-port", "Serve Prometheus metrics on this port; 0 = off.")
     ] = Settings.metrics_port,
+    http_port: Annotated[
+        int,
+        opt("--http-port", "Serve the dashboard (web page and the API for browsers) on this port; 0 = off."),
+    ] = Settings.http_port,
     log_format: Annotated[str, opt("--log-format", "Log lines as text or json.")] = "text",
     advertise_host: Annotated[
         str, opt("--advertise-host", "Host agents' FL clients reach FL servers at (default: --host unless wildcard).")
@@ -148,6 +152,7 @@ def serve(
             insecure_no_auth=insecure_no_auth,
             advertise_host=advertise_host,
             metrics_port=metrics_port,
+            http_port=http_port,
             launcher_pool=not no_launcher_pool,
             data_roots=data_roots or (),
             max_running_jobs=max_running_jobs,

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.config import Timeouts, TLSConfig
+from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import Aborted, DeadlineExceeded, FailedPrecondition, FloristError, quote
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.domain.training import training_config
@@ -26,6 +26,7 @@ from florist_grpc.launch.launcher import LaunchedProcess, Launcher, LaunchSpec
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import LOOPBACK, free_service_port, is_loopback, join_host_port, port_is_free, split_host_port
 from florist_grpc.store.base import JobStore
+from florist_grpc.tls_files import TLSConfig
 
 log = logging.getLogger(__name__)
 

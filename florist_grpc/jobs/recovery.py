@@ -1,8 +1,10 @@
 """Restart recovery: re-attach every IN_PROGRESS job to the follower, adopting its processes where they run, and
-go on retrying the stops sites had not confirmed."""
+go on retrying the stops sites had not confirmed; and at a stop, leave the embedded Redis to the jobs still running
+in it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -11,6 +13,7 @@ from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle
+from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.store.base import JobStore
 
 log = logging.getLogger(__name__)
@@ -53,3 +56,17 @@ def recover(
         follower.attach(job.id, processes, reports)
         log.info("re-attached IN_PROGRESS job %s", job.id)
     return len(jobs)
+
+
+async def stop_embedded_redis(embedded: EmbeddedRedis, store: JobStore) -> None:
+    """Stop the embedded Redis unless jobs are in progress: their FL processes keep reporting into it, and a
+    restarted control plane adopts it and resumes."""
+    try:
+        in_progress = await asyncio.to_thread(store.jobs_in_state, JobState.IN_PROGRESS)
+    except Exception as exc:  # the store is unreadable: keep the Redis, as if jobs were running
+        log.warning("leaving the embedded Redis running: cannot tell whether jobs are in progress (%s)", exc)
+        return
+    if in_progress:
+        log.info("leaving the embedded Redis running for %d IN_PROGRESS job(s)", len(in_progress))
+    else:
+        await asyncio.to_thread(embedded.stop)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.config import Timeouts, TLSConfig
+from florist_grpc.config import Timeouts
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
 from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, job_not_found, quote
 from florist_grpc.domain.model import Job, JobState, MetricsEvent
@@ -27,6 +27,7 @@ from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import redis_address_of
 from florist_grpc.store.base import JobStore
+from florist_grpc.tls_files import TLSConfig
 
 log = logging.getLogger(__name__)
 

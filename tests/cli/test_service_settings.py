@@ -13,8 +13,9 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from florist_grpc.cli import app
-from florist_grpc.config import AgentSettings, Settings, TLSConfig
+from florist_grpc.config import AgentSettings, Settings
 from florist_grpc.testing.certificates import Pki
+from florist_grpc.tls_files import TLSConfig
 from tests.api.test_tls import pki  # noqa: F401 - the throwaway CA fixture
 
 
@@ -72,6 +73,7 @@ def serve_flags(tmp_path: Path, pki: Pki) -> dict[str, str | None]:  # noqa: F81
         "--insecure-no-auth": None,
         "--advertise-host": "cp.example.org",
         "--metrics-port": "9100",
+        "--http-port": "8080",
         "--no-launcher-pool": None,
         "--data-root": str(pki.ca.parent),
         "--max-running-jobs": "4",
