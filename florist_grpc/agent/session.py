@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 import florist_grpc
+from florist_grpc.agent.audit import THE_AGENT, AuditLog
 from florist_grpc.agent.clients import SiteClients
 from florist_grpc.agent.devices import probe_devices
 from florist_grpc.agent.exchange import Exchange
@@ -85,6 +86,7 @@ class Agent:
             settings.data_root, state_dir, timeouts.process_stop_grace_seconds, timeouts.data_check_seconds, self._pool
         )
         self._reports = SiteReports(state_dir, settings.timeouts, settings.limits)
+        self._audit = AuditLog(settings.name, settings.audit_log or state_dir / "audit.jsonl")
         self._devices: list[str] = []
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
         self._leave_clients = True  # a failed start leaves the clients it adopted (and their Redis) running
@@ -98,6 +100,8 @@ class Agent:
         async with contextlib.AsyncExitStack() as started:
             self._lock.acquire()  # first: names the agent holding it, before anything in the data root is touched
             started.callback(self._lock.release)
+            self._audit.open()
+            started.callback(self._audit.close)
             if self._pool is not None:
                 with step("starting the launcher pool"):
                     self._pool.start()  # returns at once: it imports torch and Flower while the session comes up
@@ -171,7 +175,11 @@ class Agent:
 
     async def _stop_clients(self) -> None:
         if not self._leave_clients:
+            running = self._clients.running_uuids()
             await asyncio.to_thread(self._clients.stop_all)
+            for client_uuid in running:
+                job = self._clients.job_of(client_uuid)
+                self._audit.record("stop", job, "ok", client=client_uuid, who=THE_AGENT, reason="the agent stopped")
 
     async def _stop_reports(self) -> None:
         keep = self._leave_clients and self._clients.any_running()
@@ -199,6 +207,8 @@ class Agent:
             clients=tuple(self._clients.known()),
             problem=self.problem,
             max_clients=self._settings.max_clients,
+            allowed_projects=self._settings.policy.projects,
+            allowed_models=self._settings.policy.models,
         )
         outbox.put_nowait(hello)
 
@@ -226,6 +236,7 @@ class Agent:
                     tasks,
                     lambda: self.problem,
                     hello.problem,
+                    self._audit,
                 )
                 tasks["~pump"] = asyncio.create_task(exchange.pump())
                 while isinstance(message := await call.read(), pb.ConnectResponse):

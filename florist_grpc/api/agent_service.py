@@ -111,6 +111,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                     data_root=a.data_root,
                     problem=a.problem,
                     max_clients=a.max_clients,
+                    allowed_projects=a.policy.projects,
+                    allowed_models=a.policy.models,
                 )
                 for a in shown
             ]

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.config import Timeouts, TLSConfig
+from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import Aborted, DeadlineExceeded, FailedPrecondition, FloristError, quote
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.domain.training import training_config
@@ -20,12 +20,13 @@ from florist_grpc.jobs.data_check import DataShape
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
-from florist_grpc.launch.agents import Agents
+from florist_grpc.launch.agents import Agents, client_job
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import bind_address, free_service_port, is_loopback, port_is_free, split_host_port
 from florist_grpc.store.base import JobStore
+from florist_grpc.tls import TLSConfig
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class LaunchSequence:
             handle: ProcessHandle
             if client.agent:
                 # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                launch_at_site = self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                launch_at_site = self._agents.launch(client.agent, run, fl_tls is not None, client_job(job, i))
                 handle = await self.starts.unless_stopped(start, launch_at_site)
             else:
                 handle = await asyncio.to_thread(

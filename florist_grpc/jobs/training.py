@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.config import Timeouts, TLSConfig
+from florist_grpc.config import Timeouts
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
-from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, job_not_found, quote
+from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FieldViolation, job_not_found, quote
 from florist_grpc.domain.model import Job, JobState, MetricsEvent
 from florist_grpc.jobs.admission import Hold, Limits, Refuse
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
@@ -26,6 +26,7 @@ from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import redis_address_of
 from florist_grpc.store.base import JobStore
+from florist_grpc.tls import TLSConfig
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,13 @@ class Trainer:
         """Everything a start checks before the job moves, again when it leaves the queue: its sites may run this
         project's jobs, their agents are connected and can read their data, the model, the data itself."""
         check_site_projects(self._site_projects, job)
-        if (reason := self._admission.never_fits(job)) is not None:
-            raise FailedPrecondition(f"job {quote(job.id)} can never start: {reason}", reason="JOB_NEVER_FITS")
+        if (misfit := self._admission.never_fits(job)) is not None:
+            on_site = [i for i, c in enumerate(job.clients) if c.agent == misfit.agent]
+            raise FailedPrecondition(
+                f"job {quote(job.id)} can never start: {misfit.message}",
+                [FieldViolation(f"job.clients[{i}].agent", misfit.message) for i in on_site],
+                reason=misfit.reason,
+            )
         await check_site_clients(self._agents, job)
         spec = self._catalog.models.get(job.model)
         if spec is None:  # a plugin's model, and the plugin is no longer installed

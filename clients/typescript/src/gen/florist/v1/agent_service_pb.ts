@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/agent_service.proto.
  */
 export const file_florist_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mbG9yaXN0L3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmZsb3Jpc3QudjEiqQMKDkNvbm5lY3RSZXF1ZXN0EicKBWhlbGxvGAEgASgLMhYuZmxvcmlzdC52MS5BZ2VudEhlbGxvSAASNQoPcHJvY2Vzc19zdGFydGVkGAIgASgLMhouZmxvcmlzdC52MS5Qcm9jZXNzU3RhcnRlZEgAEjMKDnByb2Nlc3NfZXhpdGVkGAMgASgLMhkuZmxvcmlzdC52MS5Qcm9jZXNzRXhpdGVkSAASKQoJbG9nX2NodW5rGAQgASgLMhQuZmxvcmlzdC52MS5Mb2dDaHVua0gAEjEKDXJlcG9ydF9jaGFuZ2UYBSABKAsyGC5mbG9yaXN0LnYxLlJlcG9ydENoYW5nZUgAEjgKEWRhdGFfY2hlY2tfcmVzdWx0GAYgASgLMhsuZmxvcmlzdC52MS5EYXRhQ2hlY2tSZXN1bHRIABIzCg5yZXF1ZXN0X2ZhaWxlZBgHIAEoCzIZLmZsb3Jpc3QudjEuUmVxdWVzdEZhaWxlZEgAEioKCWhlYXJ0YmVhdBgIIAEoCzIVLmZsb3Jpc3QudjEuSGVhcnRiZWF0SABCCQoHbWVzc2FnZSKxAgoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5mbG9yaXN0LnYxLldlbGNvbWVIABIxCg1sYXVuY2hfY2xpZW50GAIgASgLMhguZmxvcmlzdC52MS5MYXVuY2hDbGllbnRIABItCgtzdG9wX2NsaWVudBgDIAEoCzIWLmZsb3Jpc3QudjEuU3RvcENsaWVudEgAEicKCHJlYWRfbG9nGAQgASgLMhMuZmxvcmlzdC52MS5SZWFkTG9nSAASKwoKY2hlY2tfZGF0YRgFIAEoCzIVLmZsb3Jpc3QudjEuQ2hlY2tEYXRhSAASMwoOY2FuY2VsX3JlcXVlc3QYBiABKAsyGS5mbG9yaXN0LnYxLkNhbmNlbFJlcXVlc3RIAEIJCgdtZXNzYWdlIp8BCgpBZ2VudEhlbGxvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdkZXZpY2VzGAMgAygJEhEKCWRhdGFfcm9vdBgEIAEoCRIoCgdjbGllbnRzGAUgAygLMhcuZmxvcmlzdC52MS5Lbm93bkNsaWVudBIPCgdwcm9ibGVtGAYgASgJEhMKC21heF9jbGllbnRzGAcgASgFIl8KC0tub3duQ2xpZW50EhMKC2NsaWVudF91dWlkGAEgASgJEg8KB3J1bm5pbmcYAiABKAgSEQoJZXhpdF9jb2RlGAMgASgFEhcKD2V4aXRfY29kZV9rbm93bhgEIAEoCCIJCgdXZWxjb21lItUCCgxMYXVuY2hDbGllbnQSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRIWCg5zZXJ2ZXJfYWRkcmVzcxgDIAEoCRIRCglkYXRhX3BhdGgYBCABKAkSDQoFbW9kZWwYBSABKAkSEQoJb3B0aW1pemVyGAYgASgJEhMKC2NsaWVudF90eXBlGAcgASgJEi4KDXNlcnZlcl9jb25maWcYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBmRldmljZRgJIAEoCRILCgN0bHMYCiABKAgSEwoLaW5wdXRfc2hhcGUYCyADKAUSEwoLbnVtX2NsYXNzZXMYDCABKAUSLQoMbW9kZWxfY29uZmlnGA0gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIUCgxsYWJlbF9jb2x1bW4YDiABKAkiWAoOUHJvY2Vzc1N0YXJ0ZWQSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRILCgNwaWQYAyABKAMSEAoIbG9nX3BhdGgYBCABKAkiYgoNUHJvY2Vzc0V4aXRlZBITCgtjbGllbnRfdXVpZBgBIAEoCRIRCglleGl0X2NvZGUYAiABKAUSFwoPZXhpdF9jb2RlX2tub3duGAMgASgIEhAKCGxvZ190YWlsGAQgASgJIiEKClN0b3BDbGllbnQSEwoLY2xpZW50X3V1aWQYASABKAkiUgoHUmVhZExvZxISCgpyZXF1ZXN0X2lkGAEgASgJEhMKC2NsaWVudF91dWlkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIOCgZmb2xsb3cYBCABKAgiTgoITG9nQ2h1bmsSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEhMKC25leHRfb2Zmc2V0GAMgASgDEgsKA2VuZBgEIAEoCCIjCg1DYW5jZWxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiVwoJQ2hlY2tEYXRhEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJZGF0YV9wYXRoGAIgASgJEg0KBXByb2JlGAMgASgIEhQKDGxhYmVsX2NvbHVtbhgEIAEoCSJsCg9EYXRhQ2hlY2tSZXN1bHQSEgoKcmVxdWVzdF9pZBgBIAEoCRIKCgJvaxgCIAEoCBIPCgdwcm9ibGVtGAMgASgJEigKB3N1bW1hcnkYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkIKDVJlcXVlc3RGYWlsZWQSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgRjb2RlGAIgASgFEg8KB21lc3NhZ2UYAyABKAkiOAoMUmVwb3J0Q2hhbmdlEhMKC2NsaWVudF91dWlkGAEgASgJEhMKC3JlcG9ydF9qc29uGAIgASgJIhwKCUhlYXJ0YmVhdBIPCgdwcm9ibGVtGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjsKEkxpc3RBZ2VudHNSZXNwb25zZRIlCgZhZ2VudHMYASADKAsyFS5mbG9yaXN0LnYxLkFnZW50SW5mbyLtAQoJQWdlbnRJbmZvEgwKBG5hbWUYASABKAkSEQoJY29ubmVjdGVkGAIgASgIEjAKDGNvbm5lY3RfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF9zZWVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RldmljZXMYBSADKAkSDwoHdmVyc2lvbhgGIAEoCRIRCglkYXRhX3Jvb3QYByABKAkSDwoHcHJvYmxlbRgIIAEoCRITCgttYXhfY2xpZW50cxgJIAEoBTKjAQoMQWdlbnRTZXJ2aWNlEkYKB0Nvbm5lY3QSGi5mbG9yaXN0LnYxLkNvbm5lY3RSZXF1ZXN0GhsuZmxvcmlzdC52MS5Db25uZWN0UmVzcG9uc2UoATABEksKCkxpc3RBZ2VudHMSHS5mbG9yaXN0LnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uZmxvcmlzdC52MS5MaXN0QWdlbnRzUmVzcG9uc2VClAEKDWFpLmZsb3Jpc3QudjFCEUFnZW50U2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZmxvcmlzdC1ncnBjL2Zsb3Jpc3QtZ3JwYy9nZW4vZ28vZmxvcmlzdC92MTtmbG9yaXN0djGiAgNGWFiqAgpGbG9yaXN0LlYxygIKRmxvcmlzdFxWMeoCC0Zsb3Jpc3Q6OlYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch5mbG9yaXN0L3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmZsb3Jpc3QudjEiqQMKDkNvbm5lY3RSZXF1ZXN0EicKBWhlbGxvGAEgASgLMhYuZmxvcmlzdC52MS5BZ2VudEhlbGxvSAASNQoPcHJvY2Vzc19zdGFydGVkGAIgASgLMhouZmxvcmlzdC52MS5Qcm9jZXNzU3RhcnRlZEgAEjMKDnByb2Nlc3NfZXhpdGVkGAMgASgLMhkuZmxvcmlzdC52MS5Qcm9jZXNzRXhpdGVkSAASKQoJbG9nX2NodW5rGAQgASgLMhQuZmxvcmlzdC52MS5Mb2dDaHVua0gAEjEKDXJlcG9ydF9jaGFuZ2UYBSABKAsyGC5mbG9yaXN0LnYxLlJlcG9ydENoYW5nZUgAEjgKEWRhdGFfY2hlY2tfcmVzdWx0GAYgASgLMhsuZmxvcmlzdC52MS5EYXRhQ2hlY2tSZXN1bHRIABIzCg5yZXF1ZXN0X2ZhaWxlZBgHIAEoCzIZLmZsb3Jpc3QudjEuUmVxdWVzdEZhaWxlZEgAEioKCWhlYXJ0YmVhdBgIIAEoCzIVLmZsb3Jpc3QudjEuSGVhcnRiZWF0SABCCQoHbWVzc2FnZSKxAgoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5mbG9yaXN0LnYxLldlbGNvbWVIABIxCg1sYXVuY2hfY2xpZW50GAIgASgLMhguZmxvcmlzdC52MS5MYXVuY2hDbGllbnRIABItCgtzdG9wX2NsaWVudBgDIAEoCzIWLmZsb3Jpc3QudjEuU3RvcENsaWVudEgAEicKCHJlYWRfbG9nGAQgASgLMhMuZmxvcmlzdC52MS5SZWFkTG9nSAASKwoKY2hlY2tfZGF0YRgFIAEoCzIVLmZsb3Jpc3QudjEuQ2hlY2tEYXRhSAASMwoOY2FuY2VsX3JlcXVlc3QYBiABKAsyGS5mbG9yaXN0LnYxLkNhbmNlbFJlcXVlc3RIAEIJCgdtZXNzYWdlItEBCgpBZ2VudEhlbGxvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdkZXZpY2VzGAMgAygJEhEKCWRhdGFfcm9vdBgEIAEoCRIoCgdjbGllbnRzGAUgAygLMhcuZmxvcmlzdC52MS5Lbm93bkNsaWVudBIPCgdwcm9ibGVtGAYgASgJEhMKC21heF9jbGllbnRzGAcgASgFEhgKEGFsbG93ZWRfcHJvamVjdHMYCCADKAkSFgoOYWxsb3dlZF9tb2RlbHMYCSADKAkiXAoJQ2xpZW50Sm9iEgoKAmlkGAEgASgJEg8KB3Byb2plY3QYAiABKAkSDQoFb3duZXIYAyABKAkSDQoFbW9kZWwYBCABKAkSFAoMY2xpZW50X2luZGV4GAUgASgFIl8KC0tub3duQ2xpZW50EhMKC2NsaWVudF91dWlkGAEgASgJEg8KB3J1bm5pbmcYAiABKAgSEQoJZXhpdF9jb2RlGAMgASgFEhcKD2V4aXRfY29kZV9rbm93bhgEIAEoCCIJCgdXZWxjb21lIvkCCgxMYXVuY2hDbGllbnQSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRIWCg5zZXJ2ZXJfYWRkcmVzcxgDIAEoCRIRCglkYXRhX3BhdGgYBCABKAkSDQoFbW9kZWwYBSABKAkSEQoJb3B0aW1pemVyGAYgASgJEhMKC2NsaWVudF90eXBlGAcgASgJEi4KDXNlcnZlcl9jb25maWcYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBmRldmljZRgJIAEoCRILCgN0bHMYCiABKAgSEwoLaW5wdXRfc2hhcGUYCyADKAUSEwoLbnVtX2NsYXNzZXMYDCABKAUSLQoMbW9kZWxfY29uZmlnGA0gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIUCgxsYWJlbF9jb2x1bW4YDiABKAkSIgoDam9iGA8gASgLMhUuZmxvcmlzdC52MS5DbGllbnRKb2IiWAoOUHJvY2Vzc1N0YXJ0ZWQSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRILCgNwaWQYAyABKAMSEAoIbG9nX3BhdGgYBCABKAkiYgoNUHJvY2Vzc0V4aXRlZBITCgtjbGllbnRfdXVpZBgBIAEoCRIRCglleGl0X2NvZGUYAiABKAUSFwoPZXhpdF9jb2RlX2tub3duGAMgASgIEhAKCGxvZ190YWlsGAQgASgJIiEKClN0b3BDbGllbnQSEwoLY2xpZW50X3V1aWQYASABKAkiUgoHUmVhZExvZxISCgpyZXF1ZXN0X2lkGAEgASgJEhMKC2NsaWVudF91dWlkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIOCgZmb2xsb3cYBCABKAgiTgoITG9nQ2h1bmsSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEhMKC25leHRfb2Zmc2V0GAMgASgDEgsKA2VuZBgEIAEoCCIjCg1DYW5jZWxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiewoJQ2hlY2tEYXRhEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJZGF0YV9wYXRoGAIgASgJEg0KBXByb2JlGAMgASgIEhQKDGxhYmVsX2NvbHVtbhgEIAEoCRIiCgNqb2IYBSABKAsyFS5mbG9yaXN0LnYxLkNsaWVudEpvYiJsCg9EYXRhQ2hlY2tSZXN1bHQSEgoKcmVxdWVzdF9pZBgBIAEoCRIKCgJvaxgCIAEoCBIPCgdwcm9ibGVtGAMgASgJEigKB3N1bW1hcnkYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkIKDVJlcXVlc3RGYWlsZWQSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgRjb2RlGAIgASgFEg8KB21lc3NhZ2UYAyABKAkiOAoMUmVwb3J0Q2hhbmdlEhMKC2NsaWVudF91dWlkGAEgASgJEhMKC3JlcG9ydF9qc29uGAIgASgJIhwKCUhlYXJ0YmVhdBIPCgdwcm9ibGVtGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjsKEkxpc3RBZ2VudHNSZXNwb25zZRIlCgZhZ2VudHMYASADKAsyFS5mbG9yaXN0LnYxLkFnZW50SW5mbyKfAgoJQWdlbnRJbmZvEgwKBG5hbWUYASABKAkSEQoJY29ubmVjdGVkGAIgASgIEjAKDGNvbm5lY3RfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF9zZWVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RldmljZXMYBSADKAkSDwoHdmVyc2lvbhgGIAEoCRIRCglkYXRhX3Jvb3QYByABKAkSDwoHcHJvYmxlbRgIIAEoCRITCgttYXhfY2xpZW50cxgJIAEoBRIYChBhbGxvd2VkX3Byb2plY3RzGAogAygJEhYKDmFsbG93ZWRfbW9kZWxzGAsgAygJMqMBCgxBZ2VudFNlcnZpY2USRgoHQ29ubmVjdBIaLmZsb3Jpc3QudjEuQ29ubmVjdFJlcXVlc3QaGy5mbG9yaXN0LnYxLkNvbm5lY3RSZXNwb25zZSgBMAESSwoKTGlzdEFnZW50cxIdLmZsb3Jpc3QudjEuTGlzdEFnZW50c1JlcXVlc3QaHi5mbG9yaXN0LnYxLkxpc3RBZ2VudHNSZXNwb25zZUKUAQoNYWkuZmxvcmlzdC52MUIRQWdlbnRTZXJ2aWNlUHJvdG9QAVpAZ2l0aHViLmNvbS9mbG9yaXN0LWdycGMvZmxvcmlzdC1ncnBjL2dlbi9nby9mbG9yaXN0L3YxO2Zsb3Jpc3R2MaICA0ZYWKoCCkZsb3Jpc3QuVjHKAgpGbG9yaXN0XFYx6gILRmxvcmlzdDo6VjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A message from the agent to the control plane.
@@ -222,6 +222,22 @@ export type AgentHello = Message<"florist.v1.AgentHello"> & {
    * @generated from field: int32 max_clients = 7;
    */
   maxClients: number;
+
+  /**
+   * The projects whose jobs it runs (`--allow-project`); empty = every project its token's PROJECTS allow.
+   * StartTraining refuses a job of any other project with FAILED_PRECONDITION, and so does the agent.
+   *
+   * @generated from field: repeated string allowed_projects = 8;
+   */
+  allowedProjects: string[];
+
+  /**
+   * The models it runs (`--allow-model`); empty = the built-in models only (a plugin's model runs only when
+   * named). StartTraining refuses a job of any other model with FAILED_PRECONDITION, and so does the agent.
+   *
+   * @generated from field: repeated string allowed_models = 9;
+   */
+  allowedModels: string[];
 };
 
 /**
@@ -230,6 +246,55 @@ export type AgentHello = Message<"florist.v1.AgentHello"> & {
  */
 export const AgentHelloSchema: GenMessage<AgentHello> = /*@__PURE__*/
   messageDesc(file_florist_v1_agent_service, 2);
+
+/**
+ * The job a request to an agent is for: what the site's policy checks and its audit log records.
+ *
+ * @generated from message florist.v1.ClientJob
+ */
+export type ClientJob = Message<"florist.v1.ClientJob"> & {
+  /**
+   * The job's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The job's project.
+   *
+   * @generated from field: string project = 2;
+   */
+  project: string;
+
+  /**
+   * Who owns the job (the name of the token that created it).
+   *
+   * @generated from field: string owner = 3;
+   */
+  owner: string;
+
+  /**
+   * The job's model (a catalog name).
+   *
+   * @generated from field: string model = 4;
+   */
+  model: string;
+
+  /**
+   * The client's index in the job's `clients`.
+   *
+   * @generated from field: int32 client_index = 5;
+   */
+  clientIndex: number;
+};
+
+/**
+ * Describes the message florist.v1.ClientJob.
+ * Use `create(ClientJobSchema)` to create a new message.
+ */
+export const ClientJobSchema: GenMessage<ClientJob> = /*@__PURE__*/
+  messageDesc(file_florist_v1_agent_service, 3);
 
 /**
  * A client process an agent knows of.
@@ -271,7 +336,7 @@ export type KnownClient = Message<"florist.v1.KnownClient"> & {
  * Use `create(KnownClientSchema)` to create a new message.
  */
 export const KnownClientSchema: GenMessage<KnownClient> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 3);
+  messageDesc(file_florist_v1_agent_service, 4);
 
 /**
  * The control plane accepted the session.
@@ -286,7 +351,7 @@ export type Welcome = Message<"florist.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 4);
+  messageDesc(file_florist_v1_agent_service, 5);
 
 /**
  * Launch one FL client process for a job.
@@ -391,6 +456,13 @@ export type LaunchClient = Message<"florist.v1.LaunchClient"> & {
    * @generated from field: string label_column = 14;
    */
   labelColumn: string;
+
+  /**
+   * The job this client belongs to: the agent refuses a launch its policy excludes (PERMISSION_DENIED).
+   *
+   * @generated from field: florist.v1.ClientJob job = 15;
+   */
+  job?: ClientJob | undefined;
 };
 
 /**
@@ -398,7 +470,7 @@ export type LaunchClient = Message<"florist.v1.LaunchClient"> & {
  * Use `create(LaunchClientSchema)` to create a new message.
  */
 export const LaunchClientSchema: GenMessage<LaunchClient> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 5);
+  messageDesc(file_florist_v1_agent_service, 6);
 
 /**
  * Reply to LaunchClient.
@@ -440,7 +512,7 @@ export type ProcessStarted = Message<"florist.v1.ProcessStarted"> & {
  * Use `create(ProcessStartedSchema)` to create a new message.
  */
 export const ProcessStartedSchema: GenMessage<ProcessStarted> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 6);
+  messageDesc(file_florist_v1_agent_service, 7);
 
 /**
  * A client process ended.
@@ -482,7 +554,7 @@ export type ProcessExited = Message<"florist.v1.ProcessExited"> & {
  * Use `create(ProcessExitedSchema)` to create a new message.
  */
 export const ProcessExitedSchema: GenMessage<ProcessExited> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 7);
+  messageDesc(file_florist_v1_agent_service, 8);
 
 /**
  * Stop a client.
@@ -503,7 +575,7 @@ export type StopClient = Message<"florist.v1.StopClient"> & {
  * Use `create(StopClientSchema)` to create a new message.
  */
 export const StopClientSchema: GenMessage<StopClient> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 8);
+  messageDesc(file_florist_v1_agent_service, 9);
 
 /**
  * Stream a client's log.
@@ -545,7 +617,7 @@ export type ReadLog = Message<"florist.v1.ReadLog"> & {
  * Use `create(ReadLogSchema)` to create a new message.
  */
 export const ReadLogSchema: GenMessage<ReadLog> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 9);
+  messageDesc(file_florist_v1_agent_service, 10);
 
 /**
  * One chunk of a log.
@@ -587,7 +659,7 @@ export type LogChunk = Message<"florist.v1.LogChunk"> & {
  * Use `create(LogChunkSchema)` to create a new message.
  */
 export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 10);
+  messageDesc(file_florist_v1_agent_service, 11);
 
 /**
  * Stop answering an earlier request.
@@ -608,7 +680,7 @@ export type CancelRequest = Message<"florist.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 11);
+  messageDesc(file_florist_v1_agent_service, 12);
 
 /**
  * Check a dataset path before a job starts.
@@ -644,6 +716,13 @@ export type CheckData = Message<"florist.v1.CheckData"> & {
    * @generated from field: string label_column = 4;
    */
   labelColumn: string;
+
+  /**
+   * The job whose client would read it: the agent refuses a check its policy excludes (ok false, saying why).
+   *
+   * @generated from field: florist.v1.ClientJob job = 5;
+   */
+  job?: ClientJob | undefined;
 };
 
 /**
@@ -651,7 +730,7 @@ export type CheckData = Message<"florist.v1.CheckData"> & {
  * Use `create(CheckDataSchema)` to create a new message.
  */
 export const CheckDataSchema: GenMessage<CheckData> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 12);
+  messageDesc(file_florist_v1_agent_service, 13);
 
 /**
  * Reply to CheckData.
@@ -693,7 +772,7 @@ export type DataCheckResult = Message<"florist.v1.DataCheckResult"> & {
  * Use `create(DataCheckResultSchema)` to create a new message.
  */
 export const DataCheckResultSchema: GenMessage<DataCheckResult> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 13);
+  messageDesc(file_florist_v1_agent_service, 14);
 
 /**
  * A request could not be carried out.
@@ -728,7 +807,7 @@ export type RequestFailed = Message<"florist.v1.RequestFailed"> & {
  * Use `create(RequestFailedSchema)` to create a new message.
  */
 export const RequestFailedSchema: GenMessage<RequestFailed> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 14);
+  messageDesc(file_florist_v1_agent_service, 15);
 
 /**
  * A client's whole current report (FLorist's document, unchanged).
@@ -756,7 +835,7 @@ export type ReportChange = Message<"florist.v1.ReportChange"> & {
  * Use `create(ReportChangeSchema)` to create a new message.
  */
 export const ReportChangeSchema: GenMessage<ReportChange> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 15);
+  messageDesc(file_florist_v1_agent_service, 16);
 
 /**
  * The agent is alive. Also sent at once when its health changes.
@@ -777,7 +856,7 @@ export type Heartbeat = Message<"florist.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 16);
+  messageDesc(file_florist_v1_agent_service, 17);
 
 /**
  * Request of AgentService.ListAgents.
@@ -792,7 +871,7 @@ export type ListAgentsRequest = Message<"florist.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 17);
+  messageDesc(file_florist_v1_agent_service, 18);
 
 /**
  * Response of AgentService.ListAgents.
@@ -813,7 +892,7 @@ export type ListAgentsResponse = Message<"florist.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 18);
+  messageDesc(file_florist_v1_agent_service, 19);
 
 /**
  * One agent as the control plane sees it.
@@ -884,6 +963,20 @@ export type AgentInfo = Message<"florist.v1.AgentInfo"> & {
    * @generated from field: int32 max_clients = 9;
    */
   maxClients: number;
+
+  /**
+   * The projects whose jobs it runs (`--allow-project`); empty = every project its token's PROJECTS allow.
+   *
+   * @generated from field: repeated string allowed_projects = 10;
+   */
+  allowedProjects: string[];
+
+  /**
+   * The models it runs (`--allow-model`); empty = the built-in models only.
+   *
+   * @generated from field: repeated string allowed_models = 11;
+   */
+  allowedModels: string[];
 };
 
 /**
@@ -891,7 +984,7 @@ export type AgentInfo = Message<"florist.v1.AgentInfo"> & {
  * Use `create(AgentInfoSchema)` to create a new message.
  */
 export const AgentInfoSchema: GenMessage<AgentInfo> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 19);
+  messageDesc(file_florist_v1_agent_service, 20);
 
 /**
  * Sites dial out: `florist-grpc agent` on a data-holding machine opens one long-lived, authenticated session to
