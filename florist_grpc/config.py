@@ -63,6 +63,9 @@ class Timeouts:
     # WatchJobs: a watch that has sent nothing for this long gets a BOOKMARK with the latest revision it covers
     # (proxies and load balancers drop streams that stay silent; a client learns where to resume).
     watch_bookmark_seconds: float = 30.0
+    # TLS certificates, keys and CAs, and the auth file, are looked at this often (their inode, size and mtime):
+    # a renewed file is used without a restart (SIGHUP reloads at once).
+    file_reload_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from florist_grpc.api.auth import Principal, identify
+from florist_grpc.api.auth import identify
 from florist_grpc.api.call_observer import CallEnd, CallHooks, Handler, observe
+from florist_grpc.api.token_table import TokenTable
 
 log = logging.getLogger("florist_grpc.audit")
 
@@ -35,8 +36,8 @@ def job_of(call: CallEnd) -> str:
 
 
 class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, tokens: dict[str, Principal] | None) -> None:
-        self._tokens = tokens  # None: the server runs without authentication; everyone is `anonymous`
+    def __init__(self, table: TokenTable) -> None:
+        self._table = table  # its tokens None: the server runs without authentication; everyone is `anonymous`
 
     async def intercept_service(
         self,
@@ -48,7 +49,8 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if method not in MUTATING:
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
-        principal = identify(self._tokens, metadata) if self._tokens is not None else None
+        tokens = self._table.tokens
+        principal = identify(tokens, metadata) if tokens is not None else None
         who, role = (principal.name, principal.role) if principal else ("anonymous", "none")
         caller = f"{who} ({role})" if principal else who
 

@@ -67,7 +67,7 @@ def agent(
     """Run an agent on a data-holding machine: it dials out to the control plane and runs its jobs' FL clients.
 
     It opens no port. Its token is FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of the control plane's
-    auth file).
+    auth file). Its TLS files are read again when they change, or at once on SIGHUP, without dropping its session.
 
     Examples:
       florist-grpc agent --control-plane cp.example.org:50051 --name site-a --data-root /data --tls-ca ca.pem
@@ -111,6 +111,7 @@ def agent(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, session.cancel)
+        loop.add_signal_handler(signal.SIGHUP, running.reload)  # renewed TLS files: read them now
         try:
             await session
         except asyncio.CancelledError:

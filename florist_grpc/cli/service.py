@@ -30,12 +30,18 @@ def opt(flag: str, help_text: str) -> typer.models.OptionInfo:
 
 
 async def serve_until_signal(
-    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]], ready_line: Callable[[], str]
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    ready_line: Callable[[], str],
+    reload: Callable[[], None] | None = None,
 ) -> None:
+    """Start, announce, and stop at SIGINT or SIGTERM; SIGHUP calls `reload` (files read again, nothing dropped)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
     await start()
     announce(ready_line())
     await stopping.wait()
@@ -99,7 +105,8 @@ def serve(
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision).
 
-    Every flag is also a FLORIST_<FLAG> environment variable; Ctrl-C or SIGTERM stops it.
+    Every flag is also a FLORIST_<FLAG> environment variable; Ctrl-C or SIGTERM stops it. The TLS files and the
+    auth file are read again when they change, or at once on SIGHUP, without dropping sessions or jobs.
 
     Examples:
       florist-grpc serve
@@ -142,7 +149,7 @@ def serve(
     try:
         asyncio.run(
             serve_until_signal(
-                plane.start, plane.stop, lambda: f"florist-grpc listening on {settings.host}:{plane.port}"
+                plane.start, plane.stop, lambda: f"florist-grpc listening on {settings.host}:{plane.port}", plane.reload
             )
         )
     except (AuthFileError, OSError, RuntimeError) as exc:
