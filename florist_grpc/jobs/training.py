@@ -157,7 +157,8 @@ class Trainer:
             shape = await self._checks(job)
         except FailedPrecondition as exc:
             # The job's error says all of it: the violations are not in the message (a caller gets them as details).
-            why = "; ".join([str(exc), *(f"{v.field}: {v.description}" for v in exc.violations)])
+            told = [f"{v.field}: {v.description}" for v in exc.violations if v.description not in str(exc)]
+            why = "; ".join([str(exc), *told])
             await self.end_queued(job_id, f"could not start from the queue: {why}")
             return True
         if turn is not None:

@@ -1,6 +1,7 @@
 """The auth file, reloaded without a restart: a new token works at once; a removed token's open streams (a watch,
-an agent's session) end UNAUTHENTICATED while other tokens' streams go on; a file that does not read keeps the
-old tokens with one error in the log; SIGHUP reads it at once even when nothing looks changed."""
+an agent's session) end UNAUTHENTICATED while other tokens' streams go on; a changed line's end UNAVAILABLE (an
+agent's session stays); a file that does not read keeps the old tokens with one error in the log; SIGHUP reads it
+at once even when nothing looks changed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
+from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc
 from florist_grpc.testing.plane import TEST_TIMEOUTS, ControlPlaneThread, wait_for
@@ -126,3 +129,20 @@ def test_sighup_reloads_the_auth_file_at_once(tmp_path: Path) -> None:
             assert code_of_list(channel, "old-one") == grpc.StatusCode.UNAUTHENTICATED
     finally:
         assert stop(served) == 0
+
+
+def test_a_changed_line_ends_its_callers_streams_unavailable_but_leaves_its_agents_session(
+    plane: ControlPlaneThread, auth_file: Path
+) -> None:
+    watch = Watch(plane.channel, "stays")
+    session = RawSession(plane.channel, "site-a", token="site")
+    assert session.first().HasField("welcome")
+    auth_file.write_text(f"viewer {sha('stays')} dashboards alpha\nagent {sha('site')} site-a alpha\n")
+    assert watch.ended.get(timeout=10) == grpc.StatusCode.UNAVAILABLE  # to call again under its narrower line
+    assert "line of dashboards changed" in watch.call.details()
+    assert code_of_list(plane.channel, "stays") == grpc.StatusCode.OK
+    listed = agent_grpc.AgentServiceStub(plane.channel).ListAgents(
+        agent_pb.ListAgentsRequest(), metadata=bearer("stays"), timeout=10
+    )
+    assert [(a.name, a.connected) for a in listed.agents] == [("site-a", True)]  # its session was never dropped
+    session.close()
