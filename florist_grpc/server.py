@@ -205,6 +205,7 @@ class ControlPlane:
         dispatcher = QueueDispatcher(admission, trainer.start_queued, trainer.end_queued)
         store.on_change(dispatcher.on_change)
         agents.on_connect.append(lambda name: dispatcher.wake())
+        files.on_tokens_changed.append(dispatcher.wake)  # a site whose token left may no longer run a queued job
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
         watch_hub = WatchHub(asyncio.get_running_loop())

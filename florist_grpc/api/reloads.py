@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from florist_grpc.api.auth import Principal, load_auth_file
@@ -38,14 +39,21 @@ class PlaneFiles:
             files.on_change.append(self.certificate.renew)
             self._watched.append(files)
         self.tokens = TokenTable(None)
+        # Told after the auth file changed (the queue: a queued job's site may no longer run it). Event loop.
+        self.on_tokens_changed: list[Callable[[], None]] = []
         auth_file = settings.auth_file
         if auth_file is not None:
             auth = Reloadable[dict[str, Principal]](
                 f"--auth-file {auth_file}", [auth_file], lambda: load_auth_file(auth_file)
             )
             self.tokens.tokens = auth.current
-            auth.on_change.append(lambda old, new: self.tokens.replace(new))
+            auth.on_change.append(self._tokens_changed)
             self._watched.append(auth)
+
+    def _tokens_changed(self, old: dict[str, Principal], new: dict[str, Principal]) -> None:
+        self.tokens.replace(new)
+        for listener in self.on_tokens_changed:
+            listener()
 
     def start(self) -> None:
         """Look at the files every Timeouts.file_reload_seconds (event loop)."""

@@ -1,11 +1,13 @@
 """A site's policy (`agent --allow-project`, `--allow-model`): told in the agent's hello, shown by ListAgents and
 `agents`, and applied by StartTraining before anything launches; a queued job whose site narrowed its policy
-meanwhile ends when it would leave the queue. Real agent processes against an in-process control plane."""
+meanwhile, or whose site's token left the auth file, ends when it would leave the queue. Real agent processes
+against an in-process control plane."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -14,9 +16,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from florist_grpc.proto.florist.v1 import job_pb2
-from florist_grpc.testing.plane import ControlPlaneThread, wait_for
+from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
+from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
+from florist_grpc.testing.plane import TEST_TIMEOUTS, ControlPlaneThread, wait_for
 from florist_grpc.testing.simulation import create_running
-from tests.e2e.sites import BIN, agent_job, list_agents, start_agent
+from tests.e2e.sites import BIN, agent_job, list_agents, sha, start_agent
 
 
 def _refusal(plane: ControlPlaneThread, job_id: str) -> tuple[str, str, dict[str, str]]:
@@ -99,6 +103,35 @@ def test_a_queued_job_whose_site_narrowed_its_policy_ends_at_dequeue(tmp_path: P
         assert ended.error_message == (
             "it can never start: agent site-a does not run jobs of project 'default' (--allow-project other)"
         )
+    finally:
+        agent.stop()
+        plane.stop()
+
+
+def test_a_queued_job_whose_sites_token_left_the_auth_file_ends_without_a_restart(
+    tmp_path: Path, site_root: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    operator, agent_line = f"operator {sha('op')} ann\n", f"agent {sha('site')} site-a\n"
+    tokens.write_text(operator + agent_line)
+    fast = replace(TEST_TIMEOUTS, file_reload_seconds=0.1)
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=tokens, max_running_jobs=1, timeouts=fast)
+    auth = (("authorization", "Bearer op"),)
+    agent = start_agent(plane.address, "site-a", site_root, token="site")
+    try:
+        create_running(plane.plane, n_clients=1)  # holds the one slot
+        request = job_pb.CreateJobRequest(job=agent_job(["mine.pt"], ["site-a"], rounds=1))
+        job = plane.jobs.CreateJob(request, timeout=10, metadata=auth).job
+        start = training_pb.StartTrainingRequest(job_id=job.id)
+        assert plane.training.StartTraining(start, timeout=60, metadata=auth).queued
+        tokens.write_text(operator)  # the site's token is removed: its session ends, and the queue looks again
+        ended = wait_for(
+            lambda: (j := plane.plane.store.get_job(job.id)) is not None and j.state.terminal and j, 30, "the job"
+        )
+        assert ended.error_message == (
+            "it can never start: job.clients[0]: agent site-a has no token in the auth file: it cannot run clients"
+        )
+        assert agent.process.wait(30) == 2  # refused, as the agent is told to when its token is gone
     finally:
         agent.stop()
         plane.stop()
