@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import socket
 import ssl
 from dataclasses import replace
@@ -87,8 +88,9 @@ def test_a_renewed_certificate_is_served_while_a_session_and_a_job_stay_up(
 
 
 def test_an_agent_redials_with_its_renewed_ca(tmp_path: Path, pki: Pki, site_root: Path) -> None:
-    """The control plane moves to a certificate of a new CA; the site renews its --tls-ca file in place. Its open
-    session is not dropped for it, and its next dial trusts the new CA, without a restart."""
+    """The control plane moves to a certificate of a new CA; the site renews its --tls-ca file (SIGHUP: read at
+    once; a half-written one is refused and the old one kept). Its open session is not dropped for it, and its next
+    dial trusts the new CA, without a restart."""
     plane = ControlPlaneThread.in_dir(tmp_path / "florist", tls=TLSConfig(pki.cert, pki.key), timeouts=FAST)
     port = plane.plane.port
     site_ca = tmp_path / "site-ca.pem"
@@ -103,7 +105,13 @@ def test_an_agent_redials_with_its_renewed_ca(tmp_path: Path, pki: Pki, site_roo
         wait_for(lambda: served_serial(port) == serial_of(other.cert), 10, "the new certificate")
         (info,) = agents(port, other.ca)
         assert info.connected  # the session opened under the old CA is still up
-        shutil.copy(other.ca, site_ca)  # the site's renewal
+        agent_log = site_root.parent / "site-a-agent.log"
+        site_ca.write_text("-----BEGIN CERTIFICATE-----\nhalf written")  # the site's renewal, caught mid-write
+        agent.process.send_signal(signal.SIGHUP)  # read now, not at the next look
+        wait_for(lambda: "not reloaded" in agent_log.read_text(), 10, "the agent to refuse its broken CA file")
+        shutil.copy(other.ca, site_ca)  # the site's renewal, complete
+        agent.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in agent_log.read_text().rsplit("not reloaded", 1)[-1], 10, "the renewed CA")
         plane.stop()  # the session ends; the agent redials the restarted control plane with what it read
         plane = ControlPlaneThread.in_dir(
             tmp_path / "florist", tls=TLSConfig(pki.cert, pki.key), timeouts=FAST, port=port
