@@ -15,7 +15,7 @@ import hashlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -39,8 +39,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class _Stream:
     method: str
     context: Context
-    task: asyncio.Task[Any] | None
-    ended: bool = field(default=False)
+    task: asyncio.Task[Any] | None  # the call's own task
 
 
 def token_digest(metadata: dict[str, str]) -> str:
@@ -57,6 +56,7 @@ class TokenTable:
     def __init__(self, tokens: dict[str, Principal] | None) -> None:
         self.tokens = tokens
         self._streams: dict[str, set[_Stream]] = {}  # event loop only
+        self._ending: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
 
     def replace(self, tokens: dict[str, Principal]) -> None:
         """The auth file as reloaded (event loop): end the streams of tokens removed or changed."""
@@ -72,8 +72,9 @@ class TokenTable:
     def _end(self, digest: str, error: FloristError, sessions_too: bool) -> None:
         for stream in list(self._streams.get(digest, ())):
             if stream.method != AGENT_CONNECT or sessions_too:
-                stream.ended = True
-                asyncio.get_running_loop().create_task(_end_stream(stream, error))
+                task = asyncio.get_running_loop().create_task(_end_stream(stream, error))
+                self._ending.add(task)
+                task.add_done_callback(self._ending.discard)
 
     @contextlib.contextmanager
     def _open(self, digest: str, method: str, context: Context) -> Iterator[_Stream]:
@@ -113,9 +114,6 @@ class TokenTable:
             "response_serializer": handler.response_serializer,
         }
         return factory(wrapped, **kwargs)  # type: ignore[no-any-return]
-
-    def open_streams(self) -> int:
-        return sum(len(s) for s in self._streams.values())
 
 
 async def _end_stream(stream: _Stream, error: FloristError) -> None:
