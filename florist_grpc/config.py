@@ -7,9 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from florist_grpc.domain.projects import project_name_problem
+from florist_grpc.domain.site_policy import SitePolicy
 from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.launcher_config import LauncherSettings
+from florist_grpc.limits import Limits
 from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, ports_problem, split_host_port
 from florist_grpc.tls_files import TLSConfig, agent_tls_problem, serve_tls
 
@@ -61,39 +64,9 @@ class Timeouts:
     # WatchJobs: a watch that has sent nothing for this long gets a BOOKMARK with the latest revision it covers
     # (proxies and load balancers drop streams that stay silent; a client learns where to resume).
     watch_bookmark_seconds: float = 30.0
-
-
-MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one report, one job's history and an embedded Redis may hold. Every bound refuses loudly (a notice in
-    the job's events, a failed job, an error to the writer), never by dropping data silently."""
-
-    # One report: a source's whole JSON document, SET again on every change and read whole by the ingest. Ours
-    # grow by 0.53 KiB per round (server) and 0.63 KiB (client) (measured on a 25-round job), so 1 MiB holds over
-    # 1,500 rounds. A larger one is never read into memory: it is set aside (the source's last stored report
-    # stands) with a notice in the job's events.
-    report_max_bytes: int = 1 * MiB
-    # One job's stored history: the bytes of its events' patches. A job stores about 0.65 KiB per source and round
-    # (measured: 1.9 KiB per round for a server and 2 clients), so 64 MiB holds 30,000 rounds of such a job and
-    # 8,000 of a 10-client one. A job past it (a site rewriting megabytes every few seconds: 300 reports of 1 MB
-    # made 159 MB of store) fails FINISHED_WITH_ERROR naming the bound: its further report changes are refused,
-    # and a run going on without a history would be one whose losses nobody can see.
-    job_history_max_bytes: int = 64 * MiB
-    # One report an agent relays for a client (and the control plane accepts from it): above report_max_bytes, so
-    # a report a little over the bound still reaches the control plane, which sets it aside with a notice the
-    # user sees; below the gRPC message bound (16 MiB). An agent does not read a larger one (it logs it).
-    relayed_report_max_bytes: int = 4 * MiB
-    # The embedded Redis (the control plane's and each agent's): `maxmemory`, with `noeviction`, so a report that
-    # does not fit is refused to its writer (which fails, saying so) instead of another run's report vanishing.
-    # It holds one report per running FL process (and per ended one until its key expires): hundreds at the bound.
-    redis_max_memory_bytes: int = 512 * MiB
-    # The largest value one Redis command may carry (`proto-max-bulk-len`, at least 1 MiB): a single SET cannot
-    # jump over `maxmemory` by hundreds of MiB. Above report_max_bytes, so a report somewhat over the bound is
-    # still stored and set aside with a notice rather than refused to its writer.
-    redis_max_value_bytes: int = 16 * MiB
+    # TLS certificates, keys and CAs, and the auth file, are looked at this often (their inode, size and mtime):
+    # a renewed file is used without a restart (SIGHUP reloads at once).
+    file_reload_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -257,6 +230,10 @@ class AgentSettings:
     max_clients: int = 0
     # Its FL clients connect to FL servers directly (`--fl-direct`), not over the session (AgentService.Tunnel).
     fl_direct: bool = False
+    # Its policy (`--allow-project`, `--allow-model`, told in its hello): empty = every project / built-in models.
+    policy: SitePolicy = field(default_factory=SitePolicy)
+    # `--audit-log`: one JSON line per launch, stop and data check; None = DATA_ROOT/.florist-agent/audit.jsonl.
+    audit_log: Path | None = None
 
     @property
     def tls(self) -> bool:
@@ -277,6 +254,9 @@ class AgentSettings:
         launcher_pool: bool,
         max_clients: int = 0,
         fl_direct: bool = False,
+        allow_projects: Sequence[str] = (),
+        allow_models: Sequence[str] = (),
+        audit_log: Path | None = None,
     ) -> AgentSettings:
         """AgentSettings from the agent's flags and its token; raise ValueError with a message for the user when
         they do not fit together."""
@@ -305,6 +285,11 @@ class AgentSettings:
             raise ValueError(f"--data-root {data_root} is not a directory")
         if max_clients < 0:
             raise ValueError(f"--max-clients must be 0 (no limit) or more, not {max_clients}")
+        for project in allow_projects:
+            if problem := project_name_problem(project):
+                raise ValueError(f"--allow-project {project!r}: {problem}")
+        if any(not model.strip() for model in allow_models):
+            raise ValueError("--allow-model needs a model's catalog name")
         return cls(
             control_plane=control_plane,
             name=name,
@@ -317,4 +302,6 @@ class AgentSettings:
             launcher_pool=launcher_pool,
             max_clients=max_clients,
             fl_direct=fl_direct,
+            policy=SitePolicy(tuple(dict.fromkeys(allow_projects)), tuple(dict.fromkeys(allow_models))),
+            audit_log=audit_log,
         )

@@ -15,16 +15,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.audit import AuditInterceptor
-from florist_grpc.api.auth import AuthInterceptor, load_auth_file
+from florist_grpc.api.auth import AuthInterceptor
 from florist_grpc.api.callers import Callers
 from florist_grpc.api.catalog_service import CatalogServicer
-from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
+from florist_grpc.api.grpc_server import add_port, build_server
 from florist_grpc.api.health_watch import HealthWatch
 from florist_grpc.api.http_server import DashboardServer
 from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
+from florist_grpc.api.reloads import PlaneFiles
 from florist_grpc.api.services import Servicers
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
@@ -95,6 +96,7 @@ class ControlPlane:
         self._health = HealthWatch(FLORIST_SERVICES, self.metrics, settings.timeouts.health_check_seconds)
         self._pool: LauncherPool | None = None
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
+        self._files: PlaneFiles | None = None  # its certificate and auth file, reloaded when they change
 
     async def start(self) -> None:
         """Start serving. A start that fails stops whatever it had started, in reverse order (server, metrics
@@ -113,20 +115,22 @@ class ControlPlane:
         started.callback(lock.release)  # last: once the store and Redis are closed, another serve may take it
         # Interceptor order, outermost first: metrics counts and times every call (denied ones too); audit logs
         # each mutating call with its outcome (denials too); auth runs last, right before the servicer.
-        with step(f"reading --auth-file {settings.auth_file}"):
-            tokens = load_auth_file(settings.auth_file) if settings.auth_file is not None else None
+        with step(f"reading --auth-file {settings.auth_file} and the TLS files"):
+            self._files = files = PlaneFiles(settings)
+        tokens = files.tokens
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
             MetricsInterceptor(self.metrics),
             AuditInterceptor(tokens),
         ]
-        if tokens is not None:
+        if tokens.tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
         server = build_server(interceptors)
         # Ports first: one in use fails the start before the store, Redis or the launcher pool are touched.
         with step(f"--port {settings.port}"):
             if problem := listen_problem(settings.host, settings.port):
                 raise OSError(problem)  # said before gRPC tries, which would also log its own lines about it
-            self.port = add_port(server, f"{settings.host}:{settings.port}", server_credentials(settings))
+            credentials = files.certificate.credentials() if files.certificate is not None else None
+            self.port = add_port(server, f"{settings.host}:{settings.port}", credentials)
         started.push_async_callback(self._release_port, server)
         if settings.metrics_port:
             with step(f"--metrics-port {settings.metrics_port}"):
@@ -214,6 +218,7 @@ class ControlPlane:
         dispatcher = QueueDispatcher(admission, trainer.start_queued, trainer.end_queued)
         store.on_change(dispatcher.on_change)
         agents.on_connect.append(lambda name: dispatcher.wake())
+        files.on_tokens_changed.append(dispatcher.wake)  # a site whose token left may no longer run a queued job
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
         watch_hub = WatchHub(asyncio.get_running_loop())
@@ -240,6 +245,8 @@ class ControlPlane:
             log.info("re-attached %d IN_PROGRESS job(s)", recovered)
         dispatcher.start()  # the queue is in the store: what waited before a restart starts as it fits
         started.push_async_callback(dispatcher.stop)
+        files.start()
+        started.push_async_callback(files.stop)
         with step("starting the gRPC server"):
             await server.start()
         self._server = server
@@ -254,6 +261,11 @@ class ControlPlane:
             store.ping()
 
         await self._health.start(store_ok, self.redis_url)
+
+    def reload(self) -> None:
+        """Read the TLS files and the auth file again now (SIGHUP), whether or not they look changed."""
+        if self._files is not None:
+            self._files.reload()
 
     @property
     def launcher_pool(self) -> LauncherPool | None:

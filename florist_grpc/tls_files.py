@@ -1,12 +1,17 @@
 """The certificate and key files the TLS flags name (`serve --tls-cert/--tls-key/--tls-client-ca`, `agent
 --tls-ca/--tls-cert/--tls-key`), the rules between those flags, and why a server could not use its files: said at
-start-up, in the flags' own names, rather than left to gRPC."""
+start-up, in the flags' own names, rather than left to gRPC; and the files as read again when they are renewed
+(`read_tls`: checked together before they replace the ones in use)."""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 
 @dataclass(frozen=True)
@@ -55,3 +60,44 @@ def agent_tls_problem(ca: Path | None, cert: Path | None, key: Path | None) -> s
     if cert and not ca:
         return "--tls-cert needs --tls-ca"
     return None
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """The bytes of a certificate chain and its key (None for a party without one) and of a CA's certificates
+    (None without), as read and checked together: what a renewed set of files must be before it is used."""
+
+    cert_chain: bytes | None
+    key: bytes | None
+    ca: bytes | None
+
+
+def read_tls(cert: Path | None, key: Path | None, ca: Path | None) -> TlsMaterial:
+    """Read and check PEM files: a certificate chain whose first certificate is the key's, and CA certificates.
+    Raises ValueError naming the file and what is wrong with it (a renewal caught half written, a key that is not
+    the certificate's), or OSError when one cannot be read."""
+    cert_bytes = cert.read_bytes() if cert is not None else None
+    key_bytes = key.read_bytes() if key is not None else None
+    ca_bytes = ca.read_bytes() if ca is not None else None
+    if cert_bytes is not None and key_bytes is not None:
+        try:
+            leaf = x509.load_pem_x509_certificates(cert_bytes)[0]
+        except ValueError as exc:
+            raise ValueError(f"{cert}: not a certificate in PEM ({exc})") from None
+        try:
+            private = serialization.load_pem_private_key(key_bytes, password=None)
+        except (ValueError, TypeError) as exc:  # TypeError: an encrypted key
+            raise ValueError(f"{key}: not an unencrypted private key in PEM ({exc})") from None
+        if _public(leaf.public_key()) != _public(private.public_key()):
+            raise ValueError(f"{key} is not the key of the certificate in {cert}")
+    if ca_bytes is not None:
+        try:
+            x509.load_pem_x509_certificates(ca_bytes)
+        except ValueError as exc:
+            raise ValueError(f"{ca}: not a CA certificate in PEM ({exc})") from None
+    return TlsMaterial(cert_bytes, key_bytes, ca_bytes)
+
+
+def _public(key: Any) -> bytes:
+    encoded: bytes = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return encoded

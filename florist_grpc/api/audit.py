@@ -12,8 +12,9 @@ from typing import Any
 
 import grpc
 
-from florist_grpc.api.auth import Principal, identify
+from florist_grpc.api.auth import identify
 from florist_grpc.api.call_observer import CallEnd, CallHooks, Handler, observe
+from florist_grpc.api.token_table import TokenTable
 
 log = logging.getLogger("florist_grpc.audit")
 
@@ -44,8 +45,8 @@ def record(principal: Principal | None, method: str, job_id: str, code: str, pee
 
 
 class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, tokens: dict[str, Principal] | None) -> None:
-        self._tokens = tokens  # None: the server runs without authentication; everyone is `anonymous`
+    def __init__(self, table: TokenTable) -> None:
+        self._table = table  # its tokens None: the server runs without authentication; everyone is `anonymous`
 
     async def intercept_service(
         self,
@@ -57,7 +58,8 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if method not in MUTATING:
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
-        principal = identify(self._tokens, metadata) if self._tokens is not None else None
+        tokens = self._table.tokens
+        principal = identify(tokens, metadata) if tokens is not None else None
 
         def ended(call: CallEnd) -> None:
             peer = call.context.peer() if call.context is not None else ""

@@ -16,7 +16,6 @@ from connectrpc.interceptor import Interceptor
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from florist_grpc.api.auth import Principal
 from florist_grpc.api.connect_auth import AuditTrail, CallerCheck
 from florist_grpc.api.connect_calls import OpenStreams
 from florist_grpc.api.connect_services import (
@@ -26,6 +25,7 @@ from florist_grpc.api.connect_services import (
     TrainingServiceAdapter,
 )
 from florist_grpc.api.services import Servicers
+from florist_grpc.api.token_table import TokenTable
 from florist_grpc.net import is_loopback
 from florist_grpc.proto.florist.v1.agent_service_connect import AgentServiceASGIApplication
 from florist_grpc.proto.florist.v1.catalog_service_connect import CatalogServiceASGIApplication
@@ -99,9 +99,10 @@ async def _respond(send: Send, status: int, body: bytes) -> None:
 
 
 def dashboard_app(
-    servicers: Servicers, tokens: dict[str, Principal] | None, web_dir: Path = WEB_DIR, loopback_only: bool = False
+    servicers: Servicers, tokens: TokenTable, web_dir: Path = WEB_DIR, loopback_only: bool = False
 ) -> Dashboard:
-    """The dashboard's ASGI application over the gRPC servicers, with their auth (`tokens`; None = none)."""
+    """The dashboard's ASGI application over the gRPC servicers, with their auth (`tokens` as the auth file says
+    now, reloaded with it; its tokens None = no auth file)."""
     # Outermost first: the token is checked before the request body is read, then mutating calls are audited.
     interceptors: list[Interceptor] = [CallerCheck(tokens), AuditTrail(tokens)]
     streams = OpenStreams()

@@ -20,7 +20,8 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 from florist_grpc.api.audit import MUTATING, acted_on, record
-from florist_grpc.api.auth import Principal, authorize, identify
+from florist_grpc.api.auth import authorize, identify
+from florist_grpc.api.token_table import TokenTable
 from florist_grpc.api.connect_calls import BrowserContext, connect_error
 from florist_grpc.domain.errors import PermissionDenied, Unauthenticated
 from florist_grpc.rpc_errors import to_status
@@ -46,14 +47,14 @@ class CallerCheck:
     """Refuse a call whose token may not call its method (UNAUTHENTICATED / PERMISSION_DENIED, with the details
     rpc_errors gives them); name the caller's role in the response."""
 
-    def __init__(self, tokens: dict[str, Principal] | None) -> None:
-        self._tokens = tokens  # None: no auth file, every call is allowed
+    def __init__(self, table: TokenTable) -> None:
+        self._table = table  # the tokens in force now (reloaded with the auth file); None: every call is allowed
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
         role = UNAUTHENTICATED_ROLE
-        if self._tokens is not None:
+        if (tokens := self._table.tokens) is not None:
             try:
-                principal = authorize(self._tokens, method_path(ctx), _metadata(ctx))
+                principal = authorize(tokens, method_path(ctx), _metadata(ctx))
             except (Unauthenticated, PermissionDenied) as exc:
                 raise connect_error(to_status(exc)) from None
             role = principal.role if principal is not None else role
@@ -76,8 +77,8 @@ def _code_name(error: BaseException | None) -> str:
 class AuditTrail:
     """One audit line per mutating call (every mutating RPC is unary)."""
 
-    def __init__(self, tokens: dict[str, Principal] | None) -> None:
-        self._tokens = tokens
+    def __init__(self, table: TokenTable) -> None:
+        self._table = table
 
     async def intercept_unary(
         self,
@@ -88,7 +89,8 @@ class AuditTrail:
         method = method_path(ctx)
         if method not in MUTATING:
             return await call_next(request, ctx)
-        principal = identify(self._tokens, _metadata(ctx)) if self._tokens is not None else None
+        tokens = self._table.tokens
+        principal = identify(tokens, _metadata(ctx)) if tokens is not None else None
         response: Resp | None = None
         error: BaseException | None = None
         try:

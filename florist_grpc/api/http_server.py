@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from florist_grpc.api.auth import Principal
+from florist_grpc.api.token_table import TokenTable
 from florist_grpc.api.connect_app import dashboard_app
 from florist_grpc.api.connect_calls import OpenStreams
 from florist_grpc.api.services import Servicers
@@ -36,7 +36,7 @@ class _Server(uvicorn.Server):
 
 
 class DashboardServer:
-    def __init__(self, settings: Settings, tokens: dict[str, Principal] | None) -> None:
+    def __init__(self, settings: Settings, tokens: TokenTable) -> None:
         self._settings, self._tokens = settings, tokens  # tokens: the auth file's; None without one
         self._host, self._tls = settings.host, settings.tls
         self._socket: socket.socket | None = None
@@ -45,7 +45,7 @@ class DashboardServer:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def bind(cls, settings: Settings, tokens: dict[str, Principal] | None) -> DashboardServer:
+    def bind(cls, settings: Settings, tokens: TokenTable) -> DashboardServer:
         """Listen on --host:--http-port now (OSError naming the problem when it cannot); requests wait for
         `start`."""
         dashboard = cls(settings, tokens)
@@ -70,7 +70,7 @@ class DashboardServer:
         port's tokens. Without an auth file only loopback may use it (unless --insecure-no-auth), as for gRPC."""
         assert self._socket is not None, "bind() first"
         settings, tls = self._settings, self._tls
-        loopback_only = self._tokens is None and not settings.insecure_no_auth
+        loopback_only = self._tokens.tokens is None and not settings.insecure_no_auth
         app = dashboard_app(servicers, self._tokens, loopback_only=loopback_only)
         self._streams = app.streams
         config = uvicorn.Config(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from florist_grpc.config import Timeouts
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
-from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, job_not_found, quote
+from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FieldViolation, job_not_found, quote
 from florist_grpc.domain.model import Job, JobState, MetricsEvent
 from florist_grpc.jobs.admission import Hold, Limits, Refuse
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
@@ -97,8 +97,13 @@ class Trainer:
         """Everything a start checks before the job moves, again when it leaves the queue: its sites may run this
         project's jobs, their agents are connected and can read their data, the model, the data itself."""
         check_site_projects(self._site_projects, job)
-        if (reason := self._admission.never_fits(job)) is not None:
-            raise FailedPrecondition(f"job {quote(job.id)} can never start: {reason}", reason="JOB_NEVER_FITS")
+        if (misfit := self._admission.never_fits(job)) is not None:
+            on_site = [i for i, c in enumerate(job.clients) if c.agent == misfit.agent]
+            raise FailedPrecondition(
+                f"job {quote(job.id)} can never start: {misfit.message}",
+                [FieldViolation(f"job.clients[{i}].agent", misfit.message) for i in on_site],
+                reason=misfit.reason,
+            )
         await check_site_clients(self._agents, job)
         spec = self._catalog.models.get(job.model)
         if spec is None:  # a plugin's model, and the plugin is no longer installed
@@ -157,7 +162,8 @@ class Trainer:
             shape = await self._checks(job)
         except FailedPrecondition as exc:
             # The job's error says all of it: the violations are not in the message (a caller gets them as details).
-            why = "; ".join([str(exc), *(f"{v.field}: {v.description}" for v in exc.violations)])
+            told = [f"{v.field}: {v.description}" for v in exc.violations if v.description not in str(exc)]
+            why = "; ".join([str(exc), *told])
             await self.end_queued(job_id, f"could not start from the queue: {why}")
             return True
         if turn is not None:

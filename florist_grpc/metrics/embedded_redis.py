@@ -34,7 +34,8 @@ from pathlib import Path
 import psutil
 import redis
 
-from florist_grpc.config import Limits, Timeouts
+from florist_grpc.config import Timeouts
+from florist_grpc.limits import Limits
 from florist_grpc.metrics.redis_users import ADMIN_RULES, ADMIN_USER, CONTROL_RULES, CONTROL_USER, RUN_USER_PREFIX
 from florist_grpc.net import LOOPBACK, free_service_port
 

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 
 import redis
 
-from florist_grpc.config import Limits
 from florist_grpc.domain import portable_json
 from florist_grpc.domain.model import JOB_SOURCE, JsonObject, MetricsEvent, Source
+from florist_grpc.limits import Limits
 from florist_grpc.metrics.report_bounds import HistoryFull, JobHistory, oversized, set_aside_notice
 from florist_grpc.store.base import JobStore, ReportChange, SetAside
 

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from florist_grpc.cli import app
 from florist_grpc.config import AgentSettings, Settings
+from florist_grpc.domain.site_policy import SitePolicy
+from florist_grpc.tls_files import TLSConfig
 from florist_grpc.testing.certificates import Pki
 from florist_grpc.tls_files import TLSConfig
 from tests.api.test_tls import pki  # noqa: F401 - the throwaway CA fixture
@@ -54,6 +56,7 @@ def capture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
     monkeypatch.setattr("florist_grpc.agent.Agent", stand_in)
     # Logging is the test run's own: the commands would replace the root logger's handlers.
     monkeypatch.setattr("florist_grpc.cli.service.configure", lambda *_: None)
+    monkeypatch.setattr("florist_grpc.cli.agent_command.configure", lambda *_: None)
     yield Capture()
 
 
@@ -151,6 +154,9 @@ def test_every_agent_flag_and_its_variable_reach_the_settings(
         "--insecure": None,
         "--no-launcher-pool": None,
         "--max-clients": "3",
+        "--allow-project": "vision,speech",  # a variable takes several as one value: so may a flag
+        "--allow-model": "MyNet",
+        "--audit-log": str(tmp_path / "audit.jsonl"),
     }
     args = [part for flag, value in flags.items() for part in ([flag] if value is None else [flag, value])]
     from_flags = capture.settings("agent", *args, env={"FLORIST_AGENT_TOKEN": "t"})
@@ -167,7 +173,11 @@ def test_every_agent_flag_and_its_variable_reach_the_settings(
         insecure=True,
         launcher_pool=False,
         max_clients=3,
+        policy=SitePolicy(("vision", "speech"), ("MyNet",)),
+        audit_log=tmp_path / "audit.jsonl",
     )
+    repeated = ["--allow-project", "vision", "--allow-project", "speech", "--allow-model", "MyNet"]
+    assert agent(capture, tmp_path, "--control-plane", "127.0.0.1:1", *repeated).policy == from_flags.policy
 
 
 def test_plaintext_to_a_non_loopback_control_plane_needs_insecure(capture: Capture, tmp_path: Path) -> None:
@@ -206,6 +216,7 @@ def test_a_missing_token_is_refused_at_start_unless_the_control_plane_may_run_wi
         (["--control-plane", "127.0.0.1:1", "--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-cert needs --tls-ca"),
         (["--control-plane", "127.0.0.1:1", "--data-root", "/nonexistent/dir"], "--data-root /nonexistent/dir is not"),
         (["--control-plane", "127.0.0.1:1", "--max-clients", "-1"], "--max-clients must be 0 (no limit) or more"),
+        (["--control-plane", "127.0.0.1:1", "--allow-project", "Vision"], "--allow-project 'Vision': a project name"),
     ],
 )
 def test_agent_flags_that_do_not_fit_are_refused(capture: Capture, tmp_path: Path, flags: list[str], says: str) -> None:
