@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from florist_grpc.api.auth import identify
+from florist_grpc.api.auth import Principal, identify
 from florist_grpc.api.call_observer import CallEnd, CallHooks, Handler, observe
 from florist_grpc.api.token_table import TokenTable
 

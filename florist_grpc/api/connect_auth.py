@@ -21,8 +21,8 @@ from connectrpc.request import RequestContext
 
 from florist_grpc.api.audit import MUTATING, acted_on, record
 from florist_grpc.api.auth import authorize, identify
-from florist_grpc.api.token_table import TokenTable
 from florist_grpc.api.connect_calls import BrowserContext, connect_error
+from florist_grpc.api.token_table import TokenTable
 from florist_grpc.domain.errors import PermissionDenied, Unauthenticated
 from florist_grpc.rpc_errors import to_status
 

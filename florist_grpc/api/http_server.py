@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from florist_grpc.api.token_table import TokenTable
 from florist_grpc.api.connect_app import dashboard_app
 from florist_grpc.api.connect_calls import OpenStreams
 from florist_grpc.api.services import Servicers
+from florist_grpc.api.token_table import TokenTable
 from florist_grpc.config import Settings
 from florist_grpc.net import join_host_port
 

@@ -75,7 +75,8 @@ def agent(
     """Run an agent on a data-holding machine: it dials out to the control plane and runs its jobs' FL clients.
 
     It opens no port, and its FL clients' traffic rides its one connection (unless --fl-direct). Its token is
-    FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of the control plane's auth file). Its TLS files are read again when they change, or at once on SIGHUP, without dropping its session.
+    FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of the control plane's auth file). Its TLS files are
+    read again when they change, or at once on SIGHUP, without dropping its session.
 
     Examples:
       florist-grpc agent --control-plane cp.example.org:50051 --name site-a --data-root /data --tls-ca ca.pem

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from florist_grpc.cli.log_setup import announce, configure
-from florist_grpc.cli.output import describe_rpc_error, fail, guarded
-from florist_grpc.config import AgentSettings, Settings, agent_token
+from florist_grpc.cli.output import fail, guarded
+from florist_grpc.config import Settings
 from florist_grpc.launcher_config import LauncherSettings
 
 log = logging.getLogger("florist_grpc")

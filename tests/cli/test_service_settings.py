@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from florist_grpc.cli import app
 from florist_grpc.config import AgentSettings, Settings
 from florist_grpc.domain.site_policy import SitePolicy
-from florist_grpc.tls_files import TLSConfig
 from florist_grpc.testing.certificates import Pki
 from florist_grpc.tls_files import TLSConfig
 from tests.api.test_tls import pki  # noqa: F401 - the throwaway CA fixture
