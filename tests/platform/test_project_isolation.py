@@ -142,6 +142,7 @@ NO_JOB = {
     "/florist.v1.CatalogService/GetCatalog": "the catalog is the same for everyone",
     "/florist.v1.AgentService/ListAgents": "agents, not jobs (filtered by project: test_list_agents_shows_own_sites)",
     "/florist.v1.AgentService/Connect": "agent tokens only: an operator is PERMISSION_DENIED",
+    "/florist.v1.AgentService/Tunnel": "agent tokens only: an operator is PERMISSION_DENIED",
 }
 TABLE: dict[str, Call] = {
     "/florist.v1.JobService/CreateJob": create,
@@ -168,6 +169,7 @@ TABLE: dict[str, Call] = {
     "/florist.v1.CatalogService/GetCatalog": lambda t, md: None,
     "/florist.v1.AgentService/ListAgents": lambda t, md: None,
     "/florist.v1.AgentService/Connect": lambda t, md: None,
+    "/florist.v1.AgentService/Tunnel": lambda t, md: None,
     # Last: it deletes the job when allowed.
     "/florist.v1.JobService/DeleteJob": lambda t, md: saw(
         t, lambda: t.plane.jobs.DeleteJob(job_pb.DeleteJobRequest(job_id=t.job_id), timeout=10, metadata=md)
@@ -209,6 +211,9 @@ def test_methods_without_a_job_answer_both_alike(plane: ControlPlaneThread) -> N
         agents.ListAgents(agent_pb.ListAgentsRequest(), timeout=10, metadata=metadata)
         with pytest.raises(grpc.RpcError) as raised:
             list(agents.Connect(iter([agent_pb.ConnectRequest()]), timeout=10, metadata=metadata))
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as raised:
+            list(agents.Tunnel(iter([agent_pb.TunnelRequest()]), timeout=10, metadata=metadata))
         assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
