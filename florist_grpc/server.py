@@ -26,7 +26,7 @@ from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
 from florist_grpc.api.reloads import PlaneFiles
-from florist_grpc.api.services import Servicers
+from florist_grpc.api.services import FLORIST_SERVICES, Servicers
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.config import Settings
 from florist_grpc.export import Exports
@@ -54,20 +54,12 @@ from florist_grpc.metrics.stream import MetricsFeed
 from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import listen_problem, redis_address_of
-from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
 from florist_grpc.startup import step
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
 from florist_grpc.store.factory import open_store
 
 log = logging.getLogger(__name__)
-
-FLORIST_SERVICES = (
-    job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
-    training_service_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
-    catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
-    agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
-)
 
 
 @dataclass

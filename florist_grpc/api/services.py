@@ -13,8 +13,17 @@ from florist_grpc.api.job_service import JobServicer
 from florist_grpc.api.job_service import add_to_server as add_job_service
 from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.api.training_service import add_to_server as add_training_service
+from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
+
+# Their full names: health answers for each, and reflection lists them.
+FLORIST_SERVICES = (
+    job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    training_service_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
+    catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+)
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,7 @@ TUNNEL_BREAK_SECONDS = 2.0
 class Agents:
     def __init__(self, redis_url: str, timeouts: Timeouts, fl_servers_here: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
-        # FL servers run on this machine (the local launcher): a tunnel joins one on loopback. Placed by a
-        # scheduler, one is joined at the address its site's clients were given.
-        self._fl_servers_here = fl_servers_here
+        self._fl_servers_here = fl_servers_here  # else a scheduler placed them: tunnels join them where they run
         self._reports = ReportRelay(redis_url)
         self._timeouts = timeouts
         self._sessions: dict[str, AgentSession] = {}  # open sessions; event loop only

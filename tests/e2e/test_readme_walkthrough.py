@@ -34,13 +34,13 @@ def cookbook() -> str:
 
 
 def test_the_cookbook_covers_every_rpc() -> None:
+    from florist_grpc.api.services import FLORIST_SERVICES
     from florist_grpc.proto.florist.v1 import (
         agent_service_pb2,
         catalog_service_pb2,
         job_service_pb2,
         training_service_pb2,
     )
-    from florist_grpc.server import FLORIST_SERVICES
 
     text = cookbook()
     for module in (job_service_pb2, training_service_pb2, catalog_service_pb2, agent_service_pb2):
