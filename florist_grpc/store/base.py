@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from florist_grpc.domain import merge_patch
 from florist_grpc.domain.model import (
     JOB_SOURCE,
     ClientState,
@@ -26,13 +27,19 @@ from florist_grpc.domain.model import (
 
 @dataclass(frozen=True)
 class ReportChange:
-    """A source's report moving from `previous` (what was last persisted) to `report`."""
+    """A source's report moving from `previous` (what was last persisted) to `report`. `patch` is the merge patch
+    between them when the caller has it already (the ingest finds it from what changed in the report's text);
+    `merge_patch()` is that patch, or the diff of the two reports."""
 
     job_id: str
     source: Source
     previous: JsonObject
     report: JsonObject
     time: datetime
+    patch: JsonObject | None = field(default=None, compare=False, repr=False)
+
+    def merge_patch(self) -> JsonObject:
+        return merge_patch.diff(self.previous, self.report) if self.patch is None else self.patch
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from florist_grpc.domain import merge_patch
 from florist_grpc.domain.model import (
     JOB_SOURCE,
     ClientState,
@@ -183,7 +182,7 @@ class SqliteStore(JobStore):
         return self._guard(run)
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
-        patches = [merge_patch.diff(c.previous, c.report) for c in changes]
+        patches = [c.merge_patch() for c in changes]
 
         def run() -> list[MetricsEvent | SetAside | None]:
             events: list[MetricsEvent | SetAside | None] = []
