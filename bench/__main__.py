@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import change_cost, fanout, hub_fanout, ingest, overhead, streams, warm
+from bench import change_cost, fanout, hub_fanout, ingest, overhead, platform_scale, streams, warm
 from bench.stats import dump, record
 
 BENCHMARKS = {
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "mongo_batch": ingest.mongo_batch,
     "overhead": overhead.run,
     "warm": warm.run,
+    "platform": platform_scale.run,
 }
 
 

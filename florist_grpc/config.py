@@ -1,6 +1,5 @@
-"""The frozen settings of `serve` and `agent`, built from the typed values of their flags (cli/service.py
-defines the flags and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold
-the rules between flags."""
+"""The frozen settings of `serve` and `agent`, built from their flags' typed values (cli/service.py defines the flags
+and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`, which hold the rules between flags."""
 
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
 
@@ -44,7 +44,7 @@ class Timeouts:
 
     # StartTraining: longest wait for the FL server to accept connections (DEADLINE_EXCEEDED past it).
     server_ready_seconds: float = 30.0
-    # StopTraining / failure cleanup: SIGTERM, then SIGKILL after this.
+    # A job's end: SIGTERM, then SIGKILL after this; a site's unconfirmed stop no longer holds it, and is re-sent.
     process_stop_grace_seconds: float = 5.0
     # After the FL server exits cleanly, how long clients get to exit on their own before being stopped.
     client_exit_grace_seconds: float = 15.0
@@ -54,8 +54,12 @@ class Timeouts:
     agent_call_seconds: float = 10.0
     # A job whose agent stays disconnected longer than this ends FINISHED_WITH_ERROR naming the agent.
     agent_away_grace_seconds: float = 60.0
-    # A start that failed stops what it launched: SIGTERM, the stop grace, SIGKILL, and the exits being seen.
-    start_cleanup_seconds: float = 15.0
+    # An agent's session must open with hello within this; a stream that says nothing ends DEADLINE_EXCEEDED.
+    agent_hello_seconds: float = 10.0
+    # 3 of an agent's heartbeats (AgentSettings.heartbeat_seconds): silent longer, its session is closed (away).
+    agent_silence_seconds: float = 30.0
+    # Stopping a job (StopTraining, a failed start): SIGTERM, the stop grace, SIGKILL and the exits seen, in this.
+    stop_seconds: float = 15.0
     # The embedded Redis must answer within this after it is launched.
     redis_start_seconds: float = 15.0
     # The embedded Redis gets this long to flush its append-only file and exit.
@@ -78,6 +82,9 @@ class Timeouts:
     pool_call_seconds: float = 10.0
     # Launcher pool: at shutdown, how long it gets to exit when it has no FL process left to reap.
     pool_stop_seconds: float = 5.0
+    # WatchJobs: a watch that has sent nothing for this long gets a BOOKMARK with the latest revision it covers
+    # (proxies and load balancers drop streams that stay silent; a client learns where to resume).
+    watch_bookmark_seconds: float = 30.0
 
 
 MiB = 1024 * 1024
@@ -136,6 +143,15 @@ class Settings:
     # `--data-root`: local clients' data files must lie under one of these (resolved) directories, symlinks
     # resolved; none = any absolute regular file.
     data_roots: tuple[Path, ...] = ()
+    # The queue: at most this many jobs run at once, in all and per project (0 = no limit); the rest wait.
+    max_running_jobs: int = 0
+    max_running_jobs_per_project: int = 0
+    # `--mlflow-tracking-uri`: every job becomes a run of this MLflow tracking server; empty = none.
+    mlflow_tracking_uri: str = ""
+    # `--mlflow-experiment`: the experiment of jobs that name none (Job.tracking.experiment).
+    mlflow_experiment: str = "florist-grpc"
+    # `--tensorboard-dir`: every job's metrics as TensorBoard event files under DIR/<job id>/; None = none.
+    tensorboard_dir: Path | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -167,6 +183,11 @@ class Settings:
         metrics_port: int,
         launcher_pool: bool,
         data_roots: Sequence[Path],
+        max_running_jobs: int = 0,
+        max_running_jobs_per_project: int = 0,
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "florist-grpc",
+        tensorboard_dir: Path | None = None,
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
@@ -189,6 +210,16 @@ class Settings:
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
+        for flag, limit in (
+            ("--max-running-jobs", max_running_jobs),
+            ("--max-running-jobs-per-project", max_running_jobs_per_project),
+        ):
+            if limit < 0:
+                raise ValueError(f"{flag} must be 0 (no limit) or more, not {limit}")
+        if problem := trackers_problem(mlflow_tracking_uri, mlflow_experiment):
+            raise ValueError(problem)
+        if tensorboard_dir is not None and tensorboard_dir.exists() and not tensorboard_dir.is_dir():
+            raise ValueError(f"--tensorboard-dir {tensorboard_dir} is not a directory")
         if auth_file is None and not is_loopback(host) and not insecure_no_auth:
             raise ValueError(
                 f"refusing to serve without authentication on {host}: give --auth-file, "
@@ -207,6 +238,11 @@ class Settings:
             metrics_port=metrics_port,
             launcher_pool=launcher_pool,
             data_roots=tuple(root.resolve() for root in data_roots),
+            max_running_jobs=max_running_jobs,
+            max_running_jobs_per_project=max_running_jobs_per_project,
+            mlflow_tracking_uri=mlflow_tracking_uri.strip(),
+            mlflow_experiment=mlflow_experiment,
+            tensorboard_dir=tensorboard_dir,
         )
 
 
@@ -241,6 +277,8 @@ class AgentSettings:
     limits: Limits = field(default_factory=Limits)
     # Fork FL clients (and data probes) from a preloaded launcher pool, as the control plane does.
     launcher_pool: bool = True
+    # The most FL clients it runs at once (`--max-clients`, told in its hello); 0 = no limit.
+    max_clients: int = 0
 
     @property
     def tls(self) -> bool:
@@ -259,6 +297,7 @@ class AgentSettings:
         tls_key: Path | None,
         insecure: bool,
         launcher_pool: bool,
+        max_clients: int = 0,
     ) -> AgentSettings:
         """AgentSettings from the agent's flags and its token; raise ValueError with a message for the user when
         they do not fit together."""
@@ -287,6 +326,8 @@ class AgentSettings:
             )
         if not data_root.is_dir():
             raise ValueError(f"--data-root {data_root} is not a directory")
+        if max_clients < 0:
+            raise ValueError(f"--max-clients must be 0 (no limit) or more, not {max_clients}")
         return cls(
             control_plane=control_plane,
             name=name,
@@ -297,4 +338,5 @@ class AgentSettings:
             tls_key=tls_key,
             insecure=insecure,
             launcher_pool=launcher_pool,
+            max_clients=max_clients,
         )

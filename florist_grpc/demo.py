@@ -54,7 +54,10 @@ async def run_demo(data_dir: Path, rounds: int = 3, n_clients: int = 2) -> int:
             what = f"FEDAVG, MLP sized by the data, {rounds} rounds"
             say(f"created job {created.id} ({what}, FL server on {created.server_address})")
             started = await training.StartTraining(training_pb.StartTrainingRequest(job_id=created.id), timeout=60)
-            say(f"started: server {started.server_uuid[:8]}, clients {[u[:8] for u in started.client_uuids]}")
+            if started.queued:
+                say("queued: it starts as soon as it fits")
+            else:
+                say(f"started: server {started.server_uuid[:8]}, clients {[u[:8] for u in started.client_uuids]}")
             progress = JobProgress.for_job(created)
             stream = training.StreamMetrics(training_pb.StreamMetricsRequest(job_id=created.id), timeout=600)
             async for response in stream:

@@ -220,6 +220,8 @@ class JobProgress:
             return ""  # UNSPECIFIED: the replay of its events has not reached its start yet
         if self.state == job_pb2.JOB_STATE_NOT_STARTED:
             return "the job has not been started (florist-grpc train start ID)"
+        if self.state == job_pb2.JOB_STATE_QUEUED:
+            return "its turn in the queue (the control plane's limits are reached)"
         if "server" not in self.reports:
             return "the FL server to report"
         return f"{self.n_clients} FL client(s) to connect" if self.n_clients else "FL clients to connect"

@@ -39,6 +39,7 @@ CODES: dict[type[errors.FloristError], int] = {
     errors.DataLoss: code_pb2.DATA_LOSS,
     errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
     errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,
     errors.Aborted: code_pb2.ABORTED,
     errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
@@ -128,7 +129,8 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.UNKNOWN, str(exc)
 
 
-def _details(exc: object) -> list[any_pb2.Any]:
+def status_details(exc: object) -> list[any_pb2.Any]:
+    """The google.rpc.Status details an RPC error carries (BadRequest, ErrorInfo, ...); none for anything else."""
     if not isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
         return []
     try:
@@ -142,7 +144,7 @@ def _details(exc: object) -> list[any_pb2.Any]:
 def field_violations(call: grpc.Call) -> list[errors.FieldViolation]:
     """The BadRequest field violations a failed call carries (none if it carries no such detail)."""
     out: list[errors.FieldViolation] = []
-    for detail in _details(call):
+    for detail in status_details(call):
         bad = error_details_pb2.BadRequest()
         if detail.Unpack(bad):
             out += [errors.FieldViolation(v.field, v.description) for v in bad.field_violations]
@@ -151,7 +153,7 @@ def field_violations(call: grpc.Call) -> list[errors.FieldViolation]:
 
 def reason_of(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """The ErrorInfo a failed call carries, if any."""
-    for detail in _details(exc):
+    for detail in status_details(exc):
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
             return info

@@ -11,16 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.audit import AuditInterceptor
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
+from florist_grpc.api.callers import Callers
 from florist_grpc.api.catalog_service import CatalogServicer
 from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
+from florist_grpc.api.health_watch import HealthWatch
 from florist_grpc.api.job_service import JobServicer
+from florist_grpc.api.job_service import add_to_server as add_job_service
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
@@ -28,11 +29,15 @@ from florist_grpc.api.training_service import TrainingServicer
 from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
 from florist_grpc.domain.model import JobState
+from florist_grpc.export import Exports
+from florist_grpc.jobs.admission import Limits
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.logs import JobLogs
+from florist_grpc.jobs.queue import Admission, QueueDispatcher, agent_sites
 from florist_grpc.jobs.recovery import recover
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
+from florist_grpc.jobs.watch_hub import WatchHub
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.plugins import load_catalog
 from florist_grpc.launch.pool import LauncherPool
@@ -51,7 +56,6 @@ from florist_grpc.net import listen_problem, redis_address_of
 from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
-from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as job_grpc
 from florist_grpc.startup import step
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
@@ -89,10 +93,8 @@ class ControlPlane:
         self.redis_url = ""
         self._server: grpc.aio.Server | None = None
         self._running: Running | None = None
-        self._health = HealthServicer()
-        self._health_task: asyncio.Task[None] | None = None
-        self._redis_probe: redis.Redis | None = None
         self.metrics = PlaneMetrics()
+        self._health = HealthWatch(FLORIST_SERVICES, self.metrics, settings.timeouts.health_check_seconds)
         self._pool: LauncherPool | None = None
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
 
@@ -172,13 +174,16 @@ class ControlPlane:
         # Builtin models plus installed plugins, described in a subprocess (plugins import torch; we do not).
         with step("describing the installed model plugins"):
             catalog = await asyncio.to_thread(load_catalog, timeouts.plugin_discovery_seconds)
+        callers = Callers(tokens)
+        limits = Limits(settings.max_running_jobs, settings.max_running_jobs_per_project)
+        admission = Admission(store, limits, agent_sites(agents), callers.site_projects)
         registry = JobRegistry(
             store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host, catalog
         )
         trainer = Trainer(
             store,
             follower,
-            hub,
+            publisher,
             agents,
             self.redis_url,
             data_dir,
@@ -189,30 +194,48 @@ class ControlPlane:
             agents.probe_data,
             self._pool,
             settings.data_roots,
+            callers.site_projects,
+            admission,
         )
+        # The queue wakes when capacity may have freed: a running job ended (the store's changes), an agent came.
+        dispatcher = QueueDispatcher(admission, trainer.start_queued, trainer.end_queued)
+        store.on_change(dispatcher.on_change)
+        agents.on_connect.append(lambda name: dispatcher.wake())
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
-        job_grpc.add_JobServiceServicer_to_server(JobServicer(registry), server)
+        watch_hub = WatchHub(asyncio.get_running_loop())
+        store.on_change(watch_hub.publish_threadsafe)
+        add_job_service(JobServicer(registry, callers, store, watch_hub, timeouts.watch_bookmark_seconds), server)
         logs = JobLogs(registry, agents, trainer.log_path)
-        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs), server)
+        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs, callers), server)
         catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
         agent_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(agents, tokens, timeouts.agent_call_seconds), server
+            AgentServicer(agents, tokens, timeouts.agent_hello_seconds), server
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
         follower.start()
         started.push_async_callback(asyncio.to_thread, follower.stop)
+        if exports := await asyncio.to_thread(Exports.started, settings, store, data_dir / "jobs", trainer.model_dir):
+            hub.observe(exports.published)  # experiment trackers: registered after the follower, they stop first
+            started.push_async_callback(asyncio.to_thread, exports.stop)
         with step("re-attaching the jobs in progress"):
             recovered = await asyncio.to_thread(recover, store, follower, agents)
         if recovered:
             log.info("re-attached %d IN_PROGRESS job(s)", recovered)
+        dispatcher.start()  # the queue is in the store: what waited before a restart starts as it fits
+        started.push_async_callback(dispatcher.stop)
         with step("starting the gRPC server"):
             await server.start()
         self._server = server
-        await self._check_health()
-        self._health_task = asyncio.create_task(self._watch_health())
+
+        def store_ok() -> None:
+            if supervisor is not None:
+                supervisor.check()  # a dead embedded Redis is restarted
+            store.ping()
+
+        await self._health.start(store_ok, self.redis_url)
 
     @property
     def launcher_pool(self) -> LauncherPool | None:
@@ -243,38 +266,6 @@ class ControlPlane:
         assert self._running is not None, "not started"
         return self._running.follower
 
-    async def _check_health(self) -> None:
-        assert self._running is not None
-        try:
-            if self._running.supervisor is not None:
-                await asyncio.to_thread(self._running.supervisor.check)  # a dead embedded Redis is restarted
-            await asyncio.to_thread(self._running.store.ping)
-            store_ok = True
-        except Exception:
-            store_ok = False
-        # Ask Redis itself: the listener only notices a lost connection while it has channels to read.
-        redis_ok = await asyncio.to_thread(self._ping_redis)
-        self.metrics.dependency("store", store_ok)
-        self.metrics.dependency("redis", redis_ok)
-        healthy = store_ok and redis_ok
-        status = health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
-        for service in ("", *FLORIST_SERVICES):
-            await self._health.set(service, status)
-
-    def _ping_redis(self) -> bool:
-        if self._redis_probe is None:
-            # One client for every probe; redis-py reconnects it after a failure.
-            self._redis_probe = redis.Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        try:
-            return bool(self._redis_probe.ping())
-        except redis.RedisError:
-            return False
-
-    async def _watch_health(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.timeouts.health_check_seconds)  # periodic probe of the store and Redis
-            await self._check_health()
-
     async def wait_for_termination(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
@@ -290,15 +281,12 @@ class ControlPlane:
         """Stop serving: NOT_SERVING first, in-flight unary calls get `grace` seconds, streams are cancelled; then
         everything start() started stops, in reverse order."""
         grace = self.settings.timeouts.shutdown_grace_seconds if grace is None else grace
-        if self._health_task is not None:
-            self._health_task.cancel()
-        await self._health.enter_graceful_shutdown()
+        await self._health.shutdown()
         if self._running is not None:
             self._running.agents.close_sessions()
         if self._server is not None:
             await self._server.stop(grace)
-        if self._redis_probe is not None:
-            self._redis_probe.close()
+        self._health.close()
         self.metrics.close()
         self._running = None
         started, self._started = self._started, None

@@ -198,6 +198,7 @@ class Agent:
             data_root=str(self._clients.root),
             clients=tuple(self._clients.known()),
             problem=self.problem,
+            max_clients=self._settings.max_clients,
         )
         outbox.put_nowait(hello)
 

@@ -1,11 +1,15 @@
 """Bearer-token authentication and role checks, as one grpc.aio interceptor.
 
-The auth file holds `ROLE SHA256_HEX_OF_TOKEN [NAME]` lines (`#` comments): the server never stores tokens,
-only their hashes. `viewer` may read and stream; `admin` may do everything except open agent sessions; `agent`
-(`agent SHA256_HEX NAME`, a token bound to one agent name) may only open its own agent session
-(AgentService/Connect, with that NAME in its hello: checked by the servicer). Health checks and server reflection
-need no token: load balancers and orchestrators probe the service, and the schema is public (it is in the .proto
-files), so grpcurl, buf curl and reflection clients find methods without one; every call of a method needs it.
+The auth file holds `ROLE SHA256_HEX_OF_TOKEN [NAME [PROJECTS]]` lines (`#` comments): the server never stores
+tokens, only their hashes. PROJECTS is a comma-separated list of project names, or `*` (every project, also what a
+line without it means). Roles nest: `viewer` may read and stream, `operator` also creates, starts, stops and
+deletes jobs and downloads models, `admin` may call every method (and set a job's priority); a method no table
+names is an admin's. Every role sees only the jobs of its projects (the use cases check, in jobs/registry.py).
+`agent` (`agent SHA256_HEX NAME [PROJECTS]`, a token bound to one agent name) may only open its own agent session
+(AgentService/Connect, with that NAME in its hello: checked by the servicer); its PROJECTS bound which jobs may
+run clients on its site. Health checks and server reflection need no token: load balancers and orchestrators
+probe the service, and the schema is public (it is in the .proto files), so grpcurl, buf curl and reflection
+clients find methods without one; every call of a method needs it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +24,12 @@ import grpc
 
 from florist_grpc.api.errors import abort
 from florist_grpc.domain.errors import PermissionDenied, Unauthenticated
+from florist_grpc.domain.projects import AGENT_ROLE, EVERY_PROJECT, Caller, Projects
+from florist_grpc.domain.projects import ROLES as CALLER_ROLES
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.rpc_errors import to_status
 
-ROLES = ("viewer", "admin", "agent")
+ROLES = (*CALLER_ROLES, AGENT_ROLE)
 AGENT_CONNECT = "/florist.v1.AgentService/Connect"
 PUBLIC_PREFIXES = (
     "/grpc.health.v1.Health/",
@@ -35,12 +40,22 @@ VIEWER_METHODS = frozenset(
     {
         "/florist.v1.JobService/GetJob",
         "/florist.v1.JobService/ListJobs",
+        "/florist.v1.JobService/WatchJobs",
         "/florist.v1.CatalogService/GetCatalog",
         "/florist.v1.TrainingService/StreamMetrics",
         "/florist.v1.TrainingService/StreamLogs",
         "/florist.v1.AgentService/ListAgents",
     }
 )
+OPERATOR_METHODS = VIEWER_METHODS | {
+    "/florist.v1.JobService/CreateJob",
+    "/florist.v1.JobService/DeleteJob",
+    "/florist.v1.TrainingService/StartTraining",
+    "/florist.v1.TrainingService/StopTraining",
+    "/florist.v1.TrainingService/DownloadModel",
+}
+# The least role that may call each method; anything else is an admin's.
+METHODS_BY_ROLE = {"viewer": VIEWER_METHODS, "operator": OPERATOR_METHODS}
 
 
 if TYPE_CHECKING:
@@ -48,15 +63,28 @@ if TYPE_CHECKING:
 else:  # grpc's runtime class is not generic; only the stubs are
     Handler = grpc.RpcMethodHandler
 
-
-@dataclass(frozen=True)
-class Principal:
-    role: str
-    name: str
+# Who a token belongs to: its name, role and projects.
+Principal = Caller
 
 
 class AuthFileError(ValueError):
     pass
+
+
+def _principal(path: Path, number: int, parts: list[str]) -> Principal:
+    """One line's principal; AuthFileError naming the line."""
+    where = f"{path}:{number}"
+    if not 2 <= len(parts) <= 4 or parts[0] not in ROLES:
+        raise AuthFileError(f"{where}: expected 'ROLE SHA256_HEX [NAME [PROJECTS]]' with ROLE in {ROLES}")
+    if parts[0] == AGENT_ROLE and (len(parts) < 3 or agent_name_problem(parts[2])):
+        raise AuthFileError(f"{where}: an agent token needs the agent's NAME: 'agent SHA256_HEX NAME [PROJECTS]'")
+    projects = EVERY_PROJECT
+    if len(parts) == 4:
+        try:
+            projects = Projects.parse(parts[3])
+        except ValueError as exc:
+            raise AuthFileError(f"{where}: PROJECTS must be '*' or comma-separated project names: {exc}") from None
+    return Principal(parts[2] if len(parts) >= 3 else f"line {number}", parts[0], projects)
 
 
 def load_auth_file(path: Path) -> dict[str, Principal]:
@@ -71,14 +99,11 @@ def load_auth_file(path: Path) -> dict[str, Principal]:
         if not line:
             continue
         parts = line.split()
-        if len(parts) not in (2, 3) or parts[0] not in ROLES:
-            raise AuthFileError(f"{path}:{number}: expected 'ROLE SHA256_HEX [NAME]' with ROLE in {ROLES}")
-        if parts[0] == "agent" and (len(parts) != 3 or agent_name_problem(parts[2])):
-            raise AuthFileError(f"{path}:{number}: an agent token needs the agent's NAME: 'agent SHA256_HEX NAME'")
+        principal = _principal(path, number, parts)
         digest = parts[1].lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise AuthFileError(f"{path}:{number}: the second field must be a SHA-256 hex digest")
-        tokens[digest] = Principal(parts[0], parts[2] if len(parts) == 3 else f"line {number}")
+        tokens[digest] = principal
     if not tokens:
         raise AuthFileError(f"auth file {path} has no tokens")
     return tokens
@@ -108,7 +133,8 @@ def authorize(tokens: dict[str, Principal], method: str, metadata: dict[str, str
     if (principal.role == "agent") != (method == AGENT_CONNECT):
         # Agent tokens open agent sessions and nothing else; no other token may pose as an agent.
         raise PermissionDenied(f"{principal.name} ({principal.role}) may not call {method}")
-    if principal.role == "viewer" and method not in VIEWER_METHODS:
+    allowed = METHODS_BY_ROLE.get(principal.role)
+    if allowed is not None and method not in allowed:
         raise PermissionDenied(f"{principal.name} ({principal.role}) may not call {method}")
     return principal
 
@@ -144,8 +170,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         if handler_call_details.method == AGENT_CONNECT:
-            # Authorized by its servicer with the same `authorize`: it reads the hello first, so that a refusal
-            # is logged with the agent's name, and checks that name against the token's.
+            # Authorized by its servicer with the same `authorize`: it waits for the hello (bounded: see
+            # launch/handshakes.py), so that a refusal is logged with the agent's name, and checks that name
+            # against the token's.
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         try:

@@ -15,7 +15,9 @@ from florist_grpc.domain.model import (
     Client,
     ClientLogByIndex,
     ClientLogByUuid,
+    ClientState,
     Job,
+    JobChange,
     JobState,
     JsonObject,
     LogSource,
@@ -23,9 +25,10 @@ from florist_grpc.domain.model import (
     ServerLog,
 )
 from florist_grpc.domain.portable_json import whole_numbers
+from florist_grpc.domain.tracking import TrackingConfig
 from florist_grpc.jobs.artifacts import ModelFile
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
-from florist_grpc.proto.florist.v1 import job_pb2
+from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.store.base import PageCursor
 from florist_grpc.store.codec import from_micros, to_micros
@@ -82,6 +85,9 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         create_time=now,
         server_address=pb.server_address.strip(),
         redis_address=pb.redis_address.strip(),
+        project=pb.project.strip(),
+        priority=pb.priority,
+        tracking=TrackingConfig(pb.tracking.experiment.strip(), dict(pb.tracking.tags)),
     )
 
 
@@ -103,6 +109,13 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         create_time=timestamp(job.create_time),
         start_time=timestamp(job.start_time),
         end_time=timestamp(job.end_time),
+        project=job.project,
+        owner=job.owner,
+        revision=job.revision,
+        current_round=job.current_round,
+        priority=job.priority,
+        queue_time=timestamp(job.queue_time),
+        tracking=job_pb2.TrackingConfig(experiment=job.tracking.experiment, tags=job.tracking.tags),
     )
     for c in job.clients:
         pb.clients.append(
@@ -116,9 +129,18 @@ def job_to_proto(job: Job) -> job_pb2.Job:
                 metrics=dict_to_struct(c.metrics),
                 error_message=c.error_message,
                 label_column=c.label_column,
+                stop_confirmed=c.state is ClientState.STOPPED and not c.stop_unconfirmed,
             )
         )
     return pb
+
+
+def change_to_proto(change: JobChange) -> job_service_pb2.JobChange:
+    return job_service_pb2.JobChange(
+        revision=change.revision,
+        type=job_service_pb2.JobChangeType.ValueType(int(change.type)),
+        job=job_to_proto(change.job) if change.job is not None else None,
+    )
 
 
 def event_to_proto(event: MetricsEvent) -> training_pb.MetricsEvent:

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from florist_grpc.api import convert
+from florist_grpc.api.callers import Callers
 from florist_grpc.api.encoded_responses import sending_encoded
 from florist_grpc.api.errors import streaming, unary
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
@@ -41,7 +42,10 @@ def _stream_response(event: MetricsEvent) -> bytes:
 class TrainingServicer(pb_grpc.TrainingServiceServicer):
     """Register with `add_to_server`: StreamMetrics yields each event's response already encoded."""
 
-    def __init__(self, trainer: Trainer, registry: JobRegistry, feed: MetricsFeed, logs: JobLogs) -> None:
+    def __init__(
+        self, trainer: Trainer, registry: JobRegistry, feed: MetricsFeed, logs: JobLogs, callers: Callers
+    ) -> None:
+        self._callers = callers
         self._logs = logs
         self._trainer = trainer
         self._registry = registry
@@ -50,20 +54,26 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     @unary
     async def StartTraining(self, request: pb.StartTrainingRequest, context: Context) -> pb.StartTrainingResponse:
         _require_job_id(request.job_id)
-        server_uuid, client_uuids = await self._trainer.start(request.job_id)
-        return pb.StartTrainingResponse(server_uuid=server_uuid, client_uuids=client_uuids)
+        await self._registry.get(request.job_id, self._callers.of(context))
+        started = await self._trainer.start(request.job_id)
+        return pb.StartTrainingResponse(
+            server_uuid=started.server_uuid, client_uuids=started.client_uuids, queued=started.queued
+        )
 
     @unary
     async def StopTraining(self, request: pb.StopTrainingRequest, context: Context) -> pb.StopTrainingResponse:
         _require_job_id(request.job_id)
+        caller = self._callers.of(context)
+        await self._registry.get(request.job_id, caller)
         await self._trainer.stop(request.job_id)
-        return pb.StopTrainingResponse(job=convert.job_to_proto(await self._registry.get(request.job_id)))
+        return pb.StopTrainingResponse(job=convert.job_to_proto(await self._registry.get(request.job_id, caller)))
 
     @streaming
     async def StreamMetrics(  # type: ignore[override]
         self, request: pb.StreamMetricsRequest, context: Context
     ) -> AsyncIterator[bytes]:
         _require_job_id(request.job_id)
+        await self._registry.get(request.job_id, self._callers.of(context))
 
         async def confirm() -> None:
             # Confirm the stream once it is subscribed, not with the first event: a client may open streams,
@@ -77,13 +87,14 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     async def StreamLogs(self, request: pb.StreamLogsRequest, context: Context) -> AsyncIterator[pb.StreamLogsResponse]:
         _require_job_id(request.job_id)
         source = convert.log_source_from_proto(request)
-        async for text, next_offset in self._logs.read(request.job_id, source, request.offset, request.follow):
+        chunks = self._logs.read(request.job_id, source, request.offset, request.follow, self._callers.of(context))
+        async for text, next_offset in chunks:
             yield pb.StreamLogsResponse(text=text, next_offset=next_offset)
 
     @streaming
     async def DownloadModel(
         self, request: pb.DownloadModelRequest, context: Context
     ) -> AsyncIterator[pb.DownloadModelResponse]:
-        job = await self._registry.get(request.job_id)
+        job = await self._registry.get(request.job_id, self._callers.of(context))
         async for part in download(job, self._trainer.model_dir(job.id), request.round):
             yield convert.download_part(part)

@@ -11,6 +11,7 @@ from google.protobuf import json_format
 from rich.table import Table
 from rich.text import Text
 
+from florist_grpc.cli.job_watch import watch_jobs
 from florist_grpc.cli.jobfile import load_request
 from florist_grpc.cli.options import (
     CALL_SECONDS,
@@ -52,11 +53,29 @@ def jobs_stub(conn: Connection) -> pb_grpc.JobServiceStub:
 
 
 def job_table(jobs: list[job_pb2.Job]) -> Table:
-    table = Table("ID", "STATE", "MODEL", "STRATEGY", "CLIENTS", "CREATED", box=None, pad_edge=False)
+    table = Table(
+        "ID", "STATE", "PROJECT", "OWNER", "MODEL", "STRATEGY", "CLIENTS", "CREATED", box=None, pad_edge=False
+    )
     for job in jobs:
         created = job.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S") if job.HasField("create_time") else ""
-        table.add_row(job.id, state_name(job.state), job.model, job.strategy, str(len(job.clients)), created)
+        table.add_row(
+            job.id,
+            state_name(job.state),
+            job.project,
+            job.owner,
+            job.model,
+            job.strategy,
+            str(len(job.clients)),
+            created,
+        )
     return table
+
+
+def unconfirmed(client: job_pb2.ClientInfo) -> str:
+    """`  (its stop is not confirmed by agent X yet)` for a stopped client its site has not confirmed, else ''."""
+    if client.state != job_pb2.CLIENT_STATE_STOPPED or client.stop_confirmed:
+        return ""
+    return f"  (its stop is not confirmed by agent {client.agent} yet; retried in the background)"
 
 
 def show_job(job: job_pb2.Job) -> None:
@@ -67,7 +86,7 @@ def show_job(job: job_pb2.Job) -> None:
     if job.model_config.fields:
         out.print(f"model config {json.dumps(plain_numbers(json_format.MessageToDict(job.model_config)))}")
     for i, client in enumerate(job.clients):
-        out.print(f"client {i}: {client.data_path}  {job_pb2.ClientState.Name(client.state)}")
+        out.print(f"client {i}: {client.data_path}  {job_pb2.ClientState.Name(client.state)}{unconfirmed(client)}")
     if job.error_message:
         out.print(Text(f"error: {job.error_message}", style="red"))
 
@@ -116,12 +135,19 @@ def list_jobs(
     state: Annotated[str, typer.Option(help="Only jobs in this state, e.g. in_progress.")] = "",
     filter_text: Annotated[
         str,
-        typer.Option("--filter", help="AIP-160 filter, e.g. 'state = IN_PROGRESS' or 'model = \"MLP\"'."),
+        typer.Option(
+            "--filter",
+            help="AIP-160 filter on state, model, strategy, project, owner, e.g. 'state = IN_PROGRESS'.",
+        ),
     ] = "",
     page_size: Annotated[int, typer.Option(help="Jobs per page (0 = the server's default, 50).")] = 0,
     page_token: Annotated[str, typer.Option(help="The next_page_token of the previous page.")] = "",
     metrics: Annotated[bool, typer.Option(help="Include the accumulated metrics (JSON output).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the jobs' ids, one per line.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="After the list, print every change to the jobs as it comes (Ctrl-C ends)."),
+    ] = False,
     address: Address = DEFAULT_ADDRESS,
     token: Token = "",
     tls_ca: TlsCa = None,
@@ -130,13 +156,17 @@ def list_jobs(
     """List jobs, newest first.
 
     --state and --filter narrow the list; a page that is not the last ends with the next page's --page-token.
+    --watch lists every page, then prints each change (ADDED, MODIFIED, DELETED) as it happens, like
+    `kubectl get -w`; it resumes by itself after a lost connection.
 
     Examples:
       florist-grpc job list
       florist-grpc job list --state in_progress
       florist-grpc job list --filter 'model = "MLP" AND state = FINISHED_SUCCESSFULLY' -o json
+      florist-grpc job list --filter 'project = vision AND owner = ann'
       florist-grpc job list --page-size 20 --page-token NEXT_PAGE_TOKEN
       florist-grpc job list --state finished_successfully --page-size 1 -q
+      florist-grpc job list --watch --filter 'project = vision'
     """
     conn = Connection(address, token, tls_ca)
     name = "JOB_STATE_" + state.upper().removeprefix("JOB_STATE_") if state else "JOB_STATE_UNSPECIFIED"
@@ -151,6 +181,11 @@ def list_jobs(
         filter=filter_text,
         view=pb.JOB_VIEW_FULL if metrics else pb.JOB_VIEW_BASIC,
     )
+    if watch:
+        if quiet or page_token:
+            raise CliError("--watch lists every page and shows changes: it takes neither --quiet nor --page-token")
+        watch_jobs(conn, request, output, lambda jobs: console().print(job_table(jobs)))
+        return
     response = jobs_stub(conn).ListJobs(request, metadata=conn.metadata, timeout=CALL_SECONDS)
     if quiet:  # for scripts, as `docker ps -q`: ids only, whatever the output format
         for job in response.jobs:

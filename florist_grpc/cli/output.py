@@ -19,7 +19,7 @@ from rich.console import Console
 from florist_grpc.cli.options import Output
 
 # The one reading of a failed call's google.rpc.Status details, shared with every internal client.
-from florist_grpc.rpc_errors import DOMAIN, _details, status_of
+from florist_grpc.rpc_errors import DOMAIN, status_details, status_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -134,7 +134,7 @@ def describe_rpc_error(exc: grpc.RpcError, output: Output = Output.text, tls: bo
     each detail as its google.rpc message, plus `"notes"`.
     """
     code, message = status_of(exc)
-    details = _details(exc)
+    details = status_details(exc)
     notes = list(getattr(exc, "__notes__", []))
     if output == Output.json:
         error = {"code": code.value[0], "status": code.name, "message": message}

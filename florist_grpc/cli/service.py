@@ -53,7 +53,9 @@ def serve(
         str, opt("--mongodb-uri", "Use this MongoDB instead of the embedded SQLite store.")
     ] = Settings.mongodb_uri,
     redis_url: Annotated[str, opt("--redis-url", "Use this Redis instead of starting one.")] = Settings.redis_url,
-    auth_file: Annotated[Path | None, opt("--auth-file", "Tokens, lines of 'ROLE SHA256_HEX [NAME]'.")] = None,
+    auth_file: Annotated[
+        Path | None, opt("--auth-file", "Tokens, lines of 'ROLE SHA256_HEX [NAME [PROJECTS]]'.")
+    ] = None,
     tls_cert: Annotated[Path | None, opt("--tls-cert", "Server certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, opt("--tls-key", "Server private key (PEM).")] = None,
     tls_client_ca: Annotated[
@@ -80,6 +82,22 @@ def serve(
             "FLORIST_DATA_ROOT takes several separated by ':'). Default: any absolute path.",
         ),
     ] = None,
+    max_running_jobs: Annotated[
+        int, opt("--max-running-jobs", "Jobs that run at once; StartTraining queues the rest. 0 = no limit.")
+    ] = Settings.max_running_jobs,
+    max_running_jobs_per_project: Annotated[
+        int, opt("--max-running-jobs-per-project", "Jobs of one project that run at once. 0 = no limit.")
+    ] = Settings.max_running_jobs_per_project,
+    mlflow_tracking_uri: Annotated[
+        str, opt("--mlflow-tracking-uri", "Log every job as a run of this MLflow tracking server (http(s)://...).")
+    ] = Settings.mlflow_tracking_uri,
+    mlflow_experiment: Annotated[
+        str, opt("--mlflow-experiment", "MLflow experiment of the jobs that name none (Job.tracking.experiment).")
+    ] = Settings.mlflow_experiment,
+    tensorboard_dir: Annotated[
+        Path | None,
+        opt("--tensorboard-dir", "Write every job's metrics as TensorBoard event files under DIR/<job id>/."),
+    ] = None,
 ) -> None:
     """Run the control plane (gRPC API, job store, Redis, FL process supervision).
 
@@ -89,6 +107,8 @@ def serve(
       florist-grpc serve
       florist-grpc serve --port 0 --data-dir /tmp/florist
       florist-grpc serve --host 0.0.0.0 --auth-file auth.txt --tls-cert server.pem --tls-key server.key
+      florist-grpc serve --max-running-jobs 4 --max-running-jobs-per-project 2
+      florist-grpc serve --mlflow-tracking-uri http://127.0.0.1:5000 --tensorboard-dir runs
     """
     from florist_grpc.api.auth import AuthFileError
     from florist_grpc.server import ControlPlane
@@ -111,6 +131,11 @@ def serve(
             metrics_port=metrics_port,
             launcher_pool=not no_launcher_pool,
             data_roots=data_roots or (),
+            max_running_jobs=max_running_jobs,
+            max_running_jobs_per_project=max_running_jobs_per_project,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            tensorboard_dir=tensorboard_dir,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
@@ -140,6 +165,9 @@ def agent(
     no_launcher_pool: Annotated[
         bool, opt("--no-launcher-pool", "Spawn each FL client instead of forking it from a preloaded launcher pool.")
     ] = not AgentSettings.launcher_pool,
+    max_clients: Annotated[
+        int, opt("--max-clients", "FL clients this site runs at once; jobs beyond it wait in the queue. 0 = no limit.")
+    ] = AgentSettings.max_clients,
 ) -> None:
     """Run an agent on a data-holding machine: it dials out to the control plane and runs its jobs' FL clients.
 
@@ -149,6 +177,7 @@ def agent(
     Examples:
       florist-grpc agent --control-plane cp.example.org:50051 --name site-a --data-root /data --tls-ca ca.pem
       florist-grpc agent --control-plane localhost:50051 --name site-a --data-root ./data
+      florist-grpc agent --control-plane localhost:50051 --name site-a --data-root ./data --max-clients 2
     """
     from florist_grpc.agent import Agent
     from florist_grpc.agent.session import Refused, Replaced
@@ -164,6 +193,7 @@ def agent(
             tls_key=tls_key,
             insecure=insecure,
             launcher_pool=not no_launcher_pool,
+            max_clients=max_clients,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

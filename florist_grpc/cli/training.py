@@ -8,7 +8,7 @@ from typing import Annotated
 import grpc
 import typer
 
-from florist_grpc.cli.jobs import JobFile, create_job
+from florist_grpc.cli.jobs import JobFile, create_job, unconfirmed
 from florist_grpc.cli.options import (
     DEFAULT_ADDRESS,
     START_SECONDS,
@@ -54,7 +54,8 @@ def start(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """Launch the job's FL server and clients; returns once they run.
+    """Launch the job's FL server and clients; returns once they run (or once the job waits in the queue, when the
+    control plane's limits are reached: it then starts as soon as it fits).
 
     Follow it with `florist-grpc train watch ID`, or create, start and watch in one go with `florist-grpc run`.
 
@@ -65,6 +66,8 @@ def start(
     response = start_job(Connection(address, token, tls_ca), job_id)
     if output == Output.json:
         print_json(response)
+    elif response.queued:
+        console().print(f"queued {job_id}: it starts as soon as it fits (`florist-grpc train watch {job_id}`)")
     else:
         console().print(f"started {job_id}: server {response.server_uuid}, clients {' '.join(response.client_uuids)}")
 
@@ -88,7 +91,13 @@ def stop(
     conn = Connection(address, token, tls_ca)
     stub = pb_grpc.TrainingServiceStub(conn.channel())
     job = stub.StopTraining(pb.StopTrainingRequest(job_id=job_id), metadata=conn.metadata, timeout=START_SECONDS).job
-    print_json(job) if output == Output.json else console().print(f"{job.id} {state_name(job.state)}")
+    if output == Output.json:
+        print_json(job)
+        return
+    console().print(f"{job.id} {state_name(job.state)}")
+    for i, client in enumerate(job.clients):
+        if note := unconfirmed(client):
+            console().print(f"client {i}:{note}")
 
 
 def command_line(conn: Connection, *words: str) -> str:
@@ -171,6 +180,8 @@ def run(
         raise
     if output == Output.json:
         print_json(started)
+    elif started.queued:
+        console().print("queued: it starts as soon as it fits")
     else:
         console().print(f"started {len(started.client_uuids)} client(s)")
     watch_to_end(conn, job.id, output)

@@ -94,6 +94,12 @@ class Unavailable(FloristError):
     reason = "UNAVAILABLE"
 
 
+class ResourceExhausted(FloristError):
+    """A bound on what one caller (or all callers) may hold at once was reached; retry later."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+
 class DeadlineExceeded(FloristError):
     reason = "DEADLINE_EXCEEDED"
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from florist_grpc.domain.tracking import TrackingConfig
+
 JsonObject = dict[str, Any]
 
 
@@ -20,6 +22,8 @@ class JobState(enum.IntEnum):
     FINISHED_SUCCESSFULLY = 3
     FINISHED_WITH_ERROR = 4
     CANCELLED = 5
+    # Waits in the queue for capacity (serve's --max-running-jobs and friends, agents' --max-clients).
+    QUEUED = 6
 
     @property
     def terminal(self) -> bool:
@@ -115,6 +119,8 @@ class Client:
     device: str = "auto"
     # The label column of a CSV data file ("" = "label").
     label_column: str = ""
+    # A STOPPED client whose site has not confirmed the stop yet (it is retried in the background).
+    stop_unconfirmed: bool = False
 
 
 @dataclass
@@ -141,6 +147,18 @@ class Job:
     last_sequence: int = 0
     # The model's own settings, validated against its catalog schema.
     model_config: JsonObject = field(default_factory=dict)
+    # The project the job belongs to (callers see the jobs of their projects only) and who created it.
+    project: str = "default"
+    owner: str = ""
+    # Higher starts first in the queue (only an admin sets it); when it entered the queue.
+    priority: int = 0
+    queue_time: datetime | None = None
+    # The store-wide revision of the job's last change (state, metadata, client states, current round).
+    revision: int = 0
+    # The last round the FL server finished (eval_round_end in its report).
+    current_round: int = 0
+    # The MLflow experiment of the job's run and its extra tags (empty = the control plane's defaults).
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def client_source(self, index: int) -> Source:
         return Source(SourceKind.CLIENT, index, self.clients[index].uuid)
@@ -156,6 +174,28 @@ class MetricsEvent:
     source: Source
     patch: JsonObject
     job_state: JobState
+
+
+class ChangeType(enum.IntEnum):
+    """Mirrors florist.v1.JobChangeType."""
+
+    UNSPECIFIED = 0
+    ADDED = 1
+    MODIFIED = 2
+    DELETED = 3
+    BOOKMARK = 4
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One entry of the store-wide log of job changes (WatchJobs). `job` is the job right after the change, without
+    its accumulated reports (the last job a DELETED change removed); `previous_state` its state before (for
+    watches filtered by state: a job may enter or leave what they watch). A BOOKMARK has no job."""
+
+    revision: int
+    type: ChangeType
+    job: Job | None = None
+    previous_state: JobState = JobState.UNSPECIFIED
 
 
 @dataclass(frozen=True)
@@ -177,6 +217,8 @@ class Exit:
     code: int | None
     # Why the process counts as ended when its exit was not observed (e.g. its agent stayed away too long).
     reason: str = ""
+    # Nobody saw it end, nor that it is gone: it counts as ended because its agent stayed away past the grace.
+    lost: bool = False
 
     @property
     def clean(self) -> bool:

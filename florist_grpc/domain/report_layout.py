@@ -117,3 +117,12 @@ def round_train_loss(server: dict[str, Any], clients: Sequence[dict[str, Any]]) 
         return TrainLoss(None, None)
     # A plain sum: a diverged client's inf or NaN makes the mean non-finite, as it should (math.fsum would raise).
     return TrainLoss(sum(losses) / len(losses), TrainLossSource.CLIENTS)
+
+
+def current_round(server_report: dict[str, Any]) -> int:
+    """The last round the FL server finished (`eval_round_end`, as FLorist's UI counts them); 0 before the first."""
+    rounds = _section(server_report, ROUNDS)
+    finished = [
+        int(n) for n, data in rounds.items() if n.isdigit() and isinstance(data, dict) and server_round_finished(data)
+    ]
+    return max(finished, default=0)

@@ -55,16 +55,23 @@ def file_problem(path: str, roots: Sequence[Path] = ()) -> str | None:
 
     A path outside the roots is refused before it is looked at, so the answer says nothing of what lies there.
     """
+    return checked_file(path, roots)[1]
+
+
+def checked_file(path: str, roots: Sequence[Path] = ()) -> tuple[str, str | None]:
+    """Where `path` really is (symlinks resolved; `path` itself when it does not resolve) and why it cannot be a
+    data file (see `file_problem`), or None. The resolved path is the one to open: a symlink swapped after the
+    check then changes nothing."""
     if not Path(path).is_absolute():
-        return f"data file {path} is not an absolute path"
+        return path, f"data file {path} is not an absolute path"
     try:
         real = Path(path).resolve()
     except (OSError, RuntimeError):  # a symlink loop (RuntimeError up to Python 3.12, OSError from 3.13)
-        return f"data file {path}: its symlinks do not resolve to a file (a loop)"
+        return path, f"data file {path}: its symlinks do not resolve to a file (a loop)"
     if not under_roots(real, roots):
-        return f"data file {path} is not under any --data-root of the control plane (symlinks resolved)"
+        return path, f"data file {path} is not under any --data-root of the control plane (symlinks resolved)"
     try:
         mode = os.stat(real).st_mode
     except OSError as exc:
-        return os_problem(path, exc)
-    return kind_problem(path, mode)
+        return path, os_problem(path, exc)
+    return str(real), kind_problem(path, mode)

@@ -1,6 +1,6 @@
 """The clients' data, checked before anything is launched: usable files, one sample shape, labels in range.
 
-`check_data` judges each local client's path by its metadata first (`fl.data_file.file_problem`: a regular file,
+`check_data` judges each local client's path by its metadata first (`fl.data_file.checked_file`: a regular file,
 under one of serve's --data-root directories when it has any), probes the files that pass through `python -m
 florist_grpc.fl.probe` and agent-run clients through `remote_probe`; `decide_shape` -- a pure function -- turns
 the summaries into the model's sizes or a FAILED_PRECONDITION naming each bad client and file.
@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from florist_grpc.domain.catalog import ModelSpec
 from florist_grpc.domain.errors import FailedPrecondition, FieldViolation
 from florist_grpc.domain.model import Client, Job
-from florist_grpc.fl.data_file import file_problem
+from florist_grpc.fl.data_file import checked_file
+from florist_grpc.jobs.probe_cache import ProbeCache
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import ProbeFailed, probe_files
 
@@ -27,10 +28,12 @@ RemoteProbe = Callable[[int, Client], Awaitable[Summary | None]]
 
 @dataclass(frozen=True)
 class DataShape:
-    """The sizes the job's model is built with."""
+    """The sizes the job's model is built with, and where each local client's checked file really is."""
 
     input_shape: tuple[int, ...]
     num_classes: int
+    # Local client index -> its data file as checked (symlinks resolved): what the client is launched to open.
+    resolved_paths: dict[int, str] = field(default_factory=dict)
 
 
 def _field(index: int) -> str:
@@ -109,6 +112,12 @@ def refused(path: str, problem: str) -> Summary:
     return {"path": path, "n": None, "input_shape": None, "label_min": None, "label_max": None, "problems": [problem]}
 
 
+def _as_named(summary: Summary, real: str, path: str) -> Summary:
+    """A summary of the resolved file `real` told with the path the job names it by (messages use its words)."""
+    problems = [problem.replace(real, path) for problem in summary["problems"]]
+    return {**summary, "path": path, "problems": problems}
+
+
 async def check_data(
     job: Job,
     spec: ModelSpec,
@@ -116,29 +125,37 @@ async def check_data(
     remote_probe: RemoteProbe | None = None,
     pool: LauncherPool | None = None,
     roots: Sequence[Path] = (),
+    cache: ProbeCache | None = None,
 ) -> DataShape:
     """Probe every client's data and decide the model's sizes (FAILED_PRECONDITION naming each bad file).
 
     A local client's path is first judged by its metadata (fl/data_file.py): under one of `roots` (`serve
     --data-root`; none = anywhere) with symlinks resolved, and a regular file. Only files that pass are probed,
-    so a named pipe or a device is refused at once and nothing outside the roots is ever opened.
+    so a named pipe or a device is refused at once and nothing outside the roots is ever opened. With a `cache`,
+    a file unchanged since it was last probed keeps its summary (jobs/probe_cache.py).
     """
     local = [(i, c) for i, c in enumerate(job.clients) if not c.agent]
-    problems = await asyncio.to_thread(lambda: [file_problem(c.data_path, roots) for _, c in local])
+    checked = await asyncio.to_thread(lambda: [checked_file(c.data_path, roots) for _, c in local])
     summaries: dict[int, Summary | None] = {
-        i: refused(c.data_path, problem) for (i, c), problem in zip(local, problems, strict=True) if problem
+        i: refused(c.data_path, problem) for (i, c), (_, problem) in zip(local, checked, strict=True) if problem
     }
-    readable = [(i, c) for (i, c), problem in zip(local, problems, strict=True) if not problem]
-    files = [(c.data_path, c.label_column) for _, c in readable]
+    # From here on, the resolved path: the probe and the client read the file that was judged.
+    resolved = {i: real for (i, _), (real, problem) in zip(local, checked, strict=True) if not problem}
+    readable = [(i, c) for i, c in local if i in resolved]
+    files = [(resolved[i], c.label_column) for i, c in readable]
+
+    def probe(some: list[tuple[str, str]]) -> list[Summary]:
+        return probe_files(some, timeout, pool)
+
     try:
-        found = await asyncio.to_thread(probe_files, files, timeout, pool)
+        found = await asyncio.to_thread(cache.probe, files, probe) if cache else await asyncio.to_thread(probe, files)
     except ProbeFailed as exc:
         raise FailedPrecondition(f"the clients' data could not be checked: {exc}") from exc
-    summaries |= {i: s for (i, _), s in zip(readable, found, strict=True)}
+    summaries |= {i: _as_named(s, resolved[i], c.data_path) for (i, c), s in zip(readable, found, strict=True)}
     for i, client in enumerate(job.clients):
         if client.agent:
             summaries[i] = await remote_probe(i, client) if remote_probe is not None else None
-    return decide_shape(spec, summaries)
+    return replace(decide_shape(spec, summaries), resolved_paths=resolved)
 
 
 class DataChecker:
@@ -156,11 +173,12 @@ class DataChecker:
         self._pool = pool  # local probes are forked from it when it is up
         self._roots = tuple(roots)  # serve --data-root: local data files must lie under one of them
         self._running: dict[str, asyncio.Future[DataShape]] = {}
+        self._probed = ProbeCache()  # a queued job's files, probed when it was queued, are not read twice
 
     async def check(self, job: Job, spec: ModelSpec) -> DataShape:
         running = self._running.get(job.id)
         if running is None:
-            checking = check_data(job, spec, self._timeout, self._remote_probe, self._pool, self._roots)
+            checking = check_data(job, spec, self._timeout, self._remote_probe, self._pool, self._roots, self._probed)
             running = asyncio.ensure_future(checking)
             self._running[job.id] = running
             running.add_done_callback(lambda done: self._ended(job.id, done))

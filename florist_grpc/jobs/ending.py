@@ -54,6 +54,13 @@ def judge(
     `refused`: why the job's report changes are refused (its stored history is full), or ''."""
     training_complete = "fit_end" in server.report
     divergence = divergence_message(server.report)
+    if server.exit is not None and not server.exit.clean and not training_complete and divergence is None:
+        # The server died mid-run: its clients lose their connection and fail too, whichever exit was seen first,
+        # but the server is why; unless a client was killed (a signal, or lost with its site) and the server then
+        # exited on its own, as it does when a client of a round fails: that client is why.
+        if (killed := _killed(clients)) is not None and server.exit.code is not None and server.exit.code > 0:
+            return Verdict(JobState.FINISHED_WITH_ERROR, f"{killed.name} {killed.failure}")
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure} before reporting fit_end")
     failed = _first_failed(clients, training_complete)
     # Once the server says the run diverged, that is why the job fails: a client that fails while the run is being
     # stopped is marked FAILED itself but does not hide the reason.
@@ -80,6 +87,29 @@ def judge(
         # Training is over; clients that linger after the server left are stopped, not failed.
         return ending
     return Waiting(server_done=True)
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """One process of a job that is ending."""
+
+    gone: bool  # its exit was seen (or it was never launched)
+    on_site: bool  # an agent runs it: only its site can say it stopped
+
+
+def stopped(processes: Sequence[Stopping], past_stop_grace: bool) -> bool:
+    """Whether an ending job may record its end: every process the control plane runs itself is gone (SIGKILL at
+    the stop grace sees to it), and every one a site runs is gone too or had the stop grace to go. A site never
+    holds a job's end: a stop it has not confirmed by then is recorded as such and retried in the background."""
+    return all(p.gone or (p.on_site and past_stop_grace) for p in processes)
+
+
+def _killed(clients: Sequence[ProcessFacts]) -> ProcessFacts | None:
+    """The first client that did not end by itself: killed by a signal, or lost with its agent."""
+    for client in clients:
+        if client.exit is not None and (client.exit.lost or (client.exit.code is not None and client.exit.code < 0)):
+            return client
+    return None
 
 
 def _first_failed(clients: Sequence[ProcessFacts], training_complete: bool) -> ProcessFacts | None:

@@ -5,7 +5,9 @@ failures (from the API) all arrive as work items on one queue and are handled in
 serialisation is what makes the event log of a job consistent: the last report of every source is read and
 persisted *before* the terminal state event, so a terminal event is always a job's last one. Nothing here blocks
 on a process: stopping sends SIGTERM, and later ticks escalate to SIGKILL and finish the job once every process
-is gone. The listener, the reader and the watcher are built by the composition root (server.py) and handed in.
+is gone -- or, for a site's client, had the stop grace to go: a site never holds a job's end, and the stops it has
+not confirmed are retried in the background (jobs/unconfirmed_stops.py). The listener, the reader and the
+watcher are built by the composition root (server.py) and handed in.
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ from florist_grpc.domain.model import (
     JsonObject,
     MetricsEvent,
 )
-from florist_grpc.jobs.ending import ProcessFacts, Verdict, client_end, judge
+from florist_grpc.jobs.ending import ProcessFacts, Stopping, Verdict, client_end, judge, stopped
 from florist_grpc.jobs.run import Ending, JobRun, RunningProcess
+from florist_grpc.jobs.unconfirmed_stops import UnconfirmedStops
 from florist_grpc.launch.handles import ProcessHandle
 from florist_grpc.launch.watcher import ProcessWatcher
 from florist_grpc.metrics.listener import ReportListener
 from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.report_reader import ReportReader
-from florist_grpc.store.base import JobStore
+from florist_grpc.store.base import JobStore, UnconfirmedStop
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class JobFollower:
         self._retire = retire  # a job's terminal event is persisted: expire its runs' keys, drop their users
         self._stop_grace = timeouts.process_stop_grace_seconds
         self._client_exit_grace = timeouts.client_exit_grace_seconds
+        self._unconfirmed = UnconfirmedStops(store, self._stop_grace)
         self._work: queue.Queue[Callable[[], None]] = queue.Queue()
         self._runs: dict[str, JobRun] = {}
         self._stopped = threading.Event()
@@ -135,6 +139,10 @@ class JobFollower:
         self._work.put(work)
         return future
 
+    def resume_stops(self, stops: list[tuple[UnconfirmedStop, ProcessHandle]]) -> None:
+        """Go on retrying stops that sites had not confirmed before the control plane restarted."""
+        self._work.put(lambda: self._unconfirmed.resume(stops))
+
     def stopped_server(self, job_id: str) -> bool:
         """True once the job's end stopped its FL server (the end, not the server, says why). Any thread: the
         flag only ever turns True."""
@@ -180,14 +188,27 @@ class JobFollower:
         if run is None:
             return
         process = run.processes[key]
+        self._record_exit(process, status)
+        if key != SERVER_SOURCE.key:
+            server = run.server
+            # A client that fails may have lost its server: if the server is gone too, judge with its exit,
+            # though the watcher has not told it yet (the two exits come in either order).
+            if (
+                not status.clean
+                and server.exit is None
+                and server.handle is not None
+                and (server_status := server.handle.poll()) is not None
+            ):
+                self._record_exit(server, server_status)
+            self._record_client_end(run, process)
+        self._evaluate(run)
+
+    def _record_exit(self, process: RunningProcess, status: Exit) -> None:
         process.exit = status
         if not status.clean:
             tail = process.handle.log_tail() if process.handle is not None else ""
             process.failure = status.describe() + (f"; last log lines:\n{tail}" if tail else "")
         self._reader.read([process.uuid])  # late keys written just before exiting
-        if key != SERVER_SOURCE.key:
-            self._record_client_end(run, process)
-        self._evaluate(run)
 
     def _record_client_end(self, run: JobRun, process: RunningProcess, job_end: JobState | None = None) -> None:
         """Record the client's terminal state as the ending policy decides it (jobs/ending.py `client_end`)."""
@@ -209,7 +230,7 @@ class JobFollower:
     def _evaluate(self, run: JobRun) -> None:
         """Apply the ending policy (jobs/ending.py) to what the job's processes did and reported."""
         if run.ending is not None:
-            if all(p.exit is not None or p.handle is None for p in run.processes.values()):
+            if stopped([self._stopping(p) for p in run.processes.values()], run.ending.past_grace):
                 self._finish(run)
             return
         since = None if run.server_done_at is None else time.monotonic() - run.server_done_at
@@ -248,23 +269,38 @@ class JobFollower:
             if run.ending is not None and now >= run.ending.kill_at:
                 for process in run.processes.values():
                     if process.exit is None and process.handle is not None:
-                        process.handle.kill()
+                        process.handle.kill()  # a site's client: its stop, again
                 run.ending.kill_at = now + self._stop_grace
-            if run.ending is None and run.server_done_at is not None:
+                run.ending.past_grace = True
+                self._evaluate(run)  # the sites had their grace: they no longer hold the end
+            elif run.ending is None and run.server_done_at is not None:
                 self._evaluate(run)
+        self._unconfirmed.tick()
+
+    @staticmethod
+    def _stopping(process: RunningProcess) -> Stopping:
+        gone = process.exit is not None or process.handle is None
+        return Stopping(gone, on_site=process.handle is not None and bool(process.handle.ref.agent_address))
 
     def _finish(self, run: JobRun) -> None:
         assert run.ending is not None
         self._reader.read(p.uuid for p in run.processes.values())  # what each source reported last
+        unconfirmed: list[tuple[UnconfirmedStop, ProcessHandle]] = []
         for client in run.clients:
-            if client.exit is None:  # never launched (a start that failed or was stopped): not left RUNNING
+            if client.exit is None:  # never launched, or its site has not confirmed its stop: not left RUNNING
                 self._record_client_end(run, client, run.ending.state)
+                if client.handle is not None:  # launched at a site: its stop goes on being retried
+                    agent = client.handle.ref.agent_address
+                    stop = UnconfirmedStop(client.uuid, agent, run.job_id, client.source.client_index)
+                    unconfirmed.append((stop, client.handle))
+        self._unconfirmed.record(unconfirmed)
         event = self._finish_unfollowed(run.job_id, run.ending.state, run.ending.message)
         self._detach(run)
         for future in run.ending.done:
             if not future.done():
                 future.set_result(event)
-        log.info("job %s ended %s %s", run.job_id, run.ending.state.name, run.ending.message[:200])
+        why = f": {run.ending.message[:200]}" if run.ending.message else ""
+        log.info("job %s ended %s%s", run.job_id, run.ending.state.name, why)
 
     def _detach(self, run: JobRun) -> None:
         self._runs.pop(run.job_id, None)

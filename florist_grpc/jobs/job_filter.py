@@ -1,8 +1,9 @@
 """ListJobs `filter`: the AIP-160 subset this service understands, parsed once into a pure predicate.
 
-Grammar: comparisons `FIELD = VALUE` (FIELD one of state, model, strategy; VALUE a bare word or a "quoted"
-string) joined by AND and OR, where OR binds tighter than AND (as AIP-160 says). A state is named with or without
-its `JOB_STATE_` prefix. Anything else is INVALID_ARGUMENT with a field violation on `filter`.
+Grammar: comparisons `FIELD = VALUE` (FIELD one of state, model, strategy, project, owner; VALUE a bare word or a
+"quoted" string) joined by AND and OR, where OR binds tighter than AND (as AIP-160 says). A state is named with or
+without its `JOB_STATE_` prefix. Anything else is INVALID_ARGUMENT with a field violation on `filter`. A filter only
+narrows what the caller sees: the jobs of other projects are never read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import Job, JobState
 
-FIELDS = ("state", "model", "strategy")
+FIELDS = ("state", "model", "strategy", "project", "owner")
 TOKEN = re.compile(r'\s*(?:(?P<quoted>"[^"]*")|(?P<op>=)|(?P<word>[A-Za-z0-9_.\-]+)|(?P<bad>\S))')
 
 

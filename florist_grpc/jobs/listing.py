@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
 from florist_grpc.domain.model import Job, JobState
@@ -13,22 +14,28 @@ SCAN_BATCH = 200
 
 
 def filtered_page(
-    store: JobStore, size: int, after: PageCursor | None, state: JobState, job_filter: JobFilter
+    store: JobStore,
+    size: int,
+    after: PageCursor | None,
+    state: JobState,
+    job_filter: JobFilter,
+    projects: Collection[str] | None = None,
 ) -> tuple[list[Job], bool]:
     """Up to `size` jobs after `after` matching `state` and `job_filter`, and whether more follow.
 
     A filter that names one state is pushed down to the store; anything else is matched here while scanning
     pages in the store's order, so page tokens (the position after the last job returned) work as without one.
+    Only jobs of `projects` (None: every project) are read at all.
     """
     pushed = job_filter.only_state
     if pushed is not None:
         if state not in (JobState.UNSPECIFIED, pushed):
             return [], False
-        jobs = store.list_jobs(size + 1, after, pushed)
+        jobs = store.list_jobs(size + 1, after, pushed, projects)
         return jobs[:size], len(jobs) > size
     matches: list[Job] = []
     while True:
-        batch = store.list_jobs(SCAN_BATCH, after, state)
+        batch = store.list_jobs(SCAN_BATCH, after, state, projects)
         matches += [job for job in batch if job_filter.matches(job)]
         if len(matches) > size or len(batch) < SCAN_BATCH:
             return matches[:size], len(matches) > size

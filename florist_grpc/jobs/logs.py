@@ -17,6 +17,7 @@ from florist_grpc.domain.model import (
     Source,
     SourceKind,
 )
+from florist_grpc.domain.projects import Caller
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.logs import follow_log
@@ -48,17 +49,19 @@ class JobLogs:
         self._agents = agents
         self._log_path = log_path
 
-    async def read(self, job_id: str, source: LogSource, offset: int, follow: bool) -> AsyncIterator[tuple[str, int]]:
+    async def read(
+        self, job_id: str, source: LogSource, offset: int, follow: bool, caller: Caller
+    ) -> AsyncIterator[tuple[str, int]]:
         """The log as (text, next_offset) chunks from byte `offset`; with `follow`, until the job has ended and
-        the log is drained."""
+        the log is drained. NOT_FOUND for a job of a project the caller does not see."""
         if offset < 0:
             raise InvalidArgument([FieldViolation("offset", "must not be negative")])
-        job = await self._registry.get(job_id)
+        job = await self._registry.get(job_id, caller)
         owner = log_owner(job, source)
         client = job.clients[owner.client_index] if owner.kind is SourceKind.CLIENT else None
 
         async def finished() -> bool:
-            return (await self._registry.get(job_id)).state.terminal
+            return (await self._registry.get(job_id, caller)).state.terminal
 
         chunks: AsyncIterator[tuple[str, int]]
         if client is not None and client.agent:

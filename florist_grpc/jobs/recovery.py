@@ -1,10 +1,11 @@
-"""Restart recovery: re-attach every IN_PROGRESS job to the follower, adopting its processes where they run."""
+"""Restart recovery: re-attach every IN_PROGRESS job to the follower, adopting its processes where they run, and
+go on retrying the stops sites had not confirmed."""
 
 from __future__ import annotations
 
 import logging
 
-from florist_grpc.domain.model import SERVER_SOURCE, JobState
+from florist_grpc.domain.model import SERVER_SOURCE, JobState, ProcessRef
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.launch.agents import Agents
@@ -15,7 +16,14 @@ log = logging.getLogger(__name__)
 
 
 def recover(store: JobStore, follower: JobFollower, agents: Agents) -> int:
-    """Re-attach every IN_PROGRESS job after a restart; returns how many."""
+    """Re-attach every IN_PROGRESS job after a restart, resume the unconfirmed stops; returns how many jobs."""
+    stops = store.stops.pending()
+    if stops:
+        # Each counts as running until its agent reconnects and says otherwise (or stays away past the grace).
+        follower.resume_stops(
+            [(s, agents.adopt(s.agent, s.client_uuid, ProcessRef(agent_address=s.agent))) for s in stops]
+        )
+        log.info("retrying %d stop(s) that sites had not confirmed", len(stops))
     jobs = store.jobs_in_state(JobState.IN_PROGRESS)
     for job in jobs:
         if not job.server_uuid:

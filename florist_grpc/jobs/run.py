@@ -34,6 +34,7 @@ class Ending:
     state: JobState
     message: str
     kill_at: float
+    past_grace: bool = False  # the stop grace is over: sites' unconfirmed stops no longer hold the end
     done: list[concurrent.futures.Future[MetricsEvent | None]] = field(default_factory=list)
 
 

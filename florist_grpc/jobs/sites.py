@@ -3,10 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from florist_grpc.domain.errors import FailedPrecondition
+from florist_grpc.domain.errors import FailedPrecondition, quote
 from florist_grpc.domain.model import Job
+from florist_grpc.domain.projects import EVERY_PROJECT, Projects
 from florist_grpc.launch.agents import Agents
+
+# The projects whose jobs may run clients on an agent's site (its token's PROJECTS); None: no token names it.
+SiteProjects = Callable[[str], Projects | None]
+
+
+def every_project(agent: str) -> Projects | None:
+    """Without an auth file every site runs the jobs of every project."""
+    return EVERY_PROJECT
+
+
+def check_site_projects(site_projects: SiteProjects, job: Job) -> None:
+    """Every agent-run client's site may run jobs of the job's project (its agent token's PROJECTS): a job that
+    can never run there is refused before anything launches. FailedPrecondition naming agent and rule."""
+    for i, client in enumerate(job.clients):
+        if not client.agent:
+            continue
+        projects = site_projects(client.agent)
+        if projects is None:
+            raise FailedPrecondition(
+                f"job.clients[{i}]: agent {client.agent} has no token in the auth file: it cannot run clients",
+                reason="AGENT_UNKNOWN",
+            )
+        if not projects.includes(job.project):
+            raise FailedPrecondition(
+                f"job.clients[{i}]: agent {client.agent} may not run jobs of project {quote(job.project)}: "
+                f"its token's PROJECTS are {projects}",
+                reason="SITE_PROJECT_NOT_ALLOWED",
+            )
 
 
 async def check_site_clients(agents: Agents, job: Job) -> None:

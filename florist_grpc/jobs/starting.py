@@ -15,9 +15,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from florist_grpc.domain.errors import Aborted, FailedPrecondition
 from florist_grpc.domain.model import MetricsEvent
+
+T = TypeVar("T")
 
 STOP_MESSAGE = "stopped by StopTraining"
 
@@ -60,6 +63,21 @@ class Starts:
             self._starts.pop(job_id, None)
             if not start.stopped.done():
                 start.stopped.set_result(None)
+
+    async def unless_stopped(self, start: Start, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable` (a launch on a site, the FL server getting ready), unless a stop comes first: then it
+        is cancelled and Aborted raised at once, so a stop never waits on what a site or a server takes."""
+        work = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(start.stop_requested.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not work.done():
+                work.cancel()
+        if not work.done() or work.cancelled():
+            raise Aborted(f"job {start.job_id} was stopped by StopTraining while it was starting")
+        return work.result()
 
     async def step(self, start: Start, name: str) -> None:
         """A point where the start may be stopped: raise Aborted if a stop came."""

@@ -1,48 +1,42 @@
-"""StartTraining, StopTraining and restart recovery: the launch sequence around the follower."""
+"""StartTraining, StopTraining and the start of a queued job: the checks, the admission decision, the launch
+sequence around the follower."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from florist_grpc.config import Timeouts, TLSConfig
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
-from florist_grpc.domain.errors import (
-    Aborted,
-    DeadlineExceeded,
-    FailedPrecondition,
-    FloristError,
-    job_not_found,
-    quote,
-)
-from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
-from florist_grpc.domain.training import training_config
-from florist_grpc.fl.run_config import ClientRun, ServerRun
+from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, job_not_found, quote
+from florist_grpc.domain.model import Job, JobState, MetricsEvent
+from florist_grpc.jobs.admission import Hold, Limits, Refuse
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
 from florist_grpc.jobs.follower import JobFollower
-from florist_grpc.jobs.run import RunningProcess
-from florist_grpc.jobs.sites import check_site_clients
-from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
+from florist_grpc.jobs.launch_sequence import LaunchSequence
+from florist_grpc.jobs.queue import Admission, Turn, agent_sites
+from florist_grpc.jobs.sites import SiteProjects, check_site_clients, check_site_projects, every_project
+from florist_grpc.jobs.starting import STOP_MESSAGE, Starts
 from florist_grpc.launch.agents import Agents
-from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
 from florist_grpc.launch.pool import LauncherPool
-from florist_grpc.metrics.hub import EventHub
+from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
-from florist_grpc.net import (
-    bind_address,
-    free_service_port,
-    is_loopback,
-    port_is_free,
-    redis_address_of,
-    split_host_port,
-)
+from florist_grpc.net import redis_address_of
 from florist_grpc.store.base import JobStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What StartTraining answers: the run uuids, or that the job was queued (no uuids yet)."""
+
+    server_uuid: str
+    client_uuids: list[str]
+    queued: bool = False
 
 
 class Trainer:
@@ -50,7 +44,7 @@ class Trainer:
         self,
         store: JobStore,
         follower: JobFollower,
-        hub: EventHub,
+        publisher: EventPublisher,
         agents: Agents,
         redis_url: str,
         data_dir: Path,
@@ -61,32 +55,65 @@ class Trainer:
         remote_probe: RemoteProbe | None = None,
         pool: LauncherPool | None = None,
         data_roots: tuple[Path, ...] = (),
+        site_projects: SiteProjects = every_project,
+        admission: Admission | None = None,
     ) -> None:
+        # Decides, one start at a time, whether a job starts now or waits in the queue (no limits by default).
+        self._admission = admission or Admission(store, Limits(), agent_sites(agents), site_projects)
+        self._site_projects = site_projects  # an agent token's PROJECTS bound the jobs its site runs
         self._users = users
         self.starts = Starts()
-        # With a certificate, FL servers of jobs with agent-run clients serve FL traffic over TLS with it.
-        self._tls = tls
         self._catalog = catalog
         # remote_probe reads an agent-run client's data summary through its agent's session.
         # data_roots (serve --data-root) confine local clients' data files; none = any absolute regular file.
         self._data = DataChecker(timeouts.data_check_seconds, remote_probe, pool, data_roots)
         self._store = store
         self._follower = follower
-        self._hub = hub
+        self._publisher = publisher  # the IN_PROGRESS event goes where every other event goes, and is counted
         self._agents = agents
-        self.redis_address = redis_address_of(redis_url)
-        self._jobs_dir = data_dir.resolve() / "jobs"
         self._timeouts = timeouts
-        self._pool = pool  # FL processes are forked from it when it is up (launch/pool.py)
+        self._sequence = LaunchSequence(
+            store,
+            follower,
+            agents,
+            self.starts,
+            users,
+            redis_address_of(redis_url),
+            data_dir.resolve() / "jobs",
+            timeouts,
+            tls,
+            pool,
+        )
+        self.log_path = self._sequence.log_path
+        self.model_dir = self._sequence.model_dir
 
-    def log_path(self, job_id: str, source_key: str) -> Path:
-        return self._jobs_dir / job_id / f"{source_key}.log"
+    async def _checks(self, job: Job) -> DataShape:
+        """Everything a start checks before the job moves, again when it leaves the queue: its sites may run this
+        project's jobs, their agents are connected and can read their data, the model, the data itself."""
+        check_site_projects(self._site_projects, job)
+        if (reason := self._admission.never_fits(job)) is not None:
+            raise FailedPrecondition(f"job {quote(job.id)} can never start: {reason}", reason="JOB_NEVER_FITS")
+        await check_site_clients(self._agents, job)
+        spec = self._catalog.models.get(job.model)
+        if spec is None:  # a plugin's model, and the plugin is no longer installed
+            raise FailedPrecondition(f"model {job.model} is not in the catalog any more; install its plugin again")
+        return await self._data.check(job, spec)
 
-    def model_dir(self, job_id: str) -> Path:
-        """Where the FL server saves the job's global models (removed with the job's directory)."""
-        return self._jobs_dir / job_id / "models"
+    async def _commit(self, job: Job, from_state: JobState, to_state: JobState, reason: str = "") -> MetricsEvent:
+        event = await asyncio.to_thread(
+            self._store.transition, job.id, {from_state}, to_state, datetime.now(UTC), "", reason
+        )
+        if event is None:
+            current = await asyncio.to_thread(self._store.get_job, job.id)
+            state = current.state.name if current else "deleted"
+            raise FailedPrecondition(
+                f"job {quote(job.id)} is {state}; only a NOT_STARTED job can be started", reason="JOB_NOT_STARTABLE"
+            )
+        self._publisher.publish([event])
+        return event
 
-    async def start(self, job_id: str) -> tuple[str, list[str]]:
+    async def start(self, job_id: str) -> Started:
+        """Start the job now, or queue it when a limit says it must wait (every check runs first either way)."""
         await asyncio.to_thread(self._users.check)  # Redis down: UNAVAILABLE now, and the job stays NOT_STARTED
         job = await asyncio.to_thread(self._store.get_job, job_id)
         if job is None:
@@ -97,172 +124,94 @@ class Trainer:
                 f"job {quote(job_id)} is {job.state.name}; only a NOT_STARTED job can be started",
                 reason="JOB_NOT_STARTABLE",
             )
-        # Every agent-run client's agent is connected and can read its data.
-        await check_site_clients(self._agents, job)
-        spec = self._catalog.models.get(job.model)
-        if spec is None:  # a plugin's model, and the plugin is no longer installed
-            raise FailedPrecondition(f"model {job.model} is not in the catalog any more; install its plugin again")
-        shape = await self._data.check(job, spec)
+        shape = await self._checks(job)
         with self.starts.starting(job_id) as start:  # before the commit: a stop from then on reaches this start
-            event = await asyncio.to_thread(
-                self._store.transition, job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, datetime.now(UTC)
-            )
-            if event is None:
-                current = await asyncio.to_thread(self._store.get_job, job_id)
-                state = current.state.name if current else "deleted"
-                raise FailedPrecondition(
-                    f"job {quote(job_id)} is {state}; only a NOT_STARTED job can be started",
-                    reason="JOB_NOT_STARTABLE",
-                )
-            self._hub.publish(event)
-            try:
-                return await self._launch(job, shape, start)
-            except FloristError as exc:
-                if start.stop_requested.is_set():  # the stop wins (jobs/starting.py)
-                    start.stopped.set_result(await self._end(job_id, JobState.CANCELLED, STOP_MESSAGE))
-                    if isinstance(exc, Aborted):
-                        raise
-                    raise Aborted(f"job {quote(job_id)} was stopped: {exc}") from exc
-                await self._end(job_id, JobState.FINISHED_WITH_ERROR, str(exc))
-                raise
-            except Exception as exc:
-                log.exception("launching job %s failed", job_id)
-                await self._end(job_id, JobState.FINISHED_WITH_ERROR, f"launch failed: {exc}")
-                raise
+            async with self._admission.lock:
+                decision = await self._admission.decide(job)
+                if isinstance(decision, Refuse):
+                    raise FailedPrecondition(
+                        f"job {quote(job_id)} can never start: {decision.reason}", reason="JOB_NEVER_FITS"
+                    )
+                if isinstance(decision, Hold):
+                    await self._commit(job, JobState.NOT_STARTED, JobState.QUEUED, decision.reason)
+                    log.info("job %s queued: %s", job_id, decision.reason)
+                    return Started("", [], queued=True)
+                await self._commit(job, JobState.NOT_STARTED, JobState.IN_PROGRESS)
+            return Started(*await self._sequence.run(job, shape, start))
 
-    async def _end(self, job_id: str, state: JobState, message: str) -> MetricsEvent | None:
-        """End a start that failed or was stopped: stop whatever it launched, move the job to `state`."""
-        future = self._follower.end(job_id, state, message)
+    async def start_queued(self, job_id: str, turn: Turn | None = None) -> bool:
+        """Start a QUEUED job the queue says fits, exactly as StartTraining would: every check again (one that
+        fails ends the job FINISHED_WITH_ERROR saying why), decided again, the same launch. Whether the job left
+        the queue (an outage, Redis or an agent, leaves it queued until the next change)."""
+        job = await asyncio.to_thread(self._store.get_job, job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return False
+        await asyncio.to_thread(self._users.check)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.start_cleanup_seconds)
-        except (TimeoutError, FloristError):
-            log.warning("job %s: cleanup after a failed start did not finish in time", job_id)
-            return None
+            shape = await self._checks(job)
+        except FailedPrecondition as exc:
+            # The job's error says all of it: the violations are not in the message (a caller gets them as details).
+            why = "; ".join([str(exc), *(f"{v.field}: {v.description}" for v in exc.violations)])
+            await self.end_queued(job_id, f"could not start from the queue: {why}")
+            return True
+        if turn is not None:
+            await turn.wait()  # the job ahead in the queue commits first
+        with self.starts.starting(job_id) as start:
+            async with self._admission.lock:
+                decision = await self._admission.decide(job)
+                if isinstance(decision, Refuse):
+                    await self.end_queued(job_id, f"it can never start: {decision.reason}")
+                    return True
+                if isinstance(decision, Hold):
+                    return False
+                try:
+                    await self._commit(job, JobState.QUEUED, JobState.IN_PROGRESS)
+                except FailedPrecondition:
+                    return True  # stopped (or deleted) meanwhile
+            if turn is not None:
+                turn.done()  # committed: the next job's turn (it need not wait for this launch)
+            await self._sequence.run(job, shape, start)
+            return True
 
-    def _server_address(self, job: Job) -> str:
-        if job.server_address_auto:
-            host, port = split_host_port(job.server_address)
-            bind_host = host if is_loopback(host) else "0.0.0.0"
-            if not port_is_free(port, bind_host):
-                return job.server_address.removesuffix(f":{port}") + f":{free_service_port(bind_host)}"
-        return job.server_address
-
-    async def _launch(self, job: Job, shape: DataShape, start: Start) -> tuple[str, list[str]]:
-        training = training_config(job.strategy, job.server_config)  # once, for the server and every client
-        server_address = self._server_address(job)
-        server_uuid = uuid.uuid4().hex
-        client_uuids = [uuid.uuid4().hex for _ in job.clients]
-        processes = {SERVER_SOURCE.key: RunningProcess(SERVER_SOURCE, server_uuid)}
-        for i, client_uuid in enumerate(client_uuids):
-            source = replace(job.client_source(i), client_uuid=client_uuid)
-            processes[source.key] = RunningProcess(source, client_uuid)
-        # Subscribe before anything runs; the subscription also reconciles whatever was written before it.
-        self._follower.attach(job.id, processes, {})
-        await self.starts.step(start, "attached")
-        credentials = await asyncio.to_thread(self._users.create, [server_uuid, *client_uuids])
-        redis_address = job.redis_address or self.redis_address
-        fl_tls = self._tls if any(c.agent for c in job.clients) else None
-        server_run = ServerRun(
-            bind_address=bind_address(server_address),
-            redis_address=redis_address,
-            uuid=server_uuid,
-            model=job.model,
-            strategy=job.strategy,
-            n_clients=len(job.clients),
-            training=training,
-            tls_cert_file=str(fl_tls.cert_file) if fl_tls else "",
-            tls_key_file=str(fl_tls.key_file) if fl_tls else "",
-            input_shape=list(shape.input_shape),
-            num_classes=shape.num_classes,
-            model_config=job.model_config,
-            model_dir=str(self.model_dir(job.id)),
-            redis_username=credentials[server_uuid].username,
-            redis_password=credentials[server_uuid].password,
+    async def end_queued(self, job_id: str, message: str) -> None:
+        """A queued job that cannot start ends FINISHED_WITH_ERROR saying why."""
+        event = await asyncio.to_thread(
+            self._store.transition, job_id, {JobState.QUEUED}, JobState.FINISHED_WITH_ERROR, datetime.now(UTC), message
         )
-        server = await asyncio.to_thread(
-            start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key), self._pool
-        )
-        server_ref = server.ref
-        self._follower.set_handle(job.id, SERVER_SOURCE.key, server)
-        await self.starts.step(start, "server launched")
-        client_refs = [ProcessRef() for _ in job.clients]
-        launch = Launch(server_address, server_uuid, server_ref, client_uuids, client_refs, datetime.now(UTC))
-        # Recorded before the clients start, so a restart can find the server even if we die mid-launch.
-        await asyncio.to_thread(self._store.record_launch, job.id, launch)
-        # Spawned, clients start while the server is still starting: both spend ~1.5 s importing torch and
-        # Flower, and clients retry connecting (bounded). Forked from the pool, a client would reach the server
-        # before it is bound and wait out Flower's retry backoff (seconds): those start once it is ready.
-        # A server that never gets ready still fails the start, and the cleanup stops every process launched.
-        if server.forked:
-            await self._wait_ready(job.id, server_address, server, start)
-        for i, client in enumerate(job.clients):
-            run = ClientRun(
-                server_address=server_address,
-                redis_address=client.redis_address or redis_address,
-                uuid=client_uuids[i],
-                model=job.model,
-                optimizer=job.optimizer,
-                client_type=job.client_type,
-                data_path=client.data_path,
-                training=training,
-                device=client.device,
-                # Local clients verify a TLS FL server with its own certificate file (the chain up to its CA).
-                root_certificates_file=str(fl_tls.cert_file) if fl_tls else "",
-                input_shape=list(shape.input_shape),
-                num_classes=shape.num_classes,
-                model_config=job.model_config,
-                label_column=client.label_column,
-                redis_username=credentials[client_uuids[i]].username,
-                redis_password=credentials[client_uuids[i]].password,
-            )
-            handle: ProcessHandle
-            if client.agent:
-                # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                handle = await self._agents.launch(client.agent, run, tls=fl_tls is not None)
-            else:
-                handle = await asyncio.to_thread(
-                    start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool
-                )
-            client_refs[i] = handle.ref
-            self._follower.set_handle(job.id, f"client{i}", handle)
-            await self.starts.step(start, f"client{i} launched")
-        await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
-        if not server.forked:
-            await self._wait_ready(job.id, server_address, server, start)
-        await self.starts.step(start, "ready")
-        return server_uuid, client_uuids
+        if event is not None:
+            self._publisher.publish([event])
+            log.warning("job %s left the queue: %s", job_id, message)
 
-    # --- readiness by event (issue 13): the FL server says "ready" once bound (fl/readiness.py) -------------
-    async def _wait_ready(self, job_id: str, server_address: str, server: LocalProcess, start: Start) -> None:
-        """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound.
-
-        A server stopped because the job is already ending (a client failed at once, or a stop) is no failure of
-        the start: the job's own end says why.
-        """
-        await self.starts.step(start, "waiting for the FL server")
-        bound = self._timeouts.server_ready_seconds
-        try:
-            ready = await asyncio.wait_for(server.wait_ready(), timeout=bound)
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"FL server not ready on {server_address} within {bound:g}s", reason="FL_SERVER_NOT_READY"
-            ) from None
-        if ready or self._follower.stopped_server(job_id):
-            return
-        # It ended before it was ready; only its exit status may still be on its way.
-        status = await asyncio.to_thread(server.wait_exit, self._timeouts.process_stop_grace_seconds)
-        tail = server.log_tail()
-        raise FailedPrecondition(
-            f"FL server {status.describe() if status else 'ended'} before it was ready"
-            + (f"; last log lines:\n{tail}" if tail else ""),
-            reason="FL_SERVER_EXITED",
+    async def _cancel_queued(self, job_id: str) -> MetricsEvent | None:
+        event = await asyncio.to_thread(
+            self._store.transition, job_id, {JobState.QUEUED}, JobState.CANCELLED, datetime.now(UTC), STOP_MESSAGE
         )
+        if event is not None:
+            self._publisher.publish([event])
+        return event
 
     async def stop(self, job_id: str) -> MetricsEvent | None:
+        """End the job CANCELLED. Bounded whatever its sites do: the end waits on a site at most the stop grace
+        (then its stop is recorded unconfirmed and retried in the background), and the whole call at most
+        `stop_seconds` (DEADLINE_EXCEEDED: the stop goes on)."""
+        bound = self._timeouts.stop_seconds
+        try:
+            return await asyncio.wait_for(self._stop(job_id), bound)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"job {quote(job_id)} is still being stopped after {bound:g}s; its end will follow",
+                reason="STOP_IN_PROGRESS",
+            ) from None
+
+    async def _stop(self, job_id: str) -> MetricsEvent | None:
+        if (event := await self._cancel_queued(job_id)) is not None:  # a queued job leaves the queue CANCELLED
+            return event
         start = self.starts.request_stop(job_id)
         if start is not None:  # the start ends the job CANCELLED at its next step and answers ABORTED
             event = await asyncio.shield(start.stopped)
             if event is not None:
                 return event
+            if (event := await self._cancel_queued(job_id)) is not None:  # that start queued it meanwhile
+                return event
         future = self._follower.end(job_id, JobState.CANCELLED, STOP_MESSAGE)
-        return await asyncio.wrap_future(future)
+        return await asyncio.shield(asyncio.wrap_future(future))

@@ -94,6 +94,7 @@ class AgentHello:
     data_root: str = ""
     clients: tuple[KnownClient, ...] = ()
     problem: str = ""  # why the agent cannot run clients now ('' = healthy)
+    max_clients: int = 0  # the most clients it runs at once (0 = no limit)
 
 
 @dataclass(frozen=True)

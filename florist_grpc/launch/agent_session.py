@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -138,3 +139,18 @@ class AgentSession:
         for queue in self._logs.values():
             queue.put_nowait(error)
         self._outbox.put_nowait(None)
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """One agent as ListAgents shows it."""
+
+    name: str
+    connected: bool
+    connect_time: datetime
+    last_seen: datetime
+    devices: tuple[str, ...]
+    version: str
+    data_root: str
+    problem: str  # '' = healthy
+    max_clients: int = 0  # the most clients it runs at once (0 = no limit)

@@ -1,7 +1,9 @@
 """The control plane's agents: open sessions by name, and the FL client processes each agent runs for us.
 
 Sessions live on the event loop. The follower's threads see agent-run processes only through `AgentProcess`
-(florist_grpc/launch/agent_process.py), which reads the state kept here under a lock and posts stops to the loop.
+(florist_grpc/launch/agent_process.py), which reads their state (launch/remote_clients.py) and posts stops to the
+loop. An agent heartbeats while it has nothing else to say: one silent past `agent_silence_seconds` has its
+session closed, so it shows as disconnected and its clients count as away, as after a disconnect.
 Messages are plain values (launch/agent_protocol.py): the servicer converts them at the stream.
 A client's reports, relayed by its agent, are written to the control plane's own Redis exactly as a local client
 writes them (SET key=uuid, PUBLISH channel=uuid): the listener -> follower -> store path is the same for both.
@@ -11,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from florist_grpc.config import Timeouts
@@ -46,34 +45,11 @@ from florist_grpc.launch.agent_protocol import (
     StopClient,
     Welcome,
 )
-from florist_grpc.launch.agent_session import AgentSession
+from florist_grpc.launch.agent_session import AgentSession, AgentView
+from florist_grpc.launch.remote_clients import RemoteClients
 from florist_grpc.launch.report_relay import ReportRelay
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AgentView:
-    """One agent as ListAgents shows it."""
-
-    name: str
-    connected: bool
-    connect_time: datetime
-    last_seen: datetime
-    devices: tuple[str, ...]
-    version: str
-    data_root: str
-    problem: str  # '' = healthy
-
-
-@dataclass
-class RemoteClient:
-    """What the control plane knows of one client process an agent runs."""
-
-    agent: str
-    exit: Exit | None = None
-    log_tail: str = ""
-    stop_requested: bool = False
 
 
 class Agents:
@@ -83,10 +59,10 @@ class Agents:
         self._timeouts = timeouts
         self._sessions: dict[str, AgentSession] = {}  # open sessions; event loop only
         self._last: dict[str, AgentSession] = {}  # the latest session of every agent seen (ListAgents)
-        # Read by the process watcher thread through AgentProcess: guarded by the lock.
-        self._lock = threading.Lock()
-        self._clients: dict[str, RemoteClient] = {}  # client uuid -> the process an agent runs for us
-        self._away_since: dict[str, float] = {}  # agent name -> monotonic time it went (or was expected) away
+        self._clients = RemoteClients(timeouts.agent_away_grace_seconds)  # read by the follower's threads too
+        self._silence = self._loop.create_task(self._close_silent_sessions())
+        # Told each agent that connects (the queue: a site's capacity is back). Event loop, must not block.
+        self.on_connect: list[Callable[[str], None]] = []
 
     # --- sessions (AgentService.Connect) -----------------------------------------------------------------------
 
@@ -131,30 +107,21 @@ class Agents:
         session = AgentSession(hello)
         self._sessions[hello.name] = self._last[hello.name] = session
         session.send(Welcome())
-        known = {c.client_uuid: c for c in hello.clients}
-        with self._lock:
-            self._away_since.pop(hello.name, None)
-            for client_uuid, client in self._clients.items():
-                if client.agent != hello.name:
-                    continue
-                status = known.get(client_uuid)
-                if status is None:
-                    if client.exit is None:
-                        client.exit = Exit(None, f"was lost: agent {hello.name} reconnected without it")
-                elif status.running and client.stop_requested:
-                    # Stopped while the agent was away (the job ended meanwhile): nothing may outlive its job.
-                    session.send(StopClient(client_uuid))
-            # Exits of clients the agent knows arrive as process_exited after their last reports.
+        # Stopped while the agent was away (the job ended meanwhile): nothing may outlive its job.
+        for client_uuid in self._clients.came_back(hello.name, hello.clients):
+            session.send(StopClient(client_uuid))
         log.info("agent %s connected (version %s, devices %s)", hello.name, hello.version, list(hello.devices))
         session.report_health(hello.problem)
+        for listener in self.on_connect:
+            listener(hello.name)
         return session
 
-    def _close(self, session: AgentSession, error: FloristError) -> None:
+    def _close(self, session: AgentSession, error: FloristError, away_since: float | None = None) -> None:
+        """End `session`; its agent counts as away from `away_since` (monotonic; default now) if it was current."""
         session.close(error)
         if self._sessions.get(session.name) is session:
             del self._sessions[session.name]
-            with self._lock:
-                self._away_since[session.name] = time.monotonic()
+            self._clients.went_away(session.name, time.monotonic() if away_since is None else away_since)
             log.warning("agent %s: session ended (%s)", session.name, error)
 
     async def _write(self, session: AgentSession, write: Callable[[Command], Awaitable[None]]) -> None:
@@ -176,20 +143,25 @@ class Agents:
                 session.deliver(message)
 
     async def _relay_report(self, agent: str, change: ReportChange) -> None:
-        with self._lock:
-            client = self._clients.get(change.client_uuid)
-        if client is None or client.agent != agent:
+        if not self._clients.runs(agent, change.client_uuid):
             log.warning("agent %s reported for client %s, which it does not run; dropped", agent, change.client_uuid)
             return
         await self._reports.relay(agent, change.client_uuid, change.report_json)
 
     def _exited(self, agent: str, exited: ProcessExited) -> None:
-        with self._lock:
-            client = self._clients.get(exited.client_uuid)
-            if client is None or client.agent != agent or client.exit is not None:
-                return
-            client.log_tail = exited.log_tail
-            client.exit = Exit(exited.exit_code)
+        self._clients.exited(agent, exited.client_uuid, exited.exit_code, exited.log_tail)
+
+    async def _close_silent_sessions(self) -> None:
+        """Close every session whose agent said nothing (not even a heartbeat) for longer than its bound."""
+        bound = self._timeouts.agent_silence_seconds
+        while True:
+            await asyncio.sleep(min(max(bound / 4, 0.05), 5.0))
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                if now - session.last_seen_monotonic > bound:
+                    # Away since it was last heard from, not since this check noticed.
+                    silent = Unavailable(f"agent {session.name} was silent for more than {bound:g}s")
+                    self._close(session, silent, away_since=session.last_seen_monotonic)
 
     # --- what jobs ask of agents -------------------------------------------------------------------------------
 
@@ -229,11 +201,15 @@ class Agents:
         """Have agent `name` start the FL client `run` (its data path is relative to the agent's data root; its
         Redis and CA file are the agent's own: see LaunchClient)."""
         session = self.session(name)
-        with self._lock:
-            self._clients[run.uuid] = RemoteClient(name)
-        reply = await session.request(
-            lambda rid: LaunchClient(rid, run, tls), ProcessStarted, self._timeouts.agent_call_seconds
-        )
+        self._clients.launching(run.uuid, name)
+        try:
+            reply = await session.request(
+                lambda rid: LaunchClient(rid, run, tls), ProcessStarted, self._timeouts.agent_call_seconds
+            )
+        except BaseException:
+            # Unanswered (or the start was stopped meanwhile): the agent may still start it, and must stop it.
+            self._stop(run.uuid)
+            raise
         if isinstance(reply, RequestFailed):
             raise FailedPrecondition(f"agent {name} could not start the client: {reply.message}")
         ref = ProcessRef(pid=reply.pid, log_path=reply.log_path, agent_address=name)
@@ -242,10 +218,7 @@ class Agents:
     def adopt(self, name: str, client_uuid: str, ref: ProcessRef) -> AgentProcess:
         """A process an agent ran for us before the control plane restarted; it counts as running until the
         agent says otherwise (or stays away longer than the grace). Thread-safe."""
-        with self._lock:
-            self._clients.setdefault(client_uuid, RemoteClient(name))
-            if name not in self._sessions:
-                self._away_since.setdefault(name, time.monotonic())
+        self._clients.adopt(client_uuid, name, connected=name in self._sessions)
         return AgentProcess(self, client_uuid, ref)
 
     async def stream_log(
@@ -268,6 +241,7 @@ class Agents:
                 version=s.hello.version,
                 data_root=s.hello.data_root,
                 problem=s.problem,
+                max_clients=s.hello.max_clients,
             )
             for s in sorted(self._last.values(), key=lambda s: s.name)
         ]
@@ -275,33 +249,17 @@ class Agents:
     # --- called by AgentProcess, from the follower's threads ---------------------------------------------------
 
     def exit_of(self, client_uuid: str) -> Exit | None:
-        grace = self._timeouts.agent_away_grace_seconds
-        with self._lock:
-            client = self._clients.get(client_uuid)
-            if client is None or client.exit is not None:
-                return client.exit if client else Exit(None, "was never launched by an agent")
-            away = self._away_since.get(client.agent)
-            if away is None or time.monotonic() - away <= grace:
-                return None
-            client.exit = Exit(None, f"was lost: agent {client.agent} stayed disconnected for more than {grace:g}s")
-            client.stop_requested = True  # should the agent come back with it still running
-            return client.exit
+        return self._clients.exit_of(client_uuid)
 
     def log_tail(self, client_uuid: str) -> str:
-        with self._lock:
-            client = self._clients.get(client_uuid)
-            return client.log_tail if client else ""
+        return self._clients.log_tail(client_uuid)
 
     def request_stop(self, client_uuid: str) -> None:
         self._loop.call_soon_threadsafe(self._stop, client_uuid)
 
     def _stop(self, client_uuid: str) -> None:
-        with self._lock:
-            client = self._clients.get(client_uuid)
-            if client is None or (client.exit is not None and not client.stop_requested):
-                return
-            client.stop_requested = True  # sent again when the agent reconnects, should it be away now
-        session = self._sessions.get(client.agent)
+        agent = self._clients.stop(client_uuid)  # sent again when the agent reconnects, should it be away now
+        session = self._sessions.get(agent) if agent is not None else None
         if session is not None:
             session.send(StopClient(client_uuid))
 
@@ -311,5 +269,6 @@ class Agents:
             self._close(session, Unavailable("the control plane is shutting down"))
 
     async def close(self) -> None:
+        self._silence.cancel()
         self.close_sessions()
         await self._reports.close()

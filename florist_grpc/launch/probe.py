@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from florist_grpc.domain.model import Exit
 from florist_grpc.launch import process
 from florist_grpc.launch.pool import LauncherPool, PoolUnavailable
 from florist_grpc.launch.process import fl_environment
@@ -72,8 +73,12 @@ def _too_long(timeout: float) -> str:
 
 def _summaries(files: list[tuple[str, str]], code: int, stdout: str, stderr: str) -> list[dict[str, Any]]:
     if code != 0:
-        tail = "\n".join(stderr.strip().splitlines()[-5:])
-        raise ProbeFailed(f"the data probe exited with code {code}: {tail}")
+        # Its stderr may quote a data file (a reader's traceback): the control plane's log keeps it, at DEBUG;
+        # the caller learns what happened, in words of ours.
+        log.debug("the data probe exited with code %d; its last lines:\n%s", code, "\n".join(stderr.splitlines()[-5:]))
+        raise ProbeFailed(
+            f"the data probe {Exit(code).describe()} (its last lines are in the control plane's log, at DEBUG)"
+        )
     try:
         summaries: list[dict[str, Any]] = json.loads(stdout.strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:

@@ -6,12 +6,16 @@ reference per subscriber, never the event, and the event is encoded once for all
 bounded queue; a subscriber that falls behind is marked `lagging` and dropped from fan-out until it has caught up
 from the store, so a slow reader never blocks the listeners or other subscribers and never holds unbounded
 memory.
+
+Observers (`observe`) see every published batch, of every job, subscribed or not: the experiment trackers' followers
+(florist_grpc/export) learn there that a job has new events, and read them from the store on threads of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 
 from florist_grpc.domain.model import MetricsEvent
 from florist_grpc.metrics.frame import Frame, RecentFrames
@@ -39,6 +43,12 @@ class EventHub:
         self._capacity = capacity
         self.frames = frames if frames is not None else RecentFrames()
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
+        self._observers: list[Callable[[list[MetricsEvent]], None]] = []
+
+    def observe(self, observer: Callable[[list[MetricsEvent]], None]) -> None:
+        """Call `observer` on the loop with every published batch, before the fan-out; it must return at once
+        (note the news and hand the work to a thread of its own)."""
+        self._observers.append(observer)
 
     def subscribe(self, job_id: str) -> Subscription:
         subscription = Subscription(job_id, self._capacity)
@@ -58,6 +68,9 @@ class EventHub:
         return len(self._subscribers.get(job_id, ()))
 
     def publish(self, event: MetricsEvent) -> None:
+        self.publish_many([event])
+
+    def _fan_out(self, event: MetricsEvent) -> None:
         subscribers = self._subscribers.get(event.job_id)
         if not subscribers:
             return
@@ -71,8 +84,10 @@ class EventHub:
                 subscription.lagging = True
 
     def publish_many(self, events: list[MetricsEvent]) -> None:
+        for observer in self._observers:
+            observer(events)
         for event in events:
-            self.publish(event)
+            self._fan_out(event)
 
     def publish_threadsafe(self, events: list[MetricsEvent]) -> None:
         """Hand events from another thread to the loop: one wake-up per batch, not per event."""

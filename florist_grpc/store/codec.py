@@ -16,6 +16,8 @@ from florist_grpc.domain.model import (
     Source,
     SourceKind,
 )
+from florist_grpc.domain.projects import DEFAULT_PROJECT
+from florist_grpc.domain.tracking import TrackingConfig
 
 
 def to_micros(t: datetime) -> int:
@@ -41,6 +43,10 @@ def job_to_doc(job: Job) -> JsonObject:
         "server_uuid": job.server_uuid,
         "server_process": asdict(job.server_process),
         "error_message": job.error_message,
+        "project": job.project,
+        "owner": job.owner,
+        "priority": job.priority,
+        "tracking": {"experiment": job.tracking.experiment, "tags": job.tracking.tags},
         "clients": [
             {
                 "data_path": c.data_path,
@@ -52,6 +58,7 @@ def job_to_doc(job: Job) -> JsonObject:
                 "error_message": c.error_message,
                 "process": asdict(c.process),
                 "label_column": c.label_column,
+                "stop_unconfirmed": c.stop_unconfirmed,
             }
             for c in job.clients
         ],
@@ -68,6 +75,9 @@ def job_from_doc(
     start_us: int | None,
     end_us: int | None,
     reports: dict[str, JsonObject],
+    revision: int = 0,
+    current_round: int = 0,
+    queue_us: int | None = None,
 ) -> Job:
     clients = [
         Client(
@@ -82,6 +92,7 @@ def job_from_doc(
             metrics=reports.get(f"client{i}", {}),
             process=ProcessRef(**c["process"]),
             label_column=c.get("label_column", ""),
+            stop_unconfirmed=c.get("stop_unconfirmed", False),
         )
         for i, c in enumerate(doc["clients"])
     ]
@@ -106,6 +117,46 @@ def job_from_doc(
         end_time=from_micros(end_us) if end_us is not None else None,
         server_process=ProcessRef(**doc["server_process"]),
         last_sequence=last_sequence,
+        # Jobs stored before tracking settings existed take the control plane's defaults.
+        tracking=TrackingConfig(**doc.get("tracking", {})),
+        # Jobs stored before projects belong to the default project, created by nobody we know.
+        project=doc.get("project", DEFAULT_PROJECT),
+        owner=doc.get("owner", ""),
+        revision=revision,
+        current_round=current_round,
+        priority=doc.get("priority", 0),
+        queue_time=from_micros(queue_us) if queue_us is not None else None,
+    )
+
+
+def snapshot_to_doc(job: Job) -> JsonObject:
+    """The job as a change of the changes log holds it: its definition and state, without its reports."""
+    return {
+        **job_to_doc(job),
+        "state": int(job.state),
+        "create_us": to_micros(job.create_time),
+        "start_us": to_micros(job.start_time) if job.start_time else None,
+        "end_us": to_micros(job.end_time) if job.end_time else None,
+        "last_sequence": job.last_sequence,
+        "revision": job.revision,
+        "current_round": job.current_round,
+        "queue_us": to_micros(job.queue_time) if job.queue_time else None,
+    }
+
+
+def snapshot_from_doc(job_id: str, doc: JsonObject) -> Job:
+    return job_from_doc(
+        job_id,
+        doc,
+        state=doc["state"],
+        last_sequence=doc["last_sequence"],
+        create_us=doc["create_us"],
+        start_us=doc["start_us"],
+        end_us=doc["end_us"],
+        reports={},
+        revision=doc["revision"],
+        current_round=doc["current_round"],
+        queue_us=doc.get("queue_us"),
     )
 
 

@@ -14,7 +14,6 @@ an update can `$set` only the paths that changed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -27,39 +26,55 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import (
     JOB_SOURCE,
+    ChangeType,
     ClientState,
     Job,
+    JobChange,
     JobState,
     JsonObject,
     Launch,
     MetricsEvent,
     Source,
 )
+from florist_grpc.domain.projects import DEFAULT_PROJECT
 from florist_grpc.store import rules
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
-from florist_grpc.store.codec import event_from_row, job_from_doc, job_to_doc, to_micros
-from florist_grpc.store.mongo_batch import BatchIngest, advance_update, event_doc, storable_update
-from florist_grpc.store.mongo_keys import map_keys, unescape_key
+from florist_grpc.store.change_feed import KEEP_CHANGES
+from florist_grpc.store.codec import job_to_doc, to_micros
+from florist_grpc.store.mongo_batch import BatchIngest, moves_round, storable_update
+from florist_grpc.store.mongo_changes import MongoChanges
+from florist_grpc.store.mongo_reads import job_of, read_events
+from florist_grpc.store.mongo_stops import MongoSiteStops
 from florist_grpc.store.mongo_unsettled import UnsettledSources, rolled_forward
+from florist_grpc.store.mongo_wal import EventLog
 
 T = TypeVar("T")
-_MAX_APPEND_ATTEMPTS = 1000
 
 
 class MongoStore(JobStore):
     def __init__(
-        self, client: pymongo.MongoClient[JsonObject], database: str = "florist", *, batch_ingest: bool = True
+        self,
+        client: pymongo.MongoClient[JsonObject],
+        database: str = "florist",
+        *,
+        batch_ingest: bool = True,
+        keep_changes: int = KEEP_CHANGES,
     ) -> None:
-        """`batch_ingest=False` appends report changes one by one (the path a refused change falls back to)."""
+        """`batch_ingest=False` appends report changes one by one (the path a refused change falls back to);
+        `keep_changes`: how many of the latest changes the changes log keeps at least."""
         self._client = client
+        self.database = database
         db = client[database]
+        self._changes = MongoChanges(db, keep_changes)
         self._jobs: MongoCollection[JsonObject] = db["jobs"]
         self._events: MongoCollection[JsonObject] = db["events"]
         self._guard(self._create_indexes)
         sessions = self._client.start_session if self._has_transactions() else None
-        self._batch = BatchIngest(self._jobs, self._events, self._roll_forward, self._append_one, sessions)
+        self._log = EventLog(self._jobs, self._events)
+        self._batch = BatchIngest(self._jobs, self._events, self._log.roll_forward, self._append_one, sessions)
         self._batch_ingest = batch_ingest
         self._unsettled = UnsettledSources(self._jobs, self._events)
+        self.stops = MongoSiteStops(db["site_stops"], self._jobs, self._guard)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -73,6 +88,7 @@ class MongoStore(JobStore):
         self._jobs.create_index([("request_id", 1)], unique=True, partialFilterExpression={"request_id": {"$gt": ""}})
         self._jobs.create_index([("create_us", -1), ("_id", -1)])
         self._jobs.create_index([("state", 1), ("create_us", -1), ("_id", -1)])
+        self._jobs.create_index([("project", 1), ("create_us", -1), ("_id", -1)])
         self._events.create_index([("job_id", 1), ("sequence", 1)], unique=True)
 
     def _guard(self, fn: Callable[[], T]) -> T:
@@ -95,17 +111,15 @@ class MongoStore(JobStore):
         self._guard(lambda: self._client.admin.command("ping"))
 
     def _job(self, row: JsonObject) -> Job:
-        reports = {unescape_key(k): map_keys(v, unescape_key) for k, v in row.get("reports", {}).items()}
-        return job_from_doc(
-            row["_id"],
-            row["doc"],
-            state=row["state"],
-            last_sequence=row["last_sequence"],
-            create_us=row["create_us"],
-            start_us=row.get("start_us"),
-            end_us=row.get("end_us"),
-            reports=reports,
-        )
+        return job_of(row)
+
+    def _recorded(self, job_id: str, type_: ChangeType, previous: JobState | None = None) -> Job | None:
+        """Log the change the job just went through (it is read as it is now, without its reports)."""
+        row = self._jobs.find_one({"_id": job_id}, {"reports": 0})
+        if row is None:
+            return None
+        job = job_of(row)
+        return self._changes.record(self._jobs, job, type_, job.state if previous is None else previous)
 
     def create_job(self, job: Job, request_id: str = "") -> Job:
         def run() -> Job:
@@ -113,6 +127,7 @@ class MongoStore(JobStore):
                 "_id": job.id,
                 "create_us": to_micros(job.create_time),
                 "state": int(job.state),
+                "project": job.project,
                 "last_sequence": 0,
                 "doc": job_to_doc(job),
                 "reports": {},
@@ -126,7 +141,7 @@ class MongoStore(JobStore):
                 if existing is None:
                     raise
                 return self._job(existing)
-            return job
+            return self._recorded(job.id, ChangeType.ADDED, JobState.UNSPECIFIED) or job
 
         return self._guard(run)
 
@@ -138,11 +153,16 @@ class MongoStore(JobStore):
         row = self._guard(run)
         return self._job(row) if row is not None else None
 
-    def list_jobs(self, page_size: int, after: PageCursor | None, state: JobState) -> list[Job]:
+    def list_jobs(
+        self, page_size: int, after: PageCursor | None, state: JobState, projects: Collection[str] | None = None
+    ) -> list[Job]:
         def run() -> list[Job]:
             query: JsonObject = {}
             if state is not JobState.UNSPECIFIED:
                 query["state"] = int(state)
+            if projects is not None:
+                # Jobs stored before projects have no field: they are the default project's.
+                query["project"] = {"$in": [*projects, *([None] if DEFAULT_PROJECT in projects else [])]}
             if after is not None:
                 us = to_micros(after.create_time)
                 query["$or"] = [{"create_us": {"$lt": us}}, {"create_us": us, "_id": {"$lt": after.job_id}}]
@@ -158,47 +178,15 @@ class MongoStore(JobStore):
                 if row is None:
                     return False
                 rules.check_deletable(job_id, JobState(row["state"]))
+                last = self._jobs.find_one({"_id": job_id}, {"reports": 0})
                 # Deleted only in the state just checked; a job started meanwhile is read and checked again.
-                if self._jobs.delete_one({"_id": job_id, "state": row["state"]}).deleted_count:
+                if last is not None and self._jobs.delete_one({"_id": job_id, "state": row["state"]}).deleted_count:
                     self._events.delete_many({"job_id": job_id})
+                    gone = job_of(last)
+                    self._changes.record(self._jobs, gone, ChangeType.DELETED, gone.state)
                     return True
 
         return self._guard(run)
-
-    # --- the event log as write-ahead log ---------------------------------------------------------------------
-
-    def _advance(self, job_id: str, sequence: int, update: JsonObject) -> None:
-        """Apply the job-document update of event `sequence` if the document is right before it."""
-        self._jobs.update_one({"_id": job_id, "last_sequence": sequence - 1}, advance_update(sequence, update))
-
-    def _roll_forward(self, job_id: str, sequence: int) -> None:
-        event = self._events.find_one({"job_id": job_id, "sequence": sequence})
-        if event is not None:
-            self._advance(job_id, sequence, json.loads(event["update"]))
-
-    def _append(
-        self,
-        job_id: str,
-        time: datetime,
-        plan: Callable[[JsonObject], tuple[Source, JsonObject, JobState, JsonObject] | None],
-    ) -> MetricsEvent | None:
-        for _ in range(_MAX_APPEND_ATTEMPTS):
-            row = self._jobs.find_one({"_id": job_id}, {"reports": 0})
-            if row is None:
-                return None
-            planned = plan(row)
-            if planned is None:
-                return None
-            source, patch, job_state, update = planned
-            sequence = row["last_sequence"] + 1
-            try:
-                self._events.insert_one(event_doc(job_id, sequence, time, source, json.dumps(patch), job_state, update))
-            except DuplicateKeyError:
-                self._roll_forward(job_id, sequence)
-                continue
-            self._advance(job_id, sequence, update)
-            return MetricsEvent(job_id, sequence, time, source, patch, job_state)
-        raise Unavailable(f"job {job_id}: too much contention appending an event", reason="STORE_UNAVAILABLE")
 
     def transition(
         self,
@@ -207,23 +195,35 @@ class MongoStore(JobStore):
         to_state: JobState,
         time: datetime,
         error_message: str = "",
+        reason: str = "",
     ) -> MetricsEvent | None:
+        previous: list[JobState] = []
+
         def plan(row: JsonObject) -> tuple[Source, JsonObject, JobState, JsonObject] | None:
-            change = rules.state_change(JobState(row["state"]), from_states, to_state, time, error_message)
+            change = rules.state_change(JobState(row["state"]), from_states, to_state, time, error_message, reason)
             if change is None:
                 return None
+            previous[:] = [JobState(row["state"])]
             sets: JsonObject = {"state": int(change.state)}
             if change.start_us is not None:
                 sets["start_us"] = change.start_us
             if change.end_us is not None:
                 sets["end_us"] = change.end_us
+            if change.queue_us is not None:
+                sets["queue_us"] = change.queue_us
             if change.error_message:
                 sets["doc.error_message"] = change.error_message
             for path, value in rules.settled_client_sets(row["doc"]["clients"], to_state).items():
                 sets[f"doc.{path}"] = value
             return JOB_SOURCE, change.patch, to_state, {"$set": sets}
 
-        return self._guard(lambda: self._append(job_id, time, plan))
+        def run() -> MetricsEvent | None:
+            event = self._log.append(job_id, time, plan)
+            if event is not None:
+                self._recorded(job_id, ChangeType.MODIFIED, previous[0])
+            return event
+
+        return self._guard(run)
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
         def run() -> list[MetricsEvent | SetAside | None]:
@@ -231,6 +231,13 @@ class MongoStore(JobStore):
             rebased, unsettled = self._unsettled.rebase(changes)
             results = self._batch.append(rebased) if self._batch_ingest else [self._append_one(c) for c in rebased]
             self._unsettled.settled(unsettled)
+            # The current round moved with these events (their updates set it): a job-level change each.
+            for job_id in dict.fromkeys(
+                c.job_id
+                for c, r in zip(rebased, results, strict=True)
+                if isinstance(r, MetricsEvent) and moves_round(c)
+            ):
+                self._recorded(job_id, ChangeType.MODIFIED)
             return results
 
         try:
@@ -255,39 +262,21 @@ class MongoStore(JobStore):
             return change.source, patch, JobState.IN_PROGRESS, update
 
         try:
-            return self._guard(lambda: self._append(change.job_id, change.time, plan))
+            return self._guard(lambda: self._log.append(change.job_id, change.time, plan))
         except InvalidDocument as exc:  # e.g. over 16 MiB: no event was inserted
             return SetAside(f"MongoDB refused it: {exc}")
 
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
-        def run() -> list[MetricsEvent]:
-            rows = (
-                self._events.find({"job_id": job_id, "sequence": {"$gt": after_sequence}})
-                .sort("sequence", 1)
-                .limit(limit)
-            )
-            out = []
-            for r in rows:
-                s = json.loads(r["source"])
-                out.append(
-                    event_from_row(
-                        job_id,
-                        r["sequence"],
-                        r["time_us"],
-                        s["kind"],
-                        s["client_index"],
-                        s["client_uuid"],
-                        json.loads(r["patch"]),
-                        r["job_state"],
-                    )
-                )
-            return out
-
-        return self._guard(run)
+        return self._guard(lambda: read_events(self._events, job_id, after_sequence, limit))
 
     def _update_doc(self, job_id: str, sets: dict[str, Any]) -> None:
         update = {"$set": {f"doc.{path}": value for path, value in sets.items()}}
-        self._guard(lambda: self._jobs.update_one({"_id": job_id}, update))
+
+        def run() -> None:
+            if self._jobs.update_one({"_id": job_id}, update).matched_count:
+                self._recorded(job_id, ChangeType.MODIFIED)
+
+        self._guard(run)
 
     def record_launch(self, job_id: str, launch: Launch) -> None:
         self._update_doc(job_id, rules.launch_sets(launch))
@@ -311,6 +300,15 @@ class MongoStore(JobStore):
             return {JobState(g["_id"]): int(g["count"]) for g in groups}
 
         return self._guard(run)
+
+    def current_revision(self) -> int:
+        return self._guard(self._changes.current)
+
+    def read_changes(self, after_revision: int, limit: int = 1000) -> list[JobChange]:
+        return self._guard(lambda: self._changes.read(after_revision, limit))
+
+    def on_change(self, listener: Callable[[JobChange], None]) -> None:
+        self._changes.feed.subscribe(listener)
 
     def close(self) -> None:
         self._client.close()

@@ -32,6 +32,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 
 from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import JobState, JsonObject, MetricsEvent, Source
+from florist_grpc.domain.report_layout import current_round
 from florist_grpc.store import rules
 from florist_grpc.store.base import ReportChange, SetAside
 from florist_grpc.store.codec import to_micros
@@ -52,10 +53,17 @@ def report_update(change: ReportChange, patch: JsonObject) -> JsonObject:
         if change.previous
         else ({prefix: map_keys(change.report, escape_key)}, {})
     )
+    if moves_round(change):
+        sets["current_round"] = current_round(change.report)
     update: JsonObject = {"$set": sets}
     if unsets:
         update["$unset"] = unsets
     return update
+
+
+def moves_round(change: ReportChange) -> bool:
+    """This change moves its job's current round (then its event's update also sets it)."""
+    return rules.round_after(change.source, change.report, current_round(change.previous)) is not None
 
 
 def storable_update(change: ReportChange, patch: JsonObject) -> JsonObject | SetAside:

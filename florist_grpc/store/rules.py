@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from florist_grpc.domain.errors import FailedPrecondition, quote
-from florist_grpc.domain.model import ClientState, JobState, JsonObject, Launch
+from florist_grpc.domain.errors import FailedPrecondition, OutOfRange, quote
+from florist_grpc.domain.model import ClientState, JobState, JsonObject, Launch, Source, SourceKind
+from florist_grpc.domain.report_layout import current_round
 from florist_grpc.store.base import SetAside
 from florist_grpc.store.codec import to_micros
 
@@ -25,16 +26,23 @@ class StateChange:
     state: JobState
     start_us: int | None
     end_us: int | None
+    queue_us: int | None
     error_message: str
     patch: JsonObject
 
 
 def state_change(
-    current: JobState, from_states: Collection[JobState], to_state: JobState, time: datetime, error_message: str
+    current: JobState,
+    from_states: Collection[JobState],
+    to_state: JobState,
+    time: datetime,
+    error_message: str,
+    reason: str = "",
 ) -> StateChange | None:
     """The change moving a job from `current` to `to_state`, or None if it is not in one of `from_states`.
 
-    Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time.
+    Entering IN_PROGRESS sets start_time; entering a terminal state sets end_time; entering QUEUED sets
+    queue_time. `reason` (why a job waits, say) goes into the event's patch only.
     """
     if current not in from_states:
         return None
@@ -42,10 +50,13 @@ def state_change(
     patch: JsonObject = {"state": to_state.name}
     if error_message:
         patch["error_message"] = error_message
+    if reason:
+        patch["reason"] = reason
     return StateChange(
         state=to_state,
         start_us=us if to_state is JobState.IN_PROGRESS else None,
         end_us=us if to_state.terminal else None,
+        queue_us=us if to_state is JobState.QUEUED else None,
         error_message=error_message,
         patch=patch,
     )
@@ -68,9 +79,9 @@ def accepts_reports(state: JobState) -> bool:
 
 
 def check_deletable(job_id: str, state: JobState) -> None:
-    if state is JobState.IN_PROGRESS:
+    if state in (JobState.IN_PROGRESS, JobState.QUEUED):
         raise FailedPrecondition(
-            f"job {quote(job_id)} is IN_PROGRESS; stop it before deleting it", reason="JOB_IN_PROGRESS"
+            f"job {quote(job_id)} is {state.name}; stop it before deleting it", reason=f"JOB_{state.name}"
         )
 
 
@@ -126,6 +137,11 @@ def settled_client_sets(clients: list[JsonObject], to_state: JobState) -> dict[s
     return sets
 
 
+def stop_unconfirmed_sets(index: int, unconfirmed: bool) -> dict[str, Any]:
+    """What recording (or confirming) a client's unconfirmed stop changes in the job document."""
+    return {f"clients.{index}.stop_unconfirmed": unconfirmed}
+
+
 def apply_sets(doc: JsonObject, sets: dict[str, Any]) -> None:
     """Apply dotted-path sets to a JSON document in place (numeric parts index lists)."""
     for path, value in sets.items():
@@ -137,3 +153,29 @@ def apply_sets(doc: JsonObject, sets: dict[str, Any]) -> None:
             node[int(last)] = value
         else:
             node[last] = value
+
+
+def out_of_range(after: int, current: int, first: int | None) -> OutOfRange | None:
+    """Why changes after `after` cannot be read: beyond the current revision, or older than the log keeps."""
+    if after > current:
+        return OutOfRange(
+            f"revision {after} is beyond the current revision {current}: list the jobs again",
+            reason="REVISION_OUT_OF_RANGE",
+            metadata={"current_revision": str(current)},
+        )
+    if after < current and first is not None and after < first - 1:
+        return OutOfRange(
+            f"changes after revision {after} are no longer kept (the oldest kept is {first}): list the jobs again",
+            reason="REVISION_OUT_OF_RANGE",
+            metadata={"current_revision": str(current), "oldest_revision": str(first)},
+        )
+    return None
+
+
+def round_after(change_source: Source, report: JsonObject, stored_round: int) -> int | None:
+    """The job's new current round when this report of `change_source` moves it (only the FL server's report
+    counts rounds), else None: a job-level change, unlike the report change itself."""
+    if change_source.kind is not SourceKind.SERVER:
+        return None
+    finished = current_round(report)
+    return finished if finished != stored_round else None

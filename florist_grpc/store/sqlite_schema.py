@@ -1,6 +1,14 @@
-"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (the log)."""
+"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (a job's
+log), changes (the store-wide log of job changes, by revision), site_stops (stops sent to sites and not yet
+confirmed, by client uuid).
+
+A database written by an earlier version is brought up to date in place (`migrate`): columns added since are
+added with the value every older job has.
+"""
 
 from __future__ import annotations
+
+import sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -13,8 +21,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_sequence INTEGER NOT NULL DEFAULT 0,
     doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (create_us DESC, id DESC);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, create_us DESC, id DESC);
 CREATE TABLE IF NOT EXISTS reports (
     job_id TEXT NOT NULL,
     source TEXT NOT NULL,
@@ -32,4 +38,47 @@ CREATE TABLE IF NOT EXISTS events (
     job_state INTEGER NOT NULL,
     PRIMARY KEY (job_id, sequence)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    type INTEGER NOT NULL,
+    previous_state INTEGER NOT NULL,
+    job TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS site_stops (
+    client_uuid TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    client_index INTEGER NOT NULL
+);
 """
+
+# Columns of `jobs` added after its first version: name -> definition (older rows take the default).
+ADDED_JOB_COLUMNS = {
+    "project": "TEXT NOT NULL DEFAULT 'default'",
+    "revision": "INTEGER NOT NULL DEFAULT 0",
+    "current_round": "INTEGER NOT NULL DEFAULT 0",
+    "queue_us": "INTEGER",
+}
+
+INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (create_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, create_us DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, create_us DESC, id DESC);
+"""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the tables, add the columns an older database lacks, then the indexes (some are on new columns)."""
+    conn.executescript(SCHEMA)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for name, definition in ADDED_JOB_COLUMNS.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    conn.executescript(INDEXES)

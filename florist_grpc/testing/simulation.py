@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlparse
 
 from florist_grpc.domain.model import SERVER_SOURCE, Client, Job, JobState
+from florist_grpc.domain.tracking import TrackingConfig
 from florist_grpc.fl.reporter import RedisReporter
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.net import redis_address_of
@@ -35,7 +36,9 @@ def reporter_for(plane: ControlPlane, run_uuid: str) -> RedisReporter:
     )
 
 
-def create_running(plane: ControlPlane, n_clients: int = 3, attach: bool = True) -> SimulatedJob:
+def create_running(
+    plane: ControlPlane, n_clients: int = 3, attach: bool = True, tracking: TrackingConfig | None = None
+) -> SimulatedJob:
     """An IN_PROGRESS job whose sources report through real RedisReporters. Call from a non-loop thread."""
     now = datetime.now(UTC)
     job = Job(
@@ -48,6 +51,7 @@ def create_running(plane: ControlPlane, n_clients: int = 3, attach: bool = True)
         clients=[Client(data_path=f"/simulated/{i}") for i in range(n_clients)],
         create_time=now,
         server_address="127.0.0.1:1",
+        tracking=tracking or TrackingConfig(),
     )
     plane.store.create_job(job)
     event = plane.store.transition(job.id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, now)
@@ -78,8 +82,9 @@ def finish(plane: ControlPlane, job: SimulatedJob, state: JobState = JobState.FI
 
 
 def play_rounds(job: SimulatedJob, rounds: int) -> None:
-    """Reports shaped exactly as FL4Health's reporters write them (keys, nesting, value types), with metric names
-    that have spaces, dots and dollars."""
+    """Reports with the round keys and nesting of FLorist's layout (domain/report_layout.py), as our reporter
+    writes them, with metric names that have spaces, dots and dollars. Not byte for byte what FL4Health writes:
+    tests/metrics/test_fl4health_layout.py holds FL4Health's own documents."""
     job.server.report_values(host_type="server", fit_start="2026-01-01 00:00:00.000001")
     for c in job.clients:
         c.report_values(host_type="client", initialized="2026-01-01 00:00:00.000002")

@@ -123,3 +123,56 @@ def test_an_agent_line_needs_a_valid_agent_name(tmp_path: Path, line: str) -> No
     path.write_text(line + "\n")
     with pytest.raises(AuthFileError):
         load_auth_file(path)
+
+
+def test_a_line_may_name_its_projects_and_without_them_means_every_project(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(
+        f"operator {sha('a')} ann alpha,beta\nviewer {sha('v')} vic *\nadmin {sha('r')} root\n"
+        f"agent {sha('s')} site-a alpha\n"
+    )
+    tokens = load_auth_file(path)
+    assert str(tokens[sha("a")].projects) == "alpha,beta"
+    assert tokens[sha("v")].projects.every
+    assert tokens[sha("r")].projects.every
+    assert tokens[sha("s")].projects.includes("alpha") and not tokens[sha("s")].projects.includes("beta")
+
+
+@pytest.mark.parametrize(
+    "line", [f"operator {sha('a')} ann Alpha", f"operator {sha('a')} ann alpha,", f"viewer {sha('a')} v a b"]
+)
+def test_bad_projects_are_refused_with_their_line(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(line + "\n")
+    with pytest.raises(AuthFileError, match=":1:"):
+        load_auth_file(path)
+
+
+@pytest.mark.parametrize(
+    ("method", "viewer", "operator", "admin"),
+    [
+        ("/florist.v1.JobService/GetJob", True, True, True),
+        ("/florist.v1.JobService/WatchJobs", True, True, True),
+        ("/florist.v1.TrainingService/StreamLogs", True, True, True),
+        ("/florist.v1.JobService/CreateJob", False, True, True),
+        ("/florist.v1.TrainingService/StartTraining", False, True, True),
+        ("/florist.v1.TrainingService/StopTraining", False, True, True),
+        ("/florist.v1.JobService/DeleteJob", False, True, True),
+        ("/florist.v1.TrainingService/DownloadModel", False, True, True),
+        # A method no role table names (one added later) is an admin's until someone decides otherwise.
+        ("/florist.v1.JobService/SomethingNew", False, False, True),
+    ],
+)
+def test_roles_nest_viewer_operator_admin(
+    tmp_path: Path, method: str, viewer: bool, operator: bool, admin: bool
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"viewer {sha('v')} v\noperator {sha('o')} o\nadmin {sha('a')} a\n")
+    tokens = load_auth_file(path)
+    for token, allowed in (("v", viewer), ("o", operator), ("a", admin)):
+        metadata = {"authorization": f"Bearer {token}"}
+        if allowed:
+            assert authorize(tokens, method, metadata) is not None
+        else:
+            with pytest.raises(PermissionDenied):
+                authorize(tokens, method, metadata)

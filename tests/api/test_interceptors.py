@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import florist_grpc
 from florist_grpc.net import free_port
+from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
-from florist_grpc.proto.florist.v1 import job_service_pb2_grpc
+from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
 from tests.helpers import job_message, wait_for
@@ -94,6 +95,22 @@ def test_a_server_stream_counts_every_message_it_sends_and_is_not_timed(
     # The job's own state changes go through the store directly; every report change through the follower.
     assert 0 < samples[("florist_events_persisted_total", ())] <= len(events)
     assert samples[("florist_report_to_event_lag_seconds_count", ())] == samples[("florist_events_persisted_total", ())]
+
+
+def test_every_event_of_a_started_job_is_counted_its_in_progress_event_too(
+    measured: tuple[ControlPlaneThread, int], demo_data: list[str]
+) -> None:
+    plane, port = measured
+    job = plane.create(job_message(demo_data, rounds=50))
+    plane.start(job.id)  # the real StartTraining: its IN_PROGRESS event goes through the event publisher
+    plane.training.StopTraining(training_pb.StopTrainingRequest(job_id=job.id), timeout=60)
+    events = plane.events(job.id)
+    assert events[0].job_state == job_pb2.JOB_STATE_IN_PROGRESS
+    wait_for(
+        lambda: scrape(port)[("florist_events_persisted_total", ())] == len(events),
+        10,
+        f"florist_events_persisted_total to count the job's {len(events)} events",
+    )
 
 
 def test_standard_services_and_bidirectional_streams_are_counted_too(measured: tuple[ControlPlaneThread, int]) -> None:

@@ -71,7 +71,7 @@ def test_a_filter_pages_through_a_scan_with_tokens_bound_to_it(
     assert violations(raised.value) == {"page_token": "was issued for a different filter"}
 
 
-@pytest.mark.parametrize("text", ["owner = me", "state = RUNNING", "state =", "model ~ MLP"])
+@pytest.mark.parametrize("text", ["creator = me", "state = RUNNING", "state =", "model ~ MLP"])
 def test_an_unsupported_filter_is_invalid_argument_on_filter(plane: ControlPlaneThread, text: str) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         listed(plane, filter=text)

@@ -163,9 +163,9 @@ def test_list_filter_get_delete_with_json_output(cli: Invoke, plane: ControlPlan
 
 
 def test_a_bad_filter_names_the_filter_field(cli: Invoke, plane: ControlPlaneThread) -> None:
-    result = cli("job", "list", "--filter", "owner = me", "--address", plane.address)
+    result = cli("job", "list", "--filter", "creator = me", "--address", plane.address)
     assert result.exit_code == 1
-    assert "INVALID_ARGUMENT" in result.stderr and "  filter: cannot filter on 'owner'" in result.stderr
+    assert "INVALID_ARGUMENT" in result.stderr and "  filter: cannot filter on 'creator'" in result.stderr
 
 
 def test_catalog_and_health(cli: Invoke, plane: ControlPlaneThread) -> None:

@@ -74,6 +74,11 @@ def serve_flags(tmp_path: Path, pki: Pki) -> dict[str, str | None]:  # noqa: F81
         "--metrics-port": "9100",
         "--no-launcher-pool": None,
         "--data-root": str(pki.ca.parent),
+        "--max-running-jobs": "4",
+        "--max-running-jobs-per-project": "2",
+        "--mlflow-tracking-uri": "http://127.0.0.1:5000",
+        "--mlflow-experiment": "team-a",
+        "--tensorboard-dir": str(tmp_path / "tensorboard"),
     }
 
 
@@ -129,6 +134,7 @@ def test_every_agent_flag_and_its_variable_reach_the_settings(
         "--tls-key": str(pki.client_key),
         "--insecure": None,
         "--no-launcher-pool": None,
+        "--max-clients": "3",
     }
     args = [part for flag, value in flags.items() for part in ([flag] if value is None else [flag, value])]
     from_flags = capture.settings("agent", *args, env={"FLORIST_AGENT_TOKEN": "t"})
@@ -144,6 +150,7 @@ def test_every_agent_flag_and_its_variable_reach_the_settings(
         tls_key=pki.client_key,
         insecure=True,
         launcher_pool=False,
+        max_clients=3,
     )
 
 
@@ -182,6 +189,7 @@ def test_a_missing_token_is_refused_at_start_unless_the_control_plane_may_run_wi
         (["--control-plane", "127.0.0.1:1", "--tls-cert", "c.pem"], "--tls-cert and --tls-key must be given together"),
         (["--control-plane", "127.0.0.1:1", "--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-cert needs --tls-ca"),
         (["--control-plane", "127.0.0.1:1", "--data-root", "/nonexistent/dir"], "--data-root /nonexistent/dir is not"),
+        (["--control-plane", "127.0.0.1:1", "--max-clients", "-1"], "--max-clients must be 0 (no limit) or more"),
     ],
 )
 def test_agent_flags_that_do_not_fit_are_refused(capture: Capture, tmp_path: Path, flags: list[str], says: str) -> None:
@@ -199,3 +207,30 @@ def test_data_roots_repeat_as_flags_or_share_one_variable_separated_by_colons(ca
     refused = capture.run("serve", "--data-root", roots[0], "--data-root", tmp_path / "missing")
     assert refused.exit_code == 2
     assert refused.stderr.startswith(f"error: --data-root {tmp_path / 'missing'} is not a directory")
+
+
+@pytest.mark.parametrize("flag", ["--max-running-jobs", "--max-running-jobs-per-project"])
+def test_a_negative_queue_limit_is_refused_naming_its_flag(capture: Capture, flag: str) -> None:
+    refused = capture.run("serve", flag, "-1")
+    assert refused.exit_code == 2 and refused.stderr.startswith(f"error: {flag} must be 0 (no limit) or more")
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--mlflow-tracking-uri", "mlruns"], "--mlflow-tracking-uri must be the http(s):// URL"),
+        (["--mlflow-tracking-uri", "ftp://host/x"], "--mlflow-tracking-uri must be the http(s):// URL"),
+        (["--mlflow-experiment", ""], "--mlflow-experiment must not be empty"),
+        (["--mlflow-experiment", "a\nb"], "--mlflow-experiment: at most 500 characters, no control characters"),
+        (["--tensorboard-dir", "{file}"], "--tensorboard-dir {file} is not a directory"),
+    ],
+)
+def test_tracker_flags_that_cannot_be_used_are_refused(
+    capture: Capture, tmp_path: Path, flags: list[str], says: str
+) -> None:
+    (tmp_path / "file").write_text("")
+    args = [flag.format(file=tmp_path / "file") for flag in flags]
+    result = capture.run("serve", *args)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {says.format(file=tmp_path / 'file')}"), (
+        result.output
+    )

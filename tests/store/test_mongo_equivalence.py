@@ -6,12 +6,15 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import mongomock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from florist_grpc.domain.model import SERVER_SOURCE, JsonObject
 from florist_grpc.store.base import JobStore, ReportChange
+from florist_grpc.store.mongo import MongoStore
+from tests.store.contract_changes import Reopen
 from tests.store.test_mongo_batch import CLIENTS, mongo_store, sequences, started
 from tests.store.test_store_contract import T0, JobStoreContract, new_job, report_of
 
@@ -90,3 +93,15 @@ class TestMongoStorePerChangeOnMongomock(JobStoreContract):
         store = mongo_store(batch_ingest=False)
         yield store
         store.close()
+
+    @pytest.fixture
+    def small_store(self) -> JobStore:
+        return MongoStore(mongomock.MongoClient(), "florist_small", batch_ingest=False, keep_changes=5)
+
+    @pytest.fixture
+    def reopen(self) -> Reopen:
+        def again(store: JobStore) -> JobStore:
+            assert isinstance(store, MongoStore)
+            return MongoStore(store._client, store.database, batch_ingest=False)
+
+        return again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,9 @@ from florist_grpc.domain.model import (
     Source,
     SourceKind,
 )
-from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
+from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside, UnconfirmedStop
+from tests.store.contract_changes import ChangesContract, Reopen
+from tests.store.contract_queue import QueueContract
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -61,8 +64,8 @@ def new_job(job_id: str, at: datetime = T0, clients: int = 2) -> Job:
     )
 
 
-class JobStoreContract:
-    """Subclasses provide the `store` fixture."""
+class JobStoreContract(ChangesContract, QueueContract):
+    """Subclasses provide the `store` fixture (and those of the mixed-in parts of the contract)."""
 
     @pytest.fixture
     def store(self) -> Iterator[JobStore]:
@@ -102,6 +105,19 @@ class JobStoreContract:
         page2 = store.list_jobs(2, PageCursor(page[-1].create_time, page[-1].id), JobState.UNSPECIFIED)
         assert [j.id for j in page2] == ["j2", "j1"]
         assert [j.id for j in store.list_jobs(10, None, JobState.IN_PROGRESS)] == ["j3"]
+
+    def test_list_filters_by_project_and_jobs_keep_project_and_owner(self, store: JobStore) -> None:
+        for i, project in enumerate(["alpha", "beta", "alpha", "default"]):
+            job = new_job(f"j{i}", T0 + timedelta(seconds=i))
+            job.project, job.owner = project, f"owner{i}"
+            store.create_job(job)
+        alpha = store.list_jobs(10, None, JobState.UNSPECIFIED, {"alpha"})
+        assert [(j.id, j.project, j.owner) for j in alpha] == [("j2", "alpha", "owner2"), ("j0", "alpha", "owner0")]
+        assert [j.id for j in store.list_jobs(10, None, JobState.UNSPECIFIED, {"beta", "default"})] == ["j3", "j1"]
+        assert store.list_jobs(10, None, JobState.UNSPECIFIED, set()) == []
+        assert len(store.list_jobs(10, None, JobState.UNSPECIFIED, None)) == 4
+        got = store.get_job("j1")
+        assert got is not None and (got.project, got.owner) == ("beta", "owner1")
 
     def test_counts_jobs_by_state(self, store: JobStore) -> None:
         assert store.count_jobs_by_state().get(JobState.NOT_STARTED, 0) == 0
@@ -345,6 +361,40 @@ class JobStoreContract:
         self.started(store, "busy")
         assert [j.id for j in store.jobs_in_state(JobState.IN_PROGRESS)] == ["busy"]
 
+    # --- stops sent to sites and not yet confirmed ---
+
+    def test_an_unconfirmed_stop_is_pending_and_marks_its_client_until_its_site_confirms_it(
+        self, store: JobStore
+    ) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])  # again: still one
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-a", "a", 1)]
+        job = store.get_job("a")
+        assert job is not None and [c.stop_unconfirmed for c in job.clients] == [False, True]
+        store.stops.settle("c1", confirmed=True)
+        assert store.stops.pending() == []
+        job = store.get_job("a")
+        assert job is not None and not job.clients[1].stop_unconfirmed
+
+    def test_a_stop_given_up_on_leaves_its_client_unconfirmed(self, store: JobStore) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c0", "site-a", "a", 0), UnconfirmedStop("c1", "site-b", "a", 1)])
+        store.stops.settle("c0", confirmed=False)
+        store.stops.settle("unknown", confirmed=True)  # nothing recorded: nothing happens
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-b", "a", 1)]
+        job = store.get_job("a")
+        assert job is not None and [c.stop_unconfirmed for c in job.clients] == [True, True]
+
+    def test_unconfirmed_stops_outlive_their_deleted_job(self, store: JobStore) -> None:
+        self.started(store, "a")
+        store.stops.record([UnconfirmedStop("c1", "site-a", "a", 1)])
+        assert store.transition("a", {JobState.IN_PROGRESS}, JobState.CANCELLED, T0) is not None
+        assert store.delete_job("a")
+        assert store.stops.pending() == [UnconfirmedStop("c1", "site-a", "a", 1)]
+        store.stops.settle("c1", confirmed=True)  # its job is gone: only the stop is forgotten
+        assert store.stops.pending() == []
+
 
 class TestSqliteStore(JobStoreContract):
     @pytest.fixture
@@ -354,6 +404,24 @@ class TestSqliteStore(JobStoreContract):
         store = SqliteStore(tmp_path / "florist.sqlite3")
         yield store
         store.close()
+
+    @pytest.fixture
+    def small_store(self, tmp_path: Path) -> Iterator[JobStore]:
+        from florist_grpc.store.sqlite import SqliteStore
+
+        store = SqliteStore(tmp_path / "small.sqlite3", keep_changes=5)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def reopen(self, tmp_path: Path) -> Reopen:
+        from florist_grpc.store.sqlite import SqliteStore
+
+        def again(store: JobStore) -> JobStore:
+            store.close()
+            return SqliteStore(tmp_path / "florist.sqlite3")
+
+        return again
 
     def test_data_survives_reopening(self, tmp_path: Path) -> None:
         from florist_grpc.store.sqlite import SqliteStore
@@ -366,6 +434,29 @@ class TestSqliteStore(JobStoreContract):
         job = again.get_job("a")
         assert job is not None and job.server_metrics == {"fit_end": "t"} and job.last_sequence == 2
 
+    def test_a_database_from_before_projects_is_brought_up_to_date(self, tmp_path: Path) -> None:
+        """Its jobs belong to the default project (what a caller of every project creates in), owned by nobody."""
+        import sqlite3
+
+        from florist_grpc.store.codec import job_to_doc
+        from florist_grpc.store.sqlite import SqliteStore
+
+        old = sqlite3.connect(tmp_path / "db")
+        old.executescript(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, request_id TEXT UNIQUE, create_us INTEGER NOT NULL,"
+            " start_us INTEGER, end_us INTEGER, state INTEGER NOT NULL, last_sequence INTEGER NOT NULL DEFAULT 0,"
+            " doc TEXT NOT NULL)"
+        )
+        doc = job_to_doc(new_job("old"))
+        del doc["project"], doc["owner"]
+        old.execute("INSERT INTO jobs (id, create_us, state, doc) VALUES ('old', 0, 1, ?)", (json.dumps(doc),))
+        old.commit()
+        old.close()
+        store = SqliteStore(tmp_path / "db")
+        job = store.get_job("old")
+        assert job is not None and (job.project, job.owner) == ("default", "")
+        assert [j.id for j in store.list_jobs(10, None, JobState.UNSPECIFIED, {"default"})] == ["old"]
+
 
 class TestMongoStoreOnMongomock(JobStoreContract):
     @pytest.fixture
@@ -377,6 +468,35 @@ class TestMongoStoreOnMongomock(JobStoreContract):
 
         patch_mongomock()
         yield MongoStore(mongomock.MongoClient(), "florist_test")
+
+    @pytest.fixture
+    def small_store(self) -> JobStore:
+        import mongomock
+
+        from florist_grpc.store.mongo import MongoStore
+
+        return MongoStore(mongomock.MongoClient(), "florist_small", keep_changes=5)
+
+    @pytest.fixture
+    def reopen(self) -> Reopen:
+        from florist_grpc.store.mongo import MongoStore
+
+        def again(store: JobStore) -> JobStore:
+            assert isinstance(store, MongoStore)
+            return MongoStore(store._client, store.database)
+
+        return again
+
+    def test_a_job_stored_before_projects_is_the_default_projects(self, store: JobStore) -> None:
+        from florist_grpc.store.mongo import MongoStore
+
+        assert isinstance(store, MongoStore)
+        store.create_job(new_job("old"))
+        store._jobs.update_one({"_id": "old"}, {"$unset": {"project": "", "doc.project": "", "doc.owner": ""}})
+        job = store.get_job("old")
+        assert job is not None and (job.project, job.owner) == ("default", "")
+        assert [j.id for j in store.list_jobs(10, None, JobState.UNSPECIFIED, {"default"})] == ["old"]
+        assert store.list_jobs(10, None, JobState.UNSPECIFIED, {"alpha"}) == []
 
     def test_an_event_written_before_a_crash_is_rolled_forward(self, store: JobStore) -> None:
         """A writer that died between inserting event N and advancing the job leaves no gap and no loss."""
@@ -414,3 +534,25 @@ class TestMongoStoreOnRealMongo(JobStoreContract):
         yield MongoStore(client, name)
         client.drop_database(name)
         client.close()
+
+    @pytest.fixture
+    def small_store(self) -> Iterator[JobStore]:
+        import pymongo
+
+        from florist_grpc.store.mongo import MongoStore
+
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(os.environ["FLORIST_TEST_MONGODB_URI"])
+        name = f"florist_small_{os.getpid()}"
+        yield MongoStore(client, name, keep_changes=5)
+        client.drop_database(name)
+        client.close()
+
+    @pytest.fixture
+    def reopen(self) -> Reopen:
+        from florist_grpc.store.mongo import MongoStore
+
+        def again(store: JobStore) -> JobStore:
+            assert isinstance(store, MongoStore)
+            return MongoStore(store._client, store.database)
+
+        return again

@@ -25,8 +25,10 @@ from florist_grpc.domain.errors import FailedPrecondition
 from florist_grpc.domain.model import Client, Job
 from florist_grpc.jobs import data_check
 from florist_grpc.jobs.data_check import DataChecker, DataShape
+from florist_grpc.jobs.starting import Start
+from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.testing.plane import ControlPlaneThread
-from tests.helpers import job_message
+from tests.helpers import TERMINAL, job_message
 from tests.training.test_data_check import refused
 
 MARKER = "TOPSECRET" + uuid.uuid4().hex
@@ -124,6 +126,29 @@ def test_with_data_roots_only_files_under_one_of_them_are_read_symlinks_resolved
         assert violations[f"job.clients[{i}].data_path"] == (
             f"data file {paths[i]} is not under any --data-root of the control plane (symlinks resolved)"
         )
+
+
+@pytest.mark.slow
+def test_a_local_client_opens_the_file_its_check_judged_even_if_its_symlink_is_swapped_before_launch(
+    rooted: tuple[ControlPlaneThread, Path, Path], tmp_path: Path
+) -> None:
+    plane, root_a, root_b = rooted
+    link = root_a / "link.pt"
+    link.symlink_to(root_a / "c.pt")
+    outside = tmp_path / "outside.pt"  # outside every root: never to be read
+    outside.write_bytes(b"not a torch.save file")
+
+    async def swap(start: Start, step: str) -> None:
+        if step == "server launched":  # checked, and not launched yet
+            link.unlink()
+            link.symlink_to(outside)
+
+    plane.plane.trainer.starts.step_hook = swap
+    job = plane.create(job_message([str(link), str(root_b / "c.pt")], rounds=1))
+    plane.start(job.id)
+    final = plane.wait_state(job.id, TERMINAL, 120)
+    assert final.state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, final.error_message
+    assert final.clients[0].data_path == str(link)  # the job keeps the path it was given
 
 
 def test_a_check_that_fails_after_its_caller_left_is_not_logged_as_never_retrieved(

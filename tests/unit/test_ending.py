@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from florist_grpc.domain.model import Exit, JobState
-from florist_grpc.jobs.ending import ProcessFacts, Verdict, Waiting, judge
+from florist_grpc.jobs.ending import ProcessFacts, Stopping, Verdict, Waiting, judge, stopped
 
 DONE = {"fit_start": "t", "fit_end": "t"}
 RUNNING = None
@@ -59,6 +59,27 @@ CASES = [
         Verdict(OK),
     ),
     ("everything still runs", server(RUNNING), [client(RUNNING)], None, Waiting()),
+    (
+        "a server killed mid-run is why, though its clients failed too (whichever exit came first)",
+        server(KILLED, {"fit_start": "t"}),
+        [client(CRASHED), client(RUNNING, index=1)],
+        None,
+        Verdict(ERROR, "FL server was killed by SIGKILL before reporting fit_end"),
+    ),
+    (
+        "a server that crashed mid-run is why when its clients only failed after it",
+        server(CRASHED, {"fit_start": "t"}),
+        [client(CRASHED), client(RUNNING, index=1)],
+        None,
+        Verdict(ERROR, "FL server exited with code 1 before reporting fit_end"),
+    ),
+    (
+        "a client killed mid-run is why its server then exited with an error (a round's client failed)",
+        server(CRASHED, {"fit_start": "t"}),
+        [client(CLEAN), client(KILLED, index=1)],
+        None,
+        Verdict(ERROR, "FL client 1 (u1) was killed by SIGKILL"),
+    ),
     ("a clean finish", server(CLEAN, DONE), [client(CLEAN)], None, Verdict(OK)),
     ("clients done, server still reporting", server(RUNNING, DONE), [client(CLEAN)], None, Waiting()),
     (
@@ -191,6 +212,13 @@ CASES = [
         Verdict(ERROR, "diverged: aggregated val loss NaN at round 1"),
     ),
     (
+        "a server that failed ends the job at once, whatever a site's client does",
+        server(CRASHED),
+        [client(CLEAN), client(RUNNING, index=1)],
+        None,
+        Verdict(ERROR, "FL server exited with code 1 before reporting fit_end"),
+    ),
+    (
         "non-finite losses without the server's verdict (stop_on_divergence false) finish successfully",
         server(CLEAN, WENT_ON),
         [client(CLEAN)],
@@ -254,3 +282,25 @@ def test_ending_policy(
     expected: Verdict | Waiting,
 ) -> None:
     assert judge(server_facts, clients, since, client_exit_grace=10.0) == expected
+
+
+GONE, RUNS = True, False
+LOCAL, SITE = False, True
+
+STOPPING = [
+    # (why, processes as (gone, on_site), past the stop grace, the end may be recorded)
+    ("every process gone", [(GONE, LOCAL), (GONE, SITE)], False, True),
+    ("a local process still stopping", [(GONE, LOCAL), (RUNS, LOCAL)], False, False),
+    ("a local process outlives the grace: SIGKILL, then its exit", [(RUNS, LOCAL), (GONE, SITE)], True, False),
+    ("a site's client within the stop grace: its site may still confirm", [(GONE, LOCAL), (RUNS, SITE)], False, False),
+    ("a site that never confirms does not hold the end past the grace", [(GONE, LOCAL), (RUNS, SITE)], True, True),
+    ("sites past the grace, a local process still running", [(RUNS, LOCAL), (RUNS, SITE)], True, False),
+    ("nothing launched", [], False, True),
+]
+
+
+@pytest.mark.parametrize(("why", "processes", "past_grace", "expected"), STOPPING, ids=[c[0] for c in STOPPING])
+def test_when_an_ending_job_has_stopped(
+    why: str, processes: list[tuple[bool, bool]], past_grace: bool, expected: bool
+) -> None:
+    assert stopped([Stopping(gone, on_site) for gone, on_site in processes], past_grace) is expected

@@ -52,7 +52,7 @@ def test_a_lone_state_is_pushed_down_to_the_store() -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("owner = me", "cannot filter on 'owner'"),
+        ("creator = me", "cannot filter on 'creator'"),
         ("state = RUNNING", "unknown state 'RUNNING'"),
         ("state = UNSPECIFIED", "unknown state"),
         ("state IN_PROGRESS", "expected FIELD = VALUE"),

@@ -66,6 +66,13 @@ def test_before_any_event_it_knows_rounds_and_clients_and_what_it_waits_for() ->
     assert progress.eta(T0) is None and progress.elapsed(T0) == 0.0
 
 
+def test_a_queued_job_waits_for_its_turn() -> None:
+    event, progress = Events(), JobProgress.for_job(job())
+    progress.apply(event(pb.SOURCE_KIND_JOB, {"state": "QUEUED"}, T0, state=job_pb2.JOB_STATE_QUEUED))
+    assert progress.waiting_for() == "its turn in the queue (the control plane's limits are reached)"
+    assert not progress.finished
+
+
 def test_rounds_clients_elapsed_and_eta_from_event_times() -> None:
     event, progress = Events(), JobProgress.for_job(job())
     told = progress.apply(event(pb.SOURCE_KIND_JOB, {"state": "IN_PROGRESS"}, T0))

@@ -151,7 +151,11 @@ async function run(args: Arguments): Promise<number> {
   const jobId = await createJob(clients, request);
   console.log(`created job ${jobId}`);
   const started = await clients.training.startTraining({ jobId }, { timeoutMs: START_TIMEOUT_MS });
-  console.log(`started: server ${started.serverUuid}, ${started.clientUuids.length} client(s)`);
+  console.log(
+    started.queued
+      ? "queued: it starts as soon as it fits"
+      : `started: server ${started.serverUuid}, ${started.clientUuids.length} client(s)`,
+  );
   const progress = new JobProgress();
   await followJob(clients, jobId, progress);
   const succeeded = progress.state === JobState.FINISHED_SUCCESSFULLY;

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66lorist/v1/agent_service.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x03\n\x0e\x43onnectRequest\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.florist.v1.AgentHelloH\x00\x12\x35\n\x0fprocess_started\x18\x02 \x01(\x0b\x32\x1a.florist.v1.ProcessStartedH\x00\x12\x33\n\x0eprocess_exited\x18\x03 \x01(\x0b\x32\x19.florist.v1.ProcessExitedH\x00\x12)\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x14.florist.v1.LogChunkH\x00\x12\x31\n\rreport_change\x18\x05 \x01(\x0b\x32\x18.florist.v1.ReportChangeH\x00\x12\x38\n\x11\x64\x61ta_check_result\x18\x06 \x01(\x0b\x32\x1b.florist.v1.DataCheckResultH\x00\x12\x33\n\x0erequest_failed\x18\x07 \x01(\x0b\x32\x19.florist.v1.RequestFailedH\x00\x12*\n\theartbeat\x18\x08 \x01(\x0b\x32\x15.florist.v1.HeartbeatH\x00\x42\t\n\x07message\"\xb1\x02\n\x0f\x43onnectResponse\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.florist.v1.WelcomeH\x00\x12\x31\n\rlaunch_client\x18\x02 \x01(\x0b\x32\x18.florist.v1.LaunchClientH\x00\x12-\n\x0bstop_client\x18\x03 \x01(\x0b\x32\x16.florist.v1.StopClientH\x00\x12\'\n\x08read_log\x18\x04 \x01(\x0b\x32\x13.florist.v1.ReadLogH\x00\x12+\n\ncheck_data\x18\x05 \x01(\x0b\x32\x15.florist.v1.CheckDataH\x00\x12\x33\n\x0e\x63\x61ncel_request\x18\x06 \x01(\x0b\x32\x19.florist.v1.CancelRequestH\x00\x42\t\n\x07message\"\x8a\x01\n\nAgentHello\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x11\n\tdata_root\x18\x04 \x01(\t\x12(\n\x07\x63lients\x18\x05 \x03(\x0b\x32\x17.florist.v1.KnownClient\x12\x0f\n\x07problem\x18\x06 \x01(\t\"_\n\x0bKnownClient\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x17\n\x0f\x65xit_code_known\x18\x04 \x01(\x08\"\t\n\x07Welcome\"\xd5\x02\n\x0cLaunchClient\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x16\n\x0eserver_address\x18\x03 \x01(\t\x12\x11\n\tdata_path\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x11\n\toptimizer\x18\x06 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x07 \x01(\t\x12.\n\rserver_config\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x0b\n\x03tls\x18\n \x01(\x08\x12\x13\n\x0binput_shape\x18\x0b \x03(\x05\x12\x13\n\x0bnum_classes\x18\x0c \x01(\x05\x12-\n\x0cmodel_config\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0clabel_column\x18\x0e \x01(\t\"X\n\x0eProcessStarted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x03\x12\x10\n\x08log_path\x18\x04 \x01(\t\"b\n\rProcessExited\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x17\n\x0f\x65xit_code_known\x18\x03 \x01(\x08\x12\x10\n\x08log_tail\x18\x04 \x01(\t\"!\n\nStopClient\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\"R\n\x07ReadLog\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"N\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bnext_offset\x18\x03 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x08\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"W\n\tCheckData\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\r\n\x05probe\x18\x03 \x01(\x08\x12\x14\n\x0clabel_column\x18\x04 \x01(\t\"l\n\x0f\x44\x61taCheckResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07problem\x18\x03 \x01(\t\x12(\n\x07summary\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\rRequestFailed\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"8\n\x0cReportChange\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\"\x1c\n\tHeartbeat\x12\x0f\n\x07problem\x18\x01 \x01(\t\"\x13\n\x11ListAgentsRequest\";\n\x12ListAgentsResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.florist.v1.AgentInfo\"\xd8\x01\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x30\n\x0c\x63onnect_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x11\n\tdata_root\x18\x07 \x01(\t\x12\x0f\n\x07problem\x18\x08 \x01(\t2\xa3\x01\n\x0c\x41gentService\x12\x46\n\x07\x43onnect\x12\x1a.florist.v1.ConnectRequest\x1a\x1b.florist.v1.ConnectResponse(\x01\x30\x01\x12K\n\nListAgents\x12\x1d.florist.v1.ListAgentsRequest\x1a\x1e.florist.v1.ListAgentsResponseB\x94\x01\n\rai.florist.v1B\x11\x41gentServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66lorist/v1/agent_service.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x03\n\x0e\x43onnectRequest\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.florist.v1.AgentHelloH\x00\x12\x35\n\x0fprocess_started\x18\x02 \x01(\x0b\x32\x1a.florist.v1.ProcessStartedH\x00\x12\x33\n\x0eprocess_exited\x18\x03 \x01(\x0b\x32\x19.florist.v1.ProcessExitedH\x00\x12)\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x14.florist.v1.LogChunkH\x00\x12\x31\n\rreport_change\x18\x05 \x01(\x0b\x32\x18.florist.v1.ReportChangeH\x00\x12\x38\n\x11\x64\x61ta_check_result\x18\x06 \x01(\x0b\x32\x1b.florist.v1.DataCheckResultH\x00\x12\x33\n\x0erequest_failed\x18\x07 \x01(\x0b\x32\x19.florist.v1.RequestFailedH\x00\x12*\n\theartbeat\x18\x08 \x01(\x0b\x32\x15.florist.v1.HeartbeatH\x00\x42\t\n\x07message\"\xb1\x02\n\x0f\x43onnectResponse\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.florist.v1.WelcomeH\x00\x12\x31\n\rlaunch_client\x18\x02 \x01(\x0b\x32\x18.florist.v1.LaunchClientH\x00\x12-\n\x0bstop_client\x18\x03 \x01(\x0b\x32\x16.florist.v1.StopClientH\x00\x12\'\n\x08read_log\x18\x04 \x01(\x0b\x32\x13.florist.v1.ReadLogH\x00\x12+\n\ncheck_data\x18\x05 \x01(\x0b\x32\x15.florist.v1.CheckDataH\x00\x12\x33\n\x0e\x63\x61ncel_request\x18\x06 \x01(\x0b\x32\x19.florist.v1.CancelRequestH\x00\x42\t\n\x07message\"\x9f\x01\n\nAgentHello\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x11\n\tdata_root\x18\x04 \x01(\t\x12(\n\x07\x63lients\x18\x05 \x03(\x0b\x32\x17.florist.v1.KnownClient\x12\x0f\n\x07problem\x18\x06 \x01(\t\x12\x13\n\x0bmax_clients\x18\x07 \x01(\x05\"_\n\x0bKnownClient\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x17\n\x0f\x65xit_code_known\x18\x04 \x01(\x08\"\t\n\x07Welcome\"\xd5\x02\n\x0cLaunchClient\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x16\n\x0eserver_address\x18\x03 \x01(\t\x12\x11\n\tdata_path\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x11\n\toptimizer\x18\x06 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x07 \x01(\t\x12.\n\rserver_config\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x0b\n\x03tls\x18\n \x01(\x08\x12\x13\n\x0binput_shape\x18\x0b \x03(\x05\x12\x13\n\x0bnum_classes\x18\x0c \x01(\x05\x12-\n\x0cmodel_config\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0clabel_column\x18\x0e \x01(\t\"X\n\x0eProcessStarted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x03\x12\x10\n\x08log_path\x18\x04 \x01(\t\"b\n\rProcessExited\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x17\n\x0f\x65xit_code_known\x18\x03 \x01(\x08\x12\x10\n\x08log_tail\x18\x04 \x01(\t\"!\n\nStopClient\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\"R\n\x07ReadLog\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"N\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bnext_offset\x18\x03 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x08\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"W\n\tCheckData\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\r\n\x05probe\x18\x03 \x01(\x08\x12\x14\n\x0clabel_column\x18\x04 \x01(\t\"l\n\x0f\x44\x61taCheckResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07problem\x18\x03 \x01(\t\x12(\n\x07summary\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\rRequestFailed\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"8\n\x0cReportChange\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\"\x1c\n\tHeartbeat\x12\x0f\n\x07problem\x18\x01 \x01(\t\"\x13\n\x11ListAgentsRequest\";\n\x12ListAgentsResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.florist.v1.AgentInfo\"\xed\x01\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x30\n\x0c\x63onnect_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x11\n\tdata_root\x18\x07 \x01(\t\x12\x0f\n\x07problem\x18\x08 \x01(\t\x12\x13\n\x0bmax_clients\x18\t \x01(\x05\x32\xa3\x01\n\x0c\x41gentService\x12\x46\n\x07\x43onnect\x12\x1a.florist.v1.ConnectRequest\x1a\x1b.florist.v1.ConnectResponse(\x01\x30\x01\x12K\n\nListAgents\x12\x1d.florist.v1.ListAgentsRequest\x1a\x1e.florist.v1.ListAgentsResponseB\x94\x01\n\rai.florist.v1B\x11\x41gentServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,41 +39,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTRESPONSE']._serialized_start=538
   _globals['_CONNECTRESPONSE']._serialized_end=843
   _globals['_AGENTHELLO']._serialized_start=846
-  _globals['_AGENTHELLO']._serialized_end=984
-  _globals['_KNOWNCLIENT']._serialized_start=986
-  _globals['_KNOWNCLIENT']._serialized_end=1081
-  _globals['_WELCOME']._serialized_start=1083
-  _globals['_WELCOME']._serialized_end=1092
-  _globals['_LAUNCHCLIENT']._serialized_start=1095
-  _globals['_LAUNCHCLIENT']._serialized_end=1436
-  _globals['_PROCESSSTARTED']._serialized_start=1438
-  _globals['_PROCESSSTARTED']._serialized_end=1526
-  _globals['_PROCESSEXITED']._serialized_start=1528
-  _globals['_PROCESSEXITED']._serialized_end=1626
-  _globals['_STOPCLIENT']._serialized_start=1628
-  _globals['_STOPCLIENT']._serialized_end=1661
-  _globals['_READLOG']._serialized_start=1663
-  _globals['_READLOG']._serialized_end=1745
-  _globals['_LOGCHUNK']._serialized_start=1747
-  _globals['_LOGCHUNK']._serialized_end=1825
-  _globals['_CANCELREQUEST']._serialized_start=1827
-  _globals['_CANCELREQUEST']._serialized_end=1862
-  _globals['_CHECKDATA']._serialized_start=1864
-  _globals['_CHECKDATA']._serialized_end=1951
-  _globals['_DATACHECKRESULT']._serialized_start=1953
-  _globals['_DATACHECKRESULT']._serialized_end=2061
-  _globals['_REQUESTFAILED']._serialized_start=2063
-  _globals['_REQUESTFAILED']._serialized_end=2129
-  _globals['_REPORTCHANGE']._serialized_start=2131
-  _globals['_REPORTCHANGE']._serialized_end=2187
-  _globals['_HEARTBEAT']._serialized_start=2189
-  _globals['_HEARTBEAT']._serialized_end=2217
-  _globals['_LISTAGENTSREQUEST']._serialized_start=2219
-  _globals['_LISTAGENTSREQUEST']._serialized_end=2238
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=2240
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=2299
-  _globals['_AGENTINFO']._serialized_start=2302
-  _globals['_AGENTINFO']._serialized_end=2518
-  _globals['_AGENTSERVICE']._serialized_start=2521
-  _globals['_AGENTSERVICE']._serialized_end=2684
+  _globals['_AGENTHELLO']._serialized_end=1005
+  _globals['_KNOWNCLIENT']._serialized_start=1007
+  _globals['_KNOWNCLIENT']._serialized_end=1102
+  _globals['_WELCOME']._serialized_start=1104
+  _globals['_WELCOME']._serialized_end=1113
+  _globals['_LAUNCHCLIENT']._serialized_start=1116
+  _globals['_LAUNCHCLIENT']._serialized_end=1457
+  _globals['_PROCESSSTARTED']._serialized_start=1459
+  _globals['_PROCESSSTARTED']._serialized_end=1547
+  _globals['_PROCESSEXITED']._serialized_start=1549
+  _globals['_PROCESSEXITED']._serialized_end=1647
+  _globals['_STOPCLIENT']._serialized_start=1649
+  _globals['_STOPCLIENT']._serialized_end=1682
+  _globals['_READLOG']._serialized_start=1684
+  _globals['_READLOG']._serialized_end=1766
+  _globals['_LOGCHUNK']._serialized_start=1768
+  _globals['_LOGCHUNK']._serialized_end=1846
+  _globals['_CANCELREQUEST']._serialized_start=1848
+  _globals['_CANCELREQUEST']._serialized_end=1883
+  _globals['_CHECKDATA']._serialized_start=1885
+  _globals['_CHECKDATA']._serialized_end=1972
+  _globals['_DATACHECKRESULT']._serialized_start=1974
+  _globals['_DATACHECKRESULT']._serialized_end=2082
+  _globals['_REQUESTFAILED']._serialized_start=2084
+  _globals['_REQUESTFAILED']._serialized_end=2150
+  _globals['_REPORTCHANGE']._serialized_start=2152
+  _globals['_REPORTCHANGE']._serialized_end=2208
+  _globals['_HEARTBEAT']._serialized_start=2210
+  _globals['_HEARTBEAT']._serialized_end=2238
+  _globals['_LISTAGENTSREQUEST']._serialized_start=2240
+  _globals['_LISTAGENTSREQUEST']._serialized_end=2259
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=2261
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=2320
+  _globals['_AGENTINFO']._serialized_start=2323
+  _globals['_AGENTINFO']._serialized_end=2560
+  _globals['_AGENTSERVICE']._serialized_start=2563
+  _globals['_AGENTSERVICE']._serialized_end=2726
 # @@protoc_insertion_point(module_scope)

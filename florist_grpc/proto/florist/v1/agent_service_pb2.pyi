@@ -156,6 +156,7 @@ class AgentHello(_message.Message):
     DATA_ROOT_FIELD_NUMBER: _builtins.int
     CLIENTS_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    MAX_CLIENTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The agent's name (`--name`); must equal the name its token is bound to."""
     version: _builtins.str
@@ -164,6 +165,8 @@ class AgentHello(_message.Message):
     """The agent's data root (`--data-root`): datasets are named relative to it."""
     problem: _builtins.str
     """Why the agent cannot run FL clients now (e.g. its Redis is down and cannot be restarted); empty when healthy."""
+    max_clients: _builtins.int
+    """The most FL clients it runs at once (`--max-clients`); 0 = no limit. Jobs beyond it wait in the queue."""
     @_builtins.property
     def devices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Devices FL clients can use on this machine: "cpu", then "cuda:0", "cuda:1", ..."""
@@ -181,10 +184,11 @@ class AgentHello(_message.Message):
         data_root: _builtins.str = ...,
         clients: _abc.Iterable[Global___KnownClient] | None = ...,
         problem: _builtins.str = ...,
+        max_clients: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clients", b"clients", "data_root", b"data_root", "devices", b"devices", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clients", b"clients", "data_root", b"data_root", "devices", b"devices", "max_clients", b"max_clients", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -706,16 +710,21 @@ class AgentInfo(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     DATA_ROOT_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    MAX_CLIENTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The agent's name."""
     connected: _builtins.bool
-    """True while its session is open."""
+    """True while its session is open. A session the agent stays silent on past its heartbeat bound is closed,
+    so an agent that stopped answering shows false.
+    """
     version: _builtins.str
     """Its florist-grpc version."""
     data_root: _builtins.str
     """Its data root."""
     problem: _builtins.str
     """Why it cannot run FL clients now, as it last reported (e.g. its Redis is down); empty when healthy."""
+    max_clients: _builtins.int
+    """The most FL clients it runs at once (`--max-clients`); 0 = no limit."""
     @_builtins.property
     def connect_time(self) -> _timestamp_pb2.Timestamp:
         """When its current (or last) session opened."""
@@ -739,10 +748,11 @@ class AgentInfo(_message.Message):
         version: _builtins.str = ...,
         data_root: _builtins.str = ...,
         problem: _builtins.str = ...,
+        max_clients: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connected", b"connected", "data_root", b"data_root", "devices", b"devices", "last_seen_time", b"last_seen_time", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connected", b"connected", "data_root", b"data_root", "devices", b"devices", "last_seen_time", b"last_seen_time", "max_clients", b"max_clients", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

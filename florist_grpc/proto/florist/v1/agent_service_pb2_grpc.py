@@ -59,7 +59,11 @@ class AgentServiceServicer:
         carry the request's `request_id`). The agent also sends its clients' process exits and report changes
         unasked. Only tokens of role `agent` may call it, and only with their own name in `hello`
         (PERMISSION_DENIED otherwise). A newer session under the same name replaces an older one, which ends
-        with ABORTED.
+        with ABORTED. Before hello: a stream that sends nothing within the hello deadline ends DEADLINE_EXCEEDED;
+        at most a few streams per agent name may wait for their hello at once (a newer one closes the oldest with
+        RESOURCE_EXHAUSTED), and a bounded number in all (a stream past that is RESOURCE_EXHAUSTED at once). An
+        agent silent for longer than its heartbeat bound (3 heartbeats) has its session closed (UNAVAILABLE): it
+        shows as not connected, and its clients are handled as for an agent that disconnected.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,7 +41,11 @@ class AgentServiceStub:
     carry the request's `request_id`). The agent also sends its clients' process exits and report changes
     unasked. Only tokens of role `agent` may call it, and only with their own name in `hello`
     (PERMISSION_DENIED otherwise). A newer session under the same name replaces an older one, which ends
-    with ABORTED.
+    with ABORTED. Before hello: a stream that sends nothing within the hello deadline ends DEADLINE_EXCEEDED;
+    at most a few streams per agent name may wait for their hello at once (a newer one closes the oldest with
+    RESOURCE_EXHAUSTED), and a bounded number in all (a stream past that is RESOURCE_EXHAUSTED at once). An
+    agent silent for longer than its heartbeat bound (3 heartbeats) has its session closed (UNAVAILABLE): it
+    shows as not connected, and its clients are handled as for an agent that disconnected.
     """
     ListAgents: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentsRequest, _agent_service_pb2.ListAgentsResponse]
     """The agents the control plane knows of (connected now or since it started). Viewer and up."""
@@ -59,7 +63,11 @@ class AgentServiceAsyncStub(AgentServiceStub):
     carry the request's `request_id`). The agent also sends its clients' process exits and report changes
     unasked. Only tokens of role `agent` may call it, and only with their own name in `hello`
     (PERMISSION_DENIED otherwise). A newer session under the same name replaces an older one, which ends
-    with ABORTED.
+    with ABORTED. Before hello: a stream that sends nothing within the hello deadline ends DEADLINE_EXCEEDED;
+    at most a few streams per agent name may wait for their hello at once (a newer one closes the oldest with
+    RESOURCE_EXHAUSTED), and a bounded number in all (a stream past that is RESOURCE_EXHAUSTED at once). An
+    agent silent for longer than its heartbeat bound (3 heartbeats) has its session closed (UNAVAILABLE): it
+    shows as not connected, and its clients are handled as for an agent that disconnected.
     """
     ListAgents: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentsRequest, _agent_service_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """The agents the control plane knows of (connected now or since it started). Viewer and up."""
@@ -80,7 +88,11 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         carry the request's `request_id`). The agent also sends its clients' process exits and report changes
         unasked. Only tokens of role `agent` may call it, and only with their own name in `hello`
         (PERMISSION_DENIED otherwise). A newer session under the same name replaces an older one, which ends
-        with ABORTED.
+        with ABORTED. Before hello: a stream that sends nothing within the hello deadline ends DEADLINE_EXCEEDED;
+        at most a few streams per agent name may wait for their hello at once (a newer one closes the oldest with
+        RESOURCE_EXHAUSTED), and a bounded number in all (a stream past that is RESOURCE_EXHAUSTED at once). An
+        agent silent for longer than its heartbeat bound (3 heartbeats) has its session closed (UNAVAILABLE): it
+        shows as not connected, and its clients are handled as for an agent that disconnected.
         """
 
     @_abc_1.abstractmethod

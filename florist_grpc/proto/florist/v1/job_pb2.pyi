@@ -39,6 +39,11 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     """Something failed; Job.error_message says what."""
     JOB_STATE_CANCELLED: _JobState.ValueType  # 5
     """StopTraining ended the job."""
+    JOB_STATE_QUEUED: _JobState.ValueType  # 6
+    """StartTraining found no capacity (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's
+    --max-clients): the job waits in the queue and starts, checked again, as soon as it fits. Queue order:
+    Job.priority (higher first), then Job.queue_time.
+    """
 
 class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper):
     """The lifecycle of a training job. Terminal states: FINISHED_SUCCESSFULLY, FINISHED_WITH_ERROR, CANCELLED."""
@@ -55,6 +60,11 @@ JOB_STATE_FINISHED_WITH_ERROR: JobState.ValueType  # 4
 """Something failed; Job.error_message says what."""
 JOB_STATE_CANCELLED: JobState.ValueType  # 5
 """StopTraining ended the job."""
+JOB_STATE_QUEUED: JobState.ValueType  # 6
+"""StartTraining found no capacity (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's
+--max-clients): the job waits in the queue and starts, checked again, as soon as it fits. Queue order:
+Job.priority (higher first), then Job.queue_time.
+"""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 class _ClientState:
@@ -104,6 +114,7 @@ class ClientInfo(_message.Message):
     AGENT_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     LABEL_COLUMN_FIELD_NUMBER: _builtins.int
+    STOP_CONFIRMED_FIELD_NUMBER: _builtins.int
     data_path: _builtins.str
     """Path of the client's dataset on the machine that runs it: .pt or .npz with x and y, or .csv with a label column."""
     redis_address: _builtins.str
@@ -124,6 +135,12 @@ class ClientInfo(_message.Message):
     """
     label_column: _builtins.str
     """Name of the label column when data_path is a CSV file; empty = "label". Ignored for .pt and .npz."""
+    stop_confirmed: _builtins.bool
+    """Output only, for a CLIENT_STATE_STOPPED client: true once the process is known to have ended; false while
+    its site (agent) has not confirmed the stop. A job's end never waits on a site: such a stop is retried in the
+    background (across control-plane restarts, and after the job is deleted) until the agent confirms it, or
+    until the agent stays away past its grace (then it stays false).
+    """
     @_builtins.property
     def metrics(self) -> _struct_pb2.Struct:
         """The accumulated report of this client (FL4Health reporter keys)."""
@@ -140,14 +157,70 @@ class ClientInfo(_message.Message):
         agent: _builtins.str = ...,
         device: _builtins.str = ...,
         label_column: _builtins.str = ...,
+        stop_confirmed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "data_path", b"data_path", "device", b"device", "error_message", b"error_message", "label_column", b"label_column", "metrics", b"metrics", "redis_address", b"redis_address", "state", b"state", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "data_path", b"data_path", "device", b"device", "error_message", b"error_message", "label_column", b"label_column", "metrics", b"metrics", "redis_address", b"redis_address", "state", b"state", "stop_confirmed", b"stop_confirmed", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClientInfo: _TypeAlias = ClientInfo  # noqa: Y015
+
+@_typing.final
+class TrackingConfig(_message.Message):
+    """How a job's run appears in the experiment trackers the control plane writes to (`serve
+    --mlflow-tracking-uri`); unset fields take the server's defaults.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TagsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    experiment: _builtins.str
+    """MLflow experiment the job's run is logged in; empty = the server's `--mlflow-experiment` (default
+    `florist-grpc`). At most 500 characters, no control characters.
+    """
+    @_builtins.property
+    def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Extra tags of the job's run, beside `florist.job_id`, `florist.project` and `florist.owner`. At most 50; a key
+        is 1-250 letters, digits, `_`, `-`, `.`, ` `, `:` or `/` (MLflow's rule for names, no `..` or leading `/`) and
+        does not start with `mlflow.` or `florist.`; a value is at most 5000 characters, no NUL.
+        """
+
+    def __init__(
+        self,
+        *,
+        experiment: _builtins.str = ...,
+        tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrackingConfig: _TypeAlias = TrackingConfig  # noqa: Y015
 
 @_typing.final
 class Job(_message.Message):
@@ -172,6 +245,13 @@ class Job(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     MODEL_CONFIG_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    QUEUE_TIME_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    CURRENT_ROUND_FIELD_NUMBER: _builtins.int
+    TRACKING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier. Output only."""
     state: Global___JobState.ValueType
@@ -192,6 +272,23 @@ class Job(_message.Message):
     """Run uuid of the FL server: its Redis key and channel. Output only."""
     error_message: _builtins.str
     """Why the job ended FINISHED_WITH_ERROR. Output only."""
+    project: _builtins.str
+    """The project the job belongs to; callers see and act on the jobs of their projects only (another project's
+    job is NOT_FOUND). Empty in CreateJob = the caller's only project (`default` for a caller of every project);
+    a caller of several projects must name one.
+    """
+    owner: _builtins.str
+    """Name of the caller that created the job (its auth-file NAME; `local` without an auth file). Output only."""
+    priority: _builtins.int
+    """Queue order: higher first (default 0). Only an admin may set it (PERMISSION_DENIED for other roles)."""
+    revision: _builtins.int
+    """The store-wide revision of the job's last change (state, launch, client states, current round; not every
+    metrics event). A watching client drops changes at or below the revision of the job it holds. Output only.
+    """
+    current_round: _builtins.int
+    """The last round the FL server finished (`eval_round_end` in its report, as FLorist's UI counts); 0 before
+    the first. Output only.
+    """
     @_builtins.property
     def server_config(self) -> _struct_pb2.Struct:
         """Strategy and training configuration; validated against the strategy's JSON Schema."""
@@ -220,6 +317,14 @@ class Job(_message.Message):
     def model_config(self) -> _struct_pb2.Struct:
         """The model's own settings (e.g. MLP hidden sizes); validated against ModelInfo.config_schema of Job.model."""
 
+    @_builtins.property
+    def queue_time(self) -> _timestamp_pb2.Timestamp:
+        """When the job entered the queue. Output only."""
+
+    @_builtins.property
+    def tracking(self) -> Global___TrackingConfig:
+        """The job's experiment tracking: the MLflow experiment of its run and extra tags (see TrackingConfig)."""
+
     def __init__(
         self,
         *,
@@ -240,10 +345,17 @@ class Job(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         model_config: _struct_pb2.Struct | None = ...,
+        project: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        priority: _builtins.int = ...,
+        queue_time: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
+        current_round: _builtins.int = ...,
+        tracking: Global___TrackingConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "queue_time", b"queue_time", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time", "tracking", b"tracking"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "redis_address", b"redis_address", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "current_round", b"current_round", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "owner", b"owner", "priority", b"priority", "project", b"project", "queue_time", b"queue_time", "redis_address", b"redis_address", "revision", b"revision", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy", "tracking", b"tracking"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from florist_grpc.proto.florist.v1 import job_pb2 as florist_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66lorist/v1/job_service.proto\x12\nflorist.v1\x1a\x14\x66lorist/v1/job.proto\"[\n\x10\x43reateJobRequest\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.florist.v1.Job\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"1\n\x11\x43reateJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.florist.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\".\n\x0eGetJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.florist.v1.Job\"\x90\x01\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.florist.v1.JobState\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12!\n\x04view\x18\x05 \x01(\x0e\x32\x13.florist.v1.JobView\"J\n\x10ListJobsResponse\x12\x1d\n\x04jobs\x18\x01 \x03(\x0b\x32\x0f.florist.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse*J\n\x07JobView\x12\x18\n\x14JOB_VIEW_UNSPECIFIED\x10\x00\x12\x12\n\x0eJOB_VIEW_BASIC\x10\x01\x12\x11\n\rJOB_VIEW_FULL\x10\x02\x32\xa8\x02\n\nJobService\x12H\n\tCreateJob\x12\x1c.florist.v1.CreateJobRequest\x1a\x1d.florist.v1.CreateJobResponse\x12?\n\x06GetJob\x12\x19.florist.v1.GetJobRequest\x1a\x1a.florist.v1.GetJobResponse\x12\x45\n\x08ListJobs\x12\x1b.florist.v1.ListJobsRequest\x1a\x1c.florist.v1.ListJobsResponse\x12H\n\tDeleteJob\x12\x1c.florist.v1.DeleteJobRequest\x1a\x1d.florist.v1.DeleteJobResponseB\x92\x01\n\rai.florist.v1B\x0fJobServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66lorist/v1/job_service.proto\x12\nflorist.v1\x1a\x14\x66lorist/v1/job.proto\"[\n\x10\x43reateJobRequest\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.florist.v1.Job\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"1\n\x11\x43reateJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.florist.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\".\n\x0eGetJobResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.florist.v1.Job\"\x90\x01\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.florist.v1.JobState\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12!\n\x04view\x18\x05 \x01(\x0e\x32\x13.florist.v1.JobView\"\\\n\x10ListJobsResponse\x12\x1d\n\x04jobs\x18\x01 \x03(\x0b\x32\x0f.florist.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"]\n\x10WatchJobsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_revision\x18\x02 \x01(\x04\x12!\n\x04view\x18\x03 \x01(\x0e\x32\x13.florist.v1.JobView\":\n\x11WatchJobsResponse\x12%\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x15.florist.v1.JobChange\"d\n\tJobChange\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\'\n\x04type\x18\x02 \x01(\x0e\x32\x19.florist.v1.JobChangeType\x12\x1c\n\x03job\x18\x03 \x01(\x0b\x32\x0f.florist.v1.Job\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse*J\n\x07JobView\x12\x18\n\x14JOB_VIEW_UNSPECIFIED\x10\x00\x12\x12\n\x0eJOB_VIEW_BASIC\x10\x01\x12\x11\n\rJOB_VIEW_FULL\x10\x02*\xa4\x01\n\rJobChangeType\x12\x1f\n\x1bJOB_CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15JOB_CHANGE_TYPE_ADDED\x10\x01\x12\x1c\n\x18JOB_CHANGE_TYPE_MODIFIED\x10\x02\x12\x1b\n\x17JOB_CHANGE_TYPE_DELETED\x10\x03\x12\x1c\n\x18JOB_CHANGE_TYPE_BOOKMARK\x10\x04\x32\xf4\x02\n\nJobService\x12H\n\tCreateJob\x12\x1c.florist.v1.CreateJobRequest\x1a\x1d.florist.v1.CreateJobResponse\x12?\n\x06GetJob\x12\x19.florist.v1.GetJobRequest\x1a\x1a.florist.v1.GetJobResponse\x12\x45\n\x08ListJobs\x12\x1b.florist.v1.ListJobsRequest\x1a\x1c.florist.v1.ListJobsResponse\x12H\n\tDeleteJob\x12\x1c.florist.v1.DeleteJobRequest\x1a\x1d.florist.v1.DeleteJobResponse\x12J\n\tWatchJobs\x12\x1c.florist.v1.WatchJobsRequest\x1a\x1d.florist.v1.WatchJobsResponse0\x01\x42\x92\x01\n\rai.florist.v1B\x0fJobServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'florist.v1.job_service_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rai.florist.v1B\017JobServiceProtoP\001Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\242\002\003FXX\252\002\nFlorist.V1\312\002\nFlorist\\V1\352\002\013Florist::V1'
-  _globals['_JOBVIEW']._serialized_start=571
-  _globals['_JOBVIEW']._serialized_end=645
+  _globals['_JOBVIEW']._serialized_start=846
+  _globals['_JOBVIEW']._serialized_end=920
+  _globals['_JOBCHANGETYPE']._serialized_start=923
+  _globals['_JOBCHANGETYPE']._serialized_end=1087
   _globals['_CREATEJOBREQUEST']._serialized_start=66
   _globals['_CREATEJOBREQUEST']._serialized_end=157
   _globals['_CREATEJOBRESPONSE']._serialized_start=159
@@ -46,11 +48,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSREQUEST']._serialized_start=292
   _globals['_LISTJOBSREQUEST']._serialized_end=436
   _globals['_LISTJOBSRESPONSE']._serialized_start=438
-  _globals['_LISTJOBSRESPONSE']._serialized_end=512
-  _globals['_DELETEJOBREQUEST']._serialized_start=514
-  _globals['_DELETEJOBREQUEST']._serialized_end=548
-  _globals['_DELETEJOBRESPONSE']._serialized_start=550
-  _globals['_DELETEJOBRESPONSE']._serialized_end=569
-  _globals['_JOBSERVICE']._serialized_start=648
-  _globals['_JOBSERVICE']._serialized_end=944
+  _globals['_LISTJOBSRESPONSE']._serialized_end=530
+  _globals['_WATCHJOBSREQUEST']._serialized_start=532
+  _globals['_WATCHJOBSREQUEST']._serialized_end=625
+  _globals['_WATCHJOBSRESPONSE']._serialized_start=627
+  _globals['_WATCHJOBSRESPONSE']._serialized_end=685
+  _globals['_JOBCHANGE']._serialized_start=687
+  _globals['_JOBCHANGE']._serialized_end=787
+  _globals['_DELETEJOBREQUEST']._serialized_start=789
+  _globals['_DELETEJOBREQUEST']._serialized_end=823
+  _globals['_DELETEJOBRESPONSE']._serialized_start=825
+  _globals['_DELETEJOBRESPONSE']._serialized_end=844
+  _globals['_JOBSERVICE']._serialized_start=1090
+  _globals['_JOBSERVICE']._serialized_end=1462
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,38 @@ JOB_VIEW_FULL: JobView.ValueType  # 2
 """Everything, metrics included."""
 Global___JobView: _TypeAlias = JobView  # noqa: Y015
 
+class _JobChangeType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobChangeTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobChangeType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_CHANGE_TYPE_UNSPECIFIED: _JobChangeType.ValueType  # 0
+    """Never sent."""
+    JOB_CHANGE_TYPE_ADDED: _JobChangeType.ValueType  # 1
+    """The job was created (or, for a watch filtered by state, entered the watched set)."""
+    JOB_CHANGE_TYPE_MODIFIED: _JobChangeType.ValueType  # 2
+    """The job changed."""
+    JOB_CHANGE_TYPE_DELETED: _JobChangeType.ValueType  # 3
+    """The job was deleted (or left the watched set); `job` is its last state."""
+    JOB_CHANGE_TYPE_BOOKMARK: _JobChangeType.ValueType  # 4
+    """No job: every change up to `revision` has been sent. Resume from it after a disconnect."""
+
+class JobChangeType(_JobChangeType, metaclass=_JobChangeTypeEnumTypeWrapper):
+    """What a change did to a job."""
+
+JOB_CHANGE_TYPE_UNSPECIFIED: JobChangeType.ValueType  # 0
+"""Never sent."""
+JOB_CHANGE_TYPE_ADDED: JobChangeType.ValueType  # 1
+"""The job was created (or, for a watch filtered by state, entered the watched set)."""
+JOB_CHANGE_TYPE_MODIFIED: JobChangeType.ValueType  # 2
+"""The job changed."""
+JOB_CHANGE_TYPE_DELETED: JobChangeType.ValueType  # 3
+"""The job was deleted (or left the watched set); `job` is its last state."""
+JOB_CHANGE_TYPE_BOOKMARK: JobChangeType.ValueType  # 4
+"""No job: every change up to `revision` has been sent. Resume from it after a disconnect."""
+Global___JobChangeType: _TypeAlias = JobChangeType  # noqa: Y015
+
 @_typing.final
 class CreateJobRequest(_message.Message):
     """Request of JobService.CreateJob."""
@@ -197,8 +229,11 @@ class ListJobsResponse(_message.Message):
 
     JOBS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Token of the next page; empty on the last page."""
+    revision: _builtins.int
+    """The revision this page was read at: every change at or below it is in the page. Watch from the first page's."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_job_pb2.Job]:
         """Jobs, newest first."""
@@ -208,14 +243,105 @@ class ListJobsResponse(_message.Message):
         *,
         jobs: _abc.Iterable[_job_pb2.Job] | None = ...,
         next_page_token: _builtins.str = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_page_token", b"next_page_token", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
+
+@_typing.final
+class WatchJobsRequest(_message.Message):
+    """Request of JobService.WatchJobs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    AFTER_REVISION_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """The ListJobs filter language (state, model, strategy, project, owner). With a state, a job entering the
+    watched set is sent as ADDED and one leaving it as DELETED, as Kubernetes watches with selectors do.
+    """
+    after_revision: _builtins.int
+    """Send the changes after this revision (a ListJobsResponse.revision, or the last one seen); 0 = from now."""
+    view: Global___JobView.ValueType
+    """How much of each job to send; UNSPECIFIED = BASIC here (a change is a job-level one: its metrics are not
+    what changed). FULL adds the accumulated reports as they are when the change is sent.
+    """
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+        after_revision: _builtins.int = ...,
+        view: Global___JobView.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision", "filter", b"filter", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchJobsRequest: _TypeAlias = WatchJobsRequest  # noqa: Y015
+
+@_typing.final
+class WatchJobsResponse(_message.Message):
+    """Response of JobService.WatchJobs: one change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def change(self) -> Global___JobChange:
+        """The change."""
+
+    def __init__(
+        self,
+        *,
+        change: Global___JobChange | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchJobsResponse: _TypeAlias = WatchJobsResponse  # noqa: Y015
+
+@_typing.final
+class JobChange(_message.Message):
+    """One change of the store-wide changes log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """Store-wide, persisted, strictly increasing."""
+    type: Global___JobChangeType.ValueType
+    """What happened."""
+    @_builtins.property
+    def job(self) -> _job_pb2.Job:
+        """The job right after the change (its last state for DELETED); unset for BOOKMARK."""
+
+    def __init__(
+        self,
+        *,
+        revision: _builtins.int = ...,
+        type: Global___JobChangeType.ValueType = ...,
+        job: _job_pb2.Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "revision", b"revision", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobChange: _TypeAlias = JobChange  # noqa: Y015
 
 @_typing.final
 class DeleteJobRequest(_message.Message):

@@ -55,6 +55,11 @@ class JobServiceStub:
                 request_serializer=florist_dot_v1_dot_job__service__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=florist_dot_v1_dot_job__service__pb2.DeleteJobResponse.FromString,
                 _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/florist.v1.JobService/WatchJobs',
+                request_serializer=florist_dot_v1_dot_job__service__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=florist_dot_v1_dot_job__service__pb2.WatchJobsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -84,7 +89,22 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteJob(self, request, context):
-        """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS.
+        """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+        stops are not all confirmed may be deleted: those stops go on being retried.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJobs(self, request, context):
+        """Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+        current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+        then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+        job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+        control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+        (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+        after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+        revision: list again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +132,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DeleteJob,
                     request_deserializer=florist_dot_v1_dot_job__service__pb2.DeleteJobRequest.FromString,
                     response_serializer=florist_dot_v1_dot_job__service__pb2.DeleteJobResponse.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=florist_dot_v1_dot_job__service__pb2.WatchJobsRequest.FromString,
+                    response_serializer=florist_dot_v1_dot_job__service__pb2.WatchJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +248,33 @@ class JobService:
             '/florist.v1.JobService/DeleteJob',
             florist_dot_v1_dot_job__service__pb2.DeleteJobRequest.SerializeToString,
             florist_dot_v1_dot_job__service__pb2.DeleteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/florist.v1.JobService/WatchJobs',
+            florist_dot_v1_dot_job__service__pb2.WatchJobsRequest.SerializeToString,
+            florist_dot_v1_dot_job__service__pb2.WatchJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,7 +42,19 @@ class JobServiceStub:
     ListJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]
     """Lists jobs newest first, one page at a time (AIP-158)."""
     DeleteJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.DeleteJobRequest, _job_service_pb2.DeleteJobResponse]
-    """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS."""
+    """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+    stops are not all confirmed may be deleted: those stops go on being retried.
+    """
+    WatchJobs: _grpc.UnaryStreamMultiCallable[_job_service_pb2.WatchJobsRequest, _job_service_pb2.WatchJobsResponse]
+    """Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+    current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+    then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+    job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+    control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+    (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+    after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+    revision: list again.
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -58,7 +70,19 @@ class JobServiceAsyncStub(JobServiceStub):
     ListJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]  # type: ignore[assignment]
     """Lists jobs newest first, one page at a time (AIP-158)."""
     DeleteJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.DeleteJobRequest, _job_service_pb2.DeleteJobResponse]  # type: ignore[assignment]
-    """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS."""
+    """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+    stops are not all confirmed may be deleted: those stops go on being retried.
+    """
+    WatchJobs: _aio.UnaryStreamMultiCallable[_job_service_pb2.WatchJobsRequest, _job_service_pb2.WatchJobsResponse]  # type: ignore[assignment]
+    """Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+    current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+    then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+    job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+    control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+    (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+    after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+    revision: list again.
+    """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, reads, lists and deletes training jobs."""
@@ -95,6 +119,24 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_service_pb2.DeleteJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.DeleteJobResponse, _abc.Awaitable[_job_service_pb2.DeleteJobResponse]]:
-        """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS."""
+        """Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+        stops are not all confirmed may be deleted: those stops go on being retried.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchJobs(
+        self,
+        request: _job_service_pb2.WatchJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_job_service_pb2.WatchJobsResponse], _abc.AsyncIterator[_job_service_pb2.WatchJobsResponse]]:
+        """Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+        current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+        then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+        job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+        control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+        (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+        after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+        revision: list again.
+        """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!florist/v1/training_service.proto\x12\nflorist.v1\x1a\x14\x66lorist/v1/job.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x14StartTrainingRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"B\n\x15StartTrainingResponse\x12\x13\n\x0bserver_uuid\x18\x01 \x01(\t\x12\x14\n\x0c\x63lient_uuids\x18\x02 \x03(\t\"%\n\x13StopTrainingRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"4\n\x14StopTrainingResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.florist.v1.Job\">\n\x14StreamMetricsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"@\n\x15StreamMetricsResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.florist.v1.MetricsEvent\"^\n\x0b\x45ventSource\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.florist.v1.SourceKind\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x14\n\x0c\x63lient_index\x18\x03 \x01(\x05\"\xd4\x01\n\x0cMetricsEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06source\x18\x04 \x01(\x0b\x32\x17.florist.v1.EventSource\x12&\n\x05patch\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\tjob_state\x18\x06 \x01(\x0e\x32\x14.florist.v1.JobState\"V\n\tLogSource\x12\x10\n\x06server\x18\x01 \x01(\x08H\x00\x12\x16\n\x0c\x63lient_index\x18\x02 \x01(\x05H\x00\x12\x15\n\x0b\x63lient_uuid\x18\x03 \x01(\tH\x00\x42\x08\n\x06source\"j\n\x11StreamLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x06source\x18\x02 \x01(\x0b\x32\x15.florist.v1.LogSource\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"7\n\x12StreamLogsResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bnext_offset\x18\x02 \x01(\x03\"5\n\x14\x44ownloadModelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\"\xba\x01\n\rModelArtifact\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12-\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0binput_shape\x18\x07 \x03(\x05\x12\x13\n\x0bnum_classes\x18\x08 \x01(\x05\"_\n\x15\x44ownloadModelResponse\x12-\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x19.florist.v1.ModelArtifactH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*n\n\nSourceKind\x12\x1b\n\x17SOURCE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12SOURCE_KIND_SERVER\x10\x01\x12\x16\n\x12SOURCE_KIND_CLIENT\x10\x02\x12\x13\n\x0fSOURCE_KIND_JOB\x10\x03\x32\xb9\x03\n\x0fTrainingService\x12T\n\rStartTraining\x12 .florist.v1.StartTrainingRequest\x1a!.florist.v1.StartTrainingResponse\x12Q\n\x0cStopTraining\x12\x1f.florist.v1.StopTrainingRequest\x1a .florist.v1.StopTrainingResponse\x12V\n\rStreamMetrics\x12 .florist.v1.StreamMetricsRequest\x1a!.florist.v1.StreamMetricsResponse0\x01\x12M\n\nStreamLogs\x12\x1d.florist.v1.StreamLogsRequest\x1a\x1e.florist.v1.StreamLogsResponse0\x01\x12V\n\rDownloadModel\x12 .florist.v1.DownloadModelRequest\x1a!.florist.v1.DownloadModelResponse0\x01\x42\x97\x01\n\rai.florist.v1B\x14TrainingServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!florist/v1/training_service.proto\x12\nflorist.v1\x1a\x14\x66lorist/v1/job.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x14StartTrainingRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"R\n\x15StartTrainingResponse\x12\x13\n\x0bserver_uuid\x18\x01 \x01(\t\x12\x14\n\x0c\x63lient_uuids\x18\x02 \x03(\t\x12\x0e\n\x06queued\x18\x03 \x01(\x08\"%\n\x13StopTrainingRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"4\n\x14StopTrainingResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.florist.v1.Job\">\n\x14StreamMetricsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"@\n\x15StreamMetricsResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.florist.v1.MetricsEvent\"^\n\x0b\x45ventSource\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.florist.v1.SourceKind\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x14\n\x0c\x63lient_index\x18\x03 \x01(\x05\"\xd4\x01\n\x0cMetricsEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06source\x18\x04 \x01(\x0b\x32\x17.florist.v1.EventSource\x12&\n\x05patch\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\tjob_state\x18\x06 \x01(\x0e\x32\x14.florist.v1.JobState\"V\n\tLogSource\x12\x10\n\x06server\x18\x01 \x01(\x08H\x00\x12\x16\n\x0c\x63lient_index\x18\x02 \x01(\x05H\x00\x12\x15\n\x0b\x63lient_uuid\x18\x03 \x01(\tH\x00\x42\x08\n\x06source\"j\n\x11StreamLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x06source\x18\x02 \x01(\x0b\x32\x15.florist.v1.LogSource\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"7\n\x12StreamLogsResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0bnext_offset\x18\x02 \x01(\x03\"5\n\x14\x44ownloadModelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\"\xba\x01\n\rModelArtifact\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12-\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0binput_shape\x18\x07 \x03(\x05\x12\x13\n\x0bnum_classes\x18\x08 \x01(\x05\"_\n\x15\x44ownloadModelResponse\x12-\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x19.florist.v1.ModelArtifactH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*n\n\nSourceKind\x12\x1b\n\x17SOURCE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12SOURCE_KIND_SERVER\x10\x01\x12\x16\n\x12SOURCE_KIND_CLIENT\x10\x02\x12\x13\n\x0fSOURCE_KIND_JOB\x10\x03\x32\xb9\x03\n\x0fTrainingService\x12T\n\rStartTraining\x12 .florist.v1.StartTrainingRequest\x1a!.florist.v1.StartTrainingResponse\x12Q\n\x0cStopTraining\x12\x1f.florist.v1.StopTrainingRequest\x1a .florist.v1.StopTrainingResponse\x12V\n\rStreamMetrics\x12 .florist.v1.StreamMetricsRequest\x1a!.florist.v1.StreamMetricsResponse0\x01\x12M\n\nStreamLogs\x12\x1d.florist.v1.StreamLogsRequest\x1a\x1e.florist.v1.StreamLogsResponse0\x01\x12V\n\rDownloadModel\x12 .florist.v1.DownloadModelRequest\x1a!.florist.v1.DownloadModelResponse0\x01\x42\x97\x01\n\rai.florist.v1B\x14TrainingServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,36 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'florist.v1.training_service
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rai.florist.v1B\024TrainingServiceProtoP\001Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\242\002\003FXX\252\002\nFlorist.V1\312\002\nFlorist\\V1\352\002\013Florist::V1'
-  _globals['_SOURCEKIND']._serialized_start=1370
-  _globals['_SOURCEKIND']._serialized_end=1480
+  _globals['_SOURCEKIND']._serialized_start=1386
+  _globals['_SOURCEKIND']._serialized_end=1496
   _globals['_STARTTRAININGREQUEST']._serialized_start=134
   _globals['_STARTTRAININGREQUEST']._serialized_end=172
   _globals['_STARTTRAININGRESPONSE']._serialized_start=174
-  _globals['_STARTTRAININGRESPONSE']._serialized_end=240
-  _globals['_STOPTRAININGREQUEST']._serialized_start=242
-  _globals['_STOPTRAININGREQUEST']._serialized_end=279
-  _globals['_STOPTRAININGRESPONSE']._serialized_start=281
-  _globals['_STOPTRAININGRESPONSE']._serialized_end=333
-  _globals['_STREAMMETRICSREQUEST']._serialized_start=335
-  _globals['_STREAMMETRICSREQUEST']._serialized_end=397
-  _globals['_STREAMMETRICSRESPONSE']._serialized_start=399
-  _globals['_STREAMMETRICSRESPONSE']._serialized_end=463
-  _globals['_EVENTSOURCE']._serialized_start=465
-  _globals['_EVENTSOURCE']._serialized_end=559
-  _globals['_METRICSEVENT']._serialized_start=562
-  _globals['_METRICSEVENT']._serialized_end=774
-  _globals['_LOGSOURCE']._serialized_start=776
-  _globals['_LOGSOURCE']._serialized_end=862
-  _globals['_STREAMLOGSREQUEST']._serialized_start=864
-  _globals['_STREAMLOGSREQUEST']._serialized_end=970
-  _globals['_STREAMLOGSRESPONSE']._serialized_start=972
-  _globals['_STREAMLOGSRESPONSE']._serialized_end=1027
-  _globals['_DOWNLOADMODELREQUEST']._serialized_start=1029
-  _globals['_DOWNLOADMODELREQUEST']._serialized_end=1082
-  _globals['_MODELARTIFACT']._serialized_start=1085
-  _globals['_MODELARTIFACT']._serialized_end=1271
-  _globals['_DOWNLOADMODELRESPONSE']._serialized_start=1273
-  _globals['_DOWNLOADMODELRESPONSE']._serialized_end=1368
-  _globals['_TRAININGSERVICE']._serialized_start=1483
-  _globals['_TRAININGSERVICE']._serialized_end=1924
+  _globals['_STARTTRAININGRESPONSE']._serialized_end=256
+  _globals['_STOPTRAININGREQUEST']._serialized_start=258
+  _globals['_STOPTRAININGREQUEST']._serialized_end=295
+  _globals['_STOPTRAININGRESPONSE']._serialized_start=297
+  _globals['_STOPTRAININGRESPONSE']._serialized_end=349
+  _globals['_STREAMMETRICSREQUEST']._serialized_start=351
+  _globals['_STREAMMETRICSREQUEST']._serialized_end=413
+  _globals['_STREAMMETRICSRESPONSE']._serialized_start=415
+  _globals['_STREAMMETRICSRESPONSE']._serialized_end=479
+  _globals['_EVENTSOURCE']._serialized_start=481
+  _globals['_EVENTSOURCE']._serialized_end=575
+  _globals['_METRICSEVENT']._serialized_start=578
+  _globals['_METRICSEVENT']._serialized_end=790
+  _globals['_LOGSOURCE']._serialized_start=792
+  _globals['_LOGSOURCE']._serialized_end=878
+  _globals['_STREAMLOGSREQUEST']._serialized_start=880
+  _globals['_STREAMLOGSREQUEST']._serialized_end=986
+  _globals['_STREAMLOGSRESPONSE']._serialized_start=988
+  _globals['_STREAMLOGSRESPONSE']._serialized_end=1043
+  _globals['_DOWNLOADMODELREQUEST']._serialized_start=1045
+  _globals['_DOWNLOADMODELREQUEST']._serialized_end=1098
+  _globals['_MODELARTIFACT']._serialized_start=1101
+  _globals['_MODELARTIFACT']._serialized_end=1287
+  _globals['_DOWNLOADMODELRESPONSE']._serialized_start=1289
+  _globals['_DOWNLOADMODELRESPONSE']._serialized_end=1384
+  _globals['_TRAININGSERVICE']._serialized_start=1499
+  _globals['_TRAININGSERVICE']._serialized_end=1940
 # @@protoc_insertion_point(module_scope)

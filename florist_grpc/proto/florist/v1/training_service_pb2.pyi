@@ -80,8 +80,11 @@ class StartTrainingResponse(_message.Message):
 
     SERVER_UUID_FIELD_NUMBER: _builtins.int
     CLIENT_UUIDS_FIELD_NUMBER: _builtins.int
+    QUEUED_FIELD_NUMBER: _builtins.int
     server_uuid: _builtins.str
     """Run uuid of the FL server (its Redis key and channel)."""
+    queued: _builtins.bool
+    """The job was queued, not launched (the uuids are empty): follow it with StreamMetrics or WatchJobs."""
     @_builtins.property
     def client_uuids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Run uuids of the clients, in the order of Job.clients."""
@@ -91,10 +94,11 @@ class StartTrainingResponse(_message.Message):
         *,
         server_uuid: _builtins.str = ...,
         client_uuids: _abc.Iterable[_builtins.str] | None = ...,
+        queued: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_uuids", b"client_uuids", "server_uuid", b"server_uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_uuids", b"client_uuids", "queued", b"queued", "server_uuid", b"server_uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

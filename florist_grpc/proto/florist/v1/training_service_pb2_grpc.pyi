@@ -34,15 +34,21 @@ class TrainingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TrainingServiceAsyncStub: ...
     StartTraining: _grpc.UnaryUnaryMultiCallable[_training_service_pb2.StartTrainingRequest, _training_service_pb2.StartTrainingResponse]
-    """Launches the FL server, waits until it is ready, launches every client and follows them.
-    FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
+    """Launches the FL server, waits until it is ready, launches every client and follows them; or, when that would
+    exceed a limit (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's --max-clients), puts
+    the job in the queue (JOB_STATE_QUEUED) and answers at once with `queued`: it starts, every check run again,
+    as soon as it fits. FAILED_PRECONDITION for a job that can never fit (more clients on an agent than its
+    --max-clients, a site whose agent token's PROJECTS exclude the job's project), and unless the job is
+    NOT_STARTED (of concurrent starts exactly one succeeds; a QUEUED job is not started again);
     DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
     UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
     while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
     """
     StopTraining: _grpc.UnaryUnaryMultiCallable[_training_service_pb2.StopTrainingRequest, _training_service_pb2.StopTrainingResponse]
     """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-    Also during a StartTraining of the job, which then answers ABORTED.
+    Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+    Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+    CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
     """
     StreamMetrics: _grpc.UnaryStreamMultiCallable[_training_service_pb2.StreamMetricsRequest, _training_service_pb2.StreamMetricsResponse]
     """Replays every event of the job with sequence > after_sequence, then follows live; the stream ends
@@ -65,15 +71,21 @@ class TrainingServiceAsyncStub(TrainingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StartTraining: _aio.UnaryUnaryMultiCallable[_training_service_pb2.StartTrainingRequest, _training_service_pb2.StartTrainingResponse]  # type: ignore[assignment]
-    """Launches the FL server, waits until it is ready, launches every client and follows them.
-    FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
+    """Launches the FL server, waits until it is ready, launches every client and follows them; or, when that would
+    exceed a limit (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's --max-clients), puts
+    the job in the queue (JOB_STATE_QUEUED) and answers at once with `queued`: it starts, every check run again,
+    as soon as it fits. FAILED_PRECONDITION for a job that can never fit (more clients on an agent than its
+    --max-clients, a site whose agent token's PROJECTS exclude the job's project), and unless the job is
+    NOT_STARTED (of concurrent starts exactly one succeeds; a QUEUED job is not started again);
     DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
     UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
     while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
     """
     StopTraining: _aio.UnaryUnaryMultiCallable[_training_service_pb2.StopTrainingRequest, _training_service_pb2.StopTrainingResponse]  # type: ignore[assignment]
     """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-    Also during a StartTraining of the job, which then answers ABORTED.
+    Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+    Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+    CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
     """
     StreamMetrics: _aio.UnaryStreamMultiCallable[_training_service_pb2.StreamMetricsRequest, _training_service_pb2.StreamMetricsResponse]  # type: ignore[assignment]
     """Replays every event of the job with sequence > after_sequence, then follows live; the stream ends
@@ -99,8 +111,12 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _training_service_pb2.StartTrainingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_training_service_pb2.StartTrainingResponse, _abc.Awaitable[_training_service_pb2.StartTrainingResponse]]:
-        """Launches the FL server, waits until it is ready, launches every client and follows them.
-        FAILED_PRECONDITION unless the job is NOT_STARTED (of concurrent starts exactly one succeeds);
+        """Launches the FL server, waits until it is ready, launches every client and follows them; or, when that would
+        exceed a limit (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's --max-clients), puts
+        the job in the queue (JOB_STATE_QUEUED) and answers at once with `queued`: it starts, every check run again,
+        as soon as it fits. FAILED_PRECONDITION for a job that can never fit (more clients on an agent than its
+        --max-clients, a site whose agent token's PROJECTS exclude the job's project), and unless the job is
+        NOT_STARTED (of concurrent starts exactly one succeeds; a QUEUED job is not started again);
         DEADLINE_EXCEEDED if the FL server is not ready in time (the job then ends FINISHED_WITH_ERROR);
         UNAVAILABLE at once while Redis is down (the job stays NOT_STARTED); ABORTED when a StopTraining arrived
         while it was starting (the stop wins: the job ends CANCELLED and whatever was launched is stopped).
@@ -113,7 +129,9 @@ class TrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_training_service_pb2.StopTrainingResponse, _abc.Awaitable[_training_service_pb2.StopTrainingResponse]]:
         """Terminates the FL server and every client (whole process trees); the job ends CANCELLED.
-        Also during a StartTraining of the job, which then answers ABORTED.
+        Also during a StartTraining of the job, which then answers ABORTED; a QUEUED job leaves the queue CANCELLED.
+        Never waits on a site beyond the stop grace: a client whose agent has not confirmed its stop by then is
+        CLIENT_STATE_STOPPED with stop_confirmed false, and its stop is retried in the background.
         """
 
     @_abc_1.abstractmethod

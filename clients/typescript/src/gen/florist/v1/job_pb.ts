@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/job.proto.
  */
 export const file_florist_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChRmbG9yaXN0L3YxL2pvYi5wcm90bxIKZmxvcmlzdC52MSL5AQoKQ2xpZW50SW5mbxIRCglkYXRhX3BhdGgYAiABKAkSFQoNcmVkaXNfYWRkcmVzcxgDIAEoCRIMCgR1dWlkGAQgASgJEiYKBXN0YXRlGAUgASgOMhcuZmxvcmlzdC52MS5DbGllbnRTdGF0ZRIoCgdtZXRyaWNzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEg0KBWFnZW50GAggASgJEg4KBmRldmljZRgJIAEoCRIUCgxsYWJlbF9jb2x1bW4YCiABKAlKBAgBEAJSD3NlcnZpY2VfYWRkcmVzcyKiBAoDSm9iEgoKAmlkGAEgASgJEiMKBXN0YXRlGAIgASgOMhQuZmxvcmlzdC52MS5Kb2JTdGF0ZRINCgVtb2RlbBgDIAEoCRIQCghzdHJhdGVneRgEIAEoCRIRCglvcHRpbWl6ZXIYBSABKAkSEwoLY2xpZW50X3R5cGUYBiABKAkSFgoOc2VydmVyX2FkZHJlc3MYByABKAkSFQoNcmVkaXNfYWRkcmVzcxgIIAEoCRIuCg1zZXJ2ZXJfY29uZmlnGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgdjbGllbnRzGAogAygLMhYuZmxvcmlzdC52MS5DbGllbnRJbmZvEhMKC3NlcnZlcl91dWlkGAsgASgJEi8KDnNlcnZlcl9tZXRyaWNzGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGA0gASgJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoMbW9kZWxfY29uZmlnGBEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCq8AQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVSk9CX1NUQVRFX05PVF9TVEFSVEVEEAESGQoVSk9CX1NUQVRFX0lOX1BST0dSRVNTEAISIwofSk9CX1NUQVRFX0ZJTklTSEVEX1NVQ0NFU1NGVUxMWRADEiEKHUpPQl9TVEFURV9GSU5JU0hFRF9XSVRIX0VSUk9SEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFKpMBCgtDbGllbnRTdGF0ZRIcChhDTElFTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRDTElFTlRfU1RBVEVfUlVOTklORxABEhkKFUNMSUVOVF9TVEFURV9GSU5JU0hFRBACEhcKE0NMSUVOVF9TVEFURV9GQUlMRUQQAxIYChRDTElFTlRfU1RBVEVfU1RPUFBFRBAEQosBCg1haS5mbG9yaXN0LnYxQghKb2JQcm90b1ABWkBnaXRodWIuY29tL2Zsb3Jpc3QtZ3JwYy9mbG9yaXN0LWdycGMvZ2VuL2dvL2Zsb3Jpc3QvdjE7ZmxvcmlzdHYxogIDRlhYqgIKRmxvcmlzdC5WMcoCCkZsb3Jpc3RcVjHqAgtGbG9yaXN0OjpWMWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRmbG9yaXN0L3YxL2pvYi5wcm90bxIKZmxvcmlzdC52MSKRAgoKQ2xpZW50SW5mbxIRCglkYXRhX3BhdGgYAiABKAkSFQoNcmVkaXNfYWRkcmVzcxgDIAEoCRIMCgR1dWlkGAQgASgJEiYKBXN0YXRlGAUgASgOMhcuZmxvcmlzdC52MS5DbGllbnRTdGF0ZRIoCgdtZXRyaWNzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEg0KBWFnZW50GAggASgJEg4KBmRldmljZRgJIAEoCRIUCgxsYWJlbF9jb2x1bW4YCiABKAkSFgoOc3RvcF9jb25maXJtZWQYCyABKAhKBAgBEAJSD3NlcnZpY2VfYWRkcmVzcyKFAQoOVHJhY2tpbmdDb25maWcSEgoKZXhwZXJpbWVudBgBIAEoCRIyCgR0YWdzGAIgAygLMiQuZmxvcmlzdC52MS5UcmFja2luZ0NvbmZpZy5UYWdzRW50cnkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi2wUKA0pvYhIKCgJpZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULmZsb3Jpc3QudjEuSm9iU3RhdGUSDQoFbW9kZWwYAyABKAkSEAoIc3RyYXRlZ3kYBCABKAkSEQoJb3B0aW1pemVyGAUgASgJEhMKC2NsaWVudF90eXBlGAYgASgJEhYKDnNlcnZlcl9hZGRyZXNzGAcgASgJEhUKDXJlZGlzX2FkZHJlc3MYCCABKAkSLgoNc2VydmVyX2NvbmZpZxgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoHY2xpZW50cxgKIAMoCzIWLmZsb3Jpc3QudjEuQ2xpZW50SW5mbxITCgtzZXJ2ZXJfdXVpZBgLIAEoCRIvCg5zZXJ2ZXJfbWV0cmljcxgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZXJyb3JfbWVzc2FnZRgNIAEoCRIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KDG1vZGVsX2NvbmZpZxgRIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHcHJvamVjdBgSIAEoCRINCgVvd25lchgTIAEoCRIQCghwcmlvcml0eRgUIAEoBRIuCgpxdWV1ZV90aW1lGBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgYIAEoBBIVCg1jdXJyZW50X3JvdW5kGBkgASgFEiwKCHRyYWNraW5nGBcgASgLMhouZmxvcmlzdC52MS5UcmFja2luZ0NvbmZpZyrSAQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVSk9CX1NUQVRFX05PVF9TVEFSVEVEEAESGQoVSk9CX1NUQVRFX0lOX1BST0dSRVNTEAISIwofSk9CX1NUQVRFX0ZJTklTSEVEX1NVQ0NFU1NGVUxMWRADEiEKHUpPQl9TVEFURV9GSU5JU0hFRF9XSVRIX0VSUk9SEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFEhQKEEpPQl9TVEFURV9RVUVVRUQQBiqTAQoLQ2xpZW50U3RhdGUSHAoYQ0xJRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQ0xJRU5UX1NUQVRFX1JVTk5JTkcQARIZChVDTElFTlRfU1RBVEVfRklOSVNIRUQQAhIXChNDTElFTlRfU1RBVEVfRkFJTEVEEAMSGAoUQ0xJRU5UX1NUQVRFX1NUT1BQRUQQBEKLAQoNYWkuZmxvcmlzdC52MUIISm9iUHJvdG9QAVpAZ2l0aHViLmNvbS9mbG9yaXN0LWdycGMvZmxvcmlzdC1ncnBjL2dlbi9nby9mbG9yaXN0L3YxO2Zsb3Jpc3R2MaICA0ZYWKoCCkZsb3Jpc3QuVjHKAgpGbG9yaXN0XFYx6gILRmxvcmlzdDo6VjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One FL client of a job: where it runs, its data, and what it has reported.
@@ -84,6 +84,16 @@ export type ClientInfo = Message<"florist.v1.ClientInfo"> & {
    * @generated from field: string label_column = 10;
    */
   labelColumn: string;
+
+  /**
+   * Output only, for a CLIENT_STATE_STOPPED client: true once the process is known to have ended; false while
+   * its site (agent) has not confirmed the stop. A job's end never waits on a site: such a stop is retried in the
+   * background (across control-plane restarts, and after the job is deleted) until the agent confirms it, or
+   * until the agent stays away past its grace (then it stays false).
+   *
+   * @generated from field: bool stop_confirmed = 11;
+   */
+  stopConfirmed: boolean;
 };
 
 /**
@@ -92,6 +102,38 @@ export type ClientInfo = Message<"florist.v1.ClientInfo"> & {
  */
 export const ClientInfoSchema: GenMessage<ClientInfo> = /*@__PURE__*/
   messageDesc(file_florist_v1_job, 0);
+
+/**
+ * How a job's run appears in the experiment trackers the control plane writes to (`serve
+ * --mlflow-tracking-uri`); unset fields take the server's defaults.
+ *
+ * @generated from message florist.v1.TrackingConfig
+ */
+export type TrackingConfig = Message<"florist.v1.TrackingConfig"> & {
+  /**
+   * MLflow experiment the job's run is logged in; empty = the server's `--mlflow-experiment` (default
+   * `florist-grpc`). At most 500 characters, no control characters.
+   *
+   * @generated from field: string experiment = 1;
+   */
+  experiment: string;
+
+  /**
+   * Extra tags of the job's run, beside `florist.job_id`, `florist.project` and `florist.owner`. At most 50; a key
+   * is 1-250 letters, digits, `_`, `-`, `.`, ` `, `:` or `/` (MLflow's rule for names, no `..` or leading `/`) and
+   * does not start with `mlflow.` or `florist.`; a value is at most 5000 characters, no NUL.
+   *
+   * @generated from field: map<string, string> tags = 2;
+   */
+  tags: { [key: string]: string };
+};
+
+/**
+ * Describes the message florist.v1.TrackingConfig.
+ * Use `create(TrackingConfigSchema)` to create a new message.
+ */
+export const TrackingConfigSchema: GenMessage<TrackingConfig> = /*@__PURE__*/
+  messageDesc(file_florist_v1_job, 1);
 
 /**
  * A federated-learning training job.
@@ -217,6 +259,59 @@ export type Job = Message<"florist.v1.Job"> & {
    * @generated from field: google.protobuf.Struct model_config = 17;
    */
   modelConfig?: JsonObject | undefined;
+
+  /**
+   * The project the job belongs to; callers see and act on the jobs of their projects only (another project's
+   * job is NOT_FOUND). Empty in CreateJob = the caller's only project (`default` for a caller of every project);
+   * a caller of several projects must name one.
+   *
+   * @generated from field: string project = 18;
+   */
+  project: string;
+
+  /**
+   * Name of the caller that created the job (its auth-file NAME; `local` without an auth file). Output only.
+   *
+   * @generated from field: string owner = 19;
+   */
+  owner: string;
+
+  /**
+   * Queue order: higher first (default 0). Only an admin may set it (PERMISSION_DENIED for other roles).
+   *
+   * @generated from field: int32 priority = 20;
+   */
+  priority: number;
+
+  /**
+   * When the job entered the queue. Output only.
+   *
+   * @generated from field: google.protobuf.Timestamp queue_time = 21;
+   */
+  queueTime?: Timestamp | undefined;
+
+  /**
+   * The store-wide revision of the job's last change (state, launch, client states, current round; not every
+   * metrics event). A watching client drops changes at or below the revision of the job it holds. Output only.
+   *
+   * @generated from field: uint64 revision = 24;
+   */
+  revision: bigint;
+
+  /**
+   * The last round the FL server finished (`eval_round_end` in its report, as FLorist's UI counts); 0 before
+   * the first. Output only.
+   *
+   * @generated from field: int32 current_round = 25;
+   */
+  currentRound: number;
+
+  /**
+   * The job's experiment tracking: the MLflow experiment of its run and extra tags (see TrackingConfig).
+   *
+   * @generated from field: florist.v1.TrackingConfig tracking = 23;
+   */
+  tracking?: TrackingConfig | undefined;
 };
 
 /**
@@ -224,7 +319,7 @@ export type Job = Message<"florist.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_florist_v1_job, 1);
+  messageDesc(file_florist_v1_job, 2);
 
 /**
  * The lifecycle of a training job. Terminal states: FINISHED_SUCCESSFULLY, FINISHED_WITH_ERROR, CANCELLED.
@@ -273,6 +368,15 @@ export enum JobState {
    * @generated from enum value: JOB_STATE_CANCELLED = 5;
    */
   CANCELLED = 5,
+
+  /**
+   * StartTraining found no capacity (serve's --max-running-jobs, --max-running-jobs-per-project, an agent's
+   * --max-clients): the job waits in the queue and starts, checked again, as soon as it fits. Queue order:
+   * Job.priority (higher first), then Job.queue_time.
+   *
+   * @generated from enum value: JOB_STATE_QUEUED = 6;
+   */
+  QUEUED = 6,
 }
 
 /**

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/job_service.proto.
  */
 export const file_florist_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxmbG9yaXN0L3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpmbG9yaXN0LnYxIlsKEENyZWF0ZUpvYlJlcXVlc3QSHAoDam9iGAEgASgLMg8uZmxvcmlzdC52MS5Kb2ISEgoKcmVxdWVzdF9pZBgCIAEoCRIVCg12YWxpZGF0ZV9vbmx5GAMgASgIIjEKEUNyZWF0ZUpvYlJlc3BvbnNlEhwKA2pvYhgBIAEoCzIPLmZsb3Jpc3QudjEuSm9iIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi4KDkdldEpvYlJlc3BvbnNlEhwKA2pvYhgBIAEoCzIPLmZsb3Jpc3QudjEuSm9iIpABCg9MaXN0Sm9ic1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSIwoFc3RhdGUYAyABKA4yFC5mbG9yaXN0LnYxLkpvYlN0YXRlEg4KBmZpbHRlchgEIAEoCRIhCgR2aWV3GAUgASgOMhMuZmxvcmlzdC52MS5Kb2JWaWV3IkoKEExpc3RKb2JzUmVzcG9uc2USHQoEam9icxgBIAMoCzIPLmZsb3Jpc3QudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIiChBEZWxldGVKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSITChFEZWxldGVKb2JSZXNwb25zZSpKCgdKb2JWaWV3EhgKFEpPQl9WSUVXX1VOU1BFQ0lGSUVEEAASEgoOSk9CX1ZJRVdfQkFTSUMQARIRCg1KT0JfVklFV19GVUxMEAIyqAIKCkpvYlNlcnZpY2USSAoJQ3JlYXRlSm9iEhwuZmxvcmlzdC52MS5DcmVhdGVKb2JSZXF1ZXN0Gh0uZmxvcmlzdC52MS5DcmVhdGVKb2JSZXNwb25zZRI/CgZHZXRKb2ISGS5mbG9yaXN0LnYxLkdldEpvYlJlcXVlc3QaGi5mbG9yaXN0LnYxLkdldEpvYlJlc3BvbnNlEkUKCExpc3RKb2JzEhsuZmxvcmlzdC52MS5MaXN0Sm9ic1JlcXVlc3QaHC5mbG9yaXN0LnYxLkxpc3RKb2JzUmVzcG9uc2USSAoJRGVsZXRlSm9iEhwuZmxvcmlzdC52MS5EZWxldGVKb2JSZXF1ZXN0Gh0uZmxvcmlzdC52MS5EZWxldGVKb2JSZXNwb25zZUKSAQoNYWkuZmxvcmlzdC52MUIPSm9iU2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZmxvcmlzdC1ncnBjL2Zsb3Jpc3QtZ3JwYy9nZW4vZ28vZmxvcmlzdC92MTtmbG9yaXN0djGiAgNGWFiqAgpGbG9yaXN0LlYxygIKRmxvcmlzdFxWMeoCC0Zsb3Jpc3Q6OlYxYgZwcm90bzM", [file_florist_v1_job]);
+  fileDesc("ChxmbG9yaXN0L3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpmbG9yaXN0LnYxIlsKEENyZWF0ZUpvYlJlcXVlc3QSHAoDam9iGAEgASgLMg8uZmxvcmlzdC52MS5Kb2ISEgoKcmVxdWVzdF9pZBgCIAEoCRIVCg12YWxpZGF0ZV9vbmx5GAMgASgIIjEKEUNyZWF0ZUpvYlJlc3BvbnNlEhwKA2pvYhgBIAEoCzIPLmZsb3Jpc3QudjEuSm9iIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi4KDkdldEpvYlJlc3BvbnNlEhwKA2pvYhgBIAEoCzIPLmZsb3Jpc3QudjEuSm9iIpABCg9MaXN0Sm9ic1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSIwoFc3RhdGUYAyABKA4yFC5mbG9yaXN0LnYxLkpvYlN0YXRlEg4KBmZpbHRlchgEIAEoCRIhCgR2aWV3GAUgASgOMhMuZmxvcmlzdC52MS5Kb2JWaWV3IlwKEExpc3RKb2JzUmVzcG9uc2USHQoEam9icxgBIAMoCzIPLmZsb3Jpc3QudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghyZXZpc2lvbhgDIAEoBCJdChBXYXRjaEpvYnNSZXF1ZXN0Eg4KBmZpbHRlchgBIAEoCRIWCg5hZnRlcl9yZXZpc2lvbhgCIAEoBBIhCgR2aWV3GAMgASgOMhMuZmxvcmlzdC52MS5Kb2JWaWV3IjoKEVdhdGNoSm9ic1Jlc3BvbnNlEiUKBmNoYW5nZRgBIAEoCzIVLmZsb3Jpc3QudjEuSm9iQ2hhbmdlImQKCUpvYkNoYW5nZRIQCghyZXZpc2lvbhgBIAEoBBInCgR0eXBlGAIgASgOMhkuZmxvcmlzdC52MS5Kb2JDaGFuZ2VUeXBlEhwKA2pvYhgDIAEoCzIPLmZsb3Jpc3QudjEuSm9iIiIKEERlbGV0ZUpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIhMKEURlbGV0ZUpvYlJlc3BvbnNlKkoKB0pvYlZpZXcSGAoUSk9CX1ZJRVdfVU5TUEVDSUZJRUQQABISCg5KT0JfVklFV19CQVNJQxABEhEKDUpPQl9WSUVXX0ZVTEwQAiqkAQoNSm9iQ2hhbmdlVHlwZRIfChtKT0JfQ0hBTkdFX1RZUEVfVU5TUEVDSUZJRUQQABIZChVKT0JfQ0hBTkdFX1RZUEVfQURERUQQARIcChhKT0JfQ0hBTkdFX1RZUEVfTU9ESUZJRUQQAhIbChdKT0JfQ0hBTkdFX1RZUEVfREVMRVRFRBADEhwKGEpPQl9DSEFOR0VfVFlQRV9CT09LTUFSSxAEMvQCCgpKb2JTZXJ2aWNlEkgKCUNyZWF0ZUpvYhIcLmZsb3Jpc3QudjEuQ3JlYXRlSm9iUmVxdWVzdBodLmZsb3Jpc3QudjEuQ3JlYXRlSm9iUmVzcG9uc2USPwoGR2V0Sm9iEhkuZmxvcmlzdC52MS5HZXRKb2JSZXF1ZXN0GhouZmxvcmlzdC52MS5HZXRKb2JSZXNwb25zZRJFCghMaXN0Sm9icxIbLmZsb3Jpc3QudjEuTGlzdEpvYnNSZXF1ZXN0GhwuZmxvcmlzdC52MS5MaXN0Sm9ic1Jlc3BvbnNlEkgKCURlbGV0ZUpvYhIcLmZsb3Jpc3QudjEuRGVsZXRlSm9iUmVxdWVzdBodLmZsb3Jpc3QudjEuRGVsZXRlSm9iUmVzcG9uc2USSgoJV2F0Y2hKb2JzEhwuZmxvcmlzdC52MS5XYXRjaEpvYnNSZXF1ZXN0Gh0uZmxvcmlzdC52MS5XYXRjaEpvYnNSZXNwb25zZTABQpIBCg1haS5mbG9yaXN0LnYxQg9Kb2JTZXJ2aWNlUHJvdG9QAVpAZ2l0aHViLmNvbS9mbG9yaXN0LWdycGMvZmxvcmlzdC1ncnBjL2dlbi9nby9mbG9yaXN0L3YxO2Zsb3Jpc3R2MaICA0ZYWKoCCkZsb3Jpc3QuVjHKAgpGbG9yaXN0XFYx6gILRmxvcmlzdDo6VjFiBnByb3RvMw", [file_florist_v1_job]);
 
 /**
  * Request of JobService.CreateJob.
@@ -183,6 +183,13 @@ export type ListJobsResponse = Message<"florist.v1.ListJobsResponse"> & {
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * The revision this page was read at: every change at or below it is in the page. Watch from the first page's.
+   *
+   * @generated from field: uint64 revision = 3;
+   */
+  revision: bigint;
 };
 
 /**
@@ -191,6 +198,99 @@ export type ListJobsResponse = Message<"florist.v1.ListJobsResponse"> & {
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
   messageDesc(file_florist_v1_job_service, 5);
+
+/**
+ * Request of JobService.WatchJobs.
+ *
+ * @generated from message florist.v1.WatchJobsRequest
+ */
+export type WatchJobsRequest = Message<"florist.v1.WatchJobsRequest"> & {
+  /**
+   * The ListJobs filter language (state, model, strategy, project, owner). With a state, a job entering the
+   * watched set is sent as ADDED and one leaving it as DELETED, as Kubernetes watches with selectors do.
+   *
+   * @generated from field: string filter = 1;
+   */
+  filter: string;
+
+  /**
+   * Send the changes after this revision (a ListJobsResponse.revision, or the last one seen); 0 = from now.
+   *
+   * @generated from field: uint64 after_revision = 2;
+   */
+  afterRevision: bigint;
+
+  /**
+   * How much of each job to send; UNSPECIFIED = BASIC here (a change is a job-level one: its metrics are not
+   * what changed). FULL adds the accumulated reports as they are when the change is sent.
+   *
+   * @generated from field: florist.v1.JobView view = 3;
+   */
+  view: JobView;
+};
+
+/**
+ * Describes the message florist.v1.WatchJobsRequest.
+ * Use `create(WatchJobsRequestSchema)` to create a new message.
+ */
+export const WatchJobsRequestSchema: GenMessage<WatchJobsRequest> = /*@__PURE__*/
+  messageDesc(file_florist_v1_job_service, 6);
+
+/**
+ * Response of JobService.WatchJobs: one change.
+ *
+ * @generated from message florist.v1.WatchJobsResponse
+ */
+export type WatchJobsResponse = Message<"florist.v1.WatchJobsResponse"> & {
+  /**
+   * The change.
+   *
+   * @generated from field: florist.v1.JobChange change = 1;
+   */
+  change?: JobChange | undefined;
+};
+
+/**
+ * Describes the message florist.v1.WatchJobsResponse.
+ * Use `create(WatchJobsResponseSchema)` to create a new message.
+ */
+export const WatchJobsResponseSchema: GenMessage<WatchJobsResponse> = /*@__PURE__*/
+  messageDesc(file_florist_v1_job_service, 7);
+
+/**
+ * One change of the store-wide changes log.
+ *
+ * @generated from message florist.v1.JobChange
+ */
+export type JobChange = Message<"florist.v1.JobChange"> & {
+  /**
+   * Store-wide, persisted, strictly increasing.
+   *
+   * @generated from field: uint64 revision = 1;
+   */
+  revision: bigint;
+
+  /**
+   * What happened.
+   *
+   * @generated from field: florist.v1.JobChangeType type = 2;
+   */
+  type: JobChangeType;
+
+  /**
+   * The job right after the change (its last state for DELETED); unset for BOOKMARK.
+   *
+   * @generated from field: florist.v1.Job job = 3;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message florist.v1.JobChange.
+ * Use `create(JobChangeSchema)` to create a new message.
+ */
+export const JobChangeSchema: GenMessage<JobChange> = /*@__PURE__*/
+  messageDesc(file_florist_v1_job_service, 8);
 
 /**
  * Request of JobService.DeleteJob.
@@ -211,7 +311,7 @@ export type DeleteJobRequest = Message<"florist.v1.DeleteJobRequest"> & {
  * Use `create(DeleteJobRequestSchema)` to create a new message.
  */
 export const DeleteJobRequestSchema: GenMessage<DeleteJobRequest> = /*@__PURE__*/
-  messageDesc(file_florist_v1_job_service, 6);
+  messageDesc(file_florist_v1_job_service, 9);
 
 /**
  * Response of JobService.DeleteJob.
@@ -226,7 +326,7 @@ export type DeleteJobResponse = Message<"florist.v1.DeleteJobResponse"> & {
  * Use `create(DeleteJobResponseSchema)` to create a new message.
  */
 export const DeleteJobResponseSchema: GenMessage<DeleteJobResponse> = /*@__PURE__*/
-  messageDesc(file_florist_v1_job_service, 7);
+  messageDesc(file_florist_v1_job_service, 10);
 
 /**
  * How much of a job ListJobs returns.
@@ -261,6 +361,54 @@ export enum JobView {
  */
 export const JobViewSchema: GenEnum<JobView> = /*@__PURE__*/
   enumDesc(file_florist_v1_job_service, 0);
+
+/**
+ * What a change did to a job.
+ *
+ * @generated from enum florist.v1.JobChangeType
+ */
+export enum JobChangeType {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: JOB_CHANGE_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The job was created (or, for a watch filtered by state, entered the watched set).
+   *
+   * @generated from enum value: JOB_CHANGE_TYPE_ADDED = 1;
+   */
+  ADDED = 1,
+
+  /**
+   * The job changed.
+   *
+   * @generated from enum value: JOB_CHANGE_TYPE_MODIFIED = 2;
+   */
+  MODIFIED = 2,
+
+  /**
+   * The job was deleted (or left the watched set); `job` is its last state.
+   *
+   * @generated from enum value: JOB_CHANGE_TYPE_DELETED = 3;
+   */
+  DELETED = 3,
+
+  /**
+   * No job: every change up to `revision` has been sent. Resume from it after a disconnect.
+   *
+   * @generated from enum value: JOB_CHANGE_TYPE_BOOKMARK = 4;
+   */
+  BOOKMARK = 4,
+}
+
+/**
+ * Describes the enum florist.v1.JobChangeType.
+ */
+export const JobChangeTypeSchema: GenEnum<JobChangeType> = /*@__PURE__*/
+  enumDesc(file_florist_v1_job_service, 1);
 
 /**
  * Creates, reads, lists and deletes training jobs.
@@ -300,7 +448,8 @@ export const JobService: GenService<{
     output: typeof ListJobsResponseSchema;
   },
   /**
-   * Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS.
+   * Deletes a job with its events and logs; FAILED_PRECONDITION while it is IN_PROGRESS. A job whose clients'
+   * stops are not all confirmed may be deleted: those stops go on being retried.
    *
    * @generated from rpc florist.v1.JobService.DeleteJob
    */
@@ -308,6 +457,23 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof DeleteJobRequestSchema;
     output: typeof DeleteJobResponseSchema;
+  },
+  /**
+   * Streams every change to the jobs the caller sees (added, modified, deleted: state, launch, client states,
+   * current round; not every metrics event), each with its store-wide revision, in revision order. List the jobs,
+   * then watch from the first page's ListJobsResponse.revision, dropping changes at or below the revision of the
+   * job you hold: no change is missed or repeated (Kubernetes' list-then-watch), also across a restart of the
+   * control plane. The stream opens with a BOOKMARK and sends one after every Timeouts.watch_bookmark_seconds
+   * (30 s) without a change; a bookmark's revision is always safe to resume from. OUT_OF_RANGE when
+   * after_revision is older than the changes the store keeps (at least the last 10,000) or beyond the current
+   * revision: list again.
+   *
+   * @generated from rpc florist.v1.JobService.WatchJobs
+   */
+  watchJobs: {
+    methodKind: "server_streaming";
+    input: typeof WatchJobsRequestSchema;
+    output: typeof WatchJobsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_florist_v1_job_service, 0);

@@ -1,0 +1,213 @@
+"""The launch of a job just moved to IN_PROGRESS: its FL server, then its clients (locally, or through their
+agents), followed from before the first process runs; a launch that fails ends the job and stops what it launched,
+and a StopTraining during the launch wins (jobs/starting.py). Split from jobs/training.py, which decides when."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from florist_grpc.config import Timeouts, TLSConfig
+from florist_grpc.domain.errors import Aborted, DeadlineExceeded, FailedPrecondition, FloristError, quote
+from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
+from florist_grpc.domain.training import training_config
+from florist_grpc.fl.run_config import ClientRun, ServerRun
+from florist_grpc.jobs.data_check import DataShape
+from florist_grpc.jobs.follower import JobFollower
+from florist_grpc.jobs.run import RunningProcess
+from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
+from florist_grpc.launch.agents import Agents
+from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
+from florist_grpc.launch.pool import LauncherPool
+from florist_grpc.metrics.redis_users import RunUsers
+from florist_grpc.net import bind_address, free_service_port, is_loopback, port_is_free, split_host_port
+from florist_grpc.store.base import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class LaunchSequence:
+    def __init__(
+        self,
+        store: JobStore,
+        follower: JobFollower,
+        agents: Agents,
+        starts: Starts,
+        users: RunUsers,
+        redis_address: str,
+        jobs_dir: Path,
+        timeouts: Timeouts,
+        tls: TLSConfig | None,
+        pool: LauncherPool | None,
+    ) -> None:
+        self._store = store
+        self._follower = follower
+        self._agents = agents
+        self.starts = starts
+        self._users = users
+        self.redis_address = redis_address
+        self._jobs_dir = jobs_dir
+        self._timeouts = timeouts
+        # With a certificate, FL servers of jobs with agent-run clients serve FL traffic over TLS with it.
+        self._tls = tls
+        self._pool = pool  # FL processes are forked from it when it is up (launch/pool.py)
+
+    def log_path(self, job_id: str, source_key: str) -> Path:
+        return self._jobs_dir / job_id / f"{source_key}.log"
+
+    def model_dir(self, job_id: str) -> Path:
+        """Where the FL server saves the job's global models (removed with the job's directory)."""
+        return self._jobs_dir / job_id / "models"
+
+    async def run(self, job: Job, shape: DataShape, start: Start) -> tuple[str, list[str]]:
+        """Launch a job just moved to IN_PROGRESS; a failed launch ends it (stopping what it launched)."""
+        job_id = job.id
+        try:
+            return await self._launch(job, shape, start)
+        except FloristError as exc:
+            if start.stop_requested.is_set():  # the stop wins (jobs/starting.py)
+                start.stopped.set_result(await self._end(job_id, JobState.CANCELLED, STOP_MESSAGE))
+                if isinstance(exc, Aborted):
+                    raise
+                raise Aborted(f"job {quote(job_id)} was stopped: {exc}") from exc
+            await self._end(job_id, JobState.FINISHED_WITH_ERROR, str(exc))
+            raise
+        except Exception as exc:
+            log.exception("launching job %s failed", job_id)
+            await self._end(job_id, JobState.FINISHED_WITH_ERROR, f"launch failed: {exc}")
+            raise
+
+    async def _end(self, job_id: str, state: JobState, message: str) -> MetricsEvent | None:
+        """End a start that failed or was stopped: stop whatever it launched, move the job to `state`."""
+        future = self._follower.end(job_id, state, message)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self._timeouts.stop_seconds)
+        except (TimeoutError, FloristError):
+            log.warning("job %s: cleanup after a failed start did not finish in time", job_id)
+            return None
+
+    def _server_address(self, job: Job) -> str:
+        if job.server_address_auto:
+            host, port = split_host_port(job.server_address)
+            bind_host = host if is_loopback(host) else "0.0.0.0"
+            if not port_is_free(port, bind_host):
+                return job.server_address.removesuffix(f":{port}") + f":{free_service_port(bind_host)}"
+        return job.server_address
+
+    async def _launch(self, job: Job, shape: DataShape, start: Start) -> tuple[str, list[str]]:
+        training = training_config(job.strategy, job.server_config)  # once, for the server and every client
+        server_address = self._server_address(job)
+        server_uuid = uuid.uuid4().hex
+        client_uuids = [uuid.uuid4().hex for _ in job.clients]
+        processes = {SERVER_SOURCE.key: RunningProcess(SERVER_SOURCE, server_uuid)}
+        for i, client_uuid in enumerate(client_uuids):
+            source = replace(job.client_source(i), client_uuid=client_uuid)
+            processes[source.key] = RunningProcess(source, client_uuid)
+        # Subscribe before anything runs; the subscription also reconciles whatever was written before it.
+        self._follower.attach(job.id, processes, {})
+        await self.starts.step(start, "attached")
+        credentials = await asyncio.to_thread(self._users.create, [server_uuid, *client_uuids])
+        redis_address = job.redis_address or self.redis_address
+        fl_tls = self._tls if any(c.agent for c in job.clients) else None
+        server_run = ServerRun(
+            bind_address=bind_address(server_address),
+            redis_address=redis_address,
+            uuid=server_uuid,
+            model=job.model,
+            strategy=job.strategy,
+            n_clients=len(job.clients),
+            training=training,
+            tls_cert_file=str(fl_tls.cert_file) if fl_tls else "",
+            tls_key_file=str(fl_tls.key_file) if fl_tls else "",
+            input_shape=list(shape.input_shape),
+            num_classes=shape.num_classes,
+            model_config=job.model_config,
+            model_dir=str(self.model_dir(job.id)),
+            redis_username=credentials[server_uuid].username,
+            redis_password=credentials[server_uuid].password,
+        )
+        server = await asyncio.to_thread(
+            start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key), self._pool
+        )
+        server_ref = server.ref
+        self._follower.set_handle(job.id, SERVER_SOURCE.key, server)
+        await self.starts.step(start, "server launched")
+        client_refs = [ProcessRef() for _ in job.clients]
+        launch = Launch(server_address, server_uuid, server_ref, client_uuids, client_refs, datetime.now(UTC))
+        # Recorded before the clients start, so a restart can find the server even if we die mid-launch.
+        await asyncio.to_thread(self._store.record_launch, job.id, launch)
+        # Spawned, clients start while the server is still starting: both spend ~1.5 s importing torch and
+        # Flower, and clients retry connecting (bounded). Forked from the pool, a client would reach the server
+        # before it is bound and wait out Flower's retry backoff (seconds): those start once it is ready.
+        # A server that never gets ready still fails the start, and the cleanup stops every process launched.
+        if server.forked:
+            await self._wait_ready(job.id, server_address, server, start)
+        for i, client in enumerate(job.clients):
+            run = ClientRun(
+                server_address=server_address,
+                redis_address=client.redis_address or redis_address,
+                uuid=client_uuids[i],
+                model=job.model,
+                optimizer=job.optimizer,
+                client_type=job.client_type,
+                # A local client opens the file its data check judged (symlinks resolved, under --data-root),
+                # not whatever the path names by now.
+                data_path=shape.resolved_paths.get(i, client.data_path),
+                training=training,
+                device=client.device,
+                # Local clients verify a TLS FL server with its own certificate file (the chain up to its CA).
+                root_certificates_file=str(fl_tls.cert_file) if fl_tls else "",
+                input_shape=list(shape.input_shape),
+                num_classes=shape.num_classes,
+                model_config=job.model_config,
+                label_column=client.label_column,
+                redis_username=credentials[client_uuids[i]].username,
+                redis_password=credentials[client_uuids[i]].password,
+            )
+            handle: ProcessHandle
+            if client.agent:
+                # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
+                launch_at_site = self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                handle = await self.starts.unless_stopped(start, launch_at_site)
+            else:
+                handle = await asyncio.to_thread(
+                    start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool
+                )
+            client_refs[i] = handle.ref
+            self._follower.set_handle(job.id, f"client{i}", handle)
+            await self.starts.step(start, f"client{i} launched")
+        await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
+        if not server.forked:
+            await self._wait_ready(job.id, server_address, server, start)
+        await self.starts.step(start, "ready")
+        return server_uuid, client_uuids
+
+    # --- readiness by event (issue 13): the FL server says "ready" once bound (fl/readiness.py) -------------
+    async def _wait_ready(self, job_id: str, server_address: str, server: LocalProcess, start: Start) -> None:
+        """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound.
+
+        A server stopped because the job is already ending (a client failed at once, or a stop) is no failure of
+        the start: the job's own end says why.
+        """
+        await self.starts.step(start, "waiting for the FL server")
+        bound = self._timeouts.server_ready_seconds
+        try:
+            ready = await self.starts.unless_stopped(start, asyncio.wait_for(server.wait_ready(), timeout=bound))
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"FL server not ready on {server_address} within {bound:g}s", reason="FL_SERVER_NOT_READY"
+            ) from None
+        if ready or self._follower.stopped_server(job_id):
+            return
+        # It ended before it was ready; only its exit status may still be on its way.
+        status = await asyncio.to_thread(server.wait_exit, self._timeouts.process_stop_grace_seconds)
+        tail = server.log_tail()
+        raise FailedPrecondition(
+            f"FL server {status.describe() if status else 'ended'} before it was ready"
+            + (f"; last log lines:\n{tail}" if tail else ""),
+            reason="FL_SERVER_EXITED",
+        )

@@ -1,0 +1,114 @@
+"""The client processes agents run for the control plane, as their agents' messages describe them.
+
+Written on the event loop (launch/agents.py, from the agents' sessions), read by the follower's threads through
+AgentProcess (launch/agent_process.py): every access holds the one lock, and nothing here touches the network.
+An agent that went away (its session ended, or it fell silent past its heartbeat bound) has `agent_away_grace`
+seconds to come back; past that, its clients count as lost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from florist_grpc.domain.model import Exit
+from florist_grpc.launch.agent_protocol import KnownClient
+
+
+@dataclass
+class RemoteClient:
+    """What the control plane knows of one client process an agent runs."""
+
+    agent: str
+    exit: Exit | None = None
+    log_tail: str = ""
+    stop_requested: bool = False
+
+
+class RemoteClients:
+    def __init__(self, away_grace: float) -> None:
+        self._away_grace = away_grace
+        self._lock = threading.Lock()
+        self._clients: dict[str, RemoteClient] = {}  # client uuid -> the process an agent runs for us
+        self._away_since: dict[str, float] = {}  # agent name -> monotonic time it went (or was expected) away
+
+    def launching(self, client_uuid: str, agent: str) -> None:
+        """Agent `agent` is asked to start this client."""
+        with self._lock:
+            self._clients[client_uuid] = RemoteClient(agent)
+
+    def adopt(self, client_uuid: str, agent: str, connected: bool) -> None:
+        """A client an agent ran for us before the control plane restarted: running until its agent says
+        otherwise, or stays away past the grace (counted from now when it is not connected)."""
+        with self._lock:
+            self._clients.setdefault(client_uuid, RemoteClient(agent))
+            if not connected:
+                self._away_since.setdefault(agent, time.monotonic())
+
+    def came_back(self, agent: str, known: Iterable[KnownClient]) -> list[str]:
+        """Agent `agent` said hello listing the clients it knows: those it no longer has are lost; returns the
+        running ones whose stop it must get (again), should they have been stopped while it was away."""
+        running = {c.client_uuid: c.running for c in known}
+        to_stop = []
+        with self._lock:
+            self._away_since.pop(agent, None)
+            for client_uuid, client in self._clients.items():
+                if client.agent != agent:
+                    continue
+                if client_uuid not in running:
+                    if client.exit is None:
+                        client.exit = Exit(None, f"was lost: agent {agent} reconnected without it")
+                elif running[client_uuid] and client.stop_requested:
+                    to_stop.append(client_uuid)
+        # Exits of clients the agent knows arrive as process_exited after their last reports.
+        return to_stop
+
+    def went_away(self, agent: str, since: float) -> None:
+        """Agent `agent`'s session ended; `since` is when it was last heard from (monotonic)."""
+        with self._lock:
+            self._away_since[agent] = since
+
+    def runs(self, agent: str, client_uuid: str) -> bool:
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            return client is not None and client.agent == agent
+
+    def exited(self, agent: str, client_uuid: str, exit_code: int | None, log_tail: str) -> None:
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            if client is None or client.agent != agent or client.exit is not None:
+                return
+            client.log_tail = log_tail
+            client.exit = Exit(exit_code)
+
+    def exit_of(self, client_uuid: str) -> Exit | None:
+        """None while the client runs (or its agent is away for less than the grace)."""
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            if client is None or client.exit is not None:
+                return client.exit if client else Exit(None, "was never launched by an agent")
+            away = self._away_since.get(client.agent)
+            if away is None or time.monotonic() - away <= self._away_grace:
+                return None
+            grace = self._away_grace
+            reason = f"was lost: agent {client.agent} stayed disconnected for more than {grace:g}s"
+            client.exit = Exit(None, reason, lost=True)
+            client.stop_requested = True  # should the agent come back with it still running
+            return client.exit
+
+    def log_tail(self, client_uuid: str) -> str:
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            return client.log_tail if client else ""
+
+    def stop(self, client_uuid: str) -> str | None:
+        """Mark the client's stop requested (sent again when its agent reconnects); the agent to tell now, or
+        None when there is nothing to stop."""
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            if client is None or (client.exit is not None and not client.stop_requested):
+                return None
+            client.stop_requested = True
+            return client.agent

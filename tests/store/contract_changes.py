@@ -1,0 +1,154 @@
+"""The changes log, part of the JobStore contract (mixed into JobStoreContract, so every backend runs it).
+
+Every job-level change gets the next store-wide revision, persisted and strictly increasing; the job carries the
+revision of its last change; the log replays from any kept revision; listeners get every change in order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from florist_grpc.domain.errors import OutOfRange
+from florist_grpc.domain.model import (
+    SERVER_SOURCE,
+    ChangeType,
+    ClientState,
+    Job,
+    JobChange,
+    JobState,
+    Launch,
+    ProcessRef,
+)
+from florist_grpc.store.base import JobStore, ReportChange
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+Reopen = Callable[[JobStore], JobStore]
+
+
+def job(job_id: str, project: str = "default") -> Job:
+    from tests.store.test_store_contract import new_job
+
+    made = new_job(job_id)
+    made.project = project
+    return made
+
+
+def kinds(changes: list[JobChange]) -> list[tuple[int, ChangeType, str]]:
+    return [(c.revision, c.type, c.job.id if c.job else "") for c in changes]
+
+
+class ChangesContract:
+    """Subclasses provide `store`, `small_store` (keeps at least 5 changes) and `reopen`."""
+
+    def test_every_job_level_change_takes_the_next_revision_and_stamps_the_job(self, store: JobStore) -> None:
+        assert store.current_revision() == 0
+        created = store.create_job(job("a"))
+        assert created.revision == 1
+        store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        launch = Launch("127.0.0.1:1", "s", ProcessRef(), ["c0", "c1"], [ProcessRef(), ProcessRef()], T0)
+        store.record_launch("a", launch)
+        store.set_client_state("a", 1, ClientState.FAILED, "boom")
+        store.create_job(job("b"))
+        assert store.current_revision() == 5
+        changes = store.read_changes(0)
+        assert kinds(changes) == [
+            (1, ChangeType.ADDED, "a"),
+            (2, ChangeType.MODIFIED, "a"),
+            (3, ChangeType.MODIFIED, "a"),
+            (4, ChangeType.MODIFIED, "a"),
+            (5, ChangeType.ADDED, "b"),
+        ]
+        # Each change holds the job as it was right after it, and the state it left.
+        assert [(c.previous_state, c.job.state) for c in changes[:2] if c.job] == [
+            (JobState.UNSPECIFIED, JobState.NOT_STARTED),
+            (JobState.NOT_STARTED, JobState.IN_PROGRESS),
+        ]
+        assert changes[2].job is not None and changes[2].job.server_uuid == "s"
+        assert changes[3].job is not None and changes[3].job.clients[1].state is ClientState.FAILED
+        got = store.get_job("a")
+        assert got is not None and got.revision == 4
+
+    def test_a_deleted_job_leaves_its_last_state_in_a_deleted_change(self, store: JobStore) -> None:
+        store.create_job(job("a", "alpha"))
+        assert store.delete_job("a")
+        deleted = store.read_changes(1)
+        assert kinds(deleted) == [(2, ChangeType.DELETED, "a")]
+        assert deleted[0].job is not None and deleted[0].job.project == "alpha" and deleted[0].job.revision == 2
+
+    def test_refused_writes_and_report_changes_log_nothing_but_a_round_the_server_finished(
+        self, store: JobStore
+    ) -> None:
+        store.create_job(job("a"))
+        store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        assert store.transition("a", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0) is None
+        running = store.get_job("a")
+        assert running is not None
+        client = running.client_source(0)
+        round_1 = {"rounds": {"1": {"fit_round_end": "x", "eval_round_end": "y"}}}
+        started = {"rounds": {"1": {"fit_round_start": "x"}}}
+        store.append_report_changes([ReportChange("a", client, {}, round_1, T0)])
+        store.append_report_changes([ReportChange("a", SERVER_SOURCE, {}, started, T0)])
+        assert store.current_revision() == 2  # the client's round and a started round are no job-level change
+        store.append_report_changes([ReportChange("a", SERVER_SOURCE, started, round_1, T0)])
+        changes = store.read_changes(2)
+        assert kinds(changes) == [(3, ChangeType.MODIFIED, "a")]
+        assert changes[0].job is not None and changes[0].job.current_round == 1
+        assert changes[0].job.server_metrics == {}  # a change holds no reports
+        got = store.get_job("a")
+        assert got is not None and (got.current_round, got.revision) == (1, 3)
+
+    def test_changes_replay_from_any_revision_in_pages(self, store: JobStore) -> None:
+        for i in range(7):
+            store.create_job(job(f"j{i}"))
+        assert [c.revision for c in store.read_changes(2, limit=3)] == [3, 4, 5]
+        assert [c.revision for c in store.read_changes(5)] == [6, 7]
+        assert store.read_changes(7) == []
+
+    def test_a_revision_beyond_the_current_one_is_out_of_range(self, store: JobStore) -> None:
+        store.create_job(job("a"))
+        with pytest.raises(OutOfRange):
+            store.read_changes(2)
+
+    def test_changes_older_than_the_log_keeps_are_out_of_range(self, small_store: JobStore) -> None:
+        for i in range(210):
+            small_store.create_job(job(f"j{i}"))
+        with pytest.raises(OutOfRange, match="no longer kept"):
+            small_store.read_changes(100)
+        kept = small_store.read_changes(195)  # at least the last 5 stay; 196.. are kept
+        assert kept[0].revision == 196 and kept[-1].revision == 210
+        with pytest.raises(OutOfRange):
+            small_store.read_changes(194)
+
+    def test_revisions_survive_reopening_and_continue(self, store: JobStore, reopen: Reopen) -> None:
+        # With request ids: mongomock re-checks a unique index with a partial filter as if it had none on reopen.
+        store.create_job(job("a"), "ra")
+        store.create_job(job("b"), "rb")
+        again = reopen(store)
+        assert again.current_revision() == 2
+        assert again.create_job(job("c"), "rc").revision == 3
+        assert kinds(again.read_changes(0)) == [
+            (1, ChangeType.ADDED, "a"),
+            (2, ChangeType.ADDED, "b"),
+            (3, ChangeType.ADDED, "c"),
+        ]
+
+    def test_listeners_get_every_change_in_revision_order_also_from_concurrent_writers(self, store: JobStore) -> None:
+        seen: list[int] = []
+        store.on_change(lambda change: seen.append(change.revision))
+
+        def writer(n: int) -> None:
+            for i in range(15):
+                store.create_job(job(f"w{n}-{i}"))
+                store.transition(f"w{n}-{i}", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert seen == list(range(1, 121))
+        assert [c.revision for c in store.read_changes(0, limit=500)] == seen
