@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from bench.harness import load_process, load_run, read_json_line
+from bench.profile import sampled
 from bench.stats import record
 from florist_grpc.testing import simulation
 from florist_grpc.testing.plane import embedded_plane, wait_for
@@ -66,7 +67,8 @@ def change_cost(rounds: int = 50, pause: float = PAUSE_SECONDS) -> dict[str, flo
         assert before_job is not None
         cpu_before, process_before, main_before = thread_cpu(), time.process_time(), time.thread_time()
         uuids = [job.server.uuid, *(c.uuid for c in job.clients)]
-        loaded = load_run("rounds", plane.redis_url, str(rounds), str(pause), *uuids)
+        with sampled(f"change_cost-{rounds}"):
+            loaded = load_run("rounds", plane.redis_url, str(rounds), str(pause), *uuids)
 
         def persisted_all() -> bool:
             stored = plane.store.get_job(job.job_id)
