@@ -214,7 +214,11 @@ class JobStoreContract(ChangesContract, QueueContract):
     def test_a_change_with_its_patch_and_text_persists_as_one_without(self, store: JobStore) -> None:
         """The ingest hands over the patch it found and the report's own text (SqliteStore stores the text)."""
         self.started(store, "a")
-        reports = [{"a": 1, "r": {"1": {"x": 0.5}}}, {"a": 1, "r": {"1": {"x": 0.5}, "2": {"y": [1, 2.0]}}}, {"b": 2}]
+        reports: list[JsonObject] = [
+            {"a": 1, "r": {"1": {"x": 0.5}}},
+            {"a": 1, "r": {"1": {"x": 0.5}, "2": {"y": [1, 2.0]}}},
+            {"b": 2},
+        ]
         previous: JsonObject = {}
         for report in reports:
             text = json.dumps(report, indent=1)  # any layout: what is stored is what it reads as
