@@ -23,6 +23,8 @@ from bench.stats import record
 RATE = 250  # samples a second: enough over a 2 s section, little enough not to take a core from the plane
 _THREAD = re.compile(r"thread \(\d+\)(?:: (.*))?")
 _RUN = re.compile(r"_\d+$")
+# Leaf frames where a thread waits (py-spy without --idle still samples some of them): left out of every share.
+_WAITING = ("Condition.wait", "EpollSelector.select", "_read_from_socket", "Thread.run", "_worker", "queue.get")
 
 
 @contextmanager
@@ -49,7 +51,8 @@ def sampled(name: str, top: int = 8) -> Iterator[None]:
 
 def summarise(raw: str, top: int) -> list[dict[str, object]]:
     """The `top` functions by samples with them on the stack (inclusive) and by their own samples, per thread
-    group, from py-spy's raw output. A line is `thread (tid): name;frame;...;frame count`."""
+    group, from py-spy's raw output (`thread (tid): name;frame;...;frame count` lines), as shares of the samples
+    where a thread was not waiting."""
     threads: Counter[str] = Counter()
     own: Counter[tuple[str, str]] = Counter()
     within: Counter[tuple[str, str]] = Counter()
@@ -59,6 +62,8 @@ def summarise(raw: str, top: int) -> list[dict[str, object]]:
         match = _THREAD.fullmatch(frames[0])
         group = _RUN.sub("", (match.group(1) if match else None) or "main")
         n = int(count)
+        if any(w in frames[-1] for w in _WAITING):
+            continue
         threads[group] += n
         if len(frames) > 1:
             own[(group, frames[-1])] += n
