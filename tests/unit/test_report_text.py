@@ -190,13 +190,13 @@ json_values = st.recursive(
 reports = st.dictionaries(st.sampled_from(["a", "b", "rounds", "z", "é"]), json_values, max_size=5)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(reports, min_size=1, max_size=8), st.sampled_from([(", ", ": "), (",", ":")]))
 def test_any_sequence_of_reports_reads_as_whole_reports(sequence: list[dict[str, Any]], separators: Any) -> None:
     read_all([json.dumps(r, separators=separators, ensure_ascii=False).encode() for r in sequence])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 40), json_values), min_size=1, max_size=20))
 def test_growing_rounds_read_as_whole_reports(edits: list[tuple[int, Any]]) -> None:
     report: dict[str, Any] = {"host_type": "client", "rounds": {}}
