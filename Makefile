@@ -11,7 +11,7 @@ NODE_STAMP := $(TS)/node_modules/.installed-stamp
 TS_MAIN    := $(TS)/dist/main.js
 TS_SOURCES := $(TS)/tsconfig.json $(shell find $(TS)/src -name '*.ts')
 
-.PHONY: demo test lint lock proto bench clean
+.PHONY: demo test lint lock proto bench clean system-deps
 
 LOCK_DEV := requirements-dev.lock
 LOCK_RUN := requirements.lock
@@ -51,7 +51,11 @@ lint: $(STAMP) $(TS_MAIN)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
-test: $(STAMP) $(TS_MAIN) lint
+# Debian packages some tests need (nftables for the network-namespace test), when missing and root.
+system-deps:
+	sh tools/install-system-deps.sh
+
+test: $(STAMP) $(TS_MAIN) system-deps lint
 	$(BIN)/pytest -q
 
 # Keeps every existing pin that still satisfies pyproject.toml and resolves only what changed; `make lock

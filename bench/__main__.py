@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import change_cost, fanout, hub_fanout, ingest, overhead, platform_scale, streams, warm
+from bench import change_cost, fanout, hub_fanout, ingest, overhead, platform_scale, streams, tunnel, warm
 from bench.stats import dump, record
 
 BENCHMARKS = {
@@ -23,6 +23,7 @@ BENCHMARKS = {
     "overhead": overhead.run,
     "warm": warm.run,
     "platform": platform_scale.run,
+    "tunnel": tunnel.run_bench,
 }
 
 

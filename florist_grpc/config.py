@@ -279,6 +279,8 @@ class AgentSettings:
     launcher_pool: bool = True
     # The most FL clients it runs at once (`--max-clients`, told in its hello); 0 = no limit.
     max_clients: int = 0
+    # Its FL clients connect to FL servers directly (`--fl-direct`), not over the session (AgentService.Tunnel).
+    fl_direct: bool = False
 
     @property
     def tls(self) -> bool:
@@ -298,6 +300,7 @@ class AgentSettings:
         insecure: bool,
         launcher_pool: bool,
         max_clients: int = 0,
+        fl_direct: bool = False,
     ) -> AgentSettings:
         """AgentSettings from the agent's flags and its token; raise ValueError with a message for the user when
         they do not fit together."""
@@ -339,4 +342,5 @@ class AgentSettings:
             insecure=insecure,
             launcher_pool=launcher_pool,
             max_clients=max_clients,
+            fl_direct=fl_direct,
         )

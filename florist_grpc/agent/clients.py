@@ -25,6 +25,7 @@ from florist_grpc.launch.handles import LocalProcess, start_local
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import probe_files
 from florist_grpc.metrics.redis_users import RedisCredentials
+from florist_grpc.net import address_problem, split_host_port
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,15 @@ class SiteClients:
         return probe_files([(str(path), label_column)], self._probe_seconds, self._pool)[0]
 
     def launch(
-        self, request: LaunchClient, redis_address: str, credentials: RedisCredentials, tls_ca: Path | None
+        self,
+        request: LaunchClient,
+        redis_address: str,
+        credentials: RedisCredentials,
+        tls_ca: Path | None,
+        tunnel: str = "",
     ) -> ProcessRef:
-        """Start the client (once per uuid: a retried launch returns the running one)."""
+        """Start the client (once per uuid: a retried launch returns the running one); `tunnel`: the address of
+        its tunnel on this agent's loopback, where it reaches its FL server instead of the address it was given."""
         asked = request.run
         problems = []
         if not asked.uuid.isalnum():
@@ -119,6 +126,8 @@ class SiteClients:
             problems.append(FieldViolation("model", "is required"))
         if asked.optimizer not in OPTIMIZERS:
             problems.append(FieldViolation("optimizer", f"unknown optimizer {asked.optimizer!r}"))
+        if tunnel and (problem := address_problem(asked.server_address)):
+            problems.append(FieldViolation("server_address", problem))
         if not DEVICE.match(asked.device):
             problems.append(FieldViolation("device", f"unknown device {asked.device!r}"))
         if problems:
@@ -139,6 +148,10 @@ class SiteClients:
                 redis_password=credentials.password,
                 root_certificates_file=str(tls_ca) if request.tls and tls_ca else "",
             )
+            if tunnel:
+                # TLS stays end to end: the client checks the FL server's certificate for the advertised name.
+                name = split_host_port(asked.server_address)[0] if request.tls else ""
+                run = replace(run, server_address=tunnel, tls_server_name=name)
             handle = start_local("client", run.to_json(), self.state_dir / "logs" / f"{run.uuid}.log", self._pool)
             self._clients[run.uuid] = SiteClient(handle)
             self._save()

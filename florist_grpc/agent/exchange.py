@@ -11,6 +11,7 @@ from typing import Any
 
 from florist_grpc.agent.clients import SiteClients
 from florist_grpc.agent.reports import SiteReports
+from florist_grpc.agent.tunnels import Tunnels
 from florist_grpc.config import AgentSettings
 from florist_grpc.domain.errors import FloristError
 from florist_grpc.launch.agent_codec import request_failed
@@ -48,7 +49,9 @@ class Exchange:
         tasks: dict[str, asyncio.Task[Any]],
         health: Callable[[], str],
         said_problem: str,
+        tunnels: Tunnels | None = None,
     ) -> None:
+        self._tunnels = tunnels  # None: --fl-direct
         self._health = health  # the agent's problem now ('' = healthy)
         self._said_problem = said_problem  # the problem the control plane last heard (in hello, then heartbeats)
         self._clients = clients
@@ -65,6 +68,8 @@ class Exchange:
             self._send(ReportChange(uuid, body))
 
     async def _send_exit(self, uuid: str) -> None:
+        if self._tunnels is not None:
+            self._tunnels.close(uuid)  # nothing connects for an ended client
         await self._send_report(uuid)  # its last report first: the control plane judges the exit by it
         self._send(self._clients.exited(uuid))
 
@@ -112,10 +117,13 @@ class Exchange:
         self._reports.follow([client_uuid])  # before it runs: its first report is not missed
         try:
             credentials = await asyncio.to_thread(self._reports.credentials, client_uuid)
+            tunnel = await self._tunnels.open(client_uuid) if self._tunnels is not None else ""
             ref = await asyncio.to_thread(
-                self._clients.launch, request, self._reports.address, credentials, self._settings.tls_ca
+                self._clients.launch, request, self._reports.address, credentials, self._settings.tls_ca, tunnel
             )
         except FloristError as exc:
+            if self._tunnels is not None and not self._clients.running(client_uuid):
+                self._tunnels.close(client_uuid)
             self._send(request_failed(request.request_id, exc))
             return
         self._send(ProcessStarted(request.request_id, client_uuid, ref.pid, ref.log_path))

@@ -26,6 +26,7 @@ from florist_grpc.agent.clients import SiteClients
 from florist_grpc.agent.devices import probe_devices
 from florist_grpc.agent.exchange import Exchange
 from florist_grpc.agent.reports import SiteReports
+from florist_grpc.agent.tunnels import Tunnels
 from florist_grpc.config import AgentSettings
 from florist_grpc.domain.errors import FloristError
 from florist_grpc.launch.agent_codec import command_from_proto, message_to_proto
@@ -85,6 +86,8 @@ class Agent:
             settings.data_root, state_dir, timeouts.process_stop_grace_seconds, timeouts.data_check_seconds, self._pool
         )
         self._reports = SiteReports(state_dir, settings.timeouts, settings.limits)
+        # FL traffic over the session (agent/tunnels.py); None with --fl-direct.
+        self._tunnels = None if settings.fl_direct else Tunnels(settings.name, settings.token, state_dir)
         self._devices: list[str] = []
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
         self._leave_clients = True  # a failed start leaves the clients it adopted (and their Redis) running
@@ -103,6 +106,9 @@ class Agent:
                     self._pool.start()  # returns at once: it imports torch and Flower while the session comes up
                 started.push_async_callback(asyncio.to_thread, self._pool.stop)
             adopted = self._clients.adopt_recorded()
+            if self._tunnels is not None:
+                started.push_async_callback(self._tunnels.close_all)
+                await self._tunnels.reopen([u.client_uuid for u in self._clients.known() if u.running])
             started.push_async_callback(self._stop_reports)
             with step(f"starting the agent's Redis in {self._reports.redis_dir}"):
                 await asyncio.to_thread(self._reports.start, adopted)
@@ -199,6 +205,7 @@ class Agent:
             clients=tuple(self._clients.known()),
             problem=self.problem,
             max_clients=self._settings.max_clients,
+            fl_direct=self._settings.fl_direct,
         )
         outbox.put_nowait(hello)
 
@@ -217,6 +224,8 @@ class Agent:
                 name, address = self._settings.name, self._settings.control_plane
                 ready.info("florist-grpc agent %s connected to %s", name, address, extra={"agent": name})
                 self._on_connected()
+                if self._tunnels is not None:
+                    self._tunnels.channel = channel
                 yield
                 exchange = Exchange(
                     self._clients,
@@ -226,12 +235,15 @@ class Agent:
                     tasks,
                     lambda: self.problem,
                     hello.problem,
+                    self._tunnels,
                 )
                 tasks["~pump"] = asyncio.create_task(exchange.pump())
                 while isinstance(message := await call.read(), pb.ConnectResponse):
                     if (command := command_from_proto(message)) is not None:
                         exchange.handle(command)
             finally:
+                if self._tunnels is not None:
+                    self._tunnels.channel = None  # closing the channel ends the tunnels riding it
                 for task in tasks.values():
                     task.cancel()
                 # Ends the request stream: gRPC's task reading it would otherwise wait on the outbox forever (a

@@ -3,6 +3,7 @@ session's messages are converted at the stream (launch/agent_codec.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,16 +16,20 @@ from florist_grpc.api.convert import timestamp
 from florist_grpc.api.errors import bidi, unary
 from florist_grpc.domain.errors import (
     DeadlineExceeded,
+    FieldViolation,
     FloristError,
+    InvalidArgument,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
+    Unavailable,
     quote,
 )
 from florist_grpc.launch.agent_codec import command_to_proto, message_from_proto
 from florist_grpc.launch.agent_protocol import AgentHello, Command
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handshakes import Handshakes
+from florist_grpc.launch.tunnel_relay import join
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
 
@@ -43,6 +48,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         self._agents = agents
         self._tokens = tokens  # None: no auth file (loopback dev mode), any agent name may connect
         self._handshakes = Handshakes(hello_seconds)  # the hello deadline, and how many streams may wait for theirs
+        self._hello_seconds = hello_seconds  # also the bound for a tunnel's first message, and its FL connect
 
     # grpc.aio also serves a bidirectional method written as a coroutine that writes with context.write; the stubs
     # only know the generator form.
@@ -73,6 +79,58 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             denied = PermissionDenied(f"this token belongs to agent {principal.name!r}, not {quote(hello_name)}")
             raise self._refused(context, hello_name, denied)
         await self._agents.serve(first, requests, write)
+
+    @bidi
+    async def Tunnel(  # type: ignore[override]
+        self, request_iterator: AsyncIterator[pb.TunnelRequest], context: Context
+    ) -> None:
+        # The token is an agent's (checked by the auth interceptor, as for every method but Connect); the client
+        # must be one launched on that very agent.
+        principal, refusal = self._identify(context)
+        if refusal is not None:
+            raise refusal
+        try:
+            first = await asyncio.wait_for(anext(aiter(request_iterator), None), self._hello_seconds)
+        except TimeoutError:
+            raise DeadlineExceeded(f"a tunnel sent no open within {self._hello_seconds:g}s") from None
+        if first is None or first.WhichOneof("message") != "open":
+            raise InvalidArgument([FieldViolation("open", "the first message of a tunnel must be open")])
+        opened = first.open
+        if principal is not None and principal.name != opened.agent:
+            raise PermissionDenied(f"this token belongs to agent {principal.name!r}, not {quote(opened.agent)}")
+        host, port = self._agents.tunnel_target(opened.agent, opened.client_uuid)
+        carried = [0, 0]  # bytes from the client, bytes from the server
+
+        async def received() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if message.WhichOneof("message") != "data":
+                    raise InvalidArgument([FieldViolation("open", "a tunnel is opened once, by its first message")])
+                carried[0] += len(message.data)
+                yield message.data
+
+        async def send(data: bytes) -> None:
+            carried[1] += len(data)
+            await context.write(pb.TunnelResponse(data=data))
+
+        async def send_eof() -> None:
+            await context.write(pb.TunnelResponse(eof=True))
+
+        log.info("agent %s: client %s's FL connection joined to %s:%d", opened.agent, opened.client_uuid, host, port)
+        try:
+            await join(host, port, self._hello_seconds, received(), send, send_eof)
+            log.info(
+                "agent %s: client %s's FL connection ended (%d bytes up, %d down)",
+                opened.agent,
+                opened.client_uuid,
+                *carried,
+            )
+        except asyncio.CancelledError:
+            self._agents.tunnel_broke(opened.agent, opened.client_uuid)  # the agent's side went away
+            raise
+        except (OSError, TimeoutError) as exc:
+            where = f"agent {opened.agent}'s client {opened.client_uuid}"
+            failed = f"the FL connection of {where} to its FL server failed (or could not open): {exc!r}"
+            raise Unavailable(failed, reason="FL_CONNECTION_FAILED") from None
 
     def _identify(self, context: Context) -> tuple[Principal | None, FloristError | None]:
         """The caller's principal (None without an auth file), or why its token is refused: known before any

@@ -31,6 +31,9 @@ from florist_grpc.rpc_errors import to_status
 
 ROLES = (*CALLER_ROLES, AGENT_ROLE)
 AGENT_CONNECT = "/florist.v1.AgentService/Connect"
+AGENT_TUNNEL = "/florist.v1.AgentService/Tunnel"
+# What agent tokens may call, and only they.
+AGENT_METHODS = frozenset({AGENT_CONNECT, AGENT_TUNNEL})
 PUBLIC_PREFIXES = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1.ServerReflection/",
@@ -130,8 +133,9 @@ def authorize(tokens: dict[str, Principal], method: str, metadata: dict[str, str
     principal = next((p for d, p in tokens.items() if hmac.compare_digest(d, digest)), None)
     if principal is None:
         raise Unauthenticated("unknown token")
-    if (principal.role == "agent") != (method == AGENT_CONNECT):
-        # Agent tokens open agent sessions and nothing else; no other token may pose as an agent.
+    if (principal.role == "agent") != (method in AGENT_METHODS):
+        # Agent tokens open agent sessions (and their FL tunnels) and nothing else; no other token may pose as an
+        # agent.
         raise PermissionDenied(f"{principal.name} ({principal.role}) may not call {method}")
     allowed = METHODS_BY_ROLE.get(principal.role)
     if allowed is not None and method not in allowed:

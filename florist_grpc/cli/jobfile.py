@@ -7,7 +7,7 @@ an agent are the agent's business and are sent as written.
 A job file may come from anyone, so it is bounded before it is parsed: at most MAX_FILE_BYTES are read, nesting
 deeper than MAX_DEPTH is refused (JSON by a scan of its brackets, YAML from its event stream, before any tree is
 built), and YAML aliases are refused outright: without them a document's size bounds its number of nodes, so no
-"billion laughs". Each refusal is one line and exit 2.
+"billion laughs". Each refusal, as every other problem of the file, is one line and exit 2.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import yaml
 from google.protobuf import json_format
 
-from florist_grpc.cli.output import CliError, fail
+from florist_grpc.cli.output import CliError
 from florist_grpc.proto.florist.v1 import job_service_pb2
 
 # A job is a small document: one with 1,000 clients is about 100 KiB. The worst YAML of this size (a flat list of
@@ -40,8 +40,9 @@ _CLOSES = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 
 
 def refuse(message: str) -> NoReturn:
-    """A job file beyond a bound: one line, exit 2."""
-    raise fail(message, 2)
+    """A job file that cannot be used (unreadable, beyond a bound, not a job): one line, exit 2, a usage error
+    as a bad flag is."""
+    raise CliError(message, 2)
 
 
 def read_bounded(path: Path) -> str:
@@ -51,13 +52,13 @@ def read_bounded(path: Path) -> str:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+        refuse(f"cannot read {path}: {exc.strerror}")
     if len(data) > MAX_FILE_BYTES:
         refuse(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB; a job file is a small document")
     try:
         return data.decode()
     except UnicodeDecodeError as exc:
-        raise CliError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        refuse(f"{path}: not UTF-8 text (byte {exc.start})")
 
 
 def check_json_nesting(path: Path, text: str) -> None:
@@ -102,16 +103,16 @@ def parse_text(path: Path, text: str) -> Any:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             if problem == _LIBYAML_TOO_DEEP:  # libyaml's own bound (1,000 levels), met before any event reaches us
                 refuse(f"{path}{where}: nested deeper than {MAX_DEPTH} levels")
-            raise CliError(f"{path}{where}: invalid YAML: {problem}") from None
+            refuse(f"{path}{where}: invalid YAML: {problem}")
         except ValueError as exc:  # a value no Python type holds (an integer of 5,000 digits)
-            raise CliError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+            refuse(f"{path}: invalid YAML: {str(exc).splitlines()[0]}")
     check_json_nesting(path, text)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CliError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        refuse(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
     except ValueError as exc:
-        raise CliError(f"{path}: invalid JSON: {str(exc).splitlines()[0]}") from None
+        refuse(f"{path}: invalid JSON: {str(exc).splitlines()[0]}")
 
 
 def resolve_data_paths(body: dict[str, Any], base: Path) -> None:
@@ -127,14 +128,14 @@ def resolve_data_paths(body: dict[str, Any], base: Path) -> None:
 
 
 def load_request(path: Path) -> job_service_pb2.CreateJobRequest:
-    """The CreateJobRequest a job file describes; CliError (one line) for anything wrong with the file."""
+    """The CreateJobRequest a job file describes; one line and exit 2 for anything wrong with the file."""
     body = parse_text(path, read_bounded(path))
     if not isinstance(body, dict):
-        raise CliError(f"{path}: expected an object (a job, or {{job: ..., request_id: ...}})")
+        refuse(f"{path}: expected an object (a job, or {{job: ..., request_id: ...}})")
     if "job" not in body:
         body = {"job": body}
     if not isinstance(body["job"], dict):
-        raise CliError(f"{path}: job: expected an object")
+        refuse(f"{path}: job: expected an object")
     resolve_data_paths(body, path.parent)
     try:
         return json_format.ParseDict(body, job_service_pb2.CreateJobRequest())
@@ -142,5 +143,5 @@ def load_request(path: Path) -> job_service_pb2.CreateJobRequest:
         found = UNKNOWN_FIELD.search(str(exc))
         if found:
             where = found.group(2).removeprefix("CreateJobRequest").lstrip(".") or "the top level"
-            raise CliError(f'{path}: unknown field "{found.group(1)}" in {where}') from None
-        raise CliError(f"{path}: {str(exc).splitlines()[0]}") from None
+            refuse(f'{path}: unknown field "{found.group(1)}" in {where}')
+        refuse(f"{path}: {str(exc).splitlines()[0]}")

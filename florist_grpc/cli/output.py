@@ -31,7 +31,12 @@ EXACT_INTEGER = 2**53
 
 
 class CliError(Exception):
-    """A user error the command reports as one line (a bad file, a missing flag combination, ...)."""
+    """A user error the command reports as one line (a bad file, a missing flag combination, ...); `code` is the
+    exit code (2 for a usage error, as click gives a bad flag)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def console(stderr: bool = False) -> Console:
@@ -170,7 +175,9 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             report = describe_rpc_error(exc, output, tls=kwargs.get("tls_ca") is not None)
             print(report if output == Output.json else f"error: {report}", file=sys.stderr, flush=True)
             raise typer.Exit(1) from None
-        except (CliError, OSError, ValueError) as exc:
+        except CliError as exc:
+            raise fail(str(exc), exc.code, output) from None
+        except (OSError, ValueError) as exc:
             raise fail(str(exc), output=output) from None
         except KeyboardInterrupt as exc:
             # Ctrl-C ends the command, not what it started: the notes say what goes on and how to get back to it.

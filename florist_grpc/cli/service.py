@@ -168,11 +168,19 @@ def agent(
     max_clients: Annotated[
         int, opt("--max-clients", "FL clients this site runs at once; jobs beyond it wait in the queue. 0 = no limit.")
     ] = AgentSettings.max_clients,
+    fl_direct: Annotated[
+        bool,
+        opt(
+            "--fl-direct",
+            "FL clients connect to their FL servers' ports directly instead of over this agent's connection "
+            "(the control plane's one port): the site must then reach those ports.",
+        ),
+    ] = AgentSettings.fl_direct,
 ) -> None:
     """Run an agent on a data-holding machine: it dials out to the control plane and runs its jobs' FL clients.
 
-    It opens no port. Its token is FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of the control plane's
-    auth file).
+    It opens no port, and its FL clients' traffic rides its one connection (unless --fl-direct). Its token is
+    FLORIST_AGENT_TOKEN (an `agent TOKEN_SHA256 NAME` line of the control plane's auth file).
 
     Examples:
       florist-grpc agent --control-plane cp.example.org:50051 --name site-a --data-root /data --tls-ca ca.pem
@@ -194,6 +202,7 @@ def agent(
             insecure=insecure,
             launcher_pool=not no_launcher_pool,
             max_clients=max_clients,
+            fl_direct=fl_direct,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

@@ -149,7 +149,7 @@ def run(cfg: ClientRun) -> None:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_BAD_DATA)
     roots = Path(cfg.root_certificates_file).read_bytes() if cfg.root_certificates_file else None
-    flower_api.start_client(cfg.server_address, client, roots)
+    flower_api.start_client(cfg.server_address, client, roots, cfg.tls_server_name)
     reporter.report_values(shutdown=now())
 
 

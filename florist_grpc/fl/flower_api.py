@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import flwr
+import grpc
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
@@ -93,8 +94,16 @@ def start_server(
         )
 
 
-def start_client(server_address: str, client: flwr.client.NumPyClient, root_certificates: bytes | None = None) -> None:
-    """Join the FL server; with `root_certificates` (PEM) over TLS, verifying the server against them."""
+def start_client(
+    server_address: str,
+    client: flwr.client.NumPyClient,
+    root_certificates: bytes | None = None,
+    tls_server_name: str = "",
+) -> None:
+    """Join the FL server; with `root_certificates` (PEM) over TLS, verifying the server against them (and its
+    certificate for `tls_server_name` when given: the address is then the agent's tunnel on loopback)."""
+    if root_certificates is not None and tls_server_name:
+        _verify_server_name(tls_server_name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         flwr.client.start_client(
@@ -105,3 +114,27 @@ def start_client(server_address: str, client: flwr.client.NumPyClient, root_cert
             root_certificates=root_certificates,
             insecure=root_certificates is None,
         )
+
+
+def _verify_server_name(name: str) -> None:
+    """Make Flower's client channel check the FL server's certificate for `name` rather than for the host it
+    dials (Flower's start_client takes no channel options). The client process runs this one client only."""
+    from flwr.compat.client.grpc_client import connection
+    from flwr.supercore.grpc import GRPC_MAX_MESSAGE_LENGTH
+
+    def create_channel(
+        server_address: str,
+        insecure: bool,
+        root_certificates: bytes | None = None,
+        max_message_length: int = GRPC_MAX_MESSAGE_LENGTH,
+        interceptors: Any = None,
+    ) -> grpc.Channel:
+        options = [
+            ("grpc.max_send_message_length", max_message_length),
+            ("grpc.max_receive_message_length", max_message_length),
+            ("grpc.ssl_target_name_override", name),
+        ]
+        channel = grpc.secure_channel(server_address, grpc.ssl_channel_credentials(root_certificates), options)
+        return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
+
+    connection.create_channel = create_channel  # type: ignore[attr-defined]

@@ -74,6 +74,9 @@ class ClientRun:
     device: str = "auto"
     # PEM file of the CA to verify a TLS FL server with; empty = plaintext.
     root_certificates_file: str = ""
+    # The name the TLS FL server's certificate is checked for, when `server_address` is not its own (the
+    # agent's tunnel on loopback); empty = the host of `server_address`.
+    tls_server_name: str = ""
     input_shape: list[int] = field(default_factory=list)
     num_classes: int = 0
     model_config: dict[str, Any] = field(default_factory=dict)

@@ -28,6 +28,9 @@ class ProcessFacts:
     failure: str = ""  # how it failed, with its log tail (set once it exited uncleanly)
     launched: bool = True  # False while (or if) no process was started for it
     stopped: bool = False  # stopped by us: the job was ending
+    # Why its FL connection broke while it ran, when that was its site's doing (its agent's connection, which
+    # carried it, dropped); '' otherwise.
+    connection_lost: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ def judge(
         # exited on its own, as it does when a client of a round fails: that client is why.
         if (killed := _killed(clients)) is not None and server.exit.code is not None and server.exit.code > 0:
             return Verdict(JobState.FINISHED_WITH_ERROR, f"{killed.name} {killed.failure}")
+        # Likewise a client whose FL connection went down with its agent's connection (it rode it).
+        cut = next((c for c in clients if c.connection_lost and c.exit is None), None)
+        if cut is not None and server.exit.code is not None and server.exit.code > 0:
+            return Verdict(JobState.FINISHED_WITH_ERROR, f"{cut.name} {cut.connection_lost}")
         return Verdict(JobState.FINISHED_WITH_ERROR, f"{server.name} {server.failure} before reporting fit_end")
     failed = _first_failed(clients, training_complete)
     # Once the server says the run diverged, that is why the job fails: a client that fails while the run is being

@@ -32,6 +32,7 @@ from florist_grpc.domain.model import (
 from florist_grpc.jobs.ending import ProcessFacts, Stopping, Verdict, client_end, judge, stopped
 from florist_grpc.jobs.run import Ending, JobRun, RunningProcess
 from florist_grpc.jobs.unconfirmed_stops import UnconfirmedStops
+from florist_grpc.launch.agent_process import AgentProcess
 from florist_grpc.launch.handles import ProcessHandle
 from florist_grpc.launch.watcher import ProcessWatcher
 from florist_grpc.metrics.listener import ReportListener
@@ -225,6 +226,7 @@ class JobFollower:
             process.failure,
             launched=process.handle is not None,
             stopped=process.stopped_by_us,
+            connection_lost=process.handle.connection_lost() if isinstance(process.handle, AgentProcess) else "",
         )
 
     def _evaluate(self, run: JobRun) -> None:

@@ -24,7 +24,15 @@ from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.redis_users import RunUsers
-from florist_grpc.net import bind_address, free_service_port, is_loopback, port_is_free, split_host_port
+from florist_grpc.net import (
+    LOOPBACK,
+    bind_address,
+    free_service_port,
+    is_loopback,
+    join_host_port,
+    port_is_free,
+    split_host_port,
+)
 from florist_grpc.store.base import JobStore
 
 log = logging.getLogger(__name__)
@@ -113,8 +121,17 @@ class LaunchSequence:
         credentials = await asyncio.to_thread(self._users.create, [server_uuid, *client_uuids])
         redis_address = job.redis_address or self.redis_address
         fl_tls = self._tls if any(c.agent for c in job.clients) else None
+        host, port = split_host_port(server_address)
+        # Remote clients that all come over their agents' connections (AgentService.Tunnel) are joined to the FL
+        # server on this machine's loopback: nothing else needs to reach it. Local clients then dial loopback too,
+        # checking a TLS server's certificate for the advertised name.
+        remote = [c.agent for c in job.clients if c.agent]
+        loopback_only = bool(remote) and all(self._agents.tunnels(agent) for agent in remote)
+        on_loopback = loopback_only and not is_loopback(host)
+        bind = join_host_port(LOOPBACK, port) if on_loopback else bind_address(server_address)
+        local_address = join_host_port(LOOPBACK, port) if on_loopback else server_address
         server_run = ServerRun(
-            bind_address=bind_address(server_address),
+            bind_address=bind,
             redis_address=redis_address,
             uuid=server_uuid,
             model=job.model,
@@ -148,7 +165,8 @@ class LaunchSequence:
             await self._wait_ready(job.id, server_address, server, start)
         for i, client in enumerate(job.clients):
             run = ClientRun(
-                server_address=server_address,
+                server_address=server_address if client.agent else local_address,
+                tls_server_name=host if fl_tls and not client.agent and local_address != server_address else "",
                 redis_address=client.redis_address or redis_address,
                 uuid=client_uuids[i],
                 model=job.model,

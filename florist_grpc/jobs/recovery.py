@@ -42,7 +42,7 @@ def recover(store: JobStore, follower: JobFollower, agents: Agents) -> int:
             handle: ProcessHandle | None = None
             if client.agent and client.uuid:
                 # Counts as running until its agent reconnects and says otherwise (or stays away too long).
-                handle = agents.adopt(client.agent, client.uuid, client.process)
+                handle = agents.adopt(client.agent, client.uuid, client.process, job.server_address)
             elif client.process.pid:
                 handle = LocalProcess(client.process)
             processes[source.key] = RunningProcess(source, client.uuid, handle)

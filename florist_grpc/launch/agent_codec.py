@@ -176,7 +176,14 @@ def _hello_to_proto(hello: AgentHello) -> pb.AgentHello:
 def _hello_from_proto(hello: pb.AgentHello) -> AgentHello:
     clients = tuple(KnownClient(c.client_uuid, c.running, _exit_code_of(c)) for c in hello.clients)
     return AgentHello(
-        hello.name, hello.version, tuple(hello.devices), hello.data_root, clients, hello.problem, hello.max_clients
+        hello.name,
+        hello.version,
+        tuple(hello.devices),
+        hello.data_root,
+        clients,
+        hello.problem,
+        hello.max_clients,
+        fl_direct=hello.fl_direct,
     )
 
 

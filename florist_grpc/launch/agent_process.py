@@ -25,6 +25,9 @@ class SiteClientStates(Protocol):
     def log_tail(self, client_uuid: str) -> str:
         """The last lines of its log, as its agent sent them when it exited."""
 
+    def connection_lost(self, client_uuid: str) -> str:
+        """Why its FL connection, carried over its agent's connection, broke with it ('' if it did not)."""
+
 
 class AgentProcess:
     def __init__(self, states: SiteClientStates, client_uuid: str, ref: ProcessRef) -> None:
@@ -43,3 +46,6 @@ class AgentProcess:
 
     def log_tail(self) -> str:
         return self._states.log_tail(self._uuid)
+
+    def connection_lost(self) -> str:
+        return self._states.connection_lost(self._uuid)

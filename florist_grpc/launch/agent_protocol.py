@@ -95,6 +95,7 @@ class AgentHello:
     clients: tuple[KnownClient, ...] = ()
     problem: str = ""  # why the agent cannot run clients now ('' = healthy)
     max_clients: int = 0  # the most clients it runs at once (0 = no limit)
+    fl_direct: bool = False  # its clients reach FL servers directly, not through AgentService.Tunnel
 
 
 @dataclass(frozen=True)

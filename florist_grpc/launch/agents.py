@@ -48,8 +48,12 @@ from florist_grpc.launch.agent_protocol import (
 from florist_grpc.launch.agent_session import AgentSession, AgentView
 from florist_grpc.launch.remote_clients import RemoteClients
 from florist_grpc.launch.report_relay import ReportRelay
+from florist_grpc.net import local_connect_host, split_host_port
 
 log = logging.getLogger(__name__)
+
+# How long after a tunnel broke its agent's session is looked at: both end when their connection drops.
+TUNNEL_BREAK_SECONDS = 2.0
 
 
 class Agents:
@@ -201,7 +205,7 @@ class Agents:
         """Have agent `name` start the FL client `run` (its data path is relative to the agent's data root; its
         Redis and CA file are the agent's own: see LaunchClient)."""
         session = self.session(name)
-        self._clients.launching(run.uuid, name)
+        self._clients.launching(run.uuid, name, run.server_address)
         try:
             reply = await session.request(
                 lambda rid: LaunchClient(rid, run, tls), ProcessStarted, self._timeouts.agent_call_seconds
@@ -215,10 +219,10 @@ class Agents:
         ref = ProcessRef(pid=reply.pid, log_path=reply.log_path, agent_address=name)
         return AgentProcess(self, run.uuid, ref)
 
-    def adopt(self, name: str, client_uuid: str, ref: ProcessRef) -> AgentProcess:
+    def adopt(self, name: str, client_uuid: str, ref: ProcessRef, server_address: str = "") -> AgentProcess:
         """A process an agent ran for us before the control plane restarted; it counts as running until the
         agent says otherwise (or stays away longer than the grace). Thread-safe."""
-        self._clients.adopt(client_uuid, name, connected=name in self._sessions)
+        self._clients.adopt(client_uuid, name, name in self._sessions, server_address)
         return AgentProcess(self, client_uuid, ref)
 
     async def stream_log(
@@ -229,6 +233,36 @@ class Agents:
             raise Unavailable(f"agent {name} is not connected")
         async for chunk in session.read_log(client_uuid, offset, follow):
             yield chunk
+
+    def tunnel_target(self, name: str, client_uuid: str) -> tuple[str, int]:
+        """Where a tunnel of agent `name` for this client is joined: its FL server, reached on this machine
+        (NOT_FOUND / PERMISSION_DENIED for a client not launched on that agent)."""
+        server_address = self._clients.server_address_for(name, client_uuid)
+        _, port = split_host_port(server_address)
+        return local_connect_host(server_address), port
+
+    def tunnel_broke(self, name: str, client_uuid: str) -> None:
+        """A tunnel of agent `name` ended abruptly: the client's FL connection is lost with its agent's connection,
+        unless the agent's session is still open a moment later (they share one HTTP/2 connection, so both break
+        together, in either order). Said at once, as its FL server may fail the round at once; a client killed
+        meanwhile is named for that instead (jobs/ending.py)."""
+        session = self._sessions.get(name)
+        reason = f"lost its FL connection: agent {name}'s connection to the control plane dropped"
+        self._clients.lose_connection(client_uuid, reason)
+
+        def unless_still_open() -> None:
+            if session is not None and session.closed is None:
+                self._clients.lose_connection(client_uuid, "", only=reason)
+
+        self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_still_open)
+
+    def connection_lost(self, client_uuid: str) -> str:
+        return self._clients.connection_lost(client_uuid)
+
+    def tunnels(self, name: str) -> bool:
+        """Agent `name` is connected and carries its clients' FL traffic over Tunnel (not `--fl-direct`)."""
+        session = self._sessions.get(name)
+        return session is not None and not session.hello.fl_direct
 
     def list(self) -> list[AgentView]:
         return [

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from florist_grpc.domain.errors import NotFound, PermissionDenied, quote
 from florist_grpc.domain.model import Exit
 from florist_grpc.launch.agent_protocol import KnownClient
 
@@ -22,9 +23,12 @@ class RemoteClient:
     """What the control plane knows of one client process an agent runs."""
 
     agent: str
+    # host:port of its job's FL server, as advertised (where its tunnelled connections are joined to).
+    server_address: str = ""
     exit: Exit | None = None
     log_tail: str = ""
     stop_requested: bool = False
+    connection_lost: str = ""  # why its tunnelled FL connection broke with its agent's connection ('' if not)
 
 
 class RemoteClients:
@@ -34,16 +38,16 @@ class RemoteClients:
         self._clients: dict[str, RemoteClient] = {}  # client uuid -> the process an agent runs for us
         self._away_since: dict[str, float] = {}  # agent name -> monotonic time it went (or was expected) away
 
-    def launching(self, client_uuid: str, agent: str) -> None:
-        """Agent `agent` is asked to start this client."""
+    def launching(self, client_uuid: str, agent: str, server_address: str) -> None:
+        """Agent `agent` is asked to start this client, of the job whose FL server is at `server_address`."""
         with self._lock:
-            self._clients[client_uuid] = RemoteClient(agent)
+            self._clients[client_uuid] = RemoteClient(agent, server_address)
 
-    def adopt(self, client_uuid: str, agent: str, connected: bool) -> None:
+    def adopt(self, client_uuid: str, agent: str, connected: bool, server_address: str = "") -> None:
         """A client an agent ran for us before the control plane restarted: running until its agent says
         otherwise, or stays away past the grace (counted from now when it is not connected)."""
         with self._lock:
-            self._clients.setdefault(client_uuid, RemoteClient(agent))
+            self._clients.setdefault(client_uuid, RemoteClient(agent, server_address))
             if not connected:
                 self._away_since.setdefault(agent, time.monotonic())
 
@@ -74,6 +78,35 @@ class RemoteClients:
         with self._lock:
             client = self._clients.get(client_uuid)
             return client is not None and client.agent == agent
+
+    def server_address_for(self, agent: str, client_uuid: str) -> str:
+        """The FL server a tunnel of agent `agent` for this client joins; NOT_FOUND for a client no agent runs
+        for us (or whose process has ended), PERMISSION_DENIED for another agent's."""
+        named = {"agent": agent, "client_uuid": client_uuid}
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            if client is None or not client.server_address:
+                unknown = f"no client {quote(client_uuid)} was launched on an agent"
+                raise NotFound(unknown, reason="TUNNEL_UNKNOWN_CLIENT", metadata=named)
+            if client.agent != agent:
+                other = f"client {client_uuid} was not launched on agent {agent}"
+                raise PermissionDenied(other, reason="TUNNEL_OTHER_AGENT", metadata=named)
+            if client.exit is not None:
+                raise NotFound(f"client {client_uuid} has ended", reason="TUNNEL_CLIENT_ENDED", metadata=named)
+            client.connection_lost = ""  # connected again
+            return client.server_address
+
+    def lose_connection(self, client_uuid: str, reason: str, only: str | None = None) -> None:
+        """Set why the client's FL connection was lost ('' = it was not); `only`: if that is the reason now."""
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            if client is not None and (only is None or client.connection_lost == only):
+                client.connection_lost = reason
+
+    def connection_lost(self, client_uuid: str) -> str:
+        with self._lock:
+            client = self._clients.get(client_uuid)
+            return client.connection_lost if client else ""
 
     def exited(self, agent: str, client_uuid: str, exit_code: int | None, log_tail: str) -> None:
         with self._lock:

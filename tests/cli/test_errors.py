@@ -219,5 +219,5 @@ def test_a_failed_grpc_aio_call_is_described_as_the_same_synchronous_call_is(ref
 
 def test_a_user_error_with_json_output_is_a_json_object(cli: Invoke, tmp_path: Path) -> None:
     result = cli("job", "create", "--file", tmp_path / "nope.json", "-o", "json")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert json.loads(result.stderr)["error"]["message"].startswith(f"cannot read {tmp_path / 'nope.json'}")

@@ -85,7 +85,7 @@ def test_unknown_field_is_one_line_naming_the_file_and_field(cli: Invoke, tmp_pa
     path = tmp_path / "job.yaml"
     path.write_text(JOB_YAML.replace("  model: MLP", "  model: MLP\n  modle: CNN"))
     result = cli("job", "create", "--file", path)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == f'error: {path}: unknown field "modle" in job\n'
     assert "Traceback" not in result.output
 
@@ -94,7 +94,7 @@ def test_unknown_field_inside_a_client_names_where(cli: Invoke, tmp_path: Path) 
     path = tmp_path / "job.json"
     path.write_text(json.dumps({"model": "MLP", "clients": [{"data_path": "/d", "datapath": "/e"}]}))
     result = cli("job", "create", "--file", path)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f'{path}: unknown field "datapath" in job.clients' in result.stderr
 
 
@@ -109,14 +109,14 @@ def test_syntax_errors_name_the_file_and_line(cli: Invoke, tmp_path: Path, name:
     path = tmp_path / name
     path.write_text(text)
     result = cli("job", "create", "--file", path)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {path}{where}")
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_missing_file_is_one_line(cli: Invoke, tmp_path: Path) -> None:
     result = cli("job", "create", "--file", tmp_path / "nope.json")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith(f"error: cannot read {tmp_path / 'nope.json'}")
 
 

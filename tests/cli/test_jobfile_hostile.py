@@ -144,5 +144,5 @@ def test_malformed_values_are_one_line_never_a_traceback(
     path = tmp_path / name
     path.write_bytes(text.encode("latin-1") if name == "binary.json" else text.encode())
     done, _ = create(path)
-    assert done.returncode == 1 and done.stderr.startswith(f"error: {path}"), done.stderr[-2000:]
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {path}"), done.stderr[-2000:]
     assert len(done.stderr.splitlines()) == 1 and all(w in done.stderr for w in words), done.stderr

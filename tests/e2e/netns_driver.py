@@ -7,7 +7,9 @@ asked to and prints one JSON object with what it saw.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +58,23 @@ def main() -> None:
                 }
 
         job = create([tuple(c) for c in spec["clients"]])
+        # Every address anything in this namespace listens on while the job runs (its FL server's included).
+        listening: set[str] = set()
+        done_watching = threading.Event()
+
+        def watch_listeners() -> None:
+            while not done_watching.wait(0.2):
+                lines = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=False).stdout
+                listening.update(line.split()[3] for line in lines.splitlines() if line.strip())
+
+        watcher = threading.Thread(target=watch_listeners, daemon=True)
+        watcher.start()
         training.StartTraining(pb.StartTrainingRequest(job_id=job.id), metadata=metadata, timeout=60)
         stream = training.StreamMetrics(pb.StreamMetricsRequest(job_id=job.id), metadata=metadata, timeout=240)
         events = [r.event for r in stream]
+        done_watching.set()
+        watcher.join(10)
+        out["listening"] = sorted(listening)
         done = jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job.id), metadata=metadata, timeout=10).job
         out["final_state"] = job_pb2.JobState.Name(done.state)
         out["error_message"] = done.error_message

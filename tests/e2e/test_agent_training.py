@@ -53,8 +53,9 @@ def test_a_job_with_a_local_and_an_agent_run_client_trains_to_success(
 def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_clients(
     tmp_path: Path, site_root: Path, demo_data: list[str]
 ) -> None:
+    """With --fl-direct the FL connection does not depend on the agent: training goes on while it is replaced."""
     plane = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=60.0))
-    agent = start_agent(plane.address, "site-a", site_root)
+    agent = start_agent(plane.address, "site-a", site_root, "--fl-direct")
     try:
         job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=4))
         plane.start(job.id)
@@ -67,7 +68,7 @@ def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_client
         os.kill(agent.process.pid, signal.SIGKILL)  # the agent only: its clients run in their own sessions
         agent.process.wait(10)
         wait_for(lambda: not list_agents(plane)[0].connected, 30, "the control plane to see the session end")
-        agent = start_agent(plane.address, "site-a", site_root)
+        agent = start_agent(plane.address, "site-a", site_root, "--fl-direct")
         events = plane.events(job.id)
         done = plane.get(job.id)
         assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, done.error_message
@@ -85,6 +86,33 @@ def test_an_agent_killed_mid_job_is_replaced_by_a_new_one_that_adopts_its_client
         no_fl_process_left()
 
 
+@pytest.mark.slow
+def test_a_killed_agent_takes_its_clients_tunnelled_fl_connection_and_the_job_ends_naming_it(
+    tmp_path: Path, site_root: Path, demo_data: list[str]
+) -> None:
+    """Over the tunnel (the default) the client's FL connection rides the agent's: killed mid-round, the round
+    fails and the job ends naming the agent; the new agent adopts the client, and it is stopped."""
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=60.0))
+    agent = start_agent(plane.address, "site-a", site_root)
+    try:
+        job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=6))
+        plane.start(job.id)
+        wait_for(lambda: "1" in site_rounds(plane, job.id), 120, "round 1 at the site")
+        os.kill(agent.process.pid, signal.SIGKILL)
+        agent.process.wait(10)
+        agent = start_agent(plane.address, "site-a", site_root)
+        events = plane.events(job.id)
+        done = plane.get(job.id)
+        assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
+        assert "agent site-a's connection to the control plane dropped" in done.error_message, done.error_message
+        assert done.clients[0].uuid in done.error_message
+        wait_for(lambda: not psutil.pid_exists(site_client_pid(site_root)), 60, "the site's client to be stopped")
+    finally:
+        agent.stop()
+        plane.stop()
+        no_fl_process_left()
+
+
 def site_client_pid(root: Path) -> int:
     recorded: dict[str, dict[str, int]] = json.loads((root / ".florist-agent" / "clients.json").read_text())
     (ref,) = recorded.values()
@@ -95,8 +123,10 @@ def site_client_pid(root: Path) -> int:
 def test_a_job_whose_agent_stays_away_past_the_grace_fails_naming_it_and_its_client_is_stopped_on_return(
     tmp_path: Path, site_root: Path, demo_data: list[str]
 ) -> None:
+    # --fl-direct: the FL connection outlives the agent, so the away grace is what ends the job (over the tunnel the
+    # connection goes with the agent: test_a_killed_agent_takes_its_clients_tunnelled_fl_connection...).
     plane = ControlPlaneThread.in_dir(tmp_path / "florist", timeouts=short_timeouts(agent_away_grace_seconds=3.0))
-    agent = start_agent(plane.address, "site-a", site_root)
+    agent = start_agent(plane.address, "site-a", site_root, "--fl-direct")
     try:
         job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""], rounds=1000))
         plane.start(job.id)
@@ -107,7 +137,7 @@ def test_a_job_whose_agent_stays_away_past_the_grace_fails_naming_it_and_its_cli
         failed = plane.wait_state(job.id, {job_pb2.JOB_STATE_FINISHED_WITH_ERROR}, timeout=60)
         assert "agent site-a" in failed.error_message and "disconnected" in failed.error_message
         # The site's client kept running without its agent; the agent's return stops it.
-        agent = start_agent(plane.address, "site-a", site_root)
+        agent = start_agent(plane.address, "site-a", site_root, "--fl-direct")
         wait_for(lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie", 60, "stop")
     finally:
         agent.stop()
@@ -121,7 +151,8 @@ def test_a_restarted_control_plane_re_adopts_agent_run_clients_when_the_agent_re
     port = str(free_port())
     data_dir = tmp_path / "florist"
     served = serve(data_dir, "--port", port)
-    agent = start_agent(served.address, "site-a", site_root)
+    # --fl-direct: a tunnelled FL connection runs through the control plane and ends with it (README "Run a site").
+    agent = start_agent(served.address, "site-a", site_root, "--fl-direct")
     again: Served | None = None
     try:
         with grpc.insecure_channel(served.address) as channel:

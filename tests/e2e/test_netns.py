@@ -1,8 +1,11 @@
 """Multi-host: a control plane and two sites, each in its own network namespace, joined by a bridge.
 
 The control plane serves TLS with an auth file; each site runs `florist-grpc agent` over TLS with its own agent
-token and opens no port but its loopback Redis. A 2-site job trains to success; refusals happen before anything
-runs. Everything network-facing lives in namespaces this test creates and deletes (root needed for `ip netns`).
+token and opens no port but its loopback Redis and its clients' tunnel listeners. Firewalls (nftables rules the
+test sets) leave one way through: the control plane's namespace accepts connections on its gRPC port only, and
+each site may reach nothing but that port (issue 22: FL traffic rides the agent's connection). A 2-site job trains
+to success; refusals happen before anything runs. Everything network-facing lives in namespaces this test creates
+and deletes (root needed for `ip netns`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,34 @@ from tests.e2e.sites import AgentProcess, agent_command, sha, start_agent
 ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "10.200.0"  # inside the test's own namespaces only
 CONTROL_PLANE_IP = f"{SUBNET}.1"
+GRPC_PORT = 50051  # the control plane's namespace is its own: the port is free there
+NFT = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
+# Inbound to the control plane: its gRPC port only. Outbound from a site: that port only (replies to what it
+# opened are "established").
+CONTROL_PLANE_RULES = f"""
+table inet florist {{
+  chain input {{ type filter hook input priority 0; policy drop;
+    iif lo accept
+    ct state established,related accept
+    tcp dport {GRPC_PORT} accept
+  }}
+}}
+"""
+SITE_RULES = f"""
+table inet florist {{
+  chain output {{ type filter hook output priority 0; policy drop;
+    oif lo accept
+    ct state established,related accept
+    ip daddr {CONTROL_PLANE_IP} tcp dport {GRPC_PORT} accept
+  }}
+}}
+"""
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs the suite as root)"),
     pytest.mark.skipif(shutil.which("ip") is None, reason="the `ip` command (iproute2) is not installed"),
+    pytest.mark.skipif(NFT is None, reason="nftables is not installed (`make system-deps` installs it as root)"),
 ]
 
 
@@ -82,6 +108,25 @@ def pki(tmp_path: Path) -> Pki:
     return issue_pki(tmp_path, [CONTROL_PLANE_IP, "127.0.0.1"])
 
 
+def firewall(net: Network) -> None:
+    """Drop everything but the control plane's gRPC port, both at the control plane and at the sites."""
+    assert NFT is not None
+    for namespace, rules in [(net.control_plane, CONTROL_PLANE_RULES)] + [(s, SITE_RULES) for s in net.sites]:
+        subprocess.run([*net.exec(namespace), NFT, "-f", "-"], input=rules, check=True, text=True, timeout=30)
+
+
+def reaches(net: Network, namespace: str, port: int) -> str:
+    """What a TCP connect from `namespace` to the control plane's `port` meets: connected, refused or dropped."""
+    probe = (
+        "import socket, sys\n"
+        "try:\n"
+        f"    socket.create_connection(('{CONTROL_PLANE_IP}', {port}), timeout=2).close(); print('connected')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except OSError: print('dropped')\n"
+    )
+    return run(*net.exec(namespace), sys.executable, "-c", probe).strip()
+
+
 def listening(net: Network, namespace: str) -> list[str]:
     """Local addresses of every listening TCP socket in the namespace."""
     lines = run(*net.exec(namespace), "ss", "-ltnH").splitlines()
@@ -101,10 +146,11 @@ def test_two_sites_in_their_own_namespaces_train_over_tls_with_agent_tokens(
         root.mkdir()
         shutil.copy(data, root / "c.pt")
         roots.append(root)
+    firewall(network)
     serve = subprocess.Popen(
         [
             *network.exec(network.control_plane),
-            str(BIN / "florist-grpc"), "serve", "--host", CONTROL_PLANE_IP, "--port", "0",
+            str(BIN / "florist-grpc"), "serve", "--host", CONTROL_PLANE_IP, "--port", str(GRPC_PORT),
             "--data-dir", str(tmp_path / "florist"), "--auth-file", str(tokens),
             "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
         ],
@@ -118,7 +164,10 @@ def test_two_sites_in_their_own_namespaces_train_over_tls_with_agent_tokens(
         line = serve.stdout.readline()
         assert "listening on" in line, (tmp_path / "serve.log").read_text()
         address = line.strip().rsplit(" ", 1)[-1]
-        assert address.startswith(CONTROL_PLANE_IP)
+        assert address == f"{CONTROL_PLANE_IP}:{GRPC_PORT}"
+        # The rules hold: the gRPC port answers, any other port is silently dropped (not even refused).
+        assert reaches(network, network.sites[0], GRPC_PORT) == "connected"
+        assert reaches(network, network.sites[0], GRPC_PORT + 1) == "dropped"
 
         # Plaintext to a non-loopback control plane is refused unless --insecure: the token never leaves in clear.
         plain = subprocess.run(
@@ -160,6 +209,17 @@ def test_two_sites_in_their_own_namespaces_train_over_tls_with_agent_tokens(
             assert client["state"] == "CLIENT_STATE_FINISHED"
             assert "shutdown" in client["report"] and set(client["report"]["rounds"]) == {"1", "2"}
         assert all(log.strip() for log in seen["logs"])  # each site's client log, read through its session
+        # Each site's FL client reached the FL server through its agent's tunnel, joined on the control plane.
+        served = (tmp_path / "serve.log").read_text()
+        for i in (1, 2):
+            assert f"agent site-{i}: client" in served, served[-3000:]
+        assert "FL connection joined to 127.0.0.1:" in served
+        # Its remote clients all tunnelled, so the job's FL server listened on loopback only: nothing in the control
+        # plane's namespace listened beyond loopback but the gRPC port.
+        port = seen["server_address"].rsplit(":", 1)[1]
+        listened = {a.replace("[::ffff:", "").replace("]:", ":") for a in seen["listening"]}  # IPv4-mapped as v4
+        assert f"127.0.0.1:{port}" in listened, listened
+        assert {a for a in listened if not a.startswith(("127.", "[::1"))} == {f"{CONTROL_PLANE_IP}:{GRPC_PORT}"}
 
         # Sites dial out: nothing at a site listens beyond loopback (the agent's own Redis for its clients).
         for namespace in network.sites:

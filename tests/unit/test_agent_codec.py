@@ -73,7 +73,7 @@ MESSAGES: list[AgentMessage] = [
         (KnownClient("c1", running=True), KnownClient("c2", False, 0), KnownClient("c3", False, -9)),
         "its Redis does not answer",
     ),
-    AgentHello("site-b", clients=(KnownClient("c4", running=False),)),  # adopted, ended: its code is unknown
+    AgentHello("site-b", clients=(KnownClient("c4", running=False),), fl_direct=True),  # adopted, ended: code unknown
     ProcessStarted("r1", "c0ffee", 4242, "/data/.florist-agent/logs/c0ffee.log"),
     ProcessExited("c0ffee", 1, "Traceback (most recent call last): ..."),
     ProcessExited("c0ffee", None),

@@ -40,6 +40,7 @@ def client(exit: Exit | None, report: dict[str, str] | None = None, index: int =
 OK = JobState.FINISHED_SUCCESSFULLY
 ERROR = JobState.FINISHED_WITH_ERROR
 
+CUT = "lost its FL connection: agent site-a's connection to the control plane dropped"
 LOST = Exit(None, "was lost: agent site-a stayed disconnected for more than 60s")  # its agent stayed away
 
 CASES = [
@@ -79,6 +80,20 @@ CASES = [
         [client(CLEAN), client(KILLED, index=1)],
         None,
         Verdict(ERROR, "FL client 1 (u1) was killed by SIGKILL"),
+    ),
+    (
+        "a client whose tunnelled FL connection dropped with its agent's is why its server then exited with an error",
+        server(CRASHED, {"fit_start": "t"}),
+        [client(RUNNING), ProcessFacts("FL client 1 (u1)", RUNNING, {}, connection_lost=CUT)],
+        None,
+        Verdict(ERROR, f"FL client 1 (u1) {CUT}"),
+    ),
+    (
+        "a dropped FL connection does not fail a run whose server finished",
+        server(CLEAN, DONE),
+        [client(CLEAN), ProcessFacts("FL client 1 (u1)", CLEAN, {}, connection_lost=CUT)],
+        None,
+        Verdict(OK),
     ),
     ("a clean finish", server(CLEAN, DONE), [client(CLEAN)], None, Verdict(OK)),
     ("clients done, server still reporting", server(RUNNING, DONE), [client(CLEAN)], None, Waiting()),

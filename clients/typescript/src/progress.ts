@@ -36,6 +36,10 @@ export class JobProgress {
     if (event.source?.kind === SourceKind.SERVER && isObject(report)) {
       lines.push(...this.newlyEvaluatedRounds(report));
     }
+    // The control plane tells the job something (a report set aside, a bound met): not a state change.
+    if (event.source?.kind === SourceKind.JOB && typeof patch["notice"] === "string") {
+      lines.push(`notice: ${patch["notice"]}`);
+    }
     if (event.jobState !== this.state) {
       this.state = event.jobState;
       const why = typeof patch["error_message"] === "string" && patch["error_message"] ? `: ${patch["error_message"]}` : "";

@@ -53,3 +53,15 @@ test("the training loss is the clients' mean when the FL server reports none, on
   const [ours] = roundsTable(job({ fit_round_metrics: { "train - loss": 0.1 } }, [1, 0.5]));
   assert.equal(ours.trainLoss, 0.1, "the server's aggregate when it reports one");
 });
+
+test("a notice of the control plane is told, as the Python CLI tells it", () => {
+  const progress = new JobProgress();
+  const notice = "report of FL client 0 set aside: 2 MiB, over the 1 MiB bound";
+  const event = create(MetricsEventSchema, {
+    sequence: 1n,
+    source: { kind: SourceKind.JOB },
+    patch: { notice },
+    jobState: JobState.UNSPECIFIED,
+  });
+  assert.deepEqual(progress.apply(event), [`notice: ${notice}`]);
+});

@@ -157,6 +157,7 @@ class AgentHello(_message.Message):
     CLIENTS_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
     MAX_CLIENTS_FIELD_NUMBER: _builtins.int
+    FL_DIRECT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The agent's name (`--name`); must equal the name its token is bound to."""
     version: _builtins.str
@@ -167,6 +168,10 @@ class AgentHello(_message.Message):
     """Why the agent cannot run FL clients now (e.g. its Redis is down and cannot be restarted); empty when healthy."""
     max_clients: _builtins.int
     """The most FL clients it runs at once (`--max-clients`); 0 = no limit. Jobs beyond it wait in the queue."""
+    fl_direct: _builtins.bool
+    """Its FL clients connect to FL servers directly (`--fl-direct`), not through AgentService.Tunnel: their jobs'
+    FL servers must then listen beyond loopback.
+    """
     @_builtins.property
     def devices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Devices FL clients can use on this machine: "cpu", then "cuda:0", "cuda:1", ..."""
@@ -185,10 +190,11 @@ class AgentHello(_message.Message):
         clients: _abc.Iterable[Global___KnownClient] | None = ...,
         problem: _builtins.str = ...,
         max_clients: _builtins.int = ...,
+        fl_direct: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clients", b"clients", "data_root", b"data_root", "devices", b"devices", "max_clients", b"max_clients", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clients", b"clients", "data_root", b"data_root", "devices", b"devices", "fl_direct", b"fl_direct", "max_clients", b"max_clients", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -757,3 +763,85 @@ class AgentInfo(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentInfo: _TypeAlias = AgentInfo  # noqa: Y015
+
+@_typing.final
+class TunnelRequest(_message.Message):
+    """A message from the agent on a Tunnel stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Bytes the FL client sent, in order (at most 64 KiB per message)."""
+    @_builtins.property
+    def open(self) -> Global___TunnelOpen:
+        """First message of every tunnel: which client's connection this is."""
+
+    def __init__(
+        self,
+        *,
+        open: Global___TunnelOpen | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "message", b"message", "open", b"open"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "message", b"message", "open", b"open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["open", "data"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___TunnelRequest: _TypeAlias = TunnelRequest  # noqa: Y015
+
+@_typing.final
+class TunnelOpen(_message.Message):
+    """The connection a tunnel carries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_FIELD_NUMBER: _builtins.int
+    CLIENT_UUID_FIELD_NUMBER: _builtins.int
+    agent: _builtins.str
+    """The agent's name; must equal the name its token is bound to."""
+    client_uuid: _builtins.str
+    """Run uuid of the client (as in LaunchClient) whose FL connection this is."""
+    def __init__(
+        self,
+        *,
+        agent: _builtins.str = ...,
+        client_uuid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "client_uuid", b"client_uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TunnelOpen: _TypeAlias = TunnelOpen  # noqa: Y015
+
+@_typing.final
+class TunnelResponse(_message.Message):
+    """A message from the control plane on a Tunnel stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    EOF_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Bytes the FL server sent, in order (at most 64 KiB per message)."""
+    eof: _builtins.bool
+    """The FL server closed its sending side: no data follows (the client's side may still send)."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        eof: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "eof", b"eof"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TunnelResponse: _TypeAlias = TunnelResponse  # noqa: Y015

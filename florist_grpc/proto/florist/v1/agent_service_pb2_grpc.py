@@ -46,6 +46,11 @@ class AgentServiceStub:
                 request_serializer=florist_dot_v1_dot_agent__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=florist_dot_v1_dot_agent__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.Tunnel = channel.stream_stream(
+                '/florist.v1.AgentService/Tunnel',
+                request_serializer=florist_dot_v1_dot_agent__service__pb2.TunnelRequest.SerializeToString,
+                response_deserializer=florist_dot_v1_dot_agent__service__pb2.TunnelResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -76,6 +81,20 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Tunnel(self, request_iterator, context):
+        """One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+        for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+        The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+        PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+        loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+        Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+        response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+        role `agent` may call it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -88,6 +107,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=florist_dot_v1_dot_agent__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=florist_dot_v1_dot_agent__service__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'Tunnel': grpc.stream_stream_rpc_method_handler(
+                    servicer.Tunnel,
+                    request_deserializer=florist_dot_v1_dot_agent__service__pb2.TunnelRequest.FromString,
+                    response_serializer=florist_dot_v1_dot_agent__service__pb2.TunnelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -146,6 +170,33 @@ class AgentService:
             '/florist.v1.AgentService/ListAgents',
             florist_dot_v1_dot_agent__service__pb2.ListAgentsRequest.SerializeToString,
             florist_dot_v1_dot_agent__service__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tunnel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/florist.v1.AgentService/Tunnel',
+            florist_dot_v1_dot_agent__service__pb2.TunnelRequest.SerializeToString,
+            florist_dot_v1_dot_agent__service__pb2.TunnelResponse.FromString,
             options,
             channel_credentials,
             insecure,

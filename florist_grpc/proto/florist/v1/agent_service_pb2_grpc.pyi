@@ -49,6 +49,16 @@ class AgentServiceStub:
     """
     ListAgents: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentsRequest, _agent_service_pb2.ListAgentsResponse]
     """The agents the control plane knows of (connected now or since it started). Viewer and up."""
+    Tunnel: _grpc.StreamStreamMultiCallable[_agent_service_pb2.TunnelRequest, _agent_service_pb2.TunnelResponse]
+    """One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+    for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+    The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+    PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+    loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+    Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+    response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+    role `agent` may call it.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -71,6 +81,16 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """
     ListAgents: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentsRequest, _agent_service_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """The agents the control plane knows of (connected now or since it started). Viewer and up."""
+    Tunnel: _aio.StreamStreamMultiCallable[_agent_service_pb2.TunnelRequest, _agent_service_pb2.TunnelResponse]  # type: ignore[assignment]
+    """One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+    for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+    The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+    PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+    loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+    Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+    response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+    role `agent` may call it.
+    """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Sites dial out: `florist-grpc agent` on a data-holding machine opens one long-lived, authenticated session to
@@ -102,5 +122,21 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_service_pb2.ListAgentsResponse, _abc.Awaitable[_agent_service_pb2.ListAgentsResponse]]:
         """The agents the control plane knows of (connected now or since it started). Viewer and up."""
+
+    @_abc_1.abstractmethod
+    def Tunnel(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_service_pb2.TunnelRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_service_pb2.TunnelResponse], _abc.AsyncIterator[_agent_service_pb2.TunnelResponse]]:
+        """One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+        for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+        The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+        PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+        loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+        Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+        response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+        role `agent` may call it.
+        """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/agent_service.proto.
  */
 export const file_florist_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mbG9yaXN0L3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmZsb3Jpc3QudjEiqQMKDkNvbm5lY3RSZXF1ZXN0EicKBWhlbGxvGAEgASgLMhYuZmxvcmlzdC52MS5BZ2VudEhlbGxvSAASNQoPcHJvY2Vzc19zdGFydGVkGAIgASgLMhouZmxvcmlzdC52MS5Qcm9jZXNzU3RhcnRlZEgAEjMKDnByb2Nlc3NfZXhpdGVkGAMgASgLMhkuZmxvcmlzdC52MS5Qcm9jZXNzRXhpdGVkSAASKQoJbG9nX2NodW5rGAQgASgLMhQuZmxvcmlzdC52MS5Mb2dDaHVua0gAEjEKDXJlcG9ydF9jaGFuZ2UYBSABKAsyGC5mbG9yaXN0LnYxLlJlcG9ydENoYW5nZUgAEjgKEWRhdGFfY2hlY2tfcmVzdWx0GAYgASgLMhsuZmxvcmlzdC52MS5EYXRhQ2hlY2tSZXN1bHRIABIzCg5yZXF1ZXN0X2ZhaWxlZBgHIAEoCzIZLmZsb3Jpc3QudjEuUmVxdWVzdEZhaWxlZEgAEioKCWhlYXJ0YmVhdBgIIAEoCzIVLmZsb3Jpc3QudjEuSGVhcnRiZWF0SABCCQoHbWVzc2FnZSKxAgoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5mbG9yaXN0LnYxLldlbGNvbWVIABIxCg1sYXVuY2hfY2xpZW50GAIgASgLMhguZmxvcmlzdC52MS5MYXVuY2hDbGllbnRIABItCgtzdG9wX2NsaWVudBgDIAEoCzIWLmZsb3Jpc3QudjEuU3RvcENsaWVudEgAEicKCHJlYWRfbG9nGAQgASgLMhMuZmxvcmlzdC52MS5SZWFkTG9nSAASKwoKY2hlY2tfZGF0YRgFIAEoCzIVLmZsb3Jpc3QudjEuQ2hlY2tEYXRhSAASMwoOY2FuY2VsX3JlcXVlc3QYBiABKAsyGS5mbG9yaXN0LnYxLkNhbmNlbFJlcXVlc3RIAEIJCgdtZXNzYWdlIp8BCgpBZ2VudEhlbGxvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdkZXZpY2VzGAMgAygJEhEKCWRhdGFfcm9vdBgEIAEoCRIoCgdjbGllbnRzGAUgAygLMhcuZmxvcmlzdC52MS5Lbm93bkNsaWVudBIPCgdwcm9ibGVtGAYgASgJEhMKC21heF9jbGllbnRzGAcgASgFIl8KC0tub3duQ2xpZW50EhMKC2NsaWVudF91dWlkGAEgASgJEg8KB3J1bm5pbmcYAiABKAgSEQoJZXhpdF9jb2RlGAMgASgFEhcKD2V4aXRfY29kZV9rbm93bhgEIAEoCCIJCgdXZWxjb21lItUCCgxMYXVuY2hDbGllbnQSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRIWCg5zZXJ2ZXJfYWRkcmVzcxgDIAEoCRIRCglkYXRhX3BhdGgYBCABKAkSDQoFbW9kZWwYBSABKAkSEQoJb3B0aW1pemVyGAYgASgJEhMKC2NsaWVudF90eXBlGAcgASgJEi4KDXNlcnZlcl9jb25maWcYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg4KBmRldmljZRgJIAEoCRILCgN0bHMYCiABKAgSEwoLaW5wdXRfc2hhcGUYCyADKAUSEwoLbnVtX2NsYXNzZXMYDCABKAUSLQoMbW9kZWxfY29uZmlnGA0gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIUCgxsYWJlbF9jb2x1bW4YDiABKAkiWAoOUHJvY2Vzc1N0YXJ0ZWQSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRILCgNwaWQYAyABKAMSEAoIbG9nX3BhdGgYBCABKAkiYgoNUHJvY2Vzc0V4aXRlZBITCgtjbGllbnRfdXVpZBgBIAEoCRIRCglleGl0X2NvZGUYAiABKAUSFwoPZXhpdF9jb2RlX2tub3duGAMgASgIEhAKCGxvZ190YWlsGAQgASgJIiEKClN0b3BDbGllbnQSEwoLY2xpZW50X3V1aWQYASABKAkiUgoHUmVhZExvZxISCgpyZXF1ZXN0X2lkGAEgASgJEhMKC2NsaWVudF91dWlkGAIgASgJEg4KBm9mZnNldBgDIAEoAxIOCgZmb2xsb3cYBCABKAgiTgoITG9nQ2h1bmsSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEhMKC25leHRfb2Zmc2V0GAMgASgDEgsKA2VuZBgEIAEoCCIjCg1DYW5jZWxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiVwoJQ2hlY2tEYXRhEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJZGF0YV9wYXRoGAIgASgJEg0KBXByb2JlGAMgASgIEhQKDGxhYmVsX2NvbHVtbhgEIAEoCSJsCg9EYXRhQ2hlY2tSZXN1bHQSEgoKcmVxdWVzdF9pZBgBIAEoCRIKCgJvaxgCIAEoCBIPCgdwcm9ibGVtGAMgASgJEigKB3N1bW1hcnkYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IkIKDVJlcXVlc3RGYWlsZWQSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgRjb2RlGAIgASgFEg8KB21lc3NhZ2UYAyABKAkiOAoMUmVwb3J0Q2hhbmdlEhMKC2NsaWVudF91dWlkGAEgASgJEhMKC3JlcG9ydF9qc29uGAIgASgJIhwKCUhlYXJ0YmVhdBIPCgdwcm9ibGVtGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjsKEkxpc3RBZ2VudHNSZXNwb25zZRIlCgZhZ2VudHMYASADKAsyFS5mbG9yaXN0LnYxLkFnZW50SW5mbyLtAQoJQWdlbnRJbmZvEgwKBG5hbWUYASABKAkSEQoJY29ubmVjdGVkGAIgASgIEjAKDGNvbm5lY3RfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoObGFzdF9zZWVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RldmljZXMYBSADKAkSDwoHdmVyc2lvbhgGIAEoCRIRCglkYXRhX3Jvb3QYByABKAkSDwoHcHJvYmxlbRgIIAEoCRITCgttYXhfY2xpZW50cxgJIAEoBTKjAQoMQWdlbnRTZXJ2aWNlEkYKB0Nvbm5lY3QSGi5mbG9yaXN0LnYxLkNvbm5lY3RSZXF1ZXN0GhsuZmxvcmlzdC52MS5Db25uZWN0UmVzcG9uc2UoATABEksKCkxpc3RBZ2VudHMSHS5mbG9yaXN0LnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uZmxvcmlzdC52MS5MaXN0QWdlbnRzUmVzcG9uc2VClAEKDWFpLmZsb3Jpc3QudjFCEUFnZW50U2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZmxvcmlzdC1ncnBjL2Zsb3Jpc3QtZ3JwYy9nZW4vZ28vZmxvcmlzdC92MTtmbG9yaXN0djGiAgNGWFiqAgpGbG9yaXN0LlYxygIKRmxvcmlzdFxWMeoCC0Zsb3Jpc3Q6OlYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch5mbG9yaXN0L3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmZsb3Jpc3QudjEiqQMKDkNvbm5lY3RSZXF1ZXN0EicKBWhlbGxvGAEgASgLMhYuZmxvcmlzdC52MS5BZ2VudEhlbGxvSAASNQoPcHJvY2Vzc19zdGFydGVkGAIgASgLMhouZmxvcmlzdC52MS5Qcm9jZXNzU3RhcnRlZEgAEjMKDnByb2Nlc3NfZXhpdGVkGAMgASgLMhkuZmxvcmlzdC52MS5Qcm9jZXNzRXhpdGVkSAASKQoJbG9nX2NodW5rGAQgASgLMhQuZmxvcmlzdC52MS5Mb2dDaHVua0gAEjEKDXJlcG9ydF9jaGFuZ2UYBSABKAsyGC5mbG9yaXN0LnYxLlJlcG9ydENoYW5nZUgAEjgKEWRhdGFfY2hlY2tfcmVzdWx0GAYgASgLMhsuZmxvcmlzdC52MS5EYXRhQ2hlY2tSZXN1bHRIABIzCg5yZXF1ZXN0X2ZhaWxlZBgHIAEoCzIZLmZsb3Jpc3QudjEuUmVxdWVzdEZhaWxlZEgAEioKCWhlYXJ0YmVhdBgIIAEoCzIVLmZsb3Jpc3QudjEuSGVhcnRiZWF0SABCCQoHbWVzc2FnZSKxAgoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5mbG9yaXN0LnYxLldlbGNvbWVIABIxCg1sYXVuY2hfY2xpZW50GAIgASgLMhguZmxvcmlzdC52MS5MYXVuY2hDbGllbnRIABItCgtzdG9wX2NsaWVudBgDIAEoCzIWLmZsb3Jpc3QudjEuU3RvcENsaWVudEgAEicKCHJlYWRfbG9nGAQgASgLMhMuZmxvcmlzdC52MS5SZWFkTG9nSAASKwoKY2hlY2tfZGF0YRgFIAEoCzIVLmZsb3Jpc3QudjEuQ2hlY2tEYXRhSAASMwoOY2FuY2VsX3JlcXVlc3QYBiABKAsyGS5mbG9yaXN0LnYxLkNhbmNlbFJlcXVlc3RIAEIJCgdtZXNzYWdlIrIBCgpBZ2VudEhlbGxvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdkZXZpY2VzGAMgAygJEhEKCWRhdGFfcm9vdBgEIAEoCRIoCgdjbGllbnRzGAUgAygLMhcuZmxvcmlzdC52MS5Lbm93bkNsaWVudBIPCgdwcm9ibGVtGAYgASgJEhMKC21heF9jbGllbnRzGAcgASgFEhEKCWZsX2RpcmVjdBgUIAEoCCJfCgtLbm93bkNsaWVudBITCgtjbGllbnRfdXVpZBgBIAEoCRIPCgdydW5uaW5nGAIgASgIEhEKCWV4aXRfY29kZRgDIAEoBRIXCg9leGl0X2NvZGVfa25vd24YBCABKAgiCQoHV2VsY29tZSLVAgoMTGF1bmNoQ2xpZW50EhIKCnJlcXVlc3RfaWQYASABKAkSEwoLY2xpZW50X3V1aWQYAiABKAkSFgoOc2VydmVyX2FkZHJlc3MYAyABKAkSEQoJZGF0YV9wYXRoGAQgASgJEg0KBW1vZGVsGAUgASgJEhEKCW9wdGltaXplchgGIAEoCRITCgtjbGllbnRfdHlwZRgHIAEoCRIuCg1zZXJ2ZXJfY29uZmlnGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZkZXZpY2UYCSABKAkSCwoDdGxzGAogASgIEhMKC2lucHV0X3NoYXBlGAsgAygFEhMKC251bV9jbGFzc2VzGAwgASgFEi0KDG1vZGVsX2NvbmZpZxgNIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMbGFiZWxfY29sdW1uGA4gASgJIlgKDlByb2Nlc3NTdGFydGVkEhIKCnJlcXVlc3RfaWQYASABKAkSEwoLY2xpZW50X3V1aWQYAiABKAkSCwoDcGlkGAMgASgDEhAKCGxvZ19wYXRoGAQgASgJImIKDVByb2Nlc3NFeGl0ZWQSEwoLY2xpZW50X3V1aWQYASABKAkSEQoJZXhpdF9jb2RlGAIgASgFEhcKD2V4aXRfY29kZV9rbm93bhgDIAEoCBIQCghsb2dfdGFpbBgEIAEoCSIhCgpTdG9wQ2xpZW50EhMKC2NsaWVudF91dWlkGAEgASgJIlIKB1JlYWRMb2cSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRIOCgZvZmZzZXQYAyABKAMSDgoGZm9sbG93GAQgASgIIk4KCExvZ0NodW5rEhIKCnJlcXVlc3RfaWQYASABKAkSDAoEdGV4dBgCIAEoCRITCgtuZXh0X29mZnNldBgDIAEoAxILCgNlbmQYBCABKAgiIwoNQ2FuY2VsUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIlcKCUNoZWNrRGF0YRISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCWRhdGFfcGF0aBgCIAEoCRINCgVwcm9iZRgDIAEoCBIUCgxsYWJlbF9jb2x1bW4YBCABKAkibAoPRGF0YUNoZWNrUmVzdWx0EhIKCnJlcXVlc3RfaWQYASABKAkSCgoCb2sYAiABKAgSDwoHcHJvYmxlbRgDIAEoCRIoCgdzdW1tYXJ5GAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJCCg1SZXF1ZXN0RmFpbGVkEhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJIjgKDFJlcG9ydENoYW5nZRITCgtjbGllbnRfdXVpZBgBIAEoCRITCgtyZXBvcnRfanNvbhgCIAEoCSIcCglIZWFydGJlYXQSDwoHcHJvYmxlbRgBIAEoCSITChFMaXN0QWdlbnRzUmVxdWVzdCI7ChJMaXN0QWdlbnRzUmVzcG9uc2USJQoGYWdlbnRzGAEgAygLMhUuZmxvcmlzdC52MS5BZ2VudEluZm8i7QEKCUFnZW50SW5mbxIMCgRuYW1lGAEgASgJEhEKCWNvbm5lY3RlZBgCIAEoCBIwCgxjb25uZWN0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3Rfc2Vlbl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZXZpY2VzGAUgAygJEg8KB3ZlcnNpb24YBiABKAkSEQoJZGF0YV9yb290GAcgASgJEg8KB3Byb2JsZW0YCCABKAkSEwoLbWF4X2NsaWVudHMYCSABKAUiUgoNVHVubmVsUmVxdWVzdBImCgRvcGVuGAEgASgLMhYuZmxvcmlzdC52MS5UdW5uZWxPcGVuSAASDgoEZGF0YRgCIAEoDEgAQgkKB21lc3NhZ2UiMAoKVHVubmVsT3BlbhINCgVhZ2VudBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCSIrCg5UdW5uZWxSZXNwb25zZRIMCgRkYXRhGAEgASgMEgsKA2VvZhgCIAEoCDLoAQoMQWdlbnRTZXJ2aWNlEkYKB0Nvbm5lY3QSGi5mbG9yaXN0LnYxLkNvbm5lY3RSZXF1ZXN0GhsuZmxvcmlzdC52MS5Db25uZWN0UmVzcG9uc2UoATABEksKCkxpc3RBZ2VudHMSHS5mbG9yaXN0LnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uZmxvcmlzdC52MS5MaXN0QWdlbnRzUmVzcG9uc2USQwoGVHVubmVsEhkuZmxvcmlzdC52MS5UdW5uZWxSZXF1ZXN0GhouZmxvcmlzdC52MS5UdW5uZWxSZXNwb25zZSgBMAFClAEKDWFpLmZsb3Jpc3QudjFCEUFnZW50U2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZmxvcmlzdC1ncnBjL2Zsb3Jpc3QtZ3JwYy9nZW4vZ28vZmxvcmlzdC92MTtmbG9yaXN0djGiAgNGWFiqAgpGbG9yaXN0LlYxygIKRmxvcmlzdFxWMeoCC0Zsb3Jpc3Q6OlYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A message from the agent to the control plane.
@@ -222,6 +222,14 @@ export type AgentHello = Message<"florist.v1.AgentHello"> & {
    * @generated from field: int32 max_clients = 7;
    */
   maxClients: number;
+
+  /**
+   * Its FL clients connect to FL servers directly (`--fl-direct`), not through AgentService.Tunnel: their jobs'
+   * FL servers must then listen beyond loopback.
+   *
+   * @generated from field: bool fl_direct = 20;
+   */
+  flDirect: boolean;
 };
 
 /**
@@ -894,6 +902,99 @@ export const AgentInfoSchema: GenMessage<AgentInfo> = /*@__PURE__*/
   messageDesc(file_florist_v1_agent_service, 19);
 
 /**
+ * A message from the agent on a Tunnel stream.
+ *
+ * @generated from message florist.v1.TunnelRequest
+ */
+export type TunnelRequest = Message<"florist.v1.TunnelRequest"> & {
+  /**
+   * What the agent sends.
+   *
+   * @generated from oneof florist.v1.TunnelRequest.message
+   */
+  message: {
+    /**
+     * First message of every tunnel: which client's connection this is.
+     *
+     * @generated from field: florist.v1.TunnelOpen open = 1;
+     */
+    value: TunnelOpen;
+    case: "open";
+  } | {
+    /**
+     * Bytes the FL client sent, in order (at most 64 KiB per message).
+     *
+     * @generated from field: bytes data = 2;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message florist.v1.TunnelRequest.
+ * Use `create(TunnelRequestSchema)` to create a new message.
+ */
+export const TunnelRequestSchema: GenMessage<TunnelRequest> = /*@__PURE__*/
+  messageDesc(file_florist_v1_agent_service, 20);
+
+/**
+ * The connection a tunnel carries.
+ *
+ * @generated from message florist.v1.TunnelOpen
+ */
+export type TunnelOpen = Message<"florist.v1.TunnelOpen"> & {
+  /**
+   * The agent's name; must equal the name its token is bound to.
+   *
+   * @generated from field: string agent = 1;
+   */
+  agent: string;
+
+  /**
+   * Run uuid of the client (as in LaunchClient) whose FL connection this is.
+   *
+   * @generated from field: string client_uuid = 2;
+   */
+  clientUuid: string;
+};
+
+/**
+ * Describes the message florist.v1.TunnelOpen.
+ * Use `create(TunnelOpenSchema)` to create a new message.
+ */
+export const TunnelOpenSchema: GenMessage<TunnelOpen> = /*@__PURE__*/
+  messageDesc(file_florist_v1_agent_service, 21);
+
+/**
+ * A message from the control plane on a Tunnel stream.
+ *
+ * @generated from message florist.v1.TunnelResponse
+ */
+export type TunnelResponse = Message<"florist.v1.TunnelResponse"> & {
+  /**
+   * Bytes the FL server sent, in order (at most 64 KiB per message).
+   *
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+
+  /**
+   * The FL server closed its sending side: no data follows (the client's side may still send).
+   *
+   * @generated from field: bool eof = 2;
+   */
+  eof: boolean;
+};
+
+/**
+ * Describes the message florist.v1.TunnelResponse.
+ * Use `create(TunnelResponseSchema)` to create a new message.
+ */
+export const TunnelResponseSchema: GenMessage<TunnelResponse> = /*@__PURE__*/
+  messageDesc(file_florist_v1_agent_service, 22);
+
+/**
  * Sites dial out: `florist-grpc agent` on a data-holding machine opens one long-lived, authenticated session to
  * the control plane and runs FL clients on request. The control plane never connects to a site.
  *
@@ -928,6 +1029,23 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof ListAgentsRequestSchema;
     output: typeof ListAgentsResponseSchema;
+  },
+  /**
+   * One FL connection of an agent's client, carried to the job's FL server: the agent listens on its own loopback
+   * for its clients and opens one Tunnel per TCP connection they make, so a site needs no route but this port.
+   * The first message must be `open`, naming a client this agent runs (NOT_FOUND for an unknown client,
+   * PERMISSION_DENIED for another agent's); the control plane then joins the stream to the FL server on its own
+   * loopback and relays bytes both ways without reading them (FL TLS, where the job has it, stays end to end).
+   * Half-close both ways: the agent ending its request stream is the FL client closing its sending side; a
+   * response with `eof` is the FL server closing its own; the call ends (OK) once both are done. Only tokens of
+   * role `agent` may call it.
+   *
+   * @generated from rpc florist.v1.AgentService.Tunnel
+   */
+  tunnel: {
+    methodKind: "bidi_streaming";
+    input: typeof TunnelRequestSchema;
+    output: typeof TunnelResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_florist_v1_agent_service, 0);
