@@ -10,8 +10,11 @@ TS     := clients/typescript
 NODE_STAMP := $(TS)/node_modules/.installed-stamp
 TS_MAIN    := $(TS)/dist/main.js
 TS_SOURCES := $(TS)/tsconfig.json $(shell find $(TS)/src -name '*.ts')
+# The dashboard page: its source in clients/web, built by esbuild into florist_grpc/web (committed: the wheel ships it).
+WEB        := clients/web
+WEB_STAMP  := $(WEB)/node_modules/.installed-stamp
 
-.PHONY: demo test lint lock proto bench clean system-deps
+.PHONY: demo test lint lock proto web system-deps bench clean
 
 LOCK_DEV := requirements-dev.lock
 LOCK_RUN := requirements.lock
@@ -32,6 +35,10 @@ $(NODE_STAMP): $(TS)/package.json $(TS)/package-lock.json
 	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
 # tsc (strict) type-checks and compiles the TypeScript client; lint depends on it, so a type error fails lint.
 $(TS_MAIN): $(NODE_STAMP) $(TS_SOURCES)
 	cd $(TS) && npm run --silent build
@@ -40,10 +47,12 @@ $(TS_MAIN): $(NODE_STAMP) $(TS_SOURCES)
 demo: $(STAMP)
 	$(BIN)/florist-grpc demo
 
-lint: $(STAMP) $(TS_MAIN)
+lint: $(STAMP) $(TS_MAIN) $(WEB_STAMP)
 	$(BIN)/python tools/check_lock.py
 	$(BIN)/python tools/genproto.py --check
 	$(BIN)/python tools/genproto_ts.py --check
+	# The dashboard: tsc type-checks it, and the committed florist_grpc/web must be what clients/web builds.
+	cd $(WEB) && npm run --silent check
 	cd protos && ../$(BIN)/buf lint
 	$(BIN)/ruff check florist_grpc tools tests bench examples
 	$(BIN)/ruff format --check florist_grpc tools tests bench examples
@@ -51,11 +60,12 @@ lint: $(STAMP) $(TS_MAIN)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
-# Debian packages some tests need (nftables for the network-namespace test), when missing and root.
+# Debian packages some tests need (nftables for the network-namespace test; slurm-wlm and munge for tests/slurm;
+# chromium for the browser tests), installed when missing and root; a stated skip otherwise.
 system-deps:
 	sh tools/install-system-deps.sh
 
-test: $(STAMP) $(TS_MAIN) system-deps lint
+test: $(STAMP) $(TS_MAIN) $(WEB_STAMP) system-deps lint
 	$(BIN)/pytest -q
 
 # Keeps every existing pin that still satisfies pyproject.toml and resolves only what changed; `make lock
@@ -68,12 +78,17 @@ lock: $(STAMP)
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) -o $(LOCK_RUN) pyproject.toml
 	$(BIN)/python tools/check_lock.py
 
-proto: $(STAMP) $(NODE_STAMP)
+proto: $(STAMP) $(NODE_STAMP) $(WEB_STAMP)
 	$(BIN)/python tools/genproto.py
 	$(BIN)/python tools/genproto_ts.py
+	cd $(WEB) && npm run --silent build  # the page bundles the generated TypeScript
+
+# Rebuild the dashboard page (florist_grpc/web) after changing clients/web or the TypeScript it shares.
+web: $(WEB_STAMP)
+	cd $(WEB) && npm run --silent typecheck && npm run --silent build
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(TS)/node_modules $(TS)/dist .florist .florist-demo
+	rm -rf $(VENV) $(TS)/node_modules $(TS)/dist $(WEB)/node_modules .florist .florist-demo

@@ -10,7 +10,18 @@ from pathlib import Path
 
 import psutil
 
-from bench import change_cost, fanout, hub_fanout, ingest, overhead, platform_scale, streams, tunnel, warm
+from bench import (
+    change_cost,
+    fanout,
+    hub_fanout,
+    ingest,
+    overhead,
+    platform_scale,
+    slurm_launcher,
+    streams,
+    tunnel,
+    warm,
+)
 from bench.stats import dump, record
 
 BENCHMARKS = {
@@ -24,6 +35,7 @@ BENCHMARKS = {
     "warm": warm.run,
     "platform": platform_scale.run,
     "tunnel": tunnel.run_bench,
+    "slurm": slurm_launcher.run,
 }
 
 

@@ -3,39 +3,18 @@ and their FLORIST_<FLAG> variables) by `Settings.build` / `AgentSettings.build`,
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from florist_grpc.domain.projects import project_name_problem
+from florist_grpc.domain.site_policy import SitePolicy
 from florist_grpc.domain.tracking import trackers_problem
 from florist_grpc.domain.validation import agent_name_problem
-from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, split_host_port
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    cert_file: Path
-    key_file: Path
-    # When set, clients must present a certificate signed by this CA (mutual TLS).
-    client_ca_file: Path | None = None
-
-
-def certificate_problem(tls: TLSConfig) -> str | None:
-    """Why a server could not use these files (unreadable, not PEM, a key that is not the certificate's), or None.
-    gRPC would only say that it could not listen on its port."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        # An empty password: an encrypted key is refused (as gRPC refuses it) instead of prompted for.
-        context.load_cert_chain(tls.cert_file, tls.key_file, password=lambda: "")
-    except (OSError, ssl.SSLError) as exc:
-        return f"--tls-cert {tls.cert_file} and --tls-key {tls.key_file}: not a certificate and its key in PEM ({exc})"
-    if tls.client_ca_file is not None:
-        try:
-            context.load_verify_locations(tls.client_ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            return f"--tls-client-ca {tls.client_ca_file}: not a CA certificate in PEM ({exc})"
-    return None
+from florist_grpc.launcher_config import LauncherSettings
+from florist_grpc.limits import Limits
+from florist_grpc.net import LOOPBACK, address_problem, is_loopback, is_wildcard, ports_problem, split_host_port
+from florist_grpc.tls_files import TLSConfig, agent_tls_problem, serve_tls
 
 
 @dataclass(frozen=True)
@@ -85,39 +64,9 @@ class Timeouts:
     # WatchJobs: a watch that has sent nothing for this long gets a BOOKMARK with the latest revision it covers
     # (proxies and load balancers drop streams that stay silent; a client learns where to resume).
     watch_bookmark_seconds: float = 30.0
-
-
-MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one report, one job's history and an embedded Redis may hold. Every bound refuses loudly (a notice in
-    the job's events, a failed job, an error to the writer), never by dropping data silently."""
-
-    # One report: a source's whole JSON document, SET again on every change and read whole by the ingest. Ours
-    # grow by 0.53 KiB per round (server) and 0.63 KiB (client) (measured on a 25-round job), so 1 MiB holds over
-    # 1,500 rounds. A larger one is never read into memory: it is set aside (the source's last stored report
-    # stands) with a notice in the job's events.
-    report_max_bytes: int = 1 * MiB
-    # One job's stored history: the bytes of its events' patches. A job stores about 0.65 KiB per source and round
-    # (measured: 1.9 KiB per round for a server and 2 clients), so 64 MiB holds 30,000 rounds of such a job and
-    # 8,000 of a 10-client one. A job past it (a site rewriting megabytes every few seconds: 300 reports of 1 MB
-    # made 159 MB of store) fails FINISHED_WITH_ERROR naming the bound: its further report changes are refused,
-    # and a run going on without a history would be one whose losses nobody can see.
-    job_history_max_bytes: int = 64 * MiB
-    # One report an agent relays for a client (and the control plane accepts from it): above report_max_bytes, so
-    # a report a little over the bound still reaches the control plane, which sets it aside with a notice the
-    # user sees; below the gRPC message bound (16 MiB). An agent does not read a larger one (it logs it).
-    relayed_report_max_bytes: int = 4 * MiB
-    # The embedded Redis (the control plane's and each agent's): `maxmemory`, with `noeviction`, so a report that
-    # does not fit is refused to its writer (which fails, saying so) instead of another run's report vanishing.
-    # It holds one report per running FL process (and per ended one until its key expires): hundreds at the bound.
-    redis_max_memory_bytes: int = 512 * MiB
-    # The largest value one Redis command may carry (`proto-max-bulk-len`, at least 1 MiB): a single SET cannot
-    # jump over `maxmemory` by hundreds of MiB. Above report_max_bytes, so a report somewhat over the bound is
-    # still stored and set aside with a notice rather than refused to its writer.
-    redis_max_value_bytes: int = 16 * MiB
+    # TLS certificates, keys and CAs, and the auth file, are looked at this often (their inode, size and mtime):
+    # a renewed file is used without a restart (SIGHUP reloads at once).
+    file_reload_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +85,8 @@ class Settings:
     advertise_host: str = ""
     # Prometheus text on http://HOST:metrics_port/metrics; 0 = no metrics endpoint.
     metrics_port: int = 0
+    # The dashboard: the page and the API for browsers (Connect, gRPC-Web) on http://HOST:http_port/; 0 = off.
+    http_port: int = 0
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     # Fork FL processes from a process that has imported torch and Flower already (launch/pool.py).
@@ -152,6 +103,13 @@ class Settings:
     mlflow_experiment: str = "florist-grpc"
     # `--tensorboard-dir`: every job's metrics as TensorBoard event files under DIR/<job id>/; None = none.
     tensorboard_dir: Path | None = None
+    # `--launcher` and the Slurm flags (launcher_config.py).
+    launcher: LauncherSettings = field(default_factory=LauncherSettings)
+
+    @property
+    def jobs_dir(self) -> Path:
+        """FL logs and models: the shared dir under a cluster launcher (every node writes there), else the data dir."""
+        return (self.launcher.shared_dir or self.data_dir.resolve()) / "jobs"
 
     @property
     def is_loopback(self) -> bool:
@@ -181,6 +139,7 @@ class Settings:
         insecure_no_auth: bool,
         advertise_host: str,
         metrics_port: int,
+        http_port: int,
         launcher_pool: bool,
         data_roots: Sequence[Path],
         max_running_jobs: int = 0,
@@ -188,25 +147,13 @@ class Settings:
         mlflow_tracking_uri: str = "",
         mlflow_experiment: str = "florist-grpc",
         tensorboard_dir: Path | None = None,
+        launcher: LauncherSettings | None = None,
     ) -> Settings:
         """Settings from serve's flags; raise ValueError with a message for the user when they do not fit
         together (named as the flags are)."""
-        tls = None
-        if tls_cert or tls_key:
-            if not (tls_cert and tls_key):
-                raise ValueError("--tls-cert and --tls-key must be given together")
-            tls = TLSConfig(tls_cert, tls_key, tls_client_ca)
-            if problem := certificate_problem(tls):
-                raise ValueError(problem)
-        elif tls_client_ca:
-            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
-        for flag, value in (("--port", port), ("--metrics-port", metrics_port)):
-            if not 0 <= value <= 65535:
-                raise ValueError(f"{flag} must be 0..65535, not {value}")
-        if metrics_port and metrics_port == port:
-            raise ValueError(
-                f"--metrics-port {metrics_port} is also --port: give the metrics endpoint a port of its own"
-            )
+        tls = serve_tls(tls_cert, tls_key, tls_client_ca)
+        if problem := ports_problem((("--port", port), ("--metrics-port", metrics_port), ("--http-port", http_port))):
+            raise ValueError(problem)
         for root in data_roots:
             if not root.is_dir():
                 raise ValueError(f"--data-root {root} is not a directory")
@@ -236,6 +183,7 @@ class Settings:
             insecure_no_auth=insecure_no_auth,
             advertise_host=advertise_host.strip(),
             metrics_port=metrics_port,
+            http_port=http_port,
             launcher_pool=launcher_pool,
             data_roots=tuple(root.resolve() for root in data_roots),
             max_running_jobs=max_running_jobs,
@@ -243,6 +191,7 @@ class Settings:
             mlflow_tracking_uri=mlflow_tracking_uri.strip(),
             mlflow_experiment=mlflow_experiment,
             tensorboard_dir=tensorboard_dir,
+            launcher=launcher or LauncherSettings(),
         )
 
 
@@ -281,6 +230,10 @@ class AgentSettings:
     max_clients: int = 0
     # Its FL clients connect to FL servers directly (`--fl-direct`), not over the session (AgentService.Tunnel).
     fl_direct: bool = False
+    # Its policy (`--allow-project`, `--allow-model`, told in its hello): empty = every project / built-in models.
+    policy: SitePolicy = field(default_factory=SitePolicy)
+    # `--audit-log`: one JSON line per launch, stop and data check; None = DATA_ROOT/.florist-agent/audit.jsonl.
+    audit_log: Path | None = None
 
     @property
     def tls(self) -> bool:
@@ -301,6 +254,9 @@ class AgentSettings:
         launcher_pool: bool,
         max_clients: int = 0,
         fl_direct: bool = False,
+        allow_projects: Sequence[str] = (),
+        allow_models: Sequence[str] = (),
+        audit_log: Path | None = None,
     ) -> AgentSettings:
         """AgentSettings from the agent's flags and its token; raise ValueError with a message for the user when
         they do not fit together."""
@@ -308,10 +264,8 @@ class AgentSettings:
             raise ValueError(f"--control-plane {control_plane!r}: {problem}")
         if problem := agent_name_problem(name):
             raise ValueError(f"--name {name!r}: {problem}")
-        if bool(tls_cert) != bool(tls_key):
-            raise ValueError("--tls-cert and --tls-key must be given together")
-        if tls_cert and not tls_ca:
-            raise ValueError("--tls-cert needs --tls-ca")
+        if problem := agent_tls_problem(tls_ca, tls_cert, tls_key):
+            raise ValueError(problem)
         host, _ = split_host_port(control_plane)
         if not tls_ca and not insecure and not is_loopback(host):
             raise ValueError(
@@ -331,6 +285,11 @@ class AgentSettings:
             raise ValueError(f"--data-root {data_root} is not a directory")
         if max_clients < 0:
             raise ValueError(f"--max-clients must be 0 (no limit) or more, not {max_clients}")
+        for project in allow_projects:
+            if problem := project_name_problem(project):
+                raise ValueError(f"--allow-project {project!r}: {problem}")
+        if any(not model.strip() for model in allow_models):
+            raise ValueError("--allow-model needs a model's catalog name")
         return cls(
             control_plane=control_plane,
             name=name,
@@ -343,4 +302,6 @@ class AgentSettings:
             launcher_pool=launcher_pool,
             max_clients=max_clients,
             fl_direct=fl_direct,
+            policy=SitePolicy(tuple(dict.fromkeys(allow_projects)), tuple(dict.fromkeys(allow_models))),
+            audit_log=audit_log,
         )

@@ -11,6 +11,7 @@ import ipaddress
 import random
 import re
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -151,4 +152,15 @@ def listen_problem(host: str, port: int) -> str | None:
                 s.listen(1)
             except OSError as exc:
                 return f"cannot listen on {address}: {exc.strerror or exc}"
+    return None
+
+
+def ports_problem(ports: Sequence[tuple[str, int]]) -> str | None:
+    """What is wrong with a server's ports, named by their flags (out of range; two servers on one port; 0 = off
+    or pick one, never a clash), or None."""
+    for i, (flag, value) in enumerate(ports):
+        if not 0 <= value <= 65535:
+            return f"{flag} must be 0..65535, not {value}"
+        if other := next((f for f, v in ports[:i] if value and v == value), None):
+            return f"{flag} {value} is also {other}: give each server a port of its own"
     return None

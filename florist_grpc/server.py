@@ -15,30 +15,31 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.audit import AuditInterceptor
-from florist_grpc.api.auth import AuthInterceptor, load_auth_file
+from florist_grpc.api.auth import AuthInterceptor
 from florist_grpc.api.callers import Callers
 from florist_grpc.api.catalog_service import CatalogServicer
-from florist_grpc.api.grpc_server import add_port, build_server, server_credentials
+from florist_grpc.api.grpc_server import add_port, build_server
 from florist_grpc.api.health_watch import HealthWatch
+from florist_grpc.api.http_server import DashboardServer
 from florist_grpc.api.job_service import JobServicer
-from florist_grpc.api.job_service import add_to_server as add_job_service
 from florist_grpc.api.metrics_interceptor import MetricsInterceptor
 from florist_grpc.api.prometheus import PlaneMetrics
 from florist_grpc.api.reflection import enable_reflection
+from florist_grpc.api.reloads import PlaneFiles
+from florist_grpc.api.services import Servicers
 from florist_grpc.api.training_service import TrainingServicer
-from florist_grpc.api.training_service import add_to_server as add_training_service
 from florist_grpc.config import Settings
-from florist_grpc.domain.model import JobState
 from florist_grpc.export import Exports
 from florist_grpc.jobs.admission import Limits
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.logs import JobLogs
 from florist_grpc.jobs.queue import Admission, QueueDispatcher, agent_sites
-from florist_grpc.jobs.recovery import recover
+from florist_grpc.jobs.recovery import recover, stop_embedded_redis
 from florist_grpc.jobs.registry import JobRegistry
 from florist_grpc.jobs.training import Trainer
 from florist_grpc.jobs.watch_hub import WatchHub
 from florist_grpc.launch.agents import Agents
+from florist_grpc.launch.backends import make_launcher
 from florist_grpc.launch.plugins import load_catalog
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.watcher import ProcessWatcher
@@ -54,8 +55,6 @@ from florist_grpc.metrics.supervisor import RedisSupervisor
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.net import listen_problem, redis_address_of
 from florist_grpc.proto.florist.v1 import agent_service_pb2, catalog_service_pb2, job_service_pb2, training_service_pb2
-from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
-from florist_grpc.proto.florist.v1 import catalog_service_pb2_grpc as catalog_grpc
 from florist_grpc.startup import step
 from florist_grpc.store.base import JobStore
 from florist_grpc.store.data_dir_lock import DataDirLock
@@ -97,6 +96,7 @@ class ControlPlane:
         self._health = HealthWatch(FLORIST_SERVICES, self.metrics, settings.timeouts.health_check_seconds)
         self._pool: LauncherPool | None = None
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
+        self._files: PlaneFiles | None = None  # its certificate and auth file, reloaded when they change
 
     async def start(self) -> None:
         """Start serving. A start that fails stops whatever it had started, in reverse order (server, metrics
@@ -115,25 +115,32 @@ class ControlPlane:
         started.callback(lock.release)  # last: once the store and Redis are closed, another serve may take it
         # Interceptor order, outermost first: metrics counts and times every call (denied ones too); audit logs
         # each mutating call with its outcome (denials too); auth runs last, right before the servicer.
-        with step(f"reading --auth-file {settings.auth_file}"):
-            tokens = load_auth_file(settings.auth_file) if settings.auth_file is not None else None
+        with step(f"reading --auth-file {settings.auth_file} and the TLS files"):
+            self._files = files = PlaneFiles(settings)
+        tokens = files.tokens
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
             MetricsInterceptor(self.metrics),
             AuditInterceptor(tokens),
         ]
-        if tokens is not None:
+        if tokens.tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
         server = build_server(interceptors)
         # Ports first: one in use fails the start before the store, Redis or the launcher pool are touched.
         with step(f"--port {settings.port}"):
             if problem := listen_problem(settings.host, settings.port):
                 raise OSError(problem)  # said before gRPC tries, which would also log its own lines about it
-            self.port = add_port(server, f"{settings.host}:{settings.port}", server_credentials(settings))
+            credentials = files.certificate.credentials() if files.certificate is not None else None
+            self.port = add_port(server, f"{settings.host}:{settings.port}", credentials)
         started.push_async_callback(self._release_port, server)
         if settings.metrics_port:
             with step(f"--metrics-port {settings.metrics_port}"):
                 self.metrics.serve(settings.host, settings.metrics_port)
             started.callback(self.metrics.close)
+        dashboard = None
+        if settings.http_port:
+            with step(f"--http-port {settings.http_port}"):
+                dashboard = DashboardServer.bind(settings, tokens)
+            started.push_async_callback(dashboard.stop)
         if settings.launcher_pool:
             # Started first: it imports torch and Flower in the background while the rest starts up.
             self._pool = LauncherPool(data_dir / "launcher-pool.log", settings.timeouts)
@@ -149,7 +156,9 @@ class ControlPlane:
         if settings.redis_url:
             self.redis_url = settings.redis_url
         else:
-            embedded = EmbeddedRedis(data_dir, settings.timeouts, settings.limits)
+            # Under Slurm FL processes on other nodes report to it: it also listens on --advertise-host.
+            also_bind = settings.advertise_host if settings.launcher.slurm else ""
+            embedded = EmbeddedRedis(data_dir, settings.timeouts, settings.limits, also_bind)
             started.push_async_callback(stop_embedded_redis, embedded, store)
             with step(f"starting the embedded Redis in {embedded.dir}"):
                 self.redis_url = await asyncio.to_thread(embedded.start)
@@ -168,7 +177,7 @@ class ControlPlane:
         )
         listener = ReportListener(self.redis_url, reader.notify)
         follower = JobFollower(store, reader, listener, ProcessWatcher(), publisher, timeouts, users.retire)
-        agents = Agents(self.redis_url, timeouts)
+        agents = Agents(self.redis_url, timeouts, fl_servers_here=not settings.launcher.slurm)
         started.push_async_callback(agents.close)
         supervisor = RedisSupervisor(embedded) if embedded is not None else None
         # Builtin models plus installed plugins, described in a subprocess (plugins import torch; we do not).
@@ -178,14 +187,20 @@ class ControlPlane:
         limits = Limits(settings.max_running_jobs, settings.max_running_jobs_per_project)
         admission = Admission(store, limits, agent_sites(agents), callers.site_projects)
         registry = JobRegistry(
-            store, redis_address_of(self.redis_url), data_dir / "jobs", settings.fl_server_host, catalog
+            store, redis_address_of(self.redis_url), settings.jobs_dir, settings.fl_server_host, catalog
         )
+        launcher = make_launcher(settings.launcher, self._pool, settings.fl_server_host)
+        started.callback(launcher.close)
+        # The address FL processes report at: the embedded Redis's --advertise-host address under Slurm.
+        fl_redis_url = self.redis_url
+        if embedded is not None and settings.launcher.slurm:
+            fl_redis_url = f"redis://{settings.advertise_host}:{embedded.port}/0"
         trainer = Trainer(
             store,
             follower,
             publisher,
             agents,
-            self.redis_url,
+            fl_redis_url,
             data_dir,
             timeouts,
             users,
@@ -196,39 +211,49 @@ class ControlPlane:
             settings.data_roots,
             callers.site_projects,
             admission,
+            launcher,
+            settings.jobs_dir,
         )
         # The queue wakes when capacity may have freed: a running job ended (the store's changes), an agent came.
         dispatcher = QueueDispatcher(admission, trainer.start_queued, trainer.end_queued)
         store.on_change(dispatcher.on_change)
         agents.on_connect.append(lambda name: dispatcher.wake())
+        files.on_tokens_changed.append(dispatcher.wake)  # a site whose token left may no longer run a queued job
         self._running = Running(store, hub, follower, agents, embedded, users, supervisor, trainer)
 
         watch_hub = WatchHub(asyncio.get_running_loop())
         store.on_change(watch_hub.publish_threadsafe)
-        add_job_service(JobServicer(registry, callers, store, watch_hub, timeouts.watch_bookmark_seconds), server)
         logs = JobLogs(registry, agents, trainer.log_path)
-        add_training_service(TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs, callers), server)
-        catalog_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(catalog), server)
-        agent_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(agents, tokens, timeouts.agent_hello_seconds), server
+        servicers = Servicers(
+            jobs=JobServicer(registry, callers, store, watch_hub, timeouts.watch_bookmark_seconds),
+            training=TrainingServicer(trainer, registry, MetricsFeed.over(store, hub), logs, callers),
+            catalog=CatalogServicer(catalog),
+            agents=AgentServicer(agents, tokens, timeouts.agent_hello_seconds),
         )
+        servicers.add_to(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
         enable_reflection(server, (*FLORIST_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
         self.metrics.count_jobs(store.count_jobs_by_state)
         follower.start()
         started.push_async_callback(asyncio.to_thread, follower.stop)
-        if exports := await asyncio.to_thread(Exports.started, settings, store, data_dir / "jobs", trainer.model_dir):
+        if exports := await asyncio.to_thread(Exports.started, settings, store, settings.jobs_dir, trainer.model_dir):
             hub.observe(exports.published)  # experiment trackers: registered after the follower, they stop first
             started.push_async_callback(asyncio.to_thread, exports.stop)
         with step("re-attaching the jobs in progress"):
-            recovered = await asyncio.to_thread(recover, store, follower, agents)
+            recovered = await asyncio.to_thread(recover, store, follower, agents, launcher.adopt)
         if recovered:
             log.info("re-attached %d IN_PROGRESS job(s)", recovered)
         dispatcher.start()  # the queue is in the store: what waited before a restart starts as it fits
         started.push_async_callback(dispatcher.stop)
+        files.start()
+        started.push_async_callback(files.stop)
         with step("starting the gRPC server"):
             await server.start()
         self._server = server
+        if dashboard is not None:
+            with step("starting the dashboard"):
+                dashboard.start(servicers)  # the browsers' API: these servicers, these tokens
+            started.push_async_callback(dashboard.stop)  # unwound first: browser calls end before what they use
 
         def store_ok() -> None:
             if supervisor is not None:
@@ -236,6 +261,11 @@ class ControlPlane:
             store.ping()
 
         await self._health.start(store_ok, self.redis_url)
+
+    def reload(self) -> None:
+        """Read the TLS files and the auth file again now (SIGHUP), whether or not they look changed."""
+        if self._files is not None:
+            self._files.reload()
 
     @property
     def launcher_pool(self) -> LauncherPool | None:
@@ -292,17 +322,3 @@ class ControlPlane:
         started, self._started = self._started, None
         if started is not None:
             await started.aclose()
-
-
-async def stop_embedded_redis(embedded: EmbeddedRedis, store: JobStore) -> None:
-    """Stop the embedded Redis unless jobs are in progress: their FL processes keep reporting into it, and a
-    restarted control plane adopts it and resumes."""
-    try:
-        in_progress = await asyncio.to_thread(store.jobs_in_state, JobState.IN_PROGRESS)
-    except Exception as exc:  # the store is unreadable: keep the Redis, as if jobs were running
-        log.warning("leaving the embedded Redis running: cannot tell whether jobs are in progress (%s)", exc)
-        return
-    if in_progress:
-        log.info("leaving the embedded Redis running for %d IN_PROGRESS job(s)", len(in_progress))
-    else:
-        await asyncio.to_thread(embedded.stop)

@@ -16,8 +16,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from florist_grpc.api import auth
-from florist_grpc.config import AgentSettings, Settings, TLSConfig
+from florist_grpc.config import AgentSettings, Settings
 from florist_grpc.testing.plane import ControlPlaneThread
+from florist_grpc.tls_files import TLSConfig
 from tests.test_compose import ROOT
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

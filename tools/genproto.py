@@ -36,10 +36,14 @@ def generate(out: Path) -> None:
             f"-I{include}",
             f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
             f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
+            f"--plugin=protoc-gen-connectrpc={bindir / 'protoc-gen-connectrpc'}",
             f"--python_out={out}",
             f"--grpc_python_out={out}",
             f"--mypy_out={out}",
             f"--mypy_grpc_out={out}",
+            # The dashboard's Connect services (api/connect_app.py), on these same _pb2 classes.
+            f"--connectrpc_out={out}",
+            "--connectrpc_opt=protobuf=google",
             *protos,
         ]
     )

@@ -20,7 +20,7 @@ from florist_grpc.domain.errors import FieldViolation, InvalidArgument, NotFound
 from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.domain.validation import DEVICE
 from florist_grpc.launch import process
-from florist_grpc.launch.agent_protocol import KnownClient, LaunchClient, ProcessExited
+from florist_grpc.launch.agent_protocol import ClientJob, KnownClient, LaunchClient, ProcessExited
 from florist_grpc.launch.handles import LocalProcess, start_local
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import probe_files
@@ -73,6 +73,7 @@ class SiteClients:
         self._stop_grace = stop_grace
         self._lock = threading.Lock()  # launches and stops run in worker threads
         self._clients: dict[str, SiteClient] = {}
+        self._jobs: dict[str, ClientJob] = {}  # the job of each client launched by this agent process (audit log)
 
     def adopt_recorded(self) -> list[str]:
         """Adopt the clients a previous agent process on this data root launched; returns their uuids."""
@@ -154,6 +155,7 @@ class SiteClients:
                 run = replace(run, server_address=tunnel, tls_server_name=name)
             handle = start_local("client", run.to_json(), self.state_dir / "logs" / f"{run.uuid}.log", self._pool)
             self._clients[run.uuid] = SiteClient(handle)
+            self._jobs[run.uuid] = request.job
             self._save()
         log.info("launched client %s (pid %d)", run.uuid, handle.ref.pid)
         return handle.ref
@@ -202,6 +204,14 @@ class SiteClients:
         if client is None:
             raise NotFound(f"no client {client_uuid} on this agent")
         return Path(client.handle.ref.log_path)
+
+    def job_of(self, client_uuid: str) -> ClientJob:
+        """The job client `client_uuid` was launched for (blank for one adopted from a previous agent)."""
+        return self._jobs.get(client_uuid, ClientJob())
+
+    def running_uuids(self) -> list[str]:
+        with self._lock:
+            return [u for u, c in self._clients.items() if c.exit is None]
 
     def any_running(self) -> bool:
         with self._lock:

@@ -1,5 +1,9 @@
 """What one accepted agent session does: answer the control plane's requests (launch, stop, check data, read a
 log) and send, unasked, its clients' reports and exits and a heartbeat carrying the agent's health.
+
+A launch or data check the site's policy excludes is refused here whatever the control plane decided (defence in
+depth: a control plane that is wrong, older or not ours cannot run a job the site does not allow). Every launch,
+stop and data check, refused or not, is one line of the audit log.
 """
 
 from __future__ import annotations
@@ -9,16 +13,20 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from florist_grpc.agent.audit import AuditLog
 from florist_grpc.agent.clients import SiteClients
 from florist_grpc.agent.reports import SiteReports
 from florist_grpc.agent.tunnels import Tunnels
 from florist_grpc.config import AgentSettings
-from florist_grpc.domain.errors import FloristError
+from florist_grpc.domain.catalog import BUILTIN_MODELS
+from florist_grpc.domain.errors import FloristError, PermissionDenied
+from florist_grpc.domain.site_policy import policy_refusal
 from florist_grpc.launch.agent_codec import request_failed
 from florist_grpc.launch.agent_protocol import (
     AgentMessage,
     CancelRequest,
     CheckData,
+    ClientJob,
     Command,
     DataCheckResult,
     Heartbeat,
@@ -49,8 +57,10 @@ class Exchange:
         tasks: dict[str, asyncio.Task[Any]],
         health: Callable[[], str],
         said_problem: str,
+        audit: AuditLog,
         tunnels: Tunnels | None = None,
     ) -> None:
+        self._audit = audit
         self._tunnels = tunnels  # None: --fl-direct
         self._health = health  # the agent's problem now ('' = healthy)
         self._said_problem = said_problem  # the problem the control plane last heard (in hello, then heartbeats)
@@ -112,8 +122,19 @@ class Exchange:
         elif isinstance(command, Unreadable):
             self._send(request_failed(command.request_id, command.error))
 
+    def _refusal(self, job: ClientJob, model: str) -> str:
+        """Why this site's policy refuses a client of `job` running `model` ('' when it allows it)."""
+        name, policy = self._settings.name, self._settings.policy
+        refusal = policy_refusal(name, policy, job.project, model, model in BUILTIN_MODELS)
+        return refusal.message if refusal is not None else ""
+
     async def _launch(self, request: LaunchClient) -> None:
-        client_uuid = request.run.uuid
+        client_uuid, job = request.run.uuid, request.job
+        where = {"client": client_uuid, "data_path": request.run.data_path}
+        if refusal := self._refusal(job, request.run.model):
+            self._audit.record("launch", job, "refused", reason=refusal, **where)
+            self._send(request_failed(request.request_id, PermissionDenied(refusal)))
+            return
         self._reports.follow([client_uuid])  # before it runs: its first report is not missed
         try:
             credentials = await asyncio.to_thread(self._reports.credentials, client_uuid)
@@ -122,16 +143,26 @@ class Exchange:
                 self._clients.launch, request, self._reports.address, credentials, self._settings.tls_ca, tunnel
             )
         except FloristError as exc:
+            self._audit.record("launch", job, "failed", reason=str(exc), **where)
             if self._tunnels is not None and not self._clients.running(client_uuid):
                 self._tunnels.close(client_uuid)
             self._send(request_failed(request.request_id, exc))
             return
+        self._audit.record("launch", job, "ok", reason=f"pid {ref.pid}", **where)
         self._send(ProcessStarted(request.request_id, client_uuid, ref.pid, ref.log_path))
 
     async def _stop(self, client_uuid: str) -> None:
+        running = self._clients.running(client_uuid)
         await asyncio.to_thread(self._clients.stop, client_uuid)
+        outcome = "ok" if running else "not running"
+        self._audit.record("stop", self._clients.job_of(client_uuid), outcome, client=client_uuid)
 
     async def _check_data(self, check: CheckData) -> None:
+        what = "probe_data" if check.probe else "check_data"
+        if refusal := self._refusal(check.job, check.job.model):
+            self._audit.record(what, check.job, "refused", data_path=check.data_path, reason=refusal)
+            self._send(DataCheckResult(check.request_id, ok=False, problem=refusal))
+            return
         problem = self._clients.check(check.data_path)
         result = DataCheckResult(check.request_id, ok=not problem, problem=problem)
         if check.probe and not problem:
@@ -140,6 +171,9 @@ class Exchange:
                 result = DataCheckResult(check.request_id, ok=True, summary=summary)
             except ProbeFailed as exc:
                 result = DataCheckResult(check.request_id, ok=False, problem=str(exc))
+        # The outcome, never the summary: it describes the data (label ranges, counts).
+        outcome = "ok" if result.ok else "failed"
+        self._audit.record(what, check.job, outcome, data_path=check.data_path, reason=result.problem)
         self._send(result)
 
     async def _read_log(self, request: ReadLog) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import redis
 
-from florist_grpc.config import Limits, Timeouts
+from florist_grpc.config import Timeouts
+from florist_grpc.limits import Limits
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.listener import ReportListener
 from florist_grpc.metrics.redis_users import RedisCredentials, RunUsers

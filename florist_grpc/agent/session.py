@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 import florist_grpc
+from florist_grpc.agent.audit import THE_AGENT, AuditLog
 from florist_grpc.agent.clients import SiteClients
 from florist_grpc.agent.devices import probe_devices
 from florist_grpc.agent.exchange import Exchange
@@ -34,8 +35,10 @@ from florist_grpc.launch.agent_protocol import AgentHello, AgentMessage, Welcome
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
+from florist_grpc.reloading import Reloadable, poll
 from florist_grpc.startup import step
 from florist_grpc.store.data_dir_lock import DataDirLock
+from florist_grpc.tls_files import TlsMaterial, read_tls
 
 log = logging.getLogger(__name__)
 ready = logging.getLogger("florist_grpc.ready")  # printed on stdout by the CLI (cli/log_setup.py), as text or JSON
@@ -88,11 +91,14 @@ class Agent:
         self._reports = SiteReports(state_dir, settings.timeouts, settings.limits)
         # FL traffic over the session (agent/tunnels.py); None with --fl-direct.
         self._tunnels = None if settings.fl_direct else Tunnels(settings.name, settings.token, state_dir)
+        self._audit = AuditLog(settings.name, settings.audit_log or state_dir / "audit.jsonl")
         self._devices: list[str] = []
         self._started: contextlib.AsyncExitStack | None = None  # what stop() undoes, in reverse order
         self._leave_clients = True  # a failed start leaves the clients it adopted (and their Redis) running
         self.problem = ""  # why this agent cannot run clients now ('' = healthy), as hello and heartbeats say
         self._failures = 0  # consecutive failed sessions
+        # --tls-ca/--tls-cert/--tls-key as last read well: each dial uses them; renewed files are read again.
+        self._tls: Reloadable[TlsMaterial] | None = None
         self._last_failure = ""
 
     async def start(self) -> None:
@@ -101,6 +107,16 @@ class Agent:
         async with contextlib.AsyncExitStack() as started:
             self._lock.acquire()  # first: names the agent holding it, before anything in the data root is touched
             started.callback(self._lock.release)
+            self._audit.open()
+            started.callback(self._audit.close)
+            s = self._settings
+            if s.tls_ca is not None:
+                with step(f"reading --tls-ca {s.tls_ca}" + (f" and --tls-cert {s.tls_cert}" if s.tls_cert else "")):
+                    self._tls = Reloadable(
+                        "--tls-ca / --tls-cert / --tls-key",
+                        [p for p in (s.tls_ca, s.tls_cert, s.tls_key) if p is not None],
+                        lambda: read_tls(s.tls_cert, s.tls_key, s.tls_ca),
+                    )
             if self._pool is not None:
                 with step("starting the launcher pool"):
                     self._pool.start()  # returns at once: it imports torch and Flower while the session comes up
@@ -121,10 +137,19 @@ class Agent:
         """Keep a session open until cancelled; raises Replaced when another agent took our name, Refused when the
         control plane refuses this agent."""
         health = asyncio.create_task(self._watch_health())
+        seconds = self._settings.timeouts.file_reload_seconds
+        files = asyncio.create_task(poll([self._tls], seconds)) if self._tls is not None else None
         try:
             await self._keep_connected()
         finally:
             health.cancel()
+            if files is not None:
+                files.cancel()
+
+    def reload(self) -> None:
+        """Read the TLS files again now (SIGHUP): the next dial uses them; the open session keeps its connection."""
+        if self._tls is not None:
+            self._tls.check(force=True)
 
     async def _keep_connected(self) -> None:
         attempt = 0
@@ -177,7 +202,11 @@ class Agent:
 
     async def _stop_clients(self) -> None:
         if not self._leave_clients:
+            running = self._clients.running_uuids()
             await asyncio.to_thread(self._clients.stop_all)
+            for client_uuid in running:
+                job = self._clients.job_of(client_uuid)
+                self._audit.record("stop", job, "ok", client=client_uuid, who=THE_AGENT, reason="the agent stopped")
 
     async def _stop_reports(self) -> None:
         keep = self._leave_clients and self._clients.any_running()
@@ -185,13 +214,10 @@ class Agent:
 
     def _channel(self) -> grpc.aio.Channel:
         s = self._settings
-        if s.tls_ca is None:
+        if self._tls is None:
             return grpc.aio.insecure_channel(s.control_plane, options=CHANNEL_OPTIONS)
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=s.tls_ca.read_bytes(),
-            private_key=s.tls_key.read_bytes() if s.tls_key else None,
-            certificate_chain=s.tls_cert.read_bytes() if s.tls_cert else None,
-        )
+        tls = self._tls.current
+        credentials = grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert_chain)
         return grpc.aio.secure_channel(s.control_plane, credentials, options=CHANNEL_OPTIONS)
 
     async def _session(self) -> AsyncIterator[None]:
@@ -206,6 +232,8 @@ class Agent:
             problem=self.problem,
             max_clients=self._settings.max_clients,
             fl_direct=self._settings.fl_direct,
+            allowed_projects=self._settings.policy.projects,
+            allowed_models=self._settings.policy.models,
         )
         outbox.put_nowait(hello)
 
@@ -235,6 +263,7 @@ class Agent:
                     tasks,
                     lambda: self.problem,
                     hello.problem,
+                    self._audit,
                     self._tunnels,
                 )
                 tasks["~pump"] = asyncio.create_task(exchange.pump())

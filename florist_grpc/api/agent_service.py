@@ -14,6 +14,7 @@ from florist_grpc.api.auth import AGENT_CONNECT, Principal, authorize
 from florist_grpc.api.callers import Callers
 from florist_grpc.api.convert import timestamp
 from florist_grpc.api.errors import bidi, unary
+from florist_grpc.api.token_table import TokenTable
 from florist_grpc.domain.errors import (
     DeadlineExceeded,
     FieldViolation,
@@ -43,10 +44,10 @@ REFUSED = "(refused token)"
 
 
 class AgentServicer(pb_grpc.AgentServiceServicer):
-    def __init__(self, agents: Agents, tokens: dict[str, Principal] | None, hello_seconds: float) -> None:
-        self._callers = Callers(tokens)
+    def __init__(self, agents: Agents, table: TokenTable, hello_seconds: float) -> None:
+        self._callers = Callers(table)
         self._agents = agents
-        self._tokens = tokens  # None: no auth file (loopback dev mode), any agent name may connect
+        self._table = table  # its tokens None: no auth file (loopback dev mode), any agent name may connect
         self._handshakes = Handshakes(hello_seconds)  # the hello deadline, and how many streams may wait for theirs
         self._hello_seconds = hello_seconds  # also the bound for a tunnel's first message, and its FL connect
 
@@ -135,11 +136,12 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     def _identify(self, context: Context) -> tuple[Principal | None, FloristError | None]:
         """The caller's principal (None without an auth file), or why its token is refused: known before any
         message, so that the hello's wait is counted under the agent the token belongs to."""
-        if self._tokens is None:
+        tokens = self._table.tokens
+        if tokens is None:
             return None, None
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         try:
-            return authorize(self._tokens, AGENT_CONNECT, metadata), None
+            return authorize(tokens, AGENT_CONNECT, metadata), None
         except (Unauthenticated, PermissionDenied) as exc:
             return None, exc
 
@@ -169,6 +171,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                     data_root=a.data_root,
                     problem=a.problem,
                     max_clients=a.max_clients,
+                    allowed_projects=a.policy.projects,
+                    allowed_models=a.policy.models,
                 )
                 for a in shown
             ]

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
 from florist_grpc.api.auth import Principal, identify
 from florist_grpc.api.call_observer import CallEnd, CallHooks, Handler, observe
+from florist_grpc.api.token_table import TokenTable
 
 log = logging.getLogger("florist_grpc.audit")
 
@@ -26,17 +28,25 @@ MUTATING = frozenset(
 )
 
 
-def job_of(call: CallEnd) -> str:
+def acted_on(request: Any, response: Any) -> str:
     """The job a call acted on: the request's job_id, else the job it returned (CreateJob)."""
-    job_id = getattr(call.request, "job_id", "")
-    if not job_id and call.response is not None and call.response.HasField("job"):
-        job_id = call.response.job.id
+    job_id = getattr(request, "job_id", "")
+    if not job_id and response is not None and response.HasField("job"):
+        job_id = response.job.id
     return str(job_id)
 
 
+def record(principal: Principal | None, method: str, job_id: str, code: str, peer: str) -> None:
+    """Write the audit line of one mutating call (both transports: gRPC here, the browser's in connect_auth.py)."""
+    who, role = (principal.name, principal.role) if principal else ("anonymous", "none")
+    caller = f"{who} ({role})" if principal else who
+    fields = {"who": who, "role": role, "method": method, "job_id": job_id, "code": code, "peer": peer}
+    log.info("audit %s %s job=%s -> %s", caller, method, job_id or "-", code, extra=fields)
+
+
 class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, tokens: dict[str, Principal] | None) -> None:
-        self._tokens = tokens  # None: the server runs without authentication; everyone is `anonymous`
+    def __init__(self, table: TokenTable) -> None:
+        self._table = table  # its tokens None: the server runs without authentication; everyone is `anonymous`
 
     async def intercept_service(
         self,
@@ -48,19 +58,11 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if method not in MUTATING:
             return handler
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
-        principal = identify(self._tokens, metadata) if self._tokens is not None else None
-        who, role = (principal.name, principal.role) if principal else ("anonymous", "none")
-        caller = f"{who} ({role})" if principal else who
+        tokens = self._table.tokens
+        principal = identify(tokens, metadata) if tokens is not None else None
 
         def ended(call: CallEnd) -> None:
-            fields = {
-                "who": who,
-                "role": role,
-                "method": method,
-                "job_id": job_of(call),
-                "code": call.code.name,
-                "peer": call.context.peer() if call.context is not None else "",
-            }
-            log.info("audit %s %s job=%s -> %s", caller, method, fields["job_id"] or "-", call.code.name, extra=fields)
+            peer = call.context.peer() if call.context is not None else ""
+            record(principal, method, acted_on(call.request, call.response), call.code.name, peer)
 
         return observe(handler, method, CallHooks(ended))

@@ -62,6 +62,8 @@ METHODS_BY_ROLE = {"viewer": VIEWER_METHODS, "operator": OPERATOR_METHODS}
 
 
 if TYPE_CHECKING:
+    from florist_grpc.api.token_table import TokenTable
+
     Handler = grpc.RpcMethodHandler[Any, Any]
 else:  # grpc's runtime class is not generic; only the stubs are
     Handler = grpc.RpcMethodHandler
@@ -162,25 +164,32 @@ def _deny(handler: Handler, status: grpc.Status) -> Handler:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, tokens: dict[str, Principal]) -> None:
-        self._tokens = tokens
+    """Authorizes each call against the tokens in force as it starts; keeps streams in `table`, so that a reload of
+    the auth file ends those of a removed token."""
+
+    def __init__(self, table: TokenTable) -> None:
+        self._table = table
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
+        from florist_grpc.api.token_table import token_digest  # runtime import: token_table imports this module
+
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        if handler_call_details.method == AGENT_CONNECT:
+        method = handler_call_details.method
+        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+        watched = self._table.watch(handler, method, token_digest(metadata))
+        if method == AGENT_CONNECT:
             # Authorized by its servicer with the same `authorize`: it waits for the hello (bounded: see
             # launch/handshakes.py), so that a refusal is logged with the agent's name, and checks that name
             # against the token's.
-            return handler
-        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+            return watched
         try:
-            authorize(self._tokens, handler_call_details.method, metadata)
+            authorize(self._table.tokens or {}, method, metadata)
         except (Unauthenticated, PermissionDenied) as exc:
             return _deny(handler, to_status(exc))
-        return handler
+        return watched

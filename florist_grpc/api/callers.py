@@ -7,23 +7,25 @@ from typing import Any
 
 import grpc
 
-from florist_grpc.api.auth import Principal, identify
+from florist_grpc.api.auth import identify
+from florist_grpc.api.token_table import TokenTable
 from florist_grpc.domain.errors import Unauthenticated
 from florist_grpc.domain.projects import AGENT_ROLE, EVERY_PROJECT, LOCAL_CALLER, Caller, Projects
 
 
 class Callers:
-    def __init__(self, tokens: dict[str, Principal] | None) -> None:
-        """`tokens` from the auth file; None without one (every call is LOCAL_CALLER, every site runs any job)."""
-        self._tokens = tokens
-        self._sites = {p.name: p.projects for p in (tokens or {}).values() if p.role == AGENT_ROLE}
+    def __init__(self, table: TokenTable) -> None:
+        """`table`: the auth file's tokens as they are now; without an auth file every call is LOCAL_CALLER and
+        every site runs any job."""
+        self._table = table
 
     def of(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         """The caller of this call."""
-        if self._tokens is None:
+        tokens = self._table.tokens
+        if tokens is None:
             return LOCAL_CALLER
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        principal = identify(self._tokens, metadata)
+        principal = identify(tokens, metadata)
         if principal is None:  # the interceptor lets no such call through; never act as nobody
             raise Unauthenticated("unknown token")
         return principal
@@ -31,6 +33,7 @@ class Callers:
     def site_projects(self, agent: str) -> Projects | None:
         """The projects whose jobs may run clients on agent `agent`'s site; None when no token of the auth file
         belongs to that agent (it cannot connect at all)."""
-        if self._tokens is None:
+        tokens = self._table.tokens
+        if tokens is None:
             return EVERY_PROJECT
-        return self._sites.get(agent)
+        return next((p.projects for p in tokens.values() if p.role == AGENT_ROLE and p.name == agent), None)

@@ -25,6 +25,7 @@ from florist_grpc.domain.model import (
     ServerLog,
 )
 from florist_grpc.domain.portable_json import whole_numbers
+from florist_grpc.domain.resources import Resources
 from florist_grpc.domain.tracking import TrackingConfig
 from florist_grpc.jobs.artifacts import ModelFile
 from florist_grpc.proto.florist.v1 import catalog_service_pb2 as catalog_pb
@@ -88,6 +89,13 @@ def job_from_proto(pb: job_pb2.Job, job_id: str, now: datetime) -> Job:
         project=pb.project.strip(),
         priority=pb.priority,
         tracking=TrackingConfig(pb.tracking.experiment.strip(), dict(pb.tracking.tags)),
+        resources=Resources(
+            cpus=pb.resources.cpus,
+            memory_mib=pb.resources.memory_mib,
+            gpus=pb.resources.gpus,
+            # A fraction of a second rounds up (a limit is never shorter than asked); negative stays negative.
+            time_limit_seconds=pb.resources.time_limit.seconds + (1 if pb.resources.time_limit.nanos > 0 else 0),
+        ),
     )
 
 
@@ -117,6 +125,11 @@ def job_to_proto(job: Job) -> job_pb2.Job:
         queue_time=timestamp(job.queue_time),
         tracking=job_pb2.TrackingConfig(experiment=job.tracking.experiment, tags=job.tracking.tags),
     )
+    if job.resources.requested:
+        pb.resources.cpus = job.resources.cpus
+        pb.resources.memory_mib = job.resources.memory_mib
+        pb.resources.gpus = job.resources.gpus
+        pb.resources.time_limit.seconds = job.resources.time_limit_seconds
     for c in job.clients:
         pb.clients.append(
             job_pb2.ClientInfo(

@@ -28,7 +28,9 @@ Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _status_of(exc: Exception) -> grpc.Status:
+def status_of_exception(exc: Exception) -> grpc.Status:
+    """The status a failed call ends with: a domain error's own (rpc_errors), INTERNAL with a logged reference
+    for anything else. Every transport (gRPC here, the browser's Connect in connect_calls.py) uses it."""
     return to_status(exc) if isinstance(exc, errors.FloristError) else internal_status(exc)
 
 
@@ -42,7 +44,7 @@ def unary(
         try:
             return await fn(self, request, context)
         except Exception as exc:
-            status = _status_of(exc)
+            status = status_of_exception(exc)
         await abort(context, status)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
@@ -61,7 +63,7 @@ def streaming(
                 yield item
             return
         except Exception as exc:
-            status = _status_of(exc)
+            status = status_of_exception(exc)
         await abort(context, status)
 
     return wrapper
@@ -79,7 +81,7 @@ def bidi(
             await fn(self, requests, context)
             return
         except Exception as exc:
-            status = _status_of(exc)
+            status = status_of_exception(exc)
         await abort(context, status)
 
     return wrapper

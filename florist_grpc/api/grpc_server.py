@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import grpc
 
 from florist_grpc.api.decoding import RequestDecoding
-from florist_grpc.config import Settings
+from florist_grpc.tls_files import TlsMaterial
 
 MiB = 1024 * 1024
 
@@ -42,16 +43,41 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    if settings.tls is None:
-        return None
-    tls = settings.tls
-    ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-        root_certificates=ca,
-        require_client_auth=ca is not None,
-    )
+class ServingCertificate:
+    """The certificate (and client CA) new connections get. gRPC asks `fetch` at every TLS handshake, on its own
+    threads; a renewed certificate (`renew`) is handed over once and used from the next handshake on, while the
+    connections already open keep theirs (grpc.dynamic_ssl_server_credentials)."""
+
+    def __init__(self, material: TlsMaterial) -> None:
+        self._lock = threading.Lock()
+        self._config = self._configuration(material)
+        self._renewed = False
+        self._require_client_auth = material.ca is not None
+
+    @staticmethod
+    def _configuration(material: TlsMaterial) -> grpc.ServerCertificateConfiguration:
+        assert material.key is not None and material.cert_chain is not None
+        return grpc.ssl_server_certificate_configuration([(material.key, material.cert_chain)], material.ca)
+
+    def renew(self, old: TlsMaterial, new: TlsMaterial) -> None:
+        """Serve `new` from the next handshake on (any thread)."""
+        config = self._configuration(new)
+        with self._lock:
+            self._config, self._renewed = config, True
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """gRPC's question at each handshake: a new configuration, or None to keep the one it has."""
+        with self._lock:
+            if not self._renewed:
+                return None
+            self._renewed = False
+            return self._config
+
+    def credentials(self) -> grpc.ServerCredentials:
+        with self._lock:
+            initial = self._config
+        fetch: Any = self.fetch  # the stubs say it must always answer; gRPC takes None as 'no change'
+        return grpc.dynamic_ssl_server_credentials(initial, fetch, self._require_client_auth)
 
 
 def add_port(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from florist_grpc.cli import jobs, logs, models, plot, service, status, training
+from florist_grpc.cli import agent_command, datasets, jobs, logs, models, plot, service, status, training
 
 app = typer.Typer(
     name="florist-grpc",
@@ -64,9 +64,9 @@ def root(
 
 # Running the service.
 app.command("serve")(service.serve)
-app.command("agent")(service.agent)
+app.command("agent")(agent_command.agent)
 app.command("demo")(service.demo)
-app.command("make-data")(service.make_data)
+app.command("make-data")(datasets.make_data)
 # Client commands.
 app.command("catalog")(jobs.catalog)
 app.add_typer(jobs.app, name="job")

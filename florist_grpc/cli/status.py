@@ -21,6 +21,7 @@ from florist_grpc.cli.options import (
     Token,
 )
 from florist_grpc.cli.output import CliError, console, guarded, print_json
+from florist_grpc.domain.site_policy import SitePolicy
 from florist_grpc.proto.florist.v1 import agent_service_pb2, agent_service_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -118,7 +119,7 @@ def agents(
     tls_ca: TlsCa = None,
     output: OutputFormat = Output.text,
 ) -> None:
-    """List the agents (sites) known to the control plane: name, connected, devices, version, last seen.
+    """List the agents (sites) known to the control plane: name, connected, devices, version, last seen, policy.
 
     With -o json: one agent per line (NDJSON, as streams), nothing when there are none. With --wait NAME, waits
     (up to --timeout) until that agent is connected: scripts start an agent and then wait for it.
@@ -134,9 +135,11 @@ def agents(
         for info in response.agents:  # NDJSON, as streams: one agent per line, nothing when there are none
             print_json(info)
         return
-    table = Table("NAME", "CONNECTED", "DEVICES", "VERSION", "LAST SEEN", "PROBLEM", box=None, pad_edge=False)
+    table = Table("NAME", "CONNECTED", "DEVICES", "VERSION", "LAST SEEN", "POLICY", "PROBLEM", box=None, pad_edge=False)
     for info in response.agents:
         seen = info.last_seen_time.ToDatetime().isoformat(timespec="seconds") if info.last_seen_time.seconds else "-"
         connected = "yes" if info.connected else "no"
-        table.add_row(info.name, connected, ", ".join(info.devices), info.version, seen, info.problem or "-")
+        policy = SitePolicy(tuple(info.allowed_projects), tuple(info.allowed_models)).describe()
+        policy += f"; max clients {info.max_clients}" if info.max_clients else ""
+        table.add_row(info.name, connected, ", ".join(info.devices), info.version, seen, policy, info.problem or "-")
     console().print(table)

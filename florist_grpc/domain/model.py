@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from florist_grpc.domain.resources import Resources
 from florist_grpc.domain.tracking import TrackingConfig
 
 JsonObject = dict[str, Any]
@@ -102,6 +103,8 @@ class ProcessRef:
     create_time: float = 0.0
     log_path: str = ""
     agent_address: str = ""
+    # Under `serve --launcher slurm`: the Slurm job that runs it (recovery re-attaches by it).
+    slurm_job_id: str = ""
 
 
 @dataclass
@@ -159,6 +162,8 @@ class Job:
     current_round: int = 0
     # The MLflow experiment of the job's run and its extra tags (empty = the control plane's defaults).
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # What each FL process may use (domain/resources.py).
+    resources: Resources = field(default_factory=Resources)
 
     def client_source(self, index: int) -> Source:
         return Source(SourceKind.CLIENT, index, self.clients[index].uuid)

@@ -16,6 +16,7 @@ from jsonschema.exceptions import ValidationError
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, MAX_CLIENTS, STRATEGIES, Catalog, JsonSchema
 from florist_grpc.domain.errors import QUOTE_CHARS, FieldViolation, InvalidArgument, quote
 from florist_grpc.domain.model import Job
+from florist_grpc.domain.resources import resources_violations
 from florist_grpc.domain.tracking import tracking_violations
 
 # Longest data path a client may name (Linux's PATH_MAX).
@@ -156,5 +157,6 @@ def validate_job(job: Job, more: list[FieldViolation] | None = None, catalog: Ca
         if not DEVICE.match(client.device):
             problems.append(FieldViolation(f"job.clients[{i}].device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"))
     problems += tracking_violations(job.tracking)
+    problems += resources_violations(job.resources)
     if problems:
         raise InvalidArgument(problems, reason="INVALID_JOB")

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from florist_grpc.fl.device import resolve_device
-from florist_grpc.fl.process import prepare_process, run_then_exit
+from florist_grpc.fl.process import prepare_process, run_then_exit, use_cpus
+from florist_grpc.fl.readiness import await_server_address
 from florist_grpc.fl.run_config import ClientRun, take_run_json
 
 log = logging.getLogger("florist.fl.client")
@@ -142,6 +143,7 @@ def run(cfg: ClientRun) -> None:
     from florist_grpc.fl.data import DataError
     from florist_grpc.fl.reporter import now
 
+    use_cpus(cfg.cpus)
     try:
         client, reporter = build_client(cfg)
     except DataError as exc:
@@ -149,7 +151,10 @@ def run(cfg: ClientRun) -> None:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_BAD_DATA)
     roots = Path(cfg.root_certificates_file).read_bytes() if cfg.root_certificates_file else None
-    flower_api.start_client(cfg.server_address, client, roots, cfg.tls_server_name)
+    address = cfg.server_address
+    if cfg.server_host_file:  # started before its server was placed (Slurm): where it runs, once it is ready
+        address = await_server_address(cfg.server_host_file, address, cfg.server_host_wait_seconds)
+    flower_api.start_client(address, client, roots, cfg.tls_server_name)
     reporter.report_values(shutdown=now())
 
 

@@ -51,6 +51,15 @@ def prepare_process() -> None:
     signal.signal(signal.SIGTERM, on_term)
 
 
+def use_cpus(cpus: int) -> None:
+    """Job.resources.cpus as torch threads (0 keeps the one thread prepare_process set)."""
+    if cpus > 0:
+        import torch
+
+        torch.set_num_threads(cpus)
+        logging.getLogger("florist.fl").info("using %d torch threads (Job.resources.cpus)", torch.get_num_threads())
+
+
 def exit_code(exc: SystemExit) -> int:
     """The exit code the interpreter would give for `exc` (a message instead of a code is printed, and means 1)."""
     if exc.code is None or isinstance(exc.code, int):

@@ -51,6 +51,8 @@ class ServerRun:
     # The run's own Redis user (metrics/redis_users.py); empty for a Redis without authentication.
     redis_username: str = ""
     redis_password: str = ""
+    # Job.resources.cpus: torch threads (0 = one, as every FL process has by default).
+    cpus: int = 0
 
     def to_json(self) -> str:
         return _to_json(self)
@@ -83,6 +85,11 @@ class ClientRun:
     label_column: str = ""
     redis_username: str = ""
     redis_password: str = ""
+    cpus: int = 0  # as ServerRun.cpus
+    # Under a scheduler: the FL server writes its host here once bound (fl/readiness.py); wait for it at most
+    # this long, then connect to that host at server_address's port. '' = connect to server_address as it is.
+    server_host_file: str = ""
+    server_host_wait_seconds: float = 0.0
 
     def to_json(self) -> str:
         return _to_json(self)

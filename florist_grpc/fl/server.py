@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from florist_grpc.fl.process import prepare_process, run_then_exit
+from florist_grpc.fl.process import prepare_process, run_then_exit, use_cpus
 from florist_grpc.fl.run_config import ServerRun, take_run_json
 
 log = logging.getLogger("florist.fl.server")
@@ -30,6 +30,7 @@ def run(cfg: ServerRun) -> None:
     from florist_grpc.fl.reporter import RedisReporter, now
     from florist_grpc.fl.strategies import ProximalWeight, ReportingStrategy, build_base_strategy
 
+    use_cpus(cfg.cpus)
     training = cfg.training
     reporter = RedisReporter(cfg.redis_address, cfg.uuid, cfg.redis_username, cfg.redis_password)
     fit_start = datetime.now()

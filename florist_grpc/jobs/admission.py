@@ -5,8 +5,9 @@ Waiting jobs are taken in queue order: priority (higher first), then the time th
 started now counts as queued now), then id. Each one that fits starts and its load counts against the jobs after
 it; one that does not fit waits, holding only what it waits for: a job held by its project's limit or by an
 agent's does not block the others (except later jobs waiting for that same agent, so that a large job is not
-overtaken forever by small ones). Once --max-running-jobs is reached nothing more starts. A job with more clients
-on one agent than that agent may ever run can never start: it is refused, not queued.
+overtaken forever by small ones). Once --max-running-jobs is reached nothing more starts. A job that can never
+start on one of its sites is refused, not queued: more clients there than that agent may ever run, or a project or
+model outside the site's policy (domain/site_policy.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from florist_grpc.domain.site_policy import SitePolicy, policy_refusal
 
 
 @dataclass(frozen=True)
@@ -27,21 +30,25 @@ class Limits:
 
 @dataclass(frozen=True)
 class Site:
-    """An agent as admission sees it: connected or not, and its --max-clients (0 = no limit)."""
+    """An agent as admission sees it: connected or not, its --max-clients (0 = no limit) and its policy."""
 
     connected: bool
     max_clients: int = 0
+    policy: SitePolicy = field(default_factory=SitePolicy)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A job waiting to start: its clients per agent (agent-less clients count against no site)."""
+    """A job waiting to start: its clients per agent (agent-less clients count against no site), its model and
+    whether that model is a built-in one (sites' policies)."""
 
     job_id: str
     project: str
     priority: int
     queue_time: datetime
     clients_by_agent: Mapping[str, int] = field(default_factory=dict)
+    model: str = ""
+    builtin_model: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,14 +86,29 @@ def queue_order(candidate: Candidate) -> tuple[int, datetime, str]:
     return (-candidate.priority, candidate.queue_time, candidate.job_id)
 
 
-def never_fits(candidate: Candidate, sites: Mapping[str, Site]) -> str | None:
-    """Why the job can never start (more clients on an agent than it may ever run), or None."""
+@dataclass(frozen=True)
+class Misfit:
+    """Why a job can never start: `agent` is the site, `message` names it and the rule, `reason` is the rule's
+    ErrorInfo reason."""
+
+    agent: str
+    message: str
+    reason: str
+
+
+def never_fits(candidate: Candidate, sites: Mapping[str, Site]) -> Misfit | None:
+    """Why the job can never start (more clients on an agent than it may ever run, or outside a site's policy),
+    or None. A site never seen says nothing yet: the job waits for it."""
     for agent, clients in sorted(candidate.clients_by_agent.items()):
         site = sites.get(agent)
-        if site is not None and site.max_clients and clients > site.max_clients:
-            return (
-                f"agent {agent} runs at most {site.max_clients} client(s) (--max-clients); this job has {clients} there"
-            )
+        if site is None:
+            continue
+        if site.max_clients and clients > site.max_clients:
+            limit = f"agent {agent} runs at most {site.max_clients} client(s) (--max-clients)"
+            return Misfit(agent, f"{limit}; this job has {clients} there", "SITE_MAX_CLIENTS")
+        refusal = policy_refusal(agent, site.policy, candidate.project, candidate.model, candidate.builtin_model)
+        if refusal is not None:
+            return Misfit(agent, refusal.message, refusal.reason)
     return None
 
 
@@ -98,8 +120,8 @@ def plan(candidates: Sequence[Candidate], load: Load, limits: Limits, sites: Map
     awaited: set[str] = set()  # agents an earlier job waits for: later jobs needing them wait behind it
     decisions: dict[str, Decision] = {}
     for candidate in sorted(candidates, key=queue_order):
-        if (reason := never_fits(candidate, sites)) is not None:
-            decisions[candidate.job_id] = Refuse(reason)
+        if (misfit := never_fits(candidate, sites)) is not None:
+            decisions[candidate.job_id] = Refuse(misfit.message)
             continue
         held = _held(candidate, jobs, by_project, by_agent, awaited, limits, sites)
         if held is not None:

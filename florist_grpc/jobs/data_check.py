@@ -16,14 +16,14 @@ from typing import Any
 
 from florist_grpc.domain.catalog import ModelSpec
 from florist_grpc.domain.errors import FailedPrecondition, FieldViolation
-from florist_grpc.domain.model import Client, Job
+from florist_grpc.domain.model import Job
 from florist_grpc.fl.data_file import checked_file
 from florist_grpc.jobs.probe_cache import ProbeCache
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.launch.probe import ProbeFailed, probe_files
 
 Summary = dict[str, Any]
-RemoteProbe = Callable[[int, Client], Awaitable[Summary | None]]
+RemoteProbe = Callable[[Job, int], Awaitable[Summary | None]]
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ async def check_data(
     summaries |= {i: _as_named(s, resolved[i], c.data_path) for (i, c), s in zip(readable, found, strict=True)}
     for i, client in enumerate(job.clients):
         if client.agent:
-            summaries[i] = await remote_probe(i, client) if remote_probe is not None else None
+            summaries[i] = await remote_probe(job, i) if remote_probe is not None else None
     return replace(decide_shape(spec, summaries), resolved_paths=resolved)
 
 

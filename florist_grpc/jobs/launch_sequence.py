@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.config import Timeouts, TLSConfig
+from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import Aborted, DeadlineExceeded, FailedPrecondition, FloristError, quote
 from florist_grpc.domain.model import SERVER_SOURCE, Job, JobState, Launch, MetricsEvent, ProcessRef
 from florist_grpc.domain.training import training_config
@@ -20,20 +20,13 @@ from florist_grpc.jobs.data_check import DataShape
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
-from florist_grpc.launch.agents import Agents
-from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
-from florist_grpc.launch.pool import LauncherPool
+from florist_grpc.launch.agents import Agents, client_job
+from florist_grpc.launch.handles import ProcessHandle
+from florist_grpc.launch.launcher import LaunchedProcess, Launcher, LaunchSpec
 from florist_grpc.metrics.redis_users import RunUsers
-from florist_grpc.net import (
-    LOOPBACK,
-    bind_address,
-    free_service_port,
-    is_loopback,
-    join_host_port,
-    port_is_free,
-    split_host_port,
-)
+from florist_grpc.net import LOOPBACK, free_service_port, is_loopback, join_host_port, port_is_free, split_host_port
 from florist_grpc.store.base import JobStore
+from florist_grpc.tls_files import TLSConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +43,7 @@ class LaunchSequence:
         jobs_dir: Path,
         timeouts: Timeouts,
         tls: TLSConfig | None,
-        pool: LauncherPool | None,
+        launcher: Launcher,
     ) -> None:
         self._store = store
         self._follower = follower
@@ -62,7 +55,7 @@ class LaunchSequence:
         self._timeouts = timeouts
         # With a certificate, FL servers of jobs with agent-run clients serve FL traffic over TLS with it.
         self._tls = tls
-        self._pool = pool  # FL processes are forked from it when it is up (launch/pool.py)
+        self._launcher = launcher  # where the server and agent-less clients run (launch/launcher.py)
 
     def log_path(self, job_id: str, source_key: str) -> Path:
         return self._jobs_dir / job_id / f"{source_key}.log"
@@ -127,8 +120,9 @@ class LaunchSequence:
         # checking a TLS server's certificate for the advertised name.
         remote = [c.agent for c in job.clients if c.agent]
         loopback_only = bool(remote) and all(self._agents.tunnels(agent) for agent in remote)
-        on_loopback = loopback_only and not is_loopback(host)
-        bind = join_host_port(LOOPBACK, port) if on_loopback else bind_address(server_address)
+        # Only where the server runs on this machine: a scheduler places it elsewhere, and tunnels join it there.
+        on_loopback = loopback_only and not is_loopback(host) and self._launcher.name == "local"
+        bind = join_host_port(LOOPBACK, port) if on_loopback else self._launcher.server_bind(server_address)
         local_address = join_host_port(LOOPBACK, port) if on_loopback else server_address
         server_run = ServerRun(
             bind_address=bind,
@@ -146,9 +140,17 @@ class LaunchSequence:
             model_dir=str(self.model_dir(job.id)),
             redis_username=credentials[server_uuid].username,
             redis_password=credentials[server_uuid].password,
+            cpus=job.resources.cpus,
         )
-        server = await asyncio.to_thread(
-            start_local, "server", server_run.to_json(), self.log_path(job.id, SERVER_SOURCE.key), self._pool
+        server = await self._launcher.launch(
+            LaunchSpec(
+                job.id,
+                SERVER_SOURCE.key,
+                "server",
+                server_run.to_json(),
+                self.log_path(job.id, SERVER_SOURCE.key),
+                job.resources,
+            )
         )
         server_ref = server.ref
         self._follower.set_handle(job.id, SERVER_SOURCE.key, server)
@@ -161,9 +163,16 @@ class LaunchSequence:
         # Flower, and clients retry connecting (bounded). Forked from the pool, a client would reach the server
         # before it is bound and wait out Flower's retry backoff (seconds): those start once it is ready.
         # A server that never gets ready still fails the start, and the cleanup stops every process launched.
-        if server.forked:
+        if server.clients_after_ready:
             await self._wait_ready(job.id, server_address, server, start)
-        for i, client in enumerate(job.clients):
+        # Under a scheduler agent-less clients go first: they start while the server is placed, and read where it
+        # runs from its host file; a site's client is told the address itself, once the server is ready.
+        scheduled = bool(server.host_file())
+        for i in sorted(range(len(job.clients)), key=lambda i: scheduled and bool(job.clients[i].agent)):
+            client = job.clients[i]
+            if client.agent and scheduled and not server.advertised_host():
+                await self._wait_ready(job.id, server_address, server, start)
+                server_address = f"{server.advertised_host()}:{split_host_port(server_address)[1]}"
             run = ClientRun(
                 server_address=server_address if client.agent else local_address,
                 tls_server_name=host if fl_tls and not client.agent and local_address != server_address else "",
@@ -185,27 +194,35 @@ class LaunchSequence:
                 label_column=client.label_column,
                 redis_username=credentials[client_uuids[i]].username,
                 redis_password=credentials[client_uuids[i]].password,
+                cpus=job.resources.cpus,
+                # Placed by a scheduler, the server says where it runs in this file; the client waits for it.
+                server_host_file="" if client.agent else server.host_file(),
+                server_host_wait_seconds=self._timeouts.server_ready_seconds,
             )
             handle: ProcessHandle
             if client.agent:
                 # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                launch_at_site = self._agents.launch(client.agent, run, tls=fl_tls is not None)
+                launch_at_site = self._agents.launch(client.agent, run, fl_tls is not None, client_job(job, i))
                 handle = await self.starts.unless_stopped(start, launch_at_site)
             else:
-                handle = await asyncio.to_thread(
-                    start_local, "client", run.to_json(), self.log_path(job.id, f"client{i}"), self._pool
-                )
+                key = f"client{i}"
+                spec = LaunchSpec(job.id, key, "client", run.to_json(), self.log_path(job.id, key), job.resources)
+                handle = await self._launcher.launch(spec)
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
             await self.starts.step(start, f"client{i} launched")
-        await asyncio.to_thread(self._store.record_launch, job.id, replace(launch, client_processes=client_refs))
-        if not server.forked:
+        launch = replace(launch, client_processes=client_refs)
+        await asyncio.to_thread(self._store.record_launch, job.id, launch)
+        if not server.clients_after_ready:
             await self._wait_ready(job.id, server_address, server, start)
+        if host := server.advertised_host():  # placed by a scheduler: where its clients reached it
+            launch = replace(launch, server_address=f"{host}:{split_host_port(server_address)[1]}")
+            await asyncio.to_thread(self._store.record_launch, job.id, launch)
         await self.starts.step(start, "ready")
         return server_uuid, client_uuids
 
     # --- readiness by event (issue 13): the FL server says "ready" once bound (fl/readiness.py) -------------
-    async def _wait_ready(self, job_id: str, server_address: str, server: LocalProcess, start: Start) -> None:
+    async def _wait_ready(self, job_id: str, server_address: str, server: LaunchedProcess, start: Start) -> None:
         """Wait until the FL server accepts connections; fail fast if it exits, DEADLINE_EXCEEDED past the bound.
 
         A server stopped because the job is already ending (a client failed at once, or a stop) is no failure of

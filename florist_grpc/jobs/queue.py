@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
+from florist_grpc.domain.catalog import BUILTIN_MODELS
 from florist_grpc.domain.errors import FailedPrecondition
 from florist_grpc.domain.model import Job, JobChange, JobState
 from florist_grpc.jobs.admission import (
@@ -26,6 +27,7 @@ from florist_grpc.jobs.admission import (
     Hold,
     Limits,
     Load,
+    Misfit,
     Refuse,
     Site,
     Start,
@@ -43,13 +45,14 @@ Sites = Callable[[], Mapping[str, Site]]
 
 def agent_sites(agents: Agents) -> Sites:
     """The agents' capacity as admission sees it (an agent never seen since the start is not connected)."""
-    return lambda: {a.name: Site(a.connected, a.max_clients) for a in agents.list()}
+    return lambda: {a.name: Site(a.connected, a.max_clients, a.policy) for a in agents.list()}
 
 
 def candidate(job: Job, now: datetime) -> Candidate:
     """A job as admission weighs it; one not queued yet counts as queued `now`."""
     agents = Counter(c.agent for c in job.clients if c.agent)
-    return Candidate(job.id, job.project, job.priority, job.queue_time or now, dict(agents))
+    builtin = job.model in BUILTIN_MODELS
+    return Candidate(job.id, job.project, job.priority, job.queue_time or now, dict(agents), job.model, builtin)
 
 
 def load_of(running: list[Job]) -> Load:
@@ -75,7 +78,7 @@ class Admission:
     def _read(self) -> tuple[list[Job], Load]:
         return self._store.jobs_in_state(JobState.QUEUED), load_of(self._store.jobs_in_state(JobState.IN_PROGRESS))
 
-    def never_fits(self, job: Job) -> str | None:
+    def never_fits(self, job: Job) -> Misfit | None:
         """Why the job can never start as the agents are now (checked first: before any agent is asked)."""
         return never_fits(candidate(job, datetime.now(UTC)), self._sites())
 

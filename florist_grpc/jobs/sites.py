@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from florist_grpc.domain.errors import FailedPrecondition, quote
+from florist_grpc.domain.errors import FailedPrecondition, FieldViolation, quote
 from florist_grpc.domain.model import Job
 from florist_grpc.domain.projects import EVERY_PROJECT, Projects
-from florist_grpc.launch.agents import Agents
+from florist_grpc.launch.agents import Agents, client_job
 
 # The projects whose jobs may run clients on an agent's site (its token's PROJECTS); None: no token names it.
 SiteProjects = Callable[[str], Projects | None]
@@ -26,16 +26,15 @@ def check_site_projects(site_projects: SiteProjects, job: Job) -> None:
         if not client.agent:
             continue
         projects = site_projects(client.agent)
+        field = f"job.clients[{i}].agent"
         if projects is None:
-            raise FailedPrecondition(
-                f"job.clients[{i}]: agent {client.agent} has no token in the auth file: it cannot run clients",
-                reason="AGENT_UNKNOWN",
-            )
+            rule = f"agent {client.agent} has no token in the auth file: it cannot run clients"
+            raise FailedPrecondition(f"job.clients[{i}]: {rule}", [FieldViolation(field, rule)], reason="AGENT_UNKNOWN")
         if not projects.includes(job.project):
+            rule = f"agent {client.agent} may not run jobs of project {quote(job.project)}: "
+            rule += f"its token's PROJECTS are {projects}"
             raise FailedPrecondition(
-                f"job.clients[{i}]: agent {client.agent} may not run jobs of project {quote(job.project)}: "
-                f"its token's PROJECTS are {projects}",
-                reason="SITE_PROJECT_NOT_ALLOWED",
+                f"job.clients[{i}]: {rule}", [FieldViolation(field, rule)], reason="SITE_PROJECT_NOT_ALLOWED"
             )
 
 
@@ -53,7 +52,7 @@ async def check_site_clients(agents: Agents, job: Job) -> None:
             raise FailedPrecondition(
                 f"job.clients[{i}]: agent {client.agent} cannot run clients now: {session.problem}"
             )
-    problems = await asyncio.gather(*(agents.check_data(c.agent, c.data_path) for _, c in remote))
+    problems = await asyncio.gather(*(agents.check_data(c.agent, c.data_path, client_job(job, i)) for i, c in remote))
     for (i, client), problem in zip(remote, problems, strict=True):
         if problem:
             raise FailedPrecondition(

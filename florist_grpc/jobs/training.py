@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from florist_grpc.config import Timeouts, TLSConfig
+from florist_grpc.config import Timeouts
 from florist_grpc.domain.catalog import DEFAULT_CATALOG, Catalog
-from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, job_not_found, quote
+from florist_grpc.domain.errors import DeadlineExceeded, FailedPrecondition, FieldViolation, job_not_found, quote
 from florist_grpc.domain.model import Job, JobState, MetricsEvent
 from florist_grpc.jobs.admission import Hold, Limits, Refuse
 from florist_grpc.jobs.data_check import DataChecker, DataShape, RemoteProbe
@@ -21,11 +21,13 @@ from florist_grpc.jobs.queue import Admission, Turn, agent_sites
 from florist_grpc.jobs.sites import SiteProjects, check_site_clients, check_site_projects, every_project
 from florist_grpc.jobs.starting import STOP_MESSAGE, Starts
 from florist_grpc.launch.agents import Agents
+from florist_grpc.launch.launcher import Launcher, LocalLauncher
 from florist_grpc.launch.pool import LauncherPool
 from florist_grpc.metrics.publisher import EventPublisher
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import redis_address_of
 from florist_grpc.store.base import JobStore
+from florist_grpc.tls_files import TLSConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,11 @@ class Trainer:
         data_roots: tuple[Path, ...] = (),
         site_projects: SiteProjects = every_project,
         admission: Admission | None = None,
+        launcher: Launcher | None = None,
+        jobs_dir: Path | None = None,
     ) -> None:
+        """`launcher`: where FL servers and agent-less clients run (default: this machine, through `pool`).
+        `jobs_dir`: their logs and models (default DATA_DIR/jobs; a dir every node sees under a cluster)."""
         # Decides, one start at a time, whether a job starts now or waits in the queue (no limits by default).
         self._admission = admission or Admission(store, Limits(), agent_sites(agents), site_projects)
         self._site_projects = site_projects  # an agent token's PROJECTS bound the jobs its site runs
@@ -79,10 +85,10 @@ class Trainer:
             self.starts,
             users,
             redis_address_of(redis_url),
-            data_dir.resolve() / "jobs",
+            jobs_dir or data_dir.resolve() / "jobs",
             timeouts,
             tls,
-            pool,
+            launcher or LocalLauncher(pool),
         )
         self.log_path = self._sequence.log_path
         self.model_dir = self._sequence.model_dir
@@ -91,8 +97,13 @@ class Trainer:
         """Everything a start checks before the job moves, again when it leaves the queue: its sites may run this
         project's jobs, their agents are connected and can read their data, the model, the data itself."""
         check_site_projects(self._site_projects, job)
-        if (reason := self._admission.never_fits(job)) is not None:
-            raise FailedPrecondition(f"job {quote(job.id)} can never start: {reason}", reason="JOB_NEVER_FITS")
+        if (misfit := self._admission.never_fits(job)) is not None:
+            on_site = [i for i, c in enumerate(job.clients) if c.agent == misfit.agent]
+            raise FailedPrecondition(
+                f"job {quote(job.id)} can never start: {misfit.message}",
+                [FieldViolation(f"job.clients[{i}].agent", misfit.message) for i in on_site],
+                reason=misfit.reason,
+            )
         await check_site_clients(self._agents, job)
         spec = self._catalog.models.get(job.model)
         if spec is None:  # a plugin's model, and the plugin is no longer installed
@@ -151,7 +162,8 @@ class Trainer:
             shape = await self._checks(job)
         except FailedPrecondition as exc:
             # The job's error says all of it: the violations are not in the message (a caller gets them as details).
-            why = "; ".join([str(exc), *(f"{v.field}: {v.description}" for v in exc.violations)])
+            told = [f"{v.field}: {v.description}" for v in exc.violations if v.description not in str(exc)]
+            why = "; ".join([str(exc), *told])
             await self.end_queued(job_id, f"could not start from the queue: {why}")
             return True
         if turn is not None:

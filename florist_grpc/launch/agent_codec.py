@@ -21,6 +21,7 @@ from florist_grpc.launch.agent_protocol import (
     AgentMessage,
     CancelRequest,
     CheckData,
+    ClientJob,
     Command,
     DataCheckResult,
     Heartbeat,
@@ -45,7 +46,6 @@ _PLAIN_COMMANDS: dict[type[Any], tuple[str, type[Message]]] = {
     Welcome: ("welcome", pb.Welcome),
     StopClient: ("stop_client", pb.StopClient),
     ReadLog: ("read_log", pb.ReadLog),
-    CheckData: ("check_data", pb.CheckData),
     CancelRequest: ("cancel_request", pb.CancelRequest),
 }
 _PLAIN_MESSAGES: dict[type[Any], tuple[str, type[Message]]] = {
@@ -73,6 +73,9 @@ def command_to_proto(command: Command) -> pb.ConnectResponse:
     """The control plane's request as it goes on the wire."""
     if isinstance(command, LaunchClient):
         return pb.ConnectResponse(launch_client=_launch_to_proto(command))
+    if isinstance(command, CheckData):
+        check = pb.CheckData(**{**asdict(command), "job": pb.ClientJob(**asdict(command.job))})
+        return pb.ConnectResponse(check_data=check)
     return pb.ConnectResponse(**_plain_to_proto(_PLAIN_COMMANDS, command))
 
 
@@ -82,6 +85,9 @@ def command_from_proto(message: pb.ConnectResponse) -> Command | Unreadable | No
     kind = message.WhichOneof("message")
     if kind == "launch_client":
         return _launch_from_proto(message.launch_client)
+    if kind == "check_data":
+        check = message.check_data
+        return CheckData(check.request_id, check.data_path, check.probe, check.label_column, _job_of(check.job))
     return cast(Command | None, _plain_from_proto(_PLAIN_COMMANDS, kind, message))
 
 
@@ -142,6 +148,7 @@ def _launch_to_proto(launch: LaunchClient) -> pb.LaunchClient:
         client_uuid=run.uuid,
         server_config=to_struct(run.training.to_server_config()),
         tls=launch.tls,
+        job=pb.ClientJob(**asdict(launch.job)),
         input_shape=run.input_shape,
         model_config=to_struct(run.model_config),
         **{name: getattr(run, name) for name in _SHARED_RUN_FIELDS},
@@ -162,7 +169,12 @@ def _launch_from_proto(launch: pb.LaunchClient) -> LaunchClient | Unreadable:
         **{name: getattr(launch, name) for name in _SHARED_RUN_FIELDS},
     )
     # A control plane that predates devices sends none: the agent picks one.
-    return LaunchClient(launch.request_id, run if run.device else replace(run, device="auto"), launch.tls)
+    run = run if run.device else replace(run, device="auto")
+    return LaunchClient(launch.request_id, run, launch.tls, _job_of(launch.job))
+
+
+def _job_of(job: pb.ClientJob) -> ClientJob:
+    return ClientJob(job.id, job.project, job.owner, job.model, job.client_index)
 
 
 def _hello_to_proto(hello: AgentHello) -> pb.AgentHello:
@@ -183,6 +195,8 @@ def _hello_from_proto(hello: pb.AgentHello) -> AgentHello:
         clients,
         hello.problem,
         hello.max_clients,
+        tuple(hello.allowed_projects),
+        tuple(hello.allowed_models),
         fl_direct=hello.fl_direct,
     )
 

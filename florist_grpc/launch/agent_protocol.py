@@ -22,6 +22,17 @@ class Welcome:
 
 
 @dataclass(frozen=True)
+class ClientJob:
+    """The job a launch or data check is for: what the site's policy checks and its audit log records."""
+
+    id: str = ""
+    project: str = ""
+    owner: str = ""
+    model: str = ""
+    client_index: int = 0
+
+
+@dataclass(frozen=True)
 class LaunchClient:
     """Start the FL client `run`. Its Redis address and user and the CA file that verifies a TLS FL server are the
     site's own: they do not travel (blank here; the agent fills them in). `tls`: the FL server speaks TLS."""
@@ -29,6 +40,7 @@ class LaunchClient:
     request_id: str
     run: ClientRun
     tls: bool = False
+    job: ClientJob = field(default_factory=ClientJob)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class CheckData:
     data_path: str
     probe: bool = False
     label_column: str = ""
+    job: ClientJob = field(default_factory=ClientJob)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,9 @@ class AgentHello:
     clients: tuple[KnownClient, ...] = ()
     problem: str = ""  # why the agent cannot run clients now ('' = healthy)
     max_clients: int = 0  # the most clients it runs at once (0 = no limit)
+    # Its policy (--allow-project, --allow-model): empty = every project / the built-in models only.
+    allowed_projects: tuple[str, ...] = ()
+    allowed_models: tuple[str, ...] = ()
     fl_direct: bool = False  # its clients reach FL servers directly, not through AgentService.Tunnel
 
 

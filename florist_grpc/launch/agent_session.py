@@ -11,11 +11,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from florist_grpc.domain.errors import FailedPrecondition, FloristError, Unavailable
+from florist_grpc.domain.site_policy import SitePolicy
 from florist_grpc.launch.agent_protocol import (
     AgentHello,
     AgentMessage,
@@ -154,3 +155,4 @@ class AgentView:
     data_root: str
     problem: str  # '' = healthy
     max_clients: int = 0  # the most clients it runs at once (0 = no limit)
+    policy: SitePolicy = field(default_factory=SitePolicy)  # the jobs it runs (its --allow-project, --allow-model)

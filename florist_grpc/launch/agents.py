@@ -26,7 +26,8 @@ from florist_grpc.domain.errors import (
     InvalidArgument,
     Unavailable,
 )
-from florist_grpc.domain.model import Client, Exit, ProcessRef
+from florist_grpc.domain.model import Exit, Job, ProcessRef
+from florist_grpc.domain.site_policy import SitePolicy
 from florist_grpc.domain.validation import agent_name_problem
 from florist_grpc.fl.run_config import ClientRun
 from florist_grpc.launch.agent_process import AgentProcess
@@ -34,6 +35,7 @@ from florist_grpc.launch.agent_protocol import (
     AgentHello,
     AgentMessage,
     CheckData,
+    ClientJob,
     Command,
     DataCheckResult,
     Heartbeat,
@@ -57,8 +59,11 @@ TUNNEL_BREAK_SECONDS = 2.0
 
 
 class Agents:
-    def __init__(self, redis_url: str, timeouts: Timeouts) -> None:
+    def __init__(self, redis_url: str, timeouts: Timeouts, fl_servers_here: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
+        # FL servers run on this machine (the local launcher): a tunnel joins one on loopback. Placed by a
+        # scheduler, one is joined at the address its site's clients were given.
+        self._fl_servers_here = fl_servers_here
         self._reports = ReportRelay(redis_url)
         self._timeouts = timeouts
         self._sessions: dict[str, AgentSession] = {}  # open sessions; event loop only
@@ -175,20 +180,23 @@ class Agents:
             raise FailedPrecondition(f"agent {name} is not connected")
         return session
 
-    async def check_data(self, name: str, data_path: str) -> str:
-        """'' if `data_path` is inside agent `name`'s data root and readable there, else why not."""
+    async def check_data(self, name: str, data_path: str, job: ClientJob) -> str:
+        """'' if `data_path` is inside agent `name`'s data root and readable there (for a client of `job`: the
+        agent's policy may refuse it), else why not."""
         reply = await self.session(name).request(
-            lambda rid: CheckData(rid, data_path), DataCheckResult, self._timeouts.agent_call_seconds
+            lambda rid: CheckData(rid, data_path, job=job), DataCheckResult, self._timeouts.agent_call_seconds
         )
         if isinstance(reply, RequestFailed):
             return reply.message
         return "" if reply.ok else reply.problem
 
-    async def probe_data(self, index: int, client: Client) -> dict[str, Any] | None:
+    async def probe_data(self, job: Job, index: int) -> dict[str, Any] | None:
         """The summary of an agent-run client's data file, read on its agent's machine (None if unreachable)."""
+        client = job.clients[index]
+        asked = client_job(job, index)
         try:
             reply = await self.session(client.agent).request(
-                lambda rid: CheckData(rid, client.data_path, probe=True, label_column=client.label_column),
+                lambda rid: CheckData(rid, client.data_path, True, client.label_column, asked),
                 DataCheckResult,
                 self._timeouts.data_check_seconds + self._timeouts.agent_call_seconds,
             )
@@ -201,14 +209,14 @@ class Agents:
             return {"problems": [reply.problem]}
         return reply.summary
 
-    async def launch(self, name: str, run: ClientRun, tls: bool) -> AgentProcess:
-        """Have agent `name` start the FL client `run` (its data path is relative to the agent's data root; its
-        Redis and CA file are the agent's own: see LaunchClient)."""
+    async def launch(self, name: str, run: ClientRun, tls: bool, job: ClientJob) -> AgentProcess:
+        """Have agent `name` start the FL client `run` of `job` (its data path is relative to the agent's data
+        root; its Redis and CA file are the agent's own: see LaunchClient)."""
         session = self.session(name)
         self._clients.launching(run.uuid, name, run.server_address)
         try:
             reply = await session.request(
-                lambda rid: LaunchClient(rid, run, tls), ProcessStarted, self._timeouts.agent_call_seconds
+                lambda rid: LaunchClient(rid, run, tls, job), ProcessStarted, self._timeouts.agent_call_seconds
             )
         except BaseException:
             # Unanswered (or the start was stopped meanwhile): the agent may still start it, and must stop it.
@@ -238,8 +246,8 @@ class Agents:
         """Where a tunnel of agent `name` for this client is joined: its FL server, reached on this machine
         (NOT_FOUND / PERMISSION_DENIED for a client not launched on that agent)."""
         server_address = self._clients.server_address_for(name, client_uuid)
-        _, port = split_host_port(server_address)
-        return local_connect_host(server_address), port
+        host, port = split_host_port(server_address)
+        return (local_connect_host(server_address) if self._fl_servers_here else host), port
 
     def tunnel_broke(self, name: str, client_uuid: str) -> None:
         """A tunnel of agent `name` ended abruptly: the client's FL connection is lost with its agent's connection,
@@ -276,6 +284,7 @@ class Agents:
                 data_root=s.hello.data_root,
                 problem=s.problem,
                 max_clients=s.hello.max_clients,
+                policy=SitePolicy(s.hello.allowed_projects, s.hello.allowed_models),
             )
             for s in sorted(self._last.values(), key=lambda s: s.name)
         ]
@@ -306,3 +315,8 @@ class Agents:
         self._silence.cancel()
         self.close_sessions()
         await self._reports.close()
+
+
+def client_job(job: Job, index: int) -> ClientJob:
+    """What an agent is told of the job its client `index` belongs to."""
+    return ClientJob(job.id, job.project, job.owner, job.model, index)

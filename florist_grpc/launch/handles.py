@@ -83,6 +83,17 @@ class LocalProcess:
         """Forked by a launcher pool: it started in milliseconds, its imports already done."""
         return self._pool_child is not None
 
+    @property
+    def clients_after_ready(self) -> bool:
+        """Forked, it is ready in milliseconds: its clients start then (launch/launcher.py)."""
+        return self.forked
+
+    def advertised_host(self) -> str:
+        return ""  # the address the job planned: it runs here
+
+    def host_file(self) -> str:
+        return ""
+
     async def wait_ready(self) -> bool:
         """True once the process said it is ready (fl/readiness.py); False if it ended first."""
         if self._pool_child is not None:

@@ -11,7 +11,7 @@ import logging
 
 import redis.asyncio
 
-from florist_grpc.config import Limits
+from florist_grpc.limits import Limits
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ from pathlib import Path
 import psutil
 import redis
 
-from florist_grpc.config import Limits, Timeouts
+from florist_grpc.config import Timeouts
+from florist_grpc.limits import Limits
 from florist_grpc.metrics.redis_users import ADMIN_RULES, ADMIN_USER, CONTROL_RULES, CONTROL_USER, RUN_USER_PREFIX
 from florist_grpc.net import LOOPBACK, free_service_port
 
@@ -83,8 +84,11 @@ def memory_settings(limits: Limits) -> dict[str, str]:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, timeouts: Timeouts, limits: Limits | None = None) -> None:
+    def __init__(self, data_dir: Path, timeouts: Timeouts, limits: Limits | None = None, also_bind: str = "") -> None:
+        """`also_bind`: one more address to listen on besides loopback (`serve --launcher slurm`: the
+        --advertise-host, where FL processes on the cluster's nodes report; still with per-run ACL users)."""
         self.dir = (data_dir / "redis").resolve()
+        self._binds = [LOOPBACK, *([also_bind] if also_bind and also_bind != LOOPBACK else [])]
         self._state_file = self.dir / "redis.json"
         self._secret_file = self.dir / "secret"
         self._admin_secret_file = self.dir / "admin-secret"
@@ -235,7 +239,7 @@ class EmbeddedRedis:
             "--port",
             str(self.port),
             "--bind",
-            LOOPBACK,
+            *self._binds,
             "--dir",
             str(self.dir),
             "--appendonly",

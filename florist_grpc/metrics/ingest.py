@@ -23,8 +23,8 @@ from typing import Any
 
 import redis
 
-from florist_grpc.config import Limits
 from florist_grpc.domain.model import JOB_SOURCE, JsonObject, MetricsEvent, Source
+from florist_grpc.limits import Limits
 from florist_grpc.metrics import report_text
 from florist_grpc.metrics.report_bounds import HistoryFull, JobHistory, oversized, set_aside_notice
 from florist_grpc.metrics.report_text import Kept, Read, Unusable

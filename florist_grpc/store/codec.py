@@ -17,6 +17,7 @@ from florist_grpc.domain.model import (
     SourceKind,
 )
 from florist_grpc.domain.projects import DEFAULT_PROJECT
+from florist_grpc.domain.resources import Resources
 from florist_grpc.domain.tracking import TrackingConfig
 
 
@@ -47,6 +48,7 @@ def job_to_doc(job: Job) -> JsonObject:
         "owner": job.owner,
         "priority": job.priority,
         "tracking": {"experiment": job.tracking.experiment, "tags": job.tracking.tags},
+        "resources": asdict(job.resources),
         "clients": [
             {
                 "data_path": c.data_path,
@@ -119,6 +121,7 @@ def job_from_doc(
         last_sequence=last_sequence,
         # Jobs stored before tracking settings existed take the control plane's defaults.
         tracking=TrackingConfig(**doc.get("tracking", {})),
+        resources=Resources(**doc.get("resources", {})),  # none stored before resources existed
         # Jobs stored before projects belong to the default project, created by nobody we know.
         project=doc.get("project", DEFAULT_PROJECT),
         owner=doc.get("owner", ""),

@@ -8,10 +8,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from florist_grpc.config import TLSConfig
 from florist_grpc.proto.florist.v1 import catalog_service_pb2, catalog_service_pb2_grpc
 from florist_grpc.testing.certificates import Pki, issue_pki
 from florist_grpc.testing.plane import ControlPlaneThread
+from florist_grpc.tls_files import TLSConfig
 
 
 @pytest.fixture(scope="module")

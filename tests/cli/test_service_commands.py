@@ -15,6 +15,9 @@ from tests.cli.conftest import Invoke
     [
         (["serve", "--metrics-port", "70000"], "--metrics-port must be 0..65535, not 70000"),
         (["serve", "--port", "50999", "--metrics-port", "50999"], "--metrics-port 50999 is also --port"),
+        (["serve", "--http-port", "-1"], "--http-port must be 0..65535, not -1"),
+        (["serve", "--port", "50999", "--http-port", "50999"], "--http-port 50999 is also --port"),
+        (["serve", "--metrics-port", "50998", "--http-port", "50998"], "--http-port 50998 is also --metrics-port"),
         (["serve", "--log-format", "xml"], "--log-format must be text or json, not 'xml'"),
         (["serve", "--tls-cert", "c.pem"], "--tls-cert and --tls-key must be given together"),
         (["serve", "--host", "0.0.0.0"], "refusing to serve without authentication on 0.0.0.0"),

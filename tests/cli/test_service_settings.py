@@ -13,8 +13,10 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from florist_grpc.cli import app
-from florist_grpc.config import AgentSettings, Settings, TLSConfig
+from florist_grpc.config import AgentSettings, Settings
+from florist_grpc.domain.site_policy import SitePolicy
 from florist_grpc.testing.certificates import Pki
+from florist_grpc.tls_files import TLSConfig
 from tests.api.test_tls import pki  # noqa: F401 - the throwaway CA fixture
 
 
@@ -53,6 +55,7 @@ def capture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
     monkeypatch.setattr("florist_grpc.agent.Agent", stand_in)
     # Logging is the test run's own: the commands would replace the root logger's handlers.
     monkeypatch.setattr("florist_grpc.cli.service.configure", lambda *_: None)
+    monkeypatch.setattr("florist_grpc.cli.agent_command.configure", lambda *_: None)
     yield Capture()
 
 
@@ -72,6 +75,7 @@ def serve_flags(tmp_path: Path, pki: Pki) -> dict[str, str | None]:  # noqa: F81
         "--insecure-no-auth": None,
         "--advertise-host": "cp.example.org",
         "--metrics-port": "9100",
+        "--http-port": "8080",
         "--no-launcher-pool": None,
         "--data-root": str(pki.ca.parent),
         "--max-running-jobs": "4",
@@ -79,7 +83,17 @@ def serve_flags(tmp_path: Path, pki: Pki) -> dict[str, str | None]:  # noqa: F81
         "--mlflow-tracking-uri": "http://127.0.0.1:5000",
         "--mlflow-experiment": "team-a",
         "--tensorboard-dir": str(tmp_path / "tensorboard"),
+        "--launcher": "slurm",
+        "--slurm-partition": "debug",
+        "--slurm-account": "lab-a",
+        "--slurm-sbatch-arg": "--qos=high",
+        "--shared-dir": str(shared_dir(tmp_path)),
     }
+
+
+def shared_dir(tmp_path: Path) -> Path:
+    (tmp_path / "shared").mkdir(exist_ok=True)
+    return tmp_path / "shared"
 
 
 def test_every_serve_flag_and_its_variable_reach_the_settings(
@@ -98,6 +112,10 @@ def test_every_serve_flag_and_its_variable_reach_the_settings(
     assert differ == {f.name for f in dataclasses.fields(Settings)} - {"timeouts", "limits"}
     assert from_flags.tls == TLSConfig(pki.cert, pki.key, pki.ca)
     assert (from_flags.port, from_flags.launcher_pool, from_flags.data_dir) == (50999, False, tmp_path / "florist")
+    launcher = from_flags.launcher
+    assert (launcher.kind, launcher.slurm_partition, launcher.slurm_account) == ("slurm", "debug", "lab-a")
+    assert (launcher.slurm_sbatch_args, launcher.shared_dir) == (("--qos=high",), (tmp_path / "shared").resolve())
+    assert from_flags.jobs_dir == (tmp_path / "shared").resolve() / "jobs"  # logs and models where nodes see them
 
 
 def test_serve_without_flags_has_the_default_settings(capture: Capture) -> None:
@@ -135,6 +153,9 @@ def test_every_agent_flag_and_its_variable_reach_the_settings(
         "--insecure": None,
         "--no-launcher-pool": None,
         "--max-clients": "3",
+        "--allow-project": "vision,speech",  # a variable takes several as one value: so may a flag
+        "--allow-model": "MyNet",
+        "--audit-log": str(tmp_path / "audit.jsonl"),
     }
     args = [part for flag, value in flags.items() for part in ([flag] if value is None else [flag, value])]
     from_flags = capture.settings("agent", *args, env={"FLORIST_AGENT_TOKEN": "t"})
@@ -151,7 +172,11 @@ def test_every_agent_flag_and_its_variable_reach_the_settings(
         insecure=True,
         launcher_pool=False,
         max_clients=3,
+        policy=SitePolicy(("vision", "speech"), ("MyNet",)),
+        audit_log=tmp_path / "audit.jsonl",
     )
+    repeated = ["--allow-project", "vision", "--allow-project", "speech", "--allow-model", "MyNet"]
+    assert agent(capture, tmp_path, "--control-plane", "127.0.0.1:1", *repeated).policy == from_flags.policy
 
 
 def test_plaintext_to_a_non_loopback_control_plane_needs_insecure(capture: Capture, tmp_path: Path) -> None:
@@ -190,6 +215,7 @@ def test_a_missing_token_is_refused_at_start_unless_the_control_plane_may_run_wi
         (["--control-plane", "127.0.0.1:1", "--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-cert needs --tls-ca"),
         (["--control-plane", "127.0.0.1:1", "--data-root", "/nonexistent/dir"], "--data-root /nonexistent/dir is not"),
         (["--control-plane", "127.0.0.1:1", "--max-clients", "-1"], "--max-clients must be 0 (no limit) or more"),
+        (["--control-plane", "127.0.0.1:1", "--allow-project", "Vision"], "--allow-project 'Vision': a project name"),
     ],
 )
 def test_agent_flags_that_do_not_fit_are_refused(capture: Capture, tmp_path: Path, flags: list[str], says: str) -> None:
@@ -234,3 +260,55 @@ def test_tracker_flags_that_cannot_be_used_are_refused(
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {says.format(file=tmp_path / 'file')}"), (
         result.output
     )
+
+
+def test_sbatch_args_repeat(capture: Capture, tmp_path: Path) -> None:
+    flags = ["--launcher", "slurm", "--shared-dir", str(shared_dir(tmp_path)), "--advertise-host", "10.0.0.5"]
+    more = ["--slurm-sbatch-arg", "--qos=high", "--slurm-sbatch-arg", "--exclusive"]
+    settings = capture.settings("serve", *flags, *more)
+    assert settings.launcher.slurm_sbatch_args == ("--qos=high", "--exclusive")
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--launcher", "kubernetes"], "--launcher must be one of local, slurm, not 'kubernetes'"),
+        (["--slurm-partition", "debug"], "--slurm-partition needs --launcher slurm"),
+        (["--slurm-account", "lab"], "--slurm-account needs --launcher slurm"),
+        (["--slurm-sbatch-arg", "--qos=high"], "--slurm-sbatch-arg needs --launcher slurm"),
+        (["--shared-dir", "{shared}"], "--shared-dir needs --launcher slurm"),
+        (["--launcher", "slurm", "--advertise-host", "10.0.0.5"], "--launcher slurm needs --shared-dir"),
+        (["--launcher", "slurm", "--shared-dir", "{shared}/nowhere", "--advertise-host", "h"], "--shared-dir {shared}"),
+        (["--launcher", "slurm", "--shared-dir", "{shared}"], "--launcher slurm needs --advertise-host"),
+        (
+            ["--launcher", "slurm", "--shared-dir", "{shared}", "--advertise-host", "h", "--slurm-partition", "a b"],
+            "--slurm-partition 'a b': must be a Slurm name",
+        ),
+        (
+            ["--launcher", "slurm", "--shared-dir", "{shared}", "--advertise-host", "h", "--slurm-account", "-x"],
+            "--slurm-account '-x': must be a Slurm name",
+        ),
+        (
+            ["--launcher", "slurm", "--shared-dir", "{shared}", "--advertise-host", "h", "--slurm-sbatch-arg", "qos"],
+            "--slurm-sbatch-arg 'qos': must be one sbatch option",
+        ),
+        (
+            [
+                "--launcher",
+                "slurm",
+                "--shared-dir",
+                "{shared}",
+                "--advertise-host",
+                "h",
+                "--slurm-sbatch-arg=--job-name=x",
+            ],
+            "--slurm-sbatch-arg '--job-name=x': --job-name is set by the Slurm launcher itself",
+        ),
+    ],
+)
+def test_launcher_flags_that_do_not_fit_are_refused_naming_the_flag(
+    capture: Capture, tmp_path: Path, flags: list[str], says: str
+) -> None:
+    shared = str(shared_dir(tmp_path))
+    result = capture.run("serve", *(f.format(shared=shared) for f in flags))
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {says.format(shared=shared)}"), result.output

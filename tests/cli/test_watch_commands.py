@@ -13,12 +13,12 @@ import pytest
 
 from florist_grpc.cli.events import stream_events
 from florist_grpc.cli.options import Connection
-from florist_grpc.config import TLSConfig
 from florist_grpc.domain.model import JobState
 from florist_grpc.net import free_port
 from florist_grpc.testing.certificates import issue_pki
 from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
+from florist_grpc.tls_files import TLSConfig
 from tests.cli.conftest import Invoke
 from tests.helpers import TERMINAL, wait_for
 

@@ -15,12 +15,12 @@ import grpc
 import psutil
 import pytest
 
-from florist_grpc.config import TLSConfig
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.testing.certificates import issue_pki
 from florist_grpc.testing.plane import ControlPlaneThread
+from florist_grpc.tls_files import TLSConfig
 from tests.e2e.sites import AgentProcess, RawSession, agent_job, list_agents, sha, start_agent
 from tests.helpers import fl_processes, wait_for
 

@@ -25,12 +25,13 @@ import pytest
 import redis
 
 from florist_grpc.agent.session import Agent, Refused
-from florist_grpc.config import AgentSettings, TLSConfig
+from florist_grpc.config import AgentSettings
 from florist_grpc.metrics.redis_users import CONTROL_USER
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.testing.certificates import issue_pki
 from florist_grpc.testing.plane import ControlPlaneThread
+from florist_grpc.tls_files import TLSConfig
 from tests.e2e.sites import AgentProcess, agent_command, list_agents, sha, start_agent
 from tests.helpers import job_message, wait_for
 

@@ -13,7 +13,6 @@ import psutil
 import pytest
 from google.protobuf import json_format
 
-from florist_grpc.config import TLSConfig
 from florist_grpc.domain import merge_patch
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
@@ -21,6 +20,7 @@ from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
 from florist_grpc.testing.certificates import issue_pki
 from florist_grpc.testing.plane import ControlPlaneThread
+from florist_grpc.tls_files import TLSConfig
 from tests.e2e.conftest import Served, serve, stop
 from tests.e2e.sites import AgentProcess, agent_job, list_agents, site_rounds, start_agent
 from tests.helpers import no_fl_process_left, short_timeouts, wait_for

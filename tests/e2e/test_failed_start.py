@@ -101,6 +101,19 @@ def test_a_grpc_port_in_use_is_named_with_its_flag(tmp_path: Path) -> None:
     assert len(output.splitlines()) == 1, output  # and nothing else: gRPC never tried the port
 
 
+def test_a_dashboard_port_in_use_is_named_with_its_flag_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = _failed_serve(tmp_path / "florist", "--port", "0", "--http-port", str(port))
+    assert code != 0
+    (line,) = _error_lines(output)
+    assert line.startswith(f"error: --http-port {port}:"), output
+    assert "Address already in use" in line
+    _assert_released(tmp_path / "florist")
+
+
 def test_the_same_port_for_grpc_and_metrics_is_refused_naming_both_flags(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

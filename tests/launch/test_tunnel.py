@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 from florist_grpc.agent.tunnels import Tunnels
 from florist_grpc.api.agent_service import AgentServicer
 from florist_grpc.api.auth import AuthInterceptor, load_auth_file
+from florist_grpc.api.token_table import TokenTable
 from florist_grpc.config import Timeouts
 from florist_grpc.domain.model import ProcessRef
 from florist_grpc.launch.agents import Agents
@@ -45,7 +46,7 @@ async def joined(tmp_path: Path, fl_server: FLServer, token: str = "a-secret") -
     """A control plane (auth file: agent site-a, agent site-b, an admin) and an FL server; site-a's tunnels."""
     tokens_file = tmp_path / "tokens"
     tokens_file.write_text(f"agent {sha('a-secret')} site-a\nagent {sha('b-secret')} site-b\nadmin {sha('ad')} ops\n")
-    tokens = load_auth_file(tokens_file)
+    tokens = TokenTable(load_auth_file(tokens_file))  # the tokens in force, as serve holds them
     agents = Agents("redis://127.0.0.1:1", Timeouts())  # no report is relayed here
     server = grpc.aio.server(interceptors=[AuthInterceptor(tokens)])
     pb_grpc.add_AgentServiceServicer_to_server(AgentServicer(agents, tokens, 5.0), server)

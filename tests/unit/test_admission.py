@@ -6,7 +6,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from florist_grpc.jobs.admission import Candidate, Decision, Hold, Limits, Load, Refuse, Site, Start, plan
+from florist_grpc.domain.site_policy import SitePolicy
+from florist_grpc.jobs.admission import (
+    Candidate,
+    Decision,
+    Hold,
+    Limits,
+    Load,
+    Misfit,
+    Refuse,
+    Site,
+    Start,
+    never_fits,
+    plan,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SITES = {"a": Site(True, max_clients=2), "b": Site(True), "off": Site(False)}
@@ -98,3 +111,17 @@ def test_reasons_name_the_limit_and_the_agent() -> None:
     assert started == {"s": Start()}
     held = plan([job("h", 0, a=2)], Load(clients_by_agent={"a": 1}), Limits(), SITES)["h"]
     assert held == Hold("agent a runs 1 of its 2 client(s) (--max-clients)")
+
+
+def test_a_job_outside_a_sites_policy_never_fits_even_while_the_site_is_away() -> None:
+    sites = {"a": Site(False, policy=SitePolicy(projects=("vision",), models=("MyNet",)))}
+    vision = Candidate("v", "vision", 0, T0, {"a": 1}, model="MyNet", builtin_model=False)
+    assert never_fits(vision, sites) is None
+    speech = Candidate("s", "speech", 0, T0, {"a": 1}, model="MyNet", builtin_model=False)
+    rule = "agent a does not run jobs of project 'speech' (--allow-project vision)"
+    assert never_fits(speech, sites) == Misfit("a", rule, "SITE_PROJECT_NOT_ALLOWED")
+    mlp = Candidate("m", "vision", 0, T0, {"a": 1}, model="MLP")
+    assert plan([mlp], Load(), Limits(), sites) == {
+        "m": Refuse("agent a does not run model 'MLP' (--allow-model MyNet)")
+    }
+    assert never_fits(speech, {}) is None  # a site never seen has said nothing yet: the job waits for it

@@ -22,6 +22,7 @@ from florist_grpc.launch.agent_protocol import (
     AgentMessage,
     CancelRequest,
     CheckData,
+    ClientJob,
     Command,
     DataCheckResult,
     Heartbeat,
@@ -63,6 +64,9 @@ COMMANDS: list[Command] = [
     ReadLog("r2", "c0ffee", offset=4096, follow=True),
     CheckData("r3", "site/train.csv", probe=True, label_column="digit"),
     CancelRequest("r2"),
+    # For a job: what the site's policy checks and its audit log records.
+    LaunchClient("r4", RUN, job=ClientJob("j1", "vision", "ann", "MLP", 2)),
+    CheckData("r5", "site/train.csv", job=ClientJob("j1", "vision", "ann", "MLP", 2)),
 ]
 MESSAGES: list[AgentMessage] = [
     AgentHello(
@@ -74,6 +78,7 @@ MESSAGES: list[AgentMessage] = [
         "its Redis does not answer",
     ),
     AgentHello("site-b", clients=(KnownClient("c4", running=False),), fl_direct=True),  # adopted, ended: code unknown
+    AgentHello("site-c", max_clients=2, allowed_projects=("vision", "speech"), allowed_models=("MLP", "MyNet")),
     ProcessStarted("r1", "c0ffee", 4242, "/data/.florist-agent/logs/c0ffee.log"),
     ProcessExited("c0ffee", 1, "Traceback (most recent call last): ..."),
     ProcessExited("c0ffee", None),

@@ -157,6 +157,8 @@ class AgentHello(_message.Message):
     CLIENTS_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
     MAX_CLIENTS_FIELD_NUMBER: _builtins.int
+    ALLOWED_PROJECTS_FIELD_NUMBER: _builtins.int
+    ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
     FL_DIRECT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The agent's name (`--name`); must equal the name its token is bound to."""
@@ -180,6 +182,18 @@ class AgentHello(_message.Message):
     def clients(self) -> _containers.RepeatedCompositeFieldContainer[Global___KnownClient]:
         """Every client process the agent knows of (launched earlier, possibly by a previous agent process)."""
 
+    @_builtins.property
+    def allowed_projects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The projects whose jobs it runs (`--allow-project`); empty = every project its token's PROJECTS allow.
+        StartTraining refuses a job of any other project with FAILED_PRECONDITION, and so does the agent.
+        """
+
+    @_builtins.property
+    def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The models it runs (`--allow-model`); empty = the built-in models only (a plugin's model runs only when
+        named). StartTraining refuses a job of any other model with FAILED_PRECONDITION, and so does the agent.
+        """
+
     def __init__(
         self,
         *,
@@ -190,15 +204,55 @@ class AgentHello(_message.Message):
         clients: _abc.Iterable[Global___KnownClient] | None = ...,
         problem: _builtins.str = ...,
         max_clients: _builtins.int = ...,
+        allowed_projects: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_models: _abc.Iterable[_builtins.str] | None = ...,
         fl_direct: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clients", b"clients", "data_root", b"data_root", "devices", b"devices", "fl_direct", b"fl_direct", "max_clients", b"max_clients", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_models", b"allowed_models", "allowed_projects", b"allowed_projects", "clients", b"clients", "data_root", b"data_root", "devices", b"devices", "fl_direct", b"fl_direct", "max_clients", b"max_clients", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentHello: _TypeAlias = AgentHello  # noqa: Y015
+
+@_typing.final
+class ClientJob(_message.Message):
+    """The job a request to an agent is for: what the site's policy checks and its audit log records."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CLIENT_INDEX_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The job's id."""
+    project: _builtins.str
+    """The job's project."""
+    owner: _builtins.str
+    """Who owns the job (the name of the token that created it)."""
+    model: _builtins.str
+    """The job's model (a catalog name)."""
+    client_index: _builtins.int
+    """The client's index in the job's `clients`."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        project: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        model: _builtins.str = ...,
+        client_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_index", b"client_index", "id", b"id", "model", b"model", "owner", b"owner", "project", b"project"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClientJob: _TypeAlias = ClientJob  # noqa: Y015
 
 @_typing.final
 class KnownClient(_message.Message):
@@ -271,6 +325,7 @@ class LaunchClient(_message.Message):
     NUM_CLASSES_FIELD_NUMBER: _builtins.int
     MODEL_CONFIG_FIELD_NUMBER: _builtins.int
     LABEL_COLUMN_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Correlates the reply (`process_started` or `request_failed`)."""
     client_uuid: _builtins.str
@@ -305,6 +360,10 @@ class LaunchClient(_message.Message):
     def model_config(self) -> _struct_pb2.Struct:
         """The job's model_config (the model's own settings)."""
 
+    @_builtins.property
+    def job(self) -> Global___ClientJob:
+        """The job this client belongs to: the agent refuses a launch its policy excludes (PERMISSION_DENIED)."""
+
     def __init__(
         self,
         *,
@@ -322,10 +381,11 @@ class LaunchClient(_message.Message):
         num_classes: _builtins.int = ...,
         model_config: _struct_pb2.Struct | None = ...,
         label_column: _builtins.str = ...,
+        job: Global___ClientJob | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model_config", b"model_config", "server_config", b"server_config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "model_config", b"model_config", "server_config", b"server_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "client_uuid", b"client_uuid", "data_path", b"data_path", "device", b"device", "input_shape", b"input_shape", "label_column", b"label_column", "model", b"model", "model_config", b"model_config", "num_classes", b"num_classes", "optimizer", b"optimizer", "request_id", b"request_id", "server_address", b"server_address", "server_config", b"server_config", "tls", b"tls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "client_uuid", b"client_uuid", "data_path", b"data_path", "device", b"device", "input_shape", b"input_shape", "job", b"job", "label_column", b"label_column", "model", b"model", "model_config", b"model_config", "num_classes", b"num_classes", "optimizer", b"optimizer", "request_id", b"request_id", "server_address", b"server_address", "server_config", b"server_config", "tls", b"tls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -521,6 +581,7 @@ class CheckData(_message.Message):
     DATA_PATH_FIELD_NUMBER: _builtins.int
     PROBE_FIELD_NUMBER: _builtins.int
     LABEL_COLUMN_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Correlates the reply."""
     data_path: _builtins.str
@@ -531,6 +592,10 @@ class CheckData(_message.Message):
     """
     label_column: _builtins.str
     """Label column of a CSV data file; empty = "label" (with probe)."""
+    @_builtins.property
+    def job(self) -> Global___ClientJob:
+        """The job whose client would read it: the agent refuses a check its policy excludes (ok false, saying why)."""
+
     def __init__(
         self,
         *,
@@ -538,10 +603,11 @@ class CheckData(_message.Message):
         data_path: _builtins.str = ...,
         probe: _builtins.bool = ...,
         label_column: _builtins.str = ...,
+        job: Global___ClientJob | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_path", b"data_path", "label_column", b"label_column", "probe", b"probe", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_path", b"data_path", "job", b"job", "label_column", b"label_column", "probe", b"probe", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -717,6 +783,8 @@ class AgentInfo(_message.Message):
     DATA_ROOT_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
     MAX_CLIENTS_FIELD_NUMBER: _builtins.int
+    ALLOWED_PROJECTS_FIELD_NUMBER: _builtins.int
+    ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The agent's name."""
     connected: _builtins.bool
@@ -743,6 +811,14 @@ class AgentInfo(_message.Message):
     def devices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Devices its FL clients can use ("cpu", "cuda:0", ...)."""
 
+    @_builtins.property
+    def allowed_projects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The projects whose jobs it runs (`--allow-project`); empty = every project its token's PROJECTS allow."""
+
+    @_builtins.property
+    def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The models it runs (`--allow-model`); empty = the built-in models only."""
+
     def __init__(
         self,
         *,
@@ -755,10 +831,12 @@ class AgentInfo(_message.Message):
         data_root: _builtins.str = ...,
         problem: _builtins.str = ...,
         max_clients: _builtins.int = ...,
+        allowed_projects: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_models: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connected", b"connected", "data_root", b"data_root", "devices", b"devices", "last_seen_time", b"last_seen_time", "max_clients", b"max_clients", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_models", b"allowed_models", "allowed_projects", b"allowed_projects", "connect_time", b"connect_time", "connected", b"connected", "data_root", b"data_root", "devices", b"devices", "last_seen_time", b"last_seen_time", "max_clients", b"max_clients", "name", b"name", "problem", b"problem", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66lorist/v1/job.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n\nClientInfo\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\x15\n\rredis_address\x18\x03 \x01(\t\x12\x0c\n\x04uuid\x18\x04 \x01(\t\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.florist.v1.ClientState\x12(\n\x07metrics\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\r\n\x05\x61gent\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x14\n\x0clabel_column\x18\n \x01(\t\x12\x16\n\x0estop_confirmed\x18\x0b \x01(\x08J\x04\x08\x01\x10\x02R\x0fservice_address\"\x85\x01\n\x0eTrackingConfig\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x32\n\x04tags\x18\x02 \x03(\x0b\x32$.florist.v1.TrackingConfig.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdb\x05\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.florist.v1.JobState\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x11\n\toptimizer\x18\x05 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x06 \x01(\t\x12\x16\n\x0eserver_address\x18\x07 \x01(\t\x12\x15\n\rredis_address\x18\x08 \x01(\t\x12.\n\rserver_config\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x07\x63lients\x18\n \x03(\x0b\x32\x16.florist.v1.ClientInfo\x12\x13\n\x0bserver_uuid\x18\x0b \x01(\t\x12/\n\x0eserver_metrics\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rerror_message\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0cmodel_config\x18\x11 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07project\x18\x12 \x01(\t\x12\r\n\x05owner\x18\x13 \x01(\t\x12\x10\n\x08priority\x18\x14 \x01(\x05\x12.\n\nqueue_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x18 \x01(\x04\x12\x15\n\rcurrent_round\x18\x19 \x01(\x05\x12,\n\x08tracking\x18\x17 \x01(\x0b\x32\x1a.florist.v1.TrackingConfig*\xd2\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15JOB_STATE_NOT_STARTED\x10\x01\x12\x19\n\x15JOB_STATE_IN_PROGRESS\x10\x02\x12#\n\x1fJOB_STATE_FINISHED_SUCCESSFULLY\x10\x03\x12!\n\x1dJOB_STATE_FINISHED_WITH_ERROR\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x14\n\x10JOB_STATE_QUEUED\x10\x06*\x93\x01\n\x0b\x43lientState\x12\x1c\n\x18\x43LIENT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LIENT_STATE_RUNNING\x10\x01\x12\x19\n\x15\x43LIENT_STATE_FINISHED\x10\x02\x12\x17\n\x13\x43LIENT_STATE_FAILED\x10\x03\x12\x18\n\x14\x43LIENT_STATE_STOPPED\x10\x04\x42\x8b\x01\n\rai.florist.v1B\x08JobProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66lorist/v1/job.proto\x12\nflorist.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n\nClientInfo\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\x15\n\rredis_address\x18\x03 \x01(\t\x12\x0c\n\x04uuid\x18\x04 \x01(\t\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.florist.v1.ClientState\x12(\n\x07metrics\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\r\n\x05\x61gent\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x14\n\x0clabel_column\x18\n \x01(\t\x12\x16\n\x0estop_confirmed\x18\x0b \x01(\x08J\x04\x08\x01\x10\x02R\x0fservice_address\"\x85\x01\n\x0eTrackingConfig\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x32\n\x04tags\x18\x02 \x03(\x0b\x32$.florist.v1.TrackingConfig.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x0cJobResources\x12\x0c\n\x04\x63pus\x18\x01 \x01(\x05\x12\x12\n\nmemory_mib\x18\x02 \x01(\x05\x12\x0c\n\x04gpus\x18\x03 \x01(\x05\x12-\n\ntime_limit\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x88\x06\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.florist.v1.JobState\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\x12\x11\n\toptimizer\x18\x05 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x06 \x01(\t\x12\x16\n\x0eserver_address\x18\x07 \x01(\t\x12\x15\n\rredis_address\x18\x08 \x01(\t\x12.\n\rserver_config\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x07\x63lients\x18\n \x03(\x0b\x32\x16.florist.v1.ClientInfo\x12\x13\n\x0bserver_uuid\x18\x0b \x01(\t\x12/\n\x0eserver_metrics\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rerror_message\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0cmodel_config\x18\x11 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07project\x18\x12 \x01(\t\x12\r\n\x05owner\x18\x13 \x01(\t\x12\x10\n\x08priority\x18\x14 \x01(\x05\x12.\n\nqueue_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x18 \x01(\x04\x12\x15\n\rcurrent_round\x18\x19 \x01(\x05\x12,\n\x08tracking\x18\x17 \x01(\x0b\x32\x1a.florist.v1.TrackingConfig\x12+\n\tresources\x18\x16 \x01(\x0b\x32\x18.florist.v1.JobResources*\xd2\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15JOB_STATE_NOT_STARTED\x10\x01\x12\x19\n\x15JOB_STATE_IN_PROGRESS\x10\x02\x12#\n\x1fJOB_STATE_FINISHED_SUCCESSFULLY\x10\x03\x12!\n\x1dJOB_STATE_FINISHED_WITH_ERROR\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x14\n\x10JOB_STATE_QUEUED\x10\x06*\x93\x01\n\x0b\x43lientState\x12\x1c\n\x18\x43LIENT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LIENT_STATE_RUNNING\x10\x01\x12\x19\n\x15\x43LIENT_STATE_FINISHED\x10\x02\x12\x17\n\x13\x43LIENT_STATE_FAILED\x10\x03\x12\x18\n\x14\x43LIENT_STATE_STOPPED\x10\x04\x42\x8b\x01\n\rai.florist.v1B\x08JobProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,16 +37,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\rai.florist.v1B\010JobProtoP\001Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\242\002\003FXX\252\002\nFlorist.V1\312\002\nFlorist\\V1\352\002\013Florist::V1'
   _globals['_TRACKINGCONFIG_TAGSENTRY']._loaded_options = None
   _globals['_TRACKINGCONFIG_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1246
-  _globals['_JOBSTATE']._serialized_end=1456
-  _globals['_CLIENTSTATE']._serialized_start=1459
-  _globals['_CLIENTSTATE']._serialized_end=1606
-  _globals['_CLIENTINFO']._serialized_start=100
-  _globals['_CLIENTINFO']._serialized_end=373
-  _globals['_TRACKINGCONFIG']._serialized_start=376
-  _globals['_TRACKINGCONFIG']._serialized_end=509
-  _globals['_TRACKINGCONFIG_TAGSENTRY']._serialized_start=466
-  _globals['_TRACKINGCONFIG_TAGSENTRY']._serialized_end=509
-  _globals['_JOB']._serialized_start=512
-  _globals['_JOB']._serialized_end=1243
+  _globals['_JOBSTATE']._serialized_start=1434
+  _globals['_JOBSTATE']._serialized_end=1644
+  _globals['_CLIENTSTATE']._serialized_start=1647
+  _globals['_CLIENTSTATE']._serialized_end=1794
+  _globals['_CLIENTINFO']._serialized_start=132
+  _globals['_CLIENTINFO']._serialized_end=405
+  _globals['_TRACKINGCONFIG']._serialized_start=408
+  _globals['_TRACKINGCONFIG']._serialized_end=541
+  _globals['_TRACKINGCONFIG_TAGSENTRY']._serialized_start=498
+  _globals['_TRACKINGCONFIG_TAGSENTRY']._serialized_end=541
+  _globals['_JOBRESOURCES']._serialized_start=543
+  _globals['_JOBRESOURCES']._serialized_end=652
+  _globals['_JOB']._serialized_start=655
+  _globals['_JOB']._serialized_end=1431
 # @@protoc_insertion_point(module_scope)

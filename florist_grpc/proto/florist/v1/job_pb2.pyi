@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -223,6 +224,46 @@ class TrackingConfig(_message.Message):
 Global___TrackingConfig: _TypeAlias = TrackingConfig  # noqa: Y015
 
 @_typing.final
+class JobResources(_message.Message):
+    """What each FL process of a job may use. Under `serve --launcher slurm` they become sbatch options of every FL
+    process's Slurm job (cpus, memory and time limit for the server and the clients; gpus for the clients only:
+    the server aggregates on CPU); the local launcher and agents apply cpus as torch threads and ignore the rest.
+    0 (or unset) = no request.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CPUS_FIELD_NUMBER: _builtins.int
+    MEMORY_MIB_FIELD_NUMBER: _builtins.int
+    GPUS_FIELD_NUMBER: _builtins.int
+    TIME_LIMIT_FIELD_NUMBER: _builtins.int
+    cpus: _builtins.int
+    """CPUs per FL process (`--cpus-per-task`; torch threads). 0..1024."""
+    memory_mib: _builtins.int
+    """Memory per FL process in MiB (`--mem`). 0..16777216 (16 TiB)."""
+    gpus: _builtins.int
+    """GPUs per FL client (`--gres=gpu:N`). 0..64."""
+    @_builtins.property
+    def time_limit(self) -> _duration_pb2.Duration:
+        """Wall-time limit per FL process (`--time`, whole seconds, rounded up to minutes by Slurm). At most 365 days."""
+
+    def __init__(
+        self,
+        *,
+        cpus: _builtins.int = ...,
+        memory_mib: _builtins.int = ...,
+        gpus: _builtins.int = ...,
+        time_limit: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_limit", b"time_limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpus", b"cpus", "gpus", b"gpus", "memory_mib", b"memory_mib", "time_limit", b"time_limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobResources: _TypeAlias = JobResources  # noqa: Y015
+
+@_typing.final
 class Job(_message.Message):
     """A federated-learning training job."""
 
@@ -252,6 +293,7 @@ class Job(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     CURRENT_ROUND_FIELD_NUMBER: _builtins.int
     TRACKING_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier. Output only."""
     state: Global___JobState.ValueType
@@ -325,6 +367,10 @@ class Job(_message.Message):
     def tracking(self) -> Global___TrackingConfig:
         """The job's experiment tracking: the MLflow experiment of its run and extra tags (see TrackingConfig)."""
 
+    @_builtins.property
+    def resources(self) -> Global___JobResources:
+        """What each FL process may use (see JobResources); validated at CreateJob."""
+
     def __init__(
         self,
         *,
@@ -352,10 +398,11 @@ class Job(_message.Message):
         revision: _builtins.int = ...,
         current_round: _builtins.int = ...,
         tracking: Global___TrackingConfig | None = ...,
+        resources: Global___JobResources | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "queue_time", b"queue_time", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time", "tracking", b"tracking"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "model_config", b"model_config", "queue_time", b"queue_time", "resources", b"resources", "server_config", b"server_config", "server_metrics", b"server_metrics", "start_time", b"start_time", "tracking", b"tracking"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "current_round", b"current_round", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "owner", b"owner", "priority", b"priority", "project", b"project", "queue_time", b"queue_time", "redis_address", b"redis_address", "revision", b"revision", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy", "tracking", b"tracking"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "clients", b"clients", "create_time", b"create_time", "current_round", b"current_round", "end_time", b"end_time", "error_message", b"error_message", "id", b"id", "model", b"model", "model_config", b"model_config", "optimizer", b"optimizer", "owner", b"owner", "priority", b"priority", "project", b"project", "queue_time", b"queue_time", "redis_address", b"redis_address", "resources", b"resources", "revision", b"revision", "server_address", b"server_address", "server_config", b"server_config", "server_metrics", b"server_metrics", "server_uuid", b"server_uuid", "start_time", b"start_time", "state", b"state", "strategy", b"strategy", "tracking", b"tracking"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

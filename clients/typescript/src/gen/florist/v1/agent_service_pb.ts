@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file florist/v1/agent_service.proto.
  */
 export const file_florist_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5mbG9yaXN0L3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmZsb3Jpc3QudjEiqQMKDkNvbm5lY3RSZXF1ZXN0EicKBWhlbGxvGAEgASgLMhYuZmxvcmlzdC52MS5BZ2VudEhlbGxvSAASNQoPcHJvY2Vzc19zdGFydGVkGAIgASgLMhouZmxvcmlzdC52MS5Qcm9jZXNzU3RhcnRlZEgAEjMKDnByb2Nlc3NfZXhpdGVkGAMgASgLMhkuZmxvcmlzdC52MS5Qcm9jZXNzRXhpdGVkSAASKQoJbG9nX2NodW5rGAQgASgLMhQuZmxvcmlzdC52MS5Mb2dDaHVua0gAEjEKDXJlcG9ydF9jaGFuZ2UYBSABKAsyGC5mbG9yaXN0LnYxLlJlcG9ydENoYW5nZUgAEjgKEWRhdGFfY2hlY2tfcmVzdWx0GAYgASgLMhsuZmxvcmlzdC52MS5EYXRhQ2hlY2tSZXN1bHRIABIzCg5yZXF1ZXN0X2ZhaWxlZBgHIAEoCzIZLmZsb3Jpc3QudjEuUmVxdWVzdEZhaWxlZEgAEioKCWhlYXJ0YmVhdBgIIAEoCzIVLmZsb3Jpc3QudjEuSGVhcnRiZWF0SABCCQoHbWVzc2FnZSKxAgoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5mbG9yaXN0LnYxLldlbGNvbWVIABIxCg1sYXVuY2hfY2xpZW50GAIgASgLMhguZmxvcmlzdC52MS5MYXVuY2hDbGllbnRIABItCgtzdG9wX2NsaWVudBgDIAEoCzIWLmZsb3Jpc3QudjEuU3RvcENsaWVudEgAEicKCHJlYWRfbG9nGAQgASgLMhMuZmxvcmlzdC52MS5SZWFkTG9nSAASKwoKY2hlY2tfZGF0YRgFIAEoCzIVLmZsb3Jpc3QudjEuQ2hlY2tEYXRhSAASMwoOY2FuY2VsX3JlcXVlc3QYBiABKAsyGS5mbG9yaXN0LnYxLkNhbmNlbFJlcXVlc3RIAEIJCgdtZXNzYWdlIrIBCgpBZ2VudEhlbGxvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdkZXZpY2VzGAMgAygJEhEKCWRhdGFfcm9vdBgEIAEoCRIoCgdjbGllbnRzGAUgAygLMhcuZmxvcmlzdC52MS5Lbm93bkNsaWVudBIPCgdwcm9ibGVtGAYgASgJEhMKC21heF9jbGllbnRzGAcgASgFEhEKCWZsX2RpcmVjdBgUIAEoCCJfCgtLbm93bkNsaWVudBITCgtjbGllbnRfdXVpZBgBIAEoCRIPCgdydW5uaW5nGAIgASgIEhEKCWV4aXRfY29kZRgDIAEoBRIXCg9leGl0X2NvZGVfa25vd24YBCABKAgiCQoHV2VsY29tZSLVAgoMTGF1bmNoQ2xpZW50EhIKCnJlcXVlc3RfaWQYASABKAkSEwoLY2xpZW50X3V1aWQYAiABKAkSFgoOc2VydmVyX2FkZHJlc3MYAyABKAkSEQoJZGF0YV9wYXRoGAQgASgJEg0KBW1vZGVsGAUgASgJEhEKCW9wdGltaXplchgGIAEoCRITCgtjbGllbnRfdHlwZRgHIAEoCRIuCg1zZXJ2ZXJfY29uZmlnGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZkZXZpY2UYCSABKAkSCwoDdGxzGAogASgIEhMKC2lucHV0X3NoYXBlGAsgAygFEhMKC251bV9jbGFzc2VzGAwgASgFEi0KDG1vZGVsX2NvbmZpZxgNIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMbGFiZWxfY29sdW1uGA4gASgJIlgKDlByb2Nlc3NTdGFydGVkEhIKCnJlcXVlc3RfaWQYASABKAkSEwoLY2xpZW50X3V1aWQYAiABKAkSCwoDcGlkGAMgASgDEhAKCGxvZ19wYXRoGAQgASgJImIKDVByb2Nlc3NFeGl0ZWQSEwoLY2xpZW50X3V1aWQYASABKAkSEQoJZXhpdF9jb2RlGAIgASgFEhcKD2V4aXRfY29kZV9rbm93bhgDIAEoCBIQCghsb2dfdGFpbBgEIAEoCSIhCgpTdG9wQ2xpZW50EhMKC2NsaWVudF91dWlkGAEgASgJIlIKB1JlYWRMb2cSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRIOCgZvZmZzZXQYAyABKAMSDgoGZm9sbG93GAQgASgIIk4KCExvZ0NodW5rEhIKCnJlcXVlc3RfaWQYASABKAkSDAoEdGV4dBgCIAEoCRITCgtuZXh0X29mZnNldBgDIAEoAxILCgNlbmQYBCABKAgiIwoNQ2FuY2VsUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIlcKCUNoZWNrRGF0YRISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCWRhdGFfcGF0aBgCIAEoCRINCgVwcm9iZRgDIAEoCBIUCgxsYWJlbF9jb2x1bW4YBCABKAkibAoPRGF0YUNoZWNrUmVzdWx0EhIKCnJlcXVlc3RfaWQYASABKAkSCgoCb2sYAiABKAgSDwoHcHJvYmxlbRgDIAEoCRIoCgdzdW1tYXJ5GAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJCCg1SZXF1ZXN0RmFpbGVkEhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJIjgKDFJlcG9ydENoYW5nZRITCgtjbGllbnRfdXVpZBgBIAEoCRITCgtyZXBvcnRfanNvbhgCIAEoCSIcCglIZWFydGJlYXQSDwoHcHJvYmxlbRgBIAEoCSITChFMaXN0QWdlbnRzUmVxdWVzdCI7ChJMaXN0QWdlbnRzUmVzcG9uc2USJQoGYWdlbnRzGAEgAygLMhUuZmxvcmlzdC52MS5BZ2VudEluZm8i7QEKCUFnZW50SW5mbxIMCgRuYW1lGAEgASgJEhEKCWNvbm5lY3RlZBgCIAEoCBIwCgxjb25uZWN0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3Rfc2Vlbl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZXZpY2VzGAUgAygJEg8KB3ZlcnNpb24YBiABKAkSEQoJZGF0YV9yb290GAcgASgJEg8KB3Byb2JsZW0YCCABKAkSEwoLbWF4X2NsaWVudHMYCSABKAUiUgoNVHVubmVsUmVxdWVzdBImCgRvcGVuGAEgASgLMhYuZmxvcmlzdC52MS5UdW5uZWxPcGVuSAASDgoEZGF0YRgCIAEoDEgAQgkKB21lc3NhZ2UiMAoKVHVubmVsT3BlbhINCgVhZ2VudBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCSIrCg5UdW5uZWxSZXNwb25zZRIMCgRkYXRhGAEgASgMEgsKA2VvZhgCIAEoCDLoAQoMQWdlbnRTZXJ2aWNlEkYKB0Nvbm5lY3QSGi5mbG9yaXN0LnYxLkNvbm5lY3RSZXF1ZXN0GhsuZmxvcmlzdC52MS5Db25uZWN0UmVzcG9uc2UoATABEksKCkxpc3RBZ2VudHMSHS5mbG9yaXN0LnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uZmxvcmlzdC52MS5MaXN0QWdlbnRzUmVzcG9uc2USQwoGVHVubmVsEhkuZmxvcmlzdC52MS5UdW5uZWxSZXF1ZXN0GhouZmxvcmlzdC52MS5UdW5uZWxSZXNwb25zZSgBMAFClAEKDWFpLmZsb3Jpc3QudjFCEUFnZW50U2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZmxvcmlzdC1ncnBjL2Zsb3Jpc3QtZ3JwYy9nZW4vZ28vZmxvcmlzdC92MTtmbG9yaXN0djGiAgNGWFiqAgpGbG9yaXN0LlYxygIKRmxvcmlzdFxWMeoCC0Zsb3Jpc3Q6OlYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch5mbG9yaXN0L3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCmZsb3Jpc3QudjEiqQMKDkNvbm5lY3RSZXF1ZXN0EicKBWhlbGxvGAEgASgLMhYuZmxvcmlzdC52MS5BZ2VudEhlbGxvSAASNQoPcHJvY2Vzc19zdGFydGVkGAIgASgLMhouZmxvcmlzdC52MS5Qcm9jZXNzU3RhcnRlZEgAEjMKDnByb2Nlc3NfZXhpdGVkGAMgASgLMhkuZmxvcmlzdC52MS5Qcm9jZXNzRXhpdGVkSAASKQoJbG9nX2NodW5rGAQgASgLMhQuZmxvcmlzdC52MS5Mb2dDaHVua0gAEjEKDXJlcG9ydF9jaGFuZ2UYBSABKAsyGC5mbG9yaXN0LnYxLlJlcG9ydENoYW5nZUgAEjgKEWRhdGFfY2hlY2tfcmVzdWx0GAYgASgLMhsuZmxvcmlzdC52MS5EYXRhQ2hlY2tSZXN1bHRIABIzCg5yZXF1ZXN0X2ZhaWxlZBgHIAEoCzIZLmZsb3Jpc3QudjEuUmVxdWVzdEZhaWxlZEgAEioKCWhlYXJ0YmVhdBgIIAEoCzIVLmZsb3Jpc3QudjEuSGVhcnRiZWF0SABCCQoHbWVzc2FnZSKxAgoPQ29ubmVjdFJlc3BvbnNlEiYKB3dlbGNvbWUYASABKAsyEy5mbG9yaXN0LnYxLldlbGNvbWVIABIxCg1sYXVuY2hfY2xpZW50GAIgASgLMhguZmxvcmlzdC52MS5MYXVuY2hDbGllbnRIABItCgtzdG9wX2NsaWVudBgDIAEoCzIWLmZsb3Jpc3QudjEuU3RvcENsaWVudEgAEicKCHJlYWRfbG9nGAQgASgLMhMuZmxvcmlzdC52MS5SZWFkTG9nSAASKwoKY2hlY2tfZGF0YRgFIAEoCzIVLmZsb3Jpc3QudjEuQ2hlY2tEYXRhSAASMwoOY2FuY2VsX3JlcXVlc3QYBiABKAsyGS5mbG9yaXN0LnYxLkNhbmNlbFJlcXVlc3RIAEIJCgdtZXNzYWdlIuQBCgpBZ2VudEhlbGxvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIPCgdkZXZpY2VzGAMgAygJEhEKCWRhdGFfcm9vdBgEIAEoCRIoCgdjbGllbnRzGAUgAygLMhcuZmxvcmlzdC52MS5Lbm93bkNsaWVudBIPCgdwcm9ibGVtGAYgASgJEhMKC21heF9jbGllbnRzGAcgASgFEhgKEGFsbG93ZWRfcHJvamVjdHMYCCADKAkSFgoOYWxsb3dlZF9tb2RlbHMYCSADKAkSEQoJZmxfZGlyZWN0GAogASgIIlwKCUNsaWVudEpvYhIKCgJpZBgBIAEoCRIPCgdwcm9qZWN0GAIgASgJEg0KBW93bmVyGAMgASgJEg0KBW1vZGVsGAQgASgJEhQKDGNsaWVudF9pbmRleBgFIAEoBSJfCgtLbm93bkNsaWVudBITCgtjbGllbnRfdXVpZBgBIAEoCRIPCgdydW5uaW5nGAIgASgIEhEKCWV4aXRfY29kZRgDIAEoBRIXCg9leGl0X2NvZGVfa25vd24YBCABKAgiCQoHV2VsY29tZSL5AgoMTGF1bmNoQ2xpZW50EhIKCnJlcXVlc3RfaWQYASABKAkSEwoLY2xpZW50X3V1aWQYAiABKAkSFgoOc2VydmVyX2FkZHJlc3MYAyABKAkSEQoJZGF0YV9wYXRoGAQgASgJEg0KBW1vZGVsGAUgASgJEhEKCW9wdGltaXplchgGIAEoCRITCgtjbGllbnRfdHlwZRgHIAEoCRIuCg1zZXJ2ZXJfY29uZmlnGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZkZXZpY2UYCSABKAkSCwoDdGxzGAogASgIEhMKC2lucHV0X3NoYXBlGAsgAygFEhMKC251bV9jbGFzc2VzGAwgASgFEi0KDG1vZGVsX2NvbmZpZxgNIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMbGFiZWxfY29sdW1uGA4gASgJEiIKA2pvYhgPIAEoCzIVLmZsb3Jpc3QudjEuQ2xpZW50Sm9iIlgKDlByb2Nlc3NTdGFydGVkEhIKCnJlcXVlc3RfaWQYASABKAkSEwoLY2xpZW50X3V1aWQYAiABKAkSCwoDcGlkGAMgASgDEhAKCGxvZ19wYXRoGAQgASgJImIKDVByb2Nlc3NFeGl0ZWQSEwoLY2xpZW50X3V1aWQYASABKAkSEQoJZXhpdF9jb2RlGAIgASgFEhcKD2V4aXRfY29kZV9rbm93bhgDIAEoCBIQCghsb2dfdGFpbBgEIAEoCSIhCgpTdG9wQ2xpZW50EhMKC2NsaWVudF91dWlkGAEgASgJIlIKB1JlYWRMb2cSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjbGllbnRfdXVpZBgCIAEoCRIOCgZvZmZzZXQYAyABKAMSDgoGZm9sbG93GAQgASgIIk4KCExvZ0NodW5rEhIKCnJlcXVlc3RfaWQYASABKAkSDAoEdGV4dBgCIAEoCRITCgtuZXh0X29mZnNldBgDIAEoAxILCgNlbmQYBCABKAgiIwoNQ2FuY2VsUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJInsKCUNoZWNrRGF0YRISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCWRhdGFfcGF0aBgCIAEoCRINCgVwcm9iZRgDIAEoCBIUCgxsYWJlbF9jb2x1bW4YBCABKAkSIgoDam9iGAUgASgLMhUuZmxvcmlzdC52MS5DbGllbnRKb2IibAoPRGF0YUNoZWNrUmVzdWx0EhIKCnJlcXVlc3RfaWQYASABKAkSCgoCb2sYAiABKAgSDwoHcHJvYmxlbRgDIAEoCRIoCgdzdW1tYXJ5GAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJCCg1SZXF1ZXN0RmFpbGVkEhIKCnJlcXVlc3RfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJIjgKDFJlcG9ydENoYW5nZRITCgtjbGllbnRfdXVpZBgBIAEoCRITCgtyZXBvcnRfanNvbhgCIAEoCSIcCglIZWFydGJlYXQSDwoHcHJvYmxlbRgBIAEoCSITChFMaXN0QWdlbnRzUmVxdWVzdCI7ChJMaXN0QWdlbnRzUmVzcG9uc2USJQoGYWdlbnRzGAEgAygLMhUuZmxvcmlzdC52MS5BZ2VudEluZm8inwIKCUFnZW50SW5mbxIMCgRuYW1lGAEgASgJEhEKCWNvbm5lY3RlZBgCIAEoCBIwCgxjb25uZWN0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmxhc3Rfc2Vlbl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdkZXZpY2VzGAUgAygJEg8KB3ZlcnNpb24YBiABKAkSEQoJZGF0YV9yb290GAcgASgJEg8KB3Byb2JsZW0YCCABKAkSEwoLbWF4X2NsaWVudHMYCSABKAUSGAoQYWxsb3dlZF9wcm9qZWN0cxgKIAMoCRIWCg5hbGxvd2VkX21vZGVscxgLIAMoCSJSCg1UdW5uZWxSZXF1ZXN0EiYKBG9wZW4YASABKAsyFi5mbG9yaXN0LnYxLlR1bm5lbE9wZW5IABIOCgRkYXRhGAIgASgMSABCCQoHbWVzc2FnZSIwCgpUdW5uZWxPcGVuEg0KBWFnZW50GAEgASgJEhMKC2NsaWVudF91dWlkGAIgASgJIisKDlR1bm5lbFJlc3BvbnNlEgwKBGRhdGEYASABKAwSCwoDZW9mGAIgASgIMugBCgxBZ2VudFNlcnZpY2USRgoHQ29ubmVjdBIaLmZsb3Jpc3QudjEuQ29ubmVjdFJlcXVlc3QaGy5mbG9yaXN0LnYxLkNvbm5lY3RSZXNwb25zZSgBMAESSwoKTGlzdEFnZW50cxIdLmZsb3Jpc3QudjEuTGlzdEFnZW50c1JlcXVlc3QaHi5mbG9yaXN0LnYxLkxpc3RBZ2VudHNSZXNwb25zZRJDCgZUdW5uZWwSGS5mbG9yaXN0LnYxLlR1bm5lbFJlcXVlc3QaGi5mbG9yaXN0LnYxLlR1bm5lbFJlc3BvbnNlKAEwAUKUAQoNYWkuZmxvcmlzdC52MUIRQWdlbnRTZXJ2aWNlUHJvdG9QAVpAZ2l0aHViLmNvbS9mbG9yaXN0LWdycGMvZmxvcmlzdC1ncnBjL2dlbi9nby9mbG9yaXN0L3YxO2Zsb3Jpc3R2MaICA0ZYWKoCCkZsb3Jpc3QuVjHKAgpGbG9yaXN0XFYx6gILRmxvcmlzdDo6VjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A message from the agent to the control plane.
@@ -224,10 +224,26 @@ export type AgentHello = Message<"florist.v1.AgentHello"> & {
   maxClients: number;
 
   /**
+   * The projects whose jobs it runs (`--allow-project`); empty = every project its token's PROJECTS allow.
+   * StartTraining refuses a job of any other project with FAILED_PRECONDITION, and so does the agent.
+   *
+   * @generated from field: repeated string allowed_projects = 8;
+   */
+  allowedProjects: string[];
+
+  /**
+   * The models it runs (`--allow-model`); empty = the built-in models only (a plugin's model runs only when
+   * named). StartTraining refuses a job of any other model with FAILED_PRECONDITION, and so does the agent.
+   *
+   * @generated from field: repeated string allowed_models = 9;
+   */
+  allowedModels: string[];
+
+  /**
    * Its FL clients connect to FL servers directly (`--fl-direct`), not through AgentService.Tunnel: their jobs'
    * FL servers must then listen beyond loopback.
    *
-   * @generated from field: bool fl_direct = 20;
+   * @generated from field: bool fl_direct = 10;
    */
   flDirect: boolean;
 };
@@ -238,6 +254,55 @@ export type AgentHello = Message<"florist.v1.AgentHello"> & {
  */
 export const AgentHelloSchema: GenMessage<AgentHello> = /*@__PURE__*/
   messageDesc(file_florist_v1_agent_service, 2);
+
+/**
+ * The job a request to an agent is for: what the site's policy checks and its audit log records.
+ *
+ * @generated from message florist.v1.ClientJob
+ */
+export type ClientJob = Message<"florist.v1.ClientJob"> & {
+  /**
+   * The job's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The job's project.
+   *
+   * @generated from field: string project = 2;
+   */
+  project: string;
+
+  /**
+   * Who owns the job (the name of the token that created it).
+   *
+   * @generated from field: string owner = 3;
+   */
+  owner: string;
+
+  /**
+   * The job's model (a catalog name).
+   *
+   * @generated from field: string model = 4;
+   */
+  model: string;
+
+  /**
+   * The client's index in the job's `clients`.
+   *
+   * @generated from field: int32 client_index = 5;
+   */
+  clientIndex: number;
+};
+
+/**
+ * Describes the message florist.v1.ClientJob.
+ * Use `create(ClientJobSchema)` to create a new message.
+ */
+export const ClientJobSchema: GenMessage<ClientJob> = /*@__PURE__*/
+  messageDesc(file_florist_v1_agent_service, 3);
 
 /**
  * A client process an agent knows of.
@@ -279,7 +344,7 @@ export type KnownClient = Message<"florist.v1.KnownClient"> & {
  * Use `create(KnownClientSchema)` to create a new message.
  */
 export const KnownClientSchema: GenMessage<KnownClient> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 3);
+  messageDesc(file_florist_v1_agent_service, 4);
 
 /**
  * The control plane accepted the session.
@@ -294,7 +359,7 @@ export type Welcome = Message<"florist.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 4);
+  messageDesc(file_florist_v1_agent_service, 5);
 
 /**
  * Launch one FL client process for a job.
@@ -399,6 +464,13 @@ export type LaunchClient = Message<"florist.v1.LaunchClient"> & {
    * @generated from field: string label_column = 14;
    */
   labelColumn: string;
+
+  /**
+   * The job this client belongs to: the agent refuses a launch its policy excludes (PERMISSION_DENIED).
+   *
+   * @generated from field: florist.v1.ClientJob job = 15;
+   */
+  job?: ClientJob | undefined;
 };
 
 /**
@@ -406,7 +478,7 @@ export type LaunchClient = Message<"florist.v1.LaunchClient"> & {
  * Use `create(LaunchClientSchema)` to create a new message.
  */
 export const LaunchClientSchema: GenMessage<LaunchClient> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 5);
+  messageDesc(file_florist_v1_agent_service, 6);
 
 /**
  * Reply to LaunchClient.
@@ -448,7 +520,7 @@ export type ProcessStarted = Message<"florist.v1.ProcessStarted"> & {
  * Use `create(ProcessStartedSchema)` to create a new message.
  */
 export const ProcessStartedSchema: GenMessage<ProcessStarted> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 6);
+  messageDesc(file_florist_v1_agent_service, 7);
 
 /**
  * A client process ended.
@@ -490,7 +562,7 @@ export type ProcessExited = Message<"florist.v1.ProcessExited"> & {
  * Use `create(ProcessExitedSchema)` to create a new message.
  */
 export const ProcessExitedSchema: GenMessage<ProcessExited> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 7);
+  messageDesc(file_florist_v1_agent_service, 8);
 
 /**
  * Stop a client.
@@ -511,7 +583,7 @@ export type StopClient = Message<"florist.v1.StopClient"> & {
  * Use `create(StopClientSchema)` to create a new message.
  */
 export const StopClientSchema: GenMessage<StopClient> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 8);
+  messageDesc(file_florist_v1_agent_service, 9);
 
 /**
  * Stream a client's log.
@@ -553,7 +625,7 @@ export type ReadLog = Message<"florist.v1.ReadLog"> & {
  * Use `create(ReadLogSchema)` to create a new message.
  */
 export const ReadLogSchema: GenMessage<ReadLog> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 9);
+  messageDesc(file_florist_v1_agent_service, 10);
 
 /**
  * One chunk of a log.
@@ -595,7 +667,7 @@ export type LogChunk = Message<"florist.v1.LogChunk"> & {
  * Use `create(LogChunkSchema)` to create a new message.
  */
 export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 10);
+  messageDesc(file_florist_v1_agent_service, 11);
 
 /**
  * Stop answering an earlier request.
@@ -616,7 +688,7 @@ export type CancelRequest = Message<"florist.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 11);
+  messageDesc(file_florist_v1_agent_service, 12);
 
 /**
  * Check a dataset path before a job starts.
@@ -652,6 +724,13 @@ export type CheckData = Message<"florist.v1.CheckData"> & {
    * @generated from field: string label_column = 4;
    */
   labelColumn: string;
+
+  /**
+   * The job whose client would read it: the agent refuses a check its policy excludes (ok false, saying why).
+   *
+   * @generated from field: florist.v1.ClientJob job = 5;
+   */
+  job?: ClientJob | undefined;
 };
 
 /**
@@ -659,7 +738,7 @@ export type CheckData = Message<"florist.v1.CheckData"> & {
  * Use `create(CheckDataSchema)` to create a new message.
  */
 export const CheckDataSchema: GenMessage<CheckData> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 12);
+  messageDesc(file_florist_v1_agent_service, 13);
 
 /**
  * Reply to CheckData.
@@ -701,7 +780,7 @@ export type DataCheckResult = Message<"florist.v1.DataCheckResult"> & {
  * Use `create(DataCheckResultSchema)` to create a new message.
  */
 export const DataCheckResultSchema: GenMessage<DataCheckResult> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 13);
+  messageDesc(file_florist_v1_agent_service, 14);
 
 /**
  * A request could not be carried out.
@@ -736,7 +815,7 @@ export type RequestFailed = Message<"florist.v1.RequestFailed"> & {
  * Use `create(RequestFailedSchema)` to create a new message.
  */
 export const RequestFailedSchema: GenMessage<RequestFailed> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 14);
+  messageDesc(file_florist_v1_agent_service, 15);
 
 /**
  * A client's whole current report (FLorist's document, unchanged).
@@ -764,7 +843,7 @@ export type ReportChange = Message<"florist.v1.ReportChange"> & {
  * Use `create(ReportChangeSchema)` to create a new message.
  */
 export const ReportChangeSchema: GenMessage<ReportChange> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 15);
+  messageDesc(file_florist_v1_agent_service, 16);
 
 /**
  * The agent is alive. Also sent at once when its health changes.
@@ -785,7 +864,7 @@ export type Heartbeat = Message<"florist.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 16);
+  messageDesc(file_florist_v1_agent_service, 17);
 
 /**
  * Request of AgentService.ListAgents.
@@ -800,7 +879,7 @@ export type ListAgentsRequest = Message<"florist.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 17);
+  messageDesc(file_florist_v1_agent_service, 18);
 
 /**
  * Response of AgentService.ListAgents.
@@ -821,7 +900,7 @@ export type ListAgentsResponse = Message<"florist.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 18);
+  messageDesc(file_florist_v1_agent_service, 19);
 
 /**
  * One agent as the control plane sees it.
@@ -892,6 +971,20 @@ export type AgentInfo = Message<"florist.v1.AgentInfo"> & {
    * @generated from field: int32 max_clients = 9;
    */
   maxClients: number;
+
+  /**
+   * The projects whose jobs it runs (`--allow-project`); empty = every project its token's PROJECTS allow.
+   *
+   * @generated from field: repeated string allowed_projects = 10;
+   */
+  allowedProjects: string[];
+
+  /**
+   * The models it runs (`--allow-model`); empty = the built-in models only.
+   *
+   * @generated from field: repeated string allowed_models = 11;
+   */
+  allowedModels: string[];
 };
 
 /**
@@ -899,7 +992,7 @@ export type AgentInfo = Message<"florist.v1.AgentInfo"> & {
  * Use `create(AgentInfoSchema)` to create a new message.
  */
 export const AgentInfoSchema: GenMessage<AgentInfo> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 19);
+  messageDesc(file_florist_v1_agent_service, 20);
 
 /**
  * A message from the agent on a Tunnel stream.
@@ -936,7 +1029,7 @@ export type TunnelRequest = Message<"florist.v1.TunnelRequest"> & {
  * Use `create(TunnelRequestSchema)` to create a new message.
  */
 export const TunnelRequestSchema: GenMessage<TunnelRequest> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 20);
+  messageDesc(file_florist_v1_agent_service, 21);
 
 /**
  * The connection a tunnel carries.
@@ -964,7 +1057,7 @@ export type TunnelOpen = Message<"florist.v1.TunnelOpen"> & {
  * Use `create(TunnelOpenSchema)` to create a new message.
  */
 export const TunnelOpenSchema: GenMessage<TunnelOpen> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 21);
+  messageDesc(file_florist_v1_agent_service, 22);
 
 /**
  * A message from the control plane on a Tunnel stream.
@@ -992,7 +1085,7 @@ export type TunnelResponse = Message<"florist.v1.TunnelResponse"> & {
  * Use `create(TunnelResponseSchema)` to create a new message.
  */
 export const TunnelResponseSchema: GenMessage<TunnelResponse> = /*@__PURE__*/
-  messageDesc(file_florist_v1_agent_service, 22);
+  messageDesc(file_florist_v1_agent_service, 23);
 
 /**
  * Sites dial out: `florist-grpc agent` on a data-holding machine opens one long-lived, authenticated session to

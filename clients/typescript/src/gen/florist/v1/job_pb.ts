@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file florist/v1/job.proto.
  */
 export const file_florist_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChRmbG9yaXN0L3YxL2pvYi5wcm90bxIKZmxvcmlzdC52MSKRAgoKQ2xpZW50SW5mbxIRCglkYXRhX3BhdGgYAiABKAkSFQoNcmVkaXNfYWRkcmVzcxgDIAEoCRIMCgR1dWlkGAQgASgJEiYKBXN0YXRlGAUgASgOMhcuZmxvcmlzdC52MS5DbGllbnRTdGF0ZRIoCgdtZXRyaWNzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEg0KBWFnZW50GAggASgJEg4KBmRldmljZRgJIAEoCRIUCgxsYWJlbF9jb2x1bW4YCiABKAkSFgoOc3RvcF9jb25maXJtZWQYCyABKAhKBAgBEAJSD3NlcnZpY2VfYWRkcmVzcyKFAQoOVHJhY2tpbmdDb25maWcSEgoKZXhwZXJpbWVudBgBIAEoCRIyCgR0YWdzGAIgAygLMiQuZmxvcmlzdC52MS5UcmFja2luZ0NvbmZpZy5UYWdzRW50cnkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi2wUKA0pvYhIKCgJpZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULmZsb3Jpc3QudjEuSm9iU3RhdGUSDQoFbW9kZWwYAyABKAkSEAoIc3RyYXRlZ3kYBCABKAkSEQoJb3B0aW1pemVyGAUgASgJEhMKC2NsaWVudF90eXBlGAYgASgJEhYKDnNlcnZlcl9hZGRyZXNzGAcgASgJEhUKDXJlZGlzX2FkZHJlc3MYCCABKAkSLgoNc2VydmVyX2NvbmZpZxgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoHY2xpZW50cxgKIAMoCzIWLmZsb3Jpc3QudjEuQ2xpZW50SW5mbxITCgtzZXJ2ZXJfdXVpZBgLIAEoCRIvCg5zZXJ2ZXJfbWV0cmljcxgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZXJyb3JfbWVzc2FnZRgNIAEoCRIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KDG1vZGVsX2NvbmZpZxgRIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHcHJvamVjdBgSIAEoCRINCgVvd25lchgTIAEoCRIQCghwcmlvcml0eRgUIAEoBRIuCgpxdWV1ZV90aW1lGBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgYIAEoBBIVCg1jdXJyZW50X3JvdW5kGBkgASgFEiwKCHRyYWNraW5nGBcgASgLMhouZmxvcmlzdC52MS5UcmFja2luZ0NvbmZpZyrSAQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVSk9CX1NUQVRFX05PVF9TVEFSVEVEEAESGQoVSk9CX1NUQVRFX0lOX1BST0dSRVNTEAISIwofSk9CX1NUQVRFX0ZJTklTSEVEX1NVQ0NFU1NGVUxMWRADEiEKHUpPQl9TVEFURV9GSU5JU0hFRF9XSVRIX0VSUk9SEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFEhQKEEpPQl9TVEFURV9RVUVVRUQQBiqTAQoLQ2xpZW50U3RhdGUSHAoYQ0xJRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQ0xJRU5UX1NUQVRFX1JVTk5JTkcQARIZChVDTElFTlRfU1RBVEVfRklOSVNIRUQQAhIXChNDTElFTlRfU1RBVEVfRkFJTEVEEAMSGAoUQ0xJRU5UX1NUQVRFX1NUT1BQRUQQBEKLAQoNYWkuZmxvcmlzdC52MUIISm9iUHJvdG9QAVpAZ2l0aHViLmNvbS9mbG9yaXN0LWdycGMvZmxvcmlzdC1ncnBjL2dlbi9nby9mbG9yaXN0L3YxO2Zsb3Jpc3R2MaICA0ZYWKoCCkZsb3Jpc3QuVjHKAgpGbG9yaXN0XFYx6gILRmxvcmlzdDo6VjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRmbG9yaXN0L3YxL2pvYi5wcm90bxIKZmxvcmlzdC52MSKRAgoKQ2xpZW50SW5mbxIRCglkYXRhX3BhdGgYAiABKAkSFQoNcmVkaXNfYWRkcmVzcxgDIAEoCRIMCgR1dWlkGAQgASgJEiYKBXN0YXRlGAUgASgOMhcuZmxvcmlzdC52MS5DbGllbnRTdGF0ZRIoCgdtZXRyaWNzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEg0KBWFnZW50GAggASgJEg4KBmRldmljZRgJIAEoCRIUCgxsYWJlbF9jb2x1bW4YCiABKAkSFgoOc3RvcF9jb25maXJtZWQYCyABKAhKBAgBEAJSD3NlcnZpY2VfYWRkcmVzcyKFAQoOVHJhY2tpbmdDb25maWcSEgoKZXhwZXJpbWVudBgBIAEoCRIyCgR0YWdzGAIgAygLMiQuZmxvcmlzdC52MS5UcmFja2luZ0NvbmZpZy5UYWdzRW50cnkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEibQoMSm9iUmVzb3VyY2VzEgwKBGNwdXMYASABKAUSEgoKbWVtb3J5X21pYhgCIAEoBRIMCgRncHVzGAMgASgFEi0KCnRpbWVfbGltaXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iiAYKA0pvYhIKCgJpZBgBIAEoCRIjCgVzdGF0ZRgCIAEoDjIULmZsb3Jpc3QudjEuSm9iU3RhdGUSDQoFbW9kZWwYAyABKAkSEAoIc3RyYXRlZ3kYBCABKAkSEQoJb3B0aW1pemVyGAUgASgJEhMKC2NsaWVudF90eXBlGAYgASgJEhYKDnNlcnZlcl9hZGRyZXNzGAcgASgJEhUKDXJlZGlzX2FkZHJlc3MYCCABKAkSLgoNc2VydmVyX2NvbmZpZxgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoHY2xpZW50cxgKIAMoCzIWLmZsb3Jpc3QudjEuQ2xpZW50SW5mbxITCgtzZXJ2ZXJfdXVpZBgLIAEoCRIvCg5zZXJ2ZXJfbWV0cmljcxgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNZXJyb3JfbWVzc2FnZRgNIAEoCRIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KDG1vZGVsX2NvbmZpZxgRIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHcHJvamVjdBgSIAEoCRINCgVvd25lchgTIAEoCRIQCghwcmlvcml0eRgUIAEoBRIuCgpxdWV1ZV90aW1lGBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgYIAEoBBIVCg1jdXJyZW50X3JvdW5kGBkgASgFEiwKCHRyYWNraW5nGBcgASgLMhouZmxvcmlzdC52MS5UcmFja2luZ0NvbmZpZxIrCglyZXNvdXJjZXMYFiABKAsyGC5mbG9yaXN0LnYxLkpvYlJlc291cmNlcyrSAQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVSk9CX1NUQVRFX05PVF9TVEFSVEVEEAESGQoVSk9CX1NUQVRFX0lOX1BST0dSRVNTEAISIwofSk9CX1NUQVRFX0ZJTklTSEVEX1NVQ0NFU1NGVUxMWRADEiEKHUpPQl9TVEFURV9GSU5JU0hFRF9XSVRIX0VSUk9SEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFEhQKEEpPQl9TVEFURV9RVUVVRUQQBiqTAQoLQ2xpZW50U3RhdGUSHAoYQ0xJRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQ0xJRU5UX1NUQVRFX1JVTk5JTkcQARIZChVDTElFTlRfU1RBVEVfRklOSVNIRUQQAhIXChNDTElFTlRfU1RBVEVfRkFJTEVEEAMSGAoUQ0xJRU5UX1NUQVRFX1NUT1BQRUQQBEKLAQoNYWkuZmxvcmlzdC52MUIISm9iUHJvdG9QAVpAZ2l0aHViLmNvbS9mbG9yaXN0LWdycGMvZmxvcmlzdC1ncnBjL2dlbi9nby9mbG9yaXN0L3YxO2Zsb3Jpc3R2MaICA0ZYWKoCCkZsb3Jpc3QuVjHKAgpGbG9yaXN0XFYx6gILRmxvcmlzdDo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One FL client of a job: where it runs, its data, and what it has reported.
@@ -134,6 +134,51 @@ export type TrackingConfig = Message<"florist.v1.TrackingConfig"> & {
  */
 export const TrackingConfigSchema: GenMessage<TrackingConfig> = /*@__PURE__*/
   messageDesc(file_florist_v1_job, 1);
+
+/**
+ * What each FL process of a job may use. Under `serve --launcher slurm` they become sbatch options of every FL
+ * process's Slurm job (cpus, memory and time limit for the server and the clients; gpus for the clients only:
+ * the server aggregates on CPU); the local launcher and agents apply cpus as torch threads and ignore the rest.
+ * 0 (or unset) = no request.
+ *
+ * @generated from message florist.v1.JobResources
+ */
+export type JobResources = Message<"florist.v1.JobResources"> & {
+  /**
+   * CPUs per FL process (`--cpus-per-task`; torch threads). 0..1024.
+   *
+   * @generated from field: int32 cpus = 1;
+   */
+  cpus: number;
+
+  /**
+   * Memory per FL process in MiB (`--mem`). 0..16777216 (16 TiB).
+   *
+   * @generated from field: int32 memory_mib = 2;
+   */
+  memoryMib: number;
+
+  /**
+   * GPUs per FL client (`--gres=gpu:N`). 0..64.
+   *
+   * @generated from field: int32 gpus = 3;
+   */
+  gpus: number;
+
+  /**
+   * Wall-time limit per FL process (`--time`, whole seconds, rounded up to minutes by Slurm). At most 365 days.
+   *
+   * @generated from field: google.protobuf.Duration time_limit = 4;
+   */
+  timeLimit?: Duration | undefined;
+};
+
+/**
+ * Describes the message florist.v1.JobResources.
+ * Use `create(JobResourcesSchema)` to create a new message.
+ */
+export const JobResourcesSchema: GenMessage<JobResources> = /*@__PURE__*/
+  messageDesc(file_florist_v1_job, 2);
 
 /**
  * A federated-learning training job.
@@ -312,6 +357,13 @@ export type Job = Message<"florist.v1.Job"> & {
    * @generated from field: florist.v1.TrackingConfig tracking = 23;
    */
   tracking?: TrackingConfig | undefined;
+
+  /**
+   * What each FL process may use (see JobResources); validated at CreateJob.
+   *
+   * @generated from field: florist.v1.JobResources resources = 22;
+   */
+  resources?: JobResources | undefined;
 };
 
 /**
@@ -319,7 +371,7 @@ export type Job = Message<"florist.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_florist_v1_job, 2);
+  messageDesc(file_florist_v1_job, 3);
 
 /**
  * The lifecycle of a training job. Terminal states: FINISHED_SUCCESSFULLY, FINISHED_WITH_ERROR, CANCELLED.

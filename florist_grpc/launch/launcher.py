@@ -1,0 +1,95 @@
+"""Where a job's FL processes run: one interface, several backends.
+
+A backend launches a process with its environment, finds it again after a restart by its ref, learns that it
+ended and how (`ProcessHandle.poll`), stops it (`terminate`/`kill`) and reads its log (`log_tail`, and the log
+file StreamLogs follows). `LocalLauncher` (the launcher pool, spawning as fallback) and the Slurm backend
+(launch/slurm/) run the FL server and agent-less clients; agents run their sites' clients behind the same
+`ProcessHandle` (launch/agent_process.py). A Kubernetes backend would be one more module beside these
+(docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from florist_grpc.domain.model import Exit, ProcessRef
+from florist_grpc.domain.resources import Resources
+from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
+from florist_grpc.launch.pool import LauncherPool
+from florist_grpc.net import bind_address
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """One FL process to launch."""
+
+    job_id: str
+    source_key: str  # "server", "client0", ...
+    role: str  # "server" or "client"
+    run_json: str  # handed to it in its environment (fl/run_config.py), never on its command line
+    log_path: Path
+    resources: Resources = field(default_factory=Resources)
+
+
+class LaunchedProcess(ProcessHandle, Protocol):
+    """A process a launcher just started: a handle, plus what the launch sequence needs of an FL server."""
+
+    @property
+    def clients_after_ready(self) -> bool:
+        """Clients start once it is ready (forked in milliseconds, or placed by a scheduler: its address is only
+        known then); otherwise they start while it imports (spawned: both take seconds)."""
+
+    async def wait_ready(self) -> bool:
+        """True once it said it is ready; False if it ended first."""
+
+    def wait_exit(self, timeout: float) -> Exit | None:
+        """Its exit, waiting up to `timeout` for it once it said it ended; None if not yet known."""
+
+    def advertised_host(self) -> str:
+        """The host its clients reach it at, once ready; '' = the address the job planned."""
+
+    def host_file(self) -> str:
+        """A file (in a dir every node sees) its host appears in once it is ready, for clients started before
+        that to wait for (fl/readiness.py); '' = none: clients use the planned address."""
+
+
+class Launcher(Protocol):
+    """A backend for the control plane's own FL processes (the server, and clients without an agent)."""
+
+    name: str
+
+    def server_bind(self, server_address: str) -> str:
+        """The address the FL server binds, for the host:port the job planned."""
+
+    async def launch(self, spec: LaunchSpec) -> LaunchedProcess:
+        """Start the process; raises (a FloristError or OSError) if it could not be started."""
+
+    def adopt(self, ref: ProcessRef) -> ProcessHandle:
+        """A handle on a process launched before a restart, found again by its ref."""
+
+    def close(self) -> None:
+        """Stop supervising (processes keep running: a restart adopts them)."""
+
+
+class LocalLauncher:
+    """FL processes on this machine: forked from the launcher pool when it is up, spawned otherwise."""
+
+    name = "local"
+
+    def __init__(self, pool: LauncherPool | None) -> None:
+        self._pool = pool
+
+    def server_bind(self, server_address: str) -> str:
+        return bind_address(server_address)
+
+    async def launch(self, spec: LaunchSpec) -> LocalProcess:
+        return await asyncio.to_thread(start_local, spec.role, spec.run_json, spec.log_path, self._pool)
+
+    def adopt(self, ref: ProcessRef) -> ProcessHandle:
+        return LocalProcess(ref)
+
+    def close(self) -> None:
+        pass
