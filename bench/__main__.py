@@ -10,7 +10,18 @@ from pathlib import Path
 
 import psutil
 
-from bench import fanout, hub_fanout, ingest, overhead, platform_scale, slurm_launcher, streams, tunnel, warm
+from bench import (
+    change_cost,
+    fanout,
+    hub_fanout,
+    ingest,
+    overhead,
+    platform_scale,
+    slurm_launcher,
+    streams,
+    tunnel,
+    warm,
+)
 from bench.stats import dump, record
 
 BENCHMARKS = {
@@ -18,6 +29,7 @@ BENCHMARKS = {
     "hub_fanout": hub_fanout.run,
     "streams": streams.run,
     "ingest": ingest.run,
+    "change_cost": change_cost.run,
     "mongo_batch": ingest.mongo_batch,
     "overhead": overhead.run,
     "warm": warm.run,

@@ -1,7 +1,7 @@
 """Before and after, side by side in one run: each case runs alternately against an earlier revision's control
 plane and this tree's, with this tree's benchmark code on both sides.
 
-python -m bench.compare --before REV [--repeat N] [--out FILE] CASE...
+python -m bench.compare --before REV [--after REV] [--repeat N] [--out FILE] CASE...
 
 CASE is `module.function(args)` of bench/, e.g. `fanout.fanout(100, 1000)` or `streams.replay(2000)`. The earlier
 revision's `florist_grpc` comes from `git archive REV`; this tree's `florist_grpc/testing/history.py` is laid over it
@@ -55,6 +55,7 @@ def run_case(tree: Path, case: str) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="the earlier revision (a commit, tag or branch)")
+    parser.add_argument("--after", help="the later revision (default: this tree as it is)")
     parser.add_argument("--repeat", type=int, default=1, help="pairs per case")
     parser.add_argument("--out", default=str(REPO / "bench" / "results-compare.json"))
     parser.add_argument("cases", nargs="+")
@@ -63,11 +64,19 @@ def main() -> None:
         ["git", "-C", str(REPO), "rev-parse", "--short", args.before], capture_output=True, text=True, check=True
     ).stdout.strip()
     after = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ["git", "-C", str(REPO), "rev-parse", "--short", args.after or "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="florist-before-") as scratch:
-        trees = {f"before {revision}": earlier_tree(args.before, Path(scratch)), f"after {after}": REPO}
+    with (
+        tempfile.TemporaryDirectory(prefix="florist-before-") as scratch,
+        tempfile.TemporaryDirectory(prefix="florist-after-") as later,
+    ):
+        # --after: that revision's tree, so that editing this one while it runs changes neither side.
+        after_tree = earlier_tree(args.after, Path(later)) if args.after else REPO
+        trees = {f"before {revision}": earlier_tree(args.before, Path(scratch)), f"after {after}": after_tree}
         for case in args.cases:
             for repetition in range(1, args.repeat + 1):
                 for side, tree in trees.items():

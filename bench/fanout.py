@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.florist_baseline import POLL_SECONDS, FloristStyleListeners, FloristStyleStore
 from bench.harness import load_process, load_run, read_json_line
+from bench.profile import sampled
 from bench.stats import record, summary
 from florist_grpc.config import Timeouts
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
@@ -64,7 +65,8 @@ def fanout(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float
         job = simulation.create_running(plane, n_clients=1)
         subscriber = load_process("subscribe", running.address, job.job_id, str(subscribers))
         assert subscriber.stdout is not None and subscriber.stdout.readline().strip() == "ready"
-        sent = load_run("report", plane.redis_url, str(rate), str(seconds), job.server.uuid)
+        with sampled(f"fanout-{subscribers}x{rate}"):
+            sent = load_run("report", plane.redis_url, str(rate), str(seconds), job.server.uuid)
         simulation.finish(plane, job)
         result = read_json_line(subscriber)
         subscriber.wait(60)

@@ -5,6 +5,8 @@ python -m bench.load subscribe ADDRESS JOB_ID STREAMS   -> prints "ready", then 
 python -m bench.load report REDIS_URL RATE SECONDS UUID... -> paced SET+PUBLISH of {"t": ns, "i": n} reports;
                                                            prints every send time (JSON)
 python -m bench.load waves REDIS_URL WAVES UUIDS_FILE   -> WAVES rounds of one distinct report per uuid, unpaced
+python -m bench.load rounds REDIS_URL ROUNDS PAUSE SERVER_UUID CLIENT_UUID... -> the reports FL4Health writes for
+                                                           ROUNDS rounds, one every PAUSE seconds
 python -m bench.load hold ADDRESS JOB_ID STREAMS        -> opens STREAMS streams, prints "open" once the server
                                                            confirmed them all, then reads them to the end
 """
@@ -17,12 +19,15 @@ import re
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import grpc
 import redis
 
+from florist_grpc.fl.reporter import RedisReporter
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
+from florist_grpc.testing.simulation import SimulatedJob, play_fl4health_rounds
 
 STREAMS_PER_CHANNEL = 100
 
@@ -153,6 +158,31 @@ def waves(url: str, count: int, uuids: list[str]) -> None:
     print(json.dumps({"first_report": first, "last_report": time.time()}), flush=True)
 
 
+class PacedReporter(RedisReporter):
+    """A reporter that waits `pause` seconds after each report, as an FL process does between its reports."""
+
+    def __init__(self, url: str, run_uuid: str, pause: float) -> None:
+        parsed = urlparse(url)
+        super().__init__(
+            f"{parsed.hostname}:{parsed.port}", run_uuid, unquote(parsed.username or ""), unquote(parsed.password or "")
+        )
+        self.pause = pause
+        self.count = 0
+
+    def _publish(self) -> None:
+        super()._publish()
+        self.count += 1
+        time.sleep(self.pause)  # pacing the load generator, not synchronisation
+
+
+def rounds(url: str, count: int, pause: float, server_uuid: str, client_uuids: list[str]) -> None:
+    job = SimulatedJob("", PacedReporter(url, server_uuid, pause), [PacedReporter(url, u, pause) for u in client_uuids])
+    began = time.perf_counter()
+    play_fl4health_rounds(job, count)
+    reports = sum(r.count for r in job.reporters.values() if isinstance(r, PacedReporter))
+    print(json.dumps({"reports": reports, "seconds": time.perf_counter() - began}), flush=True)
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "subscribe":
@@ -161,6 +191,8 @@ if __name__ == "__main__":
         report(args[0], float(args[1]), float(args[2]), args[3:])
     elif command == "hold":
         asyncio.run(hold(args[0], args[1], int(args[2])))
+    elif command == "rounds":
+        rounds(args[0], int(args[1]), float(args[2]), args[3], args[4:])
     elif command == "waves":
         waves(args[0], int(args[1]), json.loads(Path(args[2]).read_text()))
     else:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 NAN = "NaN"
@@ -71,12 +72,23 @@ _SURROGATE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int)
+# The C scanner `loads` parses values with: (value, end) for the JSON value at text[index]; StopIteration if there
+# is none there, ValueError if it is not JSON. For reading a text piece by piece (metrics/report_text.py).
+scan_value: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
 def loads(raw: str | bytes) -> Any:
     """json.loads (which accepts the NaN/Infinity tokens) giving portable values; one pass, no second walk
     unless the text escapes a surrogate. Raises ValueError (RecursionError when nested too deep)."""
     value = json.loads(raw, parse_constant=_constant, parse_float=_float, parse_int=_int)
     surrogate = _SURROGATE_TEXT.search(raw) if isinstance(raw, str) else _SURROGATE_BYTES.search(raw)
     return portable(value) if surrogate else value
+
+
+def escapes_surrogate(text: str, start: int = 0) -> bool:
+    """Whether text[start:] escapes a UTF-16 surrogate: `loads` then makes the whole value portable again."""
+    return _SURROGATE_TEXT.search(text, start) is not None
 
 
 def whole_numbers(value: Any) -> Any:

@@ -4,27 +4,30 @@ Work is done in batches: one MGET for every source notified since the last batch
 every change found, one hand-over of the new events to the event loop. A burst of reports therefore costs a
 few round trips, not a few per report.
 
-A report is made portable once, here, where it enters the pipeline (NaN/Infinity as strings: see
-domain/portable_json.py). A report that is not usable (over the size bound, which is checked before it is read;
-not JSON; nested too deep for protobuf clients) and a change the store cannot hold are logged and set aside: the
-source keeps its last persisted report as baseline, the rest of the batch and every later report go on, and
-nothing is retried forever. The reader posts a notice in the job's events (`notice`). A job whose stored history
-reached its bound has its changes refused (metrics/report_bounds.py).
+A report is read from its text by metrics/report_text.py, which parses and diffs only what changed since the
+source's last persisted report (kept with its text), and makes it portable there, where it enters the pipeline
+(NaN/Infinity as strings: see domain/portable_json.py). A report that is not usable (over the size bound, which
+is checked before it is read; not JSON; nested too deep for protobuf clients) and a change the store cannot hold
+are logged and set aside: the source keeps its last persisted report as baseline, the rest of the batch and every
+later report go on, and nothing is retried forever. The reader posts a notice in the job's events (`notice`). A
+job whose stored history reached its bound has its changes refused (metrics/report_bounds.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 
-from florist_grpc.domain import portable_json
 from florist_grpc.domain.model import JOB_SOURCE, JsonObject, MetricsEvent, Source
 from florist_grpc.limits import Limits
+from florist_grpc.metrics import report_text
 from florist_grpc.metrics.report_bounds import HistoryFull, JobHistory, oversized, set_aside_notice
+from florist_grpc.metrics.report_text import Kept, Read, Unusable
 from florist_grpc.store.base import JobStore, ReportChange, SetAside
 
 log = logging.getLogger(__name__)
@@ -33,20 +36,6 @@ MGET_CHUNK = 1000
 # One MGET reads at most this many bytes of reports (their sizes are known first): a batch of large reports is
 # read in several round trips instead of one reply of a GiB.
 MGET_CHUNK_BYTES = 64 * 1024 * 1024
-# Deepest report accepted: a JSON level is three protobuf message levels (Struct, map entry, Value), and protobuf
-# decoders refuse more than 100 by default, so a report over ~32 levels could be stored but never decoded by
-# the clients of StreamMetrics or GetJob. FL4Health's are 4 deep.
-MAX_REPORT_DEPTH = 24
-
-
-def _too_deep(value: dict[str, object] | list[object], levels: int) -> bool:
-    """Whether a JSON object or array nests more than `levels` levels (itself counting as one)."""
-    if levels <= 0:
-        return True
-    for item in value.values() if isinstance(value, dict) else value:
-        if isinstance(item, dict | list) and _too_deep(item, levels - 1):
-            return True
-    return False
 
 
 class ReportIngest:
@@ -65,11 +54,12 @@ class ReportIngest:
         self._publish = publish
         self._max_report = limits.report_max_bytes
         self._history = JobHistory(limits.job_history_max_bytes, self._stored_bytes)
+        self._kept: dict[str, Kept] = {}  # by run uuid: the reading of the source's persisted report
 
-    def read_many(self, uuids: Sequence[str]) -> list[JsonObject | SetAside | None]:
-        """The report under each uuid: None if absent (or not a string), SetAside if it is not usable (a report
-        over the size bound is not read at all). Raises redis.RedisError."""
-        out: list[JsonObject | SetAside | None] = [None] * len(uuids)
+    def read_raw(self, uuids: Sequence[str]) -> list[bytes | SetAside | None]:
+        """The text of the report under each uuid: None if absent (or not a string), SetAside if it is over the
+        size bound (such a report is not read at all). Raises redis.RedisError."""
+        out: list[bytes | SetAside | None] = [None] * len(uuids)
         sizes = self._sizes(uuids)
         wanted = []
         for i, size in enumerate(sizes):
@@ -79,19 +69,22 @@ class ReportIngest:
             elif size:
                 wanted.append(i)
         for chunk in _chunks(wanted, sizes):
-            raws = self._redis.mget([uuids[i] for i in chunk])
+            (raws,) = self._round_trip([("MGET", *(uuids[i] for i in chunk))])
+            if isinstance(raws, Exception):
+                raise raws  # Redis refused or failed: the whole read is retried
             for i, raw in zip(chunk, raws, strict=True):
-                out[i] = self._parse(uuids[i], raw)
+                if raw is not None and (reason := oversized(len(raw), self._max_report)) is not None:
+                    log.warning("report %s set aside: %s", uuids[i], reason)  # it grew between STRLEN and MGET
+                    out[i] = SetAside(reason)
+                else:
+                    out[i] = raw.encode() if isinstance(raw, str) else raw
         return out
 
     def _sizes(self, uuids: Sequence[str]) -> list[int]:
         """STRLEN of each key in one round trip per chunk: 0 if absent, or not a string (as MGET would say)."""
         sizes: list[int] = []
         for start in range(0, len(uuids), MGET_CHUNK):
-            pipe = self._redis.pipeline(transaction=False)
-            for uuid in uuids[start : start + MGET_CHUNK]:
-                pipe.strlen(uuid)
-            for reply in pipe.execute(raise_on_error=False):
+            for reply in self._round_trip([("STRLEN", uuid) for uuid in uuids[start : start + MGET_CHUNK]]):
                 if isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE"):
                     sizes.append(0)  # not a string: MGET says None, so no report
                 elif isinstance(reply, Exception):
@@ -100,22 +93,26 @@ class ReportIngest:
                     sizes.append(int(reply))
         return sizes
 
-    def _parse(self, uuid: str, raw: bytes | str | None) -> JsonObject | SetAside | None:
-        if raw is None:
-            return None
-        # It may have grown between STRLEN and MGET.
-        if (reason := oversized(len(raw), self._max_report)) is not None:
-            log.warning("report %s set aside: %s", uuid, reason)
-            return SetAside(reason)
+    def _round_trip(self, commands: list[tuple[str, ...]]) -> list[Any]:
+        """Send `commands` in one write and read their replies, an error reply as its exception in its place: a
+        redis-py pipeline without its per-command bookkeeping, which cost the follower more CPU than the round
+        trip itself (profiled: 100 us a read). Raises redis.RedisError when the connection fails."""
+        pool = self._redis.connection_pool
+        connection: Any = pool.get_connection()  # redis-py leaves Connection's methods untyped
         try:
-            report = portable_json.loads(raw)
-        except (ValueError, RecursionError):
-            return _unusable(uuid, "it is not JSON")
-        if not isinstance(report, dict):
-            return _unusable(uuid, "it is not a JSON object")
-        if _too_deep(report, MAX_REPORT_DEPTH):
-            return _unusable(uuid, f"it is nested deeper than {MAX_REPORT_DEPTH} levels")
-        return report
+            connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            connection.disconnect()  # replies left unread must not answer the next command on this connection
+            raise
+        finally:
+            pool.release(connection)
 
     def sync(
         self, sources: Sequence[tuple[str, Source, str, JsonObject]]
@@ -127,16 +124,35 @@ class ReportIngest:
         HistoryFull (its job's history is full: the change was refused). Raises redis.RedisError / Unavailable:
         retry them all.
         """
-        reports = self.read_many([uuid for _, _, uuid, _ in sources])
+        raws = self.read_raw([uuid for _, _, uuid, _ in sources])
         now = datetime.now(UTC)
-        found = [(i, report) for i, report in enumerate(reports) if isinstance(report, dict) and report]
-        changes = [ReportChange(sources[i][0], sources[i][1], sources[i][3], report, now) for i, report in found]
-        out: list[JsonObject | SetAside | HistoryFull | None] = [
-            r if isinstance(r, SetAside) else None for r in reports
+        out: list[JsonObject | SetAside | HistoryFull | None] = [r if isinstance(r, SetAside) else None for r in raws]
+        found: list[tuple[int, Read]] = []
+        for i, raw in enumerate(raws):
+            if not isinstance(raw, bytes):
+                continue
+            _, _, uuid, persisted = sources[i]
+            read = report_text.read(raw, persisted, self._kept.get(uuid))
+            if isinstance(read, Unusable):
+                log.warning("report %s set aside: %s", uuid, read.reason)
+                out[i] = SetAside(read.reason)
+            elif read.report:
+                found.append((i, read))
+        changes = [
+            ReportChange(*sources[i][:2], sources[i][3], r.report, now, r.patch, report_text.plain_text(r))
+            for i, r in found
         ]
-        for (i, report), result in zip(found, self._persist(changes), strict=True):
-            out[i] = report if result is None else result
+        for (i, read), result in zip(found, self._persist(changes), strict=True):
+            out[i] = read.report if result is None else result
+            if result is None:  # the report read is the baseline now: keep its reading for the next one
+                self._keep(sources[i][2], read.kept)
         return out
+
+    def _keep(self, uuid: str, kept: Kept | None) -> None:
+        if kept is None:
+            self._kept.pop(uuid, None)
+        else:
+            self._kept[uuid] = kept
 
     def persist_many(self, changes: Sequence[ReportChange]) -> list[bool]:
         """Append every change and publish the events. For each change: True when its report is now the
@@ -185,6 +201,11 @@ class ReportIngest:
             ]
         )
 
+    def forget_sources(self, uuids: Iterable[str]) -> None:
+        """These sources are no longer read: drop what was kept of their last reports."""
+        for uuid in uuids:
+            self._kept.pop(uuid, None)
+
     def forget_job(self, job_id: str) -> None:
         """The job is no longer followed: drop its history count (read again from the store if it comes back)."""
         self._history.forget(job_id)
@@ -204,11 +225,6 @@ class ReportIngest:
 def _patch_bytes(event: MetricsEvent) -> int:
     """What an event's patch takes in the store (both backends keep it as this JSON text)."""
     return len(json.dumps(event.patch))
-
-
-def _unusable(uuid: str, reason: str) -> SetAside:
-    log.warning("report %s set aside: %s", uuid, reason)
-    return SetAside(reason)
 
 
 def _chunks(indices: list[int], sizes: list[int]) -> Iterator[list[int]]:

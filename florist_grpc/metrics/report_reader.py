@@ -96,6 +96,7 @@ class ReportReader:
                 jobs.add(followed.job_id)
             self._retry.pop(uuid, None)
         self._throttle.forget(uuids)
+        self._ingest.forget_sources(uuids)
         for job_id in jobs - {s.job_id for s in self._sources.values()}:
             self._refused.pop(job_id, None)
             self._ingest.forget_job(job_id)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from florist_grpc.domain import merge_patch
 from florist_grpc.domain.model import (
     JOB_SOURCE,
     ClientState,
@@ -32,13 +33,22 @@ from florist_grpc.domain.model import (
 
 @dataclass(frozen=True)
 class ReportChange:
-    """A source's report moving from `previous` (what was last persisted) to `report`."""
+    """A source's report moving from `previous` (what was last persisted) to `report`. `patch` is the merge patch
+    between them when the caller has it already (the ingest finds it from what changed in the report's text);
+    `merge_patch()` is that patch, or the diff of the two reports."""
 
     job_id: str
     source: Source
     previous: JsonObject
     report: JsonObject
     time: datetime
+    patch: JsonObject | None = field(default=None, compare=False, repr=False)
+    # `report`'s own JSON text, when the caller has one that json.loads reads as `report` exactly: a store may
+    # keep it as it is instead of merging the patch into what it holds (SqliteStore).
+    text: str | None = field(default=None, compare=False, repr=False)
+
+    def merge_patch(self) -> JsonObject:
+        return merge_patch.diff(self.previous, self.report) if self.patch is None else self.patch
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from bson.errors import InvalidDocument
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from florist_grpc.domain import merge_patch
 from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import (
     JOB_SOURCE,
@@ -249,7 +248,7 @@ class MongoStore(JobStore):
 
     def _append_one(self, change: ReportChange) -> MetricsEvent | SetAside | None:
         """One change as its own write-ahead append."""
-        patch = merge_patch.diff(change.previous, change.report)
+        patch = change.merge_patch()
         if not patch:
             return None
         if isinstance(refused := rules.patch_text(patch), SetAside):

@@ -30,7 +30,6 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure
 
-from florist_grpc.domain import merge_patch
 from florist_grpc.domain.errors import Unavailable
 from florist_grpc.domain.model import JobState, JsonObject, MetricsEvent, Source
 from florist_grpc.domain.report_layout import current_round
@@ -147,7 +146,7 @@ class BatchIngest:
         results: list[Outcome] = [None] * len(changes)
         patches: _Patches = {}
         for i, change in enumerate(changes):
-            patch = merge_patch.diff(change.previous, change.report)
+            patch = change.merge_patch()
             if not patch:
                 continue
             text = rules.patch_text(patch)

@@ -85,7 +85,7 @@ class UnsettledSources:
             rebased.add(key)
             report = map_keys(stored[change.job_id].get(escape_key(change.source.key), {}), unescape_key)
             if report != change.previous:
-                out[i] = replace(change, previous=report)
+                out[i] = replace(change, previous=report, patch=None)  # a patch from another baseline
         return out, seen
 
     def settled(self, seen: dict[Key, int]) -> None:

@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from florist_grpc.domain import merge_patch
 from florist_grpc.domain.model import (
     JOB_SOURCE,
     ChangeType,
@@ -198,7 +197,7 @@ class SqliteStore(JobStore):
         return event
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
-        patches = [merge_patch.diff(c.previous, c.report) for c in changes]
+        patches = [c.merge_patch() for c in changes]
 
         def write(conn: sqlite3.Connection, made: list[JobChange]) -> list[MetricsEvent | SetAside | None]:
             # One transaction (and one fsync) for the whole batch.

@@ -13,7 +13,8 @@ import redis
 from google.protobuf import json_format
 
 from florist_grpc.domain.model import SERVER_SOURCE, JobState, MetricsEvent, Source, SourceKind
-from florist_grpc.metrics.ingest import MAX_REPORT_DEPTH, ReportIngest
+from florist_grpc.metrics.ingest import ReportIngest
+from florist_grpc.metrics.report_text import MAX_REPORT_DEPTH
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.store.base import ReportChange
 from florist_grpc.store.sqlite import SqliteStore

@@ -19,8 +19,9 @@ from google.protobuf import json_format
 
 from florist_grpc.config import Limits
 from florist_grpc.domain.model import SERVER_SOURCE, JobState, MetricsEvent, Source, SourceKind
-from florist_grpc.metrics.ingest import MAX_REPORT_DEPTH, ReportIngest
+from florist_grpc.metrics.ingest import ReportIngest
 from florist_grpc.metrics.report_reader import ReportReader
+from florist_grpc.metrics.report_text import MAX_REPORT_DEPTH
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb

@@ -15,8 +15,9 @@ import pytest
 import redis
 
 from florist_grpc.domain.model import SERVER_SOURCE, JobState, MetricsEvent, Source, SourceKind
-from florist_grpc.metrics.ingest import MAX_REPORT_DEPTH, ReportIngest
+from florist_grpc.metrics.ingest import ReportIngest
 from florist_grpc.metrics.report_reader import ReportReader
+from florist_grpc.metrics.report_text import MAX_REPORT_DEPTH
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.store.sqlite import SqliteStore
 from tests.store.test_store_contract import T0, new_job

@@ -211,6 +211,26 @@ class JobStoreContract(ChangesContract, QueueContract):
             assert report_of(store, "a", SERVER_SOURCE) == report
             previous = report
 
+    def test_a_change_with_its_patch_and_text_persists_as_one_without(self, store: JobStore) -> None:
+        """The ingest hands over the patch it found and the report's own text (SqliteStore stores the text)."""
+        self.started(store, "a")
+        reports: list[JsonObject] = [
+            {"a": 1, "r": {"1": {"x": 0.5}}},
+            {"a": 1, "r": {"1": {"x": 0.5}, "2": {"y": [1, 2.0]}}},
+            {"b": 2},
+        ]
+        previous: JsonObject = {}
+        for report in reports:
+            text = json.dumps(report, indent=1)  # any layout: what is stored is what it reads as
+            change = ReportChange("a", SERVER_SOURCE, previous, report, T0, diff(previous, report), text)
+            event = store.append_report_changes([change])[0]
+            assert isinstance(event, MetricsEvent) and event.patch == diff(previous, report)
+            assert json.dumps(report_of(store, "a", SERVER_SOURCE)) == json.dumps(report)
+            previous = report
+        # A later change without text merges into what the text left.
+        append_change(store, "a", SERVER_SOURCE, previous, {"b": 2, "c": 3}, T0)
+        assert report_of(store, "a", SERVER_SOURCE) == {"b": 2, "c": 3}
+
     def test_events_replay_in_order_after_any_sequence_and_rebuild_the_report(self, store: JobStore) -> None:
         self.started(store, "a")
         previous: dict[str, object] = {}

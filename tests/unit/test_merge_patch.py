@@ -36,6 +36,15 @@ def test_type_changes_are_replacements() -> None:
     assert type(apply(old, diff(old, new))["d"]) is float
 
 
+def test_type_changes_inside_lists_are_replacements() -> None:
+    # Python finds [True] == [1.0] and [{"a": 1}] == [{"a": 1.0}]: the JSON texts differ.
+    assert diff({"a": [True], "b": [{"c": 1}]}, {"a": [1.0], "b": [{"c": 1.0}]}) == {
+        "a": [1.0],
+        "b": [{"c": 1.0}],
+    }
+    assert diff({"a": [[1, {"c": "x"}]]}, {"a": [[1, {"c": "x"}]]}) == {}
+
+
 def test_metric_names_with_spaces_dots_and_dollars_round_trip() -> None:
     old: dict[str, Any] = {}
     new = {"rounds": {"1": {"val - prediction - accuracy": 0.1 + 0.2, "a.b": 1e-300, "$set": {"$x.y": -0.0}}}}
