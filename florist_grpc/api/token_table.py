@@ -77,7 +77,9 @@ class TokenTable:
                 task.add_done_callback(self._ending.discard)
 
     @contextlib.contextmanager
-    def _open(self, digest: str, method: str, context: Context) -> Iterator[_Stream]:
+    def open_stream(self, digest: str, method: str, context: Context) -> Iterator[_Stream]:
+        """Around the serving of one stream of `method`, in its own task: a reload may end it (a browser's
+        stream too, api/connect_calls.py)."""
         stream = _Stream(method, context, asyncio.current_task())  # the call's own task: grpc runs handlers in it
         self._streams.setdefault(digest, set()).add(stream)
         try:
@@ -96,13 +98,13 @@ class TokenTable:
         behavior: Any = handler.stream_stream if handler.request_streaming else handler.unary_stream
 
         async def generate(request: Any, context: Context) -> AsyncIterator[Any]:
-            with self._open(digest, method, context):
+            with self.open_stream(digest, method, context):
                 async for response in behavior(request, context):
                     yield response
 
         async def run(request: Any, context: Context) -> Any:
             # A stream written with context.write by a coroutine (an agent's session: api/agent_service.py).
-            with self._open(digest, method, context):
+            with self.open_stream(digest, method, context):
                 return await behavior(request, context)
 
         wrapped = generate if inspect.isasyncgenfunction(behavior) else run
