@@ -3,8 +3,8 @@
 Every call is authorized against the tokens in force when it starts. A stream lives on, so the table keeps each
 open stream (a server stream, or an agent's session) under its token's hash: a reload that removes a token ends its
 streams UNAUTHENTICATED; one that changes a token's line (its role or PROJECTS) ends its callers' streams
-UNAVAILABLE, so that they reconnect under what the line says now (an agent's session is left open: what its site
-may run is read from the table at each start, never from the session).
+UNAVAILABLE, so that they reconnect under what the line says now (an agent's session and its tunnels are left open:
+what its site may run is read from the table at each start, never from the session).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from florist_grpc.api.auth import AGENT_CONNECT, Principal
+from florist_grpc.api.auth import AGENT_METHODS, Principal
 from florist_grpc.api.errors import abort
 from florist_grpc.domain.errors import FloristError, Unauthenticated, Unavailable
 from florist_grpc.rpc_errors import to_status
@@ -71,7 +71,7 @@ class TokenTable:
 
     def _end(self, digest: str, error: FloristError, sessions_too: bool) -> None:
         for stream in list(self._streams.get(digest, ())):
-            if stream.method != AGENT_CONNECT or sessions_too:
+            if stream.method not in AGENT_METHODS or sessions_too:  # a session's tunnels carry its FL traffic
                 task = asyncio.get_running_loop().create_task(_end_stream(stream, error))
                 self._ending.add(task)
                 task.add_done_callback(self._ending.discard)
