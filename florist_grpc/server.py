@@ -244,7 +244,7 @@ class ControlPlane:
         self._server = server
         if dashboard is not None:
             with step("starting the dashboard"):
-                dashboard.start(servicers)  # the browsers' API: these servicers, these tokens
+                dashboard.start(servicers, files.tls_files)  # the browsers' API: these servicers, tokens, files
             started.push_async_callback(dashboard.stop)  # unwound first: browser calls end before what they use
 
         def store_ok() -> None:

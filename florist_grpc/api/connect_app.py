@@ -105,7 +105,7 @@ def dashboard_app(
     now, reloaded with it; its tokens None = no auth file)."""
     # Outermost first: the token is checked before the request body is read, then mutating calls are audited.
     interceptors: list[Interceptor] = [CallerCheck(tokens), AuditTrail(tokens)]
-    streams = OpenStreams()
+    streams = OpenStreams(tokens)
     services = [
         JobServiceASGIApplication(JobServiceAdapter(servicers.jobs, streams), interceptors=interceptors),
         TrainingServiceASGIApplication(TrainingServiceAdapter(servicers.training, streams), interceptors=interceptors),

@@ -23,6 +23,7 @@ from google.rpc import status_pb2
 from protobuf.wkt import Any as ConnectAny
 
 from florist_grpc.api.errors import status_of_exception
+from florist_grpc.api.token_table import TokenTable, token_digest
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -46,6 +47,7 @@ class BrowserContext:
 
     def __init__(self, ctx: RequestContext[Any, Any]) -> None:
         self._ctx = ctx
+        self.ended: grpc.Status | None = None  # how the call was ended, possibly from outside it (a reload)
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         # HTTP header names arrive lower-cased, as gRPC metadata keys are.
@@ -63,33 +65,41 @@ class BrowserContext:
         return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{address}"
 
     async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        self.ended = status
         raise Aborted(status)
 
 
 class OpenStreams:
     """The browser streams being served, so that a stop ends them at once: a watch or a followed log never ends by
     itself, and would otherwise hold the stop for the whole grace and then be cut with an error logged. Each ends
-    UNAVAILABLE, which the page resumes from once the control plane is back (as a gRPC client does)."""
+    UNAVAILABLE, which the page resumes from once the control plane is back (as a gRPC client does). They are
+    kept in the token table too, so that an auth-file reload ends them as it ends a gRPC client's."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: TokenTable) -> None:
+        self._table = table
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
     @contextlib.contextmanager
-    def serving(self) -> Iterator[None]:
+    def serving(self, context: BrowserContext, method: str) -> Iterator[None]:
         """Around the serving of one stream, in the task that serves it."""
         task = asyncio.current_task()
         assert task is not None
         if self._stopping:
             raise ConnectError(Code.UNAVAILABLE, STOPPING)
         self._tasks.add(task)
+        digest = token_digest(dict(context.invocation_metadata()))
         try:
-            yield
+            with self._table.open_stream(digest, method, cast(Context, context)):  # '': no token, no reload ends it
+                yield
         except asyncio.CancelledError:
-            if not self._stopping:
-                raise  # the browser went away
-            task.uncancel()  # ended by end_all(): answer the browser rather than die mid-response
-            raise ConnectError(Code.UNAVAILABLE, STOPPING) from None
+            if self._stopping:
+                task.uncancel()  # ended by end_all(): answer the browser rather than die mid-response
+                raise ConnectError(Code.UNAVAILABLE, STOPPING) from None
+            if context.ended is not None:  # ended by a reload of the auth file (TokenTable.replace)
+                task.uncancel()
+                raise connect_error(context.ended) from None
+            raise  # the browser went away
         finally:
             self._tasks.discard(task)
 
@@ -150,9 +160,10 @@ async def stream_call(
     """Run a servicer's server-streaming method for a browser, one of `streams`. `decode` turns what the servicer
     yields into the response message when it yields something else (StreamMetrics and WatchJobs yield each
     response already encoded)."""
-    responses = method(request, servicer_context(ctx))
+    context = BrowserContext(ctx)
+    responses = method(request, cast(Context, context))
     try:
-        with streams.serving():
+        with streams.serving(context, f"/{ctx.method.service_name}/{ctx.method.name}"):
             async for response in responses:
                 yield decode(response) if decode is not None else cast(Resp, response)
     except Exception as exc:

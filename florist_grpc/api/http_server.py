@@ -23,6 +23,8 @@ from florist_grpc.api.services import Servicers
 from florist_grpc.api.token_table import TokenTable
 from florist_grpc.config import Settings
 from florist_grpc.net import join_host_port
+from florist_grpc.reloading import Reloadable
+from florist_grpc.tls_files import TlsMaterial
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,10 @@ class DashboardServer:
         scheme = "https" if self._tls is not None else "http"
         return f"{scheme}://{join_host_port(self._host, self.port)}/"
 
-    def start(self, servicers: Servicers) -> None:
+    def start(self, servicers: Servicers, certificate: Reloadable[TlsMaterial] | None = None) -> None:
         """Serve the page and the API for browsers over `servicers` from the running event loop, with the gRPC
-        port's tokens. Without an auth file only loopback may use it (unless --insecure-no-auth), as for gRPC."""
+        port's tokens. Without an auth file only loopback may use it (unless --insecure-no-auth), as for gRPC.
+        `certificate`: the TLS files as reloaded; new connections get the renewed ones, as on the gRPC port."""
         assert self._socket is not None, "bind() first"
         settings, tls = self._settings, self._tls
         loopback_only = self._tokens.tokens is None and not settings.insecure_no_auth
@@ -92,9 +95,20 @@ class DashboardServer:
             ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.client_ca_file else ssl.CERT_NONE,
         )
         config.load()  # a bad certificate fails here, in the start, not in the serving task
+        if certificate is not None and isinstance(context := config.ssl, ssl.SSLContext):
+            certificate.on_change.append(lambda old, new: self._renew(context, new))
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="dashboard-http")
         log.info("dashboard on %s", self.url)
+
+    def _renew(self, context: ssl.SSLContext, new: TlsMaterial) -> None:
+        """Serve the renewed files from the next handshake on: each connection takes its certificate from the
+        context when it is accepted, so open ones keep theirs. A renewed client CA is trusted beside the old one
+        (a context's trust store only grows) until the next start."""
+        assert self._tls is not None
+        context.load_cert_chain(self._tls.cert_file, self._tls.key_file)  # as checked by the reload just now
+        if new.ca is not None:
+            context.load_verify_locations(cadata=new.ca.decode())
 
     async def stop(self) -> None:
         """Stop serving (idempotent): open streams end at once (UNAVAILABLE: the page resumes once the control

@@ -27,6 +27,7 @@ class PlaneFiles:
         self._seconds = settings.timeouts.file_reload_seconds
         self._poll: asyncio.Task[None] | None = None
         self.certificate: ServingCertificate | None = None
+        self.tls_files: Reloadable[TlsMaterial] | None = None  # as reloaded (the dashboard's port serves them too)
         tls = settings.tls
         if tls is not None:
             paths = [tls.cert_file, tls.key_file, *([tls.client_ca_file] if tls.client_ca_file else [])]
@@ -37,6 +38,7 @@ class PlaneFiles:
             )
             self.certificate = ServingCertificate(files.current)
             files.on_change.append(self.certificate.renew)
+            self.tls_files = files
             self._watched.append(files)
         self.tokens = TokenTable(None)
         # Told after the auth file changed (the queue: a queued job's site may no longer run it). Event loop.

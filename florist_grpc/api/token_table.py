@@ -3,8 +3,8 @@
 Every call is authorized against the tokens in force when it starts. A stream lives on, so the table keeps each
 open stream (a server stream, or an agent's session) under its token's hash: a reload that removes a token ends its
 streams UNAUTHENTICATED; one that changes a token's line (its role or PROJECTS) ends its callers' streams
-UNAVAILABLE, so that they reconnect under what the line says now (an agent's session is left open: what its site
-may run is read from the table at each start, never from the session).
+UNAVAILABLE, so that they reconnect under what the line says now (an agent's session and its tunnels are left open:
+what its site may run is read from the table at each start, never from the session).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from florist_grpc.api.auth import AGENT_CONNECT, Principal
+from florist_grpc.api.auth import AGENT_METHODS, Principal
 from florist_grpc.api.errors import abort
 from florist_grpc.domain.errors import FloristError, Unauthenticated, Unavailable
 from florist_grpc.rpc_errors import to_status
@@ -71,13 +71,15 @@ class TokenTable:
 
     def _end(self, digest: str, error: FloristError, sessions_too: bool) -> None:
         for stream in list(self._streams.get(digest, ())):
-            if stream.method != AGENT_CONNECT or sessions_too:
+            if stream.method not in AGENT_METHODS or sessions_too:  # a session's tunnels carry its FL traffic
                 task = asyncio.get_running_loop().create_task(_end_stream(stream, error))
                 self._ending.add(task)
                 task.add_done_callback(self._ending.discard)
 
     @contextlib.contextmanager
-    def _open(self, digest: str, method: str, context: Context) -> Iterator[_Stream]:
+    def open_stream(self, digest: str, method: str, context: Context) -> Iterator[_Stream]:
+        """Around the serving of one stream of `method`, in its own task: a reload may end it (a browser's
+        stream too, api/connect_calls.py)."""
         stream = _Stream(method, context, asyncio.current_task())  # the call's own task: grpc runs handlers in it
         self._streams.setdefault(digest, set()).add(stream)
         try:
@@ -96,13 +98,13 @@ class TokenTable:
         behavior: Any = handler.stream_stream if handler.request_streaming else handler.unary_stream
 
         async def generate(request: Any, context: Context) -> AsyncIterator[Any]:
-            with self._open(digest, method, context):
+            with self.open_stream(digest, method, context):
                 async for response in behavior(request, context):
                     yield response
 
         async def run(request: Any, context: Context) -> Any:
             # A stream written with context.write by a coroutine (an agent's session: api/agent_service.py).
-            with self._open(digest, method, context):
+            with self.open_stream(digest, method, context):
                 return await behavior(request, context)
 
         wrapped = generate if inspect.isasyncgenfunction(behavior) else run

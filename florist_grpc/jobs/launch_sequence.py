@@ -170,8 +170,10 @@ class LaunchSequence:
         scheduled = bool(server.host_file())
         for i in sorted(range(len(job.clients)), key=lambda i: scheduled and bool(job.clients[i].agent)):
             client = job.clients[i]
-            if client.agent and scheduled and not server.advertised_host():
-                await self._wait_ready(job.id, server_address, server, start)
+            if client.agent and scheduled and server_address == launch.server_address:
+                # Told where it runs, whether it got ready before the launch came here (sbatch takes its time).
+                if not server.advertised_host():
+                    await self._wait_ready(job.id, server_address, server, start)
                 server_address = f"{server.advertised_host()}:{split_host_port(server_address)[1]}"
             run = ClientRun(
                 server_address=server_address if client.agent else local_address,

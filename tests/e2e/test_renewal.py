@@ -18,6 +18,7 @@ from cryptography import x509
 
 from florist_grpc.config import TLSConfig
 from florist_grpc.domain.model import JobState
+from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.testing.certificates import Pki, issue_pki, renew_server
@@ -119,4 +120,19 @@ def test_an_agent_redials_with_its_renewed_ca(tmp_path: Path, pki: Pki, site_roo
         agent.wait_line(f"florist-grpc agent site-a connected to {plane.address}", 60)
     finally:
         assert agent.stop() == 0
+        plane.stop()
+
+
+def test_the_dashboard_serves_the_renewed_certificate_too(tmp_path: Path, pki: Pki) -> None:
+    """The browser port speaks HTTPS with the gRPC port's certificate (tests/web): renewed, both serve the new one."""
+    http_port = free_port()
+    plane = ControlPlaneThread.in_dir(
+        tmp_path / "florist", tls=TLSConfig(pki.cert, pki.key), http_port=http_port, launcher_pool=False, timeouts=FAST
+    )
+    try:
+        assert served_serial(http_port) == serial_of(pki.cert)
+        renewed = renew_server(pki)
+        wait_for(lambda: served_serial(plane.plane.port) == renewed, 10, "the renewed certificate on the gRPC port")
+        wait_for(lambda: served_serial(http_port) == renewed, 10, "the renewed certificate on the dashboard's port")
+    finally:
         plane.stop()

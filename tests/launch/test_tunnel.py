@@ -39,6 +39,7 @@ class Joined:
     fl_address: str  # the FL server's
     tunnels: Tunnels
     channel: grpc.aio.Channel
+    tokens: TokenTable
 
 
 @asynccontextmanager
@@ -58,7 +59,7 @@ async def joined(tmp_path: Path, fl_server: FLServer, token: str = "a-secret") -
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     tunnels.channel = channel
     try:
-        yield Joined(agents, f"127.0.0.1:{port}", fl_address, tunnels, channel)
+        yield Joined(agents, f"127.0.0.1:{port}", fl_address, tunnels, channel, tokens)
     finally:
         await tunnels.close_all()
         await channel.close(None)
@@ -97,6 +98,36 @@ def test_bytes_travel_both_ways_and_half_close_ends_each_direction(tmp_path: Pat
 
     asyncio.run(scenario())
     assert seen == [b"sent after the server's half-close"]
+
+
+def test_a_changed_line_of_the_agents_token_leaves_its_tunnels_open(tmp_path: Path) -> None:
+    """As its session stays (api/token_table.py), so do the FL connections of its running clients: a new project
+    on a site's line must not cut the jobs it runs."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def scenario() -> bytes:
+        async with joined(tmp_path, echo) as j:
+            j.agents.adopt("site-a", "c1", ProcessRef(), j.fl_address)
+            reader, writer = await connect(await j.tunnels.open("c1"))
+            writer.write(b"before")
+            assert await asyncio.wait_for(reader.readexactly(6), 10) == b"before"
+            changed = tmp_path / "changed"
+            changed.write_text(f"agent {sha('a-secret')} site-a alpha\nadmin {sha('ad')} ops\n")
+            j.tokens.replace(load_auth_file(changed))
+            writer.write(b"after")
+            try:
+                return await asyncio.wait_for(reader.readexactly(5), 10)
+            except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                return repr(exc).encode()
+            finally:
+                writer.close()
+
+    assert asyncio.run(scenario()) == b"after"
 
 
 def test_a_large_payload_is_flow_controlled_not_queued(tmp_path: Path) -> None:
