@@ -169,7 +169,9 @@ class ControlPlane:
         )
         listener = ReportListener(self.redis_url, reader.notify)
         follower = JobFollower(store, reader, listener, ProcessWatcher(), publisher, timeouts, users.retire)
-        agents = Agents(self.redis_url, timeouts, fl_servers_here=not settings.launcher.slurm)
+        launcher = make_launcher(settings.launcher, self._pool, settings.fl_server_host)
+        started.callback(launcher.close)
+        agents = Agents(self.redis_url, timeouts, launcher.fl_servers_here)
         started.push_async_callback(agents.close)
         supervisor = RedisSupervisor(embedded) if embedded is not None else None
         # Builtin models plus installed plugins, described in a subprocess (plugins import torch; we do not).
@@ -181,8 +183,6 @@ class ControlPlane:
         registry = JobRegistry(
             store, redis_address_of(self.redis_url), settings.jobs_dir, settings.fl_server_host, catalog
         )
-        launcher = make_launcher(settings.launcher, self._pool, settings.fl_server_host)
-        started.callback(launcher.close)
         # The address FL processes report at: the embedded Redis's --advertise-host address under Slurm.
         fl_redis_url = self.redis_url
         if embedded is not None and settings.launcher.slurm:

@@ -120,8 +120,7 @@ class LaunchSequence:
         # checking a TLS server's certificate for the advertised name.
         remote = [c.agent for c in job.clients if c.agent]
         loopback_only = bool(remote) and all(self._agents.tunnels(agent) for agent in remote)
-        # Only where the server runs on this machine: a scheduler places it elsewhere, and tunnels join it there.
-        on_loopback = loopback_only and not is_loopback(host) and self._launcher.name == "local"
+        on_loopback = loopback_only and not is_loopback(host) and self._launcher.fl_servers_here
         bind = join_host_port(LOOPBACK, port) if on_loopback else self._launcher.server_bind(server_address)
         local_address = join_host_port(LOOPBACK, port) if on_loopback else server_address
         server_run = ServerRun(

@@ -61,7 +61,7 @@ TUNNEL_BREAK_SECONDS = 2.0
 class Agents:
     def __init__(self, redis_url: str, timeouts: Timeouts, fl_servers_here: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
-        self._fl_servers_here = fl_servers_here  # else a scheduler placed them: tunnels join them where they run
+        self._fl_servers_here = fl_servers_here  # the launcher's (launch/launcher.py)
         self._reports = ReportRelay(redis_url)
         self._timeouts = timeouts
         self._sessions: dict[str, AgentSession] = {}  # open sessions; event loop only

@@ -60,6 +60,9 @@ class Launcher(Protocol):
     """A backend for the control plane's own FL processes (the server, and clients without an agent)."""
 
     name: str
+    # FL servers run on this machine: a tunnel joins one on loopback, and one whose remote clients all tunnel
+    # binds loopback only. Placed by a scheduler, a server is joined where it runs.
+    fl_servers_here: bool
 
     def server_bind(self, server_address: str) -> str:
         """The address the FL server binds, for the host:port the job planned."""
@@ -78,6 +81,7 @@ class LocalLauncher:
     """FL processes on this machine: forked from the launcher pool when it is up, spawned otherwise."""
 
     name = "local"
+    fl_servers_here = True
 
     def __init__(self, pool: LauncherPool | None) -> None:
         self._pool = pool

@@ -52,6 +52,7 @@ class ScheduledServer:
 
 class Scheduler:
     name = "slurm"
+    fl_servers_here = False
 
     def __init__(self, server_ready: str) -> None:
         self.ready = asyncio.Event()

@@ -84,6 +84,7 @@ class SlurmProcess:
 
 class SlurmLauncher:
     name = "slurm"
+    fl_servers_here = False
 
     def __init__(self, settings: LauncherSettings, advertise_host: str, monitor: SlurmMonitor | None = None) -> None:
         self._settings = settings
