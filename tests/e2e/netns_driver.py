@@ -62,19 +62,32 @@ def main() -> None:
         listening: set[str] = set()
         done_watching = threading.Event()
 
+        def look() -> None:
+            lines = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=False).stdout
+            listening.update(line.split()[3] for line in lines.splitlines() if line.strip())
+
         def watch_listeners() -> None:
-            while not done_watching.wait(0.2):
-                lines = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=False).stdout
-                listening.update(line.split()[3] for line in lines.splitlines() if line.strip())
+            while not done_watching.wait(0.1):
+                look()
 
         watcher = threading.Thread(target=watch_listeners, daemon=True)
         watcher.start()
         training.StartTraining(pb.StartTrainingRequest(job_id=job.id), metadata=metadata, timeout=60)
         stream = training.StreamMetrics(pb.StreamMetricsRequest(job_id=job.id), metadata=metadata, timeout=240)
-        events = [r.event for r in stream]
+        events = []
+        looked_mid_round = False
+        for response in stream:
+            events.append(response.event)
+            # A short job's FL server can listen for under a second, less than one poll on a loaded machine: look
+            # once more, in step with the job, when the server reports its first round (it is listening then).
+            server_event = response.event.source.kind == pb.SOURCE_KIND_SERVER
+            if server_event and not looked_mid_round and "rounds" in response.event.patch:
+                looked_mid_round = True
+                look()
         done_watching.set()
         watcher.join(10)
         out["listening"] = sorted(listening)
+        out["looked_mid_round"] = looked_mid_round
         done = jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job.id), metadata=metadata, timeout=10).job
         out["final_state"] = job_pb2.JobState.Name(done.state)
         out["error_message"] = done.error_message

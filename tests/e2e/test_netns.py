@@ -218,6 +218,7 @@ def test_two_sites_in_their_own_namespaces_train_over_tls_with_agent_tokens(
         # plane's namespace listened beyond loopback but the gRPC port.
         port = seen["server_address"].rsplit(":", 1)[1]
         listened = {a.replace("[::ffff:", "").replace("]:", ":") for a in seen["listening"]}  # IPv4-mapped as v4
+        assert seen["looked_mid_round"]  # one look was taken while the server was in its first round
         assert f"127.0.0.1:{port}" in listened, listened
         assert {a for a in listened if not a.startswith(("127.", "[::1"))} == {f"{CONTROL_PLANE_IP}:{GRPC_PORT}"}
 
