@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from florist_grpc.agent.reports import SiteReports
 from florist_grpc.agent.tunnels import Tunnels
 from florist_grpc.config import AgentSettings
 from florist_grpc.domain.catalog import BUILTIN_MODELS
-from florist_grpc.domain.errors import FloristError, PermissionDenied
+from florist_grpc.domain.errors import FloristError, PermissionDenied, Unavailable
 from florist_grpc.domain.site_policy import policy_refusal
 from florist_grpc.launch.agent_codec import request_failed
 from florist_grpc.launch.agent_protocol import (
@@ -40,6 +41,8 @@ from florist_grpc.launch.agent_protocol import (
 )
 from florist_grpc.launch.logs import follow_log
 from florist_grpc.launch.probe import ProbeFailed
+
+log = logging.getLogger(__name__)
 
 # How often the agent looks at its client processes for exits (and at its own health, to report a change).
 EXIT_POLL_SECONDS = 0.2
@@ -142,14 +145,23 @@ class Exchange:
             ref = await asyncio.to_thread(
                 self._clients.launch, request, self._reports.address, credentials, self._settings.tls_ca, tunnel
             )
-        except FloristError as exc:
-            self._audit.record("launch", job, "failed", reason=str(exc), **where)
+        except BaseException as exc:
             if self._tunnels is not None and not self._clients.running(client_uuid):
-                self._tunnels.close(client_uuid)
-            self._send(request_failed(request.request_id, exc))
+                self._tunnels.close(client_uuid)  # opened for a client that never ran
+            if not isinstance(exc, Exception):
+                raise  # cancelled by the control plane, which expects no answer
+            # The site's own failures (its Redis gone, a fork refused) are answered too: the control plane waits
+            # for an answer, and a lost one would read as a timeout instead of what happened.
+            error = exc if isinstance(exc, FloristError) else self._site_failure(exc)
+            self._audit.record("launch", job, "failed", reason=str(error), **where)
+            self._send(request_failed(request.request_id, error))
             return
         self._audit.record("launch", job, "ok", reason=f"pid {ref.pid}", **where)
         self._send(ProcessStarted(request.request_id, client_uuid, ref.pid, ref.log_path))
+
+    def _site_failure(self, exc: Exception) -> Unavailable:
+        log.error("launch failed on this site", exc_info=exc)  # the traceback stays here, on the site
+        return Unavailable(f"site {self._settings.name} could not start the client: {type(exc).__name__}: {exc}")
 
     async def _stop(self, client_uuid: str) -> None:
         running = self._clients.running(client_uuid)
