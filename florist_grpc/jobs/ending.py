@@ -72,7 +72,7 @@ def judge(
     # Once the server says the run diverged, that is why the job fails: a client that fails while the run is being
     # stopped is marked FAILED itself but does not hide the reason.
     if failed is not None and divergence is None:
-        return Verdict(JobState.FINISHED_WITH_ERROR, f"{failed.name} {failed.failure}")
+        return Verdict(JobState.FINISHED_WITH_ERROR, f"{failed[0].name} {failed[1]}")
     # A run that goes on with its reports refused is one nobody can follow: it ends now, naming the bound.
     if refused and divergence is None:
         return Verdict(JobState.FINISHED_WITH_ERROR, refused)
@@ -119,11 +119,12 @@ def _killed(clients: Sequence[ProcessFacts]) -> ProcessFacts | None:
     return None
 
 
-def _first_failed(clients: Sequence[ProcessFacts], training_complete: bool) -> ProcessFacts | None:
+def _first_failed(clients: Sequence[ProcessFacts], training_complete: bool) -> tuple[ProcessFacts, str] | None:
+    """The first client that failed, and why (as its own end says)."""
     for client in clients:
         end = client_end(client, training_complete)
         if end is not None and end.state is ClientState.FAILED:
-            return client
+            return client, end.message
     return None
 
 
@@ -153,4 +154,8 @@ def client_end(client: ProcessFacts, training_complete: bool, job_end: JobState 
         return ClientEnd(ClientState.FINISHED)
     if client.stopped:
         return ClientEnd(ClientState.STOPPED)
+    if client.connection_lost:
+        # It failed after its site's connection, which carried its FL connection, dropped: that is why, whether its
+        # exit or its server's is seen first (its own log only says its connection went away).
+        return ClientEnd(ClientState.FAILED, client.connection_lost)
     return ClientEnd(ClientState.FAILED, client.failure or client.exit.describe())

@@ -12,6 +12,7 @@ RESTARTED = Exit(None)  # adopted after a restart of the control plane: nobody r
 ORPHANED = Exit(None, ORPHANED_EXIT)  # forked by a launcher pool that was killed
 LOST = Exit(None, "was lost: agent site-a stayed disconnected for more than 60s")
 SHUT_DOWN = {"shutdown": "t"}
+CUT = "lost its FL connection: agent site-a's connection to the control plane dropped"
 
 
 def client(
@@ -35,6 +36,15 @@ CASES = [
     ("a client still being launched has not ended", client(None, launched=False), False, None, None),
     ("a clean exit finished", client(Exit(0)), False, None, FINISHED),
     ("a clean exit after we asked it to stop still finished", client(Exit(0), stopped=True), True, None, FINISHED),
+    (
+        "a crash after its site's connection (which carried its FL connection) dropped failed for the drop",
+        ProcessFacts(
+            "FL client 0 (u0)", Exit(1), {}, "exited with code 1; last log lines:\nSocket closed", connection_lost=CUT
+        ),
+        False,
+        None,
+        ClientEnd(ClientState.FAILED, CUT),
+    ),
     (
         "a crash failed, with its log tail",
         client(Exit(1), failure="exited with code 1; last log lines:\nboom"),

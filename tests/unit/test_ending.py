@@ -89,6 +89,16 @@ CASES = [
         Verdict(ERROR, f"FL client 1 (u1) {CUT}"),
     ),
     (
+        "a client that failed after its FL connection dropped with its agent's is named for the drop, seen first",
+        server(RUNNING, {"fit_start": "t"}),
+        [
+            client(RUNNING),
+            ProcessFacts("FL client 1 (u1)", CRASHED, {}, "exited with code 1: a log", connection_lost=CUT),
+        ],
+        None,
+        Verdict(ERROR, f"FL client 1 (u1) {CUT}"),
+    ),
+    (
         "a dropped FL connection does not fail a run whose server finished",
         server(CLEAN, DONE),
         [client(CLEAN), ProcessFacts("FL client 1 (u1)", CLEAN, {}, connection_lost=CUT)],
