@@ -20,7 +20,8 @@ from florist_grpc.jobs.data_check import DataShape
 from florist_grpc.jobs.follower import JobFollower
 from florist_grpc.jobs.run import RunningProcess
 from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
-from florist_grpc.launch.agents import Agents, client_job
+from florist_grpc.launch.agent_protocol import ClientJob
+from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import ProcessHandle
 from florist_grpc.launch.launcher import LaunchedProcess, Launcher, LaunchSpec
 from florist_grpc.metrics.redis_users import RunUsers
@@ -203,7 +204,7 @@ class LaunchSequence:
             handle: ProcessHandle
             if client.agent:
                 # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                launch_at_site = self._agents.launch(client.agent, run, fl_tls is not None, client_job(job, i))
+                launch_at_site = self._agents.launch(client.agent, run, fl_tls is not None, ClientJob.of(job, i))
                 handle = await self.starts.unless_stopped(start, launch_at_site)
             else:
                 key = f"client{i}"

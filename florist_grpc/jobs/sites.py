@@ -8,7 +8,8 @@ from collections.abc import Callable
 from florist_grpc.domain.errors import FailedPrecondition, FieldViolation, quote
 from florist_grpc.domain.model import Job
 from florist_grpc.domain.projects import EVERY_PROJECT, Projects
-from florist_grpc.launch.agents import Agents, client_job
+from florist_grpc.launch.agent_protocol import ClientJob
+from florist_grpc.launch.agents import Agents
 
 # The projects whose jobs may run clients on an agent's site (its token's PROJECTS); None: no token names it.
 SiteProjects = Callable[[str], Projects | None]
@@ -52,7 +53,7 @@ async def check_site_clients(agents: Agents, job: Job) -> None:
             raise FailedPrecondition(
                 f"job.clients[{i}]: agent {client.agent} cannot run clients now: {session.problem}"
             )
-    problems = await asyncio.gather(*(agents.check_data(c.agent, c.data_path, client_job(job, i)) for i, c in remote))
+    problems = await asyncio.gather(*(agents.check_data(c.agent, c.data_path, ClientJob.of(job, i)) for i, c in remote))
     for (i, client), problem in zip(remote, problems, strict=True):
         if problem:
             raise FailedPrecondition(

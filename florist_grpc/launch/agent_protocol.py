@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from florist_grpc.domain.errors import FloristError
+from florist_grpc.domain.model import Job
 from florist_grpc.fl.run_config import ClientRun
 
 # --- the control plane asks (ConnectResponse) --------------------------------------------------------------------
@@ -30,6 +31,11 @@ class ClientJob:
     owner: str = ""
     model: str = ""
     client_index: int = 0
+
+    @classmethod
+    def of(cls, job: Job, index: int) -> ClientJob:
+        """What an agent is told of `job`, for its client `index`."""
+        return cls(job.id, job.project, job.owner, job.model, index)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,11 @@
 """The control plane's agents: open sessions by name, and the FL client processes each agent runs for us.
 
 Sessions live on the event loop. The follower's threads see agent-run processes only through `AgentProcess`
-(florist_grpc/launch/agent_process.py), which reads their state (launch/remote_clients.py) and posts stops to the
-loop. An agent heartbeats while it has nothing else to say: one silent past `agent_silence_seconds` has its
-session closed, so it shows as disconnected and its clients count as away, as after a disconnect.
-Messages are plain values (launch/agent_protocol.py): the servicer converts them at the stream.
-A client's reports, relayed by its agent, are written to the control plane's own Redis exactly as a local client
-writes them (SET key=uuid, PUBLISH channel=uuid): the listener -> follower -> store path is the same for both.
+(launch/agent_process.py), which reads their state (launch/remote_clients.py) and posts stops to the loop. An agent
+heartbeats while it has nothing else to say: one silent past `agent_silence_seconds` has its session closed, so it
+shows as disconnected and its clients count as away. Messages are plain values (launch/agent_protocol.py), converted
+at the stream. A client's reports, relayed by its agent, are written to the control plane's own Redis exactly as a
+local client writes them (SET key=uuid, PUBLISH channel=uuid): one listener -> follower -> store path.
 """
 
 from __future__ import annotations
@@ -191,7 +190,7 @@ class Agents:
     async def probe_data(self, job: Job, index: int) -> dict[str, Any] | None:
         """The summary of an agent-run client's data file, read on its agent's machine (None if unreachable)."""
         client = job.clients[index]
-        asked = client_job(job, index)
+        asked = ClientJob.of(job, index)
         try:
             reply = await self.session(client.agent).request(
                 lambda rid: CheckData(rid, client.data_path, True, client.label_column, asked),
@@ -248,19 +247,25 @@ class Agents:
         return (local_connect_host(server_address) if self._fl_servers_here else host), port
 
     def tunnel_broke(self, name: str, client_uuid: str) -> None:
-        """A tunnel of agent `name` ended abruptly: the client's FL connection is lost with its agent's connection,
-        unless the agent's session is still open a moment later (they share one HTTP/2 connection, so both break
-        together, in either order). Said at once, as its FL server may fail the round at once; a client killed
-        meanwhile is named for that instead (jobs/ending.py)."""
+        """A tunnel of agent `name` ended abruptly: its client's FL connection is lost with its agent's connection
+        (one HTTP/2 connection: both break together, in either order) unless the session shows it is alive. Said at
+        once, as its FL server may fail the round at once; a client killed meanwhile is named for that instead."""
         session = self._sessions.get(name)
         reason = f"lost its FL connection: agent {name}'s connection to the control plane dropped"
         self._clients.lose_connection(client_uuid, reason)
+        broke_at = time.monotonic()
 
-        def unless_still_open() -> None:
-            if session is not None and session.closed is None:
+        def unless_alive() -> None:
+            if session is None or session.closed is not None:
+                pass  # the connection did drop
+            elif session.last_seen_monotonic > broke_at:  # the agent spoke since: only the tunnel ended
                 self._clients.lose_connection(client_uuid, "", only=reason)
+            else:  # open but silent: its end can take more than a moment to be noticed on a loaded machine
+                self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_alive)
 
-        self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_still_open)
+        self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_alive)
+
+        self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_alive)
 
     def connection_lost(self, client_uuid: str) -> str:
         return self._clients.connection_lost(client_uuid)
@@ -313,8 +318,3 @@ class Agents:
         self._silence.cancel()
         self.close_sessions()
         await self._reports.close()
-
-
-def client_job(job: Job, index: int) -> ClientJob:
-    """What an agent is told of the job its client `index` belongs to."""
-    return ClientJob(job.id, job.project, job.owner, job.model, index)
