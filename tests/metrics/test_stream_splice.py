@@ -82,7 +82,7 @@ def test_a_subscriber_whose_reader_was_cancelled_still_receives(tmp_path: Path) 
         hub = EventHub(asyncio.get_running_loop(), capacity=4)
         subscription = hub.subscribe("j")
         waiting = asyncio.create_task(subscription.next())
-        await asyncio.sleep(0)  # let it wait
+        await asyncio.sleep(0)  # one loop step: the task runs to its await (no timed wait)
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
         append(store, hub, 1)
