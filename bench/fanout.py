@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bench.florist_baseline import POLL_SECONDS, FloristStyleListeners, FloristStyleStore
 from bench.harness import load_process, load_run, read_json_line
@@ -39,6 +43,47 @@ def report_latencies_ms(sent: list[int], arrivals: list[list[tuple[int, int]]]) 
     return latencies
 
 
+def event_timing_ms(sent: list[int], arrivals: list[list[tuple[int, int]]]) -> dict[str, float]:
+    """Where a report's latency goes, per event (keyed by the newest report it carries): from that report's SET to
+    the event's first arrival at any stream (read throttle's wait for it excluded: ingest and the first write),
+    and from the first to the last stream receiving it (the fan-out's spread)."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for stream in arrivals:
+        for index, at in stream:
+            first[index] = min(first.get(index, at), at)
+            last[index] = max(last.get(index, at), at)
+    to_first = summary([(first[i] - sent[i]) / 1e6 for i in first])
+    spread = summary([(last[i] - first[i]) / 1e6 for i in first])
+    return {
+        "first_p50_ms": to_first["p50"],
+        "first_p99_ms": to_first["p99"],
+        "spread_p50_ms": spread["p50"],
+        "spread_p99_ms": spread["p99"],
+    }
+
+
+@contextmanager
+def collections_timed() -> Iterator[dict[str, float]]:
+    """The garbage collector's pauses in this process (the control plane's) while the block runs."""
+    pauses: list[float] = []
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - began[0])
+
+    totals: dict[str, float] = {}
+    gc.callbacks.append(timed)
+    try:
+        yield totals
+    finally:
+        gc.callbacks.remove(timed)
+        totals.update(gc_collections=len(pauses), gc_ms=sum(pauses) * 1e3, gc_max_ms=max(pauses, default=0) * 1e3)
+
+
 def record_latencies(
     impl: str, subscribers: int, rate: int, sent: list[int], arrivals: list[list[tuple[int, int]]], **extra: object
 ) -> dict[str, float]:
@@ -65,7 +110,7 @@ def fanout(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float
         job = simulation.create_running(plane, n_clients=1)
         subscriber = load_process("subscribe", running.address, job.job_id, str(subscribers))
         assert subscriber.stdout is not None and subscriber.stdout.readline().strip() == "ready"
-        with sampled(f"fanout-{subscribers}x{rate}"):
+        with sampled(f"fanout-{subscribers}x{rate}"), collections_timed() as collections:
             sent = load_run("report", plane.redis_url, str(rate), str(seconds), job.server.uuid)
         simulation.finish(plane, job)
         result = read_json_line(subscriber)
@@ -82,6 +127,8 @@ def fanout(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float
         events_per_stream=result["events_per_stream"],
         events_per_stream_max=result.get("events_per_stream_max"),
         gaps=result["gaps"],
+        **event_timing_ms(sent["sent"], result["arrivals"]),
+        **collections,
     )
 
 

@@ -10,7 +10,7 @@ import grpc
 from florist_grpc.api import convert
 from florist_grpc.api.callers import Callers
 from florist_grpc.api.encoded_responses import sending_encoded
-from florist_grpc.api.errors import streaming, unary
+from florist_grpc.api.errors import abort, status_of_exception, streaming, unary
 from florist_grpc.domain.errors import FieldViolation, InvalidArgument
 from florist_grpc.domain.model import MetricsEvent
 from florist_grpc.jobs.artifacts import download
@@ -68,20 +68,25 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         await self._trainer.stop(request.job_id)
         return pb.StopTrainingResponse(job=convert.job_to_proto(await self._registry.get(request.job_id, caller)))
 
-    @streaming
+    # Not @streaming: the same error mapping, written out, so that each message passes one async generator less
+    # (a message per subscriber per event: 1,000 subscribers make an event 1,000 passes through every layer).
     async def StreamMetrics(  # type: ignore[override]
         self, request: pb.StreamMetricsRequest, context: Context
     ) -> AsyncIterator[bytes]:
-        _require_job_id(request.job_id)
-        await self._registry.get(request.job_id, self._callers.of(context))
-
         async def confirm() -> None:
             # Confirm the stream once it is subscribed, not with the first event: a client may open streams,
             # wait until they are established (initial metadata), and only then start the job.
             await context.send_initial_metadata(())
 
-        async for frame in job_frames(self._feed, request.job_id, request.after_sequence, confirm):
-            yield frame.encoded(_stream_response)
+        try:
+            _require_job_id(request.job_id)
+            await self._registry.get(request.job_id, self._callers.of(context))
+            async for frame in job_frames(self._feed, request.job_id, request.after_sequence, confirm):
+                yield frame.encoded(_stream_response)
+            return
+        except Exception as exc:
+            status = status_of_exception(exc)
+        await abort(context, status)
 
     @streaming
     async def StreamLogs(self, request: pb.StreamLogsRequest, context: Context) -> AsyncIterator[pb.StreamLogsResponse]:

@@ -14,7 +14,7 @@ Observers (`observe`) see every published batch, of every job, subscribed or not
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 
 from florist_grpc.domain.model import MetricsEvent
@@ -24,12 +24,44 @@ DEFAULT_QUEUE_CAPACITY = 256
 
 
 class Subscription:
+    """One stream's place in the fan-out: the Frames queued for it (at most `capacity`), read by that stream alone.
+
+    A deque and one waiter, not an asyncio.Queue: the hub queues an event for every subscriber of its job, so
+    what each put costs is paid once per message; a Queue's put and get each walk its waiters and check the loop.
+    """
+
+    __slots__ = ("_capacity", "_frames", "_waiter", "job_id", "lagging")
+
     def __init__(self, job_id: str, capacity: int) -> None:
         self.job_id = job_id
-        self.queue: asyncio.Queue[Frame] = asyncio.Queue(capacity)
+        self._capacity = capacity
+        self._frames: deque[Frame] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         # Set when an event was dropped because the queue was full. A lagging reader therefore always has queued
         # events left to read, never blocks on an empty queue, and finds the flag once it has drained them.
         self.lagging = False
+
+    def offer(self, frame: Frame) -> None:
+        """Queue `frame` for the stream, or mark it lagging if its queue is full (on the loop)."""
+        if len(self._frames) >= self._capacity:
+            self.lagging = True
+            return
+        self._frames.append(frame)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # its reader may have been cancelled
+                waiter.set_result(None)
+
+    def queued(self) -> int:
+        return len(self._frames)
+
+    async def next(self) -> Frame:
+        """The next queued Frame, waiting for one if there is none (one reader at a time)."""
+        while not self._frames:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._frames.popleft()
 
 
 class EventHub:
@@ -76,12 +108,8 @@ class EventHub:
             return
         frame = self.frames.of(event)
         for subscription in subscribers:
-            if subscription.lagging:
-                continue
-            try:
-                subscription.queue.put_nowait(frame)
-            except asyncio.QueueFull:
-                subscription.lagging = True
+            if not subscription.lagging:
+                subscription.offer(frame)
 
     def publish_many(self, events: list[MetricsEvent]) -> None:
         for observer in self._observers:

@@ -50,9 +50,9 @@ async def _ended(history: SharedHistory, job_id: str, last: int) -> bool:
 
 async def _next_live(subscription: Subscription) -> Frame | None:
     """The next queued event, or None when the subscriber lagged and must read the store."""
-    if subscription.queue.empty() and subscription.lagging:
+    if subscription.lagging and not subscription.queued():
         return None
-    return await subscription.queue.get()
+    return await subscription.next()
 
 
 async def _stored(

@@ -40,7 +40,7 @@ def test_a_lagging_subscriber_catches_up_from_the_store_with_bounded_memory(tmp_
         for n in range(1, 101):  # 100 events while the reader is stalled; its queue holds at most 4
             append(store, hub, n)
             subscription = next(iter(hub._subscribers["j"]))
-            assert subscription.queue.qsize() <= 4
+            assert subscription.queued() <= 4
         terminal = store.transition("j", {JobState.IN_PROGRESS}, JobState.FINISHED_SUCCESSFULLY, NOW)
         assert terminal is not None
         hub.publish(terminal)
@@ -71,3 +71,22 @@ def test_events_published_out_of_order_are_delivered_in_order(tmp_path: Path) ->
         return received
 
     assert asyncio.run(scenario()) == [2, 3, 4]
+
+
+def test_a_subscriber_whose_reader_was_cancelled_still_receives(tmp_path: Path) -> None:
+    # The hub's queue for one stream is a deque and a waiter: a reader cancelled while waiting (its call ended)
+    # leaves a cancelled waiter behind, which the next event must step over, not trip on.
+    async def scenario() -> list[int]:
+        store = SqliteStore(tmp_path / "db")
+        started_job(store)
+        hub = EventHub(asyncio.get_running_loop(), capacity=4)
+        subscription = hub.subscribe("j")
+        waiting = asyncio.create_task(subscription.next())
+        await asyncio.sleep(0)  # one loop step: the task runs to its await (no timed wait)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        append(store, hub, 1)
+        append(store, hub, 2)
+        return [(await asyncio.wait_for(subscription.next(), 5)).sequence for _ in range(2)]
+
+    assert asyncio.run(scenario()) == [2, 3]
