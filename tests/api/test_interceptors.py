@@ -162,9 +162,11 @@ def test_denied_calls_are_counted_with_their_code(tmp_path: Path) -> None:
     try:
         with pytest.raises(grpc.RpcError):
             plane.jobs.ListJobs(pb.ListJobsRequest(), timeout=10)
-        samples = scrape(port)
         denied = grpc_labels("unary", "florist.v1.JobService/ListJobs", grpc_code="UNAUTHENTICATED")
-        assert samples[("grpc_server_handled_total", denied)] == 1
+        # The caller can see its error before the server's interceptor has counted the call: wait for the count.
+        counted = ("grpc_server_handled_total", denied)
+        samples = wait_for(lambda: (now := scrape(port)).get(counted) and now, message="the denied call counted")
+        assert samples[counted] == 1
     finally:
         plane.stop()
 
