@@ -32,7 +32,7 @@ from florist_grpc.store.change_feed import KEEP_CHANGES, ChangeFeed
 from florist_grpc.store.codec import job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.sqlite_connections import SqliteConnections
 from florist_grpc.store.sqlite_events import append_event, read_events
-from florist_grpc.store.sqlite_reports import append_reports
+from florist_grpc.store.sqlite_reports import Refused, append_reports
 from florist_grpc.store.sqlite_schema import migrate
 from florist_grpc.store.sqlite_stops import SqliteSiteStops, update_doc
 
@@ -198,17 +198,22 @@ class SqliteStore(JobStore):
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
         patches = [c.merge_patch() for c in changes]
+        refused: dict[int, SetAside] = {}  # changes SQLite refused: set aside when the batch is run again
 
         def write(conn: sqlite3.Connection, made: list[JobChange]) -> list[MetricsEvent | SetAside | None]:
             # One transaction (and one fsync) for the whole batch.
-            events, moved = append_reports(conn, changes, patches)
+            events, moved = append_reports(conn, changes, patches, refused)
             made += [self._changed(conn, job_id, ChangeType.MODIFIED) for job_id in moved]
             return events
 
         if not any(patches):
             return [None] * len(changes)
-        events: list[MetricsEvent | SetAside | None] = self._changing(write)
-        return events
+        while True:  # at most once more per change: each run refuses a change not refused before, or commits
+            try:
+                events: list[MetricsEvent | SetAside | None] = self._changing(write)
+                return events
+            except Refused as refusal:  # rolled back: nothing of this run was written or handed on
+                refused[refusal.index] = refusal.outcome
 
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
         return self._guard(lambda: read_events(self._connection(), job_id, after_sequence, limit))

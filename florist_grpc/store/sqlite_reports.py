@@ -1,7 +1,10 @@
-"""SqliteStore's report appends: a batch of report changes in one transaction, each merged in SQL with json_patch.
+"""SqliteStore's report appends: a batch of report changes in one transaction, each merged in SQL with json_patch
+(or stored as the report's own text).
 
 Split from store/sqlite.py. The caller holds the write transaction; this appends the events, merges the reports
-and says which jobs' current round moved (a job-level change the caller records in the changes log).
+and says which jobs' current round moved (a job-level change the caller records in the changes log). A change
+SQLite refuses (`Refused`) fails the transaction: the caller rolls it back and runs the batch again with that
+change set aside, which costs a batch twice in the rare case instead of a savepoint around every change.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from florist_grpc.domain.model import JobState, JsonObject, MetricsEvent
+from florist_grpc.domain.report_layout import ROUNDS
 from florist_grpc.store import rules
 from florist_grpc.store.base import ReportChange, SetAside
 from florist_grpc.store.sqlite_events import append_event
@@ -21,17 +25,31 @@ _DATA_ERRORS = {sqlite3.SQLITE_ERROR, sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISM
 Outcome = MetricsEvent | SetAside | None
 
 
+class Refused(Exception):
+    """SQLite refused the data of the batch's change at `index` (e.g. a stored body its JSON parser rejects): roll
+    the transaction back and append the batch again with that change set aside."""
+
+    def __init__(self, index: int, outcome: SetAside) -> None:
+        super().__init__(outcome.reason)
+        self.index = index
+        self.outcome = outcome
+
+
 def append_reports(
-    conn: sqlite3.Connection, changes: Sequence[ReportChange], patches: Sequence[JsonObject]
+    conn: sqlite3.Connection,
+    changes: Sequence[ReportChange],
+    patches: Sequence[JsonObject],
+    refused: dict[int, SetAside],
 ) -> tuple[list[Outcome], dict[str, int]]:
-    """Each change's outcome, and the jobs whose current round moved (job id -> round), already stored."""
+    """Each change's outcome, and the jobs whose current round moved (job id -> round), already stored. The
+    changes at the indices of `refused` are set aside unwritten. Raises Refused."""
     events: list[Outcome] = []
     last: dict[str, int | None] = {}
     rounds: dict[str, int] = {}  # job id -> current round as stored or moved in this batch
     moved: dict[str, int] = {}
-    for change, patch in zip(changes, patches, strict=True):
-        if not patch:
-            events.append(None)
+    for index, (change, patch) in enumerate(zip(changes, patches, strict=True)):
+        if not patch or index in refused:
+            events.append(refused.get(index))
             continue
         if change.job_id not in last:
             row = conn.execute(
@@ -49,14 +67,16 @@ def append_reports(
         if not isinstance(text, str):
             events.append(text)
             continue
-        refused = _merge_report(conn, change, text)
-        if refused is not None:
-            events.append(refused)
-            continue
+        _merge_report(conn, index, change, text)
         last[change.job_id] = sequence + 1
         events.append(
-            append_event(conn, change.job_id, sequence + 1, change.time, change.source, patch, JobState.IN_PROGRESS)
+            append_event(
+                conn, change.job_id, sequence + 1, change.time, change.source, patch, JobState.IN_PROGRESS, text
+            )
         )
+        # The current round is counted from the report's `rounds` alone: a patch that leaves them alone leaves it.
+        if ROUNDS not in patch:
+            continue
         if (moved_to := rules.round_after(change.source, change.report, rounds[change.job_id])) is not None:
             rounds[change.job_id] = moved[change.job_id] = moved_to
     for job_id, round_ in moved.items():
@@ -74,10 +94,9 @@ _AS_TEXT = (
 )
 
 
-def _merge_report(conn: sqlite3.Connection, change: ReportChange, text: str) -> SetAside | None:
-    """Merge the patch into the stored report; a change SQLite refuses (e.g. JSON its parser rejects) is undone
-    alone (a savepoint) and set aside, while an outage (busy, I/O) still fails the whole batch."""
-    conn.execute("SAVEPOINT report_change")
+def _merge_report(conn: sqlite3.Connection, index: int, change: ReportChange, text: str) -> None:
+    """Merge the patch into the stored report. Raises Refused for a change SQLite refuses (e.g. JSON its parser
+    rejects), while an outage (busy, I/O) still fails the whole batch as it is."""
     try:
         # json_patch is RFC 7396 itself: the patch's nulls delete, objects merge, the rest replaces. The report's
         # own text, when the ingest has it, is stored as it is: merging would parse and write out the whole stored
@@ -90,8 +109,4 @@ def _merge_report(conn: sqlite3.Connection, change: ReportChange, text: str) -> 
     except (sqlite3.OperationalError, sqlite3.DataError) as exc:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DATA_ERRORS:  # the primary code
             raise
-        conn.execute("ROLLBACK TO report_change")
-        conn.execute("RELEASE report_change")
-        return SetAside(f"SQLite refused it: {exc}")
-    conn.execute("RELEASE report_change")
-    return None
+        raise Refused(index, SetAside(f"SQLite refused it: {exc}")) from exc
