@@ -1,5 +1,5 @@
-"""SqliteStore's report appends: a batch of report changes in one transaction, each merged in SQL with json_patch
-(or stored as the report's own text).
+"""SqliteStore's report appends: a batch of report changes in one transaction, each written as the members it
+changes (store/sqlite_members.py).
 
 Split from store/sqlite.py. The caller holds the write transaction; this appends the events, merges the reports
 and says which jobs' current round moved (a job-level change the caller records in the changes log). A change
@@ -17,6 +17,7 @@ from florist_grpc.domain.report_layout import ROUNDS
 from florist_grpc.store import rules
 from florist_grpc.store.base import ReportChange, SetAside
 from florist_grpc.store.sqlite_events import append_event
+from florist_grpc.store.sqlite_members import write_change
 
 # Errors that belong to one statement's data (malformed JSON is a generic SQLITE_ERROR; a value over SQLite's
 # length limit is SQLITE_TOOBIG), as opposed to the database being busy, locked, full or unreadable.
@@ -67,7 +68,7 @@ def append_reports(
         if not isinstance(text, str):
             events.append(text)
             continue
-        _merge_report(conn, index, change, text)
+        _merge_report(conn, index, change, patch)
         last[change.job_id] = sequence + 1
         events.append(
             append_event(
@@ -84,28 +85,13 @@ def append_reports(
     return events, moved
 
 
-_MERGED = (
-    "UPDATE reports SET body = json_patch(body, ?) WHERE job_id = ? AND source = ?",
-    "INSERT INTO reports (job_id, source, body) VALUES (?, ?, json_patch('{}', ?))",
-)
-_AS_TEXT = (
-    "UPDATE reports SET body = ? WHERE job_id = ? AND source = ?",
-    "INSERT INTO reports (job_id, source, body) VALUES (?, ?, ?)",
-)
-
-
-def _merge_report(conn: sqlite3.Connection, index: int, change: ReportChange, text: str) -> None:
-    """Merge the patch into the stored report. Raises Refused for a change SQLite refuses (e.g. JSON its parser
-    rejects), while an outage (busy, I/O) still fails the whole batch as it is."""
+def _merge_report(conn: sqlite3.Connection, index: int, change: ReportChange, patch: JsonObject) -> None:
+    """Merge the patch into the stored report, member by member. Raises Refused for a change SQLite refuses (a
+    value over its length limit) or JSON cannot hold, while an outage (busy, I/O) still fails the whole batch."""
     try:
-        # json_patch is RFC 7396 itself: the patch's nulls delete, objects merge, the rest replaces. The report's
-        # own text, when the ingest has it, is stored as it is: merging would parse and write out the whole stored
-        # report again, a cost that grows with every round (300 us a change at 200 rounds), for the same report.
-        update, insert = _AS_TEXT if change.text is not None else _MERGED
-        body = text if change.text is None else change.text
-        updated = conn.execute(update, (body, change.job_id, change.source.key))
-        if updated.rowcount == 0:
-            conn.execute(insert, (change.job_id, change.source.key, body))
+        write_change(conn, change.job_id, change.source.key, change.previous, change.report, patch)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(index, SetAside(f"not storable as JSON: {exc}")) from exc
     except (sqlite3.OperationalError, sqlite3.DataError) as exc:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DATA_ERRORS:  # the primary code
             raise
