@@ -81,7 +81,7 @@ class ReportIngest:
             elif read.report:
                 found.append((i, read))
         changes = [
-            ReportChange(*sources[i][:2], sources[i][3], r.report, now, r.patch, report_text.plain_text(r))
+            ReportChange(*sources[i][:2], sources[i][3], r.report, now, r.patch)
             for i, r in found
         ]
         for (i, read), result in zip(found, self._persist(changes), strict=True):
