@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from florist_grpc.domain.model import JobState, JsonObject, MetricsEvent
-from florist_grpc.domain.report_layout import ROUNDS
+from florist_grpc.domain.model import JobState, JsonObject, MetricsEvent, SourceKind
+from florist_grpc.domain.report_layout import ROUNDS, server_round_finished
 from florist_grpc.store import rules
 from florist_grpc.store.base import ReportChange, SetAside
 from florist_grpc.store.sqlite_events import append_event
@@ -75,14 +75,34 @@ def append_reports(
                 conn, change.job_id, sequence + 1, change.time, change.source, patch, JobState.IN_PROGRESS, text
             )
         )
-        # The current round is counted from the report's `rounds` alone: a patch that leaves them alone leaves it.
-        if ROUNDS not in patch:
-            continue
-        if (moved_to := rules.round_after(change.source, change.report, rounds[change.job_id])) is not None:
+        if (moved_to := _round_after(change, patch, rounds[change.job_id])) is not None:
             rounds[change.job_id] = moved[change.job_id] = moved_to
     for job_id, round_ in moved.items():
         conn.execute("UPDATE jobs SET current_round = ? WHERE id = ?", (round_, job_id))
     return events, moved
+
+
+def _round_after(change: ReportChange, patch: JsonObject, stored: int) -> int | None:
+    """rules.round_after, from the rounds the patch names when it can: the current round is counted from the
+    server's `rounds` alone, so a patch that leaves them alone leaves it, and one that only adds to or changes
+    rounds other than the current one moves it to the last of them that is finished, if that is later. Counting
+    every round of the report on each change of the server cost ~25 us at 50 rounds, 100 at 200."""
+    if change.source.kind is not SourceKind.SERVER or ROUNDS not in patch:
+        return None
+    named, rounds = patch[ROUNDS], change.report.get(ROUNDS)
+    if not isinstance(named, dict) or not isinstance(rounds, dict) or any(_number(n) == stored for n in named):
+        return rules.round_after(change.source, change.report, stored)  # the current one may be undone: count all
+    finished = [k for n in named if (k := _number(n)) is not None and _finished(rounds.get(n))]
+    later = max(finished, default=stored)
+    return later if later > stored else None
+
+
+def _number(key: str) -> int | None:
+    return int(key) if key.isdigit() else None
+
+
+def _finished(data: object) -> bool:
+    return isinstance(data, dict) and server_round_finished(data)
 
 
 def _merge_report(conn: sqlite3.Connection, index: int, change: ReportChange, patch: JsonObject) -> None:

@@ -8,8 +8,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from florist_grpc.domain import merge_patch
 from florist_grpc.domain.model import SERVER_SOURCE, JobState
+from florist_grpc.domain.report_layout import current_round
 from florist_grpc.store.base import ReportChange
 from florist_grpc.store.sqlite import SqliteStore
 from tests.store.test_store_contract import T0, new_job
@@ -110,4 +115,31 @@ def test_reports_an_earlier_version_kept_whole_are_read_as_they_were_and_changed
     assert job is not None and job.server_metrics == changed
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'reports'").fetchone() is None
+    store.close()
+
+
+round_data = st.sampled_from([{}, {"fit_round_end": "t"}, {"eval_round_end": "t"}, {"x": 1}, 3])
+server_reports = st.lists(
+    st.dictionaries(
+        st.sampled_from(["rounds", "fit_start"]),
+        st.dictionaries(st.sampled_from(["1", "2", "3", "10", "01", "x"]), round_data, max_size=4) | st.just(1),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reports=server_reports)
+def test_the_current_round_is_the_last_round_the_server_finished_after_every_change(
+    tmp_path_factory: pytest.TempPathFactory, reports: list[dict[str, Any]]
+) -> None:
+    """Counted from the rounds a change names (store/sqlite_reports.py), as report_layout counts a whole report."""
+    store = running(tmp_path_factory.mktemp("rounds") / "jobs.sqlite")
+    previous: dict[str, Any] = {}
+    for report in reports:
+        store.append_report_changes([ReportChange("a", SERVER_SOURCE, previous, report, T0)])
+        job = store.get_job("a")
+        assert job is not None and job.current_round == current_round(report)
+        previous = report
     store.close()
