@@ -3,13 +3,13 @@ give back the report as it was built, and a database that kept reports whole is 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from florist_grpc.domain import merge_patch
@@ -129,17 +129,23 @@ server_reports = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(reports=server_reports)
-def test_the_current_round_is_the_last_round_the_server_finished_after_every_change(
-    tmp_path_factory: pytest.TempPathFactory, reports: list[dict[str, Any]]
-) -> None:
+def test_the_current_round_is_the_last_round_the_server_finished_after_every_change(tmp_path: Path) -> None:
     """Counted from the rounds a change names (store/sqlite_reports.py), as report_layout counts a whole report."""
-    store = running(tmp_path_factory.mktemp("rounds") / "jobs.sqlite")
-    previous: dict[str, Any] = {}
-    for report in reports:
-        store.append_report_changes([ReportChange("a", SERVER_SOURCE, previous, report, T0)])
-        job = store.get_job("a")
-        assert job is not None and job.current_round == current_round(report)
-        previous = report
+    store = SqliteStore(tmp_path / "jobs.sqlite")
+    jobs = itertools.count()
+
+    @settings(max_examples=60, deadline=None)
+    @given(reports=server_reports)
+    def check(reports: list[dict[str, Any]]) -> None:
+        job_id = f"j{next(jobs)}"
+        store.create_job(new_job(job_id))
+        store.transition(job_id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        previous: dict[str, Any] = {}
+        for report in reports:
+            store.append_report_changes([ReportChange(job_id, SERVER_SOURCE, previous, report, T0)])
+            job = store.get_job(job_id)
+            assert job is not None and job.current_round == current_round(report)
+            previous = report
+
+    check()
     store.close()
