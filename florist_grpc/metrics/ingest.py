@@ -80,10 +80,7 @@ class ReportIngest:
                 out[i] = SetAside(read.reason)
             elif read.report:
                 found.append((i, read))
-        changes = [
-            ReportChange(*sources[i][:2], sources[i][3], r.report, now, r.patch)
-            for i, r in found
-        ]
+        changes = [ReportChange(*sources[i][:2], sources[i][3], r.report, now, r.patch) for i, r in found]
         for (i, read), result in zip(found, self._persist(changes), strict=True):
             out[i] = read.report if result is None else result
             if result is None:  # the report read is the baseline now: keep its reading for the next one
