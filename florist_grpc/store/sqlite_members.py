@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from typing import Any
 
 from florist_grpc.domain.model import JsonObject
 
@@ -66,21 +65,39 @@ def write_change(
 
 
 def read_reports(conn: sqlite3.Connection, job_id: str) -> dict[str, JsonObject]:
-    """The job's stored reports by source."""
+    """The job's stored reports by source. Each report's rows are joined into its JSON text, parsed once (json's C
+    parser), rather than parsed a row at a time: a report of 200 rounds is 200 rows."""
     rows = conn.execute(
         "SELECT source, member, depth, part, body FROM report_members WHERE job_id = ? ORDER BY rowid", (job_id,)
     )
-    reports: defaultdict[str, dict[str, Any]] = defaultdict(dict)
+    texts: defaultdict[str, dict[str, _Member]] = defaultdict(dict)
     for source, member, depth, part, body in rows:
-        report = reports[source]
+        report = texts[source]
+        if (held := report.get(member)) is None:
+            held = report[member] = _Member()
         if depth == 0:
-            report[member] = json.loads(body)
+            held.body = body
         else:
-            holder = report.get(member)
-            if not isinstance(holder, dict):  # its object row was written first, always: this is defensive
-                holder = report[member] = {}
-            holder[part] = json.loads(body)
-    return dict(reports)
+            held.parts.append(f"{_quote(part)}:{body}")
+    return {
+        source: json.loads(f"{{{','.join(_joined(m, h) for m, h in report.items())}}}")
+        for source, report in texts.items()
+    }
+
+
+class _Member:
+    """A member's rows: its own body, and its members' `"key":value` texts when it is an object."""
+
+    __slots__ = ("body", "parts")
+
+    def __init__(self) -> None:
+        self.body = "{}"  # its object row was written first, always: a member with parts and no row is one
+        self.parts: list[str] = []
+
+
+def _joined(member: str, held: _Member) -> str:
+    value = f"{{{','.join(held.parts)}}}" if held.parts else held.body
+    return f"{_quote(member)}:{value}"
 
 
 def migrate_whole_reports(conn: sqlite3.Connection) -> None:
@@ -99,6 +116,9 @@ def migrate_whole_reports(conn: sqlite3.Connection) -> None:
             else:
                 conn.execute(_UPSERT, (*key, 0, "", json.dumps(value)))
     conn.execute("DROP TABLE reports")
+
+
+_quote = json.JSONEncoder().encode  # a key as JSON text (escaped: what json.loads reads back as the same key)
 
 
 def _text(value: object) -> str:

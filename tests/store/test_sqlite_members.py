@@ -65,6 +65,7 @@ def test_members_replaced_deleted_and_merged_read_back_as_the_report_in_the_orde
         {"rounds": {"2": {"y": [True]}, "": {"empty key": 1}}, "b": {"c": {}}, "z": 0.5},
         {"z": 0.5, "rounds": 7, "new": {}},
         {"z": 0.5, "rounds": {"1": {}}, "new": {"k": "v"}},
+        {"z": 0.5, 'a "q" \\ é\n\u0001': {'b "q" \\ ü\t': [1e300, -0.0, 12345678901234567890]}},
     ]
     previous: dict[str, Any] = {}
     replayed: dict[str, Any] = {}
