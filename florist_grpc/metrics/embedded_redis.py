@@ -191,11 +191,14 @@ class EmbeddedRedis:
                 legacy.close()
 
     def _configure(self) -> None:
-        """Apply the memory bounds (config.Limits), to a Redis just started or adopted alike."""
+        """Apply the memory bounds (config.Limits) and today's rules of the control user, to a Redis just started
+        or adopted alike: one an earlier version started keeps the control user it loaded then (which may lack a
+        command this version reads with) until told."""
         client = self._admin_client(self.port)
         try:
             for name, value in self._settings.items():
                 client.config_set(name, value)
+            client.execute_command("ACL", "SETUSER", CONTROL_USER, *CONTROL_RULES)  # type: ignore[no-untyped-call]
         finally:
             client.close()
 

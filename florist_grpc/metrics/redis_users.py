@@ -32,7 +32,7 @@ ADMIN_USER = "florist-admin"
 # A run uuid (uuid.uuid4().hex): 32 lowercase hex digits. The protocol's only keys and channels.
 RUN_KEY_PATTERN = "[0-9a-f]" * 32
 # The control plane's (and an agent's) own connections: exactly the commands they send, on run keys and
-# channels only. Reading: STRLEN then MGET (metrics/ingest.py), GET (an agent reading its clients' reports);
+# channels only. Reading: GETRANGE, STRLEN (metrics/report_fetch.py), GET (an agent reading its clients' reports);
 # SUBSCRIBE/UNSUBSCRIBE (metrics/listener.py); SET + PUBLISH in MULTI/EXEC (reports an agent relays,
 # launch/report_relay.py); EXPIRE (retiring an ended job's keys); PING (health checks, pub/sub keepalive);
 # CLIENT SETINFO (redis-py names itself on connect). No ACL, CONFIG, SAVE, KEYS, FLUSH, EVAL or MODULE.
@@ -43,7 +43,7 @@ CONTROL_RULES = (
     f"&{RUN_KEY_PATTERN}",
     "-@all",
     "+strlen",
-    "+mget",
+    "+getrange",
     "+get",
     "+subscribe",
     "+unsubscribe",

@@ -34,9 +34,6 @@ MAX_REPORT_DEPTH = 24
 # The difference is looked for in the last bytes first: reports grow at their end.
 _TAIL_BYTES = 4096
 _SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, as json.decoder skips it
-# What portable_json.loads reads differently from json.loads (NaN/Infinity, a number a double cannot hold; escaped
-# surrogates take the whole path), written conservatively: a match only means the text is not stored as it is.
-_NOT_PLAIN = re.compile(r"NaN|Infinity|[eE][+]?[0-9]{3}|[0-9]{300}")
 
 
 @dataclass(slots=True)
@@ -58,8 +55,6 @@ class Kept:
     report: JsonObject
     opened: int  # just past the top level's "{"
     members: list[Member]
-    # json.loads(raw) is `report` exactly, so the text itself can be stored as the report (store/sqlite_reports.py)
-    plain: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +88,6 @@ def read(raw: bytes, baseline: JsonObject, kept: Kept | None) -> Read | Unusable
         except _Whole:
             pass
     return _whole(raw, baseline)
-
-
-def plain_text(read: Read) -> str | None:
-    """The report's own text when json.loads of it gives the report exactly, else None."""
-    kept = read.kept
-    if kept is None or not kept.plain or kept.report is not read.report:
-        return None
-    try:
-        return kept.raw.decode()
-    except UnicodeDecodeError:  # a surrogate written as UTF-8 bytes: the reading made it portable
-        return None
 
 
 def too_deep(value: dict[str, Any] | list[Any], levels: int) -> bool:
@@ -156,7 +140,7 @@ def _indexed(raw: bytes) -> tuple[JsonObject, Kept]:
     members, end = _members(text, start + 1, True, report)
     if _skip(text, end) != len(text):
         raise _Whole
-    return report, Kept(raw, report, start + 1, members, _NOT_PLAIN.search(text) is None)
+    return report, Kept(raw, report, start + 1, members)
 
 
 def _next(raw: bytes, kept: Kept) -> Read:
@@ -192,9 +176,7 @@ def _next(raw: bytes, kept: Kept) -> Read:
     if inner is not None and inner[1]:
         patch[inner[0]] = inner[1]
     merge_patch.add_changes(patch, old, tail)
-    # Only the text from the difference on is new: the last one's was looked at when it was read.
-    plain = kept.plain and _NOT_PLAIN.search(text, max(0, same - 300)) is None
-    return Read(report, patch, Kept(raw, report, kept.opened, members + more, plain))
+    return Read(report, patch, Kept(raw, report, kept.opened, members + more))
 
 
 def _next_object(text: str, kept: Kept, member: Member, same: int) -> tuple[JsonObject, JsonObject, int, list[Member]]:

@@ -43,9 +43,6 @@ class ReportChange:
     report: JsonObject
     time: datetime
     patch: JsonObject | None = field(default=None, compare=False, repr=False)
-    # `report`'s own JSON text, when the caller has one that json.loads reads as `report` exactly: a store may
-    # keep it as it is instead of merging the patch into what it holds (SqliteStore).
-    text: str | None = field(default=None, compare=False, repr=False)
 
     def merge_patch(self) -> JsonObject:
         return merge_patch.diff(self.previous, self.report) if self.patch is None else self.patch

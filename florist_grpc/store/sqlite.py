@@ -1,9 +1,10 @@
 """SqliteStore: the embedded default. stdlib sqlite3 in WAL mode, one connection per thread.
 
 Every write is one IMMEDIATE transaction, so the check-then-write of a state transition or of an event append
-cannot interleave with another writer (thread or process). Accumulated reports are merged in SQL with SQLite's
-json_patch (RFC 7396), so an update ships only the patch, not the whole report. A job-level change takes its
-revision in the same transaction (store/sqlite_changes.py) and is handed to listeners right after the commit.
+cannot interleave with another writer (thread or process). Accumulated reports are kept a row per member
+(store/sqlite_members.py), so a change writes only the members it changed, not the whole report. A job-level
+change takes its revision in the same transaction (store/sqlite_changes.py) and is handed to listeners right
+after the commit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from florist_grpc.domain.model import (
     Job,
     JobChange,
     JobState,
-    JsonObject,
     Launch,
     MetricsEvent,
 )
@@ -32,7 +32,8 @@ from florist_grpc.store.change_feed import KEEP_CHANGES, ChangeFeed
 from florist_grpc.store.codec import job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.sqlite_connections import SqliteConnections
 from florist_grpc.store.sqlite_events import append_event, read_events
-from florist_grpc.store.sqlite_reports import append_reports
+from florist_grpc.store.sqlite_members import read_reports
+from florist_grpc.store.sqlite_reports import Refused, append_reports
 from florist_grpc.store.sqlite_schema import migrate
 from florist_grpc.store.sqlite_stops import SqliteSiteStops, update_doc
 
@@ -55,10 +56,6 @@ class SqliteStore(JobStore):
     def ping(self) -> None:
         self._guard(lambda: self._connection().execute("SELECT 1").fetchone())
 
-    def _reports(self, conn: sqlite3.Connection, job_id: str) -> dict[str, JsonObject]:
-        rows = conn.execute("SELECT source, body FROM reports WHERE job_id = ?", (job_id,)).fetchall()
-        return {source: json.loads(body) for source, body in rows}
-
     def _job(self, conn: sqlite3.Connection, row: _Row, reports: bool = True) -> Job:
         job_id, doc, state, last_sequence, create_us, start_us, end_us, revision, current_round, queue_us = row
         return job_from_doc(
@@ -69,7 +66,7 @@ class SqliteStore(JobStore):
             create_us=create_us,
             start_us=start_us,
             end_us=end_us,
-            reports=self._reports(conn, job_id) if reports else {},
+            reports=read_reports(conn, job_id) if reports else {},
             revision=revision,
             current_round=current_round,
             queue_us=queue_us,
@@ -157,7 +154,7 @@ class SqliteStore(JobStore):
                 return False
             job = self._job(conn, row, reports=False)
             rules.check_deletable(job_id, job.state)
-            for table, column in (("events", "job_id"), ("reports", "job_id"), ("jobs", "id")):
+            for table, column in (("events", "job_id"), ("report_members", "job_id"), ("jobs", "id")):
                 conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (job_id,))
             made.append(sqlite_changes.record(conn, job, ChangeType.DELETED, job.state, self._keep))
             return True
@@ -198,17 +195,22 @@ class SqliteStore(JobStore):
 
     def append_report_changes(self, changes: Sequence[ReportChange]) -> list[MetricsEvent | SetAside | None]:
         patches = [c.merge_patch() for c in changes]
+        refused: dict[int, SetAside] = {}  # changes SQLite refused: set aside when the batch is run again
 
         def write(conn: sqlite3.Connection, made: list[JobChange]) -> list[MetricsEvent | SetAside | None]:
             # One transaction (and one fsync) for the whole batch.
-            events, moved = append_reports(conn, changes, patches)
+            events, moved = append_reports(conn, changes, patches, refused)
             made += [self._changed(conn, job_id, ChangeType.MODIFIED) for job_id in moved]
             return events
 
         if not any(patches):
             return [None] * len(changes)
-        events: list[MetricsEvent | SetAside | None] = self._changing(write)
-        return events
+        while True:  # at most once more per change: each run refuses a change not refused before, or commits
+            try:
+                events: list[MetricsEvent | SetAside | None] = self._changing(write)
+                return events
+            except Refused as refusal:  # rolled back: nothing of this run was written or handed on
+                refused[refusal.index] = refusal.outcome
 
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
         return self._guard(lambda: read_events(self._connection(), job_id, after_sequence, limit))

@@ -18,8 +18,10 @@ def append_event(
     source: Source,
     patch: JsonObject,
     job_state: JobState,
+    patch_text: str | None = None,
 ) -> MetricsEvent:
-    """Inside a write transaction: the event, and the job's last_sequence moved to it."""
+    """Inside a write transaction: the event, and the job's last_sequence moved to it. `patch_text`: the patch's
+    JSON text when the caller has it already (its checks wrote it out)."""
     conn.execute(
         "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -29,7 +31,7 @@ def append_event(
             int(source.kind),
             source.client_index,
             source.client_uuid,
-            json.dumps(patch),
+            json.dumps(patch) if patch_text is None else patch_text,
             int(job_state),
         ),
     )

@@ -1,14 +1,17 @@
-"""SqliteStore's tables: jobs (state and definition), reports (accumulated, one row per source), events (a job's
-log), changes (the store-wide log of job changes, by revision), site_stops (stops sent to sites and not yet
-confirmed, by client uuid).
+"""SqliteStore's tables: jobs (state and definition), report_members (accumulated reports, a row per member:
+store/sqlite_members.py), events (a job's log), changes (the store-wide log of job changes, by revision),
+site_stops (stops sent to sites and not yet confirmed, by client uuid).
 
 A database written by an earlier version is brought up to date in place (`migrate`): columns added since are
-added with the value every older job has.
+added with the value every older job has, and reports kept whole (a row per source) are split into members.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from florist_grpc.store.sqlite_members import SCHEMA as MEMBERS_SCHEMA
+from florist_grpc.store.sqlite_members import migrate_whole_reports
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -20,12 +23,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     state INTEGER NOT NULL,
     last_sequence INTEGER NOT NULL DEFAULT 0,
     doc TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reports (
-    job_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (job_id, source)
 );
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
@@ -70,13 +67,14 @@ CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs (project, create_us DESC, id 
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Create the tables, add the columns an older database lacks, then the indexes (some are on new columns)."""
-    conn.executescript(SCHEMA)
+    conn.executescript(SCHEMA + MEMBERS_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
         present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         for name, definition in ADDED_JOB_COLUMNS.items():
             if name not in present:
                 conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+        migrate_whole_reports(conn)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -224,6 +224,27 @@ def test_a_redis_left_by_an_older_version_is_adopted_with_todays_users(tmp_path:
     adopted.stop()
 
 
+def test_a_redis_adopted_from_the_last_version_lets_the_control_user_read_as_this_one_does(tmp_path: Path) -> None:
+    """The last version's control user read with STRLEN and MGET; this one reads with GETRANGE."""
+    first = EmbeddedRedis(tmp_path, Timeouts())
+    url = first.start()
+    admin = redis.Redis.from_url(first.admin_url)
+    admin.execute_command("ACL", "SETUSER", "florist", "-getrange", "+mget")  # as the last version loaded it
+    admin.close()
+    run = uuid.uuid4().hex
+    control = redis.Redis.from_url(url)
+    control.set(run, b"{}")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        control.getrange(run, 0, 10)
+    adopted = EmbeddedRedis(tmp_path, Timeouts())
+    assert adopted.start() == url
+    assert control.getrange(run, 0, 10) == b"{}"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        control.mget([run])  # today's rules exactly, not the last version's plus today's
+    control.close()
+    adopted.stop()
+
+
 def test_an_ended_jobs_keys_expire_and_its_run_users_are_dropped(plane: ControlPlaneThread) -> None:
     job = simulation.create_running(plane.plane, n_clients=2)
     users = RunUsers(plane.plane.redis_url, 3600, admin_url(plane))

@@ -1,6 +1,6 @@
 """A site's reports are bounded: one report's size and one job's stored history (config.Limits).
 
-A report over its bound is never read, is set aside with one notice in the job's events, and the source's last
+A report over its bound is never read whole, is set aside with one notice in the job's events, and the source's last
 stored report stands; a job whose history reached its bound fails naming it. Real Redis, real SQLite; the last
 tests run the in-process control plane.
 """
@@ -51,10 +51,18 @@ class Bounded:
     def notices(self) -> list[str]:
         return [e.patch["notice"] for e in self.events(SourceKind.JOB) if "notice" in e.patch]
 
-    def reads_of_reports(self) -> int:
-        """How many MGET and GET Redis has answered (a report over the bound must not be read)."""
+    def calls(self, *commands: str) -> int:
+        """How many of these commands Redis has answered."""
         stats = self.redis.info("commandstats")
-        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("mget", "get"))
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in commands)
+
+    def reads_of_reports(self) -> int:
+        """How many reads of a report's text Redis has answered (GETRANGE, MGET, GET)."""
+        return self.calls("getrange", "mget", "get")
+
+    def bytes_sent(self) -> int:
+        """What Redis has sent to its clients so far, in bytes."""
+        return int(self.redis.info("stats")["total_net_output_bytes"])
 
 
 @contextlib.contextmanager
@@ -85,9 +93,7 @@ def test_a_report_over_the_bound_is_set_aside_unread_with_one_notice_and_the_las
     bounded.report("s", {"fit_start": "t0"})
     assert bounded.reader.read(["s"])
     bounded.report("s", {"fit_start": "t0", "blob": "x" * 5000})
-    reads = bounded.reads_of_reports()
     assert bounded.reader.read(["s"])
-    assert bounded.reads_of_reports() == reads  # its size was enough: it was never read into memory
     assert bounded.reader.persisted("s") == {"fit_start": "t0"}
     assert [e.patch for e in bounded.events(SourceKind.SERVER)] == [{"fit_start": "t0"}]
     assert bounded.notices() == [
@@ -95,7 +101,9 @@ def test_a_report_over_the_bound_is_set_aside_unread_with_one_notice_and_the_las
         "(4 KiB, Limits.report_max_bytes); its last stored report stands"
     ]
     bounded.report("s", {"fit_start": "t0", "blob": "y" * 6000})
+    reads = bounded.reads_of_reports()
     assert bounded.reader.read(["s"])
+    assert bounded.reads_of_reports() == reads  # set aside last time: its size was asked first, and was enough
     assert len(bounded.notices()) == 1  # one notice while its reports keep being set aside, not one per report
     bounded.report("s", {"fit_start": "t0", "fit_end": "t1"})  # fits again: stored, from the last stored baseline
     assert bounded.reader.read(["s"])
@@ -103,6 +111,28 @@ def test_a_report_over_the_bound_is_set_aside_unread_with_one_notice_and_the_las
     bounded.report("s", {"blob": "z" * 5000})
     assert bounded.reader.read(["s"])
     assert len(bounded.notices()) == 2  # set aside again after one was stored: told again
+
+
+def test_a_report_over_the_bound_is_never_read_whole(bounded: Bounded) -> None:
+    bounded.report("s", {"blob": "x" * (200 * KiB)})
+    sent = bounded.bytes_sent()
+    assert bounded.reader.read(["s"])
+    assert bounded.bytes_sent() - sent < 16 * KiB  # at most the bound's worth (4 KiB) of its 200 KiB, and a length
+    assert bounded.reader.persisted("s") == {}
+    assert bounded.notices() == [
+        "a report of the FL server was set aside: it is 200 KiB (204812 bytes), over the bound of one report "
+        "(4 KiB, Limits.report_max_bytes); its last stored report stands"
+    ]
+
+
+def test_a_report_within_the_bound_is_read_in_one_round_trip(bounded: Bounded) -> None:
+    bounded.report("s", {"fit_start": "t0"})
+    bounded.report("c0", {"fit_start": "t1"})
+    before = bounded.calls("getrange", "strlen", "mget", "get")
+    assert bounded.reader.read(["s", "c0"])
+    assert bounded.calls("getrange", "strlen", "mget", "get") - before == 2  # one bounded read each, one write
+    assert bounded.reader.persisted("s") == {"fit_start": "t0"}
+    assert bounded.reader.persisted("c0") == {"fit_start": "t1"}
 
 
 def test_an_unusable_report_is_set_aside_with_a_notice_too(bounded: Bounded) -> None:

@@ -107,7 +107,7 @@ def test_a_report_read_again_unchanged_appends_nothing(reading: Reading) -> None
 
 def test_a_failed_read_keeps_the_baseline_and_is_read_again_after_the_retry_interval(reading: Reading) -> None:
     reading.report("s", {"fit_start": "t0"})
-    reading.redis.execute_command("ACL", "SETUSER", "default", "-mget")  # Redis refuses the reader's MGET
+    reading.redis.execute_command("ACL", "SETUSER", "default", "-getrange")  # Redis refuses the reader's read
     before = time.monotonic()
     assert not reading.reader.read(["s"])
     assert reading.reader.persisted("s") == {} and reading.events() == []
@@ -115,7 +115,7 @@ def test_a_failed_read_keeps_the_baseline_and_is_read_again_after_the_retry_inte
     assert due is not None and before + RETRY <= due <= time.monotonic() + RETRY
     reading.reader.release_due(due - 0.01)
     assert reading.run_scheduled() == 0  # not yet
-    reading.redis.execute_command("ACL", "SETUSER", "default", "+mget")
+    reading.redis.execute_command("ACL", "SETUSER", "default", "+getrange")
     reading.reader.release_due(due)
     assert reading.run_scheduled() == 1
     assert reading.reader.persisted("s") == {"fit_start": "t0"}
@@ -124,11 +124,11 @@ def test_a_failed_read_keeps_the_baseline_and_is_read_again_after_the_retry_inte
 
 
 def test_a_forgotten_source_is_not_retried(reading: Reading) -> None:
-    reading.redis.execute_command("ACL", "SETUSER", "default", "-strlen")  # Redis refuses the reader's size check
+    reading.redis.execute_command("ACL", "SETUSER", "default", "-getrange")  # Redis refuses the reader's read
     assert not reading.reader.read(["s", "c0"])
     reading.reader.forget(["s", "c0"])
     assert reading.reader.next_due() is None
-    reading.redis.execute_command("ACL", "SETUSER", "default", "+strlen")
+    reading.redis.execute_command("ACL", "SETUSER", "default", "+getrange")
 
 
 def test_a_source_read_too_recently_is_deferred_not_dropped(tmp_path: Path, redis_url: str) -> None:

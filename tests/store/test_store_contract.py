@@ -211,8 +211,8 @@ class JobStoreContract(ChangesContract, QueueContract):
             assert report_of(store, "a", SERVER_SOURCE) == report
             previous = report
 
-    def test_a_change_with_its_patch_and_text_persists_as_one_without(self, store: JobStore) -> None:
-        """The ingest hands over the patch it found and the report's own text (SqliteStore stores the text)."""
+    def test_a_change_with_its_patch_persists_as_one_without(self, store: JobStore) -> None:
+        """The ingest hands over the patch it found in the report's text."""
         self.started(store, "a")
         reports: list[JsonObject] = [
             {"a": 1, "r": {"1": {"x": 0.5}}},
@@ -221,13 +221,12 @@ class JobStoreContract(ChangesContract, QueueContract):
         ]
         previous: JsonObject = {}
         for report in reports:
-            text = json.dumps(report, indent=1)  # any layout: what is stored is what it reads as
-            change = ReportChange("a", SERVER_SOURCE, previous, report, T0, diff(previous, report), text)
+            change = ReportChange("a", SERVER_SOURCE, previous, report, T0, diff(previous, report))
             event = store.append_report_changes([change])[0]
             assert isinstance(event, MetricsEvent) and event.patch == diff(previous, report)
             assert json.dumps(report_of(store, "a", SERVER_SOURCE)) == json.dumps(report)
             previous = report
-        # A later change without text merges into what the text left.
+        # A later change without its patch merges into what those left.
         append_change(store, "a", SERVER_SOURCE, previous, {"b": 2, "c": 3}, T0)
         assert report_of(store, "a", SERVER_SOURCE) == {"b": 2, "c": 3}
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from florist_grpc.domain import merge_patch, portable_json
 from florist_grpc.fl.reporter import RedisReporter, encode
-from florist_grpc.metrics.report_text import MAX_REPORT_DEPTH, Kept, Read, Unusable, plain_text, read, too_deep
+from florist_grpc.metrics.report_text import MAX_REPORT_DEPTH, Kept, Read, Unusable, read, too_deep
 from florist_grpc.testing.simulation import SimulatedJob, play_fl4health_rounds
 
 
@@ -48,8 +48,6 @@ def read_all(texts: list[bytes]) -> list[Read | Unusable]:
             assert isinstance(result, Read)
             assert exact(result.report) == exact(expected.report)
             assert exact(result.patch) == exact(expected.patch)
-            if (text := plain_text(result)) is not None:  # stored as it is: it must read as the report
-                assert exact(json.loads(text)) == exact(result.report)
             rebuilt = merge_patch.apply(baseline, result.patch)
             assert json.dumps(rebuilt, sort_keys=True) == json.dumps(result.report, sort_keys=True)
             baseline, kept = result.report, result.kept
@@ -89,22 +87,6 @@ def test_a_new_round_reuses_the_last_reports_rounds_and_patches_only_itself() ->
     for n in range(1, 20):
         assert after.report["rounds"][str(n)] is before.report["rounds"][str(n)]  # not parsed again
     assert after.kept is not None
-
-
-def test_a_text_is_stored_as_it_is_only_while_it_reads_as_the_portable_report() -> None:
-    for token in (b"NaN", b"1e400", b"-Infinity"):  # the strings "NaN", "Infinity", "-Infinity" in the report
-        texts = [b'{"a": 1, "r": {"1": 0.5}}', b'{"a": 1, "r": {"1": 0.5, "2": 3}}']
-        texts += [b'{"a": 1, "r": {"1": 0.5, "2": 3, "3": ' + token + b"}}", b'{"a": 1, "r": {"1": 0.5, "3": 1}}']
-        results = read_all(texts)
-        # Not plain stays so for the source (a report accumulates its rounds) until a report is read whole.
-        assert [plain_text(r) if isinstance(r, Read) else r for r in results] == [
-            texts[0].decode(),
-            texts[1].decode(),
-            None,
-            None,
-        ]
-    fl4health = read_all(fl4health_texts(3)["server"])
-    assert all(isinstance(r, Read) and plain_text(r) is not None for r in fl4health)
 
 
 def test_an_unchanged_text_is_no_change_and_the_same_report() -> None:
