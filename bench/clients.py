@@ -8,56 +8,45 @@ control plane while the job runs (bench/profile.py).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
-import threading
 from pathlib import Path
-
-import psutil
 
 from bench.profile import sampled
 from bench.stats import record
-from bench.warm import PATIENT, fl_processes, plane, run_job
+from bench.warm import PATIENT, plane, run_job
 from florist_grpc.fl.make_data import write_synthetic
-from florist_grpc.testing.plane import ControlPlaneThread
 
 
 class PssPeak:
-    """The FL processes' PSS at the sample where their sum peaked: the sum, the count, the largest and the mean."""
+    """The FL processes' PSS at the sample where their sum peaked: the sum, the count, the largest; and the control
+    plane's own peak PSS. Sampled by another process (bench/pss_sampler.py), so the sampling's CPU is not the
+    control plane's."""
 
-    def __init__(self, running: ControlPlaneThread) -> None:
+    def __init__(self) -> None:
         self.total = self.largest = self.count = 0
         self.plane = 0  # this process: the control plane (and the benchmark's client)
-        self._running = running
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            sizes = []
-            for p in fl_processes(self._running):
-                try:
-                    sizes.append(p.memory_full_info().pss)
-                except psutil.Error:
-                    continue
-            if sum(sizes) > self.total:
-                self.total, self.count, self.largest = sum(sizes), len(sizes), max(sizes)
-            self.plane = max(self.plane, psutil.Process().memory_full_info().pss)
-            self._stop.wait(0.5)  # a sampling interval, not a synchronisation
+        self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> PssPeak:
-        self._thread.start()
+        command = [sys.executable, "-m", "bench.pss_sampler", str(os.getpid())]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        assert self._process is not None
+        out, _ = self._process.communicate(timeout=60)  # closes its stdin: it stops and prints its peaks
+        peak = json.loads(out)
+        self.total, self.count, self.largest, self.plane = peak["total"], peak["count"], peak["largest"], peak["plane"]
 
 
 def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as directory:
         data = write_synthetic(Path(directory) / "data", clients)
-        with plane(True, PATIENT) as running, PssPeak(running) as pss, sampled(f"clients-{clients}"):
+        with plane(True, PATIENT) as running, PssPeak() as pss, sampled(f"clients-{clients}"):
             result = run_job(running, data, rounds)
     line = {
         **result,
