@@ -188,3 +188,12 @@ def test_a_forked_client_imports_nothing_heavy_in_its_first_round(pool: Launcher
     heavy = {m for m in imported if m.split(".")[0] in ("sympy", "mpmath") or m.startswith("torch._dynamo")}
     assert not heavy, sorted(heavy)[:10]
     assert len(imported) < 20, sorted(imported)
+
+
+def test_a_forked_child_starts_with_a_client_rounds_code_already_run_by_the_pool(
+    pool: LauncherPool, tmp_path: Path
+) -> None:
+    # Run first in each child, that code would write (and so copy) the pool's pages holding it (fl/warm_up.py).
+    child = pool.launch(SAMPLE, [], tmp_path / "warm.log", env=run_environment(json.dumps({"warm": True})))
+    assert child.wait_exit(60) == Exit(0), (tmp_path / "warm.log").read_text()
+    assert "warm=True" in (tmp_path / "warm.log").read_text().splitlines()
