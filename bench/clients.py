@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
+
 from bench.profile import sampled
 from bench.stats import record
 from bench.warm import PATIENT, plane, run_job
@@ -43,13 +45,28 @@ class PssPeak:
         self.total, self.count, self.largest, self.plane = peak["total"], peak["count"], peak["largest"], peak["plane"]
 
 
+def cpu_seconds(process: psutil.Process, children: bool) -> float:
+    """CPU time of `process` itself, or of its children it has reaped (user + system)."""
+    times = process.cpu_times()
+    return times.children_user + times.children_system if children else times.user + times.system
+
+
 def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
+    """CPU time beside the wall clock (a shared 2-core machine makes wall time follow the load): the FL processes'
+    (the pool's reaped children: every FL process of the job has ended and been reaped when it ends) and the
+    control plane's (this process: the plane, and the benchmark's one client reading the job's stream)."""
     with tempfile.TemporaryDirectory() as directory:
         data = write_synthetic(Path(directory) / "data", clients)
         with plane(True, PATIENT) as running, PssPeak() as pss, sampled(f"clients-{clients}"):
+            assert running.plane.launcher_pool is not None and running.plane.launcher_pool.pid is not None
+            pool, this = psutil.Process(running.plane.launcher_pool.pid), psutil.Process()
+            fl_before, plane_before = cpu_seconds(pool, True), cpu_seconds(this, False)
             result = run_job(running, data, rounds)
+            fl_cpu, plane_cpu = cpu_seconds(pool, True) - fl_before, cpu_seconds(this, False) - plane_before
     line = {
         **result,
+        "fl_cpu_s": fl_cpu,
+        "plane_cpu_s": plane_cpu,
         "pss_gib": pss.total / 2**30,
         "processes": float(pss.count),
         "pss_mean_mib": pss.total / max(pss.count, 1) / 2**20,
