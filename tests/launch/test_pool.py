@@ -237,3 +237,20 @@ def test_launches_left_when_a_start_stops_taking_them_are_killed(installed: Laun
             assert json.loads(exit_file.read_text())["code"] == -signal.SIGKILL
     finally:
         taken.kill()
+
+
+def test_a_forked_process_is_polled_from_its_pools_reports_not_from_proc(
+    installed: LauncherPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process watcher polls every process at each exit: at 100 clients, 10,000 reads of /proc at their ends.
+    child = launch(tmp_path, "polled", installed, ready=True, wait=True)
+    assert asyncio.run(child.wait_ready())
+
+    def no_proc(ref: object) -> None:
+        raise AssertionError("read /proc")
+
+    monkeypatch.setattr(handles.process, "find", no_proc)
+    assert child.poll() is None
+    os.kill(child.ref.pid, signal.SIGUSR1)
+    assert wait_for(lambda: child.poll() is not None, 30)
+    assert child.poll() == Exit(0)
