@@ -29,7 +29,7 @@ class PssPeak:
     control plane's."""
 
     def __init__(self) -> None:
-        self.total = self.largest = self.count = 0
+        self.total = self.largest = self.count = self.uss = 0
         self.plane = 0  # this process: the control plane (and the benchmark's client)
         self._process: subprocess.Popen[str] | None = None
 
@@ -43,6 +43,7 @@ class PssPeak:
         out, _ = self._process.communicate(timeout=60)  # closes its stdin: it stops and prints its peaks
         peak = json.loads(out)
         self.total, self.count, self.largest, self.plane = peak["total"], peak["count"], peak["largest"], peak["plane"]
+        self.uss = peak["uss"]
 
 
 def cpu_seconds(process: psutil.Process, children: bool) -> float:
@@ -71,6 +72,7 @@ def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
         "processes": float(pss.count),
         "pss_mean_mib": pss.total / max(pss.count, 1) / 2**20,
         "pss_largest_mib": pss.largest / 2**20,
+        "uss_mean_mib": pss.uss / max(pss.count, 1) / 2**20,  # private to each process, at the PSS peak
         "plane_pss_mib": pss.plane / 2**20,
         "loadavg_1m": os.getloadavg()[0],
     }

@@ -30,19 +30,21 @@ def fl_processes(root: psutil.Process) -> list[psutil.Process]:
 
 
 def sample(pid: int) -> dict[str, int]:
-    """Sample until stdin closes: the FL processes' summed PSS at its peak (the sum, the count, the largest) and
-    the peak PSS of `pid` itself."""
+    """Sample until stdin closes: the FL processes' summed PSS at its peak (the sum, the count, the largest, and
+    their summed USS then: what they hold alone) and the peak PSS of `pid` itself."""
     root = psutil.Process(pid)
-    peak = {"total": 0, "count": 0, "largest": 0, "plane": 0}
+    peak = {"total": 0, "count": 0, "largest": 0, "plane": 0, "uss": 0}
     while True:
-        sizes = []
+        sizes, private = [], []
         for p in fl_processes(root):
             try:
-                sizes.append(p.memory_full_info().pss)
+                memory = p.memory_full_info()
             except psutil.Error:
                 continue
+            sizes.append(memory.pss)
+            private.append(memory.uss)
         if sum(sizes) > peak["total"]:
-            peak.update(total=sum(sizes), count=len(sizes), largest=max(sizes))
+            peak.update(total=sum(sizes), count=len(sizes), largest=max(sizes), uss=sum(private))
         try:
             peak["plane"] = max(peak["plane"], root.memory_full_info().pss)
         except psutil.Error:
