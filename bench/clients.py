@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -77,4 +78,38 @@ def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
         "loadavg_1m": os.getloadavg()[0],
     }
     record("clients", clients=clients, rounds=rounds, **line)
+    return line
+
+
+def state_changes(clients: int) -> dict[str, float]:
+    """The store's cost of a job's client ends, alone: one job of `clients` clients in a fresh SqliteStore, each
+    client's state set once (what the follower records as each ends), CPU time per change."""
+    from datetime import UTC, datetime
+
+    from florist_grpc.domain.model import Client, ClientState, Job, JobState
+    from florist_grpc.store.sqlite import SqliteStore
+
+    with tempfile.TemporaryDirectory() as directory:
+        store = SqliteStore(Path(directory) / "florist.sqlite3")
+        now = datetime.now(UTC)
+        job = Job(
+            id="many",
+            model="MLP",
+            strategy="FEDAVG",
+            optimizer="SGD",
+            client_type="FEDAVG",
+            server_config={"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1},
+            clients=[Client(data_path=f"/data/{i}.npz", uuid=f"{i:032x}") for i in range(clients)],
+            create_time=now,
+            server_address="127.0.0.1:9000",
+        )
+        store.create_job(job)
+        store.transition("many", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, now)
+        began = time.process_time()
+        for i in range(clients):
+            store.set_client_state("many", i, ClientState.FINISHED)
+        per_change = (time.process_time() - began) / clients
+        store.close()
+    line = {"cpu_per_change_ms": per_change * 1000, "loadavg_1m": os.getloadavg()[0]}
+    record("clients.state_changes", clients=clients, **line)
     return line
