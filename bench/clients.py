@@ -8,65 +8,108 @@ control plane while the job runs (bench/profile.py).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
-import threading
+import time
 from pathlib import Path
 
 import psutil
 
 from bench.profile import sampled
 from bench.stats import record
-from bench.warm import PATIENT, fl_processes, plane, run_job
+from bench.warm import PATIENT, plane, run_job
 from florist_grpc.fl.make_data import write_synthetic
-from florist_grpc.testing.plane import ControlPlaneThread
 
 
 class PssPeak:
-    """The FL processes' PSS at the sample where their sum peaked: the sum, the count, the largest and the mean."""
+    """The FL processes' PSS at the sample where their sum peaked: the sum, the count, the largest; and the control
+    plane's own peak PSS. Sampled by another process (bench/pss_sampler.py), so the sampling's CPU is not the
+    control plane's."""
 
-    def __init__(self, running: ControlPlaneThread) -> None:
-        self.total = self.largest = self.count = 0
+    def __init__(self) -> None:
+        self.total = self.largest = self.count = self.uss = 0
         self.plane = 0  # this process: the control plane (and the benchmark's client)
-        self._running = running
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            sizes = []
-            for p in fl_processes(self._running):
-                try:
-                    sizes.append(p.memory_full_info().pss)
-                except psutil.Error:
-                    continue
-            if sum(sizes) > self.total:
-                self.total, self.count, self.largest = sum(sizes), len(sizes), max(sizes)
-            self.plane = max(self.plane, psutil.Process().memory_full_info().pss)
-            self._stop.wait(0.5)  # a sampling interval, not a synchronisation
+        self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> PssPeak:
-        self._thread.start()
+        command = [sys.executable, "-m", "bench.pss_sampler", str(os.getpid())]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        assert self._process is not None
+        out, _ = self._process.communicate(timeout=60)  # closes its stdin: it stops and prints its peaks
+        peak = json.loads(out)
+        self.total, self.count, self.largest, self.plane = peak["total"], peak["count"], peak["largest"], peak["plane"]
+        self.uss = peak["uss"]
+
+
+def cpu_seconds(process: psutil.Process, children: bool) -> float:
+    """CPU time of `process` itself, or of its children it has reaped (user + system)."""
+    times = process.cpu_times()
+    return times.children_user + times.children_system if children else times.user + times.system
 
 
 def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
+    """CPU time beside the wall clock (a shared 2-core machine makes wall time follow the load): the FL processes'
+    (the pool's reaped children: every FL process of the job has ended and been reaped when it ends) and the
+    control plane's (this process: the plane, and the benchmark's one client reading the job's stream)."""
     with tempfile.TemporaryDirectory() as directory:
         data = write_synthetic(Path(directory) / "data", clients)
-        with plane(True, PATIENT) as running, PssPeak(running) as pss, sampled(f"clients-{clients}"):
+        with plane(True, PATIENT) as running, PssPeak() as pss, sampled(f"clients-{clients}"):
+            assert running.plane.launcher_pool is not None and running.plane.launcher_pool.pid is not None
+            pool, this = psutil.Process(running.plane.launcher_pool.pid), psutil.Process()
+            fl_before, plane_before = cpu_seconds(pool, True), cpu_seconds(this, False)
             result = run_job(running, data, rounds)
+            fl_cpu, plane_cpu = cpu_seconds(pool, True) - fl_before, cpu_seconds(this, False) - plane_before
     line = {
         **result,
+        "fl_cpu_s": fl_cpu,
+        "plane_cpu_s": plane_cpu,
         "pss_gib": pss.total / 2**30,
         "processes": float(pss.count),
         "pss_mean_mib": pss.total / max(pss.count, 1) / 2**20,
         "pss_largest_mib": pss.largest / 2**20,
+        "uss_mean_mib": pss.uss / max(pss.count, 1) / 2**20,  # private to each process, at the PSS peak
         "plane_pss_mib": pss.plane / 2**20,
         "loadavg_1m": os.getloadavg()[0],
     }
     record("clients", clients=clients, rounds=rounds, **line)
+    return line
+
+
+def state_changes(clients: int) -> dict[str, float]:
+    """The store's cost of a job's client ends, alone: one job of `clients` clients in a fresh SqliteStore, each
+    client's state set once (what the follower records as each ends), CPU time per change."""
+    from datetime import UTC, datetime
+
+    from florist_grpc.domain.model import Client, ClientState, Job, JobState
+    from florist_grpc.store.sqlite import SqliteStore
+
+    with tempfile.TemporaryDirectory() as directory:
+        store = SqliteStore(Path(directory) / "florist.sqlite3")
+        now = datetime.now(UTC)
+        job = Job(
+            id="many",
+            model="MLP",
+            strategy="FEDAVG",
+            optimizer="SGD",
+            client_type="FEDAVG",
+            server_config={"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1},
+            clients=[Client(data_path=f"/data/{i}.npz", uuid=f"{i:032x}") for i in range(clients)],
+            create_time=now,
+            server_address="127.0.0.1:9000",
+        )
+        store.create_job(job)
+        store.transition("many", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, now)
+        began = time.process_time()
+        for i in range(clients):
+            store.set_client_state("many", i, ClientState.FINISHED)
+        per_change = (time.process_time() - began) / clients
+        store.close()
+    line = {"cpu_per_change_ms": per_change * 1000, "loadavg_1m": os.getloadavg()[0]}
+    record("clients.state_changes", clients=clients, **line)
     return line

@@ -5,6 +5,7 @@ and a StopTraining during the launch wins (jobs/starting.py). Split from jobs/tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import replace
@@ -23,7 +24,7 @@ from florist_grpc.jobs.starting import STOP_MESSAGE, Start, Starts
 from florist_grpc.launch.agent_protocol import ClientJob
 from florist_grpc.launch.agents import Agents
 from florist_grpc.launch.handles import ProcessHandle
-from florist_grpc.launch.launcher import LaunchedProcess, Launcher, LaunchSpec
+from florist_grpc.launch.launcher import LaunchedProcess, Launcher, LaunchSpec, launch_each
 from florist_grpc.metrics.redis_users import RunUsers
 from florist_grpc.net import LOOPBACK, free_service_port, is_loopback, join_host_port, port_is_free, split_host_port
 from florist_grpc.store.base import JobStore
@@ -165,17 +166,14 @@ class LaunchSequence:
         # A server that never gets ready still fails the start, and the cleanup stops every process launched.
         if server.clients_after_ready:
             await self._wait_ready(job.id, server_address, server, start)
-        # Under a scheduler agent-less clients go first: they start while the server is placed, and read where it
-        # runs from its host file; a site's client is told the address itself, once the server is ready.
+        # Agent-less clients go first, all in one request to the launcher (its pool forks them back to back). Under
+        # a scheduler they start while the server is placed, and read where it runs from its host file; a site's
+        # client is told the address itself, once the server is ready.
         scheduled = bool(server.host_file())
-        for i in sorted(range(len(job.clients)), key=lambda i: scheduled and bool(job.clients[i].agent)):
+
+        def client_run(i: int, server_address: str) -> ClientRun:
             client = job.clients[i]
-            if client.agent and scheduled and server_address == launch.server_address:
-                # Told where it runs, whether it got ready before the launch came here (sbatch takes its time).
-                if not server.advertised_host():
-                    await self._wait_ready(job.id, server_address, server, start)
-                server_address = f"{server.advertised_host()}:{split_host_port(server_address)[1]}"
-            run = ClientRun(
+            return ClientRun(
                 server_address=server_address if client.agent else local_address,
                 tls_server_name=host if fl_tls and not client.agent and local_address != server_address else "",
                 redis_address=client.redis_address or redis_address,
@@ -201,18 +199,38 @@ class LaunchSequence:
                 server_host_file="" if client.agent else server.host_file(),
                 server_host_wait_seconds=self._timeouts.server_ready_seconds,
             )
-            handle: ProcessHandle
-            if client.agent:
-                # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
-                launch_at_site = self._agents.launch(client.agent, run, fl_tls is not None, ClientJob.of(job, i))
-                handle = await self.starts.unless_stopped(start, launch_at_site)
-            else:
-                key = f"client{i}"
-                spec = LaunchSpec(job.id, key, "client", run.to_json(), self.log_path(job.id, key), job.resources)
-                handle = await self._launcher.launch(spec)
+
+        async def launched(i: int, handle: ProcessHandle) -> None:
             client_refs[i] = handle.ref
             self._follower.set_handle(job.id, f"client{i}", handle)
             await self.starts.step(start, f"client{i} launched")
+
+        local = [i for i, client in enumerate(job.clients) if not client.agent]
+        specs = [
+            LaunchSpec(
+                job.id,
+                f"client{i}",
+                "client",
+                client_run(i, server_address).to_json(),
+                self.log_path(job.id, f"client{i}"),
+                job.resources,
+            )
+            for i in local
+        ]
+        async with contextlib.aclosing(launch_each(self._launcher, "client", specs)) as started:
+            for i in local:
+                await launched(i, await anext(started))
+        for i in (i for i, client in enumerate(job.clients) if client.agent):
+            if scheduled and server_address == launch.server_address:
+                # Told where it runs, whether it got ready before the launch came here (sbatch takes its time).
+                if not server.advertised_host():
+                    await self._wait_ready(job.id, server_address, server, start)
+                server_address = f"{server.advertised_host()}:{split_host_port(server_address)[1]}"
+            # The agent verifies the FL server with its own --tls-ca and reports to its own Redis.
+            launch_at_site = self._agents.launch(
+                job.clients[i].agent, client_run(i, server_address), fl_tls is not None, ClientJob.of(job, i)
+            )
+            await launched(i, await self.starts.unless_stopped(start, launch_at_site))
         launch = replace(launch, client_processes=client_refs)
         await asyncio.to_thread(self._store.record_launch, job.id, launch)
         if not server.clients_after_ready:

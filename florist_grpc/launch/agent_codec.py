@@ -66,6 +66,7 @@ _SHARED_RUN_FIELDS = (
     "device",
     "num_classes",
     "label_column",
+    "cpus",  # Job.resources.cpus, applied as torch threads by the agent's client as by a local one
 )
 
 

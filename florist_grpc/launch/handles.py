@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
 
@@ -14,7 +15,7 @@ from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.fl.run_config import run_environment
 from florist_grpc.launch import process
 from florist_grpc.launch.exit_file import read_exit_code
-from florist_grpc.launch.pool import ORPHANED_EXIT, LauncherPool, PoolChild, PoolUnavailable
+from florist_grpc.launch.pool import ORPHANED_EXIT, LauncherPool, LaunchRequest, PoolChild, PoolUnavailable
 from florist_grpc.launch.readiness import PipeReady
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class LocalProcess:
             return None if code is None else Exit(code)
         if self._pool_child is not None and (status := self._pool_child.exit()) is not None:
             return status
+        if self._pool_child is not None and not self._pool_child.orphaned:
+            # Its pool reports the exit (notify_exit): no need to look in /proc. The watcher polls every process
+            # of every job at each exit, so at 100 clients their ends cost 10,000 psutil lookups.
+            return None
         if process.find(self.ref) is not None:
             return None
         if self._pool_child is not None and self._pool_child.wait_exit(0.5) is not None:
@@ -136,16 +141,48 @@ def start_local(role: str, run_json: str, log_path: Path, pool: LauncherPool | N
     The one seam through which every local FL process starts (control plane and agents alike): forked from the
     caller's launcher `pool`, or spawned when it has none or the pool is unavailable.
     """
+    return finish_local(submit_local(role, [(run_json, log_path)], pool)[0])
+
+
+class PendingLaunch:
+    """A local launch asked of the pool (or to be spawned): `finish_local` turns it into its process."""
+
+    def __init__(
+        self, role: str, run_json: str, log_path: Path, pool: LauncherPool | None, child: Future[PoolChild] | None
+    ) -> None:
+        self.role, self.run_json, self.log_path, self.pool, self.child = role, run_json, log_path, pool, child
+
+
+def submit_local(role: str, runs: list[tuple[str, Path]], pool: LauncherPool | None) -> list[PendingLaunch]:
+    """Ask `pool` to fork an FL `role` for each (run_json, log_path) of `runs`, all in one request: the pool forks
+    them back to back. Returns at once; `finish_local` each, in order. Without a usable pool, each spawns there."""
     module = FL_MODULES[role]
+    children: list[Future[PoolChild] | None] = [None] * len(runs)
     if pool is not None:
+        requests = [LaunchRequest(module, [], log_path, run_environment(run_json)) for run_json, log_path in runs]
         try:
-            child = pool.launch(module, [], log_path, env=run_environment(run_json))
+            children = list(pool.submit(requests))
+        except PoolUnavailable as exc:
+            log.warning("launching %d FL %s process(es) by spawning: %s", len(runs), role, exc)
+    return [
+        PendingLaunch(role, run_json, log_path, pool, child)
+        for (run_json, log_path), child in zip(runs, children, strict=True)
+    ]
+
+
+def finish_local(pending: PendingLaunch) -> LocalProcess:
+    """The process of a launch `submit_local` asked for: the pool's child, or a spawn if the pool failed it."""
+    if pending.child is not None and pending.pool is not None:
+        try:
+            child = pending.pool.await_child(pending.child)
             return LocalProcess(child.ref, pool_child=child)
         except PoolUnavailable as exc:
-            log.warning("launching the FL %s by spawning it: %s", role, exc)
+            log.warning("launching the FL %s by spawning it: %s", pending.role, exc)
     ready_r, ready_w = os.pipe()
     try:
-        popen, ref = process.spawn(module, [], log_path, run_environment(run_json), ready_fd=ready_w)
+        popen, ref = process.spawn(
+            FL_MODULES[pending.role], [], pending.log_path, run_environment(pending.run_json), ready_fd=ready_w
+        )
     except BaseException:
         os.close(ready_r)
         raise

@@ -11,14 +11,23 @@ file StreamLogs follows). `LocalLauncher` (the launcher pool, spawning as fallba
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.domain.resources import Resources
-from florist_grpc.launch.handles import LocalProcess, ProcessHandle, start_local
-from florist_grpc.launch.pool import LauncherPool
+from florist_grpc.launch.handles import (
+    LocalProcess,
+    PendingLaunch,
+    ProcessHandle,
+    finish_local,
+    start_local,
+    submit_local,
+)
+from florist_grpc.launch.pool import LauncherPool, PoolUnavailable
 from florist_grpc.net import bind_address
 
 
@@ -92,8 +101,43 @@ class LocalLauncher:
     async def launch(self, spec: LaunchSpec) -> LocalProcess:
         return await asyncio.to_thread(start_local, spec.role, spec.run_json, spec.log_path, self._pool)
 
+    async def launch_many(self, role: str, specs: list[LaunchSpec]) -> AsyncGenerator[LocalProcess, None]:
+        """Launch `specs` (all of one role) in one request to the pool, which forks them back to back (a round
+        trip per process took ~4x the fork itself); each is yielded as it starts. Closed early, the generator
+        kills those launched and not yet yielded: nobody else knows of them."""
+        runs = [(spec.run_json, spec.log_path) for spec in specs]
+        pending = await asyncio.to_thread(submit_local, role, runs, self._pool)
+        taken = 0
+        try:
+            for launch in pending:
+                started = await asyncio.to_thread(finish_local, launch)
+                taken += 1  # the caller's from here on
+                yield started
+        finally:
+            if taken < len(pending):
+                await asyncio.to_thread(_kill_forked, pending[taken:])
+
     def adopt(self, ref: ProcessRef) -> ProcessHandle:
         return LocalProcess(ref)
 
     def close(self) -> None:
         pass
+
+
+def _kill_forked(launches: list[PendingLaunch]) -> None:
+    """Kill what the pool forked of `launches` (the rest was never started: nothing to stop)."""
+    for launch in launches:
+        if launch.child is not None and launch.pool is not None:
+            with contextlib.suppress(PoolUnavailable):
+                LocalProcess(launch.pool.await_child(launch.child).ref).kill()
+
+
+async def launch_each(launcher: Launcher, role: str, specs: list[LaunchSpec]) -> AsyncGenerator[LaunchedProcess, None]:
+    """Launch `specs` in order and yield each process as it starts: all in one request with the local launcher
+    (its pool forks them back to back), one by one with any other. Close it (contextlib.aclosing) when done."""
+    if isinstance(launcher, LocalLauncher):
+        async for local in launcher.launch_many(role, specs):
+            yield local
+        return
+    for spec in specs:
+        yield await launcher.launch(spec)

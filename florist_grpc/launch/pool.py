@@ -15,9 +15,11 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,8 +35,22 @@ class PoolUnavailable(Exception):
     """The pool cannot launch right now; spawn instead."""
 
 
+class PoolRefused(PoolUnavailable):
+    """The pool could not fork this one (it said why); it is still up for the others."""
+
+
 # Why a forked process's exit code is unknown once its pool died: only its parent (the pool) could learn it.
 ORPHANED_EXIT = "ended (exit code unknown: the launcher pool that forked it died)"
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """One process for the pool to fork: `python -m module args...` with `env` added, its output to `log_path`."""
+
+    module: str
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
 
 
 class PoolChild:
@@ -99,7 +115,7 @@ class _Connection:
         self.closed = threading.Event()
         self.lock = threading.Lock()
         self.next_number = 0
-        self.pending: dict[int, Future[PoolChild]] = {}
+        self.pending: dict[int, tuple[Future[PoolChild], Path]] = {}
         self.children: dict[int, PoolChild] = {}
         self.reader = threading.Thread(target=self._read, name="florist-launcher-pool", daemon=True)
         self.reader.start()
@@ -123,7 +139,7 @@ class _Connection:
                 pending, self.pending = self.pending, {}
                 for child in self.children.values():
                     child.orphaned = True  # still running, or gone unreported: their exit codes died with the pool
-            for future in pending.values():
+            for future, _ in pending.values():
                 future.set_exception(PoolUnavailable("the launcher pool ended during a launch"))
             self.process.wait()
             log.info("launcher pool %d ended (%s)", self.process.pid, self.process.returncode)
@@ -133,16 +149,16 @@ class _Connection:
             self.hello.set()
         elif "launched" in message:
             with self.lock:
-                future = self.pending.pop(message["launched"], None)
+                future, log_path = self.pending.pop(message["launched"], (None, Path()))
                 if "error" in message:
                     child = None
                 else:
-                    ref = ProcessRef(pid=message["pid"], create_time=message["create_time"], log_path="")
+                    ref = ProcessRef(pid=message["pid"], create_time=message["create_time"], log_path=str(log_path))
                     child = self.children[message["pid"]] = PoolChild(ref)
             if future is None:
                 return
             if child is None:
-                future.set_exception(PoolUnavailable(f"the launcher pool refused: {message['error']}"))
+                future.set_exception(PoolRefused(f"the launcher pool refused: {message['error']}"))
             else:
                 future.set_result(child)
         elif "ready" in message:
@@ -156,33 +172,38 @@ class _Connection:
             if ended is not None:
                 ended.exited(message["code"])
 
-    def launch(
-        self, module: str, args: list[str], log_path: Path, timeout: float, env: dict[str, str] | None = None
-    ) -> PoolChild:
-        future: Future[PoolChild] = Future()
+    def submit(self, requests: list[LaunchRequest]) -> list[Future[PoolChild]]:
+        """Send every request in one write; each future gets its child (or PoolUnavailable) as the pool answers.
+        The pool forks them back to back, without a round trip per child."""
+        futures: list[Future[PoolChild]] = [Future() for _ in requests]
+        lines = []
         with self.lock:
             if self.closed.is_set():
                 raise PoolUnavailable("the launcher pool is down")
-            self.next_number += 1
-            number = self.next_number
-            self.pending[number] = future
-            request = {"launch": number, "module": module, "args": args, "log_path": str(log_path), "env": env or {}}
+            numbers = []
+            for request, future in zip(requests, futures, strict=True):
+                self.next_number += 1
+                numbers.append(self.next_number)
+                self.pending[self.next_number] = (future, request.log_path)
+                message = {"launch": self.next_number, "module": request.module, "args": request.args}
+                lines.append(json.dumps({**message, "log_path": str(request.log_path), "env": request.env}) + "\n")
             stdin = self.process.stdin
             assert stdin is not None
             try:
-                stdin.write((json.dumps(request) + "\n").encode())
+                stdin.write("".join(lines).encode())
                 stdin.flush()
             except OSError as exc:
-                self.pending.pop(number, None)
+                for number in numbers:
+                    self.pending.pop(number, None)
                 raise PoolUnavailable(f"the launcher pool is down: {exc}") from exc
-        try:
-            child = future.result(timeout)
-        except FutureTimeout as exc:
-            with self.lock:
-                self.pending.pop(number, None)
-            raise PoolUnavailable(f"the launcher pool did not answer within {timeout:g}s") from exc
-        child.ref = ProcessRef(child.ref.pid, child.ref.create_time, str(log_path))
-        return child
+        return futures
+
+    def forget(self, future: Future[PoolChild]) -> None:
+        """Stop waiting for `future`'s answer (the pool is silent on it)."""
+        with self.lock:
+            for number, (pending, _) in list(self.pending.items()):
+                if pending is future:
+                    del self.pending[number]
 
     def close(self, timeout: float) -> None:
         """No more launches. The pool ends once its last child has; wait `timeout` for that, no longer."""
@@ -211,6 +232,7 @@ class LauncherPool:
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
         self._stopped = False
+        self._owners: weakref.WeakKeyDictionary[Future[PoolChild], _Connection] = weakref.WeakKeyDictionary()
 
     def start(self) -> None:
         """Start the pool process; returns at once (it imports torch and Flower in the background)."""
@@ -232,6 +254,11 @@ class LauncherPool:
     def launch(self, module: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> PoolChild:
         """Fork `python -m module args...` (with `env` added to its environment) from the pool; raises
         PoolUnavailable (and restarts a broken pool)."""
+        return self.await_child(self.submit([LaunchRequest(module, args, log_path, env or {})])[0])
+
+    def submit(self, requests: list[LaunchRequest]) -> list[Future[PoolChild]]:
+        """Ask the pool to fork every one of `requests` at once; await each child with `await_child`, in order.
+        Raises PoolUnavailable (and restarts a broken pool) if the pool cannot take them."""
         with self._lock:
             connection = self._connection
             if self._stopped or connection is None:
@@ -244,9 +271,33 @@ class LauncherPool:
             self._replace(connection)
             raise PoolUnavailable(f"the launcher pool was not ready within {self._timeouts.pool_start_seconds:g}s")
         try:
-            return connection.launch(module, args, log_path, self._timeouts.pool_call_seconds, env)
+            futures = connection.submit(requests)
         except PoolUnavailable:
             self._replace(connection)
+            raise
+        for future in futures:
+            self._owners[future] = connection
+        return futures
+
+    def await_child(self, future: Future[PoolChild]) -> PoolChild:
+        """The child `future` (from `submit`) stands for, once the pool forked it. Awaited in submission order,
+        each waits at most `pool_call_seconds`: the pool forks them in that order, so that is how long it was
+        silent. Raises PoolUnavailable (and restarts a silent pool)."""
+        connection = self._owners.pop(future, None)
+        try:
+            return future.result(self._timeouts.pool_call_seconds)
+        except FutureTimeout as exc:
+            if connection is not None:
+                connection.forget(future)
+                self._replace(connection)
+            raise PoolUnavailable(
+                f"the launcher pool did not answer within {self._timeouts.pool_call_seconds:g}s"
+            ) from exc
+        except PoolRefused:
+            raise
+        except PoolUnavailable:
+            if connection is not None:
+                self._replace(connection)
             raise
 
     def _replace(self, broken: _Connection) -> None:

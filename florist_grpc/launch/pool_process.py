@@ -253,6 +253,9 @@ def _set_title(title: str) -> None:
 def main() -> None:
     for module in PRELOAD:
         importlib.import_module(module)
+    from florist_grpc.fl.warm_up import warm_up
+
+    warm_up()  # a client's first round, once here rather than in every child (fl/warm_up.py)
     # Move everything imported out of the collector's reach: a child's collections would otherwise touch (and
     # so copy) every page holding an object, undoing the sharing that forking buys. Children collect as usual.
     gc.freeze()

@@ -92,7 +92,9 @@ def signal_group(ref: ProcessRef, sig: int) -> None:
     try:
         os.killpg(process.pid, sig)  # the process leads its own group (start_new_session)
     except ProcessLookupError:
-        pass
+        # No such group yet: forked a moment ago, it has not called setsid (nor started anything of its own).
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(sig)
     except PermissionError:
         process.send_signal(sig)
 

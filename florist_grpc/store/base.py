@@ -160,7 +160,8 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def set_client_state(self, job_id: str, index: int, state: ClientState, error_message: str = "") -> None:
-        """Record the lifecycle state of one client."""
+        """Record the lifecycle state of one client (a job-level change). O(1) in the job's clients: every client
+        of a job ends, so anything more makes a job's ends quadratic (store/client_deltas.py)."""
 
     @abc.abstractmethod
     def jobs_in_state(self, state: JobState) -> list[Job]:

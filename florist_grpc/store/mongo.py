@@ -74,7 +74,7 @@ class MongoStore(JobStore):
         self._batch = BatchIngest(self._jobs, self._events, self._log.roll_forward, self._append_one, sessions)
         self._batch_ingest = batch_ingest
         self._unsettled = UnsettledSources(self._jobs, self._events)
-        self.stops = MongoSiteStops(db["site_stops"], self._jobs, self._guard)
+        self.stops = MongoSiteStops(db["site_stops"], self._jobs, self._guard, self._changes.snapshots.forget)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -269,11 +269,12 @@ class MongoStore(JobStore):
     def read_events(self, job_id: str, after_sequence: int, limit: int = 1000) -> list[MetricsEvent]:
         return self._guard(lambda: read_events(self._events, job_id, after_sequence, limit))
 
-    def _update_doc(self, job_id: str, sets: dict[str, Any]) -> None:
+    def _update_doc(self, job_id: str, sets: dict[str, Any], log: Callable[[], bool] = lambda: False) -> None:
+        """Apply `sets` to the job's document and log the change: by `log`, or whole if it does not."""
         update = {"$set": {f"doc.{path}": value for path, value in sets.items()}}
 
         def run() -> None:
-            if self._jobs.update_one({"_id": job_id}, update).matched_count:
+            if self._jobs.update_one({"_id": job_id}, update).matched_count and not log():
                 self._recorded(job_id, ChangeType.MODIFIED)
 
         self._guard(run)
@@ -282,7 +283,11 @@ class MongoStore(JobStore):
         self._update_doc(job_id, rules.launch_sets(launch))
 
     def set_client_state(self, job_id: str, index: int, state: ClientState, error_message: str = "") -> None:
-        self._update_doc(job_id, rules.client_state_sets(index, state, error_message))
+        # Logged as a delta where the job's latest snapshot is known: O(1) in its clients (store/client_deltas.py).
+        sets = rules.client_state_sets(index, state, error_message)
+        self._update_doc(
+            job_id, sets, lambda: self._changes.record_client(self._jobs, job_id, index, state, error_message)
+        )
 
     def jobs_in_state(self, state: JobState) -> list[Job]:
         def run() -> list[Job]:

@@ -18,10 +18,11 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from florist_grpc.domain.model import ChangeType, Job, JobChange, JobState, JsonObject
+from florist_grpc.domain.model import ChangeType, ClientState, Job, JobChange, JobState, JsonObject
 from florist_grpc.store import rules
 from florist_grpc.store.change_feed import TRIM_EVERY, ChangeFeed
-from florist_grpc.store.codec import snapshot_from_doc, snapshot_to_doc
+from florist_grpc.store.client_deltas import Rebuilder, Row, Snapshots, apply_delta, delta_doc, trim_cut
+from florist_grpc.store.codec import snapshot_to_doc
 
 _COUNTER = "revision"
 
@@ -32,6 +33,7 @@ class MongoChanges:
         self._changes: Collection[JsonObject] = db["changes"]
         self._keep = keep
         self.feed = ChangeFeed()
+        self.snapshots = Snapshots()  # the latest snapshot logged of each job (store/client_deltas.py)
 
     def current(self) -> int:
         row = self._counters.find_one({"_id": _COUNTER})
@@ -60,10 +62,52 @@ class MongoChanges:
             )
             if type_ is not ChangeType.DELETED:
                 jobs.update_one({"_id": job.id}, {"$max": {"revision": revision}})
-            if revision % TRIM_EVERY == 0:
-                self._changes.delete_many({"_id": {"$lte": revision - self._keep}})
+                self.snapshots.logged_whole(job)
+            else:
+                self.snapshots.forget(job.id)
+            self._trim(revision)
             made.append(JobChange(revision, type_, job, previous))
         return job
+
+    def record_client(
+        self, jobs: Collection[JsonObject], job_id: str, index: int, state: ClientState, error_message: str
+    ) -> bool:
+        """Log a client's state change (just written) as a delta of the job's latest snapshot, O(1) in its
+        clients (store/client_deltas.py); False if that snapshot is not known: the caller logs the job whole."""
+        with self.feed.ordered() as made:
+            row = jobs.find_one({"_id": job_id}, {"revision": 1, "state": 1, "last_sequence": 1, "current_round": 1})
+            if row is None or (logged := self.snapshots.latest(job_id, int(row.get("revision", 0)))) is None:
+                return False
+            counter = self._counters.find_one_and_update(
+                {"_id": _COUNTER}, {"$inc": {"value": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            )
+            assert counter is not None  # upserted
+            revision = int(counter["value"])
+            delta = delta_doc(index, state, error_message, int(row["last_sequence"]), int(row.get("current_round", 0)))
+            self._changes.insert_one(
+                {
+                    "_id": revision,
+                    "job_id": job_id,
+                    "type": int(ChangeType.MODIFIED),
+                    "previous_state": int(logged.job.state),
+                    "job": json.dumps(delta),
+                    "base": logged.base,
+                }
+            )
+            jobs.update_one({"_id": job_id}, {"$max": {"revision": revision}})
+            job = apply_delta(logged.job, delta, revision)
+            self.snapshots.logged_delta(logged, job)
+            self._trim(revision)
+            made.append(JobChange(revision, ChangeType.MODIFIED, job, logged.job.state))
+        return True
+
+    def _trim(self, revision: int) -> None:
+        if revision % TRIM_EVERY:
+            return
+        kept = {"_id": {"$gt": revision - self._keep}, "base": {"$ne": None}}
+        needed = next(iter(self._changes.find(kept, {"base": 1}).sort("base", 1).limit(1)), None)
+        cut = trim_cut(revision, self._keep, int(needed["base"]) if needed else None)
+        self._changes.delete_many({"_id": {"$lte": cut}})
 
     def read(self, after: int, limit: int) -> list[JobChange]:
         current = self.current()
@@ -71,12 +115,18 @@ class MongoChanges:
         if (problem := rules.out_of_range(after, current, oldest["_id"] if oldest else None)) is not None:
             raise problem
         rows = self._changes.find({"_id": {"$gt": after}}).sort("_id", 1).limit(limit)
+
+        def chain(job_id: str, base: int, before: int) -> list[Row]:
+            found = self._changes.find({"_id": {"$gte": base, "$lt": before}, "job_id": job_id}).sort("_id", 1)
+            return [_row(r) for r in found]
+
+        rebuilt = Rebuilder(chain)
         return [
-            JobChange(
-                int(r["_id"]),
-                ChangeType(r["type"]),
-                snapshot_from_doc(r["job_id"], json.loads(r["job"])),
-                JobState(r["previous_state"]),
-            )
+            JobChange(int(r["_id"]), ChangeType(r["type"]), rebuilt.snapshot(_row(r)), JobState(r["previous_state"]))
             for r in rows
         ]
+
+
+def _row(row: JsonObject) -> Row:
+    base = row.get("base")
+    return int(row["_id"]), str(row["job_id"]), json.loads(row["job"]), None if base is None else int(base)

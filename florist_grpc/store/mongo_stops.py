@@ -30,14 +30,19 @@ class MongoSiteStops(SiteStops):
         stops: MongoCollection[JsonObject],
         jobs: MongoCollection[JsonObject],
         guard: Guard,
+        on_doc_change: Callable[[str], None] = lambda job_id: None,
     ) -> None:
+        """`on_doc_change(job_id)`: called after a write to a job's document that logs no change of its own (the
+        store's snapshots forget the job: store/client_deltas.py)."""
         self._stops = stops
         self._jobs = jobs
         self._guard = guard
+        self._on_doc_change = on_doc_change
 
     def _mark(self, job_id: str, index: int, unconfirmed: bool) -> None:
         sets = rules.stop_unconfirmed_sets(index, unconfirmed)
         self._jobs.update_one({"_id": job_id}, {"$set": {f"doc.{path}": value for path, value in sets.items()}})
+        self._on_doc_change(job_id)
 
     def record(self, stops: Sequence[UnconfirmedStop]) -> None:
         def run() -> None:

@@ -29,6 +29,7 @@ from florist_grpc.domain.model import (
 from florist_grpc.store import rules, sqlite_changes
 from florist_grpc.store.base import JobStore, PageCursor, ReportChange, SetAside
 from florist_grpc.store.change_feed import KEEP_CHANGES, ChangeFeed
+from florist_grpc.store.client_deltas import Snapshots
 from florist_grpc.store.codec import job_from_doc, job_to_doc, to_micros
 from florist_grpc.store.sqlite_connections import SqliteConnections
 from florist_grpc.store.sqlite_events import append_event, read_events
@@ -51,7 +52,8 @@ class SqliteStore(JobStore):
         self._keep = keep_changes
         self._feed = ChangeFeed()
         migrate(self._connection())
-        self.stops = SqliteSiteStops(self._connections)
+        self._snapshots = Snapshots()  # the latest snapshot logged of each job (store/client_deltas.py)
+        self.stops = SqliteSiteStops(self._connections, on_doc_change=self._snapshots.forget)
 
     def ping(self) -> None:
         self._guard(lambda: self._connection().execute("SELECT 1").fetchone())
@@ -78,7 +80,10 @@ class SqliteStore(JobStore):
         """Log the change the job went through in this transaction (as it is now, without its reports)."""
         row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         job = self._job(conn, row, reports=False)
-        return sqlite_changes.record(conn, job, type_, job.state if previous is None else previous, self._keep)
+        change = sqlite_changes.record(conn, job, type_, job.state if previous is None else previous, self._keep)
+        assert change.job is not None
+        self._snapshots.logged_whole(change.job)
+        return change
 
     def _changing(self, write: Callable[[sqlite3.Connection, list[JobChange]], Any]) -> Any:
         """Run `write` in one write transaction; the changes it logs are handed on once it committed."""
@@ -157,6 +162,7 @@ class SqliteStore(JobStore):
             for table, column in (("events", "job_id"), ("report_members", "job_id"), ("jobs", "id")):
                 conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (job_id,))
             made.append(sqlite_changes.record(conn, job, ChangeType.DELETED, job.state, self._keep))
+            self._snapshots.forget(job_id)
             return True
 
         deleted: bool = self._changing(write)
@@ -227,7 +233,24 @@ class SqliteStore(JobStore):
         self._update_doc(job_id, rules.launch_sets(launch))
 
     def set_client_state(self, job_id: str, index: int, state: ClientState, error_message: str = "") -> None:
-        self._update_doc(job_id, rules.client_state_sets(index, state, error_message))
+        # O(1) in the job's clients where the job's latest snapshot is known (store/client_deltas.py): the
+        # document changes in place (SQLite's json_set), the change is logged as a delta.
+        sets = rules.client_state_sets(index, state, error_message)
+        paths = ", ".join(f"'$.clients[{index}].{path.rsplit('.', 1)[1]}', ?" for path in sets)
+
+        def write(conn: sqlite3.Connection, made: list[JobChange]) -> None:
+            row = conn.execute("SELECT revision FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return
+            conn.execute(f"UPDATE jobs SET doc = json_set(doc, {paths}) WHERE id = ?", (*sets.values(), job_id))
+            if (logged := self._snapshots.latest(job_id, row[0])) is None:
+                made.append(self._changed(conn, job_id, ChangeType.MODIFIED))
+                return
+            made.append(sqlite_changes.record_client(conn, logged, index, state, error_message, self._keep))
+            assert made[-1].job is not None
+            self._snapshots.logged_delta(logged, made[-1].job)
+
+        self._changing(write)
 
     def jobs_in_state(self, state: JobState) -> list[Job]:
         def run() -> list[Job]:

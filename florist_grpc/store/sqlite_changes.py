@@ -8,9 +8,10 @@ import json
 import sqlite3
 from dataclasses import replace
 
-from florist_grpc.domain.model import ChangeType, Job, JobChange, JobState
+from florist_grpc.domain.model import ChangeType, ClientState, Job, JobChange, JobState
 from florist_grpc.store.change_feed import TRIM_EVERY
-from florist_grpc.store.codec import snapshot_from_doc, snapshot_to_doc
+from florist_grpc.store.client_deltas import Logged, Rebuilder, Row, apply_delta, delta_doc, trim_cut
+from florist_grpc.store.codec import snapshot_to_doc
 from florist_grpc.store.rules import out_of_range
 
 
@@ -30,9 +31,34 @@ def record(conn: sqlite3.Connection, job: Job, type_: ChangeType, previous: JobS
     )
     if type_ is not ChangeType.DELETED:
         conn.execute("UPDATE jobs SET revision = ? WHERE id = ?", (revision, job.id))
-    if revision % TRIM_EVERY == 0:
-        conn.execute("DELETE FROM changes WHERE revision <= ?", (revision - keep,))
+    _trim(conn, revision, keep)
     return JobChange(revision, type_, job, previous)
+
+
+def record_client(
+    conn: sqlite3.Connection, logged: Logged, index: int, state: ClientState, error_message: str, keep: int
+) -> JobChange:
+    """Inside a write transaction: log a client's state change of the job `logged` last logged as a delta
+    (store/client_deltas.py), O(1) in the number of clients."""
+    revision = current_revision(conn) + 1
+    last_sequence, current_round = conn.execute(
+        "SELECT last_sequence, current_round FROM jobs WHERE id = ?", (logged.job.id,)
+    ).fetchone()
+    delta = delta_doc(index, state, error_message, last_sequence, current_round)
+    conn.execute(
+        "INSERT INTO changes (revision, job_id, type, previous_state, job, base) VALUES (?, ?, ?, ?, ?, ?)",
+        (revision, logged.job.id, int(ChangeType.MODIFIED), int(logged.job.state), json.dumps(delta), logged.base),
+    )
+    conn.execute("UPDATE jobs SET revision = ? WHERE id = ?", (revision, logged.job.id))
+    _trim(conn, revision, keep)
+    return JobChange(revision, ChangeType.MODIFIED, apply_delta(logged.job, delta, revision), logged.job.state)
+
+
+def _trim(conn: sqlite3.Connection, revision: int, keep: int) -> None:
+    if revision % TRIM_EVERY:
+        return
+    needed = conn.execute("SELECT min(base) FROM changes WHERE revision > ?", (revision - keep,)).fetchone()[0]
+    conn.execute("DELETE FROM changes WHERE revision <= ?", (trim_cut(revision, keep, needed),))
 
 
 def read(conn: sqlite3.Connection, after: int, limit: int) -> list[JobChange]:
@@ -43,13 +69,28 @@ def read(conn: sqlite3.Connection, after: int, limit: int) -> list[JobChange]:
         if (problem := out_of_range(after, current, first)) is not None:
             raise problem
         rows = conn.execute(
-            "SELECT revision, job_id, type, previous_state, job FROM changes WHERE revision > ?"
+            "SELECT revision, job_id, type, previous_state, job, base FROM changes WHERE revision > ?"
             " ORDER BY revision LIMIT ?",
             (after, limit),
         ).fetchall()
+
+        def chain(job_id: str, base: int, before: int) -> list[Row]:
+            found = conn.execute(
+                "SELECT revision, job_id, job, base FROM changes WHERE revision >= ? AND revision < ? AND job_id = ?"
+                " ORDER BY revision",
+                (base, before, job_id),
+            ).fetchall()
+            return [(r, j, json.loads(doc), b) for r, j, doc, b in found]
+
+        rebuilt = Rebuilder(chain)
+        return [
+            JobChange(
+                revision,
+                ChangeType(type_),
+                rebuilt.snapshot((revision, job_id, json.loads(doc), base)),
+                JobState(previous),
+            )
+            for revision, job_id, type_, previous, doc, base in rows
+        ]
     finally:
         conn.execute("COMMIT")
-    return [
-        JobChange(revision, ChangeType(type_), snapshot_from_doc(job_id, json.loads(doc)), JobState(previous))
-        for revision, job_id, type_, previous, doc in rows
-    ]

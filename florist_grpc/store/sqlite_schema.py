@@ -58,6 +58,10 @@ ADDED_JOB_COLUMNS = {
     "queue_us": "INTEGER",
 }
 
+# Columns of `changes` added since: a client's state change logged as a delta of the job's change `base`
+# (store/client_deltas.py); NULL = the change holds the whole job, as every older one does.
+ADDED_CHANGE_COLUMNS = {"base": "INTEGER"}
+
 INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (create_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, create_us DESC, id DESC);
@@ -70,10 +74,11 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA + MEMBERS_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-        for name, definition in ADDED_JOB_COLUMNS.items():
-            if name not in present:
-                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+        for table, added in (("jobs", ADDED_JOB_COLUMNS), ("changes", ADDED_CHANGE_COLUMNS)):
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, definition in added.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
         migrate_whole_reports(conn)
     except BaseException:
         conn.execute("ROLLBACK")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from florist_grpc.store import rules
@@ -13,8 +13,13 @@ from florist_grpc.store.sqlite_connections import SqliteConnections
 
 
 class SqliteSiteStops(SiteStops):
-    def __init__(self, connections: SqliteConnections) -> None:
+    def __init__(
+        self, connections: SqliteConnections, on_doc_change: Callable[[str], None] = lambda job_id: None
+    ) -> None:
+        """`on_doc_change(job_id)`: called inside the transaction that changes a job's document without logging a
+        change (the store's snapshots forget the job: store/client_deltas.py)."""
         self._connections = connections
+        self._on_doc_change = on_doc_change
 
     def record(self, stops: Sequence[UnconfirmedStop]) -> None:
         def run() -> None:
@@ -25,6 +30,7 @@ class SqliteSiteStops(SiteStops):
                         "VALUES (?, ?, ?, ?)",
                         (stop.client_uuid, stop.agent, stop.job_id, stop.client_index),
                     )
+                    self._on_doc_change(stop.job_id)
                     update_doc(conn, stop.job_id, rules.stop_unconfirmed_sets(stop.client_index, True))
 
         self._connections.guard(run)
@@ -48,6 +54,7 @@ class SqliteSiteStops(SiteStops):
                     return
                 conn.execute("DELETE FROM site_stops WHERE client_uuid = ?", (client_uuid,))
                 if confirmed:
+                    self._on_doc_change(row[0])
                     update_doc(conn, row[0], rules.stop_unconfirmed_sets(row[1], False))
 
         self._connections.guard(run)

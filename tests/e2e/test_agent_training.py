@@ -32,7 +32,9 @@ pytestmark = pytest.mark.slow
 def test_a_job_with_a_local_and_an_agent_run_client_trains_to_success(
     plane: ControlPlaneThread, site: AgentProcess, demo_data: list[str]
 ) -> None:
-    job = plane.create(agent_job(["mine.pt", demo_data[1]], ["site-a", ""]))
+    message = agent_job(["mine.pt", demo_data[1]], ["site-a", ""])
+    message.resources.CopyFrom(job_pb2.JobResources(cpus=2))  # torch threads at the site too
+    job = plane.create(message)
     plane.start(job.id)
     events = plane.events(job.id)
     assert events[-1].job_state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY, plane.get(job.id).error_message
@@ -47,6 +49,7 @@ def test_a_job_with_a_local_and_an_agent_run_client_trains_to_success(
         )
     )
     assert "Flower" in remote or "flwr" in remote.lower()  # the agent-side client's own log, read through the session
+    assert "using 2 torch threads (Job.resources.cpus)" in remote
 
 
 @pytest.mark.slow

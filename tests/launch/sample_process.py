@@ -3,6 +3,7 @@
 {"print": TEXT, "ready": true, "exit": CODE, "wait": true} -- print TEXT, say ready, then wait for a signal (wait:
 SIGUSR1 goes on to exit) and exit with CODE. {"train": true} first does what an FL client's first round does
 (data, model, optimizer, one step, a checkpoint) and prints the modules that imported, as `imported=a,b,...`.
+{"warm": true} prints whether a client round's code was already specialised when it started, as `warm=True`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def first_round_imports() -> set[str]:
     return set(sys.modules) - before
 
 
+def round_code_warm() -> bool:
+    """Whether the code a client's round runs has been specialised already (Python 3.11 rewrites a function's
+    instructions in place after its first runs): in a forked child, by the pool's warm-up (fl/warm_up.py)."""
+    import torch
+
+    codes = [torch.nn.Linear.forward.__code__, torch.optim.SGD.step.__code__, torch.nn.Module.__call__.__code__]
+    return all(code._co_code_adaptive != code.co_code for code in codes)  # type: ignore[attr-defined]
+
+
 def main() -> None:
     plan = json.loads(take_run_json())
     # SIGUSR1 ends a wait, then it exits with CODE. Blocked from the start and taken with sigwait: a signal sent as
@@ -52,6 +62,8 @@ def main() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     extra = os.environ.get("FLORIST_SAMPLE", "")
     print(plan.get("print", ""), f"session={os.getsid(0)} pid={os.getpid()} env={extra}", flush=True)
+    if plan.get("warm"):
+        print(f"warm={round_code_warm()}", flush=True)
     if plan.get("train"):
         print("imported=" + ",".join(sorted(first_round_imports())), flush=True)
     if plan.get("ready"):

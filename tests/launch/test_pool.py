@@ -19,7 +19,8 @@ from florist_grpc.domain.model import Exit
 from florist_grpc.fl.run_config import run_environment
 from florist_grpc.launch import handles
 from florist_grpc.launch.handles import LocalProcess, start_local
-from florist_grpc.launch.pool import LauncherPool
+from florist_grpc.launch.launcher import LaunchSpec, LocalLauncher
+from florist_grpc.launch.pool import LauncherPool, LaunchRequest
 from florist_grpc.launch.probe import ProbeFailed, probe_files
 from tests.helpers import wait_for
 
@@ -188,3 +189,68 @@ def test_a_forked_client_imports_nothing_heavy_in_its_first_round(pool: Launcher
     heavy = {m for m in imported if m.split(".")[0] in ("sympy", "mpmath") or m.startswith("torch._dynamo")}
     assert not heavy, sorted(heavy)[:10]
     assert len(imported) < 20, sorted(imported)
+
+
+def test_a_forked_child_starts_with_a_client_rounds_code_already_run_by_the_pool(
+    pool: LauncherPool, tmp_path: Path
+) -> None:
+    # Run first in each child, that code would write (and so copy) the pool's pages holding it (fl/warm_up.py).
+    child = pool.launch(SAMPLE, [], tmp_path / "warm.log", env=run_environment(json.dumps({"warm": True})))
+    assert child.wait_exit(60) == Exit(0), (tmp_path / "warm.log").read_text()
+    assert "warm=True" in (tmp_path / "warm.log").read_text().splitlines()
+
+
+def test_many_launches_in_one_request_each_get_their_own_child_log_and_exit(pool: LauncherPool, tmp_path: Path) -> None:
+    requests = [
+        LaunchRequest(SAMPLE, [], tmp_path / f"many{i}.log", run_environment(json.dumps({"print": f"n{i}", "exit": i})))
+        for i in range(4)
+    ]
+    children = [pool.await_child(future) for future in pool.submit(requests)]
+    assert len({c.ref.pid for c in children}) == 4
+    for i, child in enumerate(children):
+        assert child.ref.log_path == str(tmp_path / f"many{i}.log")
+        assert child.wait_exit(60) == Exit(i)
+        assert (tmp_path / f"many{i}.log").read_text().startswith(f"n{i} ")
+
+
+def test_launches_left_when_a_start_stops_taking_them_are_killed(installed: LauncherPool, tmp_path: Path) -> None:
+    waiting = json.dumps({"ready": True, "wait": True})
+    specs = [LaunchSpec("j", f"client{i}", "sample", waiting, tmp_path / f"left{i}.log") for i in range(3)]
+
+    async def take_one() -> LocalProcess:
+        async with contextlib.aclosing(LocalLauncher(installed).launch_many("sample", specs)) as started:
+            return await anext(started)  # then the start fails: the generator closes
+
+    def children() -> set[int]:
+        assert installed.pid is not None
+        return {p.pid for p in psutil.Process(installed.pid).children() if p.status() != psutil.STATUS_ZOMBIE}
+
+    before = children()
+    taken = asyncio.run(take_one())
+    try:
+        assert taken.poll() is None  # the caller's: left running
+        assert wait_for(lambda: children() - before == {taken.ref.pid}, 30), children() - before
+        # Both were forked, then killed: the pool reaped them and wrote why they ended beside their logs.
+        for i in (1, 2):
+            exit_file = tmp_path / f"left{i}.log.exit"
+            assert wait_for(exit_file.exists, 30), exit_file
+            assert json.loads(exit_file.read_text())["code"] == -signal.SIGKILL
+    finally:
+        taken.kill()
+
+
+def test_a_forked_process_is_polled_from_its_pools_reports_not_from_proc(
+    installed: LauncherPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process watcher polls every process at each exit: at 100 clients, 10,000 reads of /proc at their ends.
+    child = launch(tmp_path, "polled", installed, ready=True, wait=True)
+    assert asyncio.run(child.wait_ready())
+
+    def no_proc(ref: object) -> None:
+        raise AssertionError("read /proc")
+
+    monkeypatch.setattr(handles.process, "find", no_proc)
+    assert child.poll() is None
+    os.kill(child.ref.pid, signal.SIGUSR1)
+    assert wait_for(lambda: child.poll() is not None, 30)
+    assert child.poll() == Exit(0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -16,12 +17,14 @@ from florist_grpc.domain.errors import OutOfRange
 from florist_grpc.domain.model import (
     SERVER_SOURCE,
     ChangeType,
+    Client,
     ClientState,
     Job,
     JobChange,
     JobState,
     Launch,
     ProcessRef,
+    SourceKind,
 )
 from florist_grpc.store.base import JobStore, ReportChange
 
@@ -39,6 +42,26 @@ def job(job_id: str, project: str = "default") -> Job:
 
 def kinds(changes: list[JobChange]) -> list[tuple[int, ChangeType, str]]:
     return [(c.revision, c.type, c.job.id if c.job else "") for c in changes]
+
+
+def without_reports(job: Job | None) -> Job:
+    """A job as the changes log holds it: without its accumulated reports."""
+    assert job is not None
+    return replace(job, server_metrics={}, clients=[replace(c, metrics={}) for c in job.clients])
+
+
+def clients_end(store: JobStore, job_id: str, clients: int, seen: list[JobChange]) -> None:
+    """Every client of the job ends, the odd ones failing, with a report between two ends; after each end the
+    listener's snapshot (the last of `seen`) is the job as the store reads it then."""
+    for i in range(clients):
+        if i % 7 == 3:  # events move last_sequence without a change of their own
+            source = replace(SERVER_SOURCE, kind=SourceKind.CLIENT, client_index=i)
+            store.append_report_changes([ReportChange(job_id, source, {}, {"fit_end": str(i)}, T0)])
+        if i % 2:
+            store.set_client_state(job_id, i, ClientState.FAILED, f"client {i} failed")
+        else:
+            store.set_client_state(job_id, i, ClientState.FINISHED)
+        assert seen[-1].job == without_reports(store.get_job(job_id)), i
 
 
 class ChangesContract:
@@ -122,6 +145,30 @@ class ChangesContract:
         assert kept[0].revision == 196 and kept[-1].revision == 210
         with pytest.raises(OutOfRange):
             small_store.read_changes(194)
+
+    def test_clients_ends_replay_as_the_jobs_snapshots_also_past_trims_and_reopening(
+        self, small_store: JobStore, store: JobStore, reopen: Reopen
+    ) -> None:
+        # A client's state change is logged as a delta of the job (store/client_deltas.py); a reader rebuilds
+        # the same snapshots the listeners got, from any kept revision, also once older changes are trimmed.
+        for target, clients in ((small_store, 130), (store, 40)):  # 130: past a trim, which keeps the base
+            seen: list[JobChange] = []
+            target.on_change(seen.append)
+            target.create_job(replace(job("many"), clients=[Client(data_path=f"/d/{i}") for i in range(clients)]))
+            target.transition("many", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+            clients_end(target, "many", clients, seen)
+            for after in (seen[-5].revision - 1, seen[-1].revision - 1):
+                assert target.read_changes(after) == [c for c in seen if c.revision > after]
+        assert store.read_changes(0) == seen
+        again = reopen(store)  # knows no snapshot: it logs the job whole first, then deltas again
+        seen = list(again.read_changes(0))
+        again.on_change(seen.append)
+        again.create_job(replace(job("more"), clients=[Client(data_path=f"/d/{i}") for i in range(20)]))
+        again.transition("more", {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        again.set_client_state("many", 0, ClientState.STOPPED, "stopped after a restart")
+        clients_end(again, "more", 20, seen)
+        assert [c.job for c in seen if c.job and c.job.id == "many"][-1] == without_reports(again.get_job("many"))
+        assert again.read_changes(0) == seen
 
     def test_revisions_survive_reopening_and_continue(self, store: JobStore, reopen: Reopen) -> None:
         # With request ids: mongomock re-checks a unique index with a partial filter as if it had none on reopen.

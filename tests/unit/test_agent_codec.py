@@ -55,6 +55,7 @@ RUN = ClientRun(
     num_classes=10,
     model_config={"hidden": [64, 32], "dropout": 0.25, "name": "mlp"},
     label_column="digit",
+    cpus=3,
 )
 
 COMMANDS: list[Command] = [

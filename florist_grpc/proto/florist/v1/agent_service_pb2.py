@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66lorist/v1/agent_service.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x03\n\x0e\x43onnectRequest\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.florist.v1.AgentHelloH\x00\x12\x35\n\x0fprocess_started\x18\x02 \x01(\x0b\x32\x1a.florist.v1.ProcessStartedH\x00\x12\x33\n\x0eprocess_exited\x18\x03 \x01(\x0b\x32\x19.florist.v1.ProcessExitedH\x00\x12)\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x14.florist.v1.LogChunkH\x00\x12\x31\n\rreport_change\x18\x05 \x01(\x0b\x32\x18.florist.v1.ReportChangeH\x00\x12\x38\n\x11\x64\x61ta_check_result\x18\x06 \x01(\x0b\x32\x1b.florist.v1.DataCheckResultH\x00\x12\x33\n\x0erequest_failed\x18\x07 \x01(\x0b\x32\x19.florist.v1.RequestFailedH\x00\x12*\n\theartbeat\x18\x08 \x01(\x0b\x32\x15.florist.v1.HeartbeatH\x00\x42\t\n\x07message\"\xb1\x02\n\x0f\x43onnectResponse\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.florist.v1.WelcomeH\x00\x12\x31\n\rlaunch_client\x18\x02 \x01(\x0b\x32\x18.florist.v1.LaunchClientH\x00\x12-\n\x0bstop_client\x18\x03 \x01(\x0b\x32\x16.florist.v1.StopClientH\x00\x12\'\n\x08read_log\x18\x04 \x01(\x0b\x32\x13.florist.v1.ReadLogH\x00\x12+\n\ncheck_data\x18\x05 \x01(\x0b\x32\x15.florist.v1.CheckDataH\x00\x12\x33\n\x0e\x63\x61ncel_request\x18\x06 \x01(\x0b\x32\x19.florist.v1.CancelRequestH\x00\x42\t\n\x07message\"\xe4\x01\n\nAgentHello\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x11\n\tdata_root\x18\x04 \x01(\t\x12(\n\x07\x63lients\x18\x05 \x03(\x0b\x32\x17.florist.v1.KnownClient\x12\x0f\n\x07problem\x18\x06 \x01(\t\x12\x13\n\x0bmax_clients\x18\x07 \x01(\x05\x12\x18\n\x10\x61llowed_projects\x18\x08 \x03(\t\x12\x16\n\x0e\x61llowed_models\x18\t \x03(\t\x12\x11\n\tfl_direct\x18\n \x01(\x08\"\\\n\tClientJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x14\n\x0c\x63lient_index\x18\x05 \x01(\x05\"_\n\x0bKnownClient\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x17\n\x0f\x65xit_code_known\x18\x04 \x01(\x08\"\t\n\x07Welcome\"\xf9\x02\n\x0cLaunchClient\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x16\n\x0eserver_address\x18\x03 \x01(\t\x12\x11\n\tdata_path\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x11\n\toptimizer\x18\x06 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x07 \x01(\t\x12.\n\rserver_config\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x0b\n\x03tls\x18\n \x01(\x08\x12\x13\n\x0binput_shape\x18\x0b \x03(\x05\x12\x13\n\x0bnum_classes\x18\x0c \x01(\x05\x12-\n\x0cmodel_config\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0clabel_column\x18\x0e \x01(\t\x12\"\n\x03job\x18\x0f \x01(\x0b\x32\x15.florist.v1.ClientJob\"X\n\x0eProcessStarted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x03\x12\x10\n\x08log_path\x18\x04 \x01(\t\"b\n\rProcessExited\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x17\n\x0f\x65xit_code_known\x18\x03 \x01(\x08\x12\x10\n\x08log_tail\x18\x04 \x01(\t\"!\n\nStopClient\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\"R\n\x07ReadLog\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"N\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bnext_offset\x18\x03 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x08\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"{\n\tCheckData\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\r\n\x05probe\x18\x03 \x01(\x08\x12\x14\n\x0clabel_column\x18\x04 \x01(\t\x12\"\n\x03job\x18\x05 \x01(\x0b\x32\x15.florist.v1.ClientJob\"l\n\x0f\x44\x61taCheckResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07problem\x18\x03 \x01(\t\x12(\n\x07summary\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\rRequestFailed\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"8\n\x0cReportChange\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\"\x1c\n\tHeartbeat\x12\x0f\n\x07problem\x18\x01 \x01(\t\"\x13\n\x11ListAgentsRequest\";\n\x12ListAgentsResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.florist.v1.AgentInfo\"\x9f\x02\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x30\n\x0c\x63onnect_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x11\n\tdata_root\x18\x07 \x01(\t\x12\x0f\n\x07problem\x18\x08 \x01(\t\x12\x13\n\x0bmax_clients\x18\t \x01(\x05\x12\x18\n\x10\x61llowed_projects\x18\n \x03(\t\x12\x16\n\x0e\x61llowed_models\x18\x0b \x03(\t\"R\n\rTunnelRequest\x12&\n\x04open\x18\x01 \x01(\x0b\x32\x16.florist.v1.TunnelOpenH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"0\n\nTunnelOpen\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\"+\n\x0eTunnelResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x02 \x01(\x08\x32\xe8\x01\n\x0c\x41gentService\x12\x46\n\x07\x43onnect\x12\x1a.florist.v1.ConnectRequest\x1a\x1b.florist.v1.ConnectResponse(\x01\x30\x01\x12K\n\nListAgents\x12\x1d.florist.v1.ListAgentsRequest\x1a\x1e.florist.v1.ListAgentsResponse\x12\x43\n\x06Tunnel\x12\x19.florist.v1.TunnelRequest\x1a\x1a.florist.v1.TunnelResponse(\x01\x30\x01\x42\x94\x01\n\rai.florist.v1B\x11\x41gentServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66lorist/v1/agent_service.proto\x12\nflorist.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x03\n\x0e\x43onnectRequest\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.florist.v1.AgentHelloH\x00\x12\x35\n\x0fprocess_started\x18\x02 \x01(\x0b\x32\x1a.florist.v1.ProcessStartedH\x00\x12\x33\n\x0eprocess_exited\x18\x03 \x01(\x0b\x32\x19.florist.v1.ProcessExitedH\x00\x12)\n\tlog_chunk\x18\x04 \x01(\x0b\x32\x14.florist.v1.LogChunkH\x00\x12\x31\n\rreport_change\x18\x05 \x01(\x0b\x32\x18.florist.v1.ReportChangeH\x00\x12\x38\n\x11\x64\x61ta_check_result\x18\x06 \x01(\x0b\x32\x1b.florist.v1.DataCheckResultH\x00\x12\x33\n\x0erequest_failed\x18\x07 \x01(\x0b\x32\x19.florist.v1.RequestFailedH\x00\x12*\n\theartbeat\x18\x08 \x01(\x0b\x32\x15.florist.v1.HeartbeatH\x00\x42\t\n\x07message\"\xb1\x02\n\x0f\x43onnectResponse\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.florist.v1.WelcomeH\x00\x12\x31\n\rlaunch_client\x18\x02 \x01(\x0b\x32\x18.florist.v1.LaunchClientH\x00\x12-\n\x0bstop_client\x18\x03 \x01(\x0b\x32\x16.florist.v1.StopClientH\x00\x12\'\n\x08read_log\x18\x04 \x01(\x0b\x32\x13.florist.v1.ReadLogH\x00\x12+\n\ncheck_data\x18\x05 \x01(\x0b\x32\x15.florist.v1.CheckDataH\x00\x12\x33\n\x0e\x63\x61ncel_request\x18\x06 \x01(\x0b\x32\x19.florist.v1.CancelRequestH\x00\x42\t\n\x07message\"\xe4\x01\n\nAgentHello\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x03 \x03(\t\x12\x11\n\tdata_root\x18\x04 \x01(\t\x12(\n\x07\x63lients\x18\x05 \x03(\x0b\x32\x17.florist.v1.KnownClient\x12\x0f\n\x07problem\x18\x06 \x01(\t\x12\x13\n\x0bmax_clients\x18\x07 \x01(\x05\x12\x18\n\x10\x61llowed_projects\x18\x08 \x03(\t\x12\x16\n\x0e\x61llowed_models\x18\t \x03(\t\x12\x11\n\tfl_direct\x18\n \x01(\x08\"\\\n\tClientJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x14\n\x0c\x63lient_index\x18\x05 \x01(\x05\"_\n\x0bKnownClient\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0f\n\x07running\x18\x02 \x01(\x08\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x17\n\x0f\x65xit_code_known\x18\x04 \x01(\x08\"\t\n\x07Welcome\"\x87\x03\n\x0cLaunchClient\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x16\n\x0eserver_address\x18\x03 \x01(\t\x12\x11\n\tdata_path\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x11\n\toptimizer\x18\x06 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x07 \x01(\t\x12.\n\rserver_config\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x0b\n\x03tls\x18\n \x01(\x08\x12\x13\n\x0binput_shape\x18\x0b \x03(\x05\x12\x13\n\x0bnum_classes\x18\x0c \x01(\x05\x12-\n\x0cmodel_config\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0clabel_column\x18\x0e \x01(\t\x12\"\n\x03job\x18\x0f \x01(\x0b\x32\x15.florist.v1.ClientJob\x12\x0c\n\x04\x63pus\x18\x10 \x01(\x05\"X\n\x0eProcessStarted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x03\x12\x10\n\x08log_path\x18\x04 \x01(\t\"b\n\rProcessExited\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x17\n\x0f\x65xit_code_known\x18\x03 \x01(\x08\x12\x10\n\x08log_tail\x18\x04 \x01(\t\"!\n\nStopClient\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\"R\n\x07ReadLog\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\"N\n\x08LogChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0bnext_offset\x18\x03 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x08\"#\n\rCancelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"{\n\tCheckData\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\r\n\x05probe\x18\x03 \x01(\x08\x12\x14\n\x0clabel_column\x18\x04 \x01(\t\x12\"\n\x03job\x18\x05 \x01(\x0b\x32\x15.florist.v1.ClientJob\"l\n\x0f\x44\x61taCheckResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07problem\x18\x03 \x01(\t\x12(\n\x07summary\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\rRequestFailed\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"8\n\x0cReportChange\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x13\n\x0breport_json\x18\x02 \x01(\t\"\x1c\n\tHeartbeat\x12\x0f\n\x07problem\x18\x01 \x01(\t\"\x13\n\x11ListAgentsRequest\";\n\x12ListAgentsResponse\x12%\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x15.florist.v1.AgentInfo\"\x9f\x02\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x30\n\x0c\x63onnect_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x11\n\tdata_root\x18\x07 \x01(\t\x12\x0f\n\x07problem\x18\x08 \x01(\t\x12\x13\n\x0bmax_clients\x18\t \x01(\x05\x12\x18\n\x10\x61llowed_projects\x18\n \x03(\t\x12\x16\n\x0e\x61llowed_models\x18\x0b \x03(\t\"R\n\rTunnelRequest\x12&\n\x04open\x18\x01 \x01(\x0b\x32\x16.florist.v1.TunnelOpenH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"0\n\nTunnelOpen\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\"+\n\x0eTunnelResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x02 \x01(\x08\x32\xe8\x01\n\x0c\x41gentService\x12\x46\n\x07\x43onnect\x12\x1a.florist.v1.ConnectRequest\x1a\x1b.florist.v1.ConnectResponse(\x01\x30\x01\x12K\n\nListAgents\x12\x1d.florist.v1.ListAgentsRequest\x1a\x1e.florist.v1.ListAgentsResponse\x12\x43\n\x06Tunnel\x12\x19.florist.v1.TunnelRequest\x1a\x1a.florist.v1.TunnelResponse(\x01\x30\x01\x42\x94\x01\n\rai.florist.v1B\x11\x41gentServiceProtoP\x01Z@github.com/florist-grpc/florist-grpc/gen/go/florist/v1;floristv1\xa2\x02\x03\x46XX\xaa\x02\nFlorist.V1\xca\x02\nFlorist\\V1\xea\x02\x0b\x46lorist::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,41 +47,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WELCOME']._serialized_start=1267
   _globals['_WELCOME']._serialized_end=1276
   _globals['_LAUNCHCLIENT']._serialized_start=1279
-  _globals['_LAUNCHCLIENT']._serialized_end=1656
-  _globals['_PROCESSSTARTED']._serialized_start=1658
-  _globals['_PROCESSSTARTED']._serialized_end=1746
-  _globals['_PROCESSEXITED']._serialized_start=1748
-  _globals['_PROCESSEXITED']._serialized_end=1846
-  _globals['_STOPCLIENT']._serialized_start=1848
-  _globals['_STOPCLIENT']._serialized_end=1881
-  _globals['_READLOG']._serialized_start=1883
-  _globals['_READLOG']._serialized_end=1965
-  _globals['_LOGCHUNK']._serialized_start=1967
-  _globals['_LOGCHUNK']._serialized_end=2045
-  _globals['_CANCELREQUEST']._serialized_start=2047
-  _globals['_CANCELREQUEST']._serialized_end=2082
-  _globals['_CHECKDATA']._serialized_start=2084
-  _globals['_CHECKDATA']._serialized_end=2207
-  _globals['_DATACHECKRESULT']._serialized_start=2209
-  _globals['_DATACHECKRESULT']._serialized_end=2317
-  _globals['_REQUESTFAILED']._serialized_start=2319
-  _globals['_REQUESTFAILED']._serialized_end=2385
-  _globals['_REPORTCHANGE']._serialized_start=2387
-  _globals['_REPORTCHANGE']._serialized_end=2443
-  _globals['_HEARTBEAT']._serialized_start=2445
-  _globals['_HEARTBEAT']._serialized_end=2473
-  _globals['_LISTAGENTSREQUEST']._serialized_start=2475
-  _globals['_LISTAGENTSREQUEST']._serialized_end=2494
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=2496
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=2555
-  _globals['_AGENTINFO']._serialized_start=2558
-  _globals['_AGENTINFO']._serialized_end=2845
-  _globals['_TUNNELREQUEST']._serialized_start=2847
-  _globals['_TUNNELREQUEST']._serialized_end=2929
-  _globals['_TUNNELOPEN']._serialized_start=2931
-  _globals['_TUNNELOPEN']._serialized_end=2979
-  _globals['_TUNNELRESPONSE']._serialized_start=2981
-  _globals['_TUNNELRESPONSE']._serialized_end=3024
-  _globals['_AGENTSERVICE']._serialized_start=3027
-  _globals['_AGENTSERVICE']._serialized_end=3259
+  _globals['_LAUNCHCLIENT']._serialized_end=1670
+  _globals['_PROCESSSTARTED']._serialized_start=1672
+  _globals['_PROCESSSTARTED']._serialized_end=1760
+  _globals['_PROCESSEXITED']._serialized_start=1762
+  _globals['_PROCESSEXITED']._serialized_end=1860
+  _globals['_STOPCLIENT']._serialized_start=1862
+  _globals['_STOPCLIENT']._serialized_end=1895
+  _globals['_READLOG']._serialized_start=1897
+  _globals['_READLOG']._serialized_end=1979
+  _globals['_LOGCHUNK']._serialized_start=1981
+  _globals['_LOGCHUNK']._serialized_end=2059
+  _globals['_CANCELREQUEST']._serialized_start=2061
+  _globals['_CANCELREQUEST']._serialized_end=2096
+  _globals['_CHECKDATA']._serialized_start=2098
+  _globals['_CHECKDATA']._serialized_end=2221
+  _globals['_DATACHECKRESULT']._serialized_start=2223
+  _globals['_DATACHECKRESULT']._serialized_end=2331
+  _globals['_REQUESTFAILED']._serialized_start=2333
+  _globals['_REQUESTFAILED']._serialized_end=2399
+  _globals['_REPORTCHANGE']._serialized_start=2401
+  _globals['_REPORTCHANGE']._serialized_end=2457
+  _globals['_HEARTBEAT']._serialized_start=2459
+  _globals['_HEARTBEAT']._serialized_end=2487
+  _globals['_LISTAGENTSREQUEST']._serialized_start=2489
+  _globals['_LISTAGENTSREQUEST']._serialized_end=2508
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=2510
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=2569
+  _globals['_AGENTINFO']._serialized_start=2572
+  _globals['_AGENTINFO']._serialized_end=2859
+  _globals['_TUNNELREQUEST']._serialized_start=2861
+  _globals['_TUNNELREQUEST']._serialized_end=2943
+  _globals['_TUNNELOPEN']._serialized_start=2945
+  _globals['_TUNNELOPEN']._serialized_end=2993
+  _globals['_TUNNELRESPONSE']._serialized_start=2995
+  _globals['_TUNNELRESPONSE']._serialized_end=3038
+  _globals['_AGENTSERVICE']._serialized_start=3041
+  _globals['_AGENTSERVICE']._serialized_end=3273
 # @@protoc_insertion_point(module_scope)

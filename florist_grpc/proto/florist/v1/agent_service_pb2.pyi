@@ -326,6 +326,7 @@ class LaunchClient(_message.Message):
     MODEL_CONFIG_FIELD_NUMBER: _builtins.int
     LABEL_COLUMN_FIELD_NUMBER: _builtins.int
     JOB_FIELD_NUMBER: _builtins.int
+    CPUS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Correlates the reply (`process_started` or `request_failed`)."""
     client_uuid: _builtins.str
@@ -348,6 +349,8 @@ class LaunchClient(_message.Message):
     """Number of classes, as decided from the clients' data before launch."""
     label_column: _builtins.str
     """Label column of a CSV data file; empty = "label"."""
+    cpus: _builtins.int
+    """Job.resources.cpus: the client's torch threads; 0 = one (an agent that predates it runs one)."""
     @_builtins.property
     def server_config(self) -> _struct_pb2.Struct:
         """The job's validated server_config, every default of its strategy's schema filled in (the client's TrainingConfig)."""
@@ -382,10 +385,11 @@ class LaunchClient(_message.Message):
         model_config: _struct_pb2.Struct | None = ...,
         label_column: _builtins.str = ...,
         job: Global___ClientJob | None = ...,
+        cpus: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "model_config", b"model_config", "server_config", b"server_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "client_uuid", b"client_uuid", "data_path", b"data_path", "device", b"device", "input_shape", b"input_shape", "job", b"job", "label_column", b"label_column", "model", b"model", "model_config", b"model_config", "num_classes", b"num_classes", "optimizer", b"optimizer", "request_id", b"request_id", "server_address", b"server_address", "server_config", b"server_config", "tls", b"tls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_type", b"client_type", "client_uuid", b"client_uuid", "cpus", b"cpus", "data_path", b"data_path", "device", b"device", "input_shape", b"input_shape", "job", b"job", "label_column", b"label_column", "model", b"model", "model_config", b"model_config", "num_classes", b"num_classes", "optimizer", b"optimizer", "request_id", b"request_id", "server_address", b"server_address", "server_config", b"server_config", "tls", b"tls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
