@@ -252,7 +252,7 @@ class Agents:
         once, as its FL server may fail the round at once; a client killed meanwhile is named for that instead."""
         session = self._sessions.get(name)
         reason = f"lost its FL connection: agent {name}'s connection to the control plane dropped"
-        self._clients.lose_connection(client_uuid, reason)
+        self._clients.lose_connection(client_uuid, reason, dropped=session is None)
         broke_at = time.monotonic()
 
         def unless_alive() -> None:
@@ -262,8 +262,6 @@ class Agents:
                 self._clients.lose_connection(client_uuid, "", only=reason)
             else:  # open but silent: its end can take more than a moment to be noticed on a loaded machine
                 self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_alive)
-
-        self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_alive)
 
         self._loop.call_later(TUNNEL_BREAK_SECONDS, unless_alive)
 

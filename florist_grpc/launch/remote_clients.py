@@ -29,6 +29,7 @@ class RemoteClient:
     log_tail: str = ""
     stop_requested: bool = False
     connection_lost: str = ""  # why its tunnelled FL connection broke with its agent's connection ('' if not)
+    connection_dropped: bool = False  # and that connection is known to have ended since (not only the tunnel)
 
 
 class RemoteClients:
@@ -73,6 +74,9 @@ class RemoteClients:
         """Agent `agent`'s session ended; `since` is when it was last heard from (monotonic)."""
         with self._lock:
             self._away_since[agent] = since
+            for client in self._clients.values():
+                if client.agent == agent and client.connection_lost:
+                    client.connection_dropped = True
 
     def runs(self, agent: str, client_uuid: str) -> bool:
         with self._lock:
@@ -96,17 +100,24 @@ class RemoteClients:
             client.connection_lost = ""  # connected again
             return client.server_address
 
-    def lose_connection(self, client_uuid: str, reason: str, only: str | None = None) -> None:
-        """Set why the client's FL connection was lost ('' = it was not); `only`: if that is the reason now."""
+    def lose_connection(self, client_uuid: str, reason: str, only: str | None = None, dropped: bool = False) -> None:
+        """Set why the client's FL connection was lost ('' = it was not); `only`: if that is the reason now;
+        `dropped`: its agent's session is already known to have ended."""
         with self._lock:
             client = self._clients.get(client_uuid)
             if client is not None and (only is None or client.connection_lost == only):
                 client.connection_lost = reason
+                client.connection_dropped = dropped
 
     def connection_lost(self, client_uuid: str) -> str:
+        """Why the client's FL connection was lost with its agent's, or ''. Once the client has exited, only when
+        that session did end: a client that crashed while its agent stayed connected broke its own tunnel (the
+        agent's relay fails writing to its closed socket), and its own failure is why."""
         with self._lock:
             client = self._clients.get(client_uuid)
-            return client.connection_lost if client else ""
+            if client is None or (client.exit is not None and not client.connection_dropped):
+                return ""
+            return client.connection_lost
 
     def exited(self, agent: str, client_uuid: str, exit_code: int | None, log_tail: str) -> None:
         with self._lock:
