@@ -140,10 +140,11 @@ class Rebuilder:
         return job
 
 
-def trim_cut(revision: int, keep: int, oldest_needed_base: int | None) -> int:
+def trim_cut(revision: int, keep: int, oldest_base_after: Callable[[int], int | None]) -> int:
     """Trim the log up to this revision (inclusive): keep at least `keep` changes, and every base a kept delta
-    needs (`oldest_needed_base`: the smallest base among the deltas after `revision - keep`)."""
+    needs (`oldest_base_after(cut)`: the smallest base among the deltas after revision `cut`). Moving the cut back
+    keeps older deltas, whose own bases may be older still: repeated until no kept delta needs one at or below it."""
     cut = revision - keep
-    if oldest_needed_base is not None and oldest_needed_base <= cut:
-        cut = oldest_needed_base - 1
+    while (needed := oldest_base_after(cut)) is not None and needed <= cut:
+        cut = needed - 1
     return cut

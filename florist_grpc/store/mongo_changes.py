@@ -104,10 +104,12 @@ class MongoChanges:
     def _trim(self, revision: int) -> None:
         if revision % TRIM_EVERY:
             return
-        kept = {"_id": {"$gt": revision - self._keep}, "base": {"$ne": None}}
-        needed = next(iter(self._changes.find(kept, {"base": 1}).sort("base", 1).limit(1)), None)
-        cut = trim_cut(revision, self._keep, int(needed["base"]) if needed else None)
-        self._changes.delete_many({"_id": {"$lte": cut}})
+        def oldest_base_after(cut: int) -> int | None:
+            kept = {"_id": {"$gt": cut}, "base": {"$ne": None}}
+            needed = next(iter(self._changes.find(kept, {"base": 1}).sort("base", 1).limit(1)), None)
+            return int(needed["base"]) if needed else None
+
+        self._changes.delete_many({"_id": {"$lte": trim_cut(revision, self._keep, oldest_base_after)}})
 
     def read(self, after: int, limit: int) -> list[JobChange]:
         current = self.current()

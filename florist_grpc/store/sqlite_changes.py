@@ -57,8 +57,11 @@ def record_client(
 def _trim(conn: sqlite3.Connection, revision: int, keep: int) -> None:
     if revision % TRIM_EVERY:
         return
-    needed = conn.execute("SELECT min(base) FROM changes WHERE revision > ?", (revision - keep,)).fetchone()[0]
-    conn.execute("DELETE FROM changes WHERE revision <= ?", (trim_cut(revision, keep, needed),))
+    def oldest_base_after(cut: int) -> int | None:
+        found: int | None = conn.execute("SELECT min(base) FROM changes WHERE revision > ?", (cut,)).fetchone()[0]
+        return found
+
+    conn.execute("DELETE FROM changes WHERE revision <= ?", (trim_cut(revision, keep, oldest_base_after),))
 
 
 def read(conn: sqlite3.Connection, after: int, limit: int) -> list[JobChange]:

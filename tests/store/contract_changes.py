@@ -170,6 +170,34 @@ class ChangesContract:
         assert [c.job for c in seen if c.job and c.job.id == "many"][-1] == without_reports(again.get_job("many"))
         assert again.read_changes(0) == seen
 
+    def test_a_trim_keeps_the_bases_of_the_older_deltas_it_keeps_for_a_newer_ones_base(
+        self, small_store: JobStore
+    ) -> None:
+        # A trim at revision 100 keeps b's delta (98) and so b's base (4), and with it a's delta (5): a's base (2)
+        # must stay too, or a watch resuming at 3 or 4 cannot rebuild a (review of issue 23's deltas).
+        seen: list[JobChange] = []
+        small_store.on_change(seen.append)
+        two = [Client(data_path="/d/0"), Client(data_path="/d/1")]
+        for name in ("a", "b"):
+            small_store.create_job(replace(job(name), clients=two))
+            small_store.transition(name, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, T0)
+        small_store.set_client_state("a", 0, ClientState.FINISHED)  # revision 5: a delta of a's 2
+        for until_revision, then in ((97, "b"), (100, "")):
+            while small_store.current_revision() < until_revision:
+                small_store.create_job(job(f"filler{small_store.current_revision()}"))
+            if then:
+                small_store.set_client_state(then, 0, ClientState.FINISHED)  # revision 98: a delta of b's 4
+        assert small_store.current_revision() == 100
+        resumable = 0
+        for after in range(100):
+            try:
+                kept = small_store.read_changes(after)
+            except OutOfRange:
+                continue
+            resumable += 1
+            assert kept == [c for c in seen if c.revision > after][: len(kept)], after
+        assert resumable >= 98  # revision 1 (an ADDED nothing needs) went; everything from 2 on was kept
+
     def test_revisions_survive_reopening_and_continue(self, store: JobStore, reopen: Reopen) -> None:
         # With request ids: mongomock re-checks a unique index with a partial filter as if it had none on reopen.
         store.create_job(job("a"), "ra")
