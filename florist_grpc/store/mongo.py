@@ -74,7 +74,7 @@ class MongoStore(JobStore):
         self._batch = BatchIngest(self._jobs, self._events, self._log.roll_forward, self._append_one, sessions)
         self._batch_ingest = batch_ingest
         self._unsettled = UnsettledSources(self._jobs, self._events)
-        self.stops = MongoSiteStops(db["site_stops"], self._jobs, self._guard, self._changes.snapshots.forget)
+        self.stops = MongoSiteStops(db["site_stops"], self._jobs, self._guard, self._changes.forget)
 
     @classmethod
     def from_uri(cls, uri: str) -> MongoStore:
@@ -110,16 +110,15 @@ class MongoStore(JobStore):
     def ping(self) -> None:
         self._guard(lambda: self._client.admin.command("ping"))
 
-    def _job(self, row: JsonObject) -> Job:
-        return job_of(row)
-
     def _recorded(self, job_id: str, type_: ChangeType, previous: JobState | None = None) -> Job | None:
         """Log the change the job just went through (it is read as it is now, without its reports)."""
-        row = self._jobs.find_one({"_id": job_id}, {"reports": 0})
-        if row is None:
-            return None
-        job = job_of(row)
-        return self._changes.record(self._jobs, job, type_, job.state if previous is None else previous)
+        # Read and logged under the feed's lock: else a client's delta could come between, then this older job.
+        with self._changes.feed.ordered():
+            row = self._jobs.find_one({"_id": job_id}, {"reports": 0})
+            if row is None:
+                return None
+            job = job_of(row)
+            return self._changes.record(self._jobs, job, type_, job.state if previous is None else previous)
 
     def create_job(self, job: Job, request_id: str = "") -> Job:
         def run() -> Job:
@@ -140,7 +139,7 @@ class MongoStore(JobStore):
                 existing = self._jobs.find_one({"request_id": request_id}) if request_id else None
                 if existing is None:
                     raise
-                return self._job(existing)
+                return job_of(existing)
             return self._recorded(job.id, ChangeType.ADDED, JobState.UNSPECIFIED) or job
 
         return self._guard(run)
@@ -151,7 +150,7 @@ class MongoStore(JobStore):
             return None if row is None else rolled_forward(self._jobs, self._events, row)
 
         row = self._guard(run)
-        return self._job(row) if row is not None else None
+        return job_of(row) if row is not None else None
 
     def list_jobs(
         self, page_size: int, after: PageCursor | None, state: JobState, projects: Collection[str] | None = None
@@ -167,7 +166,7 @@ class MongoStore(JobStore):
                 us = to_micros(after.create_time)
                 query["$or"] = [{"create_us": {"$lt": us}}, {"create_us": us, "_id": {"$lt": after.job_id}}]
             rows = self._jobs.find(query).sort([("create_us", -1), ("_id", -1)]).limit(page_size)
-            return [self._job(row) for row in rows]
+            return [job_of(row) for row in rows]
 
         return self._guard(run)
 
@@ -295,7 +294,7 @@ class MongoStore(JobStore):
             rows = [
                 rolled_forward(self._jobs, self._events, row) for row in list(self._jobs.find({"state": int(state)}))
             ]
-            return [self._job(row) for row in rows if row is not None and row["state"] == int(state)]
+            return [job_of(row) for row in rows if row is not None and row["state"] == int(state)]
 
         return self._guard(run)
 

@@ -35,6 +35,12 @@ class MongoChanges:
         self.feed = ChangeFeed()
         self.snapshots = Snapshots()  # the latest snapshot logged of each job (store/client_deltas.py)
 
+    def forget(self, job_id: str) -> None:
+        """A write that logs no change altered the job's document: its next change is logged whole. Under the
+        feed's lock, so that a delta being logged cannot put back the snapshot just forgotten."""
+        with self.feed.ordered():
+            self.snapshots.forget(job_id)
+
     def current(self) -> int:
         row = self._counters.find_one({"_id": _COUNTER})
         return int(row["value"]) if row else 0
@@ -104,6 +110,7 @@ class MongoChanges:
     def _trim(self, revision: int) -> None:
         if revision % TRIM_EVERY:
             return
+
         def oldest_base_after(cut: int) -> int | None:
             kept = {"_id": {"$gt": cut}, "base": {"$ne": None}}
             needed = next(iter(self._changes.find(kept, {"base": 1}).sort("base", 1).limit(1)), None)

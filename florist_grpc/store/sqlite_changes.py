@@ -57,6 +57,7 @@ def record_client(
 def _trim(conn: sqlite3.Connection, revision: int, keep: int) -> None:
     if revision % TRIM_EVERY:
         return
+
     def oldest_base_after(cut: int) -> int | None:
         found: int | None = conn.execute("SELECT min(base) FROM changes WHERE revision > ?", (cut,)).fetchone()[0]
         return found
