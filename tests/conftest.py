@@ -15,6 +15,10 @@ from florist_grpc.testing.plane import ControlPlaneThread
 from tests.helpers import wait_for
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+# A run started in the background by a shell without job control (`make test &` in a script) has SIGINT ignored,
+# which every command the tests start would inherit: the Ctrl-C tests need it delivered, as a terminal would.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
