@@ -29,10 +29,11 @@ def test_a_spawned_fl_server_that_fails_with_a_client_connected_exits_with_1(tmp
     (data,) = write_synthetic(tmp_path / "data", 1)
     summary = probe(str(data))
     shape = {"input_shape": summary["input_shape"], "num_classes": summary["label_max"] + 1}
-    # Two clients expected, one started: once that one has long connected (a spawned client needs a few seconds),
-    # the server gives up waiting for the second and fails its run.
+    # Two clients expected, one started: once that one has long connected (a spawned client needs a few seconds to
+    # import, and it is started first, retrying until the server listens), the server gives up waiting for the
+    # second and fails its run.
     config = training_config(
-        "FEDAVG", {"n_server_rounds": 1, "batch_size": 32, "local_epochs": 1, "client_wait_seconds": 30}
+        "FEDAVG", {"n_server_rounds": 1, "batch_size": 32, "local_epochs": 1, "client_wait_seconds": 12}
     )
     server_uuid, client_uuid = uuid.uuid4().hex, uuid.uuid4().hex
     users = RunUsers(redis_url, 3600, redis_server.admin_url)
@@ -46,8 +47,8 @@ def test_a_spawned_fl_server_that_fails_with_a_client_connected_exits_with_1(tmp
         address, redis_address, client_uuid, "MLP", "SGD", "FEDAVG", str(data), config, **shape,
         redis_username=credentials[client_uuid].username, redis_password=credentials[client_uuid].password,
     )  # fmt: skip
-    server, _ = spawn("florist_grpc.fl.server", [], tmp_path / "server.log", run_environment(server_run.to_json()))
     client, _ = spawn("florist_grpc.fl.client", [], tmp_path / "client.log", run_environment(client_run.to_json()))
+    server, _ = spawn("florist_grpc.fl.server", [], tmp_path / "server.log", run_environment(server_run.to_json()))
     try:
         log = tmp_path / "server.log"
         assert wait_for(lambda: "FL clients connected within" in log.read_text(), 120)
