@@ -255,7 +255,11 @@ def main() -> None:
         importlib.import_module(module)
     from florist_grpc.fl.warm_up import warm_up
 
-    warm_up()  # a client's first round, once here rather than in every child (fl/warm_up.py)
+    try:
+        warm_up()  # a client's first round, once here rather than in every child (fl/warm_up.py)
+    except Exception:  # an optimisation: without it the children work as well, each writing its own pages
+        traceback.print_exc()
+        print("launcher pool: the warm-up round failed (above); forking without it", file=sys.stderr, flush=True)
     # Move everything imported out of the collector's reach: a child's collections would otherwise touch (and
     # so copy) every page holding an object, undoing the sharing that forking buys. Children collect as usual.
     gc.freeze()

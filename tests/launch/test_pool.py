@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,3 +256,28 @@ def test_a_forked_process_is_polled_from_its_pools_reports_not_from_proc(
     os.kill(child.ref.pid, signal.SIGUSR1)
     assert wait_for(lambda: child.poll() is not None, 30)
     assert child.poll() == Exit(0)
+
+
+def test_a_pool_whose_warm_up_fails_still_says_hello_and_forks() -> None:
+    # The warm-up (fl/warm_up.py) only saves children copying pages: a failure of it must not cost the pool.
+    broken = (
+        "import florist_grpc.fl.warm_up as w\n"
+        "def fail(): raise RuntimeError('no warm-up here')\n"
+        "w.warm_up = fail\n"
+        "from florist_grpc.launch.pool_process import main\n"
+        "main()\n"
+    )
+    pool = subprocess.Popen(
+        [sys.executable, "-c", broken], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert pool.stdout is not None and pool.stdin is not None
+        assert json.loads(pool.stdout.readline()) == {"hello": pool.pid}
+        pool.stdin.close()  # no launches: the pool ends
+        assert pool.wait(30) == 0
+        assert pool.stderr is not None
+        said = pool.stderr.read().decode()
+        assert "RuntimeError: no warm-up here" in said and "forking without it" in said
+    finally:
+        pool.kill()
+        pool.wait()
