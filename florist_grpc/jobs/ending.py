@@ -155,7 +155,7 @@ def client_end(client: ProcessFacts, training_complete: bool, job_end: JobState 
     if client.stopped:
         return ClientEnd(ClientState.STOPPED)
     if client.connection_lost:
-        # It failed after its site's connection, which carried its FL connection, dropped: that is why, whether its
-        # exit or its server's is seen first (its own log only says its connection went away).
+        # It failed after its site's connection, which carried its FL connection, dropped (said of an exited client
+        # only once that session is known to have ended): that is why, whichever exit is seen first.
         return ClientEnd(ClientState.FAILED, client.connection_lost)
     return ClientEnd(ClientState.FAILED, client.failure or client.exit.describe())
