@@ -192,13 +192,13 @@ class JobFollower:
         self._record_exit(process, status)
         if key != SERVER_SOURCE.key:
             server = run.server
-            # A client that fails may have lost its server: if the server is gone too, judge with its exit,
-            # though the watcher has not told it yet (the two exits come in either order).
+            # A client that fails may have lost its server: if the server is gone too (`poll_now`: a pool reports
+            # exits in the order it reaps them), judge with its exit, though the watcher has not told it yet.
             if (
                 not status.clean
                 and server.exit is None
                 and server.handle is not None
-                and (server_status := server.handle.poll()) is not None
+                and (server_status := getattr(server.handle, "poll_now", server.handle.poll)()) is not None
             ):
                 self._record_exit(server, server_status)
             self._record_client_end(run, process)

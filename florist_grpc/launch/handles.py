@@ -73,6 +73,14 @@ class LocalProcess:
             return Exit(None, ORPHANED_EXIT)  # say why it is unknown: no restart of ours is involved
         return Exit(code)
 
+    def poll_now(self) -> Exit | None:
+        """As `poll`, but looks in /proc even while its pool would report the exit: for a decision that cannot
+        wait for the report (a client failed: is its server gone too?)."""
+        if self._pool_child is None or self._pool_child.exit() is not None or process.find(self.ref) is not None:
+            return self.poll()
+        self._pool_child.wait_exit(0.5)  # gone: its pool reports the exit a moment after reaping it
+        return self._pool_child.exit()
+
     def notify_exit(self, listener: Callable[[], None]) -> None:
         """Call `listener` when it exits, if its launcher reports that by event (the pool does; a spawn is polled)."""
         if self._pool_child is not None:

@@ -281,3 +281,16 @@ def test_a_pool_whose_warm_up_fails_still_says_hello_and_forks() -> None:
     finally:
         pool.kill()
         pool.wait()
+
+
+def test_poll_now_sees_a_killed_forked_process_at_once_without_waiting_for_the_watcher(
+    installed: LauncherPool, tmp_path: Path
+) -> None:
+    # The follower asks, when a client fails, whether its server is gone too: the answer cannot wait for the pool's
+    # report, which comes in the order the pool reaps its children (a killed server's clients may come first).
+    child = launch(tmp_path, "now", installed, ready=True, wait=True)
+    assert asyncio.run(child.wait_ready())
+    assert child.poll_now() is None  # running
+    os.kill(child.ref.pid, signal.SIGKILL)
+    assert wait_for(lambda: not psutil.pid_exists(child.ref.pid) or psutil.Process(child.ref.pid).status() == "zombie")
+    assert child.poll_now() == Exit(-signal.SIGKILL)
