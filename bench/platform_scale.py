@@ -17,7 +17,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import grpc
 from bench import queue_restart
 from bench.harness import read_json_line
 from bench.stats import percentile, record, summary
-from florist_grpc.domain.model import Client, Job, JobChange
+from florist_grpc.domain.model import Job, JobChange
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as pb_grpc
 from florist_grpc.store.sqlite import SqliteStore
@@ -34,15 +33,9 @@ from florist_grpc.testing import simulation
 from florist_grpc.testing.plane import embedded_plane
 
 
-def stored_job(i: int, at: datetime) -> Job:
-    return Job(
-        id=uuid.uuid4().hex,
-        model="MLP",
-        strategy="FEDAVG",
-        optimizer="SGD",
-        client_type="FEDAVG",
-        server_config={"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1},
-        clients=[Client(data_path=f"/data/{i}/{c}.pt") for c in range(2)],
+def bench_job(i: int, at: datetime) -> Job:
+    return simulation.stored_job(
+        [f"/data/{i}/{c}.pt" for c in range(2)],
         create_time=at + timedelta(milliseconds=i),
         server_address="127.0.0.1:1",
         project=f"team-{i % 10}",
@@ -59,7 +52,7 @@ def listing(quick: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="florist-bench-listing-") as directory:
         store = SqliteStore(Path(directory) / "jobs.sqlite3")
         began, at = time.monotonic(), datetime(2026, 1, 1, tzinfo=UTC)
-        ids = [store.create_job(stored_job(i, at)).id for i in range(count)]
+        ids = [store.create_job(bench_job(i, at)).id for i in range(count)]
         record("listing", jobs=count, store_seconds=time.monotonic() - began)
         with embedded_plane(store=store) as running:
             stub = pb_grpc.JobServiceStub(running.channel)
@@ -101,7 +94,7 @@ def replay_to_live(address: str, store: SqliteStore, count: int) -> None:
     def write_live() -> None:
         # Live from here: 50 new jobs, one every 20 ms, each timed from its commit to its arrival.
         for i in range(50):
-            store.create_job(stored_job(count + i, datetime.now(UTC)))
+            store.create_job(bench_job(count + i, datetime.now(UTC)))
             time.sleep(0.02)  # a steady trickle of changes, not a burst: each one's own latency
 
     for response in stream:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from florist_grpc.domain.model import SERVER_SOURCE, Client, Job, JobState
@@ -36,23 +37,29 @@ def reporter_for(plane: ControlPlane, run_uuid: str) -> RedisReporter:
     )
 
 
-def create_running(
-    plane: ControlPlane, n_clients: int = 3, attach: bool = True, tracking: TrackingConfig | None = None
-) -> SimulatedJob:
-    """An IN_PROGRESS job whose sources report through real RedisReporters. Call from a non-loop thread."""
-    now = datetime.now(UTC)
-    job = Job(
+def stored_job(data_paths: list[str], rounds: int = 3, **fields: Any) -> Job:
+    """A job as a store holds it: the built-in MLP with FedAvg and SGD, a client per data path, created now;
+    `fields` set the rest (create_time, project, server_address ...)."""
+    fields.setdefault("create_time", datetime.now(UTC))
+    return Job(
         id=uuid.uuid4().hex,
         model="MLP",
         strategy="FEDAVG",
         optimizer="SGD",
         client_type="FEDAVG",
-        server_config={"n_server_rounds": 3, "batch_size": 32, "local_epochs": 1},
-        clients=[Client(data_path=f"/simulated/{i}") for i in range(n_clients)],
-        create_time=now,
-        server_address="127.0.0.1:1",
-        tracking=tracking or TrackingConfig(),
+        server_config={"n_server_rounds": rounds, "batch_size": 32, "local_epochs": 1},
+        clients=[Client(data_path=path) for path in data_paths],
+        **fields,
     )
+
+
+def create_running(
+    plane: ControlPlane, n_clients: int = 3, attach: bool = True, tracking: TrackingConfig | None = None
+) -> SimulatedJob:
+    """An IN_PROGRESS job whose sources report through real RedisReporters. Call from a non-loop thread."""
+    now = datetime.now(UTC)
+    paths = [f"/simulated/{i}" for i in range(n_clients)]
+    job = stored_job(paths, create_time=now, server_address="127.0.0.1:1", tracking=tracking or TrackingConfig())
     plane.store.create_job(job)
     event = plane.store.transition(job.id, {JobState.NOT_STARTED}, JobState.IN_PROGRESS, now)
     assert event is not None

@@ -6,14 +6,11 @@ saw, the list resumes, is told OUT_OF_RANGE and lists again."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from florist_grpc.domain.model import Client, Job
 from florist_grpc.net import free_port
 from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
@@ -92,19 +89,6 @@ def test_a_viewer_sees_jobs_another_client_creates_starts_and_stops_without_a_re
     assert plane.jobs.GetJob(job_pb.GetJobRequest(job_id=job.id), metadata=admin).job.id == job.id
 
 
-def stored_job() -> Job:
-    return Job(
-        id=uuid.uuid4().hex,
-        model="MLP",
-        strategy="FEDAVG",
-        optimizer="SGD",
-        client_type="FEDAVG",
-        server_config={"n_server_rounds": 1, "batch_size": 32, "local_epochs": 1},
-        clients=[Client(data_path="/data/a.pt")],
-        create_time=datetime.now(UTC),
-    )
-
-
 @pytest.mark.timeout(180)
 def test_after_a_restart_that_trimmed_what_the_page_saw_the_list_lists_again(tmp_path: Path) -> None:
     data_dir, store_path, http_port = tmp_path / "florist", tmp_path / "jobs.sqlite3", free_port()
@@ -124,7 +108,7 @@ def test_after_a_restart_that_trimmed_what_the_page_saw_the_list_lists_again(tmp
             # While it is down: enough changes that the log is trimmed past the revision the page last saw.
             offline = SqliteStore(store_path, keep_changes=keep)
             for _ in range(TRIM_EVERY):
-                offline.create_job(stored_job())
+                offline.create_job(simulation.stored_job(["/data/a.pt"], rounds=1))
             offline.close()
             plane = ControlPlaneThread.in_dir(data_dir, store=SqliteStore(store_path, keep_changes=keep), **settings)
             page.answer()
