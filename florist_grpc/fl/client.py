@@ -26,8 +26,8 @@ def build_client(cfg: ClientRun) -> Any:
     import numpy as np
     import torch
     from flwr.client import NumPyClient
-    from torch.utils.data import DataLoader
 
+    from florist_grpc.fl.batches import batches
     from florist_grpc.fl.data import load_split
     from florist_grpc.fl.last_epoch import LastEpoch
     from florist_grpc.fl.models import build_model
@@ -47,8 +47,8 @@ def build_client(cfg: ClientRun) -> Any:
     loss_fn = torch.nn.CrossEntropyLoss()
     batch_size = training.batch_size
     generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(split.train, batch_size=batch_size, shuffle=True, generator=generator)
-    val_loader = DataLoader(split.validation, batch_size=batch_size)
+    train_loader = batches(split.train, batch_size, generator)
+    val_loader = batches(split.validation, batch_size)
     totals = {"steps": 0, "epochs": 0}
 
     def set_weights(parameters: list[np.ndarray]) -> None:

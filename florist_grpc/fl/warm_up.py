@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from florist_grpc.fl.batches import batches
 from florist_grpc.fl.models import build_model
 
 SAMPLES = 16
@@ -32,14 +33,14 @@ def warm_up() -> None:
             torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
             torch.optim.Adam(model.parameters()),
         ):
-            _step(model, optimizer, DataLoader(data, batch_size=8, shuffle=True, generator=generator))
+            _step(model, optimizer, batches(data, 8, generator))
         weights = [v.detach().cpu().numpy() for v in model.state_dict().values()]
         model.load_state_dict(
             {k: torch.as_tensor(np.copy(v)) for k, v in zip(model.state_dict(), weights, strict=True)}
         )
         model.eval()
         with torch.no_grad():
-            for x, y in DataLoader(data, batch_size=8):
+            for x, y in batches(data, 8):
                 float(torch.nn.functional.cross_entropy(model(x), y))
 
 
