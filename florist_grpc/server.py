@@ -237,6 +237,7 @@ class ControlPlane:
             log.info("re-attached %d IN_PROGRESS job(s)", recovered)
         dispatcher.start()  # the queue is in the store: what waited before a restart starts as it fits
         started.push_async_callback(dispatcher.stop)
+        started.push_async_callback(trainer.close)  # StartTraining's launches that outlived their callers
         files.start()
         started.push_async_callback(files.stop)
         with step("starting the gRPC server"):

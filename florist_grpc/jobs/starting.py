@@ -31,6 +31,8 @@ class Start:
 
     job_id: str
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    # StartTraining's caller went away (a deadline, Ctrl-C) while the start went on without it (jobs/training.py).
+    caller_gone: asyncio.Event = field(default_factory=asyncio.Event)
     # The start's CANCELLED event (or None), for the StopTraining calls waiting on it.
     stopped: asyncio.Future[MetricsEvent | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -85,9 +87,13 @@ class Starts:
         if start.stop_requested.is_set():
             raise Aborted(f"job {start.job_id} was stopped by StopTraining while it was starting")
 
+    def of(self, job_id: str) -> Start | None:
+        """The job's start in progress, if it is starting."""
+        return self._starts.get(job_id)
+
     def request_stop(self, job_id: str) -> Start | None:
         """Hand a stop to the job's start, if it is starting; the caller then awaits `start.stopped`."""
-        start = self._starts.get(job_id)
+        start = self.of(job_id)
         if start is not None:
             start.stop_requested.set()
         return start

@@ -69,6 +69,7 @@ class Trainer:
         self._site_projects = site_projects  # an agent token's PROJECTS bound the jobs its site runs
         self._users = users
         self.starts = Starts()
+        self._starting: set[asyncio.Task[Started]] = set()  # starts that go on whether their callers wait or not
         self._catalog = catalog
         # remote_probe reads an agent-run client's data summary through its agent's session.
         # data_roots (serve --data-root) confine local clients' data files; none = any absolute regular file.
@@ -136,6 +137,33 @@ class Trainer:
                 reason="JOB_NOT_STARTABLE",
             )
         shape = await self._checks(job)
+        # From here on the start belongs to the control plane, not to the call: a caller who goes away (its
+        # deadline, Ctrl-C) must not cut a commit or a launch in the middle. Cut, it left the job IN_PROGRESS with
+        # part of its federation launched, and a launch thread's processes that nobody knew of.
+        task = asyncio.create_task(self._start_checked(job, shape), name=f"florist-start-{job_id}")
+        self._starting.add(task)
+        task.add_done_callback(self._start_ended)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done() and (start := self.starts.of(job_id)) is not None:
+                log.info("job %s: StartTraining's caller went away; the start goes on", job_id)
+                start.caller_gone.set()
+            raise
+
+    def _start_ended(self, task: asyncio.Task[Started]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its caller may be gone, and a failed start ended its job saying why
+
+    async def close(self) -> None:
+        """Shutting down: starts still launching are cancelled (a restart finds their jobs IN_PROGRESS)."""
+        for task in self._starting:
+            task.cancel()
+        await asyncio.gather(*self._starting, return_exceptions=True)
+
+    async def _start_checked(self, job: Job, shape: DataShape) -> Started:
+        job_id = job.id
         with self.starts.starting(job_id) as start:  # before the commit: a stop from then on reaches this start
             async with self._admission.lock:
                 decision = await self._admission.decide(job)
