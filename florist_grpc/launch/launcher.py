@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+import functools
+import threading
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.domain.resources import Resources
@@ -29,6 +31,8 @@ from florist_grpc.launch.handles import (
 )
 from florist_grpc.launch.pool import LauncherPool, PoolUnavailable
 from florist_grpc.net import bind_address
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,18 +103,20 @@ class LocalLauncher:
         return bind_address(server_address)
 
     async def launch(self, spec: LaunchSpec) -> LocalProcess:
-        return await asyncio.to_thread(start_local, spec.role, spec.run_json, spec.log_path, self._pool)
+        start = functools.partial(start_local, spec.role, spec.run_json, spec.log_path, self._pool)
+        return await _undone_if_cancelled(start, LocalProcess.kill)
 
     async def launch_many(self, role: str, specs: list[LaunchSpec]) -> AsyncGenerator[LocalProcess, None]:
         """Launch `specs` (all of one role) in one request to the pool, which forks them back to back (a round
         trip per process took ~4x the fork itself); each is yielded as it starts. Closed early, the generator
         kills those launched and not yet yielded: nobody else knows of them."""
         runs = [(spec.run_json, spec.log_path) for spec in specs]
-        pending = await asyncio.to_thread(submit_local, role, runs, self._pool)
+        pending = await _undone_if_cancelled(functools.partial(submit_local, role, runs, self._pool), _kill_forked)
         taken = 0
         try:
             for launch in pending:
-                started = await asyncio.to_thread(finish_local, launch)
+                # Cut here (a shutdown), a spawn fallback's process would be started by the thread all the same.
+                started = await _undone_if_cancelled(functools.partial(finish_local, launch), LocalProcess.kill)
                 taken += 1  # the caller's from here on
                 yield started
         finally:
@@ -122,6 +128,24 @@ class LocalLauncher:
 
     def close(self) -> None:
         pass
+
+
+async def _undone_if_cancelled(work: Callable[[], T], undo: Callable[[T], object]) -> T:
+    """`work` (blocking: it starts processes) on a thread. If the caller is cancelled meanwhile (a shutdown), the
+    thread still finishes, and what it started is undone then: nobody else will ever know of it."""
+    running = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+
+        def undo_when_started(done: asyncio.Future[T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                # Its own thread: undoing blocks (a pool child is awaited), and a shutdown may be closing the
+                # loop's executor by then.
+                threading.Thread(target=undo, args=(done.result(),), name="florist-undo-launch", daemon=True).start()
+
+        running.add_done_callback(undo_when_started)
+        raise
 
 
 def _kill_forked(launches: list[PendingLaunch]) -> None:

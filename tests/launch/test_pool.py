@@ -294,3 +294,32 @@ def test_poll_now_sees_a_killed_forked_process_at_once_without_waiting_for_the_w
     os.kill(child.ref.pid, signal.SIGKILL)
     assert wait_for(lambda: not psutil.pid_exists(child.ref.pid) or psutil.Process(child.ref.pid).status() == "zombie")
     assert child.poll_now() == Exit(-signal.SIGKILL)
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["one", "many"])
+def test_a_launch_cut_by_a_shutdown_kills_what_its_thread_started(
+    installed: LauncherPool, tmp_path: Path, many: bool
+) -> None:
+    # A blocking launch runs on a thread that a cancelled caller cannot stop: what it starts must not run on unknown.
+    waiting = json.dumps({"ready": True, "wait": True})
+    specs = [
+        LaunchSpec("j", f"client{i}", "sample", waiting, tmp_path / f"cut{i}.log") for i in range(2 if many else 1)
+    ]
+    launcher = LocalLauncher(installed)
+
+    async def cut() -> None:
+        if many:
+            launching = asyncio.ensure_future(anext(launcher.launch_many("sample", specs)))
+        else:
+            launching = asyncio.ensure_future(launcher.launch(specs[0]))
+        await asyncio.sleep(0)  # a turn of the loop: the launch is now waiting on its thread
+        launching.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await launching
+        # The loop goes on, as a control plane's does while it shuts down: the thread finishes, then is undone.
+        assert await asyncio.to_thread(wait_for, lambda: all(f.exists() for f in exit_files), 30), exit_files
+
+    exit_files = [spec.log_path.with_name(spec.log_path.name + ".exit") for spec in specs]
+    asyncio.run(cut())
+    for exit_file in exit_files:
+        assert json.loads(exit_file.read_text())["code"] == -signal.SIGKILL
