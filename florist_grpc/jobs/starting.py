@@ -31,7 +31,8 @@ class Start:
 
     job_id: str
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    # StartTraining's caller went away (a deadline, Ctrl-C) while the start went on without it (jobs/training.py).
+    # Set when StartTraining's caller went away (a deadline, Ctrl-C) and the start goes on without it
+    # (jobs/training.py): tests wait on it to let a start go on only once its caller is gone.
     caller_gone: asyncio.Event = field(default_factory=asyncio.Event)
     # The start's CANCELLED event (or None), for the StopTraining calls waiting on it.
     stopped: asyncio.Future[MetricsEvent | None] = field(

@@ -4,6 +4,7 @@ sequence around the follower."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,13 @@ class Started:
     server_uuid: str
     client_uuids: list[str]
     queued: bool = False
+
+
+def _failed_alone(job_id: str, task: asyncio.Task[Started]) -> None:
+    """A start whose caller left: a failure after the commit ended the job saying why, one before it (the store,
+    another start of the job) would otherwise be told to nobody."""
+    if not task.cancelled() and (failure := task.exception()) is not None:
+        log.warning("job %s: the start its caller left failed: %s", job_id, failure)
 
 
 class Trainer:
@@ -142,19 +150,16 @@ class Trainer:
         # part of its federation launched, and a launch thread's processes that nobody knew of.
         task = asyncio.create_task(self._start_checked(job, shape), name=f"florist-start-{job_id}")
         self._starting.add(task)
-        task.add_done_callback(self._start_ended)
+        task.add_done_callback(self._starting.discard)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done() and (start := self.starts.of(job_id)) is not None:
+            if not task.done():
                 log.info("job %s: StartTraining's caller went away; the start goes on", job_id)
-                start.caller_gone.set()
+                task.add_done_callback(functools.partial(_failed_alone, job_id))
+                if (start := self.starts.of(job_id)) is not None:
+                    start.caller_gone.set()
             raise
-
-    def _start_ended(self, task: asyncio.Task[Started]) -> None:
-        self._starting.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: its caller may be gone, and a failed start ended its job saying why
 
     async def close(self) -> None:
         """Shutting down: starts still launching are cancelled (a restart finds their jobs IN_PROGRESS)."""

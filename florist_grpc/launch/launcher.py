@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from florist_grpc.domain.model import Exit, ProcessRef
 from florist_grpc.domain.resources import Resources
@@ -130,21 +130,43 @@ class LocalLauncher:
         pass
 
 
+class _Abandonable(Generic[T]):
+    """Blocking `work` that starts processes, for a thread, with `undo` for when its caller is gone by the time it
+    returns: then it is undone on that same thread (an executor's thread, which a shutdown waits for)."""
+
+    def __init__(self, work: Callable[[], T], undo: Callable[[T], object]) -> None:
+        self._work, self._undo = work, undo
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._handed: list[T] = []  # the result, once handed to the caller
+
+    def run(self) -> T:
+        result = self._work()
+        with self._lock:
+            if not self._abandoned:
+                self._handed.append(result)
+                return result
+        self._undo(result)
+        return result
+
+    def abandon(self) -> None:
+        """The caller is gone: undo the work when it returns, or now if it returned before the caller heard."""
+        with self._lock:
+            self._abandoned = True
+            handed, self._handed = self._handed, []
+        for result in handed:
+            # Non-daemon: the interpreter waits for it at exit.
+            threading.Thread(target=self._undo, args=(result,), name="florist-undo-launch").start()
+
+
 async def _undone_if_cancelled(work: Callable[[], T], undo: Callable[[T], object]) -> T:
     """`work` (blocking: it starts processes) on a thread. If the caller is cancelled meanwhile (a shutdown), the
-    thread still finishes, and what it started is undone then: nobody else will ever know of it."""
-    running = asyncio.ensure_future(asyncio.to_thread(work))
+    thread still finishes, and what it started is undone: nobody else will ever know of it."""
+    job = _Abandonable(work, undo)
     try:
-        return await asyncio.shield(running)
+        return await asyncio.shield(asyncio.ensure_future(asyncio.to_thread(job.run)))
     except asyncio.CancelledError:
-
-        def undo_when_started(done: asyncio.Future[T]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                # Its own thread: undoing blocks (a pool child is awaited), and a shutdown may be closing the
-                # loop's executor by then.
-                threading.Thread(target=undo, args=(done.result(),), name="florist-undo-launch", daemon=True).start()
-
-        running.add_done_callback(undo_when_started)
+        job.abandon()
         raise
 
 

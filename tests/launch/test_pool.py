@@ -296,22 +296,24 @@ def test_poll_now_sees_a_killed_forked_process_at_once_without_waiting_for_the_w
     assert child.poll_now() == Exit(-signal.SIGKILL)
 
 
-@pytest.mark.parametrize("many", [False, True], ids=["one", "many"])
+@pytest.mark.parametrize("cut_at", ["one", "batch", "second of a batch"])
 def test_a_launch_cut_by_a_shutdown_kills_what_its_thread_started(
-    installed: LauncherPool, tmp_path: Path, many: bool
+    installed: LauncherPool, tmp_path: Path, cut_at: str
 ) -> None:
     # A blocking launch runs on a thread that a cancelled caller cannot stop: what it starts must not run on unknown.
     waiting = json.dumps({"ready": True, "wait": True})
-    specs = [
-        LaunchSpec("j", f"client{i}", "sample", waiting, tmp_path / f"cut{i}.log") for i in range(2 if many else 1)
-    ]
+    specs = [LaunchSpec("j", f"client{i}", "sample", waiting, tmp_path / f"cut{i}.log") for i in range(3)]
     launcher = LocalLauncher(installed)
+    taken: list[LocalProcess] = []
 
     async def cut() -> None:
-        if many:
-            launching = asyncio.ensure_future(anext(launcher.launch_many("sample", specs)))
-        else:
+        if cut_at == "one":
             launching = asyncio.ensure_future(launcher.launch(specs[0]))
+        else:
+            batch = launcher.launch_many("sample", specs)
+            if cut_at == "second of a batch":
+                taken.append(await anext(batch))  # the caller's from here on: it stays up
+            launching = asyncio.ensure_future(anext(batch))
         await asyncio.sleep(0)  # a turn of the loop: the launch is now waiting on its thread
         launching.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -319,7 +321,13 @@ def test_a_launch_cut_by_a_shutdown_kills_what_its_thread_started(
         # The loop goes on, as a control plane's does while it shuts down: the thread finishes, then is undone.
         assert await asyncio.to_thread(wait_for, lambda: all(f.exists() for f in exit_files), 30), exit_files
 
-    exit_files = [spec.log_path.with_name(spec.log_path.name + ".exit") for spec in specs]
+    cut_specs = {"one": specs[:1], "batch": specs, "second of a batch": specs[1:]}[cut_at]
+    exit_files = [spec.log_path.with_name(spec.log_path.name + ".exit") for spec in cut_specs]
     asyncio.run(cut())
-    for exit_file in exit_files:
-        assert json.loads(exit_file.read_text())["code"] == -signal.SIGKILL
+    try:
+        for exit_file in exit_files:
+            assert json.loads(exit_file.read_text())["code"] == -signal.SIGKILL
+        assert all(process.poll() is None for process in taken)
+    finally:
+        for process in taken:
+            process.kill()

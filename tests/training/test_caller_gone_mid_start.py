@@ -8,6 +8,7 @@ processes a launch thread was starting were known to nobody. The call is cancell
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import grpc
 import pytest
@@ -25,16 +26,19 @@ def test_a_start_whose_caller_left_launches_every_process_and_the_job_trains_to_
 ) -> None:
     job = plane.create(job_message(demo_data, rounds=2))
     calls: list[grpc.Future] = []
+    called = threading.Event()
     seen: list[str] = []
 
     async def hook(start: Start, name: str) -> None:
         seen.append(name)
         if name == step:
+            assert await asyncio.to_thread(called.wait, 30)  # the call's future is in `calls`
             calls[0].cancel()
             await asyncio.wait_for(start.caller_gone.wait(), 30)
 
     plane.plane.trainer.starts.step_hook = hook
     calls.append(plane.training.StartTraining.future(pb.StartTrainingRequest(job_id=job.id), timeout=120))
+    called.set()
     with pytest.raises(grpc.FutureCancelledError):
         calls[0].result(60)
     done = plane.wait_state(
