@@ -12,7 +12,7 @@ import pytest
 from florist_grpc.launch.probe import probe_files
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
-from florist_grpc.testing.plane import TEST_TIMEOUTS, ControlPlaneThread
+from florist_grpc.testing.plane import TEST_TIMEOUTS, ControlPlaneThread, wait_for
 from tests.e2e.sites import AgentProcess, StubbornSite, agent_job
 from tests.helpers import TERMINAL, no_fl_process_left
 
@@ -37,8 +37,18 @@ def test_an_fl_server_that_failed_ends_its_job_at_once_while_a_site_ignores_its_
         assert ended.state == job_pb2.JOB_STATE_FINISHED_WITH_ERROR
         assert ended.error_message.startswith("FL server"), ended.error_message
         healthy, silent = ended.clients
-        assert healthy.state == job_pb2.CLIENT_STATE_STOPPED and healthy.stop_confirmed
+        assert healthy.state == job_pb2.CLIENT_STATE_STOPPED
         assert silent.state == job_pb2.CLIENT_STATE_STOPPED and not silent.stop_confirmed
+
+        # The healthy site confirms within the stop grace on a quiet machine; on a loaded one its client's exit
+        # may come after it, and then the background retry settles the stop as confirmed when it arrives.
+        def healthy_confirmed() -> job_pb2.Job | None:
+            job = plane.get(created.id)
+            return job if job.clients[0].stop_confirmed else None
+
+        grace = TEST_TIMEOUTS.process_stop_grace_seconds
+        settled = wait_for(healthy_confirmed, grace * 5, "the healthy site's stop to be confirmed")
+        assert not settled.clients[1].stop_confirmed  # the silent site's stays unconfirmed
         with pytest.raises(grpc.RpcError) as raised:  # nothing left to stop: answered at once
             plane.training.StopTraining(training_pb.StopTrainingRequest(job_id=created.id), timeout=10)
         assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
