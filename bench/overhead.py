@@ -23,7 +23,7 @@ from florist_grpc.fl.run_config import ClientRun, ServerRun, run_environment
 from florist_grpc.launch.process import spawn
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.redis_users import RunUsers
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
@@ -48,7 +48,7 @@ def plain_job(data: list[Path], scratch: Path, config: dict[str, Any]) -> tuple[
     redis_address = f"127.0.0.1:{redis_server.port}"
     summary = probe(str(data[0]))  # the user knows their data's shape
     shape = {"input_shape": summary["input_shape"], "num_classes": summary["label_max"] + 1}
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_service_port()}"
     server_uuid, client_uuids = uuid.uuid4().hex, [uuid.uuid4().hex for _ in data]
     users = RunUsers(redis_url, Timeouts().report_key_ttl_seconds, redis_server.admin_url)
     credentials = users.create([server_uuid, *client_uuids])

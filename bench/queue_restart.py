@@ -22,7 +22,7 @@ import grpc
 
 from bench.stats import record, summary
 from florist_grpc.fl.make_data import write_synthetic
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import job_service_pb2_grpc as pb_grpc
@@ -88,7 +88,7 @@ def run(quick: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="florist-bench-queue-") as directory:
         root = Path(directory)
         data = [str(p) for p in write_synthetic(root / "data", 1, samples_per_client=SAMPLES)]
-        port = free_port()
+        port = free_service_port()
         process = serve(root / "florist", port)
         address = f"127.0.0.1:{port}"
         channel = grpc.insecure_channel(address)

@@ -22,7 +22,7 @@ from bench.harness import load_process, read_json_line
 from bench.stats import record
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.fl.make_data import write_synthetic
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
@@ -186,7 +186,7 @@ def replay(count: int, events: int = LONG_JOB_EVENTS, processes: int = 4, waves:
         store = SqliteStore(Path(directory) / "florist.sqlite3")
         job_id = create_finished(store, events)
         store.close()
-        metrics_port = free_port()
+        metrics_port = free_service_port()
         with serve_process(directory, "--metrics-port", str(metrics_port)) as (serve, address):
             _replay_waves(psutil.Process(serve.pid), address, metrics_port, job_id, count, events, processes, waves)
 

@@ -10,7 +10,7 @@ import pytest
 
 from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.metrics.embedded_redis import redis_server_binary
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.testing.plane import ControlPlaneThread
 from tests.helpers import wait_for
 
@@ -37,7 +37,7 @@ def plane(tmp_path: Path) -> Iterator[ControlPlaneThread]:
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A real redis-server on a free loopback port."""
-    port = free_port()
+    port = free_service_port()
     process = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,

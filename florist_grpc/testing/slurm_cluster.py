@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from florist_grpc.net import free_service_port
+
 DAEMONS = ("/usr/sbin/munged", "/usr/sbin/mungekey", "/usr/sbin/slurmctld", "/usr/sbin/slurmd")
 COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
 START_SECONDS = 30.0
@@ -35,12 +37,6 @@ def unavailable() -> str | None:
     except KeyError:
         return "no munge user (Debian's munge package creates it)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SlurmCluster:
@@ -121,8 +117,8 @@ class SlurmCluster:
         self.conf.write_text(
             f"""ClusterName=florist-test
 SlurmctldHost={self.node}({self.controller_address})
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={free_service_port()}
+SlurmdPort={free_service_port()}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 import florist_grpc
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import job_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
@@ -39,7 +39,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 @pytest.fixture
 def measured(tmp_path: Path) -> Iterator[tuple[ControlPlaneThread, int]]:
-    port = free_port()
+    port = free_service_port()
     running = ControlPlaneThread.in_dir(tmp_path / "florist", metrics_port=port)
     yield running, port
     running.stop()
@@ -157,7 +157,7 @@ def test_the_metrics_endpoint_answers_on_metrics_only(measured: tuple[ControlPla
 def test_denied_calls_are_counted_with_their_code(tmp_path: Path) -> None:
     auth = tmp_path / "tokens"
     auth.write_text(f"viewer {hashlib.sha256(b'look').hexdigest()} alice\n")
-    port = free_port()
+    port = free_service_port()
     plane = ControlPlaneThread.in_dir(tmp_path / "florist", auth_file=auth, metrics_port=port)
     try:
         with pytest.raises(grpc.RpcError):

@@ -13,7 +13,7 @@ import pytest
 
 from florist_grpc.api.call_observer import CallEnd, CallHooks, CallKind, observe
 from florist_grpc.domain.model import SERVER_SOURCE
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.store.base import ReportChange
 from florist_grpc.testing import simulation
@@ -26,7 +26,7 @@ STREAM = "florist.v1.TrainingService/StreamMetrics"
 
 @pytest.fixture
 def measured(tmp_path: Path) -> Iterator[tuple[ControlPlaneThread, int]]:
-    port = free_port()
+    port = free_service_port()
     running = ControlPlaneThread.in_dir(tmp_path / "florist", metrics_port=port)
     yield running, port
     running.stop()

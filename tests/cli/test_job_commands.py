@@ -183,9 +183,9 @@ def test_address_from_the_environment(cli: Invoke, plane: ControlPlaneThread) ->
 
 
 def test_unreachable_server_is_one_error_with_a_hint(cli: Invoke) -> None:
-    from florist_grpc.net import free_port
+    from florist_grpc.net import free_service_port
 
-    result = cli("job", "list", "--address", f"127.0.0.1:{free_port()}")
+    result = cli("job", "list", "--address", f"127.0.0.1:{free_service_port()}")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: UNAVAILABLE: ")
     assert "--tls-ca" in result.stderr and "Traceback" not in result.output

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.testing.plane import ControlPlaneThread
 from tests.cli.conftest import Invoke
 from tests.cli.test_job_commands import JOB_YAML
@@ -20,7 +20,7 @@ def florist(*args: str) -> subprocess.Popen[str]:
 
 
 def test_health_wait_waits_for_a_server_that_is_still_starting(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_service_port()
     waiting = florist("health", "--wait", "60", "--address", f"127.0.0.1:{port}")
     plane = ControlPlaneThread.in_dir(tmp_path / "florist", port=port)  # starts once the command is already waiting
     try:
@@ -32,7 +32,7 @@ def test_health_wait_waits_for_a_server_that_is_still_starting(tmp_path: Path) -
 
 
 def test_health_wait_gives_up_after_its_bound_naming_it(cli: Invoke) -> None:
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_service_port()}"
     began = time.monotonic()
     result = cli("health", "--wait", "1.5", "--address", address)
     assert time.monotonic() - began >= 1.5, "it waited, rather than failing at the first refused connection"

@@ -14,7 +14,7 @@ import pytest
 from florist_grpc.cli.events import stream_events
 from florist_grpc.cli.options import Connection
 from florist_grpc.domain.model import JobState
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.testing.certificates import issue_pki
 from florist_grpc.testing.plane import ControlPlaneThread
 from florist_grpc.testing.simulation import create_running, finish, play_rounds
@@ -105,7 +105,7 @@ def test_plot_from_a_saved_get_job_response_draws_the_same_numbers_without_a_ser
     saved = saved_get_job(plane, job_id, tmp_path / "job.json")
     served = cli("plot", job_id, "--out", tmp_path / "a.png", "--csv", tmp_path / "a.csv", "--address", plane.address)
     assert served.exit_code == 0, served.stderr
-    nowhere = f"localhost:{free_port()}"  # nothing listens there: --from must not call the server
+    nowhere = f"localhost:{free_service_port()}"  # nothing listens there: --from must not call the server
     offline = cli(
         "plot",
         "--from",
@@ -181,7 +181,7 @@ def test_client_commands_send_the_token(cli: Invoke, tmp_path: Path) -> None:
 
 
 def test_a_watch_resumes_after_the_control_plane_restarts_without_gap_or_duplicate(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_service_port()
     first = ControlPlaneThread.in_dir(tmp_path / "florist", port=port)
     job = create_running(first.plane, 2)
     play_rounds(job, 1)

@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import json_format
 
 from florist_grpc.domain import merge_patch
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as training_grpc
@@ -151,7 +151,7 @@ def test_a_job_whose_agent_stays_away_past_the_grace_fails_naming_it_and_its_cli
 def test_a_restarted_control_plane_re_adopts_agent_run_clients_when_the_agent_reconnects(
     tmp_path: Path, site_root: Path, demo_data: list[str]
 ) -> None:
-    port = str(free_port())
+    port = str(free_service_port())
     data_dir = tmp_path / "florist"
     served = serve(data_dir, "--port", port)
     # --fl-direct: a tunnelled FL connection runs through the control plane and ends with it (README "Run a site").

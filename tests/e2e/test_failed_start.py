@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from florist_grpc.config import Settings
-from florist_grpc.net import free_port, listen_problem
+from florist_grpc.net import free_service_port, listen_problem
 from florist_grpc.server import ControlPlane
 from florist_grpc.startup import StartFailed
 from florist_grpc.store.data_dir_lock import DataDirLock
@@ -155,7 +155,7 @@ def test_a_start_failing_at_any_step_stops_everything_it_started(
 
     monkeypatch.setattr(f"florist_grpc.server.{function}", fail)
     before = _live_children()
-    settings = Settings(port=free_port(), metrics_port=free_port(), data_dir=tmp_path / "florist")
+    settings = Settings(port=free_service_port(), metrics_port=free_service_port(), data_dir=tmp_path / "florist")
     with pytest.raises(StartFailed) as raised:
         asyncio.run(ControlPlane(settings).start())
     assert str(raised.value) == f"{step}: boom"

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from florist_grpc.cli.log_setup import JsonFormatter
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_service_pb2, job_service_pb2_grpc
 from florist_grpc.testing.plane import ControlPlaneThread
 from tests.e2e.conftest import BIN, serve, stop
@@ -36,7 +36,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def test_json_logs_with_a_ready_line_an_audit_line_and_a_metrics_endpoint(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_service_port()
     served = serve(tmp_path / "florist", "--log-format", "json", "--metrics-port", str(port))
     ready = json.loads(served.ready_line)
     assert ready["message"] == f"florist-grpc listening on {served.address}" and ready["level"] == "INFO"

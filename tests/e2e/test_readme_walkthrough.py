@@ -19,7 +19,7 @@ import pytest
 from safetensors import safe_open
 
 from florist_grpc.domain.model import JobState
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.store.factory import open_store
 from tests.e2e.conftest import serve, stop
 
@@ -86,7 +86,7 @@ def test_the_readme_runs_verbatim_from_serve_to_a_sites_job(tmp_path: Path) -> N
     workdir.mkdir()
     (workdir / ".venv").symlink_to(ROOT / ".venv")
     shutil.copytree(ROOT / "examples", workdir / "examples")
-    port = free_port()
+    port = free_service_port()
     address = f"localhost:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLORIST_")}
     env |= {"FLORIST_PORT": str(port), "FLORIST_ADDRESS": address}

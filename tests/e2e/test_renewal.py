@@ -18,7 +18,7 @@ from cryptography import x509
 
 from florist_grpc.config import TLSConfig
 from florist_grpc.domain.model import JobState
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as agent_pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as agent_grpc
 from florist_grpc.testing.certificates import Pki, issue_pki, renew_server
@@ -125,7 +125,7 @@ def test_an_agent_redials_with_its_renewed_ca(tmp_path: Path, pki: Pki, site_roo
 
 def test_the_dashboard_serves_the_renewed_certificate_too(tmp_path: Path, pki: Pki) -> None:
     """The browser port speaks HTTPS with the gRPC port's certificate (tests/web): renewed, both serve the new one."""
-    http_port = free_port()
+    http_port = free_service_port()
     plane = ControlPlaneThread.in_dir(
         tmp_path / "florist", tls=TLSConfig(pki.cert, pki.key), http_port=http_port, launcher_pool=False, timeouts=FAST
     )

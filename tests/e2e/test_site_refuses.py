@@ -29,7 +29,7 @@ from florist_grpc.launch.agent_protocol import (
     StopClient,
     Welcome,
 )
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import agent_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import agent_service_pb2_grpc as pb_grpc
 from florist_grpc.testing.plane import wait_for
@@ -69,7 +69,7 @@ def asking(tmp_path: Path) -> Iterator[tuple[AskingControlPlane, str]]:
     servicer = AskingControlPlane()
     server = grpc.server(futures.ThreadPoolExecutor(4))
     pb_grpc.add_AgentServiceServicer_to_server(servicer, server)
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_service_port()}"
     server.add_insecure_port(address)
     server.start()
     yield servicer, address
@@ -80,7 +80,7 @@ def asking(tmp_path: Path) -> Iterator[tuple[AskingControlPlane, str]]:
 def _launch(request_id: str, uuid: str, job: ClientJob) -> LaunchClient:
     training = training_config("FEDAVG", {"n_server_rounds": 1, "batch_size": 8, "local_epochs": 1})
     # Nothing listens at the FL server's address: an allowed client runs (retrying) until it is stopped.
-    run = ClientRun(f"127.0.0.1:{free_port()}", "", uuid, "MLP", "SGD", "FEDAVG", "mine.pt", training)
+    run = ClientRun(f"127.0.0.1:{free_service_port()}", "", uuid, "MLP", "SGD", "FEDAVG", "mine.pt", training)
     return LaunchClient(request_id, run, job=job)
 
 

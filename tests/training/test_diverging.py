@@ -23,7 +23,7 @@ from florist_grpc.fl.server import EXIT_DIVERGED
 from florist_grpc.launch.process import spawn
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.redis_users import RunUsers
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_pb2
 from florist_grpc.testing.plane import ControlPlaneThread
 from tests.helpers import job_message, no_fl_process_left
@@ -106,7 +106,7 @@ def test_the_fl_server_that_stops_a_diverged_run_exits_with_its_own_code_and_its
     server_uuid, client_uuid = uuid.uuid4().hex, uuid.uuid4().hex
     users = RunUsers(redis_url, 3600, redis_server.admin_url)
     credentials = users.create([server_uuid, client_uuid])
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_service_port()}"
     server_run = ServerRun(
         address, redis_address, server_uuid, "MLP", "FEDAVG", 1, config, **shape,
         redis_username=credentials[server_uuid].username, redis_password=credentials[server_uuid].password,

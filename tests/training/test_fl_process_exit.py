@@ -17,7 +17,7 @@ from florist_grpc.fl.run_config import ClientRun, ServerRun, run_environment
 from florist_grpc.launch.process import spawn
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
 from florist_grpc.metrics.redis_users import RunUsers
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from tests.helpers import wait_for
 
 
@@ -38,7 +38,7 @@ def test_a_spawned_fl_server_that_fails_with_a_client_connected_exits_with_1(tmp
     server_uuid, client_uuid = uuid.uuid4().hex, uuid.uuid4().hex
     users = RunUsers(redis_url, 3600, redis_server.admin_url)
     credentials = users.create([server_uuid, client_uuid])
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_service_port()}"
     server_run = ServerRun(
         address, redis_address, server_uuid, "MLP", "FEDAVG", 2, config, **shape,
         redis_username=credentials[server_uuid].username, redis_password=credentials[server_uuid].password,

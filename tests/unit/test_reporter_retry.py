@@ -8,7 +8,7 @@ import pytest
 
 from florist_grpc.config import Timeouts
 from florist_grpc.fl.reporter import SOCKET_TIMEOUT_SECONDS, RedisReporter, ReportFailed, report_retry
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 
 
 def worst_case_seconds(budget: float) -> float:
@@ -29,7 +29,7 @@ def test_the_retry_budget_is_below_the_readiness_timeout_and_covers_a_redis_rest
 
 
 def test_a_reporter_whose_redis_is_gone_fails_with_the_cause_within_its_budget() -> None:
-    port = free_port()
+    port = free_service_port()
     reporter = RedisReporter(f"127.0.0.1:{port}", "u" * 32, retry_seconds=3.0)
     began = time.monotonic()
     with pytest.raises(ReportFailed, match=f"127.0.0.1:{port}"):

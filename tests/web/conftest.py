@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.testing.plane import ControlPlaneThread
 
 TOKENS = {
@@ -61,7 +61,7 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     """A plane with an auth file and the dashboard on a free port (no launcher pool: nothing trains here)."""
     auth_file = write_auth_file(tmp_path / "tokens")
     plane = ControlPlaneThread.in_dir(
-        tmp_path / "florist", auth_file=auth_file, http_port=free_port(), launcher_pool=False
+        tmp_path / "florist", auth_file=auth_file, http_port=free_service_port(), launcher_pool=False
     )
     yield Dashboard(plane)
     plane.stop()
@@ -70,6 +70,6 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
 @pytest.fixture
 def open_dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     """A plane without an auth file (loopback only), with the dashboard on a free port."""
-    plane = ControlPlaneThread.in_dir(tmp_path / "florist", http_port=free_port(), launcher_pool=False)
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist", http_port=free_service_port(), launcher_pool=False)
     yield Dashboard(plane)
     plane.stop()

@@ -13,7 +13,7 @@ import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_service_connect
 from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
 from florist_grpc.testing.plane import TEST_TIMEOUTS, ControlPlaneThread
@@ -43,7 +43,7 @@ def reloading(tmp_path: Path) -> Iterator[tuple[Dashboard, Path]]:
     auth_file = write_auth_file(tmp_path / "tokens")
     timeouts = replace(TEST_TIMEOUTS, file_reload_seconds=0.1)
     plane = ControlPlaneThread.in_dir(
-        tmp_path / "florist", auth_file=auth_file, http_port=free_port(), launcher_pool=False, timeouts=timeouts
+        tmp_path / "florist", auth_file=auth_file, http_port=free_service_port(), launcher_pool=False, timeouts=timeouts
     )
     yield Dashboard(plane), auth_file
     plane.stop()

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_pb2, job_service_pb2
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.testing import simulation
@@ -71,7 +71,7 @@ def test_a_viewer_watches_without_buttons_that_mutate_and_the_token_leaves_the_a
 def training_dashboard(tmp_path: Path, demo_data: list[str]) -> Iterator[Dashboard]:
     """A plane that trains for real (launcher pool on), with an agent connected for the agents page."""
     plane = ControlPlaneThread.in_dir(
-        tmp_path / "florist", auth_file=write_auth_file(tmp_path / "tokens"), http_port=free_port()
+        tmp_path / "florist", auth_file=write_auth_file(tmp_path / "tokens"), http_port=free_service_port()
     )
     site = tmp_path / "site-a"
     site.mkdir()

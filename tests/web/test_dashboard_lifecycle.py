@@ -20,7 +20,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from florist_grpc.api.connect_calls import STOPPING
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_service_connect
 from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
 from florist_grpc.proto.florist.v1 import training_service_connect as training_connect
@@ -48,7 +48,7 @@ def test_a_browser_that_leaves_ends_its_subscription(dashboard: Dashboard) -> No
 
 @pytest.mark.timeout(120)
 def test_sigterm_ends_browser_streams_and_serve_exits_zero(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_service_port()
     served = serve(tmp_path / "florist", "--http-port", str(port))
     url = f"http://127.0.0.1:{port}"
     with urllib.request.urlopen(f"{url}/", timeout=10) as page:
@@ -79,7 +79,7 @@ def test_sigterm_ends_browser_streams_and_serve_exits_zero(tmp_path: Path) -> No
 
 def test_with_tls_the_dashboard_speaks_https_with_the_same_certificate(tmp_path: Path) -> None:
     pki = issue_pki(tmp_path)
-    port = free_port()
+    port = free_service_port()
     plane = ControlPlaneThread.in_dir(
         tmp_path / "florist", tls=TLSConfig(pki.cert, pki.key), http_port=port, launcher_pool=False
     )
@@ -98,7 +98,7 @@ def test_a_stop_ends_open_browser_streams_at_once_as_unavailable(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     plane = ControlPlaneThread.in_dir(
-        tmp_path / "florist", auth_file=write_auth_file(tmp_path / "tokens"), http_port=free_port()
+        tmp_path / "florist", auth_file=write_auth_file(tmp_path / "tokens"), http_port=free_service_port()
     )
     url = f"http://127.0.0.1:{plane.settings.http_port}"
     client = job_service_connect.JobServiceClientSync(url)

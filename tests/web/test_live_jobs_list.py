@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from florist_grpc.proto.florist.v1 import job_service_pb2 as job_pb
 from florist_grpc.proto.florist.v1 import training_service_pb2 as training_pb
 from florist_grpc.store.change_feed import TRIM_EVERY
@@ -31,7 +31,7 @@ def queue_dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     plane = ControlPlaneThread.in_dir(
         tmp_path / "florist",
         auth_file=write_auth_file(tmp_path / "tokens"),
-        http_port=free_port(),
+        http_port=free_service_port(),
         launcher_pool=False,
         max_running_jobs=1,
     )
@@ -91,7 +91,7 @@ def test_a_viewer_sees_jobs_another_client_creates_starts_and_stops_without_a_re
 
 @pytest.mark.timeout(180)
 def test_after_a_restart_that_trimmed_what_the_page_saw_the_list_lists_again(tmp_path: Path) -> None:
-    data_dir, store_path, http_port = tmp_path / "florist", tmp_path / "jobs.sqlite3", free_port()
+    data_dir, store_path, http_port = tmp_path / "florist", tmp_path / "jobs.sqlite3", free_service_port()
     settings = {"auth_file": write_auth_file(tmp_path / "tokens"), "http_port": http_port, "launcher_pool": False}
     keep = 5
     plane = ControlPlaneThread.in_dir(data_dir, store=SqliteStore(store_path, keep_changes=keep), **settings)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from florist_grpc.net import free_port
+from florist_grpc.net import free_service_port
 from tests.e2e.test_readme_walkthrough import section_blocks, stop_everything_started_in
 from tests.web.scenario import CHROMIUM, WEB
 
@@ -26,7 +26,7 @@ def test_the_readme_dashboard_block_serves_the_page_its_links_log_in_and_curl_re
     workdir = tmp_path / "work"
     workdir.mkdir()
     (workdir / ".venv").symlink_to(ROOT / ".venv")
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_service_port(), free_service_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLORIST_")}
     env |= {"FLORIST_PORT": str(grpc_port), "FLORIST_ADDRESS": f"localhost:{grpc_port}"}
     script = block.replace(":8080", f":{http_port}").replace("--http-port 8080", f"--http-port {http_port}")
