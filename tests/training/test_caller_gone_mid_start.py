@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -49,4 +51,36 @@ def test_a_start_whose_caller_left_launches_every_process_and_the_job_trains_to_
     assert done.server_uuid and all(c.uuid for c in done.clients)
     rounds = dict(done.server_metrics.fields["rounds"].struct_value.fields)
     assert set(rounds) == {"1", "2"}
+    no_fl_process_left()
+
+
+def test_a_shutdown_cancels_a_start_still_launching_and_is_not_held_by_it(tmp_path: Path, demo_data: list[str]) -> None:
+    """Trainer.close: a start that outlived its caller is cancelled when the control plane shuts down, before the
+    store and the launcher it uses are closed, rather than left pending on a loop that is going away."""
+    plane = ControlPlaneThread.in_dir(tmp_path / "florist")
+    job = plane.create(job_message(demo_data, rounds=2))
+    reached = threading.Event()
+    outcome: list[str] = []
+
+    async def hook(start: Start, name: str) -> None:
+        if name == "attached":
+            reached.set()
+            try:
+                await asyncio.Event().wait()  # a launch that does not end on its own
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+
+    plane.plane.trainer.starts.step_hook = hook
+    call = plane.training.StartTraining.future(pb.StartTrainingRequest(job_id=job.id), timeout=120)
+    assert reached.wait(60)
+    call.cancel()  # the caller leaves: the start goes on, held at "attached"
+    start = plane.plane.trainer.starts.of(job.id)
+    assert start is not None
+    plane.run(start.caller_gone.wait(), timeout=30)
+    began = time.monotonic()
+    plane.stop()
+    took = time.monotonic() - began
+    assert outcome == ["cancelled"]
+    assert took < 20, f"the shutdown took {took:.1f}s"
     no_fl_process_left()
