@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from florist_grpc import redis_clients
 from florist_grpc.config import Timeouts
 from florist_grpc.limits import Limits
 from florist_grpc.metrics.embedded_redis import EmbeddedRedis
@@ -49,9 +50,9 @@ class SiteReports:
         """Start (or adopt) the site's Redis and listen to `uuids`. Blocking: run it in a thread."""
         url = self._redis.start()
         self.address = redis_address_of(url)
-        self._client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._client = redis_clients.client(url, 5.0, 5.0)
         # Its own client with short timeouts: a health probe of a hung Redis must not take as long as a read.
-        self._probe = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._probe = redis_clients.client(url, 1.0, 1.0)
         # The site's clients report as users that may only write their own run's key, as on the control plane.
         self._users = RunUsers(url, self._key_ttl, self._redis.admin_url)
         self._listener = ReportListener(url, self._notify)

@@ -10,6 +10,7 @@ import redis
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
+from florist_grpc import redis_clients
 from florist_grpc.api.prometheus import PlaneMetrics
 
 
@@ -45,7 +46,7 @@ class HealthWatch:
     def _ping_redis(self, redis_url: str) -> bool:
         if self._redis_probe is None:
             # One client for every probe; redis-py reconnects it after a failure.
-            self._redis_probe = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            self._redis_probe = redis_clients.client(redis_url, 1.0, 1.0)
         try:
             return bool(self._redis_probe.ping())
         except redis.RedisError:

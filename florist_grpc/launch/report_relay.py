@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
-import redis.asyncio
-
+from florist_grpc import redis_clients
 from florist_grpc.limits import Limits
 
 log = logging.getLogger(__name__)
@@ -22,7 +21,7 @@ MAX_REPORT_BYTES = Limits.relayed_report_max_bytes
 
 class ReportRelay:
     def __init__(self, redis_url: str) -> None:
-        self._redis = redis.asyncio.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._redis = redis_clients.async_client(redis_url, 5.0)
 
     async def relay(self, agent: str, client_uuid: str, report_json: str) -> None:
         """Store and announce one client's whole report (dropped, logged, if it is not a sane JSON object)."""

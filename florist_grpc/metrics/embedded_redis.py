@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 import redis
 
+from florist_grpc import redis_clients
 from florist_grpc.config import Timeouts
 from florist_grpc.limits import Limits
 from florist_grpc.metrics.redis_users import ADMIN_RULES, ADMIN_USER, CONTROL_RULES, CONTROL_USER, RUN_USER_PREFIX
@@ -164,6 +165,7 @@ class EmbeddedRedis:
             password=self._admin_password,
             socket_timeout=1.0,
             socket_connect_timeout=1.0,
+            retry=redis_clients.no_retries(),
         )
 
     def _answers(self, port: int) -> bool:
@@ -182,7 +184,12 @@ class EmbeddedRedis:
         have it load the ACL file just written, once, so from now on it has today's users and rules."""
         with contextlib.suppress(redis.RedisError):
             legacy = redis.Redis(
-                host=LOOPBACK, port=port, username=CONTROL_USER, password=self._password, socket_timeout=1.0
+                host=LOOPBACK,
+                port=port,
+                username=CONTROL_USER,
+                password=self._password,
+                socket_timeout=1.0,
+                retry=redis_clients.no_retries(),
             )
             try:
                 legacy.execute_command("ACL", "LOAD")  # type: ignore[no-untyped-call]
@@ -206,8 +213,8 @@ class EmbeddedRedis:
         try:
             state = json.loads(self._state_file.read_text())
             process = psutil.Process(state["pid"])
-            if abs(process.create_time() - state["create_time"]) > 0.01:
-                return False
+            if abs(process.create_time() - state["create_time"]) > 0.01 or process.status() == psutil.STATUS_ZOMBIE:
+                return False  # another process now has its pid; or it died, unreaped by a process that embeds us
             if not self._answers(state["port"]):
                 self._load_users_as_before(state["port"])
                 if not self._answers(state["port"]):

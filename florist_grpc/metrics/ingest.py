@@ -20,8 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-import redis
-
+from florist_grpc import redis_clients
 from florist_grpc.domain.model import JOB_SOURCE, JsonObject, MetricsEvent, Source
 from florist_grpc.limits import Limits
 from florist_grpc.metrics import report_text
@@ -44,7 +43,7 @@ class ReportIngest:
         limits: Limits | None = None,
     ) -> None:
         limits = limits or Limits()
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        self._redis = redis_clients.client(redis_url, 5.0, 5.0)
         self._store = store
         self._publish = publish
         self._fetch = ReportFetch(self._redis, limits.report_max_bytes)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 
 import redis
 
+from florist_grpc import redis_clients
+
 log = logging.getLogger(__name__)
 
 # How long one blocking read of the pub/sub socket waits before the thread looks at its command queue.
@@ -69,7 +71,7 @@ class ReportListener:
     def _run(self) -> None:
         backoff = 0.05
         while not self._stopped.is_set():
-            client = redis.Redis.from_url(self._redis_url, socket_connect_timeout=5.0, health_check_interval=10)
+            client = redis_clients.client(self._redis_url, None, 5.0, health_check_interval=10)
             pubsub = client.pubsub()
             try:
                 client.ping()  # subscribing to nothing would not touch the network: prove the link first
