@@ -1,15 +1,15 @@
 """Redis clients of the control plane and the agent: a call fails within its own timeout, never retried by redis-py.
 
-Since version 6, redis-py gives a client built as `redis.Redis(host=..., port=...)` 10 retries with backoff, and
-one built with `from_url` none. The embedded Redis's admin client was built the first way: a restart whose
-embedded Redis had died spent 7.6-12 s probing the dead one before starting a new one (bench/redis_failures.py),
-and a probe with a 1 s timeout of a Redis that does not answer takes 15 s with those retries. Every client is now
-built here (the embedded Redis's own with `no_retries()`), with retries off whatever the way it is built or
-redis-py's defaults: each caller already has its own
-policy for a failure (the listener reconnects with backoff, the reader reads the source again after its retry
-interval, the health watch probes again on its interval, the supervisor restarts Redis), and redis-py's retries
-would only hide a failure for longer. A connection Redis closed while idle is not a failure: the pool checks a
-connection before lending it and reconnects (tests/metrics/test_redis_clients.py).
+Since version 6, redis-py gives a client built as `redis.Redis(host=..., port=...)` 10 retries with backoff, and one
+built with `from_url` none. The embedded Redis's admin client was built the first way: a restart whose embedded
+Redis had died spent 7.6-12 s probing the dead one before starting a new one (bench/redis_failures.py), and a probe
+with a 1 s timeout of a Redis that does not answer takes 15 s with those retries. Every client is now built here
+(the embedded Redis's own with `no_retries()`), with retries off whatever the way it is built or redis-py's
+defaults: each caller already has its own policy for a failure (the listener reconnects with backoff, the reader
+reads the source again after its retry interval, the health watch probes again on its interval, the supervisor
+restarts Redis), and redis-py's retries would only hide a failure for longer. A connection Redis closed while idle
+is not a failure: the pool checks a connection before lending it and reconnects
+(tests/metrics/test_redis_clients.py).
 """
 
 from __future__ import annotations
