@@ -1,9 +1,10 @@
-"""How long the control plane takes to learn that Redis fails (docs/benchmarks.md section 16): a probe of a Redis
-that accepts connections and never answers, of one that is down, and a start whose embedded Redis died (its pid a
-zombie, as in a process that embeds the control plane). Waits, not CPU: the figures are wall time.
+"""How long the control plane takes to learn that Redis fails (docs/benchmarks.md section 16): StartTraining's
+probe of a Redis that accepts connections and never answers, and of one that is down; a start whose embedded
+Redis died (its pid a zombie, as in a process that embeds the control plane); a start whose recorded Redis pid is
+alive but nothing answers on its port. Waits, not CPU: the figures are wall time.
 
-python -m bench.compare --before REV "redis_failures.probe_hung()" "redis_failures.probe_down()" \
-    "redis_failures.restart_after_redis_died()"
+python -m bench.compare --before REV --after REV "redis_failures.probe_hung()" "redis_failures.probe_down()" \
+    "redis_failures.restart_after_redis_died()" "redis_failures.adopt_hung()"
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -68,4 +70,27 @@ def restart_after_redis_died() -> float:
         took = time.monotonic() - began
         second.stop()
     record("redis_fail", case="restart_after_redis_died", seconds=took, loadavg_1m=os.getloadavg()[0])
+    return took
+
+
+def adopt_hung() -> float:
+    """The state file names a live process, and its port accepts connections but never answers."""
+    with tempfile.TemporaryDirectory() as directory, socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(64)
+        holder = subprocess.Popen(["sleep", "300"])
+        try:
+            embedded = EmbeddedRedis(Path(directory), Timeouts())
+            embedded.dir.mkdir(parents=True, exist_ok=True)
+            created = psutil.Process(holder.pid).create_time()
+            state = {"port": mute.getsockname()[1], "pid": holder.pid, "create_time": created}
+            (embedded.dir / "redis.json").write_text(json.dumps(state))
+            began = time.monotonic()
+            embedded.start()
+            took = time.monotonic() - began
+            embedded.stop()
+        finally:
+            holder.kill()
+            holder.wait(10)
+    record("redis_fail", case="adopt_hung", seconds=took, loadavg_1m=os.getloadavg()[0])
     return took
