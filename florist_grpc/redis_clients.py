@@ -27,11 +27,11 @@ def no_retries() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def client(url: str, timeout: float, connect_timeout: float, **options: Any) -> redis.Redis:
-    """A client of the Redis at `url` whose calls fail after `timeout` and whose connects fail after
-    `connect_timeout` (a pub/sub read that passes its own timeout waits that long instead)."""
+def client(url: str, timeout: float, **options: Any) -> redis.Redis:
+    """A client of the Redis at `url` whose connects and calls fail after `timeout` (a pub/sub read that passes
+    its own timeout waits that long instead)."""
     return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=connect_timeout, retry=no_retries(), **options
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=no_retries(), **options
     )
 
 

@@ -50,9 +50,9 @@ class SiteReports:
         """Start (or adopt) the site's Redis and listen to `uuids`. Blocking: run it in a thread."""
         url = self._redis.start()
         self.address = redis_address_of(url)
-        self._client = redis_clients.client(url, 5.0, 5.0)
+        self._client = redis_clients.client(url, 5.0)
         # Its own client with short timeouts: a health probe of a hung Redis must not take as long as a read.
-        self._probe = redis_clients.client(url, 1.0, 1.0)
+        self._probe = redis_clients.client(url, 1.0)
         # The site's clients report as users that may only write their own run's key, as on the control plane.
         self._users = RunUsers(url, self._key_ttl, self._redis.admin_url)
         self._listener = ReportListener(url, self._notify)

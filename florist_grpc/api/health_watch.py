@@ -46,7 +46,7 @@ class HealthWatch:
     def _ping_redis(self, redis_url: str) -> bool:
         if self._redis_probe is None:
             # One client for every probe; redis-py reconnects it after a failure.
-            self._redis_probe = redis_clients.client(redis_url, 1.0, 1.0)
+            self._redis_probe = redis_clients.client(redis_url, 1.0)
         try:
             return bool(self._redis_probe.ping())
         except redis.RedisError:

@@ -43,7 +43,7 @@ class ReportIngest:
         limits: Limits | None = None,
     ) -> None:
         limits = limits or Limits()
-        self._redis = redis_clients.client(redis_url, 5.0, 5.0)
+        self._redis = redis_clients.client(redis_url, 5.0)
         self._store = store
         self._publish = publish
         self._fetch = ReportFetch(self._redis, limits.report_max_bytes)

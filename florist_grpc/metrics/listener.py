@@ -72,7 +72,7 @@ class ReportListener:
         backoff = 0.05
         while not self._stopped.is_set():
             # 5 s bounds the PING and the (re)subscribe on a Redis that stops answering; reads wait _POLL_SECONDS.
-            client = redis_clients.client(self._redis_url, 5.0, 5.0, health_check_interval=10)
+            client = redis_clients.client(self._redis_url, 5.0, health_check_interval=10)
             pubsub = client.pubsub()
             try:
                 client.ping()  # subscribing to nothing would not touch the network: prove the link first

@@ -108,8 +108,8 @@ class RunUsers:
     def __init__(self, redis_url: str, key_ttl_seconds: float, admin_url: str | None = None) -> None:
         """`admin_url`: the user manager's URL where we own the server (each run then gets a user of its own);
         None for an external Redis."""
-        self._redis = redis_clients.client(redis_url, 1.0, 1.0)
-        self._admin = redis_clients.client(admin_url, 1.0, 1.0) if admin_url else None
+        self._redis = redis_clients.client(redis_url, 1.0)
+        self._admin = redis_clients.client(admin_url, 1.0) if admin_url else None
         parsed = urlparse(redis_url)
         # An external Redis: FL processes log in as the URL says (its own users are its operator's business).
         self._shared = RedisCredentials(unquote(parsed.username or ""), unquote(parsed.password or ""))

@@ -38,14 +38,14 @@ def mute_port() -> Iterator[int]:
 
 def test_no_client_we_build_retries_even_when_its_url_asks_to() -> None:
     url = "redis://127.0.0.1:6379/0?retry_on_timeout=true"
-    sync = redis_clients.client(url, TIMEOUT, TIMEOUT).connection_pool.make_connection()
+    sync = redis_clients.client(url, TIMEOUT).connection_pool.make_connection()
     loop = redis_clients.async_client(url, TIMEOUT).connection_pool.make_connection()
     assert sync.retry.get_retries() == 0 and loop.retry.get_retries() == 0
     assert redis_clients.no_retries().get_retries() == 0
 
 
 def test_a_call_to_a_redis_that_does_not_answer_fails_after_its_timeout(mute_port: int) -> None:
-    client = redis_clients.client(f"redis://127.0.0.1:{mute_port}/0", TIMEOUT, TIMEOUT)
+    client = redis_clients.client(f"redis://127.0.0.1:{mute_port}/0", TIMEOUT)
     began = time.monotonic()
     with pytest.raises(redis.TimeoutError):
         client.ping()
@@ -62,7 +62,7 @@ def test_the_listener_on_a_redis_that_stops_answering_never_hangs_its_thread(mut
 
 
 def test_a_connection_redis_closed_while_idle_is_reopened_for_the_next_call(redis_url: str) -> None:
-    client = redis_clients.client(redis_url, TIMEOUT, TIMEOUT)
+    client = redis_clients.client(redis_url, TIMEOUT)
     assert client.set("k", "v")
     admin = redis.Redis.from_url(redis_url)
     assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
