@@ -55,32 +55,38 @@ def test_a_start_whose_caller_left_launches_every_process_and_the_job_trains_to_
 
 
 def test_a_shutdown_cancels_a_start_still_launching_and_is_not_held_by_it(tmp_path: Path, demo_data: list[str]) -> None:
-    """Trainer.close: a start that outlived its caller is cancelled when the control plane shuts down, before the
-    store and the launcher it uses are closed, rather than left pending on a loop that is going away."""
+    """Trainer.close: a start that outlived its caller is cancelled by the control plane's shutdown (its exit stack)
+    rather than left pending on a loop that is going away."""
     plane = ControlPlaneThread.in_dir(tmp_path / "florist")
-    job = plane.create(job_message(demo_data, rounds=2))
-    reached = threading.Event()
-    outcome: list[str] = []
+    stopped = False
+    try:
+        job = plane.create(job_message(demo_data, rounds=2))
+        reached = threading.Event()
+        outcome: list[str] = []
 
-    async def hook(start: Start, name: str) -> None:
-        if name == "attached":
-            reached.set()
-            try:
-                await asyncio.Event().wait()  # a launch that does not end on its own
-            except asyncio.CancelledError:
-                outcome.append("cancelled")
-                raise
+        async def hook(start: Start, name: str) -> None:
+            if name == "attached":
+                reached.set()
+                try:
+                    await asyncio.Event().wait()  # a launch that does not end on its own
+                except asyncio.CancelledError:
+                    outcome.append("cancelled")
+                    raise
 
-    plane.plane.trainer.starts.step_hook = hook
-    call = plane.training.StartTraining.future(pb.StartTrainingRequest(job_id=job.id), timeout=120)
-    assert reached.wait(60)
-    call.cancel()  # the caller leaves: the start goes on, held at "attached"
-    start = plane.plane.trainer.starts.of(job.id)
-    assert start is not None
-    plane.run(start.caller_gone.wait(), timeout=30)
-    began = time.monotonic()
-    plane.stop()
-    took = time.monotonic() - began
-    assert outcome == ["cancelled"]
-    assert took < 20, f"the shutdown took {took:.1f}s"
-    no_fl_process_left()
+        plane.plane.trainer.starts.step_hook = hook
+        call = plane.training.StartTraining.future(pb.StartTrainingRequest(job_id=job.id), timeout=120)
+        assert reached.wait(60)
+        call.cancel()  # the caller leaves: the start goes on, held at "attached"
+        start = plane.plane.trainer.starts.of(job.id)
+        assert start is not None
+        plane.run(start.caller_gone.wait(), timeout=30)
+        began = time.monotonic()
+        plane.stop()
+        stopped = True
+        took = time.monotonic() - began
+        assert outcome == ["cancelled"]
+        assert took < 20, f"the shutdown took {took:.1f}s"
+        no_fl_process_left()
+    finally:
+        if not stopped:
+            plane.stop()
