@@ -31,7 +31,9 @@ await report(async () => {
       ([selector, rounds]) => document.querySelectorAll(selector).length === rounds,
       [aggregatedPoints, Number(ROUNDS)],
     );
-    await page.waitForFunction(() => (document.querySelector("[data-log]")?.textContent ?? "").length > 0);
+    // The log streams in while the page shows it, and the job can end before its last lines arrive: wait for the
+    // FL server's last ones (Flower's end-of-run summary) rather than take the text as it is at that moment.
+    await page.waitForFunction(() => (document.querySelector("[data-log]")?.textContent ?? "").includes("[SUMMARY]"));
     const curvePoints = await page.evaluate(() => window.__curvePoints);
     // One log at a time: choosing client 0's replaces the FL server's (and its stream).
     const serverLog = await page.textContent("[data-log]");
