@@ -218,6 +218,14 @@ def rounds_cost(data: list[Path], scratch: Path, rounds: int, pairs: int) -> Non
     record("warm.rounds", median_ratio=statistics.median(ratios), pairs=pairs, goal=1.05)
 
 
+def rounds(pairs: int = 20, count: int = 50) -> None:
+    """`rounds_cost` on its own data, for `bench.compare`: a round's ratio spreads by +-25 % from pair to pair on this
+    machine, so a median that resolves 5 % needs ~20 pairs, not the 3 of `run`."""
+    with tempfile.TemporaryDirectory() as directory:
+        scratch = Path(directory)
+        rounds_cost(write_synthetic(scratch / "data", 2), scratch, count, pairs)
+
+
 def measured(running: ControlPlaneThread, job: Callable[[], dict[str, float]]) -> dict[str, float]:
     with PssSampler(running) as pss:
         result = job()
