@@ -1,13 +1,14 @@
 """How often a source's report is read: at most every `min_interval`, longer for jobs with many subscribers and
-when many sources are followed at once.
+when many sources report at once.
 
 Reports are whole snapshots, so a source reporting faster than it is read is coalesced: no event is lost, only
 intermediate snapshots. Two costs are bounded this way, each by its own term of the interval:
 - fan-out: every subscriber gets at most ~100 events/s per source however fast it reports, fewer for a job with
   more than 100 subscribers (the messages a job fans out per second stay around 10k/s);
-- following: all the sources that are reporting share one budget of ~100 reads/s (one source alone is read every
-  `min_interval`, three every 3 x `min_interval`, a hundred every second). A read costs the control plane ~1 ms of
-  CPU across three threads (docs/benchmarks.md), taken from the FL processes it follows when they share its cores.
+- following: the sources that are reporting (read again within the last second) share one budget of ~100 reads/s:
+  one source alone is read every `min_interval`, three every 3 x `min_interval`, a hundred every second. A read
+  costs the control plane ~1 ms of CPU across three threads (docs/benchmarks.md), taken from the FL processes it
+  follows when they share its cores.
 A source reporting slower than its interval is never delayed. A notification that comes too early is deferred,
 never dropped; a process's exit and a job's end read at once, whatever the interval.
 """
@@ -20,6 +21,9 @@ MIN_READ_INTERVAL_SECONDS = 0.01
 # Beyond this many subscribers of a job, the interval grows in proportion, so that the messages a job fans out
 # per second stay bounded (~10k/s): 1,000 watchers of one job get ~10 events/s per source instead of 100.
 SUBSCRIBERS_PER_MIN_INTERVAL = 100
+# A source counts against the read budget while it was read again within this window. Its first read says nothing
+# of its pace: every followed source is read once when it is subscribed to, and most of a job's are then quiet.
+REPORTING_WINDOW_SECONDS = 1.0
 
 
 class ReadThrottle:
@@ -28,20 +32,22 @@ class ReadThrottle:
     def __init__(self, subscribers: Callable[[str], int], min_interval: float = MIN_READ_INTERVAL_SECONDS) -> None:
         self._subscribers = subscribers
         self._min_interval = min_interval
-        self._last_read: dict[str, float] = {}  # uuid -> when it was last admitted (the sources reporting)
+        self._last_read: dict[str, float] = {}  # uuid -> when it was last admitted
+        self._read_again: dict[str, float] = {}  # uuid -> when it was last admitted, if not for the first time
         self._deferred: dict[str, float] = {}  # uuid -> when it may be read again
 
     def admit(self, uuid: str, job_id: str, now: float) -> bool:
         """True if `uuid` may be read now (and counts as read); else it is deferred until it may."""
         last = self._last_read.get(uuid)
-        # Sources that reported and are still followed (forget() drops a job's at its end) share the read budget.
-        reporting = len(self._last_read) + (last is None)
-        fan_out = self._subscribers(job_id) / SUBSCRIBERS_PER_MIN_INTERVAL
-        interval = self._min_interval * max(1.0, fan_out, reporting)
-        due = now if last is None else last + interval
-        if due > now:
-            self._deferred[uuid] = min(due, self._deferred.get(uuid, due))
-            return False
+        if last is not None:
+            horizon = now - REPORTING_WINDOW_SECONDS
+            reporting = sum(1 for when in self._read_again.values() if when > horizon)
+            fan_out = self._subscribers(job_id) / SUBSCRIBERS_PER_MIN_INTERVAL
+            due = last + self._min_interval * max(1.0, fan_out, reporting)
+            if due > now:
+                self._deferred[uuid] = min(due, self._deferred.get(uuid, due))
+                return False
+            self._read_again[uuid] = now
         self._last_read[uuid] = now
         return True
 
@@ -60,3 +66,4 @@ class ReadThrottle:
         for uuid in uuids:
             self._deferred.pop(uuid, None)
             self._last_read.pop(uuid, None)
+            self._read_again.pop(uuid, None)

@@ -3,6 +3,8 @@ grows with a job's subscribers and with the sources reporting."""
 
 from __future__ import annotations
 
+import pytest
+
 from florist_grpc.metrics.throttle import ReadThrottle
 
 
@@ -28,20 +30,38 @@ def test_the_interval_grows_with_a_jobs_subscribers_beyond_a_hundred() -> None:
     throttle = ReadThrottle(subscribers=counts.__getitem__, min_interval=0.01)
     assert throttle.admit("a", "busy", now=0.0) and throttle.admit("b", "quiet", now=0.0)
     assert not throttle.admit("a", "busy", now=0.05)  # 1,000 subscribers: 10x the interval
-    assert throttle.admit("b", "quiet", now=0.02)  # 2 sources reporting: 2x
+    assert throttle.admit("b", "quiet", now=0.01)  # a's and b's first reads: neither counts as reporting yet
     assert throttle.admit("a", "busy", now=0.1)
 
 
 def test_the_sources_reporting_share_one_read_budget() -> None:
     throttle = ReadThrottle(subscribers=lambda job_id: 0, min_interval=0.01)
     sources = [f"s{i}" for i in range(5)]
-    assert all(throttle.admit(s, "j", now=0.0) for s in sources)  # a source's first report is read at once
-    assert not throttle.admit("s0", "j", now=0.049)  # 5 sources: each at most every 5 x 10 ms
-    assert throttle.next_due() == 0.05
-    assert throttle.admit("s1", "j", now=0.05)
+    assert all(throttle.admit(s, "j", now=0.0) for s in sources)  # first reads (subscriptions): at once, not counted
+    for i, s in enumerate(sources):  # read again one after the other: each one read again slows the next
+        assert throttle.admit(s, "j", now=0.0101 * (i + 1))
+    assert not throttle.admit("s0", "j", now=0.059)  # 5 sources reporting: each at most every 5 x 10 ms
+    assert throttle.next_due() == pytest.approx(0.0101 + 0.05)
+    assert throttle.admit("s0", "j", now=0.0602)
     throttle.forget(sources[2:])  # their job ended: the two left share the budget
-    assert throttle.admit("s1", "j", now=0.07)
-    assert not throttle.admit("s1", "j", now=0.089)
+    assert throttle.admit("s1", "j", now=0.0403)  # read again at 0.0202, then every 2 x 10 ms
+    assert not throttle.admit("s1", "j", now=0.059)
+
+
+def test_a_source_no_longer_counts_once_it_was_not_read_again_for_a_second() -> None:
+    throttle = ReadThrottle(subscribers=lambda job_id: 0, min_interval=0.01)
+    for now in (0.0, 0.01):
+        assert throttle.admit("quiet", "j", now=now) and throttle.admit("busy", "j", now=now)
+    assert not throttle.admit("busy", "j", now=0.025)  # two reporting: every 20 ms
+    assert throttle.admit("busy", "j", now=1.02)
+    assert throttle.admit("busy", "j", now=1.03)  # "quiet" was last read again at 0.01: only "busy" counts now
+
+
+def test_sources_read_only_once_do_not_slow_the_one_that_reports() -> None:
+    throttle = ReadThrottle(subscribers=lambda job_id: 0, min_interval=0.01)
+    assert all(throttle.admit(f"idle{i}", "j", now=0.0) for i in range(10))
+    assert throttle.admit("busy", "j", now=0.0)
+    assert all(throttle.admit("busy", "j", now=0.0101 * n) for n in range(1, 20))
 
 
 def test_forgotten_sources_leave_nothing_deferred() -> None:
