@@ -29,9 +29,9 @@ def test_the_interval_grows_with_a_jobs_subscribers_beyond_a_hundred() -> None:
     counts = {"busy": 1000, "quiet": 50}
     throttle = ReadThrottle(subscribers=counts.__getitem__, min_interval=0.01)
     assert throttle.admit("a", "busy", now=0.0) and throttle.admit("b", "quiet", now=0.0)
+    assert throttle.admit("b", "quiet", now=0.011)  # b's first read does not count as reporting
     assert not throttle.admit("a", "busy", now=0.05)  # 1,000 subscribers: 10x the interval
-    assert throttle.admit("b", "quiet", now=0.01)  # a's and b's first reads: neither counts as reporting yet
-    assert throttle.admit("a", "busy", now=0.1)
+    assert throttle.admit("a", "busy", now=0.101)
 
 
 def test_the_sources_reporting_share_one_read_budget() -> None:
@@ -44,17 +44,19 @@ def test_the_sources_reporting_share_one_read_budget() -> None:
     assert throttle.next_due() == pytest.approx(0.0101 + 0.05)
     assert throttle.admit("s0", "j", now=0.0602)
     throttle.forget(sources[2:])  # their job ended: the two left share the budget
-    assert throttle.admit("s1", "j", now=0.0403)  # read again at 0.0202, then every 2 x 10 ms
-    assert not throttle.admit("s1", "j", now=0.059)
+    assert throttle.admit("s1", "j", now=0.061)  # read again at 0.0202: due at 0.0402 with 2 sources (5: 0.0702)
+    assert not throttle.admit("s1", "j", now=0.07)
+    assert throttle.admit("s1", "j", now=0.0811)
 
 
 def test_a_source_no_longer_counts_once_it_was_not_read_again_for_a_second() -> None:
     throttle = ReadThrottle(subscribers=lambda job_id: 0, min_interval=0.01)
-    for now in (0.0, 0.01):
+    for now in (0.0, 0.011):
         assert throttle.admit("quiet", "j", now=now) and throttle.admit("busy", "j", now=now)
     assert not throttle.admit("busy", "j", now=0.025)  # two reporting: every 20 ms
-    assert throttle.admit("busy", "j", now=1.02)
-    assert throttle.admit("busy", "j", now=1.03)  # "quiet" was last read again at 0.01: only "busy" counts now
+    assert throttle.admit("busy", "j", now=1.02)  # neither was read again in the last second
+    assert throttle.next_due() is None  # busy's deferred read was made by this one
+    assert throttle.admit("busy", "j", now=1.035)  # "quiet" was last read again at 0.011: only "busy" counts
 
 
 def test_sources_read_only_once_do_not_slow_the_one_that_reports() -> None:
