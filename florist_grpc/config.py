@@ -53,6 +53,9 @@ class Timeouts:
     report_retry_seconds: float = 25.0
     # After a job's terminal event is persisted, its runs' Redis keys live this long (then Redis drops them).
     report_key_ttl_seconds: float = 3600.0
+    # A source's report is read at most this often; more rarely when many sources report at once or a job has
+    # many subscribers (metrics/throttle.py). Faster reports coalesce: they are snapshots.
+    report_read_interval_seconds: float = 0.01
     # How often the health check probes the store and Redis (and restarts an embedded Redis that died).
     health_check_seconds: float = 2.0
     # Launcher pool: a launch waits this long for a pool still importing torch and Flower, then spawns instead.

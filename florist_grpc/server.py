@@ -165,7 +165,7 @@ class ControlPlane:
         reader = ReportReader(
             ReportIngest(self.redis_url, store, publisher.publish, settings.limits),
             # Read from the follower thread without the loop: an approximate count is all it needs.
-            ReadThrottle(subscribers=hub.subscriber_count),
+            ReadThrottle(subscribers=hub.subscriber_count, min_interval=timeouts.report_read_interval_seconds),
         )
         listener = ReportListener(self.redis_url, reader.notify)
         follower = JobFollower(store, reader, listener, ProcessWatcher(), publisher, timeouts, users.retire)

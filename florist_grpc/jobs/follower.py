@@ -189,7 +189,9 @@ class JobFollower:
         if run is None:
             return
         process = run.processes[key]
-        self._record_exit(process, status)
+        # A client's end is judged with the server's report too (did training complete?): read it in the same
+        # batch, since the read throttle may have held its latest for up to an interval.
+        self._record_exit(process, status, () if key == SERVER_SOURCE.key else (run.server.uuid,))
         if key != SERVER_SOURCE.key:
             server = run.server
             # A client that fails may have lost its server: if the server is gone too (`poll_now`: a pool reports
@@ -204,12 +206,12 @@ class JobFollower:
             self._record_client_end(run, process)
         self._evaluate(run)
 
-    def _record_exit(self, process: RunningProcess, status: Exit) -> None:
+    def _record_exit(self, process: RunningProcess, status: Exit, also_read: tuple[str, ...] = ()) -> None:
         process.exit = status
         if not status.clean:
             tail = process.handle.log_tail() if process.handle is not None else ""
             process.failure = status.describe() + (f"; last log lines:\n{tail}" if tail else "")
-        self._reader.read([process.uuid])  # late keys written just before exiting
+        self._reader.read([process.uuid, *also_read])  # late keys written just before exiting
 
     def _record_client_end(self, run: JobRun, process: RunningProcess, job_end: JobState | None = None) -> None:
         """Record the client's terminal state as the ending policy decides it (jobs/ending.py `client_end`)."""
