@@ -118,8 +118,11 @@ def test_a_job_created_in_the_page_is_followed_live_to_its_end(
     assert job.state == job_pb2.JOB_STATE_FINISHED_SUCCESSFULLY
     assert result["addressAfterLink"] == f"{training_dashboard.url}/#/jobs"
     assert result["listedId"] == job_id[:8]
-    # The page drew the curve empty, then one more point as each round ended.
-    assert result["curvePoints"] == list(range(rounds + 1))
+    # The page drew the curve empty, then grew as rounds ended, while the job ran. A source's reports read together
+    # (metrics/throttle.py: a 2-client job's every 30 ms) may add two rounds' points at once, never take one away.
+    points = result["curvePoints"]
+    assert points[0] == 0 and points[-1] == rounds and points == sorted(set(points)), points
+    assert len(points) >= 3, points  # a point drawn live, before the last round's
     for metric in ("val-loss", "val-accuracy"):
         assert result["curves"][metric] == {"aggregated": rounds, "client0": rounds, "client1": rounds}, metric
     assert result["curves"]["train-loss"]["aggregated"] == rounds
