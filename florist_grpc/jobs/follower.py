@@ -22,13 +22,7 @@ from datetime import UTC, datetime
 
 from florist_grpc.config import Timeouts
 from florist_grpc.domain.errors import FailedPrecondition, job_not_found, quote
-from florist_grpc.domain.model import (
-    SERVER_SOURCE,
-    Exit,
-    JobState,
-    JsonObject,
-    MetricsEvent,
-)
+from florist_grpc.domain.model import SERVER_SOURCE, Exit, JobState, JsonObject, MetricsEvent
 from florist_grpc.jobs.ending import ProcessFacts, Stopping, Verdict, client_end, judge, stopped
 from florist_grpc.jobs.run import Ending, JobRun, RunningProcess
 from florist_grpc.jobs.unconfirmed_stops import UnconfirmedStops
@@ -189,9 +183,7 @@ class JobFollower:
         if run is None:
             return
         process = run.processes[key]
-        # A client's end is judged with the server's report too (did training complete?): read it in the same
-        # batch, since the read throttle may have held its latest for up to an interval.
-        self._record_exit(process, status, () if key == SERVER_SOURCE.key else (run.server.uuid,))
+        self._record_exit(run, process, status)
         if key != SERVER_SOURCE.key:
             server = run.server
             # A client that fails may have lost its server: if the server is gone too (`poll_now`: a pool reports
@@ -202,16 +194,17 @@ class JobFollower:
                 and server.handle is not None
                 and (server_status := getattr(server.handle, "poll_now", server.handle.poll)()) is not None
             ):
-                self._record_exit(server, server_status)
+                self._record_exit(run, server, server_status)
             self._record_client_end(run, process)
         self._evaluate(run)
 
-    def _record_exit(self, process: RunningProcess, status: Exit, also_read: tuple[str, ...] = ()) -> None:
+    def _record_exit(self, run: JobRun, process: RunningProcess, status: Exit) -> None:
         process.exit = status
         if not status.clean:
             tail = process.handle.log_tail() if process.handle is not None else ""
             process.failure = status.describe() + (f"; last log lines:\n{tail}" if tail else "")
-        self._reader.read([process.uuid, *also_read])  # late keys written just before exiting
+        # Its late keys, and the server's latest (a client's end is judged with it), which the throttle may hold.
+        self._reader.read(dict.fromkeys([process.uuid, run.server.uuid]))
 
     def _record_client_end(self, run: JobRun, process: RunningProcess, job_end: JobState | None = None) -> None:
         """Record the client's terminal state as the ending policy decides it (jobs/ending.py `client_end`)."""
