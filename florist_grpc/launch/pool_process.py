@@ -35,6 +35,7 @@ import psutil
 from florist_grpc.fl.process import exit_code
 from florist_grpc.fl.readiness import READY_FD_ENV
 from florist_grpc.launch.exit_file import write_exit_code
+from florist_grpc.launch.huge_pages import HeapCollapse
 
 PRELOAD = (
     "numpy",
@@ -69,6 +70,9 @@ PRELOAD = (
     "setproctitle",
 )
 LAUNCHABLE = frozenset({"florist_grpc.fl.server", "florist_grpc.fl.client", "florist_grpc.fl.probe"})
+# Idle this long (no child, no launch), the pool moves its heap to huge pages (launch/huge_pages.py). Long enough
+# that a plane started for one job (a test, a demo) is not charged ~1 s of CPU for it; negative: never.
+HUGE_PAGES_AFTER_SECONDS = float(os.environ.get("FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS", "10"))
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Child:
 class Pool:
     def __init__(self, launchable: frozenset[str]) -> None:
         self.launchable = launchable
+        self.heap = HeapCollapse(HUGE_PAGES_AFTER_SECONDS)
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
         self.accepting = True
@@ -105,7 +110,12 @@ class Pool:
     def run(self) -> None:
         self.send({"hello": os.getpid()})
         while self.accepting or self.children:
-            for key, _ in self.selector.select():
+            if self.children:
+                self.heap.busy()
+            events = self.selector.select(None if self.children else self.heap.wait())
+            if not events and self.heap.step():
+                print(f"launcher pool: {self.heap.summary()}", file=sys.stderr, flush=True)
+            for key, _ in events:
                 if key.data == "control":
                     self._read_control()
                 elif key.data == "child":

@@ -1,0 +1,129 @@
+"""Moving the launcher pool's heap onto transparent huge pages, so that forking it is cheap.
+
+A fork copies the parent's page tables: one entry per 4 KiB page of private memory. The pool holds ~290 MiB of
+Python heap (torch, Flower and their imports), ~75k entries, and a fork cost it ~6 ms of CPU on a quiet machine
+(~10 ms while a job's clients start beside it), one fork after another for a job's processes. On 2 MiB pages the
+same heap is ~150 entries, and a child's exit unmaps as few. A child still copies only the 4 KiB it writes: since
+Linux 5.8 a write to a shared huge page splits the mapping and copies that one page (docs/benchmarks.md section 19).
+
+MADV_COLLAPSE (Linux 6.1) copies a range into a huge page on the spot. It takes a few ms per 2 MiB, so the pool
+does it in short steps while it is idle (no child, no launch for a while): a launch waits one step at most, and no
+child is alive to keep the small pages' copies. A kernel without it, or with transparent huge pages set to
+"never", refuses every range: the pool then forks as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+MADV_COLLAPSE = 25  # <linux/mman.h>
+HUGE_PAGE = 2 << 20
+SMALL_PAGE = mmap.PAGESIZE
+# A range is collapsed only if this share of its pages is already in memory: a huge page is always whole, so a
+# sparse range would grow by its holes.
+MIN_RESIDENT = 0.9
+# One step collapses ranges for at most this long: a launch that arrives meanwhile waits no longer.
+STEP_SECONDS = 0.02
+
+
+def heap_ranges(maps: str) -> list[int]:
+    """The start of every 2 MiB-aligned range inside the private, anonymous, writable mappings listed in `maps`
+    (/proc/PID/maps text): the brk heap and the unnamed mappings where Python's allocator keeps its arenas."""
+    starts: list[int] = []
+    for line in maps.splitlines():
+        fields = line.split()
+        if len(fields) < 5 or fields[1] != "rw-p" or (len(fields) > 5 and fields[5] != "[heap]"):
+            continue
+        low, high = (int(bound, 16) for bound in fields[0].split("-"))
+        first = -(-low // HUGE_PAGE) * HUGE_PAGE
+        starts.extend(range(first, high - HUGE_PAGE + 1, HUGE_PAGE))
+    return starts
+
+
+class _Libc:
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._madvise = libc.madvise
+        self._madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        self._mincore = libc.mincore
+        self._mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        self._vector = (ctypes.c_ubyte * (HUGE_PAGE // SMALL_PAGE))()
+
+    def resident_share(self, start: int) -> float:
+        if self._mincore(start, HUGE_PAGE, self._vector) != 0:
+            return 0.0  # no longer mapped
+        return sum(byte & 1 for byte in self._vector) / len(self._vector)
+
+    def collapse(self, start: int) -> bool:
+        return bool(self._madvise(start, HUGE_PAGE, MADV_COLLAPSE) == 0)
+
+
+class HeapCollapse:
+    """Moves this process's heap to huge pages each time it has been idle for `idle_seconds` (negative: never).
+    Each idle time gets one pass: the pool's own writes while it forks split some huge pages back into small ones,
+    and the next pass mends them (a range still huge costs one call). Not thread-safe: the pool's loop calls `busy`
+    whenever it has children (a pass stops there: no child keeps the small pages' copies alive), `wait` for how
+    long it may block, and `step` when it woke with nothing to do."""
+
+    def __init__(self, idle_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._idle_seconds = idle_seconds
+        self._clock = clock
+        self._idle_since = clock()
+        self._left: list[int] | None = None  # the ranges this idle time's pass has yet to do; None: not begun
+        self._libc: _Libc | None = None
+        self._unusable = "" if sys.platform.startswith("linux") else "not Linux"
+        self._resting = idle_seconds < 0 or bool(self._unusable)  # no pass is due until the next idle time
+        self.collapsed = self.sparse = self.refused = 0  # ranges, in the last pass
+
+    def busy(self) -> None:
+        self._idle_since = self._clock()
+        self._left = None
+        self._resting = self._idle_seconds < 0 or bool(self._unusable)
+
+    def wait(self) -> float | None:
+        """How long the caller may block before the next step is due (None: no step will be)."""
+        if self._resting:
+            return None
+        return max(0.0, self._idle_since + self._idle_seconds - self._clock())
+
+    def step(self) -> bool:
+        """Collapse ranges for up to STEP_SECONDS if the process has been idle long enough; True when this step
+        ended a pass (`summary` then says what it did)."""
+        if self._resting or self._clock() < self._idle_since + self._idle_seconds:
+            return False
+        if self._left is None:
+            try:
+                self._libc = self._libc or _Libc()
+                self._left = heap_ranges(Path("/proc/self/maps").read_text())
+            except (OSError, AttributeError) as exc:  # no /proc, or a libc without madvise or mincore
+                self._unusable = str(exc)
+                self._resting = True
+                return True
+            self.collapsed = self.sparse = self.refused = 0
+        assert self._libc is not None
+        deadline = self._clock() + STEP_SECONDS
+        # A refusal is cheap (the kernel checks the advice first), so a kernel that cannot is simply asked for each.
+        while self._left and self._clock() < deadline:
+            start = self._left.pop()
+            if self._libc.resident_share(start) < MIN_RESIDENT:
+                self.sparse += 1
+            elif self._libc.collapse(start):
+                self.collapsed += 1
+            else:
+                self.refused += 1
+        self._resting = not self._left
+        return self._resting
+
+    def summary(self) -> str:
+        if self._unusable:
+            return f"heap left on small pages: {self._unusable}"
+        mib = HUGE_PAGE >> 20
+        return (
+            f"heap on huge pages: {self.collapsed * mib} MiB; left on small pages: {self.sparse * mib} MiB sparse,"
+            f" {self.refused * mib} MiB refused by the kernel"
+        )
