@@ -20,7 +20,7 @@ import psutil
 
 from bench.profile import sampled
 from bench.stats import record
-from bench.warm import PATIENT, plane, run_job
+from bench.warm import PATIENT, huge_kib, plane, run_job
 from florist_grpc.fl.make_data import write_synthetic
 
 
@@ -63,12 +63,17 @@ def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
             assert running.plane.launcher_pool is not None and running.plane.launcher_pool.pid is not None
             pool, this = psutil.Process(running.plane.launcher_pool.pid), psutil.Process()
             fl_before, plane_before = cpu_seconds(pool, True), cpu_seconds(this, False)
+            pool_before = cpu_seconds(pool, False)
             result = run_job(running, data, rounds)
             fl_cpu, plane_cpu = cpu_seconds(pool, True) - fl_before, cpu_seconds(this, False) - plane_before
+            pool_cpu = cpu_seconds(pool, False) - pool_before  # its forks
+            pool_huge = huge_kib(pool.pid) >> 10
     line = {
         **result,
         "fl_cpu_s": fl_cpu,
         "plane_cpu_s": plane_cpu,
+        "pool_cpu_s": pool_cpu,
+        "pool_huge_mib": float(pool_huge),
         "pss_gib": pss.total / 2**30,
         "processes": float(pss.count),
         "pss_mean_mib": pss.total / max(pss.count, 1) / 2**20,

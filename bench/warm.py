@@ -47,11 +47,38 @@ PATIENT = Timeouts(server_ready_seconds=300.0, data_check_seconds=300.0)
 
 @contextmanager
 def plane(pool: bool, timeouts: Timeouts | None = None) -> Iterator[ControlPlaneThread]:
-    with embedded_plane(launcher_pool=pool, timeouts=timeouts) as running:
-        launcher = running.plane.launcher_pool
-        if launcher is not None:
-            assert launcher.wait_ready(180), "launcher pool not ready"
-        yield running
+    """A plane whose launcher pool (if any) is ready, and has moved its heap to huge pages if its revision does so:
+    a long-running plane's pool has, once idle (launch/huge_pages.py); here it is asked to at once."""
+    os.environ["FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS"] = "0"
+    try:
+        with embedded_plane(launcher_pool=pool, timeouts=timeouts) as running:
+            launcher = running.plane.launcher_pool
+            if launcher is not None:
+                assert launcher.wait_ready(180), "launcher pool not ready"
+                assert launcher.pid is not None
+                huge_pages_settled(launcher.pid)
+            yield running
+    finally:
+        del os.environ["FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS"]
+
+
+def huge_pages_settled(pid: int, bound: float = 10.0) -> int:
+    """Wait until process `pid`'s huge pages stop growing (half a second unchanged) or, if it has none 3 s after
+    its pool said hello (an earlier revision's pool), go on; MiB on huge pages."""
+    began, seen, since = time.monotonic(), -1, time.monotonic()
+    while time.monotonic() - began < bound:
+        kib = huge_kib(pid)
+        if kib != seen:
+            seen, since = kib, time.monotonic()
+        elif (kib and time.monotonic() - since >= 0.5) or (not kib and time.monotonic() - began >= 3.0):
+            break
+        time.sleep(0.1)  # polling a figure that has no event to wait on
+    return seen >> 10
+
+
+def huge_kib(pid: int) -> int:
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("AnonHugePages:"))
 
 
 def fl_processes(running: ControlPlaneThread) -> list[psutil.Process]:
