@@ -72,6 +72,9 @@ class ReportReader:
 
     def notify(self, uuid: str) -> None:
         """The source `uuid` reported (or may have): read it soon, on the owning thread."""
+        if self._throttle.deferred(uuid):
+            # Its deferred read is released (and reads Redis) after this notification's SET: nothing to wake for.
+            return
         with self._pending_lock:
             schedule = not self._pending
             self._pending.add(uuid)

@@ -60,6 +60,11 @@ class ReadThrottle:
         self._deferred.pop(uuid, None)  # read now: a read deferred earlier would find nothing new
         return True
 
+    def deferred(self, uuid: str) -> bool:
+        """Whether a read of `uuid` is already due later. The one method safe from any thread: a notification
+        that finds its source deferred needs no read of its own, since the deferred read comes after it."""
+        return uuid in self._deferred
+
     def next_due(self) -> float | None:
         """When the earliest deferred read becomes due (None if nothing is deferred)."""
         return min(self._deferred.values()) if self._deferred else None

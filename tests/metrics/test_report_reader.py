@@ -20,6 +20,7 @@ from florist_grpc.metrics.report_reader import ReportReader
 from florist_grpc.metrics.report_text import MAX_REPORT_DEPTH
 from florist_grpc.metrics.throttle import ReadThrottle
 from florist_grpc.store.sqlite import SqliteStore
+from tests.helpers import wait_for
 from tests.store.test_store_contract import T0, new_job
 
 RETRY = 0.5
@@ -145,6 +146,27 @@ def test_a_source_read_too_recently_is_deferred_not_dropped(tmp_path: Path, redi
         # Read directly (as on a process's exit), the throttle does not apply.
         assert reading.reader.read(["s"])
         assert [e.patch for e in reading.events()] == [{"round": 1}, {"round": 2}]
+
+
+def test_a_notification_of_a_deferred_source_wakes_nothing_and_its_deferred_read_sees_the_report(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with reading_with(tmp_path, redis_url, min_interval=0.3) as reading:
+        reading.report("s", {"round": 1})
+        reading.reader.notify("s")
+        reading.run_scheduled()
+        reading.reader.notify("s")
+        assert reading.run_scheduled() == 1  # read too early: deferred (until it is released, however late)
+        for round_number in (2, 3):
+            reading.report("s", {"round": round_number})
+            reading.reader.notify("s")
+            assert reading.scheduled == []  # the owning thread is not woken for it
+        due = reading.reader.next_due()
+        assert due is not None
+        wait_for(lambda: time.monotonic() >= due, 10, "the deferred read to come due")
+        reading.reader.release_due(time.monotonic())
+        assert reading.run_scheduled() == 1
+        assert reading.reader.persisted("s") == {"round": 3}  # the last report, read when the deferral ended
 
 
 def test_only_a_persisted_report_becomes_the_baseline(reading: Reading) -> None:
