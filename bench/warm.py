@@ -49,7 +49,8 @@ PATIENT = Timeouts(server_ready_seconds=300.0, data_check_seconds=300.0)
 def plane(pool: bool, timeouts: Timeouts | None = None) -> Iterator[ControlPlaneThread]:
     """A plane whose launcher pool (if any) is ready, and has moved its heap to huge pages if its revision does so:
     a long-running plane's pool has, once idle (launch/huge_pages.py); here it is asked to at once."""
-    os.environ["FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS"] = "0"
+    setting = os.environ.get("FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS")
+    os.environ.setdefault("FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS", "0")  # a caller's own setting (-1: never) wins
     try:
         with embedded_plane(launcher_pool=pool, timeouts=timeouts) as running:
             launcher = running.plane.launcher_pool
@@ -59,7 +60,8 @@ def plane(pool: bool, timeouts: Timeouts | None = None) -> Iterator[ControlPlane
                 huge_pages_settled(launcher.pid)
             yield running
     finally:
-        del os.environ["FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS"]
+        if setting is None:
+            del os.environ["FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS"]
 
 
 def huge_pages_settled(pid: int, bound: float = 10.0) -> int:

@@ -35,7 +35,7 @@ import psutil
 from florist_grpc.fl.process import exit_code
 from florist_grpc.fl.readiness import READY_FD_ENV
 from florist_grpc.launch.exit_file import write_exit_code
-from florist_grpc.launch.huge_pages import HeapCollapse
+from florist_grpc.launch.huge_pages import HeapCollapse, idle_seconds
 
 PRELOAD = (
     "numpy",
@@ -71,8 +71,8 @@ PRELOAD = (
 )
 LAUNCHABLE = frozenset({"florist_grpc.fl.server", "florist_grpc.fl.client", "florist_grpc.fl.probe"})
 # Idle this long (no child, no launch), the pool moves its heap to huge pages (launch/huge_pages.py). Long enough
-# that a plane started for one job (a test, a demo) is not charged ~1 s of CPU for it; negative: never.
-HUGE_PAGES_AFTER_SECONDS = float(os.environ.get("FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS", "10"))
+# that a plane started for one job (a test, a demo) is not charged ~1 s of CPU for it; negative or "never": never.
+HUGE_PAGES_AFTER_SECONDS = idle_seconds(os.environ.get("FLORIST_POOL_HUGE_PAGES_AFTER_SECONDS", "10"))
 
 
 @dataclass
@@ -110,8 +110,6 @@ class Pool:
     def run(self) -> None:
         self.send({"hello": os.getpid()})
         while self.accepting or self.children:
-            if self.children:
-                self.heap.busy()
             events = self.selector.select(None if self.children else self.heap.wait())
             if not events and self.heap.step():
                 print(f"launcher pool: {self.heap.summary()}", file=sys.stderr, flush=True)
@@ -139,6 +137,7 @@ class Pool:
                 self._launch(json.loads(line))
 
     def _launch(self, request: dict[str, Any]) -> None:
+        self.heap.busy()  # idle time counts from the last launch, even a refused one
         number = request["launch"]
         module, args, log_path = request["module"], list(request["args"]), request["log_path"]
         env = {str(k): str(v) for k, v in request.get("env", {}).items()}
@@ -210,6 +209,7 @@ class Pool:
             child = self.children.pop(pid, None)
             if child is None:
                 continue
+            self.heap.busy()  # and from the last child's end
             if child.ready_fd is not None:
                 with contextlib.suppress(OSError):  # includes BlockingIOError: it never said so
                     if os.read(child.ready_fd, 64):  # said ready just before it ended

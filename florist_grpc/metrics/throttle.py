@@ -30,7 +30,7 @@ REPORTING_WINDOW_SECONDS = 1.0
 
 
 class ReadThrottle:
-    """Not thread-safe: owned by the follower thread. Times are time.monotonic() values."""
+    """Not thread-safe, but for `deferred`: owned by the follower thread. Times are time.monotonic() values."""
 
     def __init__(self, subscribers: Callable[[str], int], min_interval: float) -> None:
         """`min_interval`: Timeouts.report_read_interval_seconds, 10 ms unless configured."""
