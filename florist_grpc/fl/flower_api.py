@@ -59,9 +59,16 @@ class _ReadyServer(flwr.server.Server):
     A `StopRun` from the strategy ends the round loop early; the History returned then is empty (the strategy
     knows why and where it stopped)."""
 
-    def __init__(self, client_manager: SimpleClientManager, strategy: Any, on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self, client_manager: SimpleClientManager, strategy: Any, on_ready: Callable[[], None], clients: int
+    ) -> None:
         super().__init__(client_manager=client_manager, strategy=strategy)
         self._on_ready = on_ready
+        # Flower hands a round's instructions to a thread pool that is otherwise sized by this machine's CPUs
+        # (min(32, cpus + 4)), and each worker waits for its client's answer: with more clients than workers a
+        # round ran in waves, each as long as its slowest client. One worker per client: every client trains at
+        # once, as an FL round means.
+        self.set_max_workers(max(1, clients))
 
     def fit(self, num_rounds: int, timeout: float | None) -> tuple[History, float]:
         self._on_ready()
@@ -81,15 +88,16 @@ def start_server(
     client_wait: float,
     certificates: tuple[bytes, bytes, bytes] | None = None,
     on_ready: Callable[[], None] = lambda: None,
+    clients: int = 1,
 ) -> Any:
     """Run every round (blocks); with `certificates` (CA, certificate chain, private key; PEM) over TLS.
-    `on_ready` is called once the server accepts connections."""
+    `on_ready` is called once the server accepts connections; `clients` of each round are asked at once."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return flwr.server.start_server(
             server_address=bind_address,
             config=flwr.server.ServerConfig(num_rounds=num_rounds, round_timeout=round_timeout),
-            server=_ReadyServer(BoundedClientManager(client_wait), strategy, on_ready),
+            server=_ReadyServer(BoundedClientManager(client_wait), strategy, on_ready, clients),
             certificates=certificates,
         )
 

@@ -72,6 +72,7 @@ def run(cfg: ServerRun) -> None:
         client_wait=training.client_wait_seconds,
         certificates=certificates_of(cfg),
         on_ready=signal_ready,
+        clients=cfg.n_clients,
     )
     divergence = strategy.divergence
     rounds_done = int(divergence["round"]) if divergence else len(history.losses_distributed)
