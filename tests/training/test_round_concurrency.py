@@ -20,6 +20,7 @@ import pytest
 from flwr.client import NumPyClient
 
 from florist_grpc.fl import flower_api
+from tests.helpers import wait_for
 
 # One more client than Flower's default pool has workers on this machine.
 CLIENTS = min(32, (os.cpu_count() or 1) + 4) + 1
@@ -28,6 +29,7 @@ SERVER = """
 import sys
 import flwr
 from florist_grpc.fl import flower_api
+from tests.helpers import wait_for
 clients = int(sys.argv[2])
 strategy = flwr.server.strategy.FedAvg(
     fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=clients, min_evaluate_clients=clients,
@@ -60,6 +62,12 @@ class Gathering(NumPyClient):  # type: ignore[misc]
         return 0.0, 1, {}
 
 
+def accepts(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    with socket.socket() as probe:
+        return probe.connect_ex((host, int(port))) == 0
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -79,6 +87,9 @@ def test_every_client_of_a_round_fits_at_the_same_time() -> None:
         for _ in range(CLIENTS)
     ]
     try:
+        # As the control plane does, clients join once the server accepts connections (a client refused at
+        # once does not retry).
+        wait_for(lambda: accepts(address) or server.poll() is not None, 120, "the FL server to listen")
         for client in clients:
             client.start()
         out, err = server.communicate(timeout=120)
