@@ -154,7 +154,7 @@ def run(cfg: ClientRun) -> None:
     address = cfg.server_address
     if cfg.server_host_file:  # started before its server was placed (Slurm): where it runs, once it is ready
         address = await_server_address(cfg.server_host_file, address, cfg.server_host_wait_seconds)
-    flower_api.start_client(address, client, roots, cfg.tls_server_name)
+    flower_api.start_client(address, client, roots, cfg.tls_server_name, connect_seconds=cfg.server_host_wait_seconds)
     reporter.report_values(shutdown=now())
 
 

@@ -6,6 +6,7 @@ Moving to SuperLink/SuperNode is a change to this file only.
 from __future__ import annotations
 
 import logging
+import time
 import timeit
 import warnings
 from collections.abc import Callable
@@ -23,6 +24,8 @@ log = logging.getLogger("florist.fl.server")
 # The client gives up instead of retrying forever when the server is gone (FLorist's clients could hang).
 CLIENT_MAX_RETRIES = 5
 CLIENT_MAX_WAIT_SECONDS = 30.0
+# A client refused by a server not listening yet dials again after this long, doubling up to the cap.
+DIAL_BACKOFF_SECONDS = (0.05, 1.0)
 
 
 class BoundedClientManager(SimpleClientManager):
@@ -107,21 +110,50 @@ def start_client(
     client: flwr.client.NumPyClient,
     root_certificates: bytes | None = None,
     tls_server_name: str = "",
+    connect_seconds: float = 0.0,
 ) -> None:
     """Join the FL server; with `root_certificates` (PEM) over TLS, verifying the server against them (and its
-    certificate for `tls_server_name` when given: the address is then the agent's tunnel on loopback)."""
+    certificate for `tls_server_name` when given: the address is then the agent's tunnel on loopback).
+
+    A server that is not listening yet is dialled again, with backoff, for up to `connect_seconds`. A spawned
+    client starts beside its spawned server (both import torch for seconds) and can dial first, and Flower's
+    legacy transport does not retry: the client failed at its first message, "failed to connect".
+    """
     if root_certificates is not None and tls_server_name:
         _verify_server_name(tls_server_name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        flwr.client.start_client(
-            server_address=server_address,
-            client=client.to_client(),
-            max_retries=CLIENT_MAX_RETRIES,
-            max_wait_time=CLIENT_MAX_WAIT_SECONDS,
-            root_certificates=root_certificates,
-            insecure=root_certificates is None,
-        )
+    deadline = time.monotonic() + connect_seconds
+    delay, cap = DIAL_BACKOFF_SECONDS
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                flwr.client.start_client(
+                    server_address=server_address,
+                    client=client.to_client(),
+                    max_retries=CLIENT_MAX_RETRIES,
+                    max_wait_time=CLIENT_MAX_WAIT_SECONDS,
+                    root_certificates=root_certificates,
+                    insecure=root_certificates is None,
+                )
+            return
+        except grpc.RpcError as exc:
+            if not _refused(exc) or time.monotonic() + delay > deadline:
+                raise
+        log.info("the FL server at %s is not listening yet; dialling again in %.2fs", server_address, delay)
+        time.sleep(delay)  # nothing tells a client when a port starts listening
+        delay = min(delay * 2, cap)
+
+
+def _refused(exc: grpc.RpcError) -> bool:
+    """The stream never started because nothing listens at the address: no instruction can have been received,
+    so joining again starts nothing twice. (A TLS or name failure is not this, and is not retried.)"""
+    details = exc.details() if isinstance(exc, grpc.Call) else ""
+    return (
+        isinstance(exc, grpc.Call)
+        and exc.code() == grpc.StatusCode.UNAVAILABLE
+        and "failed to connect to all addresses" in (details or "")
+        and "Connection refused" in (details or "")
+    )
 
 
 def _verify_server_name(name: str) -> None:

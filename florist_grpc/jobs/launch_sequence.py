@@ -161,8 +161,9 @@ class LaunchSequence:
         # Recorded before the clients start, so a restart can find the server even if we die mid-launch.
         await asyncio.to_thread(self._store.record_launch, job.id, launch)
         # Spawned, clients start while the server is still starting: both spend ~1.5 s importing torch and
-        # Flower, and clients retry connecting (bounded). Forked from the pool, a client would reach the server
-        # before it is bound and wait out Flower's retry backoff (seconds): those start once it is ready.
+        # Flower, and a client refused by a server not listening yet dials again (bounded, fl/flower_api.py).
+        # Forked from the pool, a client would reach the server before it is bound and wait out that backoff:
+        # those start once it is ready.
         # A server that never gets ready still fails the start, and the cleanup stops every process launched.
         if server.clients_after_ready:
             await self._wait_ready(job.id, server_address, server, start)
@@ -195,7 +196,8 @@ class LaunchSequence:
                 redis_username=credentials[client_uuids[i]].username,
                 redis_password=credentials[client_uuids[i]].password,
                 cpus=job.resources.cpus,
-                # Placed by a scheduler, the server says where it runs in this file; the client waits for it.
+                # Placed by a scheduler, the server says where it runs in this file; the client waits for it (and
+                # for a server not listening yet) as long as the start waits for the server.
                 server_host_file="" if client.agent else server.host_file(),
                 server_host_wait_seconds=self._timeouts.server_ready_seconds,
             )
