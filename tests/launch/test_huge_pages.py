@@ -74,8 +74,9 @@ def test_the_idle_setting_and_the_systems_huge_page_setting_are_read_without_fai
 
 
 # Runs in its own small interpreter: the whole heap of the test process is not this test's to move. The region is
-# mapped with MAP_NORESERVE so that it stays a mapping of its own (not merged with the interpreter's arenas), and
-# filled under MADV_NOHUGEPAGE so that a system set to "always" does not fault whole huge pages into it.
+# mapped with MAP_NORESERVE so that it stays a mapping of its own (not merged with the interpreter's arenas). It is
+# given no advice: marked MADV_HUGEPAGE, khugepaged may fill and collapse the sparse range on its own (seen once in
+# ten runs), which is the kernel's doing, not the pass's.
 DENSE_AND_SPARSE = """
 import ctypes, json, mmap
 from florist_grpc.launch.huge_pages import HeapCollapse, huge_page_size
@@ -84,7 +85,6 @@ if not size:
     print(json.dumps({"collapsed": 0, "summary": why}))
     raise SystemExit
 region = mmap.mmap(-1, 5 * size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000)
-region.madvise(mmap.MADV_NOHUGEPAGE)
 base = ctypes.addressof(ctypes.c_char.from_buffer(region))
 dense = -(-base // size) * size
 sparse = dense + 2 * size
@@ -92,7 +92,6 @@ for offset in range(0, size, mmap.PAGESIZE):
     region[dense - base + offset] = 7
 for offset in range(0, size // 4, mmap.PAGESIZE):
     region[sparse - base + offset] = 7
-region.madvise(mmap.MADV_HUGEPAGE)
 heap = HeapCollapse(0.0)
 while not heap.step():
     pass
@@ -111,6 +110,8 @@ print(json.dumps({"collapsed": heap.collapsed, "summary": heap.summary(), "size_
 
 
 def test_a_dense_range_is_moved_to_a_huge_page_and_a_sparse_one_is_left() -> None:
+    if "[always]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text():
+        pytest.skip("transparent huge pages are set to always: faults and khugepaged fill sparse ranges themselves")
     out = subprocess.run(
         [sys.executable, "-c", DENSE_AND_SPARSE], capture_output=True, text=True, timeout=60, check=False
     )
