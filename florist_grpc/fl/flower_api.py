@@ -147,13 +147,10 @@ def start_client(
 def _refused(exc: grpc.RpcError) -> bool:
     """The stream never started because nothing listens at the address: no instruction can have been received,
     so joining again starts nothing twice. (A TLS or name failure is not this, and is not retried.)"""
-    details = exc.details() if isinstance(exc, grpc.Call) else ""
-    return (
-        isinstance(exc, grpc.Call)
-        and exc.code() == grpc.StatusCode.UNAVAILABLE
-        and "failed to connect to all addresses" in (details or "")
-        and "Connection refused" in (details or "")
-    )
+    if not isinstance(exc, grpc.Call) or exc.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    details = exc.details() or ""
+    return "failed to connect to all addresses" in details and "Connection refused" in details
 
 
 def _verify_server_name(name: str) -> None:

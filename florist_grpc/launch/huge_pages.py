@@ -99,19 +99,17 @@ class HeapCollapse:
     def __init__(self, idle_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._idle_seconds = idle_seconds
         self._clock = clock
-        self._idle_since = clock()
-        self._left: list[int] | None = None  # the ranges this idle time's pass has yet to do; None: not begun
         self._libc: _Libc | None = None
         self._size = 0
         self._unusable = "" if sys.platform.startswith("linux") else "not Linux"
-        self._resting = idle_seconds < 0 or bool(self._unusable)  # no pass is due until the next idle time
         self.collapsed = self.sparse = 0  # ranges, in the last pass
         self.refused: Counter[int] = Counter()  # ranges, by the errno the kernel gave
+        self.busy()
 
     def busy(self) -> None:
         self._idle_since = self._clock()
-        self._left = None
-        self._resting = self._idle_seconds < 0 or bool(self._unusable)
+        self._left: list[int] | None = None  # the ranges this idle time's pass has yet to do; None: not begun
+        self._resting = self._idle_seconds < 0 or bool(self._unusable)  # no pass is due until the next idle time
 
     def wait(self) -> float | None:
         """How long the caller may block before the next step is due (None: no step will be)."""
@@ -127,12 +125,13 @@ class HeapCollapse:
         if self._resting or self._clock() < self._idle_since + self._idle_seconds:
             return False
         if self._left is None:
-            self._size, self._unusable = huge_page_size()
-            try:
-                self._libc = self._libc or (None if self._unusable else _Libc(self._size))
-                self._left = [] if self._unusable else heap_ranges(Path("/proc/self/maps").read_text(), self._size)
-            except (OSError, AttributeError) as exc:  # no /proc, or a libc without madvise or mincore
-                self._unusable = str(exc)
+            self._size, self._unusable = huge_page_size()  # read at each pass: an operator may set "never"
+            if not self._unusable:
+                try:
+                    self._libc = self._libc or _Libc(self._size)
+                    self._left = heap_ranges(Path("/proc/self/maps").read_text(), self._size)
+                except (OSError, AttributeError) as exc:  # no /proc, or a libc without madvise or mincore
+                    self._unusable = str(exc)
             if self._unusable:
                 self._resting = True
                 return True
