@@ -13,14 +13,15 @@ import grpc
 import pytest
 
 from florist_grpc.fl import flower_api
+from florist_grpc.net import free_port, free_service_port
 from tests.helpers import wait_for
-from tests.training.test_round_concurrency import SERVER, Gathering, free_port
+from tests.training.test_round_concurrency import SERVER, Gathering
 
 
 @pytest.mark.slow
 def test_a_client_started_before_its_server_joins_it_once_it_listens(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="florist.fl.server")
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_service_port()}"  # bound once the server has started, later
     seen: list[str] = []
     failures: list[BaseException] = []
 

@@ -20,6 +20,7 @@ import pytest
 from flwr.client import NumPyClient
 
 from florist_grpc.fl import flower_api
+from florist_grpc.net import free_service_port, split_host_port
 from tests.helpers import wait_for
 
 # One more client than Flower's default pool has workers on this machine.
@@ -29,6 +30,7 @@ SERVER = """
 import sys
 import flwr
 from florist_grpc.fl import flower_api
+from florist_grpc.net import free_service_port, split_host_port
 from tests.helpers import wait_for
 clients = int(sys.argv[2])
 strategy = flwr.server.strategy.FedAvg(
@@ -63,20 +65,13 @@ class Gathering(NumPyClient):  # type: ignore[misc]
 
 
 def accepts(address: str) -> bool:
-    host, _, port = address.rpartition(":")
     with socket.socket() as probe:
-        return probe.connect_ex((host, int(port))) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        return probe.connect_ex(split_host_port(address)) == 0
 
 
 @pytest.mark.slow
 def test_every_client_of_a_round_fits_at_the_same_time() -> None:
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_service_port()}"  # bound once the server has imported Flower
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, address, str(CLIENTS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
