@@ -20,7 +20,7 @@ import psutil
 
 from bench.profile import sampled
 from bench.stats import record
-from bench.warm import PATIENT, huge_kib, plane, run_job
+from bench.warm import PATIENT, plane, rollup_kib, run_job
 from florist_grpc.fl.make_data import write_synthetic
 
 
@@ -67,7 +67,7 @@ def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
             result = run_job(running, data, rounds)
             fl_cpu, plane_cpu = cpu_seconds(pool, True) - fl_before, cpu_seconds(this, False) - plane_before
             pool_cpu = cpu_seconds(pool, False) - pool_before  # its forks
-            pool_huge = huge_kib(pool.pid) >> 10
+            pool_huge = rollup_kib(pool.pid, "AnonHugePages") >> 10
     line = {
         **result,
         "fl_cpu_s": fl_cpu,

@@ -19,6 +19,7 @@ import statistics
 import time
 
 from bench.stats import record
+from bench.warm import rollup_kib
 
 
 def _forks(count: int) -> dict[str, float]:
@@ -39,11 +40,6 @@ def _forks(count: int) -> dict[str, float]:
     }
 
 
-def _rollup(field: str) -> int:
-    with open("/proc/self/smaps_rollup") as rollup:
-        return next(int(line.split()[1]) for line in rollup if line.startswith(field + ":"))
-
-
 def fork_cost(forks: int = 30) -> dict[str, float]:
     from florist_grpc.fl.warm_up import warm_up
     from florist_grpc.launch.huge_pages import HeapCollapse
@@ -53,7 +49,7 @@ def fork_cost(forks: int = 30) -> dict[str, float]:
         importlib.import_module(module)
     warm_up()
     gc.freeze()
-    anon_before = _rollup("Anonymous")
+    anon_before = rollup_kib("self", "Anonymous")
     small = _forks(forks)
     heap = HeapCollapse(0.0)
     began, cpu = time.perf_counter(), time.process_time()
@@ -65,8 +61,8 @@ def fork_cost(forks: int = 30) -> dict[str, float]:
         **{f"small_{key}": value for key, value in small.items()},
         **{f"huge_{key}": value for key, value in huge.items()},
         "anonymous_mib": anon_before / 1024,
-        "anonymous_growth_mib": (_rollup("Anonymous") - anon_before) / 1024,
-        "huge_mib": _rollup("AnonHugePages") / 1024,
+        "anonymous_growth_mib": (rollup_kib("self", "Anonymous") - anon_before) / 1024,
+        "huge_mib": rollup_kib("self", "AnonHugePages") / 1024,
         "move_s": moved_s,
         "move_cpu_s": moved_cpu_s,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

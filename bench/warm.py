@@ -65,11 +65,10 @@ def plane(pool: bool, timeouts: Timeouts | None = None) -> Iterator[ControlPlane
 
 
 def huge_pages_settled(pid: int, bound: float = 10.0) -> int:
-    """Wait until process `pid`'s huge pages stop growing (half a second unchanged) or, if it has none 3 s after
-    its pool said hello (an earlier revision's pool), go on; MiB on huge pages."""
+    """MiB on huge pages once `pid`'s stop growing (0.5 s unchanged), or none 3 s on (an earlier revision's pool)."""
     began, seen, since = time.monotonic(), -1, time.monotonic()
     while time.monotonic() - began < bound:
-        kib = huge_kib(pid)
+        kib = rollup_kib(pid, "AnonHugePages")
         if kib != seen:
             seen, since = kib, time.monotonic()
         elif (kib and time.monotonic() - since >= 0.5) or (not kib and time.monotonic() - began >= 3.0):
@@ -78,9 +77,10 @@ def huge_pages_settled(pid: int, bound: float = 10.0) -> int:
     return seen >> 10
 
 
-def huge_kib(pid: int) -> int:
+def rollup_kib(pid: int | str, field: str) -> int:
+    """One field of process `pid`'s (or "self"'s) /proc smaps_rollup, in KiB: e.g. AnonHugePages, Anonymous."""
     rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    return next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("AnonHugePages:"))
+    return next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith(field + ":"))
 
 
 def fl_processes(running: ControlPlaneThread) -> list[psutil.Process]:
