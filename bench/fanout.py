@@ -105,7 +105,9 @@ def record_latencies(
 
 
 def fanout(subscribers: int, rate: int, seconds: float = 3.0) -> dict[str, float]:
-    with embedded_plane() as running:
+    # No launcher pool: nothing here launches an FL process, and a pool warming up (~3 s of CPU importing torch)
+    # would share the 2 cores with the seconds measured. It did until section 20 (docs/benchmarks.md).
+    with embedded_plane(launcher_pool=False) as running:
         plane = running.plane
         job = simulation.create_running(plane, n_clients=1)
         subscriber = load_process("subscribe", running.address, job.job_id, str(subscribers))

@@ -1,5 +1,6 @@
 """Running the pieces of a benchmark: load processes and their JSON results (the embedded control plane is
-florist_grpc/testing/plane.py's `embedded_plane`)."""
+florist_grpc/testing/plane.py's `embedded_plane`; a benchmark that launches no FL process asks it for no launcher
+pool, whose warm-up would otherwise take a core during the first seconds measured)."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def ingest(jobs: int, backend: str) -> None:
     store: JobStore | None = None
     if backend.startswith("mongomock"):
         store = MongoStore(mongomock.MongoClient(), "bench", batch_ingest=backend == "mongomock")
-    with embedded_plane(store) as running, tempfile.TemporaryDirectory() as scratch:
+    with embedded_plane(store, launcher_pool=False) as running, tempfile.TemporaryDirectory() as scratch:
         plane = running.plane
         simulated = [simulation.create_running(plane, SOURCES_PER_JOB - 1) for _ in range(jobs)]
         uuids = [r.uuid for job in simulated for r in job.reporters.values()]

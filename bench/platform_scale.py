@@ -54,7 +54,7 @@ def listing(quick: bool) -> None:
         began, at = time.monotonic(), datetime(2026, 1, 1, tzinfo=UTC)
         ids = [store.create_job(bench_job(i, at)).id for i in range(count)]
         record("listing", jobs=count, store_seconds=time.monotonic() - began)
-        with embedded_plane(store=store) as running:
+        with embedded_plane(store=store, launcher_pool=False) as running:
             stub = pb_grpc.JobServiceStub(running.channel)
             pages, token = [], ""
             while True:
@@ -151,7 +151,7 @@ def watchers(quick: bool) -> None:
 
 def watch_fanout(quick: bool, pace: float) -> None:
     subscribers, job_count, rounds = (20, 5, 3) if quick else (100, 20, 10)
-    with embedded_plane() as running:
+    with embedded_plane(launcher_pool=False) as running:
         plane = running.plane
         committed: dict[int, int] = {}
 
