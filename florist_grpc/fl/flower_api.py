@@ -19,7 +19,9 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
 from flwr.server.history import History
 
-log = logging.getLogger("florist.fl.server")
+# The names an FL process logs under (fl/process.py): this module runs in both kinds.
+server_log = logging.getLogger("florist.fl.server")
+client_log = logging.getLogger("florist.fl.client")
 
 # The client gives up instead of retrying forever when the server is gone (FLorist's clients could hang).
 CLIENT_MAX_RETRIES = 5
@@ -79,7 +81,9 @@ class _ReadyServer(flwr.server.Server):
         try:
             return super().fit(num_rounds, timeout)
         except StopRun as stop:
-            log.warning("ending the run early: %s (Flower's summary below still says %d rounds)", stop, num_rounds)
+            server_log.warning(
+                "ending the run early: %s (Flower's summary below still says %d rounds)", stop, num_rounds
+            )
             return History(), timeit.default_timer() - started
 
 
@@ -139,7 +143,7 @@ def start_client(
         except grpc.RpcError as exc:
             if not _refused(exc) or time.monotonic() + delay > deadline:
                 raise
-        log.info("the FL server at %s is not listening yet; dialling again in %.2fs", server_address, delay)
+        client_log.info("the FL server at %s is not listening yet; dialling again in %.2fs", server_address, delay)
         time.sleep(delay)  # nothing tells a client when a port starts listening
         delay = min(delay * 2, cap)
 

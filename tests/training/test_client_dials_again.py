@@ -20,7 +20,7 @@ from tests.training.test_round_concurrency import SERVER, Gathering
 
 @pytest.mark.slow
 def test_a_client_started_before_its_server_joins_it_once_it_listens(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="florist.fl.server")
+    caplog.set_level(logging.INFO, logger="florist.fl.client")
     address = f"127.0.0.1:{free_service_port()}"  # bound once the server has started, later
     seen: list[str] = []
     failures: list[BaseException] = []
@@ -48,7 +48,7 @@ def test_a_client_started_before_its_server_joins_it_once_it_listens(caplog: pyt
 
 
 def test_a_server_that_never_listens_fails_the_client_once_its_time_is_up(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="florist.fl.server")
+    caplog.set_level(logging.INFO, logger="florist.fl.client")
     began = time.monotonic()
     with pytest.raises(grpc.RpcError) as refused:
         flower_api.start_client(f"127.0.0.1:{free_port()}", Gathering(threading.Barrier(1), []), connect_seconds=1.0)
