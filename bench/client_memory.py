@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import psutil
 
+from bench.pss_sampler import fl_processes
 from bench.stats import record
-from bench.warm import PATIENT, fl_processes, job_message, plane
+from bench.warm import PATIENT, job_message, plane
 from florist_grpc.fl.make_data import write_synthetic
 from florist_grpc.proto.florist.v1 import job_service_pb2, job_service_pb2_grpc
 from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
@@ -62,7 +64,7 @@ def split(clients: int = 10, after_rounds: int = 5) -> dict[str, int]:
                 if "rounds" in rounds and len(rounds["rounds"].struct_value.fields) >= after_rounds:
                     break
                 time.sleep(0.2)
-            client = next(p for p in fl_processes(running) if "fl.client" in " ".join(p.cmdline()))
+            client = next(p for p in fl_processes(psutil.Process()) if "fl.client" in " ".join(p.cmdline()))
             shares: Counter[str] = Counter()
             for start, mapping in mappings(client.pid).items():
                 inherited = start in before and before[start].end == mapping.end

@@ -8,10 +8,7 @@ control plane while the job runs (bench/profile.py).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,32 +16,10 @@ from pathlib import Path
 import psutil
 
 from bench.profile import sampled
+from bench.pss_sampler import PssPeak
 from bench.stats import record
 from bench.warm import PATIENT, plane, rollup_kib, run_job
 from florist_grpc.fl.make_data import write_synthetic
-
-
-class PssPeak:
-    """The FL processes' PSS at the sample where their sum peaked: the sum, the count, the largest; and the control
-    plane's own peak PSS. Sampled by another process (bench/pss_sampler.py), so the sampling's CPU is not the
-    control plane's."""
-
-    def __init__(self) -> None:
-        self.total = self.largest = self.count = self.uss = 0
-        self.plane = 0  # this process: the control plane (and the benchmark's client)
-        self._process: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> PssPeak:
-        command = [sys.executable, "-m", "bench.pss_sampler", str(os.getpid())]
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._process is not None
-        out, _ = self._process.communicate(timeout=60)  # closes its stdin: it stops and prints its peaks
-        peak = json.loads(out)
-        self.total, self.count, self.largest, self.plane = peak["total"], peak["count"], peak["largest"], peak["plane"]
-        self.uss = peak["uss"]
 
 
 def cpu_seconds(process: psutil.Process, children: bool) -> float:
@@ -80,6 +55,9 @@ def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
         "pss_largest_mib": pss.largest / 2**20,
         "uss_mean_mib": pss.uss / max(pss.count, 1) / 2**20,  # private to each process, at the PSS peak
         "plane_pss_mib": pss.plane / 2**20,
+        # What the machine's anonymous memory and page tables gained at the job's peak (bench/pss_sampler.py: a
+        # whole reading, where a PSS pass over 100 processes is not); the pool's own memory is not in it.
+        "anon_added_gib": pss.added / 2**30,
         "loadavg_1m": os.getloadavg()[0],
     }
     record("clients", clients=clients, rounds=rounds, **line)

@@ -9,7 +9,7 @@ Every figure is a ratio of two things measured side by side in one run, alternat
 - clients20: one job with 20 clients, pool vs spawn: wall time, StartTraining, PSS of its FL processes.
 - concurrent: N concurrent 2-client jobs, pool vs spawn: wall time (first StartTraining to last terminal event)
   and PSS of all FL processes (the pool process included, on the pool side).
-PSS is summed over the processes (psutil memory_full_info), sampled every 0.5 s while the job runs; the peak.
+PSS is summed over the processes, sampled every 0.5 s while the job runs (bench/pss_sampler.py); the peak.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import psutil
 from google.protobuf import json_format
 
 from bench.overhead import CONFIG, plain_job, plain_script
+from bench.pss_sampler import PssPeak
 from bench.stats import percentile, record
 from florist_grpc.api.convert import dict_to_struct
 from florist_grpc.config import Timeouts
@@ -39,7 +39,6 @@ from florist_grpc.proto.florist.v1 import training_service_pb2 as pb
 from florist_grpc.proto.florist.v1 import training_service_pb2_grpc as pb_grpc
 from florist_grpc.testing.plane import ControlPlaneThread, embedded_plane
 
-FL_MODULES = ("florist_grpc.fl.server", "florist_grpc.fl.client")
 # Spawned, many processes (and each job's data probe) import torch at once: on 2 cores a spawned FL server needs
 # more than the default 30 s to be ready (20 clients, or 20 jobs). Both sides get the same bounds.
 PATIENT = Timeouts(server_ready_seconds=300.0, data_check_seconds=300.0)
@@ -81,51 +80,6 @@ def rollup_kib(pid: int | str, field: str) -> int:
     """One field of process `pid`'s (or "self"'s) /proc smaps_rollup, in KiB: e.g. AnonHugePages, Anonymous."""
     rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
     return next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith(field + ":"))
-
-
-def fl_processes(running: ControlPlaneThread) -> list[psutil.Process]:
-    """This plane's FL processes (and its launcher pool), found among our descendants."""
-    found = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            cmd = " ".join(p.cmdline())
-        except psutil.Error:
-            continue
-        if any(m in cmd for m in FL_MODULES) or "florist_grpc.launch.pool_process" in cmd:
-            found.append(p)
-    return found
-
-
-class PssSampler:
-    """Peak of the summed PSS of the FL processes, sampled in a thread while a job runs."""
-
-    def __init__(self, running: ControlPlaneThread) -> None:
-        self.peak = 0
-        self.peak_count = 0
-        self._running = running
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            total, count = 0, 0
-            for p in fl_processes(self._running):
-                try:
-                    total += p.memory_full_info().pss
-                    count += 1
-                except psutil.Error:
-                    continue
-            if total > self.peak:
-                self.peak, self.peak_count = total, count
-            self._stop.wait(0.5)  # a sampling interval, not a synchronisation
-
-    def __enter__(self) -> PssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def job_message(data: list[Path], rounds: int) -> job_pb2.Job:
@@ -256,9 +210,9 @@ def rounds(pairs: int = 20, count: int = 50) -> None:
 
 
 def measured(running: ControlPlaneThread, job: Callable[[], dict[str, float]]) -> dict[str, float]:
-    with PssSampler(running) as pss:
+    with PssPeak() as pss:
         result = job()
-    return {**result, "pss_gib": pss.peak / 2**30, "processes": float(pss.peak_count)}
+    return {**result, "pss_gib": pss.total / 2**30, "processes": float(pss.count), "anon_added_gib": pss.added / 2**30}
 
 
 def many_clients(scratch: Path, clients: int) -> None:
