@@ -1,6 +1,7 @@
 """One job with many clients through the launcher pool (issue 23, item 3): wall time, StartTraining, the first
 round, and where the memory is: the FL processes' summed PSS at its peak, split per process (the pool's forks
-share torch's pages, so PSS, not RSS, is what each one costs), and the control plane's own PSS.
+share torch's pages, so PSS, not RSS, is what each one costs), the control plane's own PSS, and the memory the job
+added at its peak, read whole (bench/pss_sampler.py says why the PSS peak cannot be).
 
 python -c "from bench import clients; clients.run_clients(100)"; BENCH_PROFILE=DIR adds a py-spy profile of the
 control plane while the job runs (bench/profile.py).
@@ -34,7 +35,8 @@ def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
     control plane's (this process: the plane, and the benchmark's one client reading the job's stream)."""
     with tempfile.TemporaryDirectory() as directory:
         data = write_synthetic(Path(directory) / "data", clients)
-        with plane(True, PATIENT) as running, PssPeak() as pss, sampled(f"clients-{clients}"):
+        # py-spy (BENCH_PROFILE) starts first: its own memory is not the job's.
+        with plane(True, PATIENT) as running, sampled(f"clients-{clients}"), PssPeak() as pss:
             assert running.plane.launcher_pool is not None and running.plane.launcher_pool.pid is not None
             pool, this = psutil.Process(running.plane.launcher_pool.pid), psutil.Process()
             fl_before, plane_before = cpu_seconds(pool, True), cpu_seconds(this, False)
@@ -43,6 +45,7 @@ def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
             fl_cpu, plane_cpu = cpu_seconds(pool, True) - fl_before, cpu_seconds(this, False) - plane_before
             pool_cpu = cpu_seconds(pool, False) - pool_before  # its forks
             pool_huge = rollup_kib(pool.pid, "AnonHugePages") >> 10
+            pool_anonymous = rollup_kib(pool.pid, "Anonymous") >> 10
     line = {
         **result,
         "fl_cpu_s": fl_cpu,
@@ -56,8 +59,9 @@ def run_clients(clients: int, rounds: int = 3) -> dict[str, float]:
         "uss_mean_mib": pss.uss / max(pss.count, 1) / 2**20,  # private to each process, at the PSS peak
         "plane_pss_mib": pss.plane / 2**20,
         # What the machine's anonymous memory and page tables gained at the job's peak (bench/pss_sampler.py: a
-        # whole reading, where a PSS pass over 100 processes is not); the pool's own memory is not in it.
+        # whole reading, where a PSS pass over 100 processes is not); the pool's own memory is not in it, but beside it.
         "anon_added_gib": pss.added / 2**30,
+        "pool_anon_mib": float(pool_anonymous),
         "loadavg_1m": os.getloadavg()[0],
     }
     record("clients", clients=clients, rounds=rounds, **line)

@@ -9,8 +9,9 @@ Two measures, since the first cannot see a 100-client job whole:
   job makes (each read walks ~300 MiB of mappings, under the process's mmap lock): processes start and end during
   a pass, so its sum is of processes at different moments, and its peak can miss the moment they are all alive.
 - The machine's anonymous memory and page tables (/proc/meminfo), every 20 ms: one read is instantaneous and
-  whole. What the job added is its peak less the reading at the sampler's start (the pool warm, before
-  StartTraining); it counts every process on the machine, so it is measured on a machine doing nothing else.
+  whole. What the job added is its peak less the reading at the sampler's start, which PssPeak waits for
+  before the job begins (bench/clients.py: the pool warm, before StartTraining). It counts every process on the
+  machine, so it is measured on a machine doing nothing else.
 """
 
 from __future__ import annotations
@@ -43,10 +44,17 @@ class PssPeak:
     def __enter__(self) -> PssPeak:
         command = [sys.executable, "-m", "bench.pss_sampler", str(os.getpid())]
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        # Its first meminfo reading is the baseline: the job must not start before it.
+        assert self._process.stdout.readline().strip() == "ready", "the sampler did not start"
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, failed: type[BaseException] | None, *exc: object) -> None:
         assert self._process is not None
+        if failed is not None:  # the job's own error is the one to see, not a sampler cut short
+            self._process.kill()
+            self._process.wait()
+            return
         out, _ = self._process.communicate(timeout=60)  # closes its stdin: it stops and prints its peaks
         peak = json.loads(out)
         self.total, self.count, self.largest, self.plane = peak["total"], peak["count"], peak["largest"], peak["plane"]
@@ -80,10 +88,14 @@ class AnonymousPeak(threading.Thread):
         super().__init__(daemon=True)
         self.start_bytes = self.peak = anonymous_bytes()
         self.stop = threading.Event()
+        self.failure: OSError | None = None
 
     def run(self) -> None:
-        while not self.stop.wait(MEMINFO_INTERVAL):  # a sampling interval, not a synchronisation
-            self.peak = max(self.peak, anonymous_bytes())
+        try:
+            while not self.stop.wait(MEMINFO_INTERVAL):  # a sampling interval, not a synchronisation
+                self.peak = max(self.peak, anonymous_bytes())
+        except OSError as exc:  # reported by `sample`: a peak that stopped early would be too low, silently
+            self.failure = exc
 
 
 def sample(pid: int) -> dict[str, int]:
@@ -93,6 +105,7 @@ def sample(pid: int) -> dict[str, int]:
     peak = {"total": 0, "count": 0, "largest": 0, "plane": 0, "uss": 0}
     anonymous = AnonymousPeak()
     anonymous.start()
+    print("ready", flush=True)
     while True:
         sizes, private = [], []
         for p in fl_processes(root):
@@ -113,6 +126,8 @@ def sample(pid: int) -> dict[str, int]:
             break
     anonymous.stop.set()
     anonymous.join()
+    if anonymous.failure is not None:
+        raise anonymous.failure
     return {**peak, "added": anonymous.peak - anonymous.start_bytes}
 
 

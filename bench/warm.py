@@ -9,7 +9,8 @@ Every figure is a ratio of two things measured side by side in one run, alternat
 - clients20: one job with 20 clients, pool vs spawn: wall time, StartTraining, PSS of its FL processes.
 - concurrent: N concurrent 2-client jobs, pool vs spawn: wall time (first StartTraining to last terminal event)
   and PSS of all FL processes (the pool process included, on the pool side).
-PSS is summed over the processes, sampled every 0.5 s while the job runs (bench/pss_sampler.py); the peak.
+PSS is summed over the processes, sampled every 0.5 s while the job runs (bench/pss_sampler.py); the peak. Beside
+it, the machine's anonymous memory at its peak, read whole every 20 ms, less before the job, plus the pool's own.
 """
 
 from __future__ import annotations
@@ -210,9 +211,14 @@ def rounds(pairs: int = 20, count: int = 50) -> None:
 
 
 def measured(running: ControlPlaneThread, job: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """`job`'s figures and its memory: the FL processes' peak PSS, and `anon_gib`, what the machine's anonymous
+    memory gained at its peak plus the launcher pool's own, so that the pool and spawn sides count the same."""
+    pool = running.plane.launcher_pool
+    own = rollup_kib(pool.pid, "Anonymous") << 10 if pool is not None and pool.pid is not None else 0
     with PssPeak() as pss:
         result = job()
-    return {**result, "pss_gib": pss.total / 2**30, "processes": float(pss.count), "anon_added_gib": pss.added / 2**30}
+    anon_gib = (pss.added + own) / 2**30
+    return {**result, "pss_gib": pss.total / 2**30, "processes": float(pss.count), "anon_gib": anon_gib}
 
 
 def many_clients(scratch: Path, clients: int) -> None:
