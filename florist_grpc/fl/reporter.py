@@ -8,7 +8,6 @@ by the next one.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +17,6 @@ from redis.retry import Retry
 
 from florist_grpc.config import Timeouts
 from florist_grpc.domain.portable_json import portable
-
-log = logging.getLogger(__name__)
 
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0

@@ -6,14 +6,12 @@ diverged and was stopped (the report's `diverged` key says where; fit_end is rep
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from florist_grpc.fl.process import prepare_process, run_then_exit, use_cpus
 from florist_grpc.fl.run_config import ServerRun, take_run_json
 
-log = logging.getLogger("florist.fl.server")
 EXIT_DIVERGED = 3
 
 
