@@ -30,8 +30,6 @@ SERVER = """
 import sys
 import flwr
 from florist_grpc.fl import flower_api
-from florist_grpc.net import free_service_port, split_host_port
-from tests.helpers import wait_for
 clients = int(sys.argv[2])
 strategy = flwr.server.strategy.FedAvg(
     fraction_fit=1.0, fraction_evaluate=1.0, min_fit_clients=clients, min_evaluate_clients=clients,
@@ -82,8 +80,8 @@ def test_every_client_of_a_round_fits_at_the_same_time() -> None:
         for _ in range(CLIENTS)
     ]
     try:
-        # As the control plane does, clients join once the server accepts connections (a client refused at
-        # once does not retry).
+        # As the control plane does with forked clients, they join once the server accepts connections: this
+        # test is about the round, not about dialling again (tests/training/test_client_dials_again.py).
         wait_for(lambda: accepts(address) or server.poll() is not None, 120, "the FL server to listen")
         for client in clients:
             client.start()
